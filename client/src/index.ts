@@ -1,0 +1,2 @@
+export * from './signaling.js';
+export * from './rest.js';

@@ -1,0 +1,341 @@
+import {
+  encodeMessage,
+  ProtocolError,
+  PROTOCOL_VERSION,
+  type ChannelId,
+  type LeaveReason,
+  type Member,
+  type ResultMap,
+  type ServerMessage,
+  type Transport,
+  type UserId,
+  type VoiceBinding,
+  type Welcome,
+} from '@voice/protocol';
+import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
+import { hashToken, verifyPassword } from '../state/passwords.js';
+import type { ChannelService } from './channels.js';
+import type { AppContext, Connection, Principal } from './context.js';
+import type { UserService } from './users.js';
+import type { VoicePlane } from './voice-plane.js';
+
+/** One logged-in user on this node: outlives its connection by the grace period. */
+export class Session {
+  conn: Connection | null = null;
+  everConnected = false;
+  channelId: ChannelId | null = null;
+  voice: VoiceBinding | null = null;
+  selfMute = false;
+  selfDeaf = false;
+  serverMute = false;
+  speaking = false;
+  transport: Transport = 'none';
+  admin = false;
+  graceTimer: NodeJS.Timeout | null = null;
+  /** Listener-side volume per speaker, percent; absent means 100. */
+  readonly volumes = new Map<UserId, number>();
+  closed = false;
+
+  constructor(
+    readonly tokenHash: string,
+    public user: StoredUser,
+  ) {}
+
+  get userId(): UserId {
+    return this.user.id;
+  }
+  get principal(): Principal {
+    return { userId: this.user.id, admin: this.admin };
+  }
+  member(): Member {
+    return {
+      userId: this.user.id,
+      nickname: this.user.nickname,
+      status: this.user.status,
+      selfMute: this.selfMute,
+      selfDeaf: this.selfDeaf,
+      serverMute: this.serverMute,
+      speaking: this.speaking,
+      transport: this.transport,
+      away: this.conn === null,
+    };
+  }
+}
+
+/**
+ * Owns the sessions of this node: log-in, hello/resume, grace periods, joins and leaves, and the
+ * fan-out of bus events to the connections that should see them. Closing it ends every session.
+ */
+export class SessionManager {
+  readonly #byUser = new Map<UserId, Session>();
+  readonly #byConn = new Map<number, Session>();
+  readonly #unsubscribe: () => void;
+  voice: VoicePlane | null = null;
+  #closed = false;
+
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly users: UserService,
+    private readonly channels: ChannelService,
+  ) {
+    this.#unsubscribe = ctx.bus.subscribe((e) => this.#onBusEvent(e));
+  }
+
+  get size(): number {
+    return this.#byUser.size;
+  }
+  byConnection(conn: Connection): Session | undefined {
+    return this.#byConn.get(conn.id);
+  }
+  byUser(id: UserId): Session | undefined {
+    return this.#byUser.get(id);
+  }
+  *all(): IterableIterator<Session> {
+    yield* this.#byUser.values();
+  }
+
+  /** A REST log-in creates the session; it waits one grace period for its WebSocket. */
+  async registerLogin(token: string, user: StoredUser): Promise<Session> {
+    const s = new Session(hashToken(token), user);
+    this.#byUser.set(user.id, s);
+    await this.ctx.directory.setOnline(user.id, true);
+    this.#startGrace(s);
+    this.ctx.metrics.sessions.set(this.#byUser.size);
+    return s;
+  }
+
+  /** `hello`: binds a connection to the token's session, restoring it when within its grace period. */
+  async attach(conn: Connection, token: string, admin: boolean, version: number): Promise<Welcome> {
+    if (this.#closed) throw new ProtocolError('UNAVAILABLE');
+    const user = await this.users.authenticate(token);
+    let s = this.#byUser.get(user.id);
+    const resumed = s !== undefined && s.everConnected;
+    if (!s) {
+      // A returning user whose session had ended (or a restarted server): take the nickname back.
+      if (!(await this.ctx.directory.claimNickname(user.nickname, user.id))) throw new ProtocolError('NICKNAME_TAKEN');
+      s = new Session(hashToken(token), user);
+      this.#byUser.set(user.id, s);
+      await this.ctx.directory.setOnline(user.id, true);
+    }
+    if (s.conn && s.conn.id !== conn.id) {
+      const old = s.conn;
+      this.#byConn.delete(old.id);
+      old.send({ t: 'bye', code: 'SESSION_REPLACED', message: 'this session was resumed on another connection' });
+      old.close(4001, 'session replaced');
+    }
+    this.#clearGrace(s);
+    s.conn = conn;
+    s.everConnected = true;
+    s.admin = admin;
+    s.user = (await this.ctx.store.updateUser(user.id, { lastSeenAt: this.ctx.now() })) ?? user;
+    this.#byConn.set(conn.id, s);
+    this.ctx.metrics.sessions.set(this.#byUser.size);
+    if (resumed) this.ctx.metrics.sessionsResumed.inc();
+    if (s.channelId) await this.#publishMember(s);
+    return {
+      version,
+      server: `voice/${PROTOCOL_VERSION}`,
+      user: { ...s.user, online: true },
+      resumed,
+      channelId: s.channelId,
+      voice: s.voice,
+      heartbeatMs: this.ctx.config.heartbeatMs,
+      graceMs: this.ctx.config.graceMs,
+    };
+  }
+
+  /** The connection dropped: keep the session (and its seat) for the grace period. */
+  async detach(conn: Connection): Promise<void> {
+    const s = this.#byConn.get(conn.id);
+    this.#byConn.delete(conn.id);
+    if (!s || s.conn?.id !== conn.id) return;
+    s.conn = null;
+    if (s.transport === 'ws') s.transport = 'none';
+    this.#startGrace(s);
+    if (s.channelId) {
+      this.voice?.update(s);
+      await this.#publishMember(s);
+    }
+  }
+
+  /** Logs out: the session ends now, without grace. */
+  async end(s: Session, reason: LeaveReason = 'leave'): Promise<void> {
+    if (s.closed) return;
+    s.closed = true;
+    this.#clearGrace(s);
+    if (s.conn) this.#byConn.delete(s.conn.id);
+    if (s.channelId) await this.leave(s, reason);
+    this.#byUser.delete(s.userId);
+    await this.ctx.directory.releaseNickname(s.user.nickname, s.userId);
+    await this.ctx.directory.setOnline(s.userId, false);
+    this.ctx.metrics.sessions.set(this.#byUser.size);
+  }
+
+  async join(s: Session, channelId: ChannelId, password: string | undefined): Promise<ResultMap['channel.join']> {
+    const ch = await this.channels.get(channelId);
+    if (ch.passwordHash !== null && !this.channels.canModerate(s.principal, ch)) {
+      if (password === undefined || !(await verifyPassword(password, ch.passwordHash))) {
+        throw new ProtocolError('WRONG_PASSWORD', password === undefined ? 'this channel needs a password' : undefined);
+      }
+    }
+    if (s.channelId !== channelId) {
+      const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
+      if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
+      if (s.channelId) await this.leave(s, 'moved');
+      s.channelId = channelId;
+      s.serverMute = false;
+      s.speaking = false;
+      s.voice = this.voice?.attach(s, ch) ?? null;
+      await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
+    }
+    return { channel: await this.channels.view(ch), members: this.members(channelId), voice: s.voice! };
+  }
+
+  async leave(s: Session, reason: LeaveReason): Promise<void> {
+    const channelId = s.channelId;
+    if (!channelId) return;
+    this.voice?.detach(s);
+    s.channelId = null;
+    s.voice = null;
+    s.speaking = false;
+    s.serverMute = false;
+    if (s.transport !== 'none') s.transport = 'none';
+    await this.ctx.directory.leaveChannel(channelId, s.userId);
+    await this.ctx.bus.publish({ type: 'member.left', channelId, userId: s.userId, reason });
+  }
+
+  /** Members of a channel that live on this node. */
+  members(channelId: ChannelId): Member[] {
+    const out: Member[] = [];
+    for (const s of this.#byUser.values()) if (s.channelId === channelId) out.push(s.member());
+    return out;
+  }
+
+  async setVoiceState(s: Session, st: { selfMute?: boolean | undefined; selfDeaf?: boolean | undefined }): Promise<Member> {
+    if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+    if (st.selfMute !== undefined) s.selfMute = st.selfMute;
+    if (st.selfDeaf !== undefined) s.selfDeaf = st.selfDeaf;
+    this.voice?.update(s);
+    await this.#publishMember(s);
+    return s.member();
+  }
+
+  setVolume(s: Session, speaker: UserId, volume: number): void {
+    if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+    if (volume === 100) s.volumes.delete(speaker);
+    else s.volumes.set(speaker, volume);
+    this.voice?.update(s);
+  }
+
+  async serverMute(actor: Session, target: UserId, muted: boolean): Promise<Member> {
+    if (!actor.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+    const ch = await this.channels.get(actor.channelId);
+    if (!this.channels.canModerate(actor.principal, ch)) {
+      throw new ProtocolError('FORBIDDEN', 'only the channel owner or an admin may server-mute');
+    }
+    const t = this.#byUser.get(target);
+    if (!t || t.channelId !== actor.channelId) throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+    t.serverMute = muted;
+    this.voice?.update(t);
+    await this.#publishMember(t);
+    return t.member();
+  }
+
+  /** Called by the voice plane when voice activity starts or stops. */
+  async setSpeaking(s: Session, speaking: boolean): Promise<void> {
+    if (!s.channelId || s.speaking === speaking) return;
+    s.speaking = speaking;
+    await this.ctx.bus.publish({ type: 'speaking', channelId: s.channelId, userId: s.userId, speaking });
+  }
+
+  /** Called by the voice plane when the session's voice transport changes (UDP registered, WS fallback). */
+  async setTransport(s: Session, transport: Transport): Promise<void> {
+    if (s.transport === transport) return;
+    s.transport = transport;
+    await this.#publishMember(s);
+  }
+
+  async #publishMember(s: Session): Promise<void> {
+    if (s.channelId) await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
+  }
+
+  #startGrace(s: Session): void {
+    this.#clearGrace(s);
+    s.graceTimer = setTimeout(() => {
+      s.graceTimer = null;
+      this.ctx.metrics.sessionsExpired.inc();
+      this.ctx.log.info({ user: s.userId }, 'session grace period ran out');
+      this.end(s, 'timeout').catch((err: unknown) => this.ctx.log.error({ err }, 'ending an expired session failed'));
+    }, this.ctx.config.graceMs);
+    s.graceTimer.unref();
+  }
+
+  #clearGrace(s: Session): void {
+    if (s.graceTimer) clearTimeout(s.graceTimer);
+    s.graceTimer = null;
+  }
+
+  /** Sends one encoded frame to every connected session that passes `filter`. */
+  broadcast(msg: ServerMessage, filter?: (s: Session) => boolean): void {
+    let frame: Uint8Array | null = null;
+    for (const s of this.#byConn.values()) {
+      if (!s.conn || (filter && !filter(s))) continue;
+      frame ??= encodeMessage(msg);
+      s.conn.sendBytes(frame);
+    }
+  }
+
+  #onBusEvent(e: BusEvent): void {
+    switch (e.type) {
+      case 'channel.created':
+      case 'channel.updated':
+        if (e.type === 'channel.updated') this.voice?.channelUpdated(e.channel);
+        void this.channels
+          .view(e.channel)
+          .then((channel) => this.broadcast({ t: e.type, channel }))
+          .catch((err: unknown) => this.ctx.log.error({ err }, 'channel event fan-out failed'));
+        return;
+      case 'channel.deleted':
+        this.broadcast({ t: 'channel.deleted', channelId: e.channelId });
+        for (const s of this.#byUser.values()) {
+          if (s.channelId === e.channelId) {
+            this.leave(s, 'deleted').catch((err: unknown) => this.ctx.log.error({ err }, 'leave on delete failed'));
+          }
+        }
+        return;
+      case 'member.joined':
+      case 'member.updated':
+        this.broadcast({ t: e.type, channelId: e.channelId, member: e.member });
+        return;
+      case 'member.left':
+        this.broadcast({ t: 'member.left', channelId: e.channelId, userId: e.userId, reason: e.reason });
+        return;
+      case 'speaking':
+        this.broadcast(
+          { t: 'speaking', channelId: e.channelId, userId: e.userId, speaking: e.speaking },
+          (s) => s.channelId === e.channelId,
+        );
+        return;
+      case 'user.updated': {
+        const s = this.#byUser.get(e.user.id);
+        if (s) {
+          s.user = e.user;
+          if (s.channelId) void this.#publishMember(s);
+        }
+        return;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe();
+    for (const s of [...this.#byUser.values()]) {
+      this.#clearGrace(s);
+      s.conn?.send({ t: 'bye', code: 'UNAVAILABLE', message: 'the server is shutting down' });
+    }
+    this.#byUser.clear();
+    this.#byConn.clear();
+  }
+}

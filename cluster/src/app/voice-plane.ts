@@ -1,0 +1,21 @@
+import type { StoredChannel } from '../state/types.js';
+import type { Session } from './sessions.js';
+import type { VoiceBinding } from '@voice/protocol';
+
+/**
+ * The seam between signaling and the voice path: the session layer tells the voice plane who is in
+ * which channel and with which settings; the voice plane owns the channel actors, UDP and mixing.
+ */
+export interface VoicePlane {
+  /** A session joined (or was restored into) a channel; returns where and how to send voice. */
+  attach(session: Session, channel: StoredChannel): VoiceBinding;
+  /** A session left its channel or ended. */
+  detach(session: Session): void;
+  /** Mute, deafen or volumes of a session changed. */
+  update(session: Session): void;
+  /** Codec settings of a channel changed. */
+  channelUpdated(channel: StoredChannel): void;
+  /** Voice packet that arrived over the WebSocket fallback transport. */
+  receiveWs(session: Session, packet: Uint8Array): void;
+  close(): Promise<void>;
+}

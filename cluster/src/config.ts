@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const port = z.number().int().min(0).max(65_535);
+
+/** Every setting, its default, and its bounds. Unknown keys in a file are an error (typos matter). */
+export const ConfigSchema = z
+  .object({
+    nodeId: z.string().min(1).max(64).default(`${hostname()}-${process.pid}`),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(7800),
+    udpHost: z.string().min(1).optional(),
+    udpPort: port.default(7801),
+    /** Address clients are told to send UDP voice to; defaults to udpHost. */
+    publicHost: z.string().min(1).optional(),
+    dataDir: z.string().min(1).default('./data'),
+    /** Holder of this token may edit or delete any channel and use the admin API. */
+    adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
+    /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
+    redisUrl: z.string().url().optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** How long a session (and its channel seat) survives a lost connection. */
+    graceMs: z.number().int().min(0).max(600_000).default(20_000),
+    heartbeatMs: z.number().int().min(1_000).max(120_000).default(15_000),
+    /** Tokens unused for this long stop working. */
+    tokenTtlDays: z.number().int().min(1).max(3650).default(30),
+    limits: z
+      .object({
+        maxBodyBytes: z.number().int().min(256).max(1_048_576).default(16_384),
+        maxChannels: z.number().int().min(1).max(100_000).default(1_000),
+        /** Signaling messages per connection: sustained rate and burst (token bucket). */
+        messagesPerSecond: z.number().min(0.1).max(10_000).default(20),
+        messageBurst: z.number().int().min(1).max(10_000).default(60),
+        /** Voice-over-WebSocket packets per connection (fallback transport). */
+        voicePacketsPerSecond: z.number().min(1).max(10_000).default(150),
+        /** Log-ins per client address. */
+        loginsPerMinute: z.number().min(0.1).max(10_000).default(20),
+        loginBurst: z.number().int().min(1).max(10_000).default(10),
+        /** REST requests per client address. */
+        requestsPerSecond: z.number().min(0.1).max(100_000).default(50),
+        requestBurst: z.number().int().min(1).max(100_000).default(200),
+        connectionsPerAddress: z.number().int().min(1).max(100_000).default(32),
+        /** Bad frames tolerated per connection before it is closed. */
+        maxBadFrames: z.number().int().min(1).max(10_000).default(20),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' }> = {
+  VOICE_NODE_ID: { key: 'nodeId', type: 'string' },
+  VOICE_HOST: { key: 'host', type: 'string' },
+  VOICE_PORT: { key: 'port', type: 'number' },
+  VOICE_UDP_HOST: { key: 'udpHost', type: 'string' },
+  VOICE_UDP_PORT: { key: 'udpPort', type: 'number' },
+  VOICE_PUBLIC_HOST: { key: 'publicHost', type: 'string' },
+  VOICE_DATA_DIR: { key: 'dataDir', type: 'string' },
+  VOICE_ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
+  VOICE_REDIS_URL: { key: 'redisUrl', type: 'string' },
+  VOICE_LOG_LEVEL: { key: 'logLevel', type: 'string' },
+  VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
+  VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
+};
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  /** A JSON file; VOICE_CONFIG names one when this is not given. */
+  file?: string;
+  overrides?: ConfigInput;
+}
+
+/**
+ * Defaults, then the file, then VOICE_* variables, then overrides. Throws ConfigError with one
+ * line per problem, naming the setting and where it came from.
+ */
+export function loadConfig(opts: LoadConfigOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.VOICE_CONFIG;
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      fromFile = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not a JSON object: ${(err as Error).message}`);
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const [name, { key, type }] of Object.entries(ENV)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    if (type === 'number') {
+      const n = Number(raw);
+      if (!Number.isFinite(n)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number`);
+      fromEnv[key] = n;
+    } else fromEnv[key] = raw;
+  }
+  const merged = { ...fromFile, ...fromEnv, ...(opts.overrides ?? {}) };
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => {
+      const path = i.path.join('.') || '(root)';
+      const envName = Object.entries(ENV).find(([, v]) => v.key === i.path[0])?.[0];
+      return `  ${path}: ${i.message}${envName ? ` (file key "${path}" or ${envName})` : ''}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,17 @@
+import { ProtocolError } from '@voice/protocol';
+
+/** Named errors of the server. Wire-facing failures are ProtocolErrors (they carry a code). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+}
+export class ChannelNameTakenError extends ProtocolError {
+  constructor(name: string) {
+    super('CHANNEL_NAME_TAKEN', `a channel named "${name}" already exists`);
+  }
+}
+export class NativeModuleError extends Error {
+  override readonly name = 'NativeModuleError';
+}

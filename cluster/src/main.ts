@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+import { loadConfig } from './config.js';
+import { ConfigError, NativeModuleError } from './errors.js';
+import { startServer } from './server.js';
+
+/** `voice-server [--config file.json]`: runs one node until SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const i = args.indexOf('--config');
+  const file = i >= 0 ? args[i + 1] : undefined;
+  const config = loadConfig(file ? { file } : {});
+  const server = await startServer(config);
+  process.stdout.write(
+    `voice server listening: ${server.url} (REST), ws://${config.host}:${server.httpPort}/ws (signaling), ` +
+      `udp://${config.udpHost ?? config.host}:${server.udpPort} (voice); data in ${config.dataDir}\n`,
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.ctx.log.info({ signal }, 'stopping');
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof NativeModuleError) {
+    process.stderr.write(`voice-server: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`voice-server: failed to start: ${String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});

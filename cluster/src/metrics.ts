@@ -1,0 +1,78 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric the server exports, on a registry of its own (no global state, so several servers
+ * can run in one test process). Names follow Prometheus conventions with a `voice_` prefix.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly errors = new Counter({
+    name: 'voice_errors_total',
+    help: 'Errors answered to clients, by code and transport',
+    labelNames: ['code', 'transport'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'voice_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limit',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'voice_http_requests_total',
+    help: 'REST requests by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly wsMessages = new Counter({
+    name: 'voice_ws_messages_total',
+    help: 'Signaling messages received, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly wsConnections = new Gauge({
+    name: 'voice_ws_connections',
+    help: 'Open WebSocket connections',
+    registers: [this.registry],
+  });
+  readonly sessions = new Gauge({
+    name: 'voice_sessions',
+    help: 'Sessions on this node, connected or within their grace period',
+    registers: [this.registry],
+  });
+  readonly sessionsExpired = new Counter({
+    name: 'voice_sessions_expired_total',
+    help: 'Sessions removed after their grace period ran out',
+    registers: [this.registry],
+  });
+  readonly sessionsResumed = new Counter({
+    name: 'voice_sessions_resumed_total',
+    help: 'Sessions restored by a reconnect within the grace period',
+    registers: [this.registry],
+  });
+  readonly logins = new Counter({ name: 'voice_logins_total', help: 'Successful log-ins', registers: [this.registry] });
+  readonly requestSeconds = new Histogram({
+    name: 'voice_signaling_handler_seconds',
+    help: 'Time to handle a signaling request',
+    labelNames: ['type'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'voice_process_' });
+  }
+
+  /** The current value of a counter or gauge for a label set (tests read metrics through this). */
+  async value(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const metric = this.registry.getSingleMetric(name);
+    if (!metric) return 0;
+    const data = await metric.get();
+    let sum = 0;
+    for (const v of data.values) {
+      const l = v.labels as Record<string, string | number>;
+      if (Object.entries(labels).every(([k, want]) => String(l[k]) === want)) sum += v.value;
+    }
+    return sum;
+  }
+}

@@ -1,0 +1,131 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { us_listen_socket } from 'uWebSockets.js';
+import { ChannelService } from './app/channels.js';
+import type { AppContext } from './app/context.js';
+import { SessionManager } from './app/sessions.js';
+import { UserService } from './app/users.js';
+import type { Config } from './config.js';
+import { ConfigError } from './errors.js';
+import { RestRouter } from './http/server.js';
+import { registerRoutes } from './http/routes.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { KeyedRateLimiter } from './ratelimit.js';
+import { mountSignaling } from './signaling/ws.js';
+import { LocalEventBus } from './state/local-bus.js';
+import { LocalSessionDirectory } from './state/local-directory.js';
+import { SqliteStore } from './state/sqlite-store.js';
+import type { EventBus, SessionDirectory, Store } from './state/types.js';
+import { loadUws } from './uws.js';
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Accept uWebSockets.js's JS fallback (slow) instead of refusing to start. */
+  allowUwsFallback?: boolean;
+  /** Default metrics (event loop lag, memory) cost a timer; tests turn them off. */
+  defaultMetrics?: boolean;
+}
+
+export interface RunningServer {
+  readonly config: Config;
+  readonly httpPort: number;
+  readonly udpPort: number;
+  readonly url: string;
+  readonly ctx: AppContext;
+  readonly sessions: SessionManager;
+  /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
+  close(): Promise<void>;
+}
+
+interface StateBackends {
+  store: Store;
+  directory: SessionDirectory;
+  bus: EventBus;
+  mode: 'embedded' | 'redis';
+}
+
+/** The one fact that picks the backends: is Redis configured? */
+async function openState(config: Config, log: Logger): Promise<StateBackends> {
+  if (config.redisUrl) {
+    throw new ConfigError('redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL');
+  }
+  mkdirSync(config.dataDir, { recursive: true });
+  const store = await SqliteStore.open(join(config.dataDir, 'voice.db'));
+  const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
+  return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
+}
+
+/**
+ * Wires everything: state backends, services, REST, signaling. The only place that decides how
+ * the parts fit; each part gets what it needs through its constructor.
+ */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.logger ?? createLogger(config);
+  const uws = loadUws({
+    allowFallback: opts.allowUwsFallback ?? process.env.VOICE_ALLOW_UWS_FALLBACK === '1',
+    warn: (m) => log.warn(m),
+  });
+  const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+  const state = await openState(config, log);
+  const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
+
+  const users = new UserService(ctx);
+  const channels = new ChannelService(ctx);
+  const sessions = new SessionManager(ctx, users, channels);
+  let ready = false;
+  let closing = false;
+  const isReady = () => ready && !closing;
+
+  const requestLimiter = new KeyedRateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst);
+  const loginLimiter = new KeyedRateLimiter(config.limits.loginsPerMinute / 60, config.limits.loginBurst);
+  const connectionLimiter = new KeyedRateLimiter(config.limits.messagesPerSecond, config.limits.messageBurst);
+  const sweeper = setInterval(() => {
+    requestLimiter.sweep();
+    loginLimiter.sweep();
+    connectionLimiter.sweep();
+  }, 60_000);
+  sweeper.unref();
+
+  const app = uws.App();
+  const closeSockets = mountSignaling(app, {
+    ctx,
+    users,
+    channels,
+    sessions,
+    connectionLimiter,
+    perAddress: new Map(),
+    ready: isReady,
+  });
+  const router = new RestRouter({ log, metrics, maxBodyBytes: config.limits.maxBodyBytes, limiter: requestLimiter });
+  registerRoutes(router, { ctx, users, channels, sessions, loginLimiter, ready: isReady });
+  app.any('/*', router.handle);
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    app.listen(config.host, config.port, (ls) => {
+      if (ls) resolve(ls);
+      else reject(new ConfigError(`cannot listen on ${config.host}:${config.port} (in use, or not an address of this host)`));
+    });
+  });
+  const httpPort = uws.us_socket_local_port(listenSocket as never);
+  const udpPort = config.udpPort;
+  ready = true;
+  const url = `http://${config.host}:${httpPort}`;
+  log.info({ url, ws: `ws://${config.host}:${httpPort}/ws`, mode: state.mode, dataDir: config.dataDir }, 'listening');
+
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closed ??= (async () => {
+      closing = true;
+      clearInterval(sweeper);
+      uws.us_listen_socket_close(listenSocket);
+      await sessions.close();
+      closeSockets();
+      await state.bus.close();
+      await state.directory.close();
+      await state.store.close();
+      log.info('closed');
+    })());
+
+  return { config, httpPort, udpPort, url, ctx, sessions, close };
+}

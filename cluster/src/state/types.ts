@@ -1,0 +1,112 @@
+import type { Channel, ChannelId, LeaveReason, Member, User, UserId, VoiceSettings } from '@voice/protocol';
+
+/**
+ * State interfaces. Each has a local implementation (embedded, one process) and, later, a Redis one
+ * for clusters; one contract test suite runs against every implementation. Nothing above this
+ * layer knows which mode it runs in.
+ */
+
+export interface Page {
+  limit: number;
+  offset: number;
+}
+export interface PageResult<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+/** A user as stored: no presence (that lives in the SessionDirectory). */
+export type StoredUser = Omit<User, 'online'>;
+
+/** A channel as stored: the password hash never leaves the server; no live member count. */
+export interface StoredChannel extends Omit<Channel, 'hasPassword' | 'memberCount'> {
+  /** scrypt hash `scrypt$N$r$p$salt$hash` (base64url parts), or null for an open channel. */
+  passwordHash: string | null;
+}
+
+export interface UserFilter {
+  /** Case-insensitive substring of the nickname. */
+  q?: string;
+  /** Restrict to these ids (used to filter on presence). */
+  ids?: readonly UserId[];
+}
+export interface ChannelFilter {
+  q?: string;
+  ownerId?: UserId;
+}
+
+export interface ChannelPatch {
+  name?: string;
+  userLimit?: number;
+  passwordHash?: string | null;
+  voice?: VoiceSettings;
+  updatedAt: number;
+}
+
+/** Durable state: profiles, tokens and channels. Survives restarts and `kill -9`. */
+export interface Store {
+  readonly kind: 'sqlite' | 'redis';
+  /** Creates a user with its first token (stored as a SHA-256 hash, never in clear). */
+  createUser(user: StoredUser, tokenHash: string): Promise<void>;
+  getUser(id: UserId): Promise<StoredUser | null>;
+  getUserByTokenHash(tokenHash: string): Promise<StoredUser | null>;
+  updateUser(id: UserId, patch: { nickname?: string; status?: string; lastSeenAt?: number }): Promise<StoredUser | null>;
+  deleteToken(tokenHash: string): Promise<void>;
+  listUsers(filter: UserFilter, page: Page): Promise<PageResult<StoredUser>>;
+
+  /** Throws ChannelNameTakenError when the (case-insensitive) name exists. */
+  createChannel(channel: StoredChannel): Promise<void>;
+  getChannel(id: ChannelId): Promise<StoredChannel | null>;
+  /** Throws ChannelNameTakenError when renaming onto an existing name. Null when not found. */
+  updateChannel(id: ChannelId, patch: ChannelPatch): Promise<StoredChannel | null>;
+  deleteChannel(id: ChannelId): Promise<boolean>;
+  listChannels(filter: ChannelFilter, page: Page): Promise<PageResult<StoredChannel>>;
+
+  close(): Promise<void>;
+}
+
+export type JoinResult = { ok: true } | { ok: false; reason: 'full' };
+
+/**
+ * Live, non-durable state shared by every node: who is online, which nicknames connected users
+ * hold, and who is in which channel. In Redis these are keys with leases; locally, maps.
+ */
+export interface SessionDirectory {
+  /** Claims a nickname for a connected user; false if another online user holds it (case-insensitive). */
+  claimNickname(nickname: string, userId: UserId): Promise<boolean>;
+  releaseNickname(nickname: string, userId: UserId): Promise<void>;
+  setOnline(userId: UserId, online: boolean): Promise<void>;
+  isOnline(userId: UserId): Promise<boolean>;
+  onlineUsers(): Promise<UserId[]>;
+
+  /** Atomically checks the limit (0 = none) and adds the member. Re-joining the same channel is ok. */
+  joinChannel(channelId: ChannelId, userId: UserId, limit: number): Promise<JoinResult>;
+  leaveChannel(channelId: ChannelId, userId: UserId): Promise<boolean>;
+  channelMembers(channelId: ChannelId): Promise<UserId[]>;
+  memberCounts(channelIds: readonly ChannelId[]): Promise<Map<ChannelId, number>>;
+  clearChannel(channelId: ChannelId): Promise<UserId[]>;
+  close(): Promise<void>;
+}
+
+/** Events that every node must see. Members' full state travels with member events. */
+export type BusEvent =
+  | { type: 'channel.created'; channel: StoredChannel }
+  | { type: 'channel.updated'; channel: StoredChannel }
+  | { type: 'channel.deleted'; channelId: ChannelId }
+  | { type: 'member.joined'; channelId: ChannelId; member: Member }
+  | { type: 'member.updated'; channelId: ChannelId; member: Member }
+  | { type: 'member.left'; channelId: ChannelId; userId: UserId; reason: LeaveReason }
+  | { type: 'speaking'; channelId: ChannelId; userId: UserId; speaking: boolean }
+  | { type: 'user.updated'; user: StoredUser };
+
+export type BusEventType = BusEvent['type'];
+export type BusListener = (event: BusEvent) => void;
+
+/** Fan-out of BusEvents to every node (including the publisher). Listener errors never break it. */
+export interface EventBus {
+  publish(event: BusEvent): Promise<void>;
+  subscribe(listener: BusListener): () => void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,252 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeMessage, type Channel } from '@voice/protocol';
+import { RequestError, SignalingClient } from '@voice/client';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+let srv: TestServer;
+beforeEach(async () => {
+  srv = await startTestServer({ graceMs: 600 });
+});
+afterEach(async () => {
+  await srv.stop();
+});
+
+const code = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RequestError) return e.code;
+    throw e;
+  }
+  throw new Error('expected a RequestError');
+};
+
+describe('signaling over WebSocket', () => {
+  it('negotiates the version and authenticates with the token', async () => {
+    const { ws } = await srv.user('alice');
+    expect(ws.welcome.version).toBe(1);
+    expect(ws.welcome.user.nickname).toBe('alice');
+    expect(ws.welcome.resumed).toBe(false);
+    expect(ws.welcome.heartbeatMs).toBeGreaterThan(0);
+  });
+
+  it('refuses unknown versions and bad tokens with codes', async () => {
+    const { token } = await srv.rest().login('bob');
+    await expect(SignalingClient.connect({ url: srv.wsUrl, token: 'nope' })).rejects.toMatchObject({ code: 'INVALID_TOKEN' });
+    const raw = await SignalingClient.connect({ url: srv.wsUrl, token }).catch(() => null);
+    expect(raw).not.toBeNull();
+    // Second hello on the same connection is refused.
+    expect(await code(raw!.request('hello', { versions: [1], token }))).toBe('ALREADY_AUTHENTICATED');
+    raw!.close();
+  });
+
+  it('answers ping with the client timestamp', async () => {
+    const { ws } = await srv.user('pinger');
+    const t0 = performance.now();
+    const r = await ws.request('ping', { ts: t0 });
+    expect(r.ts).toBe(t0);
+    expect(Math.abs(r.serverTime - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('creates, lists, updates and deletes channels and tells everyone', async () => {
+    const a = await srv.user('owner');
+    const b = await srv.user('watcher');
+    const created = b.ws.waitFor('channel.created');
+    const { channel } = await a.ws.request('channel.create', { name: 'Lobby', userLimit: 5 });
+    expect((await created).channel.id).toBe(channel.id);
+    expect(channel).toMatchObject({ name: 'Lobby', userLimit: 5, hasPassword: false, memberCount: 0 });
+    expect((await b.ws.request('channel.list', {})).channels.map((c: Channel) => c.name)).toEqual(['Lobby']);
+
+    expect(await code(b.ws.request('channel.update', { channelId: channel.id, name: 'Mine' }))).toBe('FORBIDDEN');
+    expect(await code(b.ws.request('channel.delete', { channelId: channel.id }))).toBe('FORBIDDEN');
+    const updated = b.ws.waitFor('channel.updated');
+    await a.ws.request('channel.update', { channelId: channel.id, name: 'Lounge', password: 'secret' });
+    expect((await updated).channel).toMatchObject({ name: 'Lounge', hasPassword: true });
+    expect(await code(a.ws.request('channel.create', { name: 'lounge' }))).toBe('CHANNEL_NAME_TAKEN');
+
+    const deleted = b.ws.waitFor('channel.deleted');
+    await a.ws.request('channel.delete', { channelId: channel.id });
+    expect((await deleted).channelId).toBe(channel.id);
+  });
+
+  it('joins and leaves with presence events, password and user limit checked', async () => {
+    const a = await srv.user('anna');
+    const b = await srv.user('ben');
+    const c = await srv.user('carl');
+    const { channel } = await a.ws.request('channel.create', { name: 'Duo', userLimit: 2, password: 'pw' });
+
+    const joined = a.ws.waitFor('member.joined', (m) => m.member.nickname === 'ben');
+    expect(await code(b.ws.request('channel.join', { channelId: channel.id }))).toBe('WRONG_PASSWORD');
+    expect(await code(b.ws.request('channel.join', { channelId: channel.id, password: 'bad' }))).toBe('WRONG_PASSWORD');
+    await a.ws.request('channel.join', { channelId: channel.id }); // the owner needs no password
+    const r = await b.ws.request('channel.join', { channelId: channel.id, password: 'pw' });
+    await joined;
+    expect(r.members.map((m) => m.nickname).sort()).toEqual(['anna', 'ben']);
+    expect(r.voice.key.byteLength).toBe(32);
+    expect(await code(c.ws.request('channel.join', { channelId: channel.id, password: 'pw' }))).toBe('CHANNEL_FULL');
+
+    const status = a.ws.waitFor('member.updated', (m) => m.member.nickname === 'ben' && m.member.status === 'brb');
+    await b.ws.request('profile.update', { status: 'brb' });
+    await status;
+
+    const left = a.ws.waitFor('member.left', (m) => m.reason === 'leave');
+    await b.ws.request('channel.leave', {});
+    expect((await left).userId).toBe(b.ws.welcome.user.id);
+    expect(await code(b.ws.request('channel.leave', {}))).toBe('NOT_IN_CHANNEL');
+    await c.ws.request('channel.join', { channelId: channel.id, password: 'pw' });
+  });
+
+  it('deleting a channel removes its members', async () => {
+    const a = await srv.user('del-owner');
+    const b = await srv.user('del-member');
+    const { channel } = await a.ws.request('channel.create', { name: 'Doomed' });
+    await b.ws.request('channel.join', { channelId: channel.id });
+    const left = b.ws.waitFor('member.left', (m) => m.reason === 'deleted');
+    await a.ws.request('channel.delete', { channelId: channel.id });
+    await left;
+    expect(await code(b.ws.request('voice.state', { selfMute: true }))).toBe('NOT_IN_CHANNEL');
+  });
+
+  it('restores session and channel on reconnect within the grace period', async () => {
+    const a = await srv.user('stay');
+    const b = await srv.user('flaky');
+    const { channel } = await a.ws.request('channel.create', { name: 'Keep' });
+    await a.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('channel.join', { channelId: channel.id });
+    const away = a.ws.waitFor('member.updated', (m) => m.member.nickname === 'flaky' && m.member.away);
+    b.ws.terminate();
+    await away;
+    const back = a.ws.waitFor('member.updated', (m) => m.member.nickname === 'flaky' && !m.member.away);
+    const again = await SignalingClient.connect({ url: srv.wsUrl, token: b.token });
+    expect(again.welcome.resumed).toBe(true);
+    expect(again.welcome.channelId).toBe(channel.id);
+    expect(again.welcome.voice?.key.byteLength).toBe(32);
+    await back;
+    again.close();
+  });
+
+  it('removes the member and tells the channel when the grace period runs out', async () => {
+    const a = await srv.user('remains');
+    const b = await srv.user('gone');
+    const { channel } = await a.ws.request('channel.create', { name: 'Grace' });
+    await a.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('channel.join', { channelId: channel.id });
+    const left = a.ws.waitFor('member.left', (m) => m.reason === 'timeout', 5_000);
+    b.ws.terminate();
+    expect((await left).userId).toBe(b.ws.welcome.user.id);
+    expect(await srv.ctx.metrics.value('voice_sessions_expired_total')).toBe(1);
+    // The nickname is free again, and the old token still authenticates a fresh session.
+    const again = await SignalingClient.connect({ url: srv.wsUrl, token: b.token });
+    expect(again.welcome.resumed).toBe(false);
+    expect(again.welcome.channelId).toBeNull();
+    again.close();
+  });
+
+  it('a second connection with the same token replaces the first', async () => {
+    const a = await srv.user('twin');
+    const bye = a.ws.waitFor('bye');
+    const b = await SignalingClient.connect({ url: srv.wsUrl, token: a.token });
+    expect((await bye).code).toBe('SESSION_REPLACED');
+    b.close();
+  });
+
+  it('self-mute, deafen, volume and server-mute are validated and shown', async () => {
+    const owner = await srv.user('mod');
+    const other = await srv.user('loud');
+    const { channel } = await owner.ws.request('channel.create', { name: 'Mod' });
+    await owner.ws.request('channel.join', { channelId: channel.id });
+    await other.ws.request('channel.join', { channelId: channel.id });
+    const muted = owner.ws.waitFor('member.updated', (m) => m.member.nickname === 'loud' && m.member.selfMute);
+    await other.ws.request('voice.state', { selfMute: true, selfDeaf: true });
+    await muted;
+    expect(await code(other.ws.request('voice.serverMute', { userId: owner.ws.welcome.user.id, muted: true }))).toBe(
+      'FORBIDDEN',
+    );
+    const r = await owner.ws.request('voice.serverMute', { userId: other.ws.welcome.user.id, muted: true });
+    expect(r.member.serverMute).toBe(true);
+    await owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 150 });
+    expect(await code(owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 250 }))).toBe(
+      'INVALID_FIELD',
+    );
+  });
+
+  it('an admin connection may moderate any channel', async () => {
+    const owner = await srv.user('someone');
+    const admin = await srv.user('root', { admin: true });
+    const { channel } = await owner.ws.request('channel.create', { name: 'Theirs' });
+    await admin.ws.request('channel.update', { channelId: channel.id, userLimit: 3 });
+    await admin.ws.request('channel.delete', { channelId: channel.id });
+    await expect(
+      SignalingClient.connect({ url: srv.wsUrl, token: owner.token, adminToken: 'wrong-admin-token-xxxx' }),
+    ).rejects.toMatchObject({ code: 'INVALID_TOKEN' });
+  });
+});
+
+describe('bad input over WebSocket', () => {
+  it('answers malformed, unknown, invalid and oversized frames with codes and counts them', async () => {
+    const { ws } = await srv.user('fuzzer');
+    const next = () => ws.waitFor('error');
+    let e = next();
+    ws.sendRaw(new Uint8Array([0xc1, 0xff, 0x00]));
+    expect((await e).code).toBe('BAD_FRAME');
+    e = next();
+    ws.sendRaw('{"t":"ping"}');
+    expect((await e).code).toBe('BAD_FRAME');
+    e = next();
+    ws.sendRaw(encodeMessage({ t: 'nope', id: 7 } as never));
+    expect((await e).code).toBe('UNKNOWN_TYPE');
+    expect(await code(ws.request('channel.create', { name: '' }))).toBe('INVALID_FIELD');
+    expect(await code(ws.request('channel.join', { channelId: 'not-an-id' as never }))).toBe('INVALID_FIELD');
+    e = next();
+    ws.sendRaw(encodeMessage({ t: 'ping', id: 9, ts: 1, pad: 'x'.repeat(20_000) } as never));
+    expect((await e).code).toBe('FRAME_TOO_LARGE');
+    // Still alive and serving.
+    expect((await ws.request('ping', { ts: 1 })).ts).toBe(1);
+    const m = srv.ctx.metrics;
+    expect(await m.value('voice_errors_total', { code: 'BAD_FRAME', transport: 'ws' })).toBe(2);
+    expect(await m.value('voice_errors_total', { code: 'UNKNOWN_TYPE' })).toBe(1);
+    expect(await m.value('voice_errors_total', { code: 'INVALID_FIELD' })).toBe(2);
+    expect(await m.value('voice_errors_total', { code: 'FRAME_TOO_LARGE' })).toBe(1);
+  });
+
+  it('closes a connection that sends a frame past the hard limit, and keeps serving others', async () => {
+    const a = await srv.user('huge');
+    const b = await srv.user('fine');
+    const closed = new Promise<number>((r) => a.ws.once('close', (c: number) => r(c)));
+    a.ws.sendRaw(new Uint8Array(200_000));
+    // uWS drops the socket (the client sees 1009 or an abnormal 1006); the server counts it either way.
+    expect([1006, 1009]).toContain(await closed);
+    await expect.poll(() => srv.ctx.metrics.value('voice_errors_total', { code: 'FRAME_TOO_LARGE' })).toBe(1);
+    expect((await b.ws.request('ping', { ts: 2 })).ts).toBe(2);
+  });
+
+  it('requires hello before anything else', async () => {
+    const { token } = await srv.rest().login('early');
+    const c = await SignalingClient.connect({ url: srv.wsUrl, token });
+    c.close();
+    const WebSocket = (await import('ws')).default;
+    const raw = new WebSocket(srv.wsUrl);
+    await new Promise((r) => raw.once('open', r));
+    const reply = new Promise<Buffer>((r) => raw.once('message', (d: Buffer) => r(d)));
+    raw.send(encodeMessage({ t: 'channel.list', id: 1 }));
+    const { decodeServerMessage } = await import('@voice/protocol');
+    const msg = decodeServerMessage(await reply);
+    expect(msg.ok && msg.value).toMatchObject({ t: 'error', re: 1, code: 'NOT_AUTHENTICATED' });
+    raw.close();
+  });
+
+  it('rate-limits a flooding connection and closes one that keeps sending garbage', async () => {
+    await srv.stop();
+    srv = await startTestServer({ limits: { messagesPerSecond: 5, messageBurst: 5, maxBadFrames: 3 } });
+    const { ws } = await srv.user('flood');
+    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => ws.request('ping', { ts: i })));
+    const limited = results.filter((r) => r.status === 'rejected' && (r.reason as RequestError).code === 'RATE_LIMITED');
+    expect(limited.length).toBeGreaterThanOrEqual(6);
+    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'ws_messages' })).toBe(limited.length);
+
+    const g = await srv.user('garbage');
+    const closed = new Promise<number>((r) => g.ws.once('close', (c: number) => r(c)));
+    for (let i = 0; i < 5; i++) g.ws.sendRaw(new Uint8Array([0xc1]));
+    expect(await closed).toBe(4002);
+  });
+});

@@ -1,0 +1,664 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_VOICE_SETTINGS, ID_PATTERN, ProtocolError, TOKEN_PATTERN } from '@voice/protocol';
+import type { ChannelId, UserId } from '@voice/protocol';
+import { ChannelNameTakenError, StoreError } from '../src/errors.js';
+import { LocalEventBus } from '../src/state/local-bus.js';
+import { LocalSessionDirectory } from '../src/state/local-directory.js';
+import {
+  hashPassword,
+  hashToken,
+  newChannelId,
+  newToken,
+  newUserId,
+  verifyPassword,
+} from '../src/state/passwords.js';
+import { SqliteStore } from '../src/state/sqlite-store.js';
+import type {
+  BusEvent,
+  BusListener,
+  EventBus,
+  SessionDirectory,
+  Store,
+  StoredChannel,
+  StoredUser,
+} from '../src/state/types.js';
+
+/*
+ * One contract suite per state interface, run against every implementation. A new implementation
+ * (Redis) joins by adding one entry to the matching list below.
+ */
+
+const tempRoot = mkdtempSync(join(tmpdir(), 'voice-state-'));
+afterAll(() => rmSync(tempRoot, { recursive: true, force: true }));
+let tempSeq = 0;
+const tempDbPath = (): string => join(tempRoot, `db-${++tempSeq}`, 'state.sqlite');
+
+/** A backing storage (a file, a Redis key prefix) that any number of Store instances can open in turn. */
+interface StoreHarness {
+  /** Opens a new Store on this harness's storage. */
+  open(): Promise<Store>;
+  /** Removes the storage. Every opened store is closed before. */
+  dispose(): Promise<void>;
+}
+interface StoreImpl {
+  name: string;
+  harness(): StoreHarness;
+}
+
+interface DirectoryImpl {
+  name: string;
+  create(): Promise<SessionDirectory>;
+}
+
+interface BusImpl {
+  name: string;
+  create(onListenerError: (err: unknown, event: BusEvent) => void): Promise<EventBus>;
+}
+
+const storeImpls: StoreImpl[] = [
+  {
+    name: 'SqliteStore',
+    harness: () => {
+      const path = tempDbPath();
+      return {
+        open: () => Promise.resolve(SqliteStore.open(path)),
+        dispose: () => Promise.resolve(),
+      };
+    },
+  },
+];
+
+const directoryImpls: DirectoryImpl[] = [
+  { name: 'LocalSessionDirectory', create: () => Promise.resolve(new LocalSessionDirectory()) },
+];
+
+const busImpls: BusImpl[] = [
+  { name: 'LocalEventBus', create: (onError) => Promise.resolve(new LocalEventBus(onError)) },
+];
+
+// ---------------------------------------------------------------------------------------------
+
+let clock = 1_700_000_000_000;
+const tick = (): number => (clock += 1000);
+
+function makeUser(nickname: string, over: Partial<StoredUser> = {}): StoredUser {
+  const t = tick();
+  return { id: newUserId(), nickname, status: '', createdAt: t, lastSeenAt: t, ...over };
+}
+
+function makeChannel(name: string, ownerId: UserId, over: Partial<StoredChannel> = {}): StoredChannel {
+  const t = tick();
+  return {
+    id: newChannelId(),
+    name,
+    userLimit: 0,
+    ownerId,
+    passwordHash: null,
+    voice: { ...DEFAULT_VOICE_SETTINGS },
+    createdAt: t,
+    updatedAt: t,
+    ...over,
+  };
+}
+
+const ALL = { limit: 100, offset: 0 };
+
+describe.each(storeImpls)('Store contract: $name', (impl) => {
+  let harness: StoreHarness;
+  let store: Store;
+  beforeEach(async () => {
+    harness = impl.harness();
+    store = await harness.open();
+  });
+  afterEach(async () => {
+    await store.close();
+    await harness.dispose();
+  });
+
+  describe('users', () => {
+    it('creates a user and reads it by id and by token hash', async () => {
+      const user = makeUser('Alice', { status: 'hello' });
+      const token = newToken();
+      await store.createUser(user, hashToken(token));
+      expect(await store.getUser(user.id)).toEqual(user);
+      expect(await store.getUserByTokenHash(hashToken(token))).toEqual(user);
+      expect(await store.getUser(newUserId())).toBeNull();
+      expect(await store.getUserByTokenHash(hashToken(newToken()))).toBeNull();
+    });
+
+    it('updates only the given fields, and returns null for an unknown user', async () => {
+      const user = makeUser('Bob', { status: 'away' });
+      await store.createUser(user, hashToken(newToken()));
+      const renamed = await store.updateUser(user.id, { nickname: 'Bobby' });
+      expect(renamed).toEqual({ ...user, nickname: 'Bobby' });
+      const touched = await store.updateUser(user.id, { status: '', lastSeenAt: user.lastSeenAt + 5 });
+      expect(touched).toEqual({ ...user, nickname: 'Bobby', status: '', lastSeenAt: user.lastSeenAt + 5 });
+      expect(await store.getUser(user.id)).toEqual(touched);
+      expect(await store.updateUser(newUserId(), { nickname: 'Ghost' })).toBeNull();
+    });
+
+    it('deleteToken revokes the token but keeps the user', async () => {
+      const user = makeUser('Carol');
+      const hash = hashToken(newToken());
+      await store.createUser(user, hash);
+      await store.deleteToken(hash);
+      expect(await store.getUserByTokenHash(hash)).toBeNull();
+      expect(await store.getUser(user.id)).toEqual(user);
+      await expect(store.deleteToken(hash)).resolves.toBeUndefined();
+    });
+
+    it('lists users by creation time with a case-insensitive filter, ids, pages and total', async () => {
+      const users = [
+        makeUser('Alice'),
+        makeUser('bob'),
+        makeUser('alina'),
+        makeUser('100%_pure'),
+        makeUser('Zoë'),
+        makeUser('ALBERT'),
+      ];
+      for (const u of users) await store.createUser(u, hashToken(newToken()));
+      const nicks = (r: { items: StoredUser[] }): string[] => r.items.map((u) => u.nickname);
+
+      const all = await store.listUsers({}, ALL);
+      expect(all).toEqual({ items: users, total: 6, limit: 100, offset: 0 });
+
+      expect(nicks(await store.listUsers({ q: 'AL' }, ALL))).toEqual(['Alice', 'alina', 'ALBERT']);
+      expect(nicks(await store.listUsers({ q: 'zOË' }, ALL))).toEqual(['Zoë']);
+      // LIKE wildcards in the query are literal characters.
+      expect(nicks(await store.listUsers({ q: '%' }, ALL))).toEqual(['100%_pure']);
+      expect(nicks(await store.listUsers({ q: '_' }, ALL))).toEqual(['100%_pure']);
+      expect(nicks(await store.listUsers({ q: 'x' }, ALL))).toEqual([]);
+
+      const ids = [users[1]!.id, users[4]!.id, newUserId()];
+      expect(nicks(await store.listUsers({ ids }, ALL))).toEqual(['bob', 'Zoë']);
+      expect(await store.listUsers({ ids: [] }, ALL)).toMatchObject({ items: [], total: 0 });
+      expect(nicks(await store.listUsers({ ids: users.map((u) => u.id), q: 'b' }, ALL))).toEqual([
+        'bob',
+        'ALBERT',
+      ]);
+
+      const p1 = await store.listUsers({}, { limit: 4, offset: 0 });
+      const p2 = await store.listUsers({}, { limit: 4, offset: 4 });
+      expect(p1).toMatchObject({ total: 6, limit: 4, offset: 0 });
+      expect(p2).toMatchObject({ total: 6, limit: 4, offset: 4 });
+      expect([...p1.items, ...p2.items]).toEqual(users);
+      const filtered = await store.listUsers({ q: 'al' }, { limit: 1, offset: 1 });
+      expect(filtered).toEqual({ items: [users[2]], total: 3, limit: 1, offset: 1 });
+      expect(await store.listUsers({}, { limit: 10, offset: 50 })).toMatchObject({ items: [], total: 6 });
+    });
+
+    it('orders users created at the same instant by id', async () => {
+      const t = tick();
+      const users = Array.from({ length: 5 }, (_, i) => makeUser(`same${i}`, { createdAt: t }));
+      for (const u of users) await store.createUser(u, hashToken(newToken()));
+      const listed = await store.listUsers({}, ALL);
+      expect(listed.items.map((u) => u.id)).toEqual(users.map((u) => u.id).sort());
+    });
+  });
+
+  describe('channels', () => {
+    const owner = newUserId();
+
+    it('creates a channel and reads it back unchanged', async () => {
+      const ch = makeChannel('General', owner, {
+        userLimit: 5,
+        passwordHash: 'scrypt$16384$8$1$abc$def',
+        voice: { bitrate: 32_000, frameMs: 10, complexity: 5 },
+      });
+      await store.createChannel(ch);
+      expect(await store.getChannel(ch.id)).toEqual(ch);
+      expect(await store.getChannel(newChannelId())).toBeNull();
+    });
+
+    it('refuses a duplicate name regardless of case and Unicode composition', async () => {
+      await store.createChannel(makeChannel('General', owner));
+      await store.createChannel(makeChannel('Caf\u00e9', owner));
+      const dup = store.createChannel(makeChannel('gENERAL', owner));
+      await expect(dup).rejects.toBeInstanceOf(ChannelNameTakenError);
+      await expect(store.createChannel(makeChannel('GENERAL', owner))).rejects.toMatchObject({
+        code: 'CHANNEL_NAME_TAKEN',
+      });
+      await expect(store.createChannel(makeChannel('cafe\u0301', owner))).rejects.toBeInstanceOf(
+        ChannelNameTakenError,
+      );
+      expect((await store.listChannels({}, ALL)).total).toBe(2);
+    });
+
+    it('updates fields, refuses renaming onto another name, allows re-casing its own', async () => {
+      const a = makeChannel('Alpha', owner, { passwordHash: 'scrypt$x' });
+      const b = makeChannel('Beta', owner);
+      await store.createChannel(a);
+      await store.createChannel(b);
+
+      const t = tick();
+      const voice = { bitrate: 96_000, frameMs: 10 as const, complexity: 10 };
+      const updated = await store.updateChannel(a.id, { userLimit: 3, voice, updatedAt: t });
+      expect(updated).toEqual({ ...a, userLimit: 3, voice, updatedAt: t });
+      // passwordHash: undefined keeps it, null clears it.
+      expect((await store.updateChannel(a.id, { updatedAt: t }))?.passwordHash).toBe('scrypt$x');
+      expect(
+        (await store.updateChannel(a.id, { passwordHash: null, updatedAt: t }))?.passwordHash,
+      ).toBeNull();
+      expect(
+        (await store.updateChannel(a.id, { passwordHash: 'scrypt$y', updatedAt: t }))?.passwordHash,
+      ).toBe('scrypt$y');
+
+      await expect(store.updateChannel(a.id, { name: 'BETA', updatedAt: t })).rejects.toBeInstanceOf(
+        ChannelNameTakenError,
+      );
+      expect((await store.getChannel(a.id))?.name).toBe('Alpha');
+
+      expect((await store.updateChannel(a.id, { name: 'ALPHA', updatedAt: t }))?.name).toBe('ALPHA');
+      const renamed = await store.updateChannel(a.id, { name: 'Gamma', updatedAt: t });
+      expect(renamed).toEqual({
+        ...a,
+        name: 'Gamma',
+        userLimit: 3,
+        voice,
+        passwordHash: 'scrypt$y',
+        updatedAt: t,
+      });
+      // The old name is free again.
+      await store.createChannel(makeChannel('alpha', owner));
+      expect(await store.updateChannel(newChannelId(), { name: 'Nope', updatedAt: t })).toBeNull();
+    });
+
+    it('deletes a channel once and frees its name', async () => {
+      const ch = makeChannel('Lobby', owner);
+      await store.createChannel(ch);
+      expect(await store.deleteChannel(ch.id)).toBe(true);
+      expect(await store.deleteChannel(ch.id)).toBe(false);
+      expect(await store.getChannel(ch.id)).toBeNull();
+      await expect(store.createChannel(makeChannel('LOBBY', owner))).resolves.toBeUndefined();
+    });
+
+    it('lists channels with q, ownerId, pages and total', async () => {
+      const other = newUserId();
+      const chans = [
+        makeChannel('Music', owner),
+        makeChannel('music-2', other),
+        makeChannel('Games', owner),
+        makeChannel('50%_off', other),
+        makeChannel('AMUSING', owner),
+      ];
+      for (const c of chans) await store.createChannel(c);
+      const names = (r: { items: StoredChannel[] }): string[] => r.items.map((c) => c.name);
+
+      expect(await store.listChannels({}, ALL)).toEqual({ items: chans, total: 5, limit: 100, offset: 0 });
+      expect(names(await store.listChannels({ q: 'MUS' }, ALL))).toEqual(['Music', 'music-2', 'AMUSING']);
+      expect(names(await store.listChannels({ q: '%_' }, ALL))).toEqual(['50%_off']);
+      expect(names(await store.listChannels({ ownerId: other }, ALL))).toEqual(['music-2', '50%_off']);
+      expect(names(await store.listChannels({ ownerId: owner, q: 'mus' }, ALL))).toEqual([
+        'Music',
+        'AMUSING',
+      ]);
+      expect(await store.listChannels({ ownerId: newUserId() }, ALL)).toMatchObject({ items: [], total: 0 });
+
+      const page = await store.listChannels({ q: 'mus' }, { limit: 2, offset: 1 });
+      expect(page).toEqual({ items: [chans[1], chans[4]], total: 3, limit: 2, offset: 1 });
+      const p0 = await store.listChannels({}, { limit: 2, offset: 0 });
+      const p1 = await store.listChannels({}, { limit: 2, offset: 2 });
+      const p2 = await store.listChannels({}, { limit: 2, offset: 4 });
+      expect([...p0.items, ...p1.items, ...p2.items]).toEqual(chans);
+      expect([p0.total, p1.total, p2.total]).toEqual([5, 5, 5]);
+    });
+
+    it('rejects a malformed page with TypeError', async () => {
+      await expect(store.listChannels({}, { limit: -1, offset: 0 })).rejects.toBeInstanceOf(TypeError);
+      await expect(store.listUsers({}, { limit: 10, offset: 1.5 })).rejects.toBeInstanceOf(TypeError);
+    });
+  });
+
+  describe('persistence and lifecycle', () => {
+    it('keeps everything written after close and reopen', async () => {
+      const user = makeUser('Persist', { status: 'still here' });
+      const hash = hashToken(newToken());
+      const ch = makeChannel('Kept', user.id, { passwordHash: 'scrypt$k', userLimit: 7 });
+      await store.createUser(user, hash);
+      await store.createChannel(ch);
+      await store.updateUser(user.id, { lastSeenAt: user.lastSeenAt + 1 });
+      await store.close();
+
+      store = await harness.open();
+      expect(await store.getUserByTokenHash(hash)).toEqual({ ...user, lastSeenAt: user.lastSeenAt + 1 });
+      expect(await store.getChannel(ch.id)).toEqual(ch);
+      await expect(store.createChannel(makeChannel('KEPT', user.id))).rejects.toBeInstanceOf(
+        ChannelNameTakenError,
+      );
+    });
+
+    it('close is idempotent', async () => {
+      await store.close();
+      await expect(store.close()).resolves.toBeUndefined();
+    });
+  });
+});
+
+describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
+  let dir: SessionDirectory;
+  const [u1, u2, u3] = [newUserId(), newUserId(), newUserId()];
+  const [c1, c2] = [newChannelId(), newChannelId()];
+  beforeEach(async () => {
+    dir = await impl.create();
+  });
+  afterEach(async () => {
+    await dir.close();
+  });
+
+  it('claims nicknames case-insensitively; only the holder releases', async () => {
+    expect(await dir.claimNickname('Alice', u1)).toBe(true);
+    expect(await dir.claimNickname('alice', u2)).toBe(false);
+    expect(await dir.claimNickname('ALICE', u1)).toBe(true);
+    await dir.releaseNickname('Alice', u2);
+    expect(await dir.claimNickname('aLiCe', u3)).toBe(false);
+    await dir.releaseNickname('alice', u1);
+    expect(await dir.claimNickname('Alice', u2)).toBe(true);
+    expect(await dir.claimNickname('Bob', u1)).toBe(true);
+  });
+
+  it('grants a contested nickname to exactly one of concurrent claimants', async () => {
+    const users = Array.from({ length: 10 }, () => newUserId());
+    const results = await Promise.all(users.map((u, i) => dir.claimNickname(i % 2 ? 'race' : 'RACE', u)));
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('tracks who is online', async () => {
+    await dir.setOnline(u1, true);
+    await dir.setOnline(u2, true);
+    await dir.setOnline(u2, true);
+    expect(await dir.isOnline(u1)).toBe(true);
+    expect(await dir.isOnline(u3)).toBe(false);
+    expect((await dir.onlineUsers()).sort()).toEqual([u1, u2].sort());
+    await dir.setOnline(u1, false);
+    await dir.setOnline(u3, false);
+    expect(await dir.isOnline(u1)).toBe(false);
+    expect(await dir.onlineUsers()).toEqual([u2]);
+  });
+
+  it('enforces the user limit on join; re-joining is ok; 0 means no limit', async () => {
+    expect(await dir.joinChannel(c1, u1, 2)).toEqual({ ok: true });
+    expect(await dir.joinChannel(c1, u2, 2)).toEqual({ ok: true });
+    expect(await dir.joinChannel(c1, u3, 2)).toEqual({ ok: false, reason: 'full' });
+    expect(await dir.joinChannel(c1, u1, 2)).toEqual({ ok: true });
+    expect((await dir.channelMembers(c1)).sort()).toEqual([u1, u2].sort());
+    for (let i = 0; i < 50; i++) expect(await dir.joinChannel(c2, newUserId(), 0)).toEqual({ ok: true });
+    expect((await dir.channelMembers(c2)).length).toBe(50);
+  });
+
+  it('admits exactly `limit` of many concurrent joins', async () => {
+    const users = Array.from({ length: 20 }, () => newUserId());
+    const results = await Promise.all(users.map((u) => dir.joinChannel(c1, u, 5)));
+    expect(results.filter((r) => r.ok)).toHaveLength(5);
+    expect(results.filter((r) => !r.ok)).toEqual(
+      Array.from({ length: 15 }, () => ({ ok: false, reason: 'full' })),
+    );
+    const members = await dir.channelMembers(c1);
+    expect(members).toHaveLength(5);
+    const admitted = users.filter((_, i) => results[i]!.ok);
+    expect([...members].sort()).toEqual([...admitted].sort());
+  });
+
+  it('leaves, counts and clears channels', async () => {
+    await dir.joinChannel(c1, u1, 0);
+    await dir.joinChannel(c1, u2, 0);
+    await dir.joinChannel(c2, u3, 0);
+    const other: ChannelId = newChannelId();
+    const counts = await dir.memberCounts([c1, c2, other]);
+    expect([...counts.entries()].sort()).toEqual(
+      [
+        [c1, 2],
+        [c2, 1],
+        [other, 0],
+      ].sort(),
+    );
+
+    expect(await dir.leaveChannel(c1, u1)).toBe(true);
+    expect(await dir.leaveChannel(c1, u1)).toBe(false);
+    expect(await dir.leaveChannel(other, u1)).toBe(false);
+    expect(await dir.channelMembers(c1)).toEqual([u2]);
+
+    // A slot freed by leaving can be taken again.
+    expect(await dir.joinChannel(c1, u3, 2)).toEqual({ ok: true });
+    expect((await dir.clearChannel(c1)).sort()).toEqual([u2, u3].sort());
+    expect(await dir.channelMembers(c1)).toEqual([]);
+    expect(await dir.clearChannel(c1)).toEqual([]);
+    expect((await dir.memberCounts([c1, c2])).get(c2)).toBe(1);
+  });
+
+  it('close is idempotent', async () => {
+    await dir.close();
+    await expect(dir.close()).resolves.toBeUndefined();
+  });
+});
+
+describe.each(busImpls)('EventBus contract: $name', (impl) => {
+  let bus: EventBus;
+  const errors: unknown[] = [];
+  beforeEach(async () => {
+    errors.length = 0;
+    bus = await impl.create((err) => errors.push(err));
+  });
+  afterEach(async () => {
+    await bus.close();
+  });
+
+  const deleted = (): BusEvent => ({ type: 'channel.deleted', channelId: newChannelId() });
+  const speaking = (speaking: boolean): BusEvent => ({
+    type: 'speaking',
+    channelId: newChannelId(),
+    userId: newUserId(),
+    speaking,
+  });
+  const recorder = (): { events: BusEvent[]; listener: BusListener } => {
+    const events: BusEvent[] = [];
+    return { events, listener: (e) => events.push(e) };
+  };
+
+  it('delivers every event to every subscriber, in publish order', async () => {
+    const a = recorder();
+    const b = recorder();
+    bus.subscribe(a.listener);
+    bus.subscribe(b.listener);
+    const sent = [deleted(), speaking(true), speaking(false), deleted()];
+    for (const e of sent) await bus.publish(e);
+    await vi.waitFor(() => {
+      expect(a.events).toEqual(sent);
+      expect(b.events).toEqual(sent);
+    });
+  });
+
+  it('stops delivering after unsubscribe', async () => {
+    const gone = recorder();
+    const stays = recorder();
+    const unsubscribe = bus.subscribe(gone.listener);
+    bus.subscribe(stays.listener);
+    const first = deleted();
+    await bus.publish(first);
+    await vi.waitFor(() => expect(gone.events).toEqual([first]));
+    unsubscribe();
+    unsubscribe();
+    const marker = deleted();
+    await bus.publish(marker);
+    await vi.waitFor(() => expect(stays.events).toEqual([first, marker]));
+    expect(gone.events).toEqual([first]);
+  });
+
+  it('keeps delivering to the others when a listener throws', async () => {
+    const before = recorder();
+    const after = recorder();
+    bus.subscribe(before.listener);
+    bus.subscribe(() => {
+      throw new Error('listener bug');
+    });
+    bus.subscribe(after.listener);
+    const sent = [deleted(), deleted()];
+    for (const e of sent) await expect(bus.publish(e)).resolves.toBeUndefined();
+    await vi.waitFor(() => {
+      expect(before.events).toEqual(sent);
+      expect(after.events).toEqual(sent);
+    });
+    expect(errors).toHaveLength(2);
+  });
+
+  it('close is idempotent and publishing afterwards does not throw', async () => {
+    const r = recorder();
+    bus.subscribe(r.listener);
+    await bus.close();
+    await expect(bus.close()).resolves.toBeUndefined();
+    await expect(bus.publish(deleted())).resolves.toBeUndefined();
+    expect(r.events).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('SqliteStore specifics', () => {
+  it('opens in WAL mode at the latest schema version', async () => {
+    // synchronous and foreign_keys are per connection settings, not visible from another one.
+    const path = tempDbPath();
+    await SqliteStore.open(path).close();
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(db.pragma('user_version', { simple: true })).toBe(1);
+      const tables = db
+        .prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .pluck()
+        .all();
+      expect(tables).toEqual(['channels', 'tokens', 'users']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses a database from a newer schema version', async () => {
+    const path = tempDbPath();
+    await SqliteStore.open(path).close();
+    const db = new Database(path);
+    db.pragma('user_version = 99');
+    db.close();
+    expect(() => SqliteStore.open(path)).toThrow(StoreError);
+  });
+
+  it('the schema cascades tokens with their user', async () => {
+    const path = tempDbPath();
+    const store = SqliteStore.open(path);
+    const user = makeUser('Cascade');
+    const hash = hashToken(newToken());
+    await store.createUser(user, hash);
+    await store.close();
+    const db = new Database(path);
+    db.pragma('foreign_keys = ON');
+    db.prepare('DELETE FROM users WHERE id = ?').run(user.id);
+    expect(db.prepare('SELECT count(*) FROM tokens').pluck().get()).toBe(0);
+    db.close();
+  });
+
+  it('falls back to the default voice settings when the stored JSON is corrupt', async () => {
+    const path = tempDbPath();
+    const store = SqliteStore.open(path);
+    const owner = newUserId();
+    const bad = makeChannel('Bad JSON', owner);
+    const invalid = makeChannel('Invalid', owner);
+    await store.createChannel(bad);
+    await store.createChannel(invalid);
+    await store.close();
+    const db = new Database(path);
+    db.prepare('UPDATE channels SET voice = ? WHERE id = ?').run('{not json', bad.id);
+    db.prepare('UPDATE channels SET voice = ? WHERE id = ?').run('{"bitrate":1,"frameMs":7}', invalid.id);
+    db.close();
+    const reopened = SqliteStore.open(path);
+    expect((await reopened.getChannel(bad.id))?.voice).toEqual(DEFAULT_VOICE_SETTINGS);
+    expect((await reopened.getChannel(invalid.id))?.voice).toEqual(DEFAULT_VOICE_SETTINGS);
+    await reopened.close();
+  });
+
+  it('turns other SQLite failures into StoreError with the cause', async () => {
+    const store = SqliteStore.open(':memory:');
+    const user = makeUser('Twice');
+    await store.createUser(user, hashToken(newToken()));
+    const err: unknown = await store.createUser(user, hashToken(newToken())).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).cause).toBeInstanceOf(Database.SqliteError);
+    // The failed transaction left nothing behind.
+    expect((await store.listUsers({}, ALL)).total).toBe(1);
+    await store.close();
+    await expect(store.getUser(user.id)).rejects.toBeInstanceOf(StoreError);
+    expect(new ChannelNameTakenError('x')).toBeInstanceOf(ProtocolError);
+  });
+
+  it('creates missing parent directories', async () => {
+    const path = join(tempRoot, 'deep', 'er', 'still', 'state.sqlite');
+    const store = SqliteStore.open(path);
+    await store.createChannel(makeChannel('x', newUserId()));
+    await store.close();
+  });
+});
+
+describe('passwords', () => {
+  it('verifies the right password and rejects a wrong one', async () => {
+    const stored = await hashPassword('correct horse');
+    expect(stored).toMatch(/^scrypt\$16384\$8\$1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+    expect(await verifyPassword('correct horse', stored)).toBe(true);
+    expect(await verifyPassword('correct horsE', stored)).toBe(false);
+    expect(await verifyPassword('', stored)).toBe(false);
+  });
+
+  it('normalises Unicode so composed and decomposed forms match', async () => {
+    const stored = await hashPassword('caf\u00e9');
+    expect(await verifyPassword('cafe\u0301', stored)).toBe(true);
+  });
+
+  it('salts every hash', async () => {
+    const [a, b] = await Promise.all([hashPassword('same'), hashPassword('same')]);
+    expect(a).not.toBe(b);
+    expect(await verifyPassword('same', a)).toBe(true);
+    expect(await verifyPassword('same', b)).toBe(true);
+  });
+
+  it('returns false, never throws, on malformed stored hashes', async () => {
+    const good = await hashPassword('pw');
+    const [, n, r, p, salt, hash] = good.split('$') as [string, string, string, string, string, string];
+    const malformed = [
+      '',
+      'plain',
+      'scrypt',
+      `bcrypt$${n}$${r}$${p}$${salt}$${hash}`,
+      `scrypt$${n}$${r}$${p}$${salt}`,
+      `scrypt$${n}$${r}$${p}$${salt}$${hash}$extra`,
+      `scrypt$1000$${r}$${p}$${salt}$${hash}`,
+      `scrypt$${2 ** 30}$${r}$${p}$${salt}$${hash}`,
+      `scrypt$abc$${r}$${p}$${salt}$${hash}`,
+      `scrypt$${n}$0$${p}$${salt}$${hash}`,
+      `scrypt$${n}$${r}$-1$${salt}$${hash}`,
+      `scrypt$${n}$${r}$${p}$$${hash}`,
+      `scrypt$${n}$${r}$${p}$${salt}$`,
+      `scrypt$${n}$${r}$${p}$${salt}$not+base64/url==`,
+      `scrypt$${n}$${r}$${p}$${salt}$${hash.slice(0, 10)}`,
+      `scrypt$${n}$99999$99999$${salt}$${hash}`,
+    ];
+    for (const stored of malformed) expect(await verifyPassword('pw', stored)).toBe(false);
+    expect(await verifyPassword('pw', undefined as unknown as string)).toBe(false);
+  });
+
+  it('makes tokens, token hashes and ids of the protocol formats', () => {
+    const token = newToken();
+    expect(token).toMatch(TOKEN_PATTERN);
+    expect(newToken()).not.toBe(token);
+    expect(hashToken(token)).toMatch(/^[0-9a-f]{64}$/);
+    expect(hashToken(token)).toBe(hashToken(token));
+    expect(hashToken('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    for (let i = 0; i < 50; i++) {
+      const u = newUserId();
+      const c = newChannelId();
+      expect(u).toMatch(ID_PATTERN);
+      expect(u.startsWith('u_')).toBe(true);
+      expect(c).toMatch(ID_PATTERN);
+      expect(c.startsWith('c_')).toBe(true);
+    }
+  });
+});

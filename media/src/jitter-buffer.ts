@@ -1,0 +1,512 @@
+import { Histogram } from './histogram.js';
+
+/** What `pop()` returns. */
+export const JitterPop = {
+  /** A packet is ready: `packet` / `packetLength` / `packetSeq` hold it until the next `insert()`. */
+  PACKET: 0,
+  /** A frame is missing inside a talkspurt: conceal it (or FEC from `peekNext()`). */
+  MISSING: 1,
+  /** Nothing to play (not started, buffering, or drained): play silence, nothing to conceal. */
+  EMPTY: 2,
+} as const;
+export type JitterPopResult = (typeof JitterPop)[keyof typeof JitterPop];
+
+/** What `insert()` returns. */
+export const JitterInsert = {
+  ACCEPTED: 0,
+  /** The same sequence number is already buffered. */
+  DUPLICATE: 1,
+  /** Its turn has passed (already played, concealed or skipped). */
+  LATE: 2,
+  /** Empty or larger than `maxPacketBytes`. */
+  INVALID: 3,
+} as const;
+export type JitterInsertResult = (typeof JitterInsert)[keyof typeof JitterInsert];
+
+export interface JitterBufferOptions {
+  /** Duration of one packet (one frame per packet), ms. Default 20. */
+  readonly frameMs?: number;
+  /** Slots in the ring, a power of two (default 64: 1.28 s of 20 ms frames). Bounds memory. */
+  readonly capacity?: number;
+  /** Largest packet stored; larger ones are dropped as invalid. Default 1000 bytes. */
+  readonly maxPacketBytes?: number;
+  /** Target depth bounds, in frames. Defaults 1 and 10 (200 ms at 20 ms frames). */
+  readonly minTargetFrames?: number;
+  readonly maxTargetFrames?: number;
+  /** Sliding window for the arrival-delay percentile, ms (default 2000). */
+  readonly delayWindowMs?: number;
+  /** Which percentile of relative arrival delay the target follows (default 95, as NetEq). */
+  readonly delayPercentile?: number;
+  /** False pins the target at `minTargetFrames` (the delay is still measured). Default true. */
+  readonly adaptive?: boolean;
+  /**
+   * Catch-up: when the depth stayed above target for this long (ms), the excess frames are dropped
+   * (at most `maxCatchUpFrames` at once). Default 500 ms; 0 disables catch-up.
+   */
+  readonly catchUpMs?: number;
+  readonly maxCatchUpFrames?: number;
+  /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
+  readonly resetGapFrames?: number;
+}
+
+export interface JitterStats {
+  /** Packets accepted into the buffer. */
+  readonly received: number;
+  /** Packets that arrived after their turn (dropped). */
+  readonly late: number;
+  readonly duplicates: number;
+  /** Packets dropped because they were empty or too large. */
+  readonly invalid: number;
+  /** Sequence numbers played as missing or skipped without ever having arrived in time. */
+  readonly lost: number;
+  /** `pop()` results that asked the caller to conceal. */
+  readonly concealed: number;
+  /** Buffered packets dropped to catch up with the target or because the ring was full. */
+  readonly overflowDrops: number;
+  /** Times the buffer ran dry while playing (talkspurt ends and underruns), then re-buffered. */
+  readonly drains: number;
+  /**
+   * Stream restarts: the sequence jumped by more than `resetGapFrames` (a new sender, or a long pause
+   * when sequence numbers follow the sender's clock).
+   */
+  readonly resets: number;
+  /** Frames buffered now (span from the next to play to the newest). */
+  readonly depth: number;
+  /** Target depth, frames. */
+  readonly target: number;
+  /** RFC 3550 interarrival jitter estimate, ms. */
+  readonly jitterMs: number;
+  /** The tracked percentile (default p95) of relative arrival delay over the window, ms. */
+  readonly delayPercentileMs: number;
+}
+
+const IDLE = 0;
+const BUFFERING = 1;
+const PLAYING = 2;
+
+/**
+ * Adaptive jitter buffer for one speaker's packets (one Opus frame per packet).
+ *
+ * Storage is a ring of `capacity` slots indexed by sequence number; packets are copied into
+ * preallocated slot memory, so insert/pop allocate nothing. Sequence numbers are uint32 and may wrap;
+ * internally they are unwrapped to a monotone integer.
+ *
+ * Target depth (NetEq-like): for each packet, its transit time (arrival - seq * frameMs) minus the
+ * smallest transit in the window is its relative arrival delay; the target is that delay's p95 over
+ * the window, in frames (rounded up), clamped to [min, max]. Measured (media/test/jitter-buffer.test.ts,
+ * and a sweep during development): uniform 0..60 ms jitter settles at a target of 3 frames with no frame
+ * lost; 0..120 ms at 6 frames, also lossless; the playout delay is about network base + J + one tick.
+ *
+ * Playout: the buffer starts (and restarts after draining) once it holds `target` frames, or once the
+ * first packet has waited `target` frames. A hole with newer packets behind it is MISSING (conceal);
+ * running dry is EMPTY and re-buffers, which is how a talkspurt ends and how the delay grows after an
+ * underrun. When the depth stays above target for `catchUpMs`, the excess is dropped.
+ */
+export class JitterBuffer {
+  readonly frameMs: number;
+  readonly capacity: number;
+  readonly maxPacketBytes: number;
+
+  /**
+   * The packet returned by the last PACKET pop: a view of its slot (read `packetLength` bytes). Valid
+   * until the next `insert()`, which may reuse the slot: decode it first.
+   */
+  packet: Uint8Array;
+  packetLength = 0;
+  packetSeq = 0;
+  /** Filled by `peekNext()` when it returns true. */
+  next: Uint8Array;
+  nextLength = 0;
+  nextSeq = 0;
+
+  private readonly mask: number;
+  private readonly data: Uint8Array;
+  private readonly views: Uint8Array[];
+  private readonly slotLen: Int32Array;
+
+  private readonly minTarget: number;
+  private readonly maxTarget: number;
+  private readonly adaptive: boolean;
+  private readonly percentile: number;
+  private readonly catchUpPops: number;
+  private readonly maxCatchUp: number;
+  private readonly resetGap: number;
+
+  private state = IDLE;
+  private started = false;
+  private head = 0;
+  private newest = 0;
+  private newestRaw = 0;
+  private stored = 0;
+  private minStored = Number.POSITIVE_INFINITY;
+  private firstArrivalMs = 0;
+  private targetFrames: number;
+
+  // Arrival delay: sliding-window minimum of transit (monotonic deque) and a windowed histogram.
+  private readonly window: number;
+  private readonly dqVal: Float64Array;
+  private readonly dqIdx: Float64Array;
+  private dqStart = 0;
+  private dqLen = 0;
+  private arrivals = 0;
+  private readonly delays: Histogram;
+  private sinceRetarget = 0;
+  private rebaseline = true;
+  private prevTransit = 0;
+  private jitter = 0;
+
+  // Catch-up window.
+  private windowPops = 0;
+  private windowMinDepth = Number.POSITIVE_INFINITY;
+
+  private nReceived = 0;
+  private nLate = 0;
+  private nDuplicates = 0;
+  private nInvalid = 0;
+  private nLost = 0;
+  private nConcealed = 0;
+  private nOverflow = 0;
+  private nDrains = 0;
+  private nResets = 0;
+
+  constructor(options: JitterBufferOptions = {}) {
+    const {
+      frameMs = 20,
+      capacity = 64,
+      maxPacketBytes = 1000,
+      minTargetFrames = 1,
+      maxTargetFrames = 10,
+      delayWindowMs = 2000,
+      delayPercentile = 95,
+      adaptive = true,
+      catchUpMs = 500,
+      maxCatchUpFrames = 4,
+      resetGapFrames = capacity * 4,
+    } = options;
+    if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
+    if (
+      !Number.isInteger(capacity) ||
+      capacity < 4 ||
+      capacity > 1 << 16 ||
+      (capacity & (capacity - 1)) !== 0
+    ) {
+      throw new TypeError('capacity must be a power of two in 4..65536');
+    }
+    if (!Number.isInteger(maxPacketBytes) || maxPacketBytes < 1 || maxPacketBytes > 65_535) {
+      throw new TypeError('maxPacketBytes must be an integer in 1..65535');
+    }
+    if (!Number.isInteger(minTargetFrames) || minTargetFrames < 1)
+      throw new TypeError('minTargetFrames must be >= 1');
+    if (
+      !Number.isInteger(maxTargetFrames) ||
+      maxTargetFrames < minTargetFrames ||
+      maxTargetFrames >= capacity
+    ) {
+      throw new TypeError('maxTargetFrames must be an integer in minTargetFrames..capacity-1');
+    }
+    if (!(delayPercentile > 0 && delayPercentile <= 100))
+      throw new TypeError('delayPercentile must be in (0, 100]');
+    this.frameMs = frameMs;
+    this.capacity = capacity;
+    this.maxPacketBytes = maxPacketBytes;
+    this.mask = capacity - 1;
+    this.data = new Uint8Array(capacity * maxPacketBytes);
+    this.views = [];
+    for (let i = 0; i < capacity; i++) {
+      this.views.push(this.data.subarray(i * maxPacketBytes, (i + 1) * maxPacketBytes));
+    }
+    this.packet = this.views[0]!;
+    this.next = this.views[0]!;
+    this.slotLen = new Int32Array(capacity);
+    this.minTarget = minTargetFrames;
+    this.maxTarget = maxTargetFrames;
+    this.adaptive = adaptive;
+    this.percentile = delayPercentile;
+    this.catchUpPops = catchUpMs > 0 ? Math.max(1, Math.round(catchUpMs / frameMs)) : 0;
+    this.maxCatchUp = maxCatchUpFrames;
+    this.resetGap = resetGapFrames;
+    this.targetFrames = minTargetFrames;
+    this.window = Math.max(8, Math.round(delayWindowMs / frameMs));
+    this.dqVal = new Float64Array(this.window + 1);
+    this.dqIdx = new Float64Array(this.window + 1);
+    this.delays = new Histogram({ bucketWidth: 1, buckets: 1000, window: this.window });
+  }
+
+  /** Current target depth in frames. */
+  get target(): number {
+    return this.targetFrames;
+  }
+
+  /** Frames buffered: from the next to play (or the oldest buffered, while buffering) to the newest. */
+  get depth(): number {
+    if (this.stored === 0) return 0;
+    return this.newest - (this.state === PLAYING ? this.head : this.minStored) + 1;
+  }
+
+  /** Packets stored now (at most `capacity`). */
+  get buffered(): number {
+    return this.stored;
+  }
+
+  /** Bytes of typed-array storage this buffer holds; fixed at construction. */
+  get memoryBytes(): number {
+    return (
+      this.data.byteLength +
+      this.slotLen.byteLength +
+      this.dqVal.byteLength +
+      this.dqIdx.byteLength +
+      this.delays.memoryBytes
+    );
+  }
+
+  /** True between the first packet and a drain: the speaker's frames are flowing. */
+  get playing(): boolean {
+    return this.state === PLAYING;
+  }
+
+  /**
+   * Stores `packet[0..length)` under sequence number `seq` (uint32, wraps), arrived at `nowMs`
+   * (any monotonic millisecond clock, the same one `pop()` gets).
+   */
+  insert(seq: number, packet: Uint8Array, nowMs: number, length: number = packet.length): JitterInsertResult {
+    if (length <= 0 || length > this.maxPacketBytes || length > packet.length) {
+      this.nInvalid++;
+      return JitterInsert.INVALID;
+    }
+    seq = seq >>> 0;
+    let ext: number;
+    if (this.state === IDLE) {
+      ext = seq;
+      this.restart(ext, seq);
+    } else {
+      ext = this.newest + ((seq - this.newestRaw) | 0);
+      if (ext - this.newest > this.resetGap || this.newest - ext > this.resetGap) {
+        this.nResets++;
+        this.clearSlots();
+        ext = seq;
+        this.restart(ext, seq);
+      }
+    }
+
+    if (ext < this.head) {
+      if (!this.started && this.newest - ext < this.capacity) {
+        this.head = ext; // reordered before the first playout: start earlier
+      } else {
+        this.measure(ext, nowMs);
+        this.nLate++;
+        return JitterInsert.LATE;
+      }
+    }
+    if (ext - this.head >= this.capacity) {
+      this.skipTo(ext - this.capacity + 1);
+    }
+    const slot = ext & this.mask;
+    if (this.slotLen[slot] !== 0) {
+      this.nDuplicates++;
+      return JitterInsert.DUPLICATE;
+    }
+    this.measure(ext, nowMs);
+
+    const off = slot * this.maxPacketBytes;
+    if (length === packet.length) this.data.set(packet, off);
+    else for (let i = 0; i < length; i++) this.data[off + i] = packet[i]!;
+    this.slotLen[slot] = length;
+    if (this.stored === 0 && this.state === BUFFERING) this.firstArrivalMs = nowMs;
+    this.stored++;
+    if (ext > this.newest) {
+      this.newest = ext;
+      this.newestRaw = seq;
+    }
+    if (ext < this.minStored) this.minStored = ext;
+    this.nReceived++;
+    return JitterInsert.ACCEPTED;
+  }
+
+  /** Next frame to play at `nowMs` (call once per frame tick). */
+  pop(nowMs: number): JitterPopResult {
+    if (this.state === IDLE) return JitterPop.EMPTY;
+    if (this.state === BUFFERING) {
+      if (this.stored === 0) return JitterPop.EMPTY;
+      const depth = this.newest - this.minStored + 1;
+      if (depth < this.targetFrames && nowMs - this.firstArrivalMs < this.targetFrames * this.frameMs) {
+        return JitterPop.EMPTY;
+      }
+      // Start (or resume after a drain) at the oldest buffered packet; a gap before it is a pause.
+      this.head = this.minStored;
+      this.state = PLAYING;
+      this.started = true;
+      this.windowPops = 0;
+      this.windowMinDepth = Number.POSITIVE_INFINITY;
+    }
+
+    if (this.catchUpPops > 0) this.catchUp();
+
+    const slot = this.head & this.mask;
+    const len = this.slotLen[slot]!;
+    if (len !== 0) {
+      this.packet = this.views[slot]!;
+      this.packetLength = len;
+      this.packetSeq = this.head >>> 0;
+      this.slotLen[slot] = 0;
+      this.stored--;
+      this.head++;
+      return JitterPop.PACKET;
+    }
+    if (this.stored > 0) {
+      this.nLost++;
+      this.nConcealed++;
+      this.head++;
+      return JitterPop.MISSING;
+    }
+    // Drained: the talkspurt ended or the next packet is late. Re-buffer; measure delays afresh
+    // (sequence numbers may not advance during a pause, which would look like a huge delay).
+    this.nDrains++;
+    this.state = BUFFERING;
+    this.minStored = Number.POSITIVE_INFINITY;
+    this.rebaseline = true;
+    return JitterPop.EMPTY;
+  }
+
+  /**
+   * After a MISSING pop: whether the packet following the missing frame is buffered (its in-band FEC
+   * can rebuild the lost frame). Fills `next` / `nextLength` / `nextSeq`; the packet stays buffered.
+   */
+  peekNext(): boolean {
+    if (this.state !== PLAYING) return false;
+    const slot = this.head & this.mask;
+    const len = this.slotLen[slot]!;
+    if (len === 0) return false;
+    this.next = this.views[slot]!;
+    this.nextLength = len;
+    this.nextSeq = this.head >>> 0;
+    return true;
+  }
+
+  /** Forgets the stream (buffered packets and delay history); counters are kept. */
+  reset(): void {
+    this.clearSlots();
+    this.state = IDLE;
+    this.started = false;
+    this.targetFrames = this.minTarget;
+    this.delays.reset();
+    this.dqLen = 0;
+    this.rebaseline = true;
+    this.jitter = 0;
+  }
+
+  stats(): JitterStats {
+    return {
+      received: this.nReceived,
+      late: this.nLate,
+      duplicates: this.nDuplicates,
+      invalid: this.nInvalid,
+      lost: this.nLost,
+      concealed: this.nConcealed,
+      overflowDrops: this.nOverflow,
+      drains: this.nDrains,
+      resets: this.nResets,
+      depth: this.depth,
+      target: this.targetFrames,
+      jitterMs: this.jitter,
+      delayPercentileMs: this.delays.percentile(this.percentile),
+    };
+  }
+
+  private restart(ext: number, raw: number): void {
+    this.state = BUFFERING;
+    this.started = false;
+    this.head = ext;
+    this.newest = ext;
+    this.newestRaw = raw;
+    this.minStored = Number.POSITIVE_INFINITY;
+    this.rebaseline = true;
+  }
+
+  private clearSlots(): void {
+    this.slotLen.fill(0);
+    this.stored = 0;
+  }
+
+  /** Moves the play position forward to `to`, dropping what is buffered before it. */
+  private skipTo(to: number): void {
+    const playing = this.state === PLAYING;
+    if (to - this.head >= this.capacity) {
+      this.nOverflow += this.stored;
+      if (playing) this.nLost += to - this.head - this.stored;
+      this.clearSlots();
+    } else {
+      for (let e = this.head; e < to; e++) {
+        const slot = e & this.mask;
+        if (this.slotLen[slot] !== 0) {
+          this.slotLen[slot] = 0;
+          this.stored--;
+          this.nOverflow++;
+        } else if (playing) {
+          this.nLost++;
+        }
+      }
+    }
+    this.head = to;
+    if (this.minStored < to)
+      this.minStored = this.stored === 0 ? Number.POSITIVE_INFINITY : this.firstStoredFrom(to);
+  }
+
+  private firstStoredFrom(from: number): number {
+    for (let e = from; e <= this.newest; e++) if (this.slotLen[e & this.mask] !== 0) return e;
+    return Number.POSITIVE_INFINITY;
+  }
+
+  private catchUp(): void {
+    const depth = this.stored === 0 ? 0 : this.newest - this.head + 1;
+    if (depth < this.windowMinDepth) this.windowMinDepth = depth;
+    if (++this.windowPops < this.catchUpPops) return;
+    const excess = this.windowMinDepth - this.targetFrames;
+    this.windowPops = 0;
+    this.windowMinDepth = Number.POSITIVE_INFINITY;
+    if (excess > 0) this.skipTo(this.head + Math.min(excess, this.maxCatchUp));
+  }
+
+  private measure(ext: number, nowMs: number): void {
+    const transit = nowMs - ext * this.frameMs;
+    const w = this.window;
+    const cap = w + 1;
+    if (this.rebaseline) {
+      this.rebaseline = false;
+      this.dqLen = 0;
+      this.prevTransit = transit;
+    }
+    const d = transit - this.prevTransit;
+    this.jitter += ((d < 0 ? -d : d) - this.jitter) / 16;
+    this.prevTransit = transit;
+
+    const idx = this.arrivals++;
+    // Monotonic deque: values increase from front to back; the front is the window's minimum.
+    while (this.dqLen > 0) {
+      const back = (this.dqStart + this.dqLen - 1) % cap;
+      if (this.dqVal[back]! < transit) break;
+      this.dqLen--;
+    }
+    const at = (this.dqStart + this.dqLen) % cap;
+    this.dqVal[at] = transit;
+    this.dqIdx[at] = idx;
+    this.dqLen++;
+    while (this.dqIdx[this.dqStart]! <= idx - w) {
+      this.dqStart = (this.dqStart + 1) % cap;
+      this.dqLen--;
+    }
+    this.delays.record(transit - this.dqVal[this.dqStart]!);
+    if (++this.sinceRetarget >= 16) {
+      this.sinceRetarget = 0;
+      this.retarget();
+    }
+  }
+
+  private retarget(): void {
+    if (!this.adaptive) return;
+    const p = this.delays.percentile(this.percentile);
+    // A 5% tolerance keeps a p95 of 20.3 ms at one 20 ms frame (bucket interpolation noise).
+    const frames = Math.ceil(p / this.frameMs - 0.05);
+    this.targetFrames =
+      frames < this.minTarget ? this.minTarget : frames > this.maxTarget ? this.maxTarget : frames;
+  }
+}

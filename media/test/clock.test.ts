@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { Ticker, type Tick } from '../src/index.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function busyWait(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // block the event loop
+  }
+}
+
+describe('Ticker', () => {
+  it('ticks on a drift-free grid with bounded lateness', async () => {
+    const seen: { index: number; dueMs: number; latenessMs: number }[] = [];
+    const ticker = new Ticker({
+      periodMs: 20,
+      onTick: (t: Tick) => seen.push({ index: t.index, dueMs: t.dueMs, latenessMs: t.latenessMs }),
+    }).start();
+    await sleep(1000);
+    ticker.close();
+    expect(seen.length).toBeGreaterThanOrEqual(45);
+    expect(seen.length).toBeLessThanOrEqual(51);
+    seen.forEach((t, i) => {
+      expect(t.index).toBe(i);
+      expect(t.dueMs).toBeCloseTo((i + 1) * 20, 9); // due times never drift
+      expect(t.latenessMs).toBeGreaterThanOrEqual(0);
+    });
+    const st = ticker.stats();
+    expect(st.ticks).toBe(seen.length);
+    expect(st.skipped).toBe(0);
+    // Generous bounds: shared CI machines stall; the median must still be tight.
+    expect(st.lateness.p50).toBeLessThan(5);
+    expect(st.lateness.p99).toBeLessThan(40);
+  });
+
+  it('skips and counts ticks when far behind instead of bursting', async () => {
+    const seen: Tick[] = [];
+    let blocked = false;
+    const ticker = new Ticker({
+      periodMs: 10,
+      maxLatePeriods: 2,
+      onTick: (t) => {
+        seen.push({ ...t });
+        if (!blocked && t.index === 3) {
+          blocked = true;
+          busyWait(100); // ten periods
+        }
+      },
+    }).start();
+    await sleep(300);
+    ticker.close();
+    const after = seen.find((t) => t.index > 3)!;
+    expect(after.skipped).toBeGreaterThanOrEqual(7);
+    expect(after.latenessMs).toBeLessThan(10);
+    expect(ticker.stats().skipped).toBe(after.skipped);
+  });
+
+  it('survives a throwing handler, and close() is idempotent and final', async () => {
+    let n = 0;
+    const errors: unknown[] = [];
+    const ticker = new Ticker({
+      periodMs: 5,
+      onTick: () => {
+        n++;
+        throw new Error('boom');
+      },
+      onError: (e) => errors.push(e),
+    });
+    expect(ticker.running).toBe(false);
+    ticker.start();
+    ticker.start();
+    expect(ticker.running).toBe(true);
+    await sleep(60);
+    ticker.close();
+    ticker.close();
+    const count = n;
+    expect(count).toBeGreaterThan(3);
+    expect(ticker.stats().errors).toBe(count);
+    expect(errors.length).toBe(count);
+    await sleep(30);
+    expect(n).toBe(count);
+    expect(ticker.running).toBe(false);
+    ticker.start(); // closed tickers stay closed
+    await sleep(20);
+    expect(n).toBe(count);
+  });
+
+  it('validates its period', () => {
+    expect(() => new Ticker({ periodMs: 0, onTick: () => undefined })).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,168 @@
+import { z } from 'zod';
+import {
+  ChannelIdSchema,
+  ChannelName,
+  Nickname,
+  Password,
+  StatusText,
+  UserIdSchema,
+  VoiceSettings,
+} from './models.js';
+import type { Channel, ConnectionStats, Member, User } from './models.js';
+import type { ChannelId, UserId } from './ids.js';
+import type { ErrorCode } from './errors.js';
+import { MAX_PACKET_BYTES } from './voice-packet.js';
+
+/**
+ * Client-to-server messages. Every message is a msgpack map with a string `t` (type).
+ * Requests carry `id`, a client-chosen integer echoed as `re` in the matching `result` or `error`.
+ */
+const reqId = z.number().int().min(0).max(0xffff_ffff);
+
+export const ClientMessages = {
+  hello: z.object({
+    t: z.literal('hello'),
+    id: reqId,
+    versions: z.array(z.number().int().min(1)).min(1).max(16),
+    token: z.string().min(1).max(128),
+    client: z.string().max(64).optional(),
+    /** The server's admin token: grants moderation (edit, delete, server-mute) on this connection. */
+    adminToken: z.string().max(256).optional(),
+  }),
+  ping: z.object({ t: z.literal('ping'), id: reqId, ts: z.number() }),
+  'profile.update': z.object({
+    t: z.literal('profile.update'),
+    id: reqId,
+    nickname: Nickname.optional(),
+    status: StatusText.optional(),
+  }),
+  'channel.list': z.object({ t: z.literal('channel.list'), id: reqId }),
+  'channel.create': z.object({
+    t: z.literal('channel.create'),
+    id: reqId,
+    name: ChannelName,
+    userLimit: z.number().int().min(0).max(1000).optional(),
+    password: Password.optional(),
+    voice: VoiceSettings.partial().optional(),
+  }),
+  'channel.update': z.object({
+    t: z.literal('channel.update'),
+    id: reqId,
+    channelId: ChannelIdSchema,
+    name: ChannelName.optional(),
+    userLimit: z.number().int().min(0).max(1000).optional(),
+    /** A string sets the password, null removes it. */
+    password: Password.nullable().optional(),
+    voice: VoiceSettings.partial().optional(),
+  }),
+  'channel.delete': z.object({ t: z.literal('channel.delete'), id: reqId, channelId: ChannelIdSchema }),
+  'channel.join': z.object({
+    t: z.literal('channel.join'),
+    id: reqId,
+    channelId: ChannelIdSchema,
+    password: Password.optional(),
+  }),
+  'channel.leave': z.object({ t: z.literal('channel.leave'), id: reqId }),
+  /** Own voice state: self-mute and deafen are shown to the other members. */
+  'voice.state': z.object({
+    t: z.literal('voice.state'),
+    id: reqId,
+    selfMute: z.boolean().optional(),
+    selfDeaf: z.boolean().optional(),
+  }),
+  /** How loud this listener hears one speaker, 0 to 200 (percent). */
+  'voice.volume': z.object({
+    t: z.literal('voice.volume'),
+    id: reqId,
+    userId: UserIdSchema,
+    volume: z.number().int().min(0).max(200),
+  }),
+  /** Channel owner or admin: the mixer ignores this speaker. */
+  'voice.serverMute': z.object({
+    t: z.literal('voice.serverMute'),
+    id: reqId,
+    userId: UserIdSchema,
+    muted: z.boolean(),
+  }),
+  /**
+   * Fallback transport: a voice packet (same bytes as over UDP) carried in a WebSocket frame.
+   * Fire-and-forget: no `id`, no reply.
+   */
+  voice: z.object({
+    t: z.literal('voice'),
+    p: z
+      .instanceof(Uint8Array)
+      .refine((p) => p.byteLength <= MAX_PACKET_BYTES, `at most ${MAX_PACKET_BYTES} bytes`),
+  }),
+} as const;
+
+export type ClientMessageType = keyof typeof ClientMessages;
+export type ClientMessage = {
+  [K in ClientMessageType]: z.infer<(typeof ClientMessages)[K]>;
+}[ClientMessageType];
+export type ClientMessageOf<K extends ClientMessageType> = z.infer<(typeof ClientMessages)[K]>;
+export const CLIENT_MESSAGE_TYPES = Object.keys(ClientMessages) as ClientMessageType[];
+
+/** What each request's `result.data` holds. */
+export interface ResultMap {
+  hello: Welcome;
+  ping: { ts: number; serverTime: number };
+  'profile.update': { user: User };
+  'channel.list': { channels: Channel[] };
+  'channel.create': { channel: Channel };
+  'channel.update': { channel: Channel };
+  'channel.delete': Record<string, never>;
+  'channel.join': { channel: Channel; members: Member[]; voice: VoiceBinding };
+  'channel.leave': Record<string, never>;
+  'voice.state': { member: Member };
+  'voice.volume': Record<string, never>;
+  'voice.serverMute': { member: Member };
+}
+
+/** Where and how to send voice once joined. */
+export interface VoiceBinding {
+  /** The id that tags this session's voice packets. */
+  voiceId: number;
+  /** 32-byte AES-256-GCM key for this session's voice packets, both directions. */
+  key: Uint8Array;
+  udpHost: string;
+  udpPort: number;
+  sampleRate: 48_000;
+  frameMs: 10 | 20;
+  bitrate: number;
+}
+
+export interface Welcome {
+  version: number;
+  server: string;
+  user: User;
+  /** True when the token's session was still within its grace period and was restored. */
+  resumed: boolean;
+  /** The channel restored with the session, if any (then `voice` is set too). */
+  channelId: ChannelId | null;
+  voice: VoiceBinding | null;
+  /** Send a ping at least this often or the server considers the connection dead. */
+  heartbeatMs: number;
+  /** How long the session survives a lost connection. */
+  graceMs: number;
+}
+
+export type LeaveReason = 'leave' | 'disconnect' | 'timeout' | 'deleted' | 'moved';
+
+/** Server-to-client messages. */
+export type ServerMessage =
+  | { [K in keyof ResultMap]: { t: 'result'; re: number; data: ResultMap[K] } }[keyof ResultMap]
+  | { t: 'error'; re?: number; code: ErrorCode; message: string }
+  | { t: 'channel.created'; channel: Channel }
+  | { t: 'channel.updated'; channel: Channel }
+  | { t: 'channel.deleted'; channelId: ChannelId }
+  | { t: 'member.joined'; channelId: ChannelId; member: Member }
+  | { t: 'member.updated'; channelId: ChannelId; member: Member }
+  | { t: 'member.left'; channelId: ChannelId; userId: UserId; reason: LeaveReason }
+  | { t: 'speaking'; channelId: ChannelId; userId: UserId; speaking: boolean }
+  | { t: 'stats'; stats: ConnectionStats }
+  | { t: 'voice'; p: Uint8Array }
+  | { t: 'bye'; code: ErrorCode; message: string };
+
+export type ServerMessageType = ServerMessage['t'];
+export type ServerEvent<T extends ServerMessageType> = Extract<ServerMessage, { t: T }>;

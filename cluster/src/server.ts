@@ -18,6 +18,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
+import { createOpus } from '@voice/media';
+import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
   logger?: Logger;
@@ -34,6 +36,7 @@ export interface RunningServer {
   readonly url: string;
   readonly ctx: AppContext;
   readonly sessions: SessionManager;
+  readonly voice: ServerVoicePlane;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
 }
@@ -73,6 +76,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
+  const opus = await createOpus();
+  const voice = await ServerVoicePlane.start({
+    ctx,
+    sessions,
+    opus,
+    host: config.udpHost ?? config.host,
+    port: config.udpPort,
+    publicHost: config.publicHost,
+  });
+  sessions.voice = voice;
+  registerVoiceMetrics(metrics.registry, voice);
+  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;
@@ -108,7 +123,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
   const httpPort = uws.us_socket_local_port(listenSocket as never);
-  const udpPort = config.udpPort;
+  const udpPort = voice.port;
   ready = true;
   const url = `http://${config.host}:${httpPort}`;
   log.info({ url, ws: `ws://${config.host}:${httpPort}/ws`, mode: state.mode, dataDir: config.dataDir }, 'listening');
@@ -121,11 +136,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       uws.us_listen_socket_close(listenSocket);
       await sessions.close();
       closeSockets();
+      await voice.close();
       await state.bus.close();
       await state.directory.close();
       await state.store.close();
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, close };
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, close };
 }

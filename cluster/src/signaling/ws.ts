@@ -170,7 +170,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       c.pending++;
       c.chain = c.chain.then(() => dispatch(c, m)).finally(() => void c.pending--);
     },
-    close: (ws, code) => {
+    close: (ws, code, reason) => {
       const data = ws.getUserData();
       const c = data.conn;
       if (!c) return;
@@ -180,7 +180,10 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       const n = (d.perAddress.get(data.address) ?? 1) - 1;
       if (n <= 0) d.perAddress.delete(data.address);
       else d.perAddress.set(data.address, n);
-      if (code === 1009) countError('FRAME_TOO_LARGE');
+      // uWS drops a frame past maxPayloadLength with 1006 and this reason (1009 on some versions).
+      if (code === 1009 || (code === 1006 && Buffer.from(reason).toString().includes('too big'))) {
+        countError('FRAME_TOO_LARGE');
+      }
       // Run after requests already queued on this connection, so a hello in flight is not lost.
       c.chain = c.chain.then(() => sessions.detach(c)).catch((err: unknown) => log.error({ err }, 'detach failed'));
     },

@@ -1,0 +1,379 @@
+import {
+  HEADER_BYTES,
+  MAX_PACKET_BYTES,
+  VoiceFlags,
+  VoicePacketType,
+  type ChannelId,
+  type UserId,
+  type VoiceHeader,
+  type VoiceSettings,
+} from '@voice/protocol';
+import {
+  Histogram,
+  JitterBuffer,
+  JitterInsert,
+  JitterPop,
+  MixGroups,
+  VadEvent,
+  VoiceActivityDetector,
+  int16ToFloat,
+  limitToInt16,
+  type OpusDecoder,
+  type OpusEncoder,
+  type OpusFactory,
+} from '@voice/media';
+import type { VoiceCounters } from './counters.js';
+import type { VoiceEndpoint } from './endpoint.js';
+import { PacketInbox } from './inbox.js';
+
+export const SAMPLE_RATE = 48_000;
+/** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
+export const MAX_SPEAKERS = 32;
+/** An encoder unused for this many ticks is freed (its stream ended). */
+const ENCODER_IDLE_TICKS = 100;
+
+/** One member of a channel, as the actor sees it. Owned by the actor. */
+export class VoiceMember {
+  readonly jitter: JitterBuffer;
+  decoder: OpusDecoder | null = null;
+  readonly pcm: Int16Array;
+  readonly frame: Float32Array;
+  readonly vad: VoiceActivityDetector;
+  /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
+  readonly arrivals = new Float64Array(64);
+  /** What the mixer honours, copied from the session on every update. */
+  heard = true;
+  deaf = false;
+  gains: Map<string, number> | undefined = undefined;
+  speaking = false;
+  /** Timestamp of the next mix sent to this member, in samples. */
+  outTimestamp = 0;
+  outStarted = false;
+  packetsIn = 0;
+  packetsOut = 0;
+  /** Tick in which this member was last mixed as a speaker. */
+  spokeTick = -1;
+  active = true;
+
+  constructor(
+    readonly endpoint: VoiceEndpoint,
+    readonly userId: UserId,
+    frameSamples: number,
+    frameMs: number,
+  ) {
+    this.jitter = new JitterBuffer({ frameMs });
+    this.pcm = new Int16Array(frameSamples);
+    this.frame = new Float32Array(frameSamples);
+    this.vad = new VoiceActivityDetector({ frameMs });
+  }
+}
+
+interface EncoderSlot {
+  encoder: OpusEncoder;
+  pcm: Int16Array;
+  out: Uint8Array;
+  len: number;
+  lastTick: number;
+}
+
+/** What the channel needs from the outside world, passed in so the core stays testable. */
+export interface ChannelIo {
+  /** Sends a sealed packet to a member over its current transport. */
+  send(ep: VoiceEndpoint, packet: Uint8Array, length: number): void;
+  /** Voice activity changed (already hysteresis-filtered by the VAD). */
+  speaking(ep: VoiceEndpoint, speaking: boolean): void;
+  counters: VoiceCounters;
+}
+
+export interface ChannelStats {
+  members: number;
+  speakers: number;
+  ticks: number;
+  packetsIn: number;
+  packetsOut: number;
+  lost: number;
+  late: number;
+  concealed: number;
+  inboxOverflows: number;
+  encodes: number;
+  bufferFramesMax: number;
+  decodeUs: Histogram;
+  encodeUs: Histogram;
+  holdMs: Histogram;
+}
+
+/**
+ * The state a channel actor owns: its members' jitter buffers and decoders, the mixer and the
+ * encoders. `tick()` runs once per frame: drain the inbox into jitter buffers, pop and decode one
+ * frame per member, detect voice activity, mix (mix-minus for speakers, one shared mix for silent
+ * listeners with default volumes), encode each distinct mix once, seal and send per listener.
+ */
+export class ChannelCore {
+  readonly frameSamples: number;
+  readonly inbox: PacketInbox<VoiceMember>;
+  readonly members: VoiceMember[] = [];
+  #mixer: MixGroups;
+  readonly #speakerIds: string[] = [];
+  readonly #speakerFrames: Float32Array[] = [];
+  readonly #encoders = new Map<string, EncoderSlot>();
+  /** Distinct mix buffer -> its encoded packet, for this tick only. */
+  readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
+  readonly #header: VoiceHeader = { type: VoicePacketType.AUDIO, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 };
+  readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
+  #tick = 0;
+  #lastSpeakers = 0;
+  readonly stats: ChannelStats = {
+    members: 0,
+    speakers: 0,
+    ticks: 0,
+    packetsIn: 0,
+    packetsOut: 0,
+    lost: 0,
+    late: 0,
+    concealed: 0,
+    inboxOverflows: 0,
+    encodes: 0,
+    bufferFramesMax: 0,
+    decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+    encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+    holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
+  };
+
+  constructor(
+    readonly id: ChannelId,
+    public settings: VoiceSettings,
+    private readonly opus: OpusFactory,
+    private readonly io: ChannelIo,
+    inboxCapacity = 512,
+  ) {
+    this.frameSamples = (SAMPLE_RATE / 1000) * settings.frameMs;
+    this.inbox = new PacketInbox(inboxCapacity);
+    this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
+  }
+
+  addMember(ep: VoiceEndpoint): VoiceMember {
+    const m = new VoiceMember(ep, ep.session.userId, this.frameSamples, this.settings.frameMs);
+    ep.member = m;
+    this.members.push(m);
+    this.updateMember(m);
+    this.stats.members = this.members.length;
+    return m;
+  }
+
+  removeMember(m: VoiceMember): void {
+    m.active = false;
+    const i = this.members.indexOf(m);
+    if (i >= 0) this.members.splice(i, 1);
+    this.#mixer.removeListener(m.userId);
+    m.decoder?.destroy();
+    m.decoder = null;
+    this.stats.members = this.members.length;
+  }
+
+  /** Copies mute, deafen and volumes from the session. Deafened members are not heard either (as on Discord). */
+  updateMember(m: VoiceMember): void {
+    const s = m.endpoint.session;
+    m.heard = !s.selfMute && !s.serverMute && !s.selfDeaf;
+    m.deaf = s.selfDeaf;
+    if (s.volumes.size === 0) m.gains = undefined;
+    else {
+      m.gains = new Map();
+      for (const [uid, pct] of s.volumes) m.gains.set(uid, pct / 100);
+    }
+    if (m.deaf) this.#mixer.removeListener(m.userId);
+    else this.#mixer.setListener(m.userId, m.gains);
+    if (!m.heard && m.speaking) {
+      m.speaking = false;
+      this.io.speaking(m.endpoint, false);
+    }
+  }
+
+  /** Live codec changes: bitrate and complexity apply at once; frame size applies to the next session. */
+  updateSettings(settings: VoiceSettings): void {
+    this.settings = { ...settings, frameMs: this.settings.frameMs };
+    for (const slot of this.#encoders.values()) {
+      slot.encoder.setBitrate(settings.bitrate);
+      slot.encoder.setComplexity(settings.complexity);
+    }
+  }
+
+  tick(now: number): void {
+    this.#tick++;
+    this.stats.ticks++;
+    this.#drain();
+    let count = 0;
+    let depthMax = 0;
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      const r = m.jitter.pop(now);
+      if (r === JitterPop.EMPTY) {
+        if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
+        continue;
+      }
+      const t0 = performance.now();
+      let n: number;
+      const dec = (m.decoder ??= this.opus.createDecoder({ frameSamples: this.frameSamples }));
+      try {
+        if (r === JitterPop.PACKET) {
+          n = dec.decode(m.jitter.packet, m.pcm, m.jitter.packetLength);
+          this.stats.holdMs.record(now - m.arrivals[m.jitter.packetSeq & 63]!);
+        } else {
+          this.stats.concealed++;
+          n = m.jitter.peekNext()
+            ? dec.decodeFec(m.jitter.next, m.pcm, m.jitter.nextLength)
+            : dec.conceal(m.pcm);
+        }
+      } catch {
+        this.io.counters.drops.decode_error++;
+        continue;
+      }
+      this.stats.decodeUs.record((performance.now() - t0) * 1000);
+      if (n !== this.frameSamples) {
+        // The client encodes with another frame size than the channel's: refuse rather than garble.
+        this.io.counters.drops.decode_error++;
+        continue;
+      }
+      if (m.jitter.depth > depthMax) depthMax = m.jitter.depth;
+      if (!m.heard) continue;
+      int16ToFloat(m.pcm, m.frame);
+      const ev = m.vad.process(m.frame);
+      if (ev === VadEvent.START) this.#setSpeaking(m, true);
+      else if (ev === VadEvent.STOP) this.#setSpeaking(m, false);
+      if (count < MAX_SPEAKERS) {
+        this.#speakerIds[count] = m.userId;
+        this.#speakerFrames[count] = m.frame;
+        m.spokeTick = this.#tick;
+        count++;
+      }
+    }
+    this.stats.bufferFramesMax = depthMax;
+    this.stats.speakers = count;
+    // Silence: send nothing. Clients play silence when their buffer runs dry.
+    if (count > 0) this.#mixAndSend(count);
+    else if (this.#lastSpeakers > 0) this.#endTalkspurts();
+    this.#lastSpeakers = count;
+    if ((this.#tick & 127) === 0) this.#freeIdleEncoders();
+  }
+
+  #drain(): void {
+    const inbox = this.inbox;
+    this.stats.inboxOverflows = inbox.overflows;
+    for (let i = inbox.peekIndex(); i >= 0; i = inbox.peekIndex()) {
+      const m = inbox.owner[i];
+      if (m?.active) {
+        const seq = inbox.seq[i]!;
+        const arrival = inbox.arrival[i]!;
+        const r = m.jitter.insert(seq, inbox.payload(i), arrival);
+        if (r === JitterInsert.ACCEPTED) {
+          m.arrivals[seq & 63] = arrival;
+          m.packetsIn++;
+          this.stats.packetsIn++;
+        } else if (r === JitterInsert.LATE) {
+          this.stats.late++;
+          this.io.counters.drops.late++;
+        } else if (r === JitterInsert.DUPLICATE) this.io.counters.drops.duplicate++;
+        else this.io.counters.drops.invalid++;
+      }
+      inbox.shift();
+    }
+  }
+
+  #mixAndSend(count: number): void {
+    this.#mixer.mix(this.#speakerIds, this.#speakerFrames, count);
+    this.#encodedBy.clear();
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      if (m.deaf || m.endpoint.transport === 'none') continue;
+      const buf = this.#mixer.output(m.userId);
+      if (!buf) continue;
+      let slot = this.#encodedBy.get(buf);
+      if (!slot) {
+        slot = this.#encoderFor(this.#streamKey(m));
+        const t0 = performance.now();
+        limitToInt16(buf, slot.pcm);
+        slot.len = slot.encoder.encode(slot.pcm, slot.out);
+        this.stats.encodeUs.record((performance.now() - t0) * 1000);
+        this.stats.encodes++;
+        slot.lastTick = this.#tick;
+        this.#encodedBy.set(buf, slot);
+      }
+      this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER);
+      m.outStarted = true;
+    }
+  }
+
+  /** Which encoder stream a listener's mix belongs to: stable while its role does not change. */
+  #streamKey(m: VoiceMember): string {
+    if (m.spokeTick === this.#tick) return m.gains ? `own:${m.userId}` : `minus:${m.userId}`;
+    const key = this.#mixer.groupKey(m.userId) ?? '';
+    return key === '' ? 'all' : `group:${key}`;
+  }
+
+  #encoderFor(key: string): EncoderSlot {
+    let slot = this.#encoders.get(key);
+    if (!slot) {
+      slot = {
+        encoder: this.opus.createEncoder({
+          frameSamples: this.frameSamples,
+          bitrate: this.settings.bitrate,
+          complexity: this.settings.complexity,
+          // No binding we ship can decode in-band FEC, so it would only cost encoder time.
+          fec: false,
+        }),
+        pcm: new Int16Array(this.frameSamples),
+        out: new Uint8Array(1000),
+        len: 0,
+        lastTick: this.#tick,
+      };
+      this.#encoders.set(key, slot);
+    }
+    return slot;
+  }
+
+  #sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number): void {
+    const ep = m.endpoint;
+    const h = this.#header;
+    h.type = VoicePacketType.AUDIO;
+    h.flags = flags;
+    h.voiceId = ep.voiceId;
+    h.sequence = ep.cipher.nextSequence;
+    h.timestamp = m.outTimestamp >>> 0;
+    m.outTimestamp += this.frameSamples;
+    const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
+    this.io.send(ep, this.#sendBuf, n);
+    m.packetsOut++;
+    this.stats.packetsOut++;
+  }
+
+  #endTalkspurts(): void {
+    for (const m of this.members) m.outStarted = false;
+  }
+
+  #setSpeaking(m: VoiceMember, speaking: boolean): void {
+    if (m.speaking === speaking) return;
+    m.speaking = speaking;
+    this.io.speaking(m.endpoint, speaking);
+  }
+
+  #freeIdleEncoders(): void {
+    for (const [key, slot] of this.#encoders) {
+      if (this.#tick - slot.lastTick > ENCODER_IDLE_TICKS) {
+        slot.encoder.destroy();
+        this.#encoders.delete(key);
+      }
+    }
+  }
+
+  get encoderCount(): number {
+    return this.#encoders.size;
+  }
+
+  close(): void {
+    for (const m of [...this.members]) this.removeMember(m);
+    for (const slot of this.#encoders.values()) slot.encoder.destroy();
+    this.#encoders.clear();
+    this.inbox.clear();
+  }
+}
+
+export { HEADER_BYTES };

@@ -1,0 +1,39 @@
+/** Reasons an incoming voice packet is dropped; each is a label of voice_packets_dropped_total. */
+export const DROP_REASONS = [
+  'oversized',
+  'TOO_SHORT',
+  'TOO_LONG',
+  'BAD_MAGIC',
+  'BAD_VERSION',
+  'BAD_TYPE',
+  'unknown_session',
+  'AUTH_FAILED',
+  'REPLAY',
+  'rate_limited',
+  'unexpected_type',
+  'not_in_channel',
+  'inbox_overflow',
+  'late',
+  'duplicate',
+  'invalid',
+  'muted',
+  'decode_error',
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * Plain numeric counters for the packet path: incrementing a number costs nothing, and the metrics
+ * registry reads them when scraped (prom-client label lookups per packet would not be free).
+ */
+export class VoiceCounters {
+  packetsIn = 0;
+  packetsOut = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  rebinds = 0;
+  sendErrors = 0;
+  readonly drops: Record<DropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
+    DropReason,
+    number
+  >;
+}

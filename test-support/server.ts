@@ -37,7 +37,10 @@ export interface TestServer extends RunningServer {
   rest(token?: string): RestClient;
   wsUrl: string;
   /** Logs in a fresh user and opens its signaling connection. */
-  user(nickname: string, opts?: { admin?: boolean }): Promise<{ token: string; ws: SignalingClient; rest: RestClient }>;
+  user(
+    nickname: string,
+    opts?: { admin?: boolean },
+  ): Promise<{ token: string; ws: SignalingClient; rest: RestClient }>;
   stop(): Promise<void>;
 }
 
@@ -68,7 +71,11 @@ export async function startTestServer(overrides: ConfigInput = {}, dataDir?: str
     user: async (nickname, opts = {}) => {
       const rest = new RestClient(server.url);
       const { token } = await rest.login(nickname);
-      const ws = await SignalingClient.connect({ url: wsUrl, token, ...(opts.admin ? { adminToken: ADMIN_TOKEN } : {}) });
+      const ws = await SignalingClient.connect({
+        url: wsUrl,
+        token,
+        ...(opts.admin ? { adminToken: ADMIN_TOKEN } : {}),
+      });
       clients.push(ws);
       return { token, ws, rest };
     },

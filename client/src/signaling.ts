@@ -118,6 +118,11 @@ export class SignalingClient extends EventEmitter {
     this.ws.send(bytes);
   }
 
+  /** Bytes queued in the WebSocket but not yet sent (voice senders drop frames when this grows). */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
   /** Voice packet over the WebSocket fallback transport. */
   sendVoice(packet: Uint8Array): void {
     if (!this.#closed) this.ws.send(encodeMessage({ t: 'voice', p: packet }));

@@ -92,7 +92,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     }
     try {
       const parsed: unknown = JSON.parse(text);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
       fromFile = parsed as Record<string, unknown>;
     } catch (err) {
       throw new ConfigError(`config file ${file} is not a JSON object: ${(err as Error).message}`);

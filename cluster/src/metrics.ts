@@ -50,7 +50,11 @@ export class Metrics {
     help: 'Sessions restored by a reconnect within the grace period',
     registers: [this.registry],
   });
-  readonly logins = new Counter({ name: 'voice_logins_total', help: 'Successful log-ins', registers: [this.registry] });
+  readonly logins = new Counter({
+    name: 'voice_logins_total',
+    help: 'Successful log-ins',
+    registers: [this.registry],
+  });
   readonly requestSeconds = new Histogram({
     name: 'voice_signaling_handler_seconds',
     help: 'Time to handle a signaling request',
@@ -60,7 +64,8 @@ export class Metrics {
   });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'voice_process_' });
+    if (opts.defaultMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: 'voice_process_' });
   }
 
   /** The current value of a counter or gauge for a label set (tests read metrics through this). */

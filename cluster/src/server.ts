@@ -49,12 +49,14 @@ interface StateBackends {
 }
 
 /** The one fact that picks the backends: is Redis configured? */
-async function openState(config: Config, log: Logger): Promise<StateBackends> {
+function openState(config: Config, log: Logger): StateBackends {
   if (config.redisUrl) {
-    throw new ConfigError('redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL');
+    throw new ConfigError(
+      'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
+    );
   }
   mkdirSync(config.dataDir, { recursive: true });
-  const store = await SqliteStore.open(join(config.dataDir, 'voice.db'));
+  const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
   const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
   return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
 }
@@ -70,7 +72,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = await openState(config, log);
+  const state = openState(config, log);
   const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
 
   const users = new UserService(ctx);
@@ -112,21 +114,34 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     perAddress: new Map(),
     ready: isReady,
   });
-  const router = new RestRouter({ log, metrics, maxBodyBytes: config.limits.maxBodyBytes, limiter: requestLimiter });
+  const router = new RestRouter({
+    log,
+    metrics,
+    maxBodyBytes: config.limits.maxBodyBytes,
+    limiter: requestLimiter,
+  });
   registerRoutes(router, { ctx, users, channels, sessions, loginLimiter, ready: isReady });
   app.any('/*', router.handle);
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (ls) => {
       if (ls) resolve(ls);
-      else reject(new ConfigError(`cannot listen on ${config.host}:${config.port} (in use, or not an address of this host)`));
+      else
+        reject(
+          new ConfigError(
+            `cannot listen on ${config.host}:${config.port} (in use, or not an address of this host)`,
+          ),
+        );
     });
   });
-  const httpPort = uws.us_socket_local_port(listenSocket as never);
+  const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
   ready = true;
   const url = `http://${config.host}:${httpPort}`;
-  log.info({ url, ws: `ws://${config.host}:${httpPort}/ws`, mode: state.mode, dataDir: config.dataDir }, 'listening');
+  log.info(
+    { url, ws: `ws://${config.host}:${httpPort}/ws`, mode: state.mode, dataDir: config.dataDir },
+    'listening',
+  );
 
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> =>

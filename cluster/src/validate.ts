@@ -6,5 +6,8 @@ export function parseOr400<S extends z.ZodType>(schema: S, value: unknown, what:
   const r = schema.safeParse(value);
   if (r.success) return r.data;
   const issue = r.error.issues[0];
-  throw new ProtocolError('INVALID_FIELD', `${what}: ${issue?.path.join('.') || '(body)'}: ${issue?.message ?? 'invalid'}`);
+  throw new ProtocolError(
+    'INVALID_FIELD',
+    `${what}: ${issue?.path.join('.') || '(body)'}: ${issue?.message ?? 'invalid'}`,
+  );
 }

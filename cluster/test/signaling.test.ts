@@ -32,7 +32,9 @@ describe('signaling over WebSocket', () => {
 
   it('refuses unknown versions and bad tokens with codes', async () => {
     const { token } = await srv.rest().login('bob');
-    await expect(SignalingClient.connect({ url: srv.wsUrl, token: 'nope' })).rejects.toMatchObject({ code: 'INVALID_TOKEN' });
+    await expect(SignalingClient.connect({ url: srv.wsUrl, token: 'nope' })).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
     const raw = await SignalingClient.connect({ url: srv.wsUrl, token }).catch(() => null);
     expect(raw).not.toBeNull();
     // Second hello on the same connection is refused.
@@ -57,7 +59,9 @@ describe('signaling over WebSocket', () => {
     expect(channel).toMatchObject({ name: 'Lobby', userLimit: 5, hasPassword: false, memberCount: 0 });
     expect((await b.ws.request('channel.list', {})).channels.map((c: Channel) => c.name)).toEqual(['Lobby']);
 
-    expect(await code(b.ws.request('channel.update', { channelId: channel.id, name: 'Mine' }))).toBe('FORBIDDEN');
+    expect(await code(b.ws.request('channel.update', { channelId: channel.id, name: 'Mine' }))).toBe(
+      'FORBIDDEN',
+    );
     expect(await code(b.ws.request('channel.delete', { channelId: channel.id }))).toBe('FORBIDDEN');
     const updated = b.ws.waitFor('channel.updated');
     await a.ws.request('channel.update', { channelId: channel.id, name: 'Lounge', password: 'secret' });
@@ -77,15 +81,22 @@ describe('signaling over WebSocket', () => {
 
     const joined = a.ws.waitFor('member.joined', (m) => m.member.nickname === 'ben');
     expect(await code(b.ws.request('channel.join', { channelId: channel.id }))).toBe('WRONG_PASSWORD');
-    expect(await code(b.ws.request('channel.join', { channelId: channel.id, password: 'bad' }))).toBe('WRONG_PASSWORD');
+    expect(await code(b.ws.request('channel.join', { channelId: channel.id, password: 'bad' }))).toBe(
+      'WRONG_PASSWORD',
+    );
     await a.ws.request('channel.join', { channelId: channel.id }); // the owner needs no password
     const r = await b.ws.request('channel.join', { channelId: channel.id, password: 'pw' });
     await joined;
     expect(r.members.map((m) => m.nickname).sort()).toEqual(['anna', 'ben']);
     expect(r.voice.key.byteLength).toBe(32);
-    expect(await code(c.ws.request('channel.join', { channelId: channel.id, password: 'pw' }))).toBe('CHANNEL_FULL');
+    expect(await code(c.ws.request('channel.join', { channelId: channel.id, password: 'pw' }))).toBe(
+      'CHANNEL_FULL',
+    );
 
-    const status = a.ws.waitFor('member.updated', (m) => m.member.nickname === 'ben' && m.member.status === 'brb');
+    const status = a.ws.waitFor(
+      'member.updated',
+      (m) => m.member.nickname === 'ben' && m.member.status === 'brb',
+    );
     await b.ws.request('profile.update', { status: 'brb' });
     await status;
 
@@ -156,18 +167,21 @@ describe('signaling over WebSocket', () => {
     const { channel } = await owner.ws.request('channel.create', { name: 'Mod' });
     await owner.ws.request('channel.join', { channelId: channel.id });
     await other.ws.request('channel.join', { channelId: channel.id });
-    const muted = owner.ws.waitFor('member.updated', (m) => m.member.nickname === 'loud' && m.member.selfMute);
+    const muted = owner.ws.waitFor(
+      'member.updated',
+      (m) => m.member.nickname === 'loud' && m.member.selfMute,
+    );
     await other.ws.request('voice.state', { selfMute: true, selfDeaf: true });
     await muted;
-    expect(await code(other.ws.request('voice.serverMute', { userId: owner.ws.welcome.user.id, muted: true }))).toBe(
-      'FORBIDDEN',
-    );
+    expect(
+      await code(other.ws.request('voice.serverMute', { userId: owner.ws.welcome.user.id, muted: true })),
+    ).toBe('FORBIDDEN');
     const r = await owner.ws.request('voice.serverMute', { userId: other.ws.welcome.user.id, muted: true });
     expect(r.member.serverMute).toBe(true);
     await owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 150 });
-    expect(await code(owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 250 }))).toBe(
-      'INVALID_FIELD',
-    );
+    expect(
+      await code(owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 250 })),
+    ).toBe('INVALID_FIELD');
   });
 
   it('an admin connection may moderate any channel', async () => {
@@ -239,10 +253,16 @@ describe('bad input over WebSocket', () => {
     await srv.stop();
     srv = await startTestServer({ limits: { messagesPerSecond: 5, messageBurst: 5, maxBadFrames: 3 } });
     const { ws } = await srv.user('flood');
-    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => ws.request('ping', { ts: i })));
-    const limited = results.filter((r) => r.status === 'rejected' && (r.reason as RequestError).code === 'RATE_LIMITED');
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => ws.request('ping', { ts: i })),
+    );
+    const limited = results.filter(
+      (r) => r.status === 'rejected' && (r.reason as RequestError).code === 'RATE_LIMITED',
+    );
     expect(limited.length).toBeGreaterThanOrEqual(6);
-    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'ws_messages' })).toBe(limited.length);
+    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'ws_messages' })).toBe(
+      limited.length,
+    );
 
     const g = await srv.user('garbage');
     const closed = new Promise<number>((r) => g.ws.once('close', (c: number) => r(c)));

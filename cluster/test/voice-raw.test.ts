@@ -25,7 +25,12 @@ class RawPeer {
     const out = new Uint8Array(1000);
     this.sock.on('message', (msg) => {
       const r = this.cipher.open(msg, out);
-      if (r.ok) this.received.push({ type: r.header.type, payload: out.slice(0, r.payloadLength), seq: r.header.sequence });
+      if (r.ok)
+        this.received.push({
+          type: r.header.type,
+          payload: out.slice(0, r.payloadLength),
+          seq: r.header.sequence,
+        });
     });
   }
   async bind(): Promise<void> {
@@ -33,7 +38,11 @@ class RawPeer {
   }
   send(type: number, payload: Uint8Array, timestamp = 0, flags = 0): void {
     const buf = new Uint8Array(1100);
-    const n = this.cipher.seal({ type: type as never, flags, voiceId: this.b.voiceId, sequence: this.seq++, timestamp }, payload, buf);
+    const n = this.cipher.seal(
+      { type: type as never, flags, voiceId: this.b.voiceId, sequence: this.seq++, timestamp },
+      payload,
+      buf,
+    );
     this.sock.send(buf.subarray(0, n), this.b.udpPort, '127.0.0.1');
   }
   close(): void {
@@ -66,7 +75,11 @@ describe('voice path from the raw protocol', () => {
     p.send(VoicePacketType.HEARTBEAT, encodeTimeBody(99));
     await expect.poll(() => p.received.length).toBe(2);
     expect(p.received[0]!.type).toBe(VoicePacketType.HELLO_ACK);
-    expect(readAckBody(p.received[0]!.payload)).toMatchObject({ sentAt: 1234.5, packetsReceived: 1, packetsLost: 0 });
+    expect(readAckBody(p.received[0]!.payload)).toMatchObject({
+      sentAt: 1234.5,
+      packetsReceived: 1,
+      packetsLost: 0,
+    });
     expect(readAckBody(p.received[1]!.payload)).toMatchObject({ sentAt: 99, packetsReceived: 2 });
     p.close();
   });

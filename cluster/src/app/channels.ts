@@ -41,11 +41,14 @@ export class ChannelService {
     if (who.userId === null) throw new ProtocolError('FORBIDDEN', 'channels are created by a logged-in user');
     const { total } = await this.ctx.store.listChannels({}, { limit: 1, offset: 0 });
     if (total >= this.ctx.config.limits.maxChannels) {
-      throw new ProtocolError('FORBIDDEN', `this server allows at most ${this.ctx.config.limits.maxChannels} channels`);
+      throw new ProtocolError(
+        'FORBIDDEN',
+        `this server allows at most ${this.ctx.config.limits.maxChannels} channels`,
+      );
     }
     const now = this.ctx.now();
     const ch: StoredChannel = {
-      id: newChannelId() as ChannelId,
+      id: newChannelId(),
       name: input.name,
       userLimit: input.userLimit ?? 0,
       ownerId: who.userId,
@@ -61,7 +64,8 @@ export class ChannelService {
 
   async update(who: Principal, id: ChannelId, input: ChannelUpdate): Promise<StoredChannel> {
     const ch = await this.get(id);
-    if (!this.canModerate(who, ch)) throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may edit');
+    if (!this.canModerate(who, ch))
+      throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may edit');
     const patch: ChannelPatch = { updatedAt: this.ctx.now() };
     if (input.name !== undefined) patch.name = input.name;
     if (input.userLimit !== undefined) patch.userLimit = input.userLimit;
@@ -78,7 +82,8 @@ export class ChannelService {
   /** Deletes the channel; members are removed by the session layer on the `channel.deleted` event. */
   async delete(who: Principal, id: ChannelId): Promise<void> {
     const ch = await this.get(id);
-    if (!this.canModerate(who, ch)) throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may delete');
+    if (!this.canModerate(who, ch))
+      throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may delete');
     if (!(await this.ctx.store.deleteChannel(id))) throw new ProtocolError('NOT_FOUND', 'no such channel');
     await this.ctx.bus.publish({ type: 'channel.deleted', channelId: id });
   }

@@ -12,7 +12,7 @@ import {
   type VoiceBinding,
   type Welcome,
 } from '@voice/protocol';
-import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
+import type { BusEvent, StoredUser } from '../state/types.js';
 import { hashToken, verifyPassword } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
@@ -112,7 +112,8 @@ export class SessionManager {
     const resumed = s !== undefined && s.everConnected;
     if (!s) {
       // A returning user whose session had ended (or a restarted server): take the nickname back.
-      if (!(await this.ctx.directory.claimNickname(user.nickname, user.id))) throw new ProtocolError('NICKNAME_TAKEN');
+      if (!(await this.ctx.directory.claimNickname(user.nickname, user.id)))
+        throw new ProtocolError('NICKNAME_TAKEN');
       s = new Session(hashToken(token), user);
       this.#byUser.set(user.id, s);
       await this.ctx.directory.setOnline(user.id, true);
@@ -120,7 +121,11 @@ export class SessionManager {
     if (s.conn && s.conn.id !== conn.id) {
       const old = s.conn;
       this.#byConn.delete(old.id);
-      old.send({ t: 'bye', code: 'SESSION_REPLACED', message: 'this session was resumed on another connection' });
+      old.send({
+        t: 'bye',
+        code: 'SESSION_REPLACED',
+        message: 'this session was resumed on another connection',
+      });
       old.close(4001, 'session replaced');
     }
     this.#clearGrace(s);
@@ -171,11 +176,18 @@ export class SessionManager {
     this.ctx.metrics.sessions.set(this.#byUser.size);
   }
 
-  async join(s: Session, channelId: ChannelId, password: string | undefined): Promise<ResultMap['channel.join']> {
+  async join(
+    s: Session,
+    channelId: ChannelId,
+    password: string | undefined,
+  ): Promise<ResultMap['channel.join']> {
     const ch = await this.channels.get(channelId);
     if (ch.passwordHash !== null && !this.channels.canModerate(s.principal, ch)) {
       if (password === undefined || !(await verifyPassword(password, ch.passwordHash))) {
-        throw new ProtocolError('WRONG_PASSWORD', password === undefined ? 'this channel needs a password' : undefined);
+        throw new ProtocolError(
+          'WRONG_PASSWORD',
+          password === undefined ? 'this channel needs a password' : undefined,
+        );
       }
     }
     if (s.channelId !== channelId) {
@@ -211,7 +223,10 @@ export class SessionManager {
     return out;
   }
 
-  async setVoiceState(s: Session, st: { selfMute?: boolean | undefined; selfDeaf?: boolean | undefined }): Promise<Member> {
+  async setVoiceState(
+    s: Session,
+    st: { selfMute?: boolean | undefined; selfDeaf?: boolean | undefined },
+  ): Promise<Member> {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
     if (st.selfMute !== undefined) s.selfMute = st.selfMute;
     if (st.selfDeaf !== undefined) s.selfDeaf = st.selfDeaf;
@@ -234,7 +249,8 @@ export class SessionManager {
       throw new ProtocolError('FORBIDDEN', 'only the channel owner or an admin may server-mute');
     }
     const t = this.#byUser.get(target);
-    if (!t || t.channelId !== actor.channelId) throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+    if (!t || t.channelId !== actor.channelId)
+      throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
     t.serverMute = muted;
     this.voice?.update(t);
     await this.#publishMember(t);
@@ -256,7 +272,8 @@ export class SessionManager {
   }
 
   async #publishMember(s: Session): Promise<void> {
-    if (s.channelId) await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
+    if (s.channelId)
+      await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
   }
 
   #startGrace(s: Session): void {
@@ -265,7 +282,9 @@ export class SessionManager {
       s.graceTimer = null;
       this.ctx.metrics.sessionsExpired.inc();
       this.ctx.log.info({ user: s.userId }, 'session grace period ran out');
-      this.end(s, 'timeout').catch((err: unknown) => this.ctx.log.error({ err }, 'ending an expired session failed'));
+      this.end(s, 'timeout').catch((err: unknown) =>
+        this.ctx.log.error({ err }, 'ending an expired session failed'),
+      );
     }, this.ctx.config.graceMs);
     s.graceTimer.unref();
   }
@@ -299,7 +318,9 @@ export class SessionManager {
         this.broadcast({ t: 'channel.deleted', channelId: e.channelId });
         for (const s of this.#byUser.values()) {
           if (s.channelId === e.channelId) {
-            this.leave(s, 'deleted').catch((err: unknown) => this.ctx.log.error({ err }, 'leave on delete failed'));
+            this.leave(s, 'deleted').catch((err: unknown) =>
+              this.ctx.log.error({ err }, 'leave on delete failed'),
+            );
           }
         }
         return;
@@ -327,8 +348,8 @@ export class SessionManager {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     this.#unsubscribe();
     for (const s of [...this.#byUser.values()]) {
@@ -337,5 +358,6 @@ export class SessionManager {
     }
     this.#byUser.clear();
     this.#byConn.clear();
+    return Promise.resolve();
   }
 }

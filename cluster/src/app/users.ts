@@ -12,7 +12,7 @@ export class UserService {
   /** Creates a user holding `nickname` (unique among connected users) and its session token. */
   async login(nickname: string): Promise<{ token: string; user: StoredUser }> {
     const now = this.ctx.now();
-    const id = newUserId() as UserId;
+    const id = newUserId();
     if (!(await this.ctx.directory.claimNickname(nickname, id))) throw new ProtocolError('NICKNAME_TAKEN');
     const user: StoredUser = { id, nickname, status: '', createdAt: now, lastSeenAt: now };
     const token = newToken();
@@ -51,7 +51,10 @@ export class UserService {
    * Changes nickname and/or status. A new nickname must be free among connected users; the old one
    * is released only once the new one is held.
    */
-  async updateProfile(id: UserId, patch: { nickname?: string | undefined; status?: string | undefined }): Promise<StoredUser> {
+  async updateProfile(
+    id: UserId,
+    patch: { nickname?: string | undefined; status?: string | undefined },
+  ): Promise<StoredUser> {
     const current = await this.get(id);
     const renaming = patch.nickname !== undefined && patch.nickname !== current.nickname;
     if (renaming && !(await this.ctx.directory.claimNickname(patch.nickname!, id))) {

@@ -46,7 +46,9 @@ const AdminChannelsQuery = PageQuery.extend({ owner: UserIdSchema.optional() });
 export function registerRoutes(router: RestRouter, d: RouteDeps): void {
   const { ctx, users, channels, sessions } = d;
 
-  const principal = async (req: RestRequest): Promise<Principal & { user: StoredUser | null; token?: string }> => {
+  const principal = async (
+    req: RestRequest,
+  ): Promise<Principal & { user: StoredUser | null; token?: string }> => {
     const token = bearer(req);
     if (!token) throw new ProtocolError('NOT_AUTHENTICATED', 'send Authorization: Bearer <token>');
     if (isAdminToken(ctx, token)) return { userId: null, admin: true, user: null };
@@ -161,7 +163,10 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('GET', '/api/v1/admin/channels', async (req) => {
       await adminOnly(req);
       const q = parseOr400(AdminChannelsQuery, query(req), 'query');
-      const page = await channels.list({ ...(q.q ? { q: q.q } : {}), ...(q.owner ? { ownerId: q.owner } : {}) }, q);
+      const page = await channels.list(
+        { ...(q.q ? { q: q.q } : {}), ...(q.owner ? { ownerId: q.owner } : {}) },
+        q,
+      );
       return { status: 200, body: page };
     });
 }

@@ -123,7 +123,11 @@ export class RestRouter {
     }
     if (!route || !match) {
       res.onData(() => {});
-      fail('unmatched', pathExists ? 'INVALID_FIELD' : 'NOT_FOUND', pathExists ? `method ${method} not allowed here` : `no route ${path}`);
+      fail(
+        'unmatched',
+        pathExists ? 'INVALID_FIELD' : 'NOT_FOUND',
+        pathExists ? `method ${method} not allowed here` : `no route ${path}`,
+      );
       return;
     }
     const params: Record<string, string> = {};

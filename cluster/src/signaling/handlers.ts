@@ -19,7 +19,10 @@ export interface HandlerDeps {
 }
 
 type Request = Exclude<ClientMessage, { t: 'voice' } | { t: 'hello' }>;
-type Handler<K extends Request['t']> = (s: Session, m: ClientMessageOf<K>) => Promise<ResultMap[K]> | ResultMap[K];
+type Handler<K extends Request['t']> = (
+  s: Session,
+  m: ClientMessageOf<K>,
+) => Promise<ResultMap[K]> | ResultMap[K];
 
 /** One handler per request type; the compiler checks every type is handled with the right result. */
 export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K> } {
@@ -33,7 +36,12 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     'channel.list': async () => ({ channels: await channels.listAll() }),
     'channel.create': async (s, m) => ({
       channel: await channels.view(
-        await channels.create(s.principal, { name: m.name, userLimit: m.userLimit, password: m.password, voice: m.voice }),
+        await channels.create(s.principal, {
+          name: m.name,
+          userLimit: m.userLimit,
+          password: m.password,
+          voice: m.voice,
+        }),
       ),
     }),
     'channel.update': async (s, m) => ({
@@ -75,7 +83,10 @@ export async function handleHello(
 ): Promise<ResultMap['hello']> {
   const version = negotiateVersion(m.versions);
   if (version === null) {
-    throw new ProtocolError('UNSUPPORTED_VERSION', `server speaks versions ${[1].join(', ')}; client offered ${m.versions.join(', ')}`);
+    throw new ProtocolError(
+      'UNSUPPORTED_VERSION',
+      `server speaks versions ${[1].join(', ')}; client offered ${m.versions.join(', ')}`,
+    );
   }
   if (m.adminToken !== undefined && !isAdminToken(d.ctx, m.adminToken)) {
     throw new ProtocolError('INVALID_TOKEN', 'wrong admin token');

@@ -132,7 +132,8 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       if ((d.perAddress.get(address) ?? 0) >= config.limits.connectionsPerAddress) {
         return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connections_per_address');
       }
-      if (!d.connectionLimiter.take(address)) return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connects');
+      if (!d.connectionLimiter.take(address))
+        return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connects');
       res.upgrade<WsData>({ id: nextId++, address }, key, protocol, extensions, context);
     },
     open: (ws) => {
@@ -185,7 +186,9 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
         countError('FRAME_TOO_LARGE');
       }
       // Run after requests already queued on this connection, so a hello in flight is not lost.
-      c.chain = c.chain.then(() => sessions.detach(c)).catch((err: unknown) => log.error({ err }, 'detach failed'));
+      c.chain = c.chain
+        .then(() => sessions.detach(c))
+        .catch((err: unknown) => log.error({ err }, 'detach failed'));
     },
   });
 

@@ -52,7 +52,10 @@ export interface Store {
   createUser(user: StoredUser, tokenHash: string): Promise<void>;
   getUser(id: UserId): Promise<StoredUser | null>;
   getUserByTokenHash(tokenHash: string): Promise<StoredUser | null>;
-  updateUser(id: UserId, patch: { nickname?: string; status?: string; lastSeenAt?: number }): Promise<StoredUser | null>;
+  updateUser(
+    id: UserId,
+    patch: { nickname?: string; status?: string; lastSeenAt?: number },
+  ): Promise<StoredUser | null>;
   deleteToken(tokenHash: string): Promise<void>;
   listUsers(filter: UserFilter, page: Page): Promise<PageResult<StoredUser>>;
 

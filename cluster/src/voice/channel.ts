@@ -118,7 +118,13 @@ export class ChannelCore {
   readonly #encoders = new Map<string, EncoderSlot>();
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
-  readonly #header: VoiceHeader = { type: VoicePacketType.AUDIO, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 };
+  readonly #header: VoiceHeader = {
+    type: VoicePacketType.AUDIO,
+    flags: 0,
+    voiceId: 0,
+    sequence: 0,
+    timestamp: 0,
+  };
   readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
   #tick = 0;
   #lastSpeakers = 0;

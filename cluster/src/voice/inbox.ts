@@ -19,7 +19,8 @@ export class PacketInbox<M> {
   overflows = 0;
 
   constructor(capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new TypeError('capacity must be a positive integer');
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new TypeError('capacity must be a positive integer');
     this.capacity = capacity;
     this.data = new Uint8Array(capacity * MAX_PAYLOAD_BYTES);
     this.length = new Uint16Array(capacity);

@@ -424,12 +424,24 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
         this.inc(read());
       },
     });
-  counter('voice_udp_packets_in_total', 'Voice packets received (UDP and WebSocket fallback)', () => c.packetsIn);
+  counter(
+    'voice_udp_packets_in_total',
+    'Voice packets received (UDP and WebSocket fallback)',
+    () => c.packetsIn,
+  );
   counter('voice_packets_out_total', 'Voice packets sent', () => c.packetsOut);
   counter('voice_bytes_in_total', 'Voice bytes received', () => c.bytesIn);
   counter('voice_bytes_out_total', 'Voice bytes sent', () => c.bytesOut);
-  counter('voice_address_rebinds_total', 'Authenticated source address changes (NAT rebinding)', () => c.rebinds);
-  counter('voice_send_errors_total', 'Voice sends that failed or were dropped by backpressure', () => c.sendErrors);
+  counter(
+    'voice_address_rebinds_total',
+    'Authenticated source address changes (NAT rebinding)',
+    () => c.rebinds,
+  );
+  counter(
+    'voice_send_errors_total',
+    'Voice sends that failed or were dropped by backpressure',
+    () => c.sendErrors,
+  );
   new Counter({
     name: 'voice_packets_dropped_total',
     help: 'Incoming voice packets dropped, by reason',
@@ -456,20 +468,54 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
       },
     });
   perChannel('voice_channel_members', 'Members in the channel actor', (s) => s.core.stats.members);
-  perChannel('voice_channel_speakers', 'Members mixed as speakers in the last tick', (s) => s.core.stats.speakers);
-  perChannel('voice_channel_packets_in', 'Packets accepted into jitter buffers', (s) => s.core.stats.packetsIn);
+  perChannel(
+    'voice_channel_speakers',
+    'Members mixed as speakers in the last tick',
+    (s) => s.core.stats.speakers,
+  );
+  perChannel(
+    'voice_channel_packets_in',
+    'Packets accepted into jitter buffers',
+    (s) => s.core.stats.packetsIn,
+  );
   perChannel('voice_channel_packets_out', 'Mixed packets sent', (s) => s.core.stats.packetsOut);
   perChannel('voice_channel_late', 'Packets that arrived after their turn', (s) => s.core.stats.late);
   perChannel('voice_channel_concealed', 'Frames concealed (loss)', (s) => s.core.stats.concealed);
-  perChannel('voice_channel_inbox_overflows', 'Packets dropped because the actor inbox was full', (s) => s.core.stats.inboxOverflows);
-  perChannel('voice_channel_buffer_frames', 'Deepest member jitter buffer, frames', (s) => s.core.stats.bufferFramesMax);
-  perChannel('voice_channel_encodes', 'Opus encodes (one per distinct mix per tick)', (s) => s.core.stats.encodes);
-  perChannel('voice_channel_ticks_skipped', 'Ticks skipped because the previous one was still queued', (s) => s.ticksSkipped + s.ticker.stats().skipped);
+  perChannel(
+    'voice_channel_inbox_overflows',
+    'Packets dropped because the actor inbox was full',
+    (s) => s.core.stats.inboxOverflows,
+  );
+  perChannel(
+    'voice_channel_buffer_frames',
+    'Deepest member jitter buffer, frames',
+    (s) => s.core.stats.bufferFramesMax,
+  );
+  perChannel(
+    'voice_channel_encodes',
+    'Opus encodes (one per distinct mix per tick)',
+    (s) => s.core.stats.encodes,
+  );
+  perChannel(
+    'voice_channel_ticks_skipped',
+    'Ticks skipped because the previous one was still queued',
+    (s) => s.ticksSkipped + s.ticker.stats().skipped,
+  );
   perChannel('voice_channel_tick_lateness_p50_ms', 'Tick lateness p50', (s) => s.ticker.stats().lateness.p50);
   perChannel('voice_channel_tick_lateness_p99_ms', 'Tick lateness p99', (s) => s.ticker.stats().lateness.p99);
-  perChannel('voice_channel_decode_p50_us', 'Opus decode time p50', (s) => s.core.stats.decodeUs.percentile(50));
-  perChannel('voice_channel_encode_p50_us', 'Opus encode time p50', (s) => s.core.stats.encodeUs.percentile(50));
-  perChannel('voice_channel_encode_p99_us', 'Opus encode time p99', (s) => s.core.stats.encodeUs.percentile(99));
-  perChannel('voice_channel_hold_p50_ms', 'Server-added delay p50: packet arrival to mix sent', (s) => s.core.stats.holdMs.percentile(50));
-  perChannel('voice_channel_hold_p99_ms', 'Server-added delay p99', (s) => s.core.stats.holdMs.percentile(99));
+  perChannel('voice_channel_decode_p50_us', 'Opus decode time p50', (s) =>
+    s.core.stats.decodeUs.percentile(50),
+  );
+  perChannel('voice_channel_encode_p50_us', 'Opus encode time p50', (s) =>
+    s.core.stats.encodeUs.percentile(50),
+  );
+  perChannel('voice_channel_encode_p99_us', 'Opus encode time p99', (s) =>
+    s.core.stats.encodeUs.percentile(99),
+  );
+  perChannel('voice_channel_hold_p50_ms', 'Server-added delay p50: packet arrival to mix sent', (s) =>
+    s.core.stats.holdMs.percentile(50),
+  );
+  perChannel('voice_channel_hold_p99_ms', 'Server-added delay p99', (s) =>
+    s.core.stats.holdMs.percentile(99),
+  );
 }

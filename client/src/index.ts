@@ -1,2 +1,3 @@
 export * from './signaling.js';
 export * from './rest.js';
+export * from './voice/index.js';

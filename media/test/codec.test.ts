@@ -32,13 +32,33 @@ function encodeAll(pcm: Int16Array, frameSamples: number, f = factory): Uint8Arr
 }
 
 describe('opus backends', () => {
-  it('falls back to opusscript when @discordjs/opus is not installed', async () => {
-    expect(await loadDiscordOpus()).toBeNull();
+  it('falls back to opusscript when the native binding cannot be loaded', async () => {
     expect(await loadDiscordOpus('no-such-package-xyz')).toBeNull();
-    const opus = await createOpus();
+    const opus = await createOpus({ loadNative: () => Promise.resolve(null) });
     expect(opus.backend).toBe('opusscript');
     expect(opus.createEncoder().backend).toBe('opusscript');
-    await expect(createOpus({ backend: 'native' })).rejects.toBeInstanceOf(MediaError);
+    await expect(createOpus({ backend: 'native', loadNative: () => Promise.resolve(null) })).rejects.toBeInstanceOf(
+      MediaError,
+    );
+  });
+
+  it('prefers the native binding when it is installed (optional dependency)', async () => {
+    const native = await loadDiscordOpus();
+    const opus = await createOpus();
+    // @discordjs/opus is optional: where it built, auto picks it; where it did not, opusscript.
+    expect(opus.backend).toBe(native ? 'native' : 'opusscript');
+    if (!native) return;
+    const input = sineInt16(48_000, 440, -12);
+    const enc = opus.createEncoder({ frameSamples: 960 });
+    const dec = opus.createDecoder({ frameSamples: 960 });
+    const out = new Int16Array(input.length);
+    const pkt = new Uint8Array(1000);
+    for (let i = 0; i < 50; i++) {
+      const n = enc.encode(input.subarray(i * 960, (i + 1) * 960), pkt);
+      expect(dec.decode(pkt.subarray(0, n), out.subarray(i * 960, (i + 1) * 960))).toBe(960);
+    }
+    expect(Math.abs(toneDbfs(out.subarray(9600), 440) - -12)).toBeLessThan(3);
+    expect(dec.conceal(out.subarray(0, 960))).toBe(960);
   });
 
   for (const frameSamples of [960, 480]) {

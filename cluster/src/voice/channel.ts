@@ -53,6 +53,9 @@ export class VoiceMember {
   packetsOut = 0;
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
+  /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
+  readonly raw = new Uint8Array(1000);
+  rawLen = 0;
   active = true;
 
   constructor(
@@ -96,6 +99,8 @@ export interface ChannelStats {
   concealed: number;
   inboxOverflows: number;
   encodes: number;
+  /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
+  forwarded: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -115,6 +120,7 @@ export class ChannelCore {
   #mixer: MixGroups;
   readonly #speakerIds: string[] = [];
   readonly #speakerFrames: Float32Array[] = [];
+  readonly #speakerMembers: VoiceMember[] = [];
   readonly #encoders = new Map<string, EncoderSlot>();
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
@@ -139,6 +145,7 @@ export class ChannelCore {
     concealed: 0,
     inboxOverflows: 0,
     encodes: 0,
+    forwarded: 0,
     bufferFramesMax: 0,
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -221,9 +228,12 @@ export class ChannelCore {
       const dec = (m.decoder ??= this.opus.createDecoder({ frameSamples: this.frameSamples }));
       try {
         if (r === JitterPop.PACKET) {
+          m.rawLen = m.jitter.packetLength;
+          m.raw.set(m.jitter.packet.subarray(0, m.rawLen));
           n = dec.decode(m.jitter.packet, m.pcm, m.jitter.packetLength);
           this.stats.holdMs.record(now - m.arrivals[m.jitter.packetSeq & 63]!);
         } else {
+          m.rawLen = 0;
           this.stats.concealed++;
           n = m.jitter.peekNext()
             ? dec.decodeFec(m.jitter.next, m.pcm, m.jitter.nextLength)
@@ -248,6 +258,7 @@ export class ChannelCore {
       if (count < MAX_SPEAKERS) {
         this.#speakerIds[count] = m.userId;
         this.#speakerFrames[count] = m.frame;
+        this.#speakerMembers[count] = m;
         m.spokeTick = this.#tick;
         count++;
       }
@@ -290,6 +301,14 @@ export class ChannelCore {
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       if (m.deaf || m.endpoint.transport === 'none') continue;
+      const solo = this.#soloSource(m, count);
+      if (solo) {
+        // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode.
+        this.stats.forwarded++;
+        this.#sendTo(m, solo.raw, solo.rawLen, m.outStarted ? 0 : VoiceFlags.MARKER);
+        m.outStarted = true;
+        continue;
+      }
       const buf = this.#mixer.output(m.userId);
       if (!buf) continue;
       let slot = this.#encodedBy.get(buf);
@@ -306,6 +325,23 @@ export class ChannelCore {
       this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER);
       m.outStarted = true;
     }
+  }
+
+  /**
+   * The one speaker this listener hears, when its mix would be exactly that speaker's frame (one
+   * audible speaker besides itself, gain 1, a real packet rather than a concealed frame); else null.
+   */
+  #soloSource(m: VoiceMember, count: number): VoiceMember | null {
+    let only: VoiceMember | null = null;
+    for (let s = 0; s < count; s++) {
+      const sp = this.#speakerMembers[s]!;
+      if (sp === m) continue;
+      const g = m.gains?.get(sp.userId) ?? 1;
+      if (g === 0) continue;
+      if (only !== null || g !== 1) return null;
+      only = sp;
+    }
+    return only !== null && only.rawLen > 0 ? only : null;
   }
 
   /** Which encoder stream a listener's mix belongs to: stable while its role does not change. */

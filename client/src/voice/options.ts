@@ -1,0 +1,149 @@
+import { Nickname } from '@voice/protocol';
+import type { JitterBufferOptions, OpusEncoderSettings, OpusFactory } from '@voice/media';
+import type { PlayoutHook } from './playout.js';
+import type { AudioSource } from './sources.js';
+import type { TransportKind, UdpAddress } from './transport.js';
+
+export interface VoiceClientOptions {
+  /** Server base URL, http(s)://host:port. Signaling goes to ws(s)://host:port/ws. */
+  server: string;
+  /** Logs in with this nickname (ignored when `token` is given). */
+  nickname?: string;
+  /** An existing session token (from POST /api/v1/login). */
+  token?: string;
+  adminToken?: string;
+  /** `hello.client`, for the server's logs (default 'voice-client/0.1.0'). */
+  clientName?: string;
+  /** 'udp' (default) or 'ws' (voice inside the signaling WebSocket). */
+  transport?: TransportKind;
+  /** With 'udp': carry voice over the WebSocket while UDP goes unanswered (default true). */
+  wsFallback?: boolean;
+  /** HEARTBEAT period, ms (default 5000; tests may use 500). */
+  heartbeatMs?: number;
+  /** HELLO retry period until HELLO_ACK, ms (default 1000). */
+  helloRetryMs?: number;
+  /** Send UDP here instead of the binding's address (e.g. a lossy relay in front of the server). */
+  udpTarget?: UdpAddress;
+  /** Local address for the UDP socket (default 127.0.0.1 for a loopback server, else 0.0.0.0). */
+  bindHost?: string;
+  /** Join this channel (id or name) right after connecting. */
+  channel?: string;
+  /** Create `channel` when no channel has that name. */
+  create?: boolean;
+  password?: string;
+  /** Start sending this source after the first join. */
+  source?: AudioSource;
+  /** Opus backend to use; share one between many clients (load tests). Default: createOpus(). */
+  opus?: OpusFactory;
+  /** Encoder settings; bitrate defaults to the channel's, FEC to off. */
+  encoder?: OpusEncoderSettings;
+  /** Jitter buffer settings (frameMs comes from the channel). */
+  jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  /** Keep the played-out audio (default true). */
+  record?: boolean;
+  /** Longest recording kept, seconds (default 600; older audio is discarded). */
+  recordMaxSeconds?: number;
+  /** Most sent frames remembered in `sentLog` (default 2^20, about 5.8 h of 20 ms frames). */
+  sentLogMax?: number;
+  /** Signaling request timeout, ms (default 10000). */
+  requestTimeoutMs?: number;
+  /** Receives every played frame (the desktop app's speaker output). */
+  onPlayout?: PlayoutHook;
+}
+
+/** Options after validation, with defaults filled in. */
+export interface ResolvedVoiceClientOptions extends VoiceClientOptions {
+  serverUrl: URL;
+  wsUrl: string;
+  transport: TransportKind;
+  wsFallback: boolean;
+  heartbeatMs: number;
+  helloRetryMs: number;
+  record: boolean;
+  recordMaxSeconds: number;
+  sentLogMax: number;
+  clientName: string;
+}
+
+function fail(msg: string): never {
+  throw new TypeError(`VoiceClient: ${msg}`);
+}
+
+function checkMs(name: string, v: unknown, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    fail(`${name} must be a number of ms in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Checks options and fills defaults. Throws TypeError naming the bad option. */
+export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVoiceClientOptions {
+  if (typeof input !== 'object' || input === null) fail('options must be an object');
+  const o = input;
+  if (typeof o.server !== 'string' || o.server === '') fail('server must be a URL such as http://127.0.0.1:7800');
+  let serverUrl: URL;
+  try {
+    serverUrl = new URL(o.server);
+  } catch {
+    fail(`server ${JSON.stringify(o.server)} is not a URL`);
+  }
+  if (serverUrl.protocol !== 'http:' && serverUrl.protocol !== 'https:') {
+    fail(`server must be http:// or https://, got ${serverUrl.protocol}`);
+  }
+  if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length === 0 || o.token.length > 128)) {
+    fail('token must be a string of 1-128 characters');
+  }
+  if (o.token === undefined) {
+    if (o.nickname === undefined) fail('give a nickname or a token');
+    const n = Nickname.safeParse(o.nickname);
+    if (!n.success) fail(`nickname: ${n.error.issues[0]?.message ?? 'invalid'}`);
+  }
+  const transport = o.transport ?? 'udp';
+  if (transport !== 'udp' && transport !== 'ws') fail(`transport must be 'udp' or 'ws', got ${String(transport)}`);
+  if (o.udpTarget !== undefined) {
+    if (transport !== 'udp') fail("udpTarget needs transport 'udp'");
+    const t = o.udpTarget as Partial<UdpAddress> | null;
+    if (typeof t !== 'object' || t === null) fail('udpTarget must be {host, port}');
+    if (typeof t.host !== 'string' || t.host === '') fail('udpTarget.host must be a non-empty string');
+    if (typeof t.port !== 'number' || !Number.isInteger(t.port) || t.port < 1 || t.port > 65_535) {
+      fail(`udpTarget.port must be an integer in 1..65535, got ${String(t.port)}`);
+    }
+  }
+  if (o.bindHost !== undefined && (typeof o.bindHost !== 'string' || o.bindHost === '')) {
+    fail('bindHost must be a non-empty string');
+  }
+  if (o.channel !== undefined && (typeof o.channel !== 'string' || o.channel.trim() === '')) {
+    fail('channel must be a non-empty string');
+  }
+  if (o.create && o.channel === undefined) fail('create needs channel');
+  if (o.source !== undefined && (typeof o.source !== 'object' || typeof o.source?.read !== 'function')) {
+    fail('source must be an AudioSource');
+  }
+  if (o.source !== undefined && o.channel === undefined) fail('source needs channel (or call startVoice after join)');
+  const heartbeatMs = checkMs('heartbeatMs', o.heartbeatMs, 50, 60_000) ?? 5000;
+  const helloRetryMs = checkMs('helloRetryMs', o.helloRetryMs, 50, 60_000) ?? 1000;
+  checkMs('requestTimeoutMs', o.requestTimeoutMs, 100, 600_000);
+  const recordMaxSeconds = o.recordMaxSeconds ?? 600;
+  if (typeof recordMaxSeconds !== 'number' || !(recordMaxSeconds >= 1 && recordMaxSeconds <= 24 * 3600)) {
+    fail('recordMaxSeconds must be in [1, 86400]');
+  }
+  const sentLogMax = o.sentLogMax ?? 1 << 20;
+  if (!Number.isInteger(sentLogMax) || sentLogMax < 16) fail('sentLogMax must be an integer >= 16');
+  if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
+  const wsUrl = new URL('/ws', serverUrl);
+  wsUrl.protocol = serverUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+  return {
+    ...o,
+    serverUrl,
+    wsUrl: wsUrl.toString(),
+    transport,
+    wsFallback: o.wsFallback ?? true,
+    heartbeatMs,
+    helloRetryMs,
+    record: o.record ?? true,
+    recordMaxSeconds,
+    sentLogMax,
+    clientName: o.clientName ?? 'voice-client/0.1.0',
+  };
+}

@@ -1,0 +1,147 @@
+import { MAX_PAYLOAD_BYTES, VoiceFlags } from '@voice/protocol';
+import { OPUS_MAX_PACKET_BYTES, Ticker, type OpusEncoder, type Tick } from '@voice/media';
+import type { SentLog } from './recording.js';
+import type { AudioSource } from './sources.js';
+
+/** Seals and sends one AUDIO packet; returns its sequence number, or -1 when it was dropped. */
+export type SendAudio = (flags: number, timestamp: number, payload: Uint8Array, length: number) => number;
+
+export interface SenderOptions {
+  readonly frameMs: 10 | 20;
+  readonly encoder: OpusEncoder;
+  readonly source: AudioSource;
+  readonly send: SendAudio;
+  /** Unwrapped timestamp (48 kHz samples) of the first frame; the sender advances it per tick. */
+  readonly firstTimestamp: number;
+  /** True while sending is suppressed (self-mute): frames are read and discarded. */
+  readonly muted: () => boolean;
+  readonly sentLog: SentLog | null;
+  readonly onError?: (err: unknown) => void;
+}
+
+export interface SenderStats {
+  /** Frames read from the source. */
+  frames: number;
+  /** AUDIO packets handed to the transport. */
+  packets: number;
+  /** Talkspurts started (packets sent with MARKER). */
+  talkspurts: number;
+  /** Frames the source had nothing for (pauses). */
+  pauses: number;
+  /** Frames read while muted. */
+  mutedFrames: number;
+  /** Frames dropped: encode failure, payload over 1000 bytes, or the transport refused. */
+  dropped: number;
+  /** Ticks the clock skipped because the event loop was late (a gap in timestamps). */
+  skippedTicks: number;
+}
+
+/**
+ * Paces a source at real time with a drift-free Ticker: each tick reads one frame, encodes it with
+ * Opus and sends it as an AUDIO packet. The header timestamp advances by one frame per tick whether
+ * or not a packet is sent, so a pause is a gap in time; the first packet after a pause carries MARKER.
+ */
+export class Sender {
+  readonly frameSamples: number;
+  private readonly ticker: Ticker;
+  private readonly pcm: Int16Array;
+  private readonly opus = new Uint8Array(OPUS_MAX_PACKET_BYTES);
+  private ts: number;
+  private sourcePos = 0;
+  private talking = false;
+  private closed = false;
+  private readonly s: SenderStats = {
+    frames: 0,
+    packets: 0,
+    talkspurts: 0,
+    pauses: 0,
+    mutedFrames: 0,
+    dropped: 0,
+    skippedTicks: 0,
+  };
+
+  constructor(private readonly o: SenderOptions) {
+    this.frameSamples = o.frameMs * 48;
+    if (o.encoder.frameSamples !== this.frameSamples) {
+      throw new TypeError(`encoder frame ${o.encoder.frameSamples} does not match ${this.frameSamples}`);
+    }
+    this.pcm = new Int16Array(this.frameSamples);
+    this.ts = o.firstTimestamp;
+    this.ticker = new Ticker({
+      periodMs: o.frameMs,
+      maxLatePeriods: 10,
+      onTick: (t) => this.tick(t),
+      onError: (err) => o.onError?.(err),
+    });
+  }
+
+  get source(): AudioSource {
+    return this.o.source;
+  }
+
+  /** Unwrapped timestamp of the next frame. */
+  get nextTimestamp(): number {
+    return this.ts;
+  }
+
+  start(): void {
+    if (!this.closed) this.ticker.start();
+  }
+
+  private tick(t: Tick): void {
+    if (t.skipped > 0) {
+      // The loop stalled: time went on without frames. Leave a gap in timestamps, as a sender would.
+      this.s.skippedTicks += t.skipped;
+      this.ts += t.skipped * this.frameSamples;
+    }
+    const ts = this.ts;
+    this.ts += this.frameSamples;
+    const src = this.o.source;
+    const pos = this.sourcePos;
+    const active = src.read(this.pcm, performance.now());
+    this.sourcePos += this.frameSamples;
+    this.s.frames++;
+    if (!active) {
+      this.s.pauses++;
+      this.talking = false;
+      return;
+    }
+    if (this.o.muted()) {
+      this.s.mutedFrames++;
+      this.talking = false;
+      return;
+    }
+    let len: number;
+    try {
+      len = this.o.encoder.encode(this.pcm, this.opus);
+    } catch (err) {
+      this.s.dropped++;
+      this.o.onError?.(err);
+      return;
+    }
+    if (len > MAX_PAYLOAD_BYTES) {
+      this.s.dropped++;
+      return;
+    }
+    const marker = !this.talking;
+    const seq = this.o.send(marker ? VoiceFlags.MARKER : 0, ts, this.opus, len);
+    if (seq < 0) {
+      this.s.dropped++;
+      return;
+    }
+    this.talking = true;
+    this.s.packets++;
+    if (marker) this.s.talkspurts++;
+    this.o.sentLog?.add(src.lastCaptureTime, performance.now(), pos, ts % 0x1_0000_0000, seq, marker);
+  }
+
+  stats(): SenderStats {
+    return { ...this.s };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ticker.close();
+  }
+}

@@ -1,0 +1,515 @@
+import {
+  MAX_PACKET_BYTES,
+  MAX_PAYLOAD_BYTES,
+  VoiceCipher,
+  VoiceDirection,
+  VoicePacketType,
+  createVoiceHeader,
+  readAckBody,
+  writeTimeBody,
+  type VoiceBinding,
+  type VoiceHeader,
+  type VoiceOpenError,
+} from '@voice/protocol';
+import {
+  Histogram,
+  type JitterBufferOptions,
+  type OpusEncoder,
+  type OpusEncoderSettings,
+  type OpusFactory,
+} from '@voice/media';
+import { VoiceClientError } from './errors.js';
+import { Playout, type PlayoutHook, type PlayoutStats } from './playout.js';
+import type { Recording, SentLog } from './recording.js';
+import { Sender, type SenderStats } from './sender.js';
+import type { AudioSource } from './sources.js';
+import {
+  UdpTransport,
+  WsTransport,
+  type TransportKind,
+  type TransportStats,
+  type UdpAddress,
+  type VoiceSignaling,
+  type VoiceTransport,
+} from './transport.js';
+
+const UINT32 = 0x1_0000_0000;
+/** Unanswered HELLO/HEARTBEATs over UDP after which UDP counts as broken (protocol README 8.2). */
+export const UDP_BROKEN_AFTER = 3;
+
+export interface VoiceSessionOptions {
+  readonly binding: VoiceBinding;
+  /** 'udp' (default) or 'ws' (voice inside signaling frames). */
+  readonly transport: TransportKind;
+  /** Needed for 'ws', and for the UDP-to-WebSocket fallback. */
+  readonly signaling?: VoiceSignaling;
+  /** Where UDP goes (default: the binding's udpHost:udpPort). */
+  readonly udpTarget: UdpAddress;
+  readonly bindHost?: string;
+  /** HEARTBEAT period, ms (default 5000). */
+  readonly heartbeatMs?: number;
+  /** HELLO retry period until a HELLO_ACK arrives, ms (default 1000). */
+  readonly helloRetryMs?: number;
+  /** Carry voice over the WebSocket while UDP goes unanswered (default true when `signaling` is given). */
+  readonly wsFallback?: boolean;
+  readonly opus: OpusFactory;
+  /** Encoder settings; bitrate defaults to the binding's, FEC to off (no decoder we ship uses it). */
+  readonly encoder?: OpusEncoderSettings;
+  readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  readonly recording?: Recording | null;
+  readonly sentLog?: SentLog | null;
+  readonly onPlayout?: PlayoutHook;
+  /** The voice path came up: a HELLO_ACK over UDP, or the WebSocket path is in use. */
+  readonly onReady?: () => void;
+  /** Voice moved to another transport (UDP broken -> 'ws', UDP back -> 'udp'). */
+  readonly onTransport?: (kind: TransportKind) => void;
+  /** Non-fatal problems (codec errors, socket errors); everything is counted in stats() too. */
+  readonly onProblem?: (err: unknown) => void;
+}
+
+export interface VoiceSessionStats {
+  voiceId: number;
+  frameMs: number;
+  transport: TransportKind;
+  ready: boolean;
+  /** Packets sent of any type, and AUDIO among them. */
+  packetsSent: number;
+  audioSent: number;
+  /** Server packets that authenticated (any type), and AUDIO among them. */
+  packetsReceived: number;
+  audioReceived: number;
+  /** Server sequence numbers never received (any type), from the replay window. */
+  lost: number;
+  /** Rejected before use: replays/duplicates, failed authentication, bad framing, wrong voiceId. */
+  duplicates: number;
+  rejected: number;
+  rtt: { lastMs: number | null; meanMs: number | null; p50Ms: number | null; minMs: number | null; samples: number };
+  /** The server's counts of our packets, from the latest ACK, and the loss fraction over the last ACK interval. */
+  upstream: { packetsReceived: number; packetsLost: number; lossFraction: number | null; acks: number };
+  heartbeatsUnanswered: number;
+  udp: TransportStats | null;
+  ws: TransportStats | null;
+  playout: PlayoutStats;
+  sender: SenderStats | null;
+}
+
+/**
+ * Voice for one VoiceBinding: owns the cipher (one per key: its sequence counter never restarts), the
+ * transports, the HELLO/HEARTBEAT schedule, the playout and the sender. `close()` is idempotent and
+ * closes them all.
+ */
+export class VoiceSession {
+  readonly binding: VoiceBinding;
+  readonly frameMs: 10 | 20;
+  readonly frameSamples: number;
+  readonly cipher: VoiceCipher;
+  readonly playout: Playout;
+  /** Unwrapped timestamp of the next frame a sender starts with. */
+  private nextTs = 0;
+  private readonly epoch = performance.now();
+  private udp: UdpTransport | null = null;
+  private ws: WsTransport | null = null;
+  private sender: Sender | null = null;
+  private readonly encoder: OpusEncoder;
+  private senderStats: SenderStats | null = null;
+  private udpConfirmed = false;
+  private readonly mode: TransportKind;
+  private readonly fallbackAllowed: boolean;
+  private usingFallback = false;
+  private ready = false;
+  private readonly readyWaiters = new Set<() => void>();
+  private udpUnanswered = 0;
+  private helloTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Self-mute: frames are read and dropped. */
+  muted = false;
+  // Scratch memory: nothing below is allocated per packet.
+  private readonly sealBuf = new Uint8Array(MAX_PACKET_BYTES);
+  private readonly plain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  private readonly ctrlBody = new Uint8Array(8);
+  private readonly header: VoiceHeader = createVoiceHeader();
+  private readonly inHeader: VoiceHeader = createVoiceHeader();
+  private readonly rtt = new Histogram({ bucketWidth: 0.1, buckets: 20_000, window: 64 });
+  private rttLast: number | null = null;
+  private rttMin = Number.POSITIVE_INFINITY;
+  private upReceived = 0;
+  private upLost = 0;
+  private upLoss: number | null = null;
+  private acks = 0;
+  private readonly c = {
+    packetsSent: 0,
+    audioSent: 0,
+    packetsReceived: 0,
+    audioReceived: 0,
+    duplicates: 0,
+    rejected: 0,
+  };
+
+  private constructor(private readonly o: VoiceSessionOptions) {
+    const b = o.binding;
+    if (b.frameMs !== 10 && b.frameMs !== 20) throw new TypeError(`binding frameMs ${String(b.frameMs)} is not 10 or 20`);
+    this.binding = b;
+    this.frameMs = b.frameMs;
+    this.frameSamples = b.frameMs * 48;
+    this.mode = o.transport;
+    if (this.mode === 'ws' && !o.signaling) throw new TypeError("transport 'ws' needs a signaling connection");
+    this.fallbackAllowed = this.mode === 'udp' && o.signaling !== undefined && (o.wsFallback ?? true);
+    this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER);
+    this.encoder = o.opus.createEncoder({
+      frameSamples: this.frameSamples,
+      fec: false,
+      ...o.encoder,
+      bitrate: o.encoder?.bitrate ?? b.bitrate,
+    });
+    this.playout = new Playout({
+      frameMs: b.frameMs,
+      opus: o.opus,
+      ...(o.jitter ? { jitter: o.jitter } : {}),
+      recording: o.recording ?? null,
+      ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
+      onError: (err) => this.problem(err),
+    });
+  }
+
+  /** Opens the transports, says HELLO (UDP) and starts the playout clock. */
+  static async open(options: VoiceSessionOptions): Promise<VoiceSession> {
+    const s = new VoiceSession(options);
+    try {
+      await s.startTransports();
+    } catch (err) {
+      s.close();
+      throw err;
+    }
+    return s;
+  }
+
+  private async startTransports(): Promise<void> {
+    const o = this.o;
+    const onPacket = (p: Uint8Array, via: TransportKind): void => this.receive(p, via);
+    if (o.signaling) this.ws = new WsTransport(o.signaling, onPacket);
+    if (this.mode === 'udp') {
+      this.udp = await UdpTransport.open({
+        target: o.udpTarget,
+        ...(o.bindHost !== undefined ? { bindHost: o.bindHost } : {}),
+        onPacket,
+        onError: (err) => this.problem(err),
+      });
+      if (this.closed) {
+        this.udp.close();
+        return;
+      }
+      this.sendHello();
+      this.helloTimer = setInterval(() => this.onHelloTimer(), o.helloRetryMs ?? 1000);
+    } else {
+      // No HELLO over the WebSocket; a HEARTBEAT at once tells the server where our voice goes.
+      this.sendControl(VoicePacketType.HEARTBEAT, this.ws!);
+      this.setReady();
+    }
+    this.heartbeatTimer = setInterval(() => this.onHeartbeatTimer(), o.heartbeatMs ?? 5000);
+    this.playout.start();
+  }
+
+  /** The transport voice currently goes over. */
+  get transport(): TransportKind {
+    return this.mode === 'ws' || this.usingFallback ? 'ws' : 'udp';
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The local UDP port (null over the WebSocket). */
+  get udpPort(): number | null {
+    return this.udp?.localPort ?? null;
+  }
+
+  /** Resolves once voice can flow (HELLO_ACK, or the WebSocket path); rejects after `timeoutMs`. */
+  whenReady(timeoutMs = 5000): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    if (this.closed) return Promise.reject(new VoiceClientError('CLOSED'));
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.readyWaiters.delete(done);
+        if (this.ready) resolve();
+        else reject(new VoiceClientError('CLOSED'));
+      };
+      const timer = setTimeout(() => {
+        this.readyWaiters.delete(done);
+        reject(new VoiceClientError('NOT_READY', `no HELLO_ACK within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.readyWaiters.add(done);
+    });
+  }
+
+  /** Starts (or replaces) the audio source being sent. */
+  startSending(source: AudioSource): void {
+    if (this.closed) throw new VoiceClientError('CLOSED');
+    this.stopSending();
+    const now = performance.now();
+    // Continue the timeline: never behind what was sent, and following the wall clock across pauses.
+    const byClock = Math.round(((now - this.epoch) * 48) / this.frameSamples) * this.frameSamples;
+    const first = Math.max(this.nextTs, byClock);
+    this.sender = new Sender({
+      frameMs: this.frameMs,
+      encoder: this.encoder,
+      source,
+      send: (flags, ts, payload, len) => this.sendAudio(flags, ts, payload, len),
+      firstTimestamp: first,
+      muted: () => this.muted,
+      sentLog: this.o.sentLog ?? null,
+      onError: (err) => this.problem(err),
+    });
+    this.sender.start();
+  }
+
+  stopSending(): void {
+    if (!this.sender) return;
+    this.nextTs = Math.max(this.nextTs, this.sender.nextTimestamp);
+    this.senderStats = this.sender.stats();
+    this.sender.close();
+    this.sender = null;
+  }
+
+  get sending(): boolean {
+    return this.sender !== null;
+  }
+
+  set deaf(v: boolean) {
+    this.playout.deaf = v;
+  }
+  get deaf(): boolean {
+    return this.playout.deaf;
+  }
+
+  /** Applies a channel's new codec settings (bitrate, complexity) to the running encoder. */
+  updateCodec(bitrate: number, complexity?: number): void {
+    if (this.closed) return;
+    try {
+      this.encoder.setBitrate(bitrate);
+      if (complexity !== undefined) this.encoder.setComplexity(complexity);
+    } catch (err) {
+      this.problem(err);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending
+
+  private pathFor(): VoiceTransport | null {
+    if (this.mode === 'ws' || this.usingFallback) return this.ws;
+    return this.udp;
+  }
+
+  /** Seals one packet with the next sequence number and sends it; returns the sequence or -1. */
+  private seal(
+    type: VoicePacketType,
+    flags: number,
+    timestamp: number,
+    payload: Uint8Array,
+    via: VoiceTransport,
+  ): number {
+    const h = this.header;
+    h.type = type;
+    h.flags = flags;
+    h.voiceId = this.binding.voiceId;
+    h.sequence = this.cipher.nextSequence;
+    h.timestamp = timestamp;
+    const len = this.cipher.seal(h, payload, this.sealBuf);
+    if (!via.send(this.sealBuf, len)) return -1;
+    this.c.packetsSent++;
+    return h.sequence;
+  }
+
+  private sendAudio(flags: number, timestamp: number, payload: Uint8Array, length: number): number {
+    const via = this.pathFor();
+    if (this.closed || !via) return -1;
+    const seq = this.seal(VoicePacketType.AUDIO, flags, timestamp % UINT32, payload.subarray(0, length), via);
+    if (seq >= 0) this.c.audioSent++;
+    return seq;
+  }
+
+  private sendControl(type: VoicePacketType, via: VoiceTransport): void {
+    const now = performance.now();
+    writeTimeBody(this.ctrlBody, 0, now);
+    try {
+      this.seal(type, 0, Math.floor(now) % UINT32, this.ctrlBody, via);
+    } catch (err) {
+      this.problem(err);
+    }
+  }
+
+  private sendHello(): void {
+    if (!this.udp || this.closed) return;
+    this.sendControl(VoicePacketType.HELLO, this.udp);
+    this.udpSent();
+  }
+
+  /** Counts an unanswered UDP control packet; enough of them switch voice to the WebSocket. */
+  private udpSent(): void {
+    this.udpUnanswered++;
+    if (this.fallbackAllowed && !this.usingFallback && this.udpUnanswered >= UDP_BROKEN_AFTER) {
+      this.usingFallback = true;
+      this.emitTransport();
+      // Tell the server where our voice goes now.
+      if (this.ws) this.sendControl(VoicePacketType.HEARTBEAT, this.ws);
+      this.setReady();
+    }
+  }
+
+  private onHelloTimer(): void {
+    // Until the first HELLO_ACK, and again while UDP is broken, keep saying HELLO over UDP.
+    if (!this.udpConfirmed || this.usingFallback) this.sendHello();
+  }
+
+  private onHeartbeatTimer(): void {
+    if (this.closed) return;
+    if (this.mode === 'ws' || this.usingFallback) {
+      if (this.ws) this.sendControl(VoicePacketType.HEARTBEAT, this.ws);
+      return;
+    }
+    if (!this.udpConfirmed || !this.udp) return; // HELLO retries are running
+    this.sendControl(VoicePacketType.HEARTBEAT, this.udp);
+    this.udpSent();
+    if (this.udpUnanswered >= UDP_BROKEN_AFTER) this.sendHello();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Receiving
+
+  private receive(packet: Uint8Array, via: TransportKind): void {
+    if (this.closed) return;
+    const h = this.inHeader;
+    const r: number | VoiceOpenError = this.cipher.openInto(packet, this.plain, h);
+    if (typeof r !== 'number') {
+      if (r === 'REPLAY') this.c.duplicates++;
+      else this.c.rejected++;
+      return;
+    }
+    if (h.voiceId !== this.binding.voiceId) {
+      this.c.rejected++;
+      return;
+    }
+    this.c.packetsReceived++;
+    const now = performance.now();
+    switch (h.type) {
+      case VoicePacketType.AUDIO:
+        this.c.audioReceived++;
+        this.playout.insert(h.timestamp, this.plain, r, now);
+        return;
+      case VoicePacketType.HELLO_ACK:
+      case VoicePacketType.HEARTBEAT_ACK:
+        this.onAck(r, via, now);
+        return;
+      default:
+        return; // HELLO/HEARTBEAT are client-to-server only
+    }
+  }
+
+  private onAck(length: number, via: TransportKind, now: number): void {
+    const ack = readAckBody(this.plain, length);
+    if (!ack) {
+      this.c.rejected++;
+      return;
+    }
+    this.acks++;
+    const rtt = now - ack.sentAt;
+    if (rtt >= 0 && rtt < 60_000) {
+      this.rttLast = rtt;
+      this.rtt.record(rtt);
+      if (rtt < this.rttMin) this.rttMin = rtt;
+    }
+    const dRecv = ack.packetsReceived - this.upReceived;
+    const dLost = ack.packetsLost - this.upLost;
+    if (dRecv >= 0 && dLost >= 0 && dRecv + dLost > 0) this.upLoss = dLost / (dRecv + dLost);
+    this.upReceived = ack.packetsReceived;
+    this.upLost = ack.packetsLost;
+    if (via === 'udp') {
+      this.udpUnanswered = 0;
+      this.udpConfirmed = true;
+      if (this.usingFallback) {
+        this.usingFallback = false;
+        this.emitTransport();
+      }
+    }
+    this.setReady();
+  }
+
+  private setReady(): void {
+    if (this.ready) return;
+    this.ready = true;
+    for (const w of [...this.readyWaiters]) w();
+    try {
+      this.o.onReady?.();
+    } catch {
+      // listener errors never break the session
+    }
+  }
+
+  private emitTransport(): void {
+    try {
+      this.o.onTransport?.(this.transport);
+    } catch {
+      // listener errors never break the session
+    }
+  }
+
+  private problem(err: unknown): void {
+    try {
+      this.o.onProblem?.(err);
+    } catch {
+      // listener errors never break the session
+    }
+  }
+
+  stats(): VoiceSessionStats {
+    const snap = this.rtt.snapshot();
+    return {
+      voiceId: this.binding.voiceId,
+      frameMs: this.frameMs,
+      transport: this.transport,
+      ready: this.ready,
+      ...this.c,
+      lost: this.cipher.replay.lost,
+      rtt: {
+        lastMs: this.rttLast,
+        meanMs: snap.count > 0 ? snap.mean : null,
+        p50Ms: snap.count > 0 ? snap.p50 : null,
+        minMs: Number.isFinite(this.rttMin) ? this.rttMin : null,
+        samples: this.rtt.total,
+      },
+      upstream: {
+        packetsReceived: this.upReceived,
+        packetsLost: this.upLost,
+        lossFraction: this.upLoss,
+        acks: this.acks,
+      },
+      heartbeatsUnanswered: this.udpUnanswered,
+      udp: this.udp?.stats() ?? null,
+      ws: this.ws?.stats() ?? null,
+      playout: this.playout.stats(),
+      sender: this.sender?.stats() ?? this.senderStats,
+    };
+  }
+
+  /** Idempotent: stops the sender, the timers and the playout, closes the transports and the codec. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopSending();
+    if (this.helloTimer) clearInterval(this.helloTimer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.helloTimer = null;
+    this.heartbeatTimer = null;
+    this.playout.close();
+    this.udp?.close();
+    this.ws?.close();
+    this.encoder.destroy();
+    for (const w of [...this.readyWaiters]) w();
+  }
+}

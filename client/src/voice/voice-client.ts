@@ -1,0 +1,469 @@
+import { EventEmitter } from 'node:events';
+import {
+  ID_PATTERN,
+  asChannelId,
+  type Channel,
+  type ChannelId,
+  type ConnectionStats,
+  type ResultMap,
+  type ServerEvent,
+  type User,
+  type UserId,
+  type VoiceBinding,
+  type VoiceSettings,
+} from '@voice/protocol';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { RestClient } from '../rest.js';
+import { RequestError, SignalingClient } from '../signaling.js';
+import { VoiceClientError } from './errors.js';
+import { resolveVoiceClientOptions, type ResolvedVoiceClientOptions, type VoiceClientOptions } from './options.js';
+import { Recording, SentLog, type RecordingSnapshot } from './recording.js';
+import { VoiceSession, type VoiceSessionStats } from './session.js';
+import { SAMPLE_RATE, SilenceSource, type AudioSource } from './sources.js';
+import { voiceTarget, type TransportKind } from './transport.js';
+
+export type JoinResult = ResultMap['channel.join'];
+
+export interface JoinOptions {
+  /** Create the channel when no channel has this name. */
+  create?: boolean;
+  password?: string;
+  /** Codec settings for a channel created here. */
+  voice?: Partial<VoiceSettings>;
+}
+
+/** Typed events. Listener errors are caught: they never break the client. */
+export interface VoiceClientEvents {
+  /** The voice path is up (HELLO_ACK, or the WebSocket path). */
+  ready: [transport: TransportKind];
+  /** Voice moved to another transport (UDP broken -> 'ws', UDP back -> 'udp'). */
+  transport: [transport: TransportKind];
+  /** The voice binding became void: we left, were moved, or the channel was deleted. */
+  left: [reason: string];
+  /** The signaling connection closed; the client is closed too. */
+  disconnected: [code: number, reason: string];
+  /** A non-fatal problem (codec, socket); counted in stats too. */
+  problem: [err: unknown];
+}
+
+/** A flat summary for logs and the bot's JSON lines; `session` has every detail. */
+export interface VoiceClientStats {
+  channelId: ChannelId | null;
+  transport: TransportKind | 'none';
+  ready: boolean;
+  muted: boolean;
+  deaf: boolean;
+  packetsSent: number;
+  audioSent: number;
+  packetsReceived: number;
+  audioReceived: number;
+  /** Server packets never received (sequence gaps). */
+  lost: number;
+  /** Audio that arrived after its playout turn. */
+  late: number;
+  duplicates: number;
+  rejected: number;
+  concealed: number;
+  framesPlayed: number;
+  framesSilent: number;
+  jitterMs: number;
+  bufferMs: number;
+  targetMs: number;
+  rttMs: number | null;
+  rttP50Ms: number | null;
+  /** Fraction of our packets the server missed over the last heartbeat interval. */
+  upstreamLoss: number | null;
+  upstreamPacketsLost: number;
+  signalingRttMs: number | null;
+  /** The latest `stats` event from the server. */
+  server: ConnectionStats | null;
+  session: VoiceSessionStats | null;
+}
+
+/**
+ * A headless voice client: REST log-in, signaling, channel join, and voice over UDP (or the WebSocket)
+ * with Opus, an adaptive jitter buffer, a recording of what it played and a log of what it sent.
+ *
+ * Ownership: the client owns the signaling connection, its keep-alive timer and the current
+ * VoiceSession (one per VoiceBinding: cipher, UDP socket, timers, tickers, codec). `close()` is
+ * idempotent and closes them all.
+ */
+export class VoiceClient extends EventEmitter<VoiceClientEvents> {
+  readonly signaling: SignalingClient;
+  readonly rest: RestClient;
+  readonly token: string;
+  readonly user: User;
+  /** Capture times and positions of every AUDIO frame sent (across sessions). */
+  readonly sentLog: SentLog;
+  private readonly rec: Recording | null;
+  private session: VoiceSession | null = null;
+  private currentChannel: Channel | null = null;
+  private source: AudioSource | null = null;
+  private muted = false;
+  private deaf = false;
+  private closed = false;
+  private joinSeq = 0;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private signalingRtt: number | null = null;
+  private serverStats: ConnectionStats | null = null;
+  private readonly detach: (() => void)[] = [];
+
+  private constructor(
+    private readonly o: ResolvedVoiceClientOptions,
+    private readonly opus: OpusFactory,
+    signaling: SignalingClient,
+    rest: RestClient,
+    token: string,
+  ) {
+    super();
+    this.signaling = signaling;
+    this.rest = rest;
+    this.token = token;
+    this.user = signaling.welcome.user;
+    this.sentLog = new SentLog(o.sentLogMax);
+    this.rec = o.record ? new Recording(Math.round(o.recordMaxSeconds * SAMPLE_RATE)) : null;
+    this.listen();
+    const every = Math.max(1000, Math.floor(signaling.welcome.heartbeatMs / 2));
+    this.pingTimer = setInterval(() => this.ping(), every);
+  }
+
+  /**
+   * Logs in (unless a token is given), connects signaling and, when `channel` is set, joins it and
+   * starts sending `source`. Rejects with TypeError for bad options before touching the network.
+   */
+  static async connect(options: VoiceClientOptions): Promise<VoiceClient> {
+    const o = resolveVoiceClientOptions(options);
+    const opus = o.opus ?? (await createOpus());
+    const rest = new RestClient(o.serverUrl.origin, o.token);
+    const token = o.token ?? (await rest.login(o.nickname!)).token;
+    const signaling = await SignalingClient.connect({
+      url: o.wsUrl,
+      token,
+      client: o.clientName,
+      ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}),
+      ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+    });
+    const client = new VoiceClient(o, opus, signaling, rest, token);
+    try {
+      const w = signaling.welcome;
+      if (w.resumed && w.channelId && w.voice) await client.resume(w.channelId, w.voice);
+      if (o.channel !== undefined) {
+        await client.join(o.channel, {
+          ...(o.create !== undefined ? { create: o.create } : {}),
+          ...(o.password !== undefined ? { password: o.password } : {}),
+        });
+        if (o.source) client.startVoice(o.source);
+      }
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  get channel(): Channel | null {
+    return this.currentChannel;
+  }
+
+  /** The current voice binding, or null when not in a channel. */
+  get binding(): VoiceBinding | null {
+    return this.session?.binding ?? null;
+  }
+
+  /** The current voice session (one per binding), or null. */
+  get voice(): VoiceSession | null {
+    return this.session;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Joins a channel by id (`c_...`) or by name, creating it when `create` is set and no channel has
+   * that name, then starts voice with the binding from the join result. Leaves the previous channel's
+   * voice (the server does the same).
+   */
+  async join(channel: string, options: JoinOptions = {}): Promise<JoinResult> {
+    if (typeof channel !== 'string' || channel.trim() === '') throw new TypeError('channel must be a non-empty string');
+    this.checkOpen();
+    const seq = ++this.joinSeq;
+    const channelId = await this.resolveChannel(channel, options);
+    const result = await this.signaling.request('channel.join', {
+      channelId,
+      ...(options.password !== undefined ? { password: options.password } : {}),
+    });
+    if (!result.voice) throw new VoiceClientError('NO_VOICE_BINDING');
+    await this.startSession(seq, result.channel, result.voice);
+    return result;
+  }
+
+  /** Leaves the channel; the voice binding is void from then on. */
+  async leave(): Promise<void> {
+    this.checkOpen();
+    this.joinSeq++;
+    this.endSession('leave');
+    await this.signaling.request('channel.leave', {});
+  }
+
+  /**
+   * Starts sending `source` (default: the previous source, else silence that sends nothing). The
+   * source stays set across joins: a new channel's voice session sends it too.
+   */
+  startVoice(source?: AudioSource): void {
+    this.checkOpen();
+    if (source !== undefined && (typeof source !== 'object' || typeof source.read !== 'function')) {
+      throw new TypeError('source must be an AudioSource');
+    }
+    this.source = source ?? this.source ?? new SilenceSource();
+    if (!this.session) throw new VoiceClientError('NOT_IN_CHANNEL');
+    this.session.startSending(this.source);
+  }
+
+  /** Stops sending (receiving goes on). */
+  stopVoice(): void {
+    this.source = null;
+    this.session?.stopSending();
+  }
+
+  /** Resolves once the voice path is up (HELLO_ACK over UDP, or the WebSocket path). */
+  async waitReady(timeoutMs = 5000): Promise<void> {
+    if (!this.session) throw new VoiceClientError('NOT_IN_CHANNEL');
+    await this.session.whenReady(timeoutMs);
+  }
+
+  /** Stops (or resumes) sending and tells the channel via `voice.state`. */
+  async setSelfMute(muted: boolean): Promise<void> {
+    if (typeof muted !== 'boolean') throw new TypeError('muted must be a boolean');
+    this.checkOpen();
+    this.muted = muted;
+    if (this.session) {
+      this.session.muted = muted;
+      await this.signaling.request('voice.state', { selfMute: muted });
+    }
+  }
+
+  /** Plays silence (and asks the server to stop mixing for us) and tells the channel via `voice.state`. */
+  async setSelfDeaf(deaf: boolean): Promise<void> {
+    if (typeof deaf !== 'boolean') throw new TypeError('deaf must be a boolean');
+    this.checkOpen();
+    this.deaf = deaf;
+    if (this.session) {
+      this.session.deaf = deaf;
+      await this.signaling.request('voice.state', { selfDeaf: deaf });
+    }
+  }
+
+  /** How loud we hear `userId`, 0-200 percent (the server applies it in our mix). */
+  async setVolume(userId: UserId | string, percent: number): Promise<void> {
+    if (!Number.isInteger(percent) || percent < 0 || percent > 200) {
+      throw new TypeError(`volume must be an integer 0-200, got ${percent}`);
+    }
+    this.checkOpen();
+    await this.signaling.request('voice.volume', { userId: userId as UserId, volume: percent });
+  }
+
+  /** A copy of the played-out audio: sample i played at startTime + i / 48 ms (performance.now()). */
+  recording(): RecordingSnapshot {
+    return this.rec?.snapshot() ?? { samples: new Int16Array(0), startTime: Number.NaN, sampleRate: SAMPLE_RATE };
+  }
+
+  clearRecording(): void {
+    this.rec?.clear();
+  }
+
+  stats(): VoiceClientStats {
+    const s = this.session?.stats() ?? null;
+    const p = s?.playout;
+    return {
+      channelId: this.currentChannel?.id ?? null,
+      transport: s?.transport ?? 'none',
+      ready: s?.ready ?? false,
+      muted: this.muted,
+      deaf: this.deaf,
+      packetsSent: s?.packetsSent ?? 0,
+      audioSent: s?.audioSent ?? 0,
+      packetsReceived: s?.packetsReceived ?? 0,
+      audioReceived: s?.audioReceived ?? 0,
+      lost: s?.lost ?? 0,
+      late: p?.late ?? 0,
+      duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
+      rejected: s?.rejected ?? 0,
+      concealed: p?.framesConcealed ?? 0,
+      framesPlayed: p?.framesPlayed ?? 0,
+      framesSilent: p?.framesSilent ?? 0,
+      jitterMs: p?.jitterMs ?? 0,
+      bufferMs: p?.bufferMs ?? 0,
+      targetMs: p?.targetMs ?? 0,
+      rttMs: s?.rtt.lastMs ?? null,
+      rttP50Ms: s?.rtt.p50Ms ?? null,
+      upstreamLoss: s?.upstream.lossFraction ?? null,
+      upstreamPacketsLost: s?.upstream.packetsLost ?? 0,
+      signalingRttMs: this.signalingRtt,
+      server: this.serverStats,
+      session: s,
+    };
+  }
+
+  /** Idempotent: stops voice, the keep-alive and the signaling connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.joinSeq++;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    this.session?.close();
+    this.session = null;
+    for (const off of this.detach.splice(0)) off();
+    if (!this.signaling.closed) {
+      const closedEvent = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        this.signaling.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      this.signaling.close();
+      await closedEvent;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new VoiceClientError('CLOSED');
+  }
+
+  private safeEmit<K extends keyof VoiceClientEvents>(event: K, ...args: VoiceClientEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: VoiceClientEvents[K]) => boolean)(event, ...args);
+    } catch {
+      // A failing listener must not break the voice path.
+    }
+  }
+
+  private async resolveChannel(channel: string, options: JoinOptions): Promise<ChannelId> {
+    const wanted = channel.normalize('NFC').trim();
+    if (ID_PATTERN.test(wanted) && wanted.startsWith('c_')) return asChannelId(wanted);
+    const find = async (): Promise<Channel | undefined> => {
+      const { channels } = await this.signaling.request('channel.list', {});
+      return (
+        channels.find((c) => c.name === wanted) ??
+        channels.find((c) => c.name.toLowerCase() === wanted.toLowerCase())
+      );
+    };
+    const found = await find();
+    if (found) return found.id;
+    if (!options.create) throw new VoiceClientError('CHANNEL_NOT_FOUND', `no channel named ${JSON.stringify(wanted)}`);
+    try {
+      const { channel: created } = await this.signaling.request('channel.create', {
+        name: wanted,
+        ...(options.password !== undefined ? { password: options.password } : {}),
+        ...(options.voice !== undefined ? { voice: options.voice } : {}),
+      });
+      return created.id;
+    } catch (err) {
+      // Another client created it meanwhile: join theirs.
+      if (err instanceof RequestError && err.code === 'CHANNEL_NAME_TAKEN') {
+        const again = await find();
+        if (again) return again.id;
+      }
+      throw err;
+    }
+  }
+
+  /** A resumed session that was in a channel: restart voice with its binding. */
+  private async resume(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
+    const { channels } = await this.signaling.request('channel.list', {});
+    const channel = channels.find((c) => c.id === channelId);
+    if (!channel) return;
+    await this.startSession(++this.joinSeq, channel, binding);
+  }
+
+  private async startSession(seq: number, channel: Channel, binding: VoiceBinding): Promise<void> {
+    this.endSession(null);
+    const o = this.o;
+    const session = await VoiceSession.open({
+      binding,
+      transport: o.transport,
+      signaling: this.signaling,
+      udpTarget: o.udpTarget ?? voiceTarget(binding.udpHost, binding.udpPort, o.serverUrl.hostname),
+      ...(o.bindHost !== undefined ? { bindHost: o.bindHost } : {}),
+      heartbeatMs: o.heartbeatMs,
+      helloRetryMs: o.helloRetryMs,
+      wsFallback: o.wsFallback,
+      opus: this.opus,
+      encoder: { complexity: channel.voice.complexity, ...o.encoder },
+      ...(o.jitter ? { jitter: o.jitter } : {}),
+      recording: this.rec,
+      sentLog: this.sentLog,
+      ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
+      onReady: () => this.safeEmit('ready', session.transport),
+      onTransport: (kind) => this.safeEmit('transport', kind),
+      onProblem: (err) => this.safeEmit('problem', err),
+    });
+    if (seq !== this.joinSeq || this.closed) {
+      // A later join (or close) overtook this one.
+      session.close();
+      return;
+    }
+    this.session = session;
+    this.currentChannel = channel;
+    session.muted = this.muted;
+    session.deaf = this.deaf;
+    if (this.muted || this.deaf) {
+      await this.signaling.request('voice.state', { selfMute: this.muted, selfDeaf: this.deaf });
+    }
+    if (this.source) session.startSending(this.source);
+  }
+
+  private endSession(reason: string | null): void {
+    const s = this.session;
+    if (!s) return;
+    this.session = null;
+    this.currentChannel = null;
+    s.close();
+    if (reason !== null) this.safeEmit('left', reason);
+  }
+
+  private listen(): void {
+    const sig = this.signaling;
+    const on = (event: string, fn: Parameters<SignalingClient['on']>[1]): void => {
+      sig.on(event, fn);
+      this.detach.push(() => sig.off(event, fn));
+    };
+    on('member.left', (m: ServerEvent<'member.left'>) => {
+      if (m.userId === this.user.id && m.channelId === this.currentChannel?.id) this.endSession(m.reason);
+    });
+    on('channel.deleted', (m: ServerEvent<'channel.deleted'>) => {
+      if (m.channelId === this.currentChannel?.id) this.endSession('deleted');
+    });
+    on('channel.updated', (m: ServerEvent<'channel.updated'>) => {
+      if (m.channel.id !== this.currentChannel?.id) return;
+      this.currentChannel = m.channel;
+      // Bitrate and complexity apply at once; a new frame size comes with the next binding.
+      this.session?.updateCodec(this.o.encoder?.bitrate ?? m.channel.voice.bitrate, m.channel.voice.complexity);
+    });
+    on('stats', (m: ServerEvent<'stats'>) => {
+      this.serverStats = m.stats;
+    });
+    on('close', (code: number, reason: string) => {
+      if (this.closed) return;
+      void this.close();
+      this.safeEmit('disconnected', code, reason);
+    });
+  }
+
+  private ping(): void {
+    if (this.closed || this.signaling.closed) return;
+    const t0 = performance.now();
+    this.signaling.request('ping', { ts: t0 }).then(
+      () => {
+        this.signalingRtt = performance.now() - t0;
+      },
+      () => {
+        // A lost ping shows as a stale signalingRttMs; the close event handles a dead connection.
+      },
+    );
+  }
+}

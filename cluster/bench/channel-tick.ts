@@ -1,0 +1,110 @@
+/**
+ * Cost of one channel actor tick (drain inbox -> jitter pop -> decode -> VAD -> mix-minus ->
+ * shared encodes -> AES-GCM seal per listener), with real Opus. No sockets: `send` is a no-op, so
+ * this isolates the actor's CPU per 20 ms frame.
+ *
+ *   node --conditions=source --import tsx cluster/bench/channel-tick.ts
+ */
+import { asChannelId, DEFAULT_VOICE_SETTINGS, type UserId } from '@voice/protocol';
+import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
+import { ChannelCore } from '../src/voice/channel.js';
+import { VoiceCounters } from '../src/voice/counters.js';
+import { VoiceEndpoint } from '../src/voice/endpoint.js';
+import type { Session } from '../src/app/sessions.js';
+
+function fakeSession(i: number): Session {
+  // Only the fields the channel core reads: this seam is the session layer, not audio.
+  return {
+    userId: `u_bench${String(i).padStart(7, '0')}` as UserId,
+    selfMute: false,
+    selfDeaf: false,
+    serverMute: false,
+    volumes: new Map(),
+  } as unknown as Session;
+}
+
+export async function benchChannelTick(
+  opus: OpusFactory,
+  members: number,
+  speakers: number,
+  ticks = 1500,
+): Promise<{ p50Us: number; p99Us: number; meanUs: number; encodesPerTick: number }> {
+  const frame = 960;
+  let sent = 0;
+  const core = new ChannelCore(asChannelId('c_benchbenchben'), DEFAULT_VOICE_SETTINGS, opus, {
+    counters: new VoiceCounters(),
+    send: () => void sent++,
+    speaking: () => {},
+  });
+  const eps: VoiceEndpoint[] = [];
+  for (let i = 0; i < members; i++) {
+    const ep = new VoiceEndpoint(i + 1, fakeSession(i), core);
+    ep.transport = 'udp';
+    core.addMember(ep);
+    eps.push(ep);
+  }
+  // Pre-encode 1 s of a distinct tone per speaker.
+  const packets: Uint8Array[][] = [];
+  for (let s = 0; s < speakers; s++) {
+    const enc = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
+    const pcm = sineInt16(48_000, 300 + 100 * s, -18);
+    const list: Uint8Array[] = [];
+    const out = new Uint8Array(1000);
+    for (let f = 0; f < 50; f++) list.push(out.slice(0, enc.encode(pcm.subarray(f * frame, (f + 1) * frame), out)));
+    packets.push(list);
+    enc.destroy();
+  }
+  const times = new Float64Array(ticks);
+  let now = 0;
+  for (let t = 0; t < ticks + 50; t++) {
+    now += 20;
+    for (let s = 0; s < speakers; s++) {
+      const p = packets[s]![t % 50]!;
+      core.inbox.push(eps[s]!.member!, t, now - 1, 0, p, p.length);
+    }
+    const t0 = performance.now();
+    core.tick(now);
+    const dt = performance.now() - t0;
+    if (t >= 50) times[t - 50] = dt * 1000;
+  }
+  const encodes = core.stats.encodes;
+  core.close();
+  times.sort();
+  const mean = times.reduce((a, b) => a + b, 0) / ticks;
+  void sent;
+  return {
+    p50Us: times[Math.floor(ticks * 0.5)]!,
+    p99Us: times[Math.floor(ticks * 0.99)]!,
+    meanUs: mean,
+    encodesPerTick: encodes / (ticks + 50),
+  };
+}
+
+export async function benchChannelTicks(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const backend of ['opusscript', 'native'] as const) {
+    let opus: OpusFactory;
+    try {
+      opus = await createOpus({ backend });
+    } catch {
+      continue;
+    }
+    for (const [m, s] of [
+      [10, 2],
+      [10, 10],
+      [50, 2],
+    ] as const) {
+      const r = await benchChannelTick(opus, m, s);
+      const k = `${backend}_tick_${m}m_${s}s`;
+      out[`${k}_mean_us`] = Math.round(r.meanUs);
+      out[`${k}_p99_us`] = Math.round(r.p99Us);
+      out[`${k}_encodes_per_tick`] = Math.round(r.encodesPerTick * 10) / 10;
+    }
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await benchChannelTicks();
+  for (const [k, v] of Object.entries(r)) console.log(k.padEnd(44), v);
+}

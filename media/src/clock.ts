@@ -135,8 +135,8 @@ export class Ticker {
         this.timer = setTimeout(this.wake, Math.max(1, sleep));
         if (this.unref) this.timer.unref();
       } else {
+        // Never unref an immediate: libuv's poll phase would then block until some other event.
         this.immediate = setImmediate(this.wake);
-        if (this.unref) this.immediate.unref();
       }
       return;
     }
@@ -170,6 +170,5 @@ export class Ticker {
     if (this.state !== 'running') return;
     // Yield to I/O before the next check, even when the next tick is already due.
     this.immediate = setImmediate(this.wake);
-    if (this.unref) this.immediate.unref();
   }
 }

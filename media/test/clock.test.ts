@@ -90,3 +90,15 @@ describe('Ticker', () => {
     expect(() => new Ticker({ periodMs: 0, onTick: () => undefined })).toThrow(TypeError);
   });
 });
+
+describe('Ticker with unref', () => {
+  it('keeps its rate while nothing else is happening (an unref-ed immediate would stall the loop)', async () => {
+    let ticks = 0;
+    const t = new Ticker({ periodMs: 5, onTick: () => void ticks++, unref: true }).start();
+    // Only a far-away timer keeps the process alive: the ticker's own wake-ups must still come.
+    await new Promise((r) => setTimeout(r, 500));
+    t.close();
+    expect(ticks).toBeGreaterThan(80);
+    expect(t.stats().skipped).toBeLessThan(5);
+  });
+});

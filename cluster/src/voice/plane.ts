@@ -14,7 +14,8 @@ import {
   type VoiceBinding,
   type VoiceHeader,
 } from '@voice/protocol';
-import { Ticker, type OpusFactory } from '@voice/media';
+import { Histogram, type OpusFactory } from '@voice/media';
+import { TickScheduler } from './scheduler.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
@@ -36,10 +37,13 @@ type ChannelMsg =
 interface ChannelHandle {
   core: ChannelCore;
   actor: Ref<ChannelMsg>;
-  ticker: Ticker;
+  unschedule: () => void;
   /** A tick is waiting in the mailbox: the next one is skipped rather than queued (bounded mailbox). */
   tickQueued: boolean;
   ticksSkipped: number;
+  /** When the queued tick was due (performance clock), and how late ticks reach the actor. */
+  dueAt: number;
+  lateness: Histogram;
   members: number;
 }
 
@@ -69,15 +73,14 @@ export class ServerVoicePlane implements VoicePlane {
   readonly #endpoints = new Map<number, VoiceEndpoint>();
   readonly #bySession = new Map<Session, VoiceEndpoint>();
   readonly #channels = new Map<ChannelId, ChannelHandle>();
+  /** One clock per frame size, shared by the channels using it. */
+  readonly #schedulers = new Map<number, TickScheduler>();
   readonly #system = start();
   readonly #socket: Socket;
   readonly #header: VoiceHeader = { type: 1, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 };
   readonly #plain = new Uint8Array(MAX_PAYLOAD_BYTES);
   readonly #ackBody = new Uint8Array(ACK_BODY_BYTES);
   readonly #ackPacket = new Uint8Array(MAX_PACKET_BYTES);
-  /** Send buffers are reused round-robin: dgram may still hold one until its send completes. */
-  readonly #sendRing = Array.from({ length: 256 }, () => Buffer.allocUnsafe(MAX_PACKET_BYTES));
-  #sendIndex = 0;
   /** Packets from an address that is not the session's registered one cost a decryption: bound them. */
   readonly #unregistered = new KeyedRateLimiter(200, 400, 10_000);
   readonly #statsTimer: NodeJS.Timeout;
@@ -178,17 +181,22 @@ export class ServerVoicePlane implements VoicePlane {
       members: 0,
       tickQueued: false,
       ticksSkipped: 0,
+      dueAt: 0,
+      lateness: new Histogram({ bucketWidth: 0.05, buckets: 2000, window: 3000 }),
       actor: null as unknown as Ref<ChannelMsg>,
-      ticker: null as unknown as Ticker,
+      unschedule: () => {},
     };
     handle.actor = spawn(
       this.#system,
       (state: ChannelCore, msg: ChannelMsg) => {
         switch (msg.type) {
-          case 'tick':
+          case 'tick': {
             handle.tickQueued = false;
-            state.tick(performance.now());
+            const now = performance.now();
+            handle.lateness.record(now - handle.dueAt);
+            state.tick(now);
             break;
+          }
           case 'add':
             if (!msg.ep.closed) state.addMember(msg.ep);
             break;
@@ -214,26 +222,33 @@ export class ServerVoicePlane implements VoicePlane {
         },
       },
     );
-    handle.ticker = new Ticker({
-      periodMs: channel.voice.frameMs,
-      onTick: () => {
+    handle.unschedule = this.#scheduler(channel.voice.frameMs).add({
+      due: (dueAt) => {
         if (handle.tickQueued) {
+          // The actor has not run the previous tick yet: skip rather than queue (bounded mailbox).
           handle.ticksSkipped++;
           return;
         }
         handle.tickQueued = true;
+        handle.dueAt = dueAt;
         dispatch(handle.actor, TICK);
       },
-      onError: (err) => this.o.ctx.log.error({ err }, 'channel ticker failed'),
-      unref: true,
     });
-    handle.ticker.start();
     this.#channels.set(channel.id, handle);
     return handle;
   }
 
+  #scheduler(frameMs: number): TickScheduler {
+    let s = this.#schedulers.get(frameMs);
+    if (!s) {
+      s = new TickScheduler(frameMs, 8, (err) => this.o.ctx.log.error({ err }, 'tick scheduler failed'));
+      this.#schedulers.set(frameMs, s);
+    }
+    return s;
+  }
+
   #stopChannel(id: ChannelId, handle: ChannelHandle): void {
-    handle.ticker.close();
+    handle.unschedule();
     stop(handle.actor);
     handle.core.close();
     this.#channels.delete(id);
@@ -299,7 +314,10 @@ export class ServerVoicePlane implements VoicePlane {
           c.drops.muted++;
           return;
         }
-        if (!ep.channel.inbox.push(m, h.sequence, now, h.flags, this.#plain, r)) c.drops.inbox_overflow++;
+        // Playout order follows the media timestamp (samples), not the packet sequence, which
+        // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
+        const frame = Math.floor(h.timestamp / ep.channel.frameSamples) >>> 0;
+        if (!ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r)) c.drops.inbox_overflow++;
         return;
       }
       case VoicePacketType.HELLO:
@@ -324,6 +342,10 @@ export class ServerVoicePlane implements VoicePlane {
     }
   }
 
+  readonly #onSent = (err: Error | null): void => {
+    if (err) this.counters.sendErrors++;
+  };
+
   #setTransport(ep: VoiceEndpoint, t: 'udp' | 'ws'): void {
     ep.transport = t;
     this.o.sessions
@@ -331,21 +353,15 @@ export class ServerVoicePlane implements VoicePlane {
       .catch((err: unknown) => this.o.ctx.log.error({ err }, 'transport event failed'));
   }
 
-  #nextSendBuffer(): Buffer {
-    const b = this.#sendRing[this.#sendIndex]!;
-    this.#sendIndex = (this.#sendIndex + 1) % this.#sendRing.length;
-    return b;
-  }
-
   #send(ep: VoiceEndpoint, packet: Uint8Array, length: number): void {
     if (this.#closed) return;
     const c = this.counters;
     if (ep.transport === 'udp') {
-      const buf = this.#nextSendBuffer();
+      // dgram reads the buffer only after an async address step (and later still if the kernel queue
+      // is full), so a reused buffer could be overwritten before it leaves: copy into a pooled slice.
+      const buf = Buffer.allocUnsafe(length);
       buf.set(packet.subarray(0, length), 0);
-      this.#socket.send(buf, 0, length, ep.udpPort, ep.udpAddress, (err) => {
-        if (err) c.sendErrors++;
-      });
+      this.#socket.send(buf, 0, length, ep.udpPort, ep.udpAddress, this.#onSent);
     } else if (ep.transport === 'ws') {
       const conn = ep.session.conn;
       if (!conn || !conn.sendBytes(encodeMessage({ t: 'voice', p: packet.subarray(0, length) }))) {
@@ -386,12 +402,13 @@ export class ServerVoicePlane implements VoicePlane {
   }
 
   /** Per-channel figures for /metrics and benchmarks. */
-  channelStats(): { id: ChannelId; core: ChannelCore; ticker: Ticker; ticksSkipped: number }[] {
+  channelStats(): { id: ChannelId; core: ChannelCore; ticksSkipped: number; lateness: Histogram; timerP99Ms: number }[] {
     return [...this.#channels.entries()].map(([id, h]) => ({
       id,
       core: h.core,
-      ticker: h.ticker,
+      timerP99Ms: this.#schedulers.get(h.core.settings.frameMs)?.latenessP99() ?? 0,
       ticksSkipped: h.ticksSkipped,
+      lateness: h.lateness,
     }));
   }
 
@@ -404,6 +421,7 @@ export class ServerVoicePlane implements VoicePlane {
     this.#closed = true;
     clearInterval(this.#statsTimer);
     for (const [id, h] of [...this.#channels]) this.#stopChannel(id, h);
+    for (const s of this.#schedulers.values()) s.close();
     this.#endpoints.clear();
     this.#bySession.clear();
     stop(this.#system);
@@ -499,10 +517,10 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
   perChannel(
     'voice_channel_ticks_skipped',
     'Ticks skipped because the previous one was still queued',
-    (s) => s.ticksSkipped + s.ticker.stats().skipped,
+    (s) => s.ticksSkipped,
   );
-  perChannel('voice_channel_tick_lateness_p50_ms', 'Tick lateness p50', (s) => s.ticker.stats().lateness.p50);
-  perChannel('voice_channel_tick_lateness_p99_ms', 'Tick lateness p99', (s) => s.ticker.stats().lateness.p99);
+  perChannel('voice_channel_tick_lateness_p50_ms', 'Tick due to actor start, p50', (s) => s.lateness.percentile(50));
+  perChannel('voice_channel_tick_lateness_p99_ms', 'Tick due to actor start, p99', (s) => s.lateness.percentile(99));
   perChannel('voice_channel_decode_p50_us', 'Opus decode time p50', (s) =>
     s.core.stats.decodeUs.percentile(50),
   );

@@ -1,0 +1,177 @@
+/**
+ * How many members one core serves: the server runs in this process (one event loop = one core),
+ * the UDP swarm in a child process (the other core). Channels of 10 with 2 speaking, stepped up
+ * until the p99 tick lateness (due time to actor start) crosses 2 ms or delivery drops.
+ *
+ *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { startServer } from '../src/server.js';
+
+interface Step {
+  channels: number;
+  members: number;
+  latenessP50Ms: number;
+  latenessP99Ms: number;
+  holdP50Ms: number;
+  holdP99Ms: number;
+  serverCpuPct: number;
+  deliveryRatio: number;
+  ticksSkipped: number;
+  /** Lateness of the clock alone (timer wake-up), to tell timer jitter from mailbox delay. */
+  timerP99Ms: number;
+}
+
+async function runStep(channels: number, seconds: number): Promise<Step> {
+  const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      port: 0,
+      udpPort: 0,
+      dataDir: dir,
+      logLevel: 'silent',
+      limits: {
+        loginsPerMinute: 1e4,
+        loginBurst: 1e4,
+        connectionsPerAddress: 1e5,
+        requestsPerSecond: 1e5,
+        requestBurst: 1e5,
+        messagesPerSecond: 1e4,
+        messageBurst: 1e4,
+      },
+    },
+  });
+  const server = await startServer(config, { defaultMetrics: false });
+  // The swarm runs niced: on a 2-core machine it must not steal the server's core.
+  const child = spawn(
+    'nice',
+    [
+      '-n',
+      '10',
+      process.execPath,
+      '--conditions=source',
+      '--import',
+      'tsx',
+      join(import.meta.dirname, '../../loadtest/src/swarm.ts'),
+      '--server',
+      server.url,
+      '--channels',
+      String(channels),
+      '--members',
+      '10',
+      '--speakers',
+      '2',
+      '--seconds',
+      String(seconds),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let ready = 0;
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  let measureStart: Promise<void> | null = null;
+  let cpu0 = process.cpuUsage();
+  let wall0 = performance.now();
+  await new Promise<void>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      ready += d.toString().split('\n').filter((l) => l.includes('ready')).length;
+      if (ready >= channels && !measureStart) {
+        // Let talkspurts start and buffers settle, then measure the steady state only.
+        measureStart = new Promise<void>((r) =>
+          setTimeout(() => {
+            for (const s of server.voice.channelStats()) {
+              s.lateness.reset();
+              s.core.stats.holdMs.reset();
+            }
+            cpu0 = process.cpuUsage();
+            wall0 = performance.now();
+            r();
+          }, 2_000),
+        );
+        void measureStart.then(resolve);
+      }
+    });
+  });
+  // Figures are read when the swarm stops sending, before its 10 x N connections tear down.
+  const snap = await new Promise<{ cpu: NodeJS.CpuUsage; wall: number; late50: number; late99: number; hold50: number; hold99: number; timer99: number }>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      if (!d.toString().includes('done sending')) return;
+      const stats = server.voice.channelStats();
+      const worst = (f: (s: (typeof stats)[number]) => number) => Math.max(0, ...stats.map(f));
+      resolve({
+        cpu: process.cpuUsage(cpu0),
+        wall: performance.now() - wall0,
+        late50: worst((s) => s.lateness.percentile(50)),
+        late99: worst((s) => s.lateness.percentile(99)),
+        hold50: worst((s) => s.core.stats.holdMs.percentile(50)),
+        hold99: worst((s) => s.core.stats.holdMs.percentile(99)),
+        timer99: worst((s) => s.timerP99Ms),
+      });
+    });
+  });
+  await new Promise<void>((r) => child.once('exit', () => r()));
+  const { cpu, wall } = snap;
+  const stats = server.voice.channelStats();
+  const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { deliveryRatio?: number };
+  const step: Step = {
+    channels,
+    members: channels * 10,
+    latenessP50Ms: round(snap.late50),
+    latenessP99Ms: round(snap.late99),
+    holdP50Ms: round(snap.hold50),
+    holdP99Ms: round(snap.hold99),
+    serverCpuPct: Math.round(((cpu.user + cpu.system) / 1000 / wall) * 100),
+    deliveryRatio: round(result.deliveryRatio ?? 0),
+    ticksSkipped: stats.reduce((a, s) => a + s.ticksSkipped, 0),
+    timerP99Ms: round(snap.timer99),
+  };
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+  return step;
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+export async function benchCapacity(
+  steps = [5, 10, 20, 30, 40],
+  seconds = 10,
+  log: (s: Step) => void = () => {},
+  maxP99Ms = 2,
+): Promise<Record<string, number>> {
+  let best = 0;
+  let at: Step | null = null;
+  for (const channels of steps) {
+    const s = await runStep(channels, seconds);
+    log(s);
+    if (s.latenessP99Ms < maxP99Ms && s.deliveryRatio > 0.98 && s.serverCpuPct < 90) {
+      best = s.members;
+      at = s;
+    } else break;
+  }
+  return {
+    capacity_members_per_core: best,
+    capacity_tick_lateness_p99_ms: at?.latenessP99Ms ?? 0,
+    capacity_server_cpu_pct: at?.serverCpuPct ?? 0,
+    capacity_hold_p50_ms: at?.holdP50Ms ?? 0,
+    capacity_hold_p99_ms: at?.holdP99Ms ?? 0,
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string' },
+      seconds: { type: 'string', default: '10' },
+      'max-p99': { type: 'string', default: '2' },
+    },
+  });
+  const steps = values.steps?.split(',').map(Number);
+  const r = await benchCapacity(steps, Number(values.seconds), (s) => console.log(JSON.stringify(s)), Number(values['max-p99']));
+  for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
+}

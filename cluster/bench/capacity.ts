@@ -80,7 +80,10 @@ async function runStep(channels: number, seconds: number): Promise<Step> {
   let wall0 = performance.now();
   await new Promise<void>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
-      ready += d.toString().split('\n').filter((l) => l.includes('ready')).length;
+      ready += d
+        .toString()
+        .split('\n')
+        .filter((l) => l.includes('ready')).length;
       if (ready >= channels && !measureStart) {
         // Let talkspurts start and buffers settle, then measure the steady state only.
         measureStart = new Promise<void>((r) =>
@@ -99,7 +102,15 @@ async function runStep(channels: number, seconds: number): Promise<Step> {
     });
   });
   // Figures are read when the swarm stops sending, before its 10 x N connections tear down.
-  const snap = await new Promise<{ cpu: NodeJS.CpuUsage; wall: number; late50: number; late99: number; hold50: number; hold99: number; timer99: number }>((resolve) => {
+  const snap = await new Promise<{
+    cpu: NodeJS.CpuUsage;
+    wall: number;
+    late50: number;
+    late99: number;
+    hold50: number;
+    hold99: number;
+    timer99: number;
+  }>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
       if (!d.toString().includes('done sending')) return;
       const stats = server.voice.channelStats();
@@ -172,6 +183,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     },
   });
   const steps = values.steps?.split(',').map(Number);
-  const r = await benchCapacity(steps, Number(values.seconds), (s) => console.log(JSON.stringify(s)), Number(values['max-p99']));
+  const r = await benchCapacity(
+    steps,
+    Number(values.seconds),
+    (s) => console.log(JSON.stringify(s)),
+    Number(values['max-p99']),
+  );
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

@@ -50,7 +50,8 @@ export async function benchChannelTick(
     const pcm = sineInt16(48_000, 300 + 100 * s, -18);
     const list: Uint8Array[] = [];
     const out = new Uint8Array(1000);
-    for (let f = 0; f < 50; f++) list.push(out.slice(0, enc.encode(pcm.subarray(f * frame, (f + 1) * frame), out)));
+    for (let f = 0; f < 50; f++)
+      list.push(out.slice(0, enc.encode(pcm.subarray(f * frame, (f + 1) * frame), out)));
     packets.push(list);
     enc.destroy();
   }

@@ -99,11 +99,12 @@ describe('voice path from the raw protocol', () => {
     const frame = 960;
     const encA = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
     const encB = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
-    const toneA = sineInt16(frame * 100, 440, -12);
-    const toneB = sineInt16(frame * 100, 1000, -12);
+    const toneA = sineInt16(frame * 150, 440, -12);
+    const toneB = sineInt16(frame * 150, 1000, -12);
     const out = new Uint8Array(1000);
     const t0 = performance.now();
-    for (let i = 0; i < 75; i++) {
+    // 3 s: the first ticks of a new channel pay one-off compilation, and this process is also the sender.
+    for (let i = 0; i < 150; i++) {
       let n = encA.encode(toneA.subarray(i * frame, (i + 1) * frame), out);
       pa.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
       n = encB.encode(toneB.subarray(i * frame, (i + 1) * frame), out);
@@ -121,8 +122,8 @@ describe('voice path from the raw protocol', () => {
     };
     const ha = decodeAll(pa);
     const hb = decodeAll(pb);
-    expect(ha.packets).toBeGreaterThan(50);
-    expect(hb.packets).toBeGreaterThan(50);
+    expect(ha.packets).toBeGreaterThan(100);
+    expect(hb.packets).toBeGreaterThan(100);
     const tail = (x: Int16Array) => x.subarray(x.length - frame * 40);
     // A hears B's 1 kHz at about -12 dBFS and not its own 440 Hz.
     expect(toneDbfs(tail(ha.pcm), 1000)).toBeGreaterThan(-15);
@@ -131,5 +132,119 @@ describe('voice path from the raw protocol', () => {
     expect(toneDbfs(tail(hb.pcm), 1000)).toBeLessThan(-40);
     pa.close();
     pb.close();
+  });
+
+  it('drops forged, unauthenticated, replayed, truncated and oversized packets, counts them, and keeps other channels on time', async () => {
+    // Channel B: two members talking, whose ticks we watch while channel A's member is attacked.
+    const b1 = await srv.user('calm-1');
+    const b2 = await srv.user('calm-2');
+    const chB = (await b1.ws.request('channel.create', { name: 'Calm' })).channel;
+    const pb1 = new RawPeer((await b1.ws.request('channel.join', { channelId: chB.id })).voice);
+    const pb2 = new RawPeer((await b2.ws.request('channel.join', { channelId: chB.id })).voice);
+    const victim = await srv.user('victim');
+    const chA = (await victim.ws.request('channel.create', { name: 'Target' })).channel;
+    const va = (await victim.ws.request('channel.join', { channelId: chA.id })).voice;
+    const pv = new RawPeer(va);
+    for (const p of [pb1, pb2, pv]) {
+      await p.bind();
+      p.send(VoicePacketType.HELLO, encodeTimeBody(0));
+    }
+    const enc = opus.createEncoder({ frameSamples: 960 });
+    const tone = sineInt16(960, 440, -12);
+    const pkt = new Uint8Array(1000);
+    const frameBytes = pkt.slice(0, enc.encode(tone, pkt));
+
+    // A genuine packet from the victim, captured to replay.
+    const genuine = new Uint8Array(1100);
+    const gl = pv.cipher.seal(
+      { type: VoicePacketType.AUDIO, flags: 0, voiceId: va.voiceId, sequence: pv.seq++, timestamp: 0 },
+      frameBytes,
+      genuine,
+    );
+    // The victim sends it; an attacker who captured it replays it from elsewhere.
+    pv.sock.send(genuine.subarray(0, gl), va.udpPort, '127.0.0.1');
+    const attacker = createSocket('udp4');
+    await new Promise<void>((r) => attacker.bind(0, '127.0.0.1', () => r()));
+    const wrongKey = new VoiceCipher(new Uint8Array(32).fill(7), VoiceDirection.CLIENT_TO_SERVER);
+    const forgedBuf = new Uint8Array(1100);
+
+    const stopTalk = { v: false };
+    const talk = (async () => {
+      let i = 0;
+      const t0 = performance.now();
+      while (!stopTalk.v) {
+        for (const p of [pb1, pb2]) {
+          const n = enc.encode(tone, pkt);
+          p.send(VoicePacketType.AUDIO, pkt.subarray(0, n), i * 960);
+        }
+        i++;
+        const wait = t0 + i * 20 - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
+    })();
+    await sleep(300);
+    const send = (b: Uint8Array) => attacker.send(b, va.udpPort, '127.0.0.1');
+    for (let round = 0; round < 10; round++) {
+      send(genuine.subarray(0, gl)); // replayed
+      const fl = wrongKey.seal(
+        { type: VoicePacketType.AUDIO, flags: 0, voiceId: va.voiceId, sequence: 1000 + round, timestamp: 0 },
+        frameBytes,
+        forgedBuf,
+      );
+      send(forgedBuf.subarray(0, fl)); // unauthenticated: right voice id, wrong key
+      // Forged: a fresh genuine packet with one ciphertext byte flipped (fails auth, not replay).
+      const fresh = new Uint8Array(1100);
+      const freshLength = pv.cipher.seal(
+        { type: VoicePacketType.AUDIO, flags: 0, voiceId: va.voiceId, sequence: pv.seq++, timestamp: 960 },
+        frameBytes,
+        fresh,
+      );
+      fresh[20] = fresh[20]! ^ 0xff;
+      send(fresh.subarray(0, freshLength));
+      send(genuine.subarray(0, 10)); // truncated
+      send(new Uint8Array(2000).fill(0x56)); // oversized
+      send(
+        new Uint8Array([
+          0x56,
+          1,
+          1,
+          0,
+          0xde,
+          0xad,
+          0xbe,
+          0xef,
+          0,
+          0,
+          0,
+          1,
+          0,
+          0,
+          0,
+          0,
+          ...new Uint8Array(40),
+        ]),
+      ); // unknown voice id
+      await sleep(30);
+    }
+    await sleep(300);
+    stopTalk.v = true;
+    await talk;
+    attacker.close();
+    const m = srv.ctx.metrics;
+    const drops = (reason: string) => m.value('voice_packets_dropped_total', { reason });
+    expect(await drops('REPLAY')).toBe(10);
+    expect(await drops('AUTH_FAILED')).toBe(20);
+    expect(await drops('TOO_SHORT')).toBe(10);
+    expect(await drops('oversized')).toBe(10);
+    expect(await drops('unknown_session')).toBe(10);
+    // The attack moved nothing: the victim's address is still its own socket.
+    const ep = srv.voice.endpointOf(srv.sessions.byUser(victim.ws.welcome.user.id)!)!;
+    expect(ep.udpPort).toBe(pv.sock.address().port);
+    // Channel B kept its clock (generous bound: this is a test, not a benchmark) and kept mixing.
+    const calm = srv.voice.channelStats().find((c) => c.id === chB.id)!;
+    expect(calm.lateness.percentile(99)).toBeLessThan(15);
+    expect(calm.core.stats.packetsOut).toBeGreaterThan(40);
+    expect(pb1.received.filter((r) => r.type === VoicePacketType.AUDIO).length).toBeGreaterThan(20);
+    for (const p of [pb1, pb2, pv]) p.close();
   });
 });

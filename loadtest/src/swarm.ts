@@ -64,7 +64,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   const pcm = sineInt16(48_000, 440, -18);
   const frames: Uint8Array[] = [];
   const scratch = new Uint8Array(1000);
-  for (let f = 0; f < 50; f++) frames.push(scratch.slice(0, enc.encode(pcm.subarray(f * 960, (f + 1) * 960), scratch)));
+  for (let f = 0; f < 50; f++)
+    frames.push(scratch.slice(0, enc.encode(pcm.subarray(f * 960, (f + 1) * 960), scratch)));
   enc.destroy();
 
   for (let c = 0; c < o.channels; c++) {
@@ -95,7 +96,13 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   }
   void admin;
   const out = Buffer.alloc(MAX_PACKET_BYTES);
-  const header = { type: VoicePacketType.AUDIO as VoicePacketType, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 };
+  const header = {
+    type: VoicePacketType.AUDIO as VoicePacketType,
+    flags: 0,
+    voiceId: 0,
+    sequence: 0,
+    timestamp: 0,
+  };
   let sent = 0;
   const send = (b: Bot, type: VoicePacketType, payload: Uint8Array, flags = 0, ts = 0) => {
     header.type = type;
@@ -119,7 +126,8 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     periodMs: 20,
     onTick: () => {
       const p = frames[frame % 50]!;
-      for (const b of speakers) send(b, VoicePacketType.AUDIO, p, frame === 0 ? VoiceFlags.MARKER : 0, frame * 960);
+      for (const b of speakers)
+        send(b, VoicePacketType.AUDIO, p, frame === 0 ? VoiceFlags.MARKER : 0, frame * 960);
       frame++;
     },
   }).start();

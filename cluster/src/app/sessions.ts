@@ -136,7 +136,12 @@ export class SessionManager {
     this.#byConn.set(conn.id, s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
     if (resumed) this.ctx.metrics.sessionsResumed.inc();
-    if (s.channelId) await this.#publishMember(s);
+    if (s.channelId) {
+      // A resuming client may be a new process that lost its sequence counter: a fresh key (and
+      // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
+      if (resumed && this.voice) s.voice = this.voice.attach(s, await this.channels.get(s.channelId));
+      await this.#publishMember(s);
+    }
     return {
       version,
       server: `voice/${PROTOCOL_VERSION}`,
@@ -190,7 +195,10 @@ export class SessionManager {
         );
       }
     }
-    if (s.channelId !== channelId) {
+    if (s.channelId === channelId) {
+      // Joining the channel you are in rebinds voice with a fresh key (see attach).
+      s.voice = this.voice?.attach(s, ch) ?? null;
+    } else {
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
       if (s.channelId) await this.leave(s, 'moved');

@@ -32,6 +32,9 @@ export const MAX_SPEAKERS = 32;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 
+/** `#soloSource` result for a listener who hears no one this tick. */
+const NOBODY = Symbol('nobody');
+
 /** One member of a channel, as the actor sees it. Owned by the actor. */
 export class VoiceMember {
   readonly jitter: JitterBuffer;
@@ -46,8 +49,6 @@ export class VoiceMember {
   deaf = false;
   gains: Map<string, number> | undefined = undefined;
   speaking = false;
-  /** Timestamp of the next mix sent to this member, in samples. */
-  outTimestamp = 0;
   outStarted = false;
   packetsIn = 0;
   packetsOut = 0;
@@ -101,6 +102,8 @@ export interface ChannelStats {
   encodes: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
+  /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
+  soloGaps: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -146,6 +149,7 @@ export class ChannelCore {
     inboxOverflows: 0,
     encodes: 0,
     forwarded: 0,
+    soloGaps: 0,
     bufferFramesMax: 0,
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -302,8 +306,15 @@ export class ChannelCore {
       const m = this.members[i]!;
       if (m.deaf || m.endpoint.transport === 'none') continue;
       const solo = this.#soloSource(m, count);
+      if (solo === NOBODY) continue; // hears no one this tick (e.g. the lone speaker): send nothing
       if (solo) {
-        // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode.
+        // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode. When
+        // that speaker's frame was lost, send nothing: the listener's decoder conceals it in the
+        // speaker's own stream, which a server-encoded frame in between would break.
+        if (solo.rawLen === 0) {
+          this.stats.soloGaps++;
+          continue;
+        }
         this.stats.forwarded++;
         this.#sendTo(m, solo.raw, solo.rawLen, m.outStarted ? 0 : VoiceFlags.MARKER);
         m.outStarted = true;
@@ -329,9 +340,9 @@ export class ChannelCore {
 
   /**
    * The one speaker this listener hears, when its mix would be exactly that speaker's frame (one
-   * audible speaker besides itself, gain 1, a real packet rather than a concealed frame); else null.
+   * audible speaker besides itself, at gain 1); else null.
    */
-  #soloSource(m: VoiceMember, count: number): VoiceMember | null {
+  #soloSource(m: VoiceMember, count: number): VoiceMember | null | typeof NOBODY {
     let only: VoiceMember | null = null;
     for (let s = 0; s < count; s++) {
       const sp = this.#speakerMembers[s]!;
@@ -341,7 +352,15 @@ export class ChannelCore {
       if (only !== null || g !== 1) return null;
       only = sp;
     }
-    return only !== null && only.rawLen > 0 ? only : null;
+    if (only === null) {
+      // Nobody audible, or only speakers at custom gains other than 1 (then a mix is needed).
+      for (let s = 0; s < count; s++) {
+        const sp = this.#speakerMembers[s]!;
+        if (sp !== m && (m.gains?.get(sp.userId) ?? 1) !== 0) return null;
+      }
+      return NOBODY;
+    }
+    return only;
   }
 
   /** Which encoder stream a listener's mix belongs to: stable while its role does not change. */
@@ -379,8 +398,8 @@ export class ChannelCore {
     h.flags = flags;
     h.voiceId = ep.voiceId;
     h.sequence = ep.cipher.nextSequence;
-    h.timestamp = m.outTimestamp >>> 0;
-    m.outTimestamp += this.frameSamples;
+    // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
+    h.timestamp = (this.#tick * this.frameSamples) % 4_294_967_296;
     const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;

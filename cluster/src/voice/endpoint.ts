@@ -19,6 +19,9 @@ export class VoiceEndpoint {
   statsReceived = 0;
   statsLost = 0;
   member: VoiceMember | null = null;
+  /** Unwrapped audio timestamp (serial arithmetic on the uint32 header field), -1 before the first. */
+  tsExt = -1;
+  tsRaw = 0;
   closed = false;
 
   constructor(

@@ -316,7 +316,10 @@ export class ServerVoicePlane implements VoicePlane {
         }
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
-        const frame = Math.floor(h.timestamp / ep.channel.frameSamples) >>> 0;
+        // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
+        ep.tsExt = ep.tsExt < 0 ? h.timestamp : ep.tsExt + ((h.timestamp - ep.tsRaw) | 0);
+        ep.tsRaw = h.timestamp;
+        const frame = Math.floor(ep.tsExt / ep.channel.frameSamples) >>> 0;
         if (!ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r)) c.drops.inbox_overflow++;
         return;
       }
@@ -402,7 +405,13 @@ export class ServerVoicePlane implements VoicePlane {
   }
 
   /** Per-channel figures for /metrics and benchmarks. */
-  channelStats(): { id: ChannelId; core: ChannelCore; ticksSkipped: number; lateness: Histogram; timerP99Ms: number }[] {
+  channelStats(): {
+    id: ChannelId;
+    core: ChannelCore;
+    ticksSkipped: number;
+    lateness: Histogram;
+    timerP99Ms: number;
+  }[] {
     return [...this.#channels.entries()].map(([id, h]) => ({
       id,
       core: h.core,
@@ -519,8 +528,12 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
     'Ticks skipped because the previous one was still queued',
     (s) => s.ticksSkipped,
   );
-  perChannel('voice_channel_tick_lateness_p50_ms', 'Tick due to actor start, p50', (s) => s.lateness.percentile(50));
-  perChannel('voice_channel_tick_lateness_p99_ms', 'Tick due to actor start, p99', (s) => s.lateness.percentile(99));
+  perChannel('voice_channel_tick_lateness_p50_ms', 'Tick due to actor start, p50', (s) =>
+    s.lateness.percentile(50),
+  );
+  perChannel('voice_channel_tick_lateness_p99_ms', 'Tick due to actor start, p99', (s) =>
+    s.lateness.percentile(99),
+  );
   perChannel('voice_channel_decode_p50_us', 'Opus decode time p50', (s) =>
     s.core.stats.decodeUs.percentile(50),
   );

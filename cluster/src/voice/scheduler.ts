@@ -21,7 +21,8 @@ export class TickScheduler {
     readonly slotCount = 8,
     onError: (err: unknown) => void = () => {},
   ) {
-    if (!Number.isInteger(slotCount) || slotCount < 1) throw new TypeError('slotCount must be a positive integer');
+    if (!Number.isInteger(slotCount) || slotCount < 1)
+      throw new TypeError('slotCount must be a positive integer');
     this.#slots = Array.from({ length: slotCount }, () => []);
     this.#ticker = new Ticker({
       periodMs: frameMs / slotCount,

@@ -1,0 +1,26 @@
+/**
+ * `npm run bench`: every benchmark, figures printed as `name value` lines grouped by area.
+ * Record them with the date and this command in BENCHMARKS.md. `--quick` skips the capacity sweep.
+ */
+import { cpus } from 'node:os';
+import { benchMedia } from '../media/bench/index.js';
+import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
+import { benchCapacity } from '../cluster/bench/capacity.js';
+
+const quick = process.argv.includes('--quick');
+const print = (area: string, figures: Record<string, number>) => {
+  console.log(`\n## ${area}`);
+  for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(48)} ${v}`);
+};
+
+console.log(
+  `# voice benchmarks ${new Date().toISOString()} node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
+);
+print('media: jitter buffer, mixer, opus', await benchMedia());
+print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
+if (!quick) {
+  print(
+    'server: capacity, channels of 10 with 2 speaking (server on one core, swarm on the other)',
+    await benchCapacity([5, 10, 20, 30, 40], 10, (s) => console.log(JSON.stringify(s))),
+  );
+}

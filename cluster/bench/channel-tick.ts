@@ -23,12 +23,12 @@ function fakeSession(i: number): Session {
   } as unknown as Session;
 }
 
-export async function benchChannelTick(
+export function benchChannelTick(
   opus: OpusFactory,
   members: number,
   speakers: number,
   ticks = 1500,
-): Promise<{ p50Us: number; p99Us: number; meanUs: number; encodesPerTick: number }> {
+): { p50Us: number; p99Us: number; meanUs: number; encodesPerTick: number } {
   const frame = 960;
   let sent = 0;
   const core = new ChannelCore(asChannelId('c_benchbenchben'), DEFAULT_VOICE_SETTINGS, opus, {
@@ -95,7 +95,7 @@ export async function benchChannelTicks(): Promise<Record<string, number>> {
       [10, 10],
       [50, 2],
     ] as const) {
-      const r = await benchChannelTick(opus, m, s);
+      const r = benchChannelTick(opus, m, s);
       const k = `${backend}_tick_${m}m_${s}s`;
       out[`${k}_mean_us`] = Math.round(r.meanUs);
       out[`${k}_p99_us`] = Math.round(r.p99Us);

@@ -8,6 +8,7 @@ export class StoreError extends Error {
   override readonly name = 'StoreError';
 }
 export class ChannelNameTakenError extends ProtocolError {
+  override readonly name = 'ChannelNameTakenError';
   constructor(name: string) {
     super('CHANNEL_NAME_TAKEN', `a channel named "${name}" already exists`);
   }

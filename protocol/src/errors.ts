@@ -9,6 +9,7 @@ export const ERROR_CODES = {
     text: 'the message could not be parsed (msgpack map over WebSocket, JSON object over REST)',
   },
   FRAME_TOO_LARGE: { http: 413, text: 'the frame or body is larger than the limit' },
+  METHOD_NOT_ALLOWED: { http: 405, text: 'this route does not take that HTTP method' },
   UNKNOWN_TYPE: { http: 400, text: 'unknown message type' },
   INVALID_FIELD: { http: 400, text: 'a field is missing or invalid' },
   UNSUPPORTED_VERSION: { http: 400, text: 'no protocol version in common' },
@@ -37,7 +38,7 @@ export function isErrorCode(s: unknown): s is ErrorCode {
 
 /** An error that crosses the wire: a stable code and a human message. */
 export class ProtocolError extends Error {
-  override readonly name = 'ProtocolError';
+  override readonly name: string = 'ProtocolError';
   constructor(
     readonly code: ErrorCode,
     message: string = ERROR_CODES[code].text,

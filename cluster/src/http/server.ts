@@ -125,7 +125,7 @@ export class RestRouter {
       res.onData(() => {});
       fail(
         'unmatched',
-        pathExists ? 'INVALID_FIELD' : 'NOT_FOUND',
+        pathExists ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND',
         pathExists ? `method ${method} not allowed here` : `no route ${path}`,
       );
       return;

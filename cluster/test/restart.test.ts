@@ -39,7 +39,7 @@ async function startProcess(dataDir: string, port: number): Promise<ChildProcess
   children.push(child);
   await new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('listening')) resolve();
     });

@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/index.js';
+import { loadUws } from '../src/uws.js';
+
+describe('configuration', () => {
+  it('has working defaults: loopback, embedded store, no Redis', () => {
+    const c = loadConfig({ env: {} });
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 7800,
+      udpPort: 7801,
+      dataDir: './data',
+      graceMs: 20_000,
+    });
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.limits.messagesPerSecond).toBe(20);
+  });
+
+  it('layers file, then environment, then overrides', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'voice-cfg-'));
+    const file = join(dir, 'voice.json');
+    writeFileSync(file, JSON.stringify({ port: 9000, udpPort: 9001, limits: { loginBurst: 3 } }));
+    const c = loadConfig({ file, env: { VOICE_PORT: '9100' }, overrides: { graceMs: 5 } });
+    expect(c).toMatchObject({ port: 9100, udpPort: 9001, graceMs: 5 });
+    expect(c.limits).toMatchObject({ loginBurst: 3, messageBurst: 60 });
+  });
+
+  it('says which setting is wrong and where it came from', () => {
+    expect(() => loadConfig({ env: { VOICE_PORT: 'abc' } })).toThrow(/VOICE_PORT="abc" is not a number/);
+    expect(() => loadConfig({ env: { VOICE_PORT: '70000' } })).toThrow(/port: .*65535.*VOICE_PORT/);
+    expect(() => loadConfig({ env: { VOICE_ADMIN_TOKEN: 'short' } })).toThrow(
+      /adminToken must be at least 16/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'voice-cfg-'));
+    const typo = join(dir, 'typo.json');
+    writeFileSync(typo, JSON.stringify({ prot: 1 }));
+    expect(() => loadConfig({ file: typo, env: {} })).toThrow(ConfigError);
+    expect(() => loadConfig({ file: typo, env: {} })).toThrow(/prot/);
+    const broken = join(dir, 'broken.json');
+    writeFileSync(broken, '{ nope');
+    expect(() => loadConfig({ file: broken, env: {} })).toThrow(/not a JSON object/);
+    expect(() => loadConfig({ file: join(dir, 'missing.json'), env: {} })).toThrow(/cannot read config file/);
+  });
+
+  it('loads the native uWebSockets.js binary on this Node', () => {
+    const warnings: string[] = [];
+    const uws = loadUws({ allowFallback: false, warn: (m) => warnings.push(m) });
+    expect(String(uws.App)).toContain('[native code]');
+    expect(warnings).toEqual([]);
+  });
+});

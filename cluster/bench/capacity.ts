@@ -27,7 +27,7 @@ interface Step {
   timerP99Ms: number;
 }
 
-async function runStep(channels: number, seconds: number): Promise<Step> {
+async function runStep(channels: number, seconds: number, opus: 'native' | 'opusscript' | 'auto'): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const config = loadConfig({
     env: {},
@@ -36,6 +36,7 @@ async function runStep(channels: number, seconds: number): Promise<Step> {
       udpPort: 0,
       dataDir: dir,
       logLevel: 'silent',
+      opusBackend: opus,
       limits: {
         loginsPerMinute: 1e4,
         loginBurst: 1e4,
@@ -154,11 +155,12 @@ export async function benchCapacity(
   seconds = 10,
   log: (s: Step) => void = () => {},
   maxP99Ms = 2,
+  opus: 'native' | 'opusscript' | 'auto' = 'auto',
 ): Promise<Record<string, number>> {
   let best = 0;
   let at: Step | null = null;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds);
+    const s = await runStep(channels, seconds, opus);
     log(s);
     if (s.latenessP99Ms < maxP99Ms && s.deliveryRatio > 0.98 && s.serverCpuPct < 90) {
       best = s.members;
@@ -180,6 +182,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       steps: { type: 'string' },
       seconds: { type: 'string', default: '10' },
       'max-p99': { type: 'string', default: '2' },
+      opus: { type: 'string', default: 'auto' },
     },
   });
   const steps = values.steps?.split(',').map(Number);
@@ -188,6 +191,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     Number(values.seconds),
     (s) => console.log(JSON.stringify(s)),
     Number(values['max-p99']),
+    values.opus as 'native' | 'opusscript' | 'auto',
   );
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

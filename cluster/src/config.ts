@@ -20,6 +20,8 @@ export const ConfigSchema = z
     adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
     redisUrl: z.string().url().optional(),
+    /** Opus implementation: native @discordjs/opus when it built (auto), or force one. */
+    opusBackend: z.enum(['auto', 'native', 'opusscript']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long a session (and its channel seat) survives a lost connection. */
     graceMs: z.number().int().min(0).max(600_000).default(20_000),
@@ -64,6 +66,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' }> = {
   VOICE_ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   VOICE_REDIS_URL: { key: 'redisUrl', type: 'string' },
   VOICE_LOG_LEVEL: { key: 'logLevel', type: 'string' },
+  VOICE_OPUS: { key: 'opusBackend', type: 'string' },
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
 };

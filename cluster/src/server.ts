@@ -78,7 +78,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
-  const opus = await createOpus();
+  const opus = await createOpus({ backend: config.opusBackend });
   const voice = await ServerVoicePlane.start({
     ctx,
     sessions,

@@ -84,55 +84,76 @@ describe('voice path from the raw protocol', () => {
     p.close();
   });
 
-  it('mixes two speakers: each hears the other tone and not its own', async () => {
-    const a = await srv.user('tone-a');
-    const b = await srv.user('tone-b');
-    const { channel } = await a.ws.request('channel.create', { name: 'Tones' });
-    const va = (await a.ws.request('channel.join', { channelId: channel.id })).voice;
-    const vb = (await b.ws.request('channel.join', { channelId: channel.id })).voice;
-    const pa = new RawPeer(va);
-    const pb = new RawPeer(vb);
-    await pa.bind();
-    await pb.bind();
-    pa.send(VoicePacketType.HELLO, encodeTimeBody(0));
-    pb.send(VoicePacketType.HELLO, encodeTimeBody(0));
-    const frame = 960;
-    const encA = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
-    const encB = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
-    const toneA = sineInt16(frame * 150, 440, -12);
-    const toneB = sineInt16(frame * 150, 1000, -12);
-    const out = new Uint8Array(1000);
-    const t0 = performance.now();
-    // 3 s: the first ticks of a new channel pay one-off compilation, and this process is also the sender.
-    for (let i = 0; i < 150; i++) {
-      let n = encA.encode(toneA.subarray(i * frame, (i + 1) * frame), out);
-      pa.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
-      n = encB.encode(toneB.subarray(i * frame, (i + 1) * frame), out);
-      pb.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
-      const wait = t0 + (i + 1) * 20 - performance.now();
-      if (wait > 0) await sleep(wait);
-    }
-    await sleep(200);
-    const decodeAll = (p: RawPeer) => {
-      const dec = opus.createDecoder({ frameSamples: frame });
-      const audio = p.received.filter((r) => r.type === VoicePacketType.AUDIO);
-      const pcm = new Int16Array(audio.length * frame);
-      audio.forEach((r, i) => dec.decode(r.payload, pcm.subarray(i * frame, (i + 1) * frame)));
-      return { pcm, packets: audio.length };
-    };
-    const ha = decodeAll(pa);
-    const hb = decodeAll(pb);
-    expect(ha.packets).toBeGreaterThan(100);
-    expect(hb.packets).toBeGreaterThan(100);
-    const tail = (x: Int16Array) => x.subarray(x.length - frame * 40);
-    // A hears B's 1 kHz at about -12 dBFS and not its own 440 Hz.
-    expect(toneDbfs(tail(ha.pcm), 1000)).toBeGreaterThan(-15);
-    expect(toneDbfs(tail(ha.pcm), 440)).toBeLessThan(-40);
-    expect(toneDbfs(tail(hb.pcm), 440)).toBeGreaterThan(-15);
-    expect(toneDbfs(tail(hb.pcm), 1000)).toBeLessThan(-40);
-    pa.close();
-    pb.close();
-  });
+  it.each([20, 10] as const)(
+    'mixes two speakers (%i ms frames): each hears the other tone and not its own',
+    async (frameMs) => {
+      const a = await srv.user('tone-a');
+      const b = await srv.user('tone-b');
+      const { channel } = await a.ws.request('channel.create', { name: 'Tones', voice: { frameMs } });
+      const speakingA = b.ws.waitFor(
+        'speaking',
+        (e) => e.userId === a.ws.welcome.user.id && e.speaking,
+        4_000,
+      );
+      const stats = a.ws.waitFor('stats', (e) => e.stats.packetsIn > 10, 6_000);
+      const va = (await a.ws.request('channel.join', { channelId: channel.id })).voice;
+      const vb = (await b.ws.request('channel.join', { channelId: channel.id })).voice;
+      const pa = new RawPeer(va);
+      const pb = new RawPeer(vb);
+      await pa.bind();
+      await pb.bind();
+      pa.send(VoicePacketType.HELLO, encodeTimeBody(0));
+      pb.send(VoicePacketType.HELLO, encodeTimeBody(0));
+      const frame = frameMs * 48;
+      const frames = 3000 / frameMs;
+      const encA = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
+      const encB = opus.createEncoder({ frameSamples: frame, bitrate: 64_000 });
+      const toneA = sineInt16(frame * frames, 440, -12);
+      const toneB = sineInt16(frame * frames, 1000, -12);
+      const out = new Uint8Array(1000);
+      const t0 = performance.now();
+      // 3 s: the first ticks of a new channel pay one-off compilation, and this process is also the sender.
+      for (let i = 0; i < frames; i++) {
+        let n = encA.encode(toneA.subarray(i * frame, (i + 1) * frame), out);
+        pa.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
+        n = encB.encode(toneB.subarray(i * frame, (i + 1) * frame), out);
+        pb.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
+        const wait = t0 + (i + 1) * frameMs - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
+      // Voice activity was detected and told to the other member, and members get their own figures.
+      await speakingA;
+      const st = (await stats).stats;
+      expect(st.lossUp).toBe(0);
+      expect(st.bufferMs).toBeGreaterThanOrEqual(0);
+      const stopped = b.ws.waitFor(
+        'speaking',
+        (e) => e.userId === a.ws.welcome.user.id && !e.speaking,
+        3_000,
+      );
+      await sleep(200);
+      await stopped;
+      const decodeAll = (p: RawPeer) => {
+        const dec = opus.createDecoder({ frameSamples: frame });
+        const audio = p.received.filter((r) => r.type === VoicePacketType.AUDIO);
+        const pcm = new Int16Array(audio.length * frame);
+        audio.forEach((r, i) => dec.decode(r.payload, pcm.subarray(i * frame, (i + 1) * frame)));
+        return { pcm, packets: audio.length };
+      };
+      const ha = decodeAll(pa);
+      const hb = decodeAll(pb);
+      expect(ha.packets).toBeGreaterThan(frames * 0.66);
+      expect(hb.packets).toBeGreaterThan(frames * 0.66);
+      const tail = (x: Int16Array) => x.subarray(x.length - 48 * 800);
+      // A hears B's 1 kHz at about -12 dBFS and not its own 440 Hz.
+      expect(toneDbfs(tail(ha.pcm), 1000)).toBeGreaterThan(-15);
+      expect(toneDbfs(tail(ha.pcm), 440)).toBeLessThan(-40);
+      expect(toneDbfs(tail(hb.pcm), 440)).toBeGreaterThan(-15);
+      expect(toneDbfs(tail(hb.pcm), 1000)).toBeLessThan(-40);
+      pa.close();
+      pb.close();
+    },
+  );
 
   it('drops forged, unauthenticated, replayed, truncated and oversized packets, counts them, and keeps other channels on time', async () => {
     // Channel B: two members talking, whose ticks we watch while channel A's member is attacked.

@@ -16,6 +16,11 @@ export const ConfigSchema = z
     /** Address clients are told to send UDP voice to; defaults to udpHost. */
     publicHost: z.string().min(1).optional(),
     dataDir: z.string().min(1).default('./data'),
+    /**
+     * Behind a reverse proxy (nginx with TLS), take the client address for rate limits from the
+     * last X-Forwarded-For entry. Only set when the proxy is the sole way in.
+     */
+    trustProxy: z.boolean().default(false),
     /** Holder of this token may edit or delete any channel and use the admin API. */
     adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
@@ -55,7 +60,7 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' }> = {
+const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'boolean' }> = {
   VOICE_NODE_ID: { key: 'nodeId', type: 'string' },
   VOICE_HOST: { key: 'host', type: 'string' },
   VOICE_PORT: { key: 'port', type: 'number' },
@@ -67,6 +72,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' }> = {
   VOICE_REDIS_URL: { key: 'redisUrl', type: 'string' },
   VOICE_LOG_LEVEL: { key: 'logLevel', type: 'string' },
   VOICE_OPUS: { key: 'opusBackend', type: 'string' },
+  VOICE_TRUST_PROXY: { key: 'trustProxy', type: 'boolean' },
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
 };
@@ -110,6 +116,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       const n = Number(raw);
       if (!Number.isFinite(n)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number`);
       fromEnv[key] = n;
+    } else if (type === 'boolean') {
+      if (!['true', 'false', '1', '0'].includes(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not true or false`);
+      fromEnv[key] = raw === 'true' || raw === '1';
     } else fromEnv[key] = raw;
   }
   const merged = { ...fromFile, ...fromEnv, ...(opts.overrides ?? {}) };

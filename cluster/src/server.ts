@@ -119,21 +119,44 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     metrics,
     maxBodyBytes: config.limits.maxBodyBytes,
     limiter: requestLimiter,
+    trustProxy: config.trustProxy,
   });
   registerRoutes(router, { ctx, users, channels, sessions, loginLimiter, ready: isReady });
   app.any('/*', router.handle);
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(config.host, config.port, (ls) => {
-      if (ls) resolve(ls);
-      else
-        reject(
-          new ConfigError(
-            `cannot listen on ${config.host}:${config.port} (in use, or not an address of this host)`,
-          ),
-        );
+  let listenSocket: us_listen_socket;
+  try {
+    listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+      // Exclusive: uWS listens with SO_REUSEPORT by default, so a second server would share the port silently.
+      // The shipped typings lack this overload and the constant; both exist in the binary (v20.30).
+      const listen = app.listen.bind(app) as unknown as (
+        host: string,
+        port: number,
+        options: number,
+        cb: (ls: us_listen_socket | false) => void,
+      ) => void;
+      const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number })
+        .LIBUS_LISTEN_EXCLUSIVE_PORT;
+      listen(config.host, config.port, exclusive, (ls) => {
+        if (ls) resolve(ls);
+        else
+          reject(
+            new ConfigError(
+              `cannot listen on ${config.host}:${config.port} (in use, or not an address of this host)`,
+            ),
+          );
+      });
     });
-  });
+  } catch (err) {
+    // Nothing may outlive a failed start: the UDP socket, timers and the store close here.
+    clearInterval(sweeper);
+    await sessions.close();
+    await voice.close();
+    await state.bus.close();
+    await state.directory.close();
+    await state.store.close();
+    throw err;
+  }
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
   ready = true;

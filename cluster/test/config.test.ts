@@ -52,3 +52,17 @@ describe('configuration', () => {
     expect(warnings).toEqual([]);
   });
 });
+
+describe('start-up', () => {
+  it('refuses a port another server already holds (no silent SO_REUSEPORT sharing)', async () => {
+    const { startTestServer } = await import('../../test-support/server.js');
+    const a = await startTestServer();
+    await expect(startTestServer({ port: a.httpPort })).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/);
+    await a.stop();
+  });
+
+  it('reads booleans from the environment strictly', () => {
+    expect(loadConfig({ env: { VOICE_TRUST_PROXY: 'true' } }).trustProxy).toBe(true);
+    expect(() => loadConfig({ env: { VOICE_TRUST_PROXY: 'yes' } })).toThrow(/VOICE_TRUST_PROXY="yes" is not true or false/);
+  });
+});

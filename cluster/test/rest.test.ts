@@ -215,3 +215,19 @@ describe('REST rate limits', () => {
     expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'http_requests' })).toBe(limited);
   });
 });
+
+describe('behind a reverse proxy', () => {
+  it('with trustProxy, rate-limits each forwarded client address separately', async () => {
+    await srv.stop();
+    srv = await startTestServer({ trustProxy: true, limits: { loginsPerMinute: 1, loginBurst: 1 } });
+    const login = (nickname: string, ip: string) =>
+      raw('/api/v1/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': `203.0.113.9, ${ip}` },
+        body: JSON.stringify({ nickname }),
+      });
+    expect((await login('proxied-a1', '198.51.100.1')).status).toBe(201);
+    expect((await login('proxied-a2', '198.51.100.1')).status).toBe(429);
+    expect((await login('proxied-b1', '198.51.100.2')).status).toBe(201);
+  });
+});

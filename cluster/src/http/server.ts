@@ -24,6 +24,14 @@ export interface RestResponse {
   contentType?: string;
 }
 
+/** The client's address: the socket's, or behind a trusted proxy the last X-Forwarded-For entry. */
+export function clientAddress(socket: string, req: HttpRequest, trustProxy: boolean): string {
+  if (!trustProxy) return socket;
+  const fwd = req.getHeader('x-forwarded-for');
+  const last = fwd.split(',').pop()?.trim();
+  return last || socket;
+}
+
 export type RestHandler = (req: RestRequest) => Promise<RestResponse> | RestResponse;
 
 interface Route {
@@ -48,6 +56,7 @@ export class RestRouter {
       metrics: Metrics;
       maxBodyBytes: number;
       limiter: KeyedRateLimiter;
+      trustProxy: boolean;
     },
   ) {}
 
@@ -72,7 +81,7 @@ export class RestRouter {
     const query = new URLSearchParams(req.getQuery() ?? '');
     const authorization = req.getHeader('authorization');
     const contentLength = Number(req.getHeader('content-length') || 0);
-    const address = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const address = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req, this.deps.trustProxy);
     const state = { aborted: false };
     res.onAborted(() => {
       state.aborted = true;

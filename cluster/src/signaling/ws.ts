@@ -12,6 +12,7 @@ import {
 import type { Connection } from '../app/context.js';
 import { TokenBucket, type KeyedRateLimiter } from '../ratelimit.js';
 import { createHandlers, handleHello, type HandlerDeps } from './handlers.js';
+import { clientAddress } from '../http/server.js';
 
 /** Per-connection state kept in uWS user data. */
 interface WsData {
@@ -118,7 +119,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
     idleTimeout: Math.max(8, Math.ceil((config.heartbeatMs * 2) / 4000) * 4),
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const address = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const address = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req, config.trustProxy);
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');

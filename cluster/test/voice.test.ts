@@ -1,0 +1,290 @@
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { UserId } from '@voice/protocol';
+import { createOpus, detectOnset, toneDbfs, type OpusFactory } from '@voice/media';
+import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
+import { LossyRelay } from '../../test-support/lossy-relay.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/**
+ * The voice scenarios end to end: VoiceClient bots against a real server, over real UDP on 127.0.0.1
+ * (or the WebSocket fallback), with real Opus. Every assertion is on the audio a bot played out
+ * (Goertzel levels, click onsets) or on the counters that describe it. Scenario 6 (forged, replayed and
+ * truncated packets) is in voice-raw.test.ts.
+ */
+
+let opus: OpusFactory;
+let srv: TestServer;
+const bots: VoiceClient[] = [];
+const closers: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  // One Opus factory for every bot (and the server has its own).
+  opus = await createOpus();
+});
+beforeEach(async () => {
+  srv = await startTestServer();
+});
+afterEach(async () => {
+  for (const b of bots.splice(0)) await b.close();
+  for (const c of closers.splice(0).reverse()) await c();
+  await srv.stop();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
+  const c = await VoiceClient.connect({
+    server: srv.url,
+    nickname,
+    opus,
+    heartbeatMs: 500,
+    helloRetryMs: 200,
+    ...extra,
+  });
+  bots.push(c);
+  return c;
+}
+
+/** Bots in one channel (the first creates it), all with their voice path up. */
+async function channelOf(name: string, nicknames: string[], extra: Partial<VoiceClientOptions> = {}) {
+  const out: VoiceClient[] = [];
+  for (const [i, nick] of nicknames.entries())
+    out.push(await bot(nick, { channel: name, ...(i === 0 ? { create: true } : {}), ...extra }));
+  await Promise.all(out.map((b) => b.waitReady(3000)));
+  return out;
+}
+
+/**
+ * Level of `hz` in what `c` played over the last `ms`: the median of 100 ms Goertzel windows, so one
+ * concealed frame (a phase jump that partly cancels a window) does not decide the result.
+ */
+function heard(c: VoiceClient, hz: number, ms = 1000): number {
+  const s = c.recording().samples;
+  const levels: number[] = [];
+  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
+    levels.push(toneDbfs(s, hz, 48_000, Math.max(0, at), 4800));
+  levels.sort((a, b) => a - b);
+  return levels[Math.floor(levels.length / 2)] ?? -120;
+}
+
+/** Lets a change reach the mix (and drain the jitter buffers), then records `ms` of fresh audio. */
+async function listen(clients: VoiceClient[], ms = 1000, settleMs = 300): Promise<void> {
+  await sleep(settleMs);
+  for (const c of clients) c.clearRecording();
+  await sleep(ms + 100);
+}
+
+const TONES = [440, 700, 1100] as const;
+
+describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
+  it('1. three speakers: each hears exactly the other two tones at their level, never its own', async () => {
+    const trio = await channelOf('Trio', ['tone-a', 'tone-b', 'tone-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    await listen(trio, 1000, 700);
+    for (const [i, b] of trio.entries()) {
+      for (const [j, hz] of TONES.entries()) {
+        const level = heard(b, hz);
+        if (i === j) {
+          // Mix-minus: its own tone is at least 30 dB below the source level.
+          expect(level, `bot ${i} hears its own ${hz} Hz`).toBeLessThan(-50);
+        } else {
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeLessThan(-17);
+        }
+      }
+      expect(b.stats().lost).toBe(0);
+    }
+    // Three speakers: every listener's stream is a server mix (one mix-minus per speaker).
+    const core = srv.voice.channelStats()[0]!.core;
+    expect(core.stats.encodes).toBeGreaterThan(100);
+  });
+
+  it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {
+    // -26 dBFS sources: two at +6 dB still peak far below the limiter's knee (-6 dBFS).
+    const [a, b, c] = await channelOf('Volume', ['vol-a', 'vol-b', 'vol-c']);
+    const trio = [a!, b!, c!];
+    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -26)));
+    const B = 700;
+    const C = 1100;
+    await listen(trio, 1000, 700);
+    const baseAB = heard(a!, B);
+    const baseCB = heard(c!, B);
+    expect(baseAB).toBeGreaterThan(-29);
+    expect(baseAB).toBeLessThan(-23);
+
+    await a!.setVolume(b!.user.id, 0);
+    await listen(trio);
+    expect(heard(a!, B), 'a hears b at volume 0').toBeLessThan(baseAB - 30);
+    expect(heard(a!, C), 'a still hears c').toBeGreaterThan(-29);
+    expect(heard(c!, B), 'c still hears b').toBeGreaterThan(baseCB - 3);
+
+    await a!.setVolume(b!.user.id, 200);
+    await listen(trio);
+    const boostA = heard(a!, B) - baseAB;
+    expect(boostA, 'a hears b 6 dB louder').toBeGreaterThan(3);
+    expect(boostA, 'a hears b 6 dB louder').toBeLessThan(9);
+    expect(heard(a!, C), 'c unchanged for a').toBeGreaterThan(-29);
+    expect(heard(a!, C), 'c unchanged for a').toBeLessThan(-23);
+    expect(Math.abs(heard(c!, B) - baseCB), 'c hears b unchanged').toBeLessThan(3);
+  });
+
+  it('3. server mute, deafen and self-mute do what they say', async () => {
+    const [owner, b, c] = await channelOf('Moderated', ['owner', 'mod-b', 'mod-c']);
+    const all = [owner!, b!, c!];
+    all.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    const [A, B, C] = TONES;
+    await listen(all, 600, 500);
+    expect(heard(c!, B)).toBeGreaterThan(-23);
+    const updated = (by: VoiceClient, who: UserId, field: 'serverMute' | 'selfMute' | 'selfDeaf', v: boolean) =>
+      by.signaling.waitFor('member.updated', (m) => m.member.userId === who && m.member[field] === v);
+
+    // Server mute by the channel owner: nobody hears b, and everyone sees serverMute.
+    const seen = updated(c!, b!.user.id, 'serverMute', true);
+    const dropsBefore = srv.voice.counters.drops.muted;
+    await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: true });
+    await seen;
+    await listen(all, 800);
+    expect(heard(owner!, B), 'owner hears server-muted b').toBeLessThan(-50);
+    expect(heard(c!, B), 'c hears server-muted b').toBeLessThan(-50);
+    expect(heard(c!, A), 'c still hears the owner').toBeGreaterThan(-23);
+    // b's client keeps sending (it was not asked to stop): the server drops its audio unread.
+    expect(srv.voice.counters.drops.muted).toBeGreaterThan(dropsBefore + 20);
+    const unmuted = updated(c!, b!.user.id, 'serverMute', false);
+    await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: false });
+    await unmuted;
+
+    // Deafen: c receives no audio packets at all and is not heard (its client keeps sending).
+    const deaf = updated(owner!, c!.user.id, 'selfDeaf', true);
+    await c!.setSelfDeaf(true);
+    await deaf;
+    await sleep(300);
+    const receivedDeaf = c!.stats().audioReceived;
+    await listen(all, 800, 0);
+    expect(c!.stats().audioReceived, 'audio packets sent to a deafened member').toBe(receivedDeaf);
+    expect(c!.stats().audioSent).toBeGreaterThan(0);
+    expect(heard(owner!, C), 'owner hears deafened c').toBeLessThan(-50);
+    expect(heard(b!, C), 'b hears deafened c').toBeLessThan(-50);
+    expect(heard(owner!, B), 'owner hears b again').toBeGreaterThan(-23);
+    await c!.setSelfDeaf(false);
+
+    // Self-mute: b stops sending, is not heard, and the others see selfMute.
+    const selfMuted = updated(owner!, b!.user.id, 'selfMute', true);
+    await b!.setSelfMute(true);
+    expect((await selfMuted).member.selfMute).toBe(true);
+    await listen(all, 800);
+    expect(heard(owner!, B), 'owner hears self-muted b').toBeLessThan(-50);
+    expect(heard(c!, B), 'c hears self-muted b').toBeLessThan(-50);
+    expect(heard(c!, A), 'undeafened c hears the owner').toBeGreaterThan(-23);
+    expect(c!.stats().audioReceived).toBeGreaterThan(receivedDeaf);
+  });
+
+  it('4. a tone survives 10% loss, reordering, duplicates and 30 ms jitter both ways', async () => {
+    const impair = { loss: 0.1, reorder: 0.1, duplicate: 0.1, jitterMs: 30 };
+    const relay = await LossyRelay.start({
+      target: { host: '127.0.0.1', port: srv.udpPort },
+      clientToServer: impair,
+      serverToClient: impair,
+      seed: 4,
+    });
+    closers.push(() => relay.close());
+    // Both bots behind the relay. No WebSocket fallback: three lost heartbeats in a row (0.1-0.2 loss
+    // per round trip) would move voice off the impaired path this scenario is about.
+    const [speaker, listener] = await channelOf('Lossy', ['lossy-speaker', 'lossy-listener'], {
+      udpTarget: relay.address,
+      wsFallback: false,
+    });
+    speaker!.startVoice(new ToneSource(440, -20));
+    // Jitter buffers adapt over their 2 s delay window; then a second of audio is judged.
+    await listen([listener!], 1000, 2500);
+    const level = heard(listener!, 440);
+    expect(level, 'tone level through the lossy path').toBeGreaterThan(-23);
+    expect(level).toBeLessThan(-17);
+    const r = relay.stats();
+    { const l = listener!.stats(); const cs = srv.voice.channelStats()[0]!.core.stats; console.log('DEBUG', level.toFixed(2), JSON.stringify(r), JSON.stringify({ lost: l.lost, late: l.late, dup: l.duplicates, conc: l.concealed, silent: l.framesSilent, under: l.underruns, target: l.targetMs, played: l.framesPlayed }), JSON.stringify({ conc: cs.concealed, gaps: cs.soloGaps, late: cs.late, fw: cs.forwarded, hold50: cs.holdMs.percentile(50) }), JSON.stringify(speaker!.stats().server)); }
+    for (const d of [r.clientToServer, r.serverToClient]) {
+      expect(d.dropped).toBeGreaterThan(10);
+      expect(d.duplicated).toBeGreaterThan(3);
+      expect(d.reordered).toBeGreaterThan(3);
+    }
+    // The client counted loss and concealed it; duplicates were refused.
+    const ls = listener!.stats();
+    expect(ls.transport).toBe('udp');
+    expect(ls.lost).toBeGreaterThan(0);
+    expect(ls.concealed).toBeGreaterThan(0);
+    expect(ls.duplicates).toBeGreaterThan(0);
+    expect(speaker!.stats().upstreamPacketsLost).toBeGreaterThan(0);
+    // The server counted and concealed the speaker's losses too.
+    const ch = speaker!.channel!.id;
+    const core = srv.voice.channelStats().find((s) => s.id === ch)!.core;
+    expect(core.stats.concealed).toBeGreaterThan(0);
+    expect(await srv.ctx.metrics.value('voice_channel_concealed', { channel: ch })).toBe(core.stats.concealed);
+    expect(await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'REPLAY' })).toBeGreaterThan(0);
+    // Nothing crashed: the server still answers.
+    const pong = await listener!.signaling.request('ping', { ts: 42 });
+    expect(pong.ts).toBe(42);
+    expect(listener!.isClosed).toBe(false);
+  });
+
+  it('5. latency: a click from one bot is found in another bot’s recording', async () => {
+    const [speaker, listener] = await channelOf('Latency', ['clicker', 'ear']);
+    const click = new ClickSource({ atMs: 600, periodMs: 400 });
+    speaker!.startVoice(click);
+    await sleep(3000);
+    speaker!.stopVoice();
+    const rec = listener!.recording();
+    const frameSamples = speaker!.binding!.frameMs * 48;
+    const delays: number[] = [];
+    for (const s of click.clickSamples(click.position - 48 * 300)) {
+      const f = speaker!.sentLog.findBySourceSample(s, frameSamples);
+      if (!f) continue;
+      const clickTime = f.captureTime + (s - f.sourceSample) / 48;
+      const from = Math.max(0, Math.round((clickTime - rec.startTime) * 48));
+      const at = detectOnset(rec.samples, 0.1, from);
+      // Accept an onset before the next click only.
+      if (at >= 0 && at < from + 48 * 350) delays.push(rec.startTime + at / 48 - clickTime);
+    }
+    const sorted = [...delays].sort((x, y) => x - y);
+    const p50 = sorted[Math.floor(sorted.length / 2)]!;
+    const max = sorted[sorted.length - 1]!;
+    const hold = srv.voice.channelStats().find((s) => s.id === speaker!.channel!.id)!.core.stats.holdMs;
+    const holdP50 = hold.percentile(50);
+    const holdP99 = hold.percentile(99);
+    console.log(
+      `latency: end-to-end p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms over ${delays.length} clicks; ` +
+        `server-added p50 ${holdP50.toFixed(1)} ms, p99 ${holdP99.toFixed(1)} ms`,
+    );
+    expect(delays.length).toBeGreaterThanOrEqual(5);
+    for (const d of delays) {
+      expect(d).toBeGreaterThan(0);
+      expect(d).toBeLessThan(250);
+    }
+    expect(holdP50).toBeLessThan(60);
+  });
+
+  it('7. a WebSocket-fallback bot and a UDP bot hear each other', async () => {
+    const udp = await bot('udp-bot', { channel: 'Mixed', create: true });
+    // Members see which transport each one uses.
+    const shown = udp.signaling.waitFor(
+      'member.updated',
+      (m) => m.member.nickname === 'ws-bot' && m.member.transport === 'ws',
+    );
+    const ws = await bot('ws-bot', { channel: 'Mixed', transport: 'ws' });
+    await Promise.all([udp.waitReady(3000), ws.waitReady(3000)]);
+    await expect
+      .poll(() => srv.voice.endpointOf(srv.sessions.byUser(ws.user.id)!)?.transport)
+      .toBe('ws');
+    udp.startVoice(new ToneSource(440, -20));
+    ws.startVoice(new ToneSource(700, -20));
+    await listen([udp, ws], 1000, 700);
+    expect(udp.stats().transport).toBe('udp');
+    expect(ws.stats().transport).toBe('ws');
+    expect(ws.stats().session!.udp).toBeNull();
+    expect(heard(udp, 700), 'udp bot hears the ws bot').toBeGreaterThan(-23);
+    expect(heard(udp, 700)).toBeLessThan(-17);
+    expect(heard(ws, 440), 'ws bot hears the udp bot').toBeGreaterThan(-23);
+    expect(heard(ws, 440)).toBeLessThan(-17);
+    expect(heard(udp, 440)).toBeLessThan(-50);
+    expect(heard(ws, 700)).toBeLessThan(-50);
+    expect((await shown).member.userId).toBe(ws.user.id);
+  });
+});

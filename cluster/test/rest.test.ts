@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Channel, User } from '@voice/protocol';
-import { RequestError, RestClient } from '@voice/client';
+import { RestClient } from '@voice/client';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
+import { errorCode as code } from '../../test-support/errors.js';
 
 let srv: TestServer;
 beforeEach(async () => {
@@ -10,17 +11,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await srv.stop();
 });
-
-/** The error code a REST call fails with (and its HTTP status through the code table). */
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RequestError) return e.code;
-    throw e;
-  }
-  throw new Error('expected the call to fail');
-}
 
 async function raw(
   path: string,

@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeMessage, type Channel } from '@voice/protocol';
-import { RequestError, SignalingClient } from '@voice/client';
+import type { RequestError } from '@voice/client';
+import { SignalingClient } from '@voice/client';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { errorCode as code } from '../../test-support/errors.js';
 
 let srv: TestServer;
 beforeEach(async () => {
@@ -10,16 +12,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await srv.stop();
 });
-
-const code = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof RequestError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a RequestError');
-};
 
 describe('signaling over WebSocket', () => {
   it('negotiates the version and authenticates with the token', async () => {

@@ -63,6 +63,8 @@ describe('start-up', () => {
 
   it('reads booleans from the environment strictly', () => {
     expect(loadConfig({ env: { VOICE_TRUST_PROXY: 'true' } }).trustProxy).toBe(true);
-    expect(() => loadConfig({ env: { VOICE_TRUST_PROXY: 'yes' } })).toThrow(/VOICE_TRUST_PROXY="yes" is not true or false/);
+    expect(() => loadConfig({ env: { VOICE_TRUST_PROXY: 'yes' } })).toThrow(
+      /VOICE_TRUST_PROXY="yes" is not true or false/,
+    );
   });
 });

@@ -135,8 +135,12 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const [A, B, C] = TONES;
     await listen(all, 600, 500);
     expect(heard(c!, B)).toBeGreaterThan(-23);
-    const updated = (by: VoiceClient, who: UserId, field: 'serverMute' | 'selfMute' | 'selfDeaf', v: boolean) =>
-      by.signaling.waitFor('member.updated', (m) => m.member.userId === who && m.member[field] === v);
+    const updated = (
+      by: VoiceClient,
+      who: UserId,
+      field: 'serverMute' | 'selfMute' | 'selfDeaf',
+      v: boolean,
+    ) => by.signaling.waitFor('member.updated', (m) => m.member.userId === who && m.member[field] === v);
 
     // Server mute by the channel owner: nobody hears b, and everyone sees serverMute.
     const seen = updated(c!, b!.user.id, 'serverMute', true);
@@ -200,7 +204,6 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(level, 'tone level through the lossy path').toBeGreaterThan(-23);
     expect(level).toBeLessThan(-17);
     const r = relay.stats();
-    { const l = listener!.stats(); const cs = srv.voice.channelStats()[0]!.core.stats; console.log('DEBUG', level.toFixed(2), JSON.stringify(r), JSON.stringify({ lost: l.lost, late: l.late, dup: l.duplicates, conc: l.concealed, silent: l.framesSilent, under: l.underruns, target: l.targetMs, played: l.framesPlayed }), JSON.stringify({ conc: cs.concealed, gaps: cs.soloGaps, late: cs.late, fw: cs.forwarded, hold50: cs.holdMs.percentile(50) }), JSON.stringify(speaker!.stats().server)); }
     for (const d of [r.clientToServer, r.serverToClient]) {
       expect(d.dropped).toBeGreaterThan(10);
       expect(d.duplicated).toBeGreaterThan(3);
@@ -217,8 +220,12 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const ch = speaker!.channel!.id;
     const core = srv.voice.channelStats().find((s) => s.id === ch)!.core;
     expect(core.stats.concealed).toBeGreaterThan(0);
-    expect(await srv.ctx.metrics.value('voice_channel_concealed', { channel: ch })).toBe(core.stats.concealed);
-    expect(await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'REPLAY' })).toBeGreaterThan(0);
+    expect(await srv.ctx.metrics.value('voice_channel_concealed', { channel: ch })).toBe(
+      core.stats.concealed,
+    );
+    expect(await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'REPLAY' })).toBeGreaterThan(
+      0,
+    );
     // Nothing crashed: the server still answers.
     const pong = await listener!.signaling.request('ping', { ts: 42 });
     expect(pong.ts).toBe(42);
@@ -270,9 +277,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     );
     const ws = await bot('ws-bot', { channel: 'Mixed', transport: 'ws' });
     await Promise.all([udp.waitReady(3000), ws.waitReady(3000)]);
-    await expect
-      .poll(() => srv.voice.endpointOf(srv.sessions.byUser(ws.user.id)!)?.transport)
-      .toBe('ws');
+    await expect.poll(() => srv.voice.endpointOf(srv.sessions.byUser(ws.user.id)!)?.transport).toBe('ws');
     udp.startVoice(new ToneSource(440, -20));
     ws.startVoice(new ToneSource(700, -20));
     await listen([udp, ws], 1000, 700);

@@ -155,6 +155,8 @@ export class ChannelCore {
     encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
   };
+  /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
+  readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
 
   constructor(
     readonly id: ChannelId,
@@ -235,7 +237,9 @@ export class ChannelCore {
           m.rawLen = m.jitter.packetLength;
           m.raw.set(m.jitter.packet.subarray(0, m.rawLen));
           n = dec.decode(m.jitter.packet, m.pcm, m.jitter.packetLength);
-          this.stats.holdMs.record(now - m.arrivals[m.jitter.packetSeq & 63]!);
+          const hold = now - m.arrivals[m.jitter.packetSeq & 63]!;
+          this.stats.holdMs.record(hold);
+          this.alignHold.record(hold);
         } else {
           m.rawLen = 0;
           this.stats.concealed++;

@@ -31,6 +31,8 @@ export class VoiceCounters {
   bytesIn = 0;
   bytesOut = 0;
   rebinds = 0;
+  /** Channel clocks moved to an earlier phase to shorten the server-added delay. */
+  realigns = 0;
   sendErrors = 0;
   readonly drops: Record<DropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
     DropReason,

@@ -15,7 +15,7 @@ import {
   type VoiceHeader,
 } from '@voice/protocol';
 import { Histogram, type OpusFactory } from '@voice/media';
-import { TickScheduler } from './scheduler.js';
+import { TickScheduler, type ScheduledHandle } from './scheduler.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
@@ -37,7 +37,8 @@ type ChannelMsg =
 interface ChannelHandle {
   core: ChannelCore;
   actor: Ref<ChannelMsg>;
-  unschedule: () => void;
+  schedule: ScheduledHandle | null;
+  slotMs: number;
   /** A tick is waiting in the mailbox: the next one is skipped rather than queued (bounded mailbox). */
   tickQueued: boolean;
   ticksSkipped: number;
@@ -184,7 +185,8 @@ export class ServerVoicePlane implements VoicePlane {
       dueAt: 0,
       lateness: new Histogram({ bucketWidth: 0.05, buckets: 2000, window: 3000 }),
       actor: null as unknown as Ref<ChannelMsg>,
-      unschedule: () => {},
+      schedule: null,
+      slotMs: 0,
     };
     handle.actor = spawn(
       this.#system,
@@ -222,7 +224,9 @@ export class ServerVoicePlane implements VoicePlane {
         },
       },
     );
-    handle.unschedule = this.#scheduler(channel.voice.frameMs).add({
+    const scheduler = this.#scheduler(channel.voice.frameMs);
+    handle.slotMs = scheduler.slotMs;
+    handle.schedule = scheduler.add({
       due: (dueAt) => {
         if (handle.tickQueued) {
           // The actor has not run the previous tick yet: skip rather than queue (bounded mailbox).
@@ -248,7 +252,7 @@ export class ServerVoicePlane implements VoicePlane {
   }
 
   #stopChannel(id: ChannelId, handle: ChannelHandle): void {
-    handle.unschedule();
+    handle.schedule?.remove();
     stop(handle.actor);
     handle.core.close();
     this.#channels.delete(id);
@@ -378,7 +382,24 @@ export class ServerVoicePlane implements VoicePlane {
 
   // ---- Figures -------------------------------------------------------------------------------
 
+  /**
+   * Phase alignment: when every frame of a channel waited at least a few clock slots before its
+   * tick (5th percentile of hold time), tick that much earlier, keeping one slot of margin. The
+   * server-added delay then approaches the slot size instead of up to a whole frame.
+   */
+  #align(): void {
+    for (const h of this.#channels.values()) {
+      const hist = h.core.alignHold;
+      if (hist.count >= 50 && h.schedule) {
+        const slots = Math.floor(hist.percentile(5) / h.slotMs) - 1;
+        if (slots > 0 && h.schedule.advance(slots) > 0) this.counters.realigns++;
+      }
+      hist.reset();
+    }
+  }
+
   #sendStats(): void {
+    this.#align();
     for (const ep of this.#endpoints.values()) {
       const conn = ep.session.conn;
       const m = ep.member;

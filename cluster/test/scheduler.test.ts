@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { TickScheduler } from '../src/voice/scheduler.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('TickScheduler', () => {
+  it('spreads tasks over phase slots and ticks each once per frame', async () => {
+    const s = new TickScheduler(20, 8);
+    const counts = new Array<number>(16).fill(0);
+    const handles = counts.map((_, i) => s.add({ due: () => void counts[i]!++ }));
+    const slots = handles.map((h) => h.slot);
+    // Least loaded first: 16 tasks over 8 slots is 2 per slot.
+    for (let k = 0; k < 8; k++) expect(slots.filter((x) => x === k)).toHaveLength(2);
+    await sleep(500);
+    s.close();
+    for (const c of counts) {
+      expect(c).toBeGreaterThanOrEqual(20);
+      expect(c).toBeLessThanOrEqual(26);
+    }
+  });
+
+  it('moves a task earlier, never into a crowded slot, and stops ticking removed tasks', async () => {
+    const s = new TickScheduler(20, 8);
+    const a = s.add({ due: () => {} });
+    const b = s.add({ due: () => {} });
+    expect([a.slot, b.slot]).toEqual([0, 1]);
+    expect(b.advance(1)).toBe(1);
+    expect(b.slot).toBe(0);
+    // Slot 0 now holds 2 tasks, the cap for 3 tasks over 8 slots (ceil(3/8)+1): c may not join it.
+    const c = s.add({ due: () => {} });
+    expect(c.slot).toBe(1);
+    expect(c.advance(1)).toBe(0);
+    let ticks = 0;
+    const d = s.add({ due: () => void ticks++ });
+    await sleep(100);
+    d.remove();
+    const after = ticks;
+    await sleep(100);
+    s.close();
+    expect(after).toBeGreaterThan(2);
+    expect(ticks).toBe(after);
+  });
+});

@@ -66,7 +66,14 @@ type Deliver = (packet: Buffer) => void;
 /** One direction's impairments: decides per packet, then hands copies to `deliver`. */
 class Link {
   conditions: LinkConditions;
-  readonly counters: LinkCounters = { received: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0, delayed: 0 };
+  readonly counters: LinkCounters = {
+    received: 0,
+    forwarded: 0,
+    dropped: 0,
+    duplicated: 0,
+    reordered: 0,
+    delayed: 0,
+  };
   private held: { packets: Buffer[]; deliver: Deliver } | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -192,7 +199,8 @@ export class LossyRelay {
   }
 
   static async start(options: LossyRelayOptions): Promise<LossyRelay> {
-    if (!options?.target || !Number.isInteger(options.target.port)) throw new TypeError('target {host, port} is required');
+    if (!options?.target || !Number.isInteger(options.target.port))
+      throw new TypeError('target {host, port} is required');
     const host = options.host ?? '127.0.0.1';
     const socket = createSocket('udp4');
     await bind(socket, host);

@@ -6,7 +6,6 @@ import {
   ProtocolError,
   SUPPORTED_VERSIONS,
   type ClientMessage,
-  type ErrorCode,
   type ResultMap,
   type ServerMessage,
   type ServerMessageType,
@@ -15,7 +14,6 @@ import {
 
 type RequestType = keyof ResultMap;
 type RequestBody<K extends RequestType> = Omit<Extract<ClientMessage, { t: K }>, 't' | 'id'>;
-type EventMessage = Exclude<ServerMessage, { t: 'result' } | { t: 'error'; re: number }>;
 
 export interface SignalingOptions {
   /** ws://host:port/ws */
@@ -78,7 +76,9 @@ export class SignalingClient extends EventEmitter {
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)),
+      );
     });
     const c = new SignalingClient(ws, opts);
     try {
@@ -160,10 +160,10 @@ export class SignalingClient extends EventEmitter {
       this.#pending.delete(m.re!);
       clearTimeout(p.timer);
       if (m.t === 'result') p.resolve(m.data);
-      else p.reject(new RequestError(m.code as ErrorCode, m.message));
+      else p.reject(new RequestError(m.code, m.message));
       return;
     }
-    this.emit(eventName((m as EventMessage).t), m);
+    this.emit(eventName(m.t), m);
   }
 
   close(): void {

@@ -117,7 +117,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
       if (!Number.isFinite(n)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number`);
       fromEnv[key] = n;
     } else if (type === 'boolean') {
-      if (!['true', 'false', '1', '0'].includes(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not true or false`);
+      if (!['true', 'false', '1', '0'].includes(raw))
+        throw new ConfigError(`${name}=${JSON.stringify(raw)} is not true or false`);
       fromEnv[key] = raw === 'true' || raw === '1';
     } else fromEnv[key] = raw;
   }

@@ -79,42 +79,47 @@ describe('durability', () => {
     await srv.stop();
   });
 
-  it('a kill -9 of the server in the middle of writes loses no acknowledged write', async () => {
-    const dir = tmp();
-    const port = await freePort();
-    const child = await startProcess(dir, port);
-    const base = `http://127.0.0.1:${port}`;
-    const c = new RestClient(base);
-    await c.login('crash-owner');
-    const acked: string[] = [];
-    let stop = false;
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      for (let i = 0; !stop; i++) {
-        try {
-          const r = await c.call<{ channel: Channel }>('POST', '/api/v1/channels', { name: `w${w}-${i}` });
-          acked.push(r.channel.id);
-        } catch {
-          return; // the server died under us
+  it(
+    'a kill -9 of the server in the middle of writes loses no acknowledged write',
+    { timeout: 60_000 },
+    async () => {
+      const dir = tmp();
+      const port = await freePort();
+      const child = await startProcess(dir, port);
+      const base = `http://127.0.0.1:${port}`;
+      const c = new RestClient(base);
+      await c.login('crash-owner');
+      const acked: string[] = [];
+      let stop = false;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          try {
+            const r = await c.call<{ channel: Channel }>('POST', '/api/v1/channels', { name: `w${w}-${i}` });
+            acked.push(r.channel.id);
+          } catch {
+            return; // the server died under us
+          }
         }
-      }
-    });
-    const t0 = Date.now();
-    while (acked.length < 60 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
-    expect(acked.length).toBeGreaterThanOrEqual(60);
-    child.kill('SIGKILL');
-    stop = true;
-    await Promise.all(writers);
-    await new Promise((r) => child.once('exit', r));
-    const again = await startProcess(dir, port);
-    const admin = new RestClient(base, ADMIN_TOKEN);
-    const list = await admin.call<{ items: Channel[]; total: number }>(
-      'GET',
-      '/api/v1/admin/channels?limit=200',
-    );
-    const ids = new Set<string>(list.items.map((x) => x.id));
-    for (const id of acked) expect(ids.has(id)).toBe(true);
-    // Still writable after recovery.
-    await c.call('POST', '/api/v1/channels', { name: 'after-crash' });
-    again.kill('SIGTERM');
-  });
+      });
+      const t0 = Date.now();
+      while (acked.length < 60 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+      expect(acked.length).toBeGreaterThanOrEqual(60);
+      const exited = new Promise((r) => child.once('exit', r)); // before the kill: exit may come at once
+      child.kill('SIGKILL');
+      stop = true;
+      await Promise.all(writers);
+      await exited;
+      const again = await startProcess(dir, port);
+      const admin = new RestClient(base, ADMIN_TOKEN);
+      const list = await admin.call<{ items: Channel[]; total: number }>(
+        'GET',
+        '/api/v1/admin/channels?limit=200',
+      );
+      const ids = new Set<string>(list.items.map((x) => x.id));
+      for (const id of acked) expect(ids.has(id)).toBe(true);
+      // Still writable after recovery.
+      await c.call('POST', '/api/v1/channels', { name: 'after-crash' });
+      again.kill('SIGTERM');
+    },
+  );
 });

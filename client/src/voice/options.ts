@@ -39,6 +39,8 @@ export interface VoiceClientOptions {
   encoder?: OpusEncoderSettings;
   /** Jitter buffer settings (frameMs comes from the channel). */
   jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  /** Frames concealed when the jitter buffer runs dry right after audio (default 2). */
+  drainConcealFrames?: number;
   /** Keep the played-out audio (default true). */
   record?: boolean;
   /** Longest recording kept, seconds (default 600; older audio is discarded). */
@@ -72,7 +74,7 @@ function fail(msg: string): never {
 function checkMs(name: string, v: unknown, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    fail(`${name} must be a number of ms in [${min}, ${max}], got ${String(v)}`);
+    fail(`${name} must be a number of ms in [${min}, ${max}], got ${typeof v === 'number' ? v : typeof v}`);
   }
   return v;
 }
@@ -81,7 +83,8 @@ function checkMs(name: string, v: unknown, min: number, max: number): number | u
 export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVoiceClientOptions {
   if (typeof input !== 'object' || input === null) fail('options must be an object');
   const o = input;
-  if (typeof o.server !== 'string' || o.server === '') fail('server must be a URL such as http://127.0.0.1:7800');
+  if (typeof o.server !== 'string' || o.server === '')
+    fail('server must be a URL such as http://127.0.0.1:7800');
   let serverUrl: URL;
   try {
     serverUrl = new URL(o.server);
@@ -91,7 +94,10 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (serverUrl.protocol !== 'http:' && serverUrl.protocol !== 'https:') {
     fail(`server must be http:// or https://, got ${serverUrl.protocol}`);
   }
-  if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length === 0 || o.token.length > 128)) {
+  if (
+    o.token !== undefined &&
+    (typeof o.token !== 'string' || o.token.length === 0 || o.token.length > 128)
+  ) {
     fail('token must be a string of 1-128 characters');
   }
   if (o.token === undefined) {
@@ -100,7 +106,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
     if (!n.success) fail(`nickname: ${n.error.issues[0]?.message ?? 'invalid'}`);
   }
   const transport = o.transport ?? 'udp';
-  if (transport !== 'udp' && transport !== 'ws') fail(`transport must be 'udp' or 'ws', got ${String(transport)}`);
+  if (transport !== 'udp' && transport !== 'ws')
+    fail(`transport must be 'udp' or 'ws', got ${String(transport)}`);
   if (o.udpTarget !== undefined) {
     if (transport !== 'udp') fail("udpTarget needs transport 'udp'");
     const t = o.udpTarget as Partial<UdpAddress> | null;
@@ -120,7 +127,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (o.source !== undefined && (typeof o.source !== 'object' || typeof o.source?.read !== 'function')) {
     fail('source must be an AudioSource');
   }
-  if (o.source !== undefined && o.channel === undefined) fail('source needs channel (or call startVoice after join)');
+  if (o.source !== undefined && o.channel === undefined)
+    fail('source needs channel (or call startVoice after join)');
   const heartbeatMs = checkMs('heartbeatMs', o.heartbeatMs, 50, 60_000) ?? 5000;
   const helloRetryMs = checkMs('helloRetryMs', o.helloRetryMs, 50, 60_000) ?? 1000;
   checkMs('requestTimeoutMs', o.requestTimeoutMs, 100, 600_000);
@@ -130,6 +138,12 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   }
   const sentLogMax = o.sentLogMax ?? 1 << 20;
   if (!Number.isInteger(sentLogMax) || sentLogMax < 16) fail('sentLogMax must be an integer >= 16');
+  if (
+    o.drainConcealFrames !== undefined &&
+    (!Number.isInteger(o.drainConcealFrames) || o.drainConcealFrames < 0 || o.drainConcealFrames > 50)
+  ) {
+    fail('drainConcealFrames must be an integer in [0, 50]');
+  }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
   const wsUrl = new URL('/ws', serverUrl);
   wsUrl.protocol = serverUrl.protocol === 'https:' ? 'wss:' : 'ws:';

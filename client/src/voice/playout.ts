@@ -24,6 +24,13 @@ export interface PlayoutOptions {
   /** Overrides for the jitter buffer (frameMs is always the stream's). */
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   readonly recording: Recording | null;
+  /**
+   * When the buffer runs dry right after playing a frame, conceal this many frames before going
+   * silent (default 2), as NetEq's expand does: the receiver cannot tell a late or lost packet from
+   * the end of a talkspurt, and a concealed frame sounds better than a hole in speech, while after a
+   * real talkspurt end libopus fades the concealment out at once.
+   */
+  readonly drainConcealFrames?: number;
   readonly onPlayout?: PlayoutHook;
   /** Errors from decoding or the hook (counted either way). */
   readonly onError?: (err: unknown) => void;
@@ -37,7 +44,10 @@ export interface PlayoutStats {
   invalid: number;
   /** Frames played from a packet, concealed, or as silence (buffer empty). */
   framesPlayed: number;
+  /** Concealed frames: a hole before a buffered packet, or a dry buffer right after audio (see drainConcealFrames). */
   framesConcealed: number;
+  /** Times the buffer ran dry right after playing audio (talkspurt ends, and late or lost packets). */
+  underruns: number;
   framesSilent: number;
   /** Frames appended as silence because the playout clock skipped ticks. */
   framesSkipped: number;
@@ -76,6 +86,9 @@ export class Playout {
   private tsRaw = 0;
   private tsExt = Number.NaN;
   private closed = false;
+  private readonly drainConceal: number;
+  /** Frames concealed since the buffer ran dry; -1 while not right after audio. */
+  private drained = -1;
   /** Play silence whatever arrives (self-deafened). */
   deaf = false;
   private readonly s = {
@@ -85,6 +98,7 @@ export class Playout {
     invalid: 0,
     framesPlayed: 0,
     framesConcealed: 0,
+    underruns: 0,
     framesSilent: 0,
     framesSkipped: 0,
     decodeErrors: 0,
@@ -96,6 +110,10 @@ export class Playout {
     this.jitter = new JitterBuffer({ ...options.jitter, frameMs: options.frameMs });
     this.decoder = options.opus.createDecoder({ frameSamples: this.frameSamples });
     this.recording = options.recording;
+    this.drainConceal = options.drainConcealFrames ?? 2;
+    if (!Number.isInteger(this.drainConceal) || this.drainConceal < 0) {
+      throw new TypeError('drainConcealFrames must be an integer >= 0');
+    }
     this.onPlayout = options.onPlayout;
     this.onError = options.onError;
     this.ticker = new Ticker({
@@ -147,10 +165,19 @@ export class Playout {
       if (r === JitterPop.PACKET) {
         n = this.decoder.decode(jb.packet, pcm, jb.packetLength);
         this.s.framesPlayed++;
+        this.drained = 0;
       } else if (r === JitterPop.MISSING) {
         n = jb.peekNext() ? this.decoder.decodeFec(jb.next, pcm, jb.nextLength) : this.decoder.conceal(pcm);
         this.s.framesConcealed++;
+        this.drained = 0;
+      } else if (this.drained >= 0 && this.drained < this.drainConceal) {
+        if (this.drained === 0) this.s.underruns++;
+        this.drained++;
+        n = this.decoder.conceal(pcm);
+        this.s.framesConcealed++;
       } else {
+        if (this.drained === 0) this.s.underruns++;
+        this.drained = -1;
         pcm.fill(0, 0, n);
         this.s.framesSilent++;
       }

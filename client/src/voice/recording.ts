@@ -127,7 +127,8 @@ export class SentLog {
   discarded = 0;
 
   constructor(maxEntries: number = 1 << 20) {
-    if (!Number.isInteger(maxEntries) || maxEntries < 16) throw new TypeError('maxEntries must be an integer >= 16');
+    if (!Number.isInteger(maxEntries) || maxEntries < 16)
+      throw new TypeError('maxEntries must be an integer >= 16');
     this.maxEntries = maxEntries;
     const size = Math.min(maxEntries, 1024);
     this.capture = new Float64Array(size);

@@ -56,10 +56,12 @@ export interface VoiceSessionOptions {
   /** Encoder settings; bitrate defaults to the binding's, FEC to off (no decoder we ship uses it). */
   readonly encoder?: OpusEncoderSettings;
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  /** Frames concealed when the jitter buffer runs dry right after audio (default 2; see Playout). */
+  readonly drainConcealFrames?: number;
   readonly recording?: Recording | null;
   readonly sentLog?: SentLog | null;
   readonly onPlayout?: PlayoutHook;
-  /** The voice path came up: a HELLO_ACK over UDP, or the WebSocket path is in use. */
+  /** The voice path came up: a HELLO_ACK (over UDP, or over the WebSocket), or the switch to the fallback. */
   readonly onReady?: () => void;
   /** Voice moved to another transport (UDP broken -> 'ws', UDP back -> 'udp'). */
   readonly onTransport?: (kind: TransportKind) => void;
@@ -83,7 +85,13 @@ export interface VoiceSessionStats {
   /** Rejected before use: replays/duplicates, failed authentication, bad framing, wrong voiceId. */
   duplicates: number;
   rejected: number;
-  rtt: { lastMs: number | null; meanMs: number | null; p50Ms: number | null; minMs: number | null; samples: number };
+  rtt: {
+    lastMs: number | null;
+    meanMs: number | null;
+    p50Ms: number | null;
+    minMs: number | null;
+    samples: number;
+  };
   /** The server's counts of our packets, from the latest ACK, and the loss fraction over the last ACK interval. */
   upstream: { packetsReceived: number; packetsLost: number; lossFraction: number | null; acks: number };
   heartbeatsUnanswered: number;
@@ -148,12 +156,14 @@ export class VoiceSession {
 
   private constructor(private readonly o: VoiceSessionOptions) {
     const b = o.binding;
-    if (b.frameMs !== 10 && b.frameMs !== 20) throw new TypeError(`binding frameMs ${String(b.frameMs)} is not 10 or 20`);
+    if (b.frameMs !== 10 && b.frameMs !== 20)
+      throw new TypeError(`binding frameMs ${String(b.frameMs)} is not 10 or 20`);
     this.binding = b;
     this.frameMs = b.frameMs;
     this.frameSamples = b.frameMs * 48;
     this.mode = o.transport;
-    if (this.mode === 'ws' && !o.signaling) throw new TypeError("transport 'ws' needs a signaling connection");
+    if (this.mode === 'ws' && !o.signaling)
+      throw new TypeError("transport 'ws' needs a signaling connection");
     this.fallbackAllowed = this.mode === 'udp' && o.signaling !== undefined && (o.wsFallback ?? true);
     this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER);
     this.encoder = o.opus.createEncoder({
@@ -166,6 +176,7 @@ export class VoiceSession {
       frameMs: b.frameMs,
       opus: o.opus,
       ...(o.jitter ? { jitter: o.jitter } : {}),
+      ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
       onError: (err) => this.problem(err),
@@ -202,9 +213,10 @@ export class VoiceSession {
       this.sendHello();
       this.helloTimer = setInterval(() => this.onHelloTimer(), o.helloRetryMs ?? 1000);
     } else {
-      // No HELLO over the WebSocket; a HEARTBEAT at once tells the server where our voice goes.
-      this.sendControl(VoicePacketType.HEARTBEAT, this.ws!);
-      this.setReady();
+      // A HELLO over the WebSocket tells the server where our voice goes (protocol README 8.5); its
+      // HELLO_ACK makes the session ready. Repeated until answered, as over UDP.
+      this.sendControl(VoicePacketType.HELLO, this.ws!);
+      this.helloTimer = setInterval(() => this.onHelloTimer(), o.helloRetryMs ?? 1000);
     }
     this.heartbeatTimer = setInterval(() => this.onHeartbeatTimer(), o.heartbeatMs ?? 5000);
     this.playout.start();
@@ -228,7 +240,7 @@ export class VoiceSession {
     return this.udp?.localPort ?? null;
   }
 
-  /** Resolves once voice can flow (HELLO_ACK, or the WebSocket path); rejects after `timeoutMs`. */
+  /** Resolves once voice can flow (a HELLO_ACK, or the WebSocket fallback); rejects after `timeoutMs`. */
   whenReady(timeoutMs = 5000): Promise<void> {
     if (this.ready) return Promise.resolve();
     if (this.closed) return Promise.reject(new VoiceClientError('CLOSED'));
@@ -356,13 +368,18 @@ export class VoiceSession {
     if (this.fallbackAllowed && !this.usingFallback && this.udpUnanswered >= UDP_BROKEN_AFTER) {
       this.usingFallback = true;
       this.emitTransport();
-      // Tell the server where our voice goes now.
-      if (this.ws) this.sendControl(VoicePacketType.HEARTBEAT, this.ws);
+      // Tell the server where our voice goes now (protocol README 8.5: a HELLO over the WebSocket).
+      if (this.ws) this.sendControl(VoicePacketType.HELLO, this.ws);
       this.setReady();
     }
   }
 
   private onHelloTimer(): void {
+    if (this.closed) return;
+    if (this.mode === 'ws') {
+      if (!this.ready && this.ws) this.sendControl(VoicePacketType.HELLO, this.ws);
+      return;
+    }
     // Until the first HELLO_ACK, and again while UDP is broken, keep saying HELLO over UDP.
     if (!this.udpConfirmed || this.usingFallback) this.sendHello();
   }

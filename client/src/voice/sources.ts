@@ -29,7 +29,8 @@ export interface AudioSource {
 }
 
 function checkFrame(out: Int16Array): void {
-  if (!(out instanceof Int16Array) || out.length === 0) throw new TypeError('out must be a non-empty Int16Array');
+  if (!(out instanceof Int16Array) || out.length === 0)
+    throw new TypeError('out must be a non-empty Int16Array');
 }
 
 /** A steady sine at `freqHz` and `dbfs` (peak level: 0 dBFS is a full-scale sine). Always sends. */
@@ -114,7 +115,8 @@ export class WavSource implements AudioSource {
     } else {
       throw new TypeError('WavSource needs a path, an Int16Array or WavData');
     }
-    this.samples = data.sampleRate === SAMPLE_RATE ? data.samples : resampleLinear(data.samples, data.sampleRate);
+    this.samples =
+      data.sampleRate === SAMPLE_RATE ? data.samples : resampleLinear(data.samples, data.sampleRate);
     this.loop = opts.loop ?? false;
     if (this.samples.length === 0) this.done = true;
   }
@@ -205,7 +207,8 @@ export class ClickSource implements AudioSource {
     const { atMs, widthMs = 5, amplitude = 0.8, periodMs, transmitSilence = true } = options;
     if (!Number.isFinite(atMs) || atMs < 0) throw new TypeError(`atMs must be >= 0, got ${atMs}`);
     if (!Number.isFinite(widthMs) || widthMs <= 0) throw new TypeError(`widthMs must be > 0, got ${widthMs}`);
-    if (!(amplitude > 0 && amplitude <= 1)) throw new TypeError(`amplitude must be in (0, 1], got ${amplitude}`);
+    if (!(amplitude > 0 && amplitude <= 1))
+      throw new TypeError(`amplitude must be in (0, 1], got ${amplitude}`);
     if (periodMs !== undefined && !(Number.isFinite(periodMs) && periodMs > widthMs)) {
       throw new TypeError('periodMs must be longer than the click');
     }

@@ -72,7 +72,12 @@ export class UdpTransport implements VoiceTransport {
   private readonly slots: Buffer[] = [];
   private slot = 0;
   private closed = false;
-  private readonly counters: TransportStats = { packetsSent: 0, bytesSent: 0, packetsReceived: 0, sendDrops: 0 };
+  private readonly counters: TransportStats = {
+    packetsSent: 0,
+    bytesSent: 0,
+    packetsReceived: 0,
+    sendDrops: 0,
+  };
   private readonly onSent = (err: Error | null): void => {
     if (err) this.counters.sendDrops++;
   };
@@ -98,7 +103,8 @@ export class UdpTransport implements VoiceTransport {
       family = r.family;
     }
     const v6 = family === 6;
-    const bindHost = options.bindHost ?? (isLoopback(address) ? (v6 ? '::1' : '127.0.0.1') : v6 ? '::' : '0.0.0.0');
+    const bindHost =
+      options.bindHost ?? (isLoopback(address) ? (v6 ? '::1' : '127.0.0.1') : v6 ? '::' : '0.0.0.0');
     const socket = createSocket({ type: v6 ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -171,7 +177,12 @@ export const MAX_WS_BACKLOG_BYTES = 64 * 1024;
 export class WsTransport implements VoiceTransport {
   readonly kind = 'ws' as const;
   private closed = false;
-  private readonly counters: TransportStats = { packetsSent: 0, bytesSent: 0, packetsReceived: 0, sendDrops: 0 };
+  private readonly counters: TransportStats = {
+    packetsSent: 0,
+    bytesSent: 0,
+    packetsReceived: 0,
+    sendDrops: 0,
+  };
   private readonly listener = (m: { p: Uint8Array }): void => {
     if (this.closed || !(m.p instanceof Uint8Array)) return;
     this.counters.packetsReceived++;

@@ -16,13 +16,23 @@ import { createOpus, type OpusFactory } from '@voice/media';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
 import { VoiceClientError } from './errors.js';
-import { resolveVoiceClientOptions, type ResolvedVoiceClientOptions, type VoiceClientOptions } from './options.js';
+import {
+  resolveVoiceClientOptions,
+  type ResolvedVoiceClientOptions,
+  type VoiceClientOptions,
+} from './options.js';
 import { Recording, SentLog, type RecordingSnapshot } from './recording.js';
 import { VoiceSession, type VoiceSessionStats } from './session.js';
 import { SAMPLE_RATE, SilenceSource, type AudioSource } from './sources.js';
 import { voiceTarget, type TransportKind } from './transport.js';
 
 export type JoinResult = ResultMap['channel.join'];
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 export interface JoinOptions {
   /** Create the channel when no channel has this name. */
@@ -34,7 +44,7 @@ export interface JoinOptions {
 
 /** Typed events. Listener errors are caught: they never break the client. */
 export interface VoiceClientEvents {
-  /** The voice path is up (HELLO_ACK, or the WebSocket path). */
+  /** The voice path is up: a HELLO_ACK (over UDP or the WebSocket), or the switch to the fallback. */
   ready: [transport: TransportKind];
   /** Voice moved to another transport (UDP broken -> 'ws', UDP back -> 'udp'). */
   transport: [transport: TransportKind];
@@ -64,6 +74,8 @@ export interface VoiceClientStats {
   duplicates: number;
   rejected: number;
   concealed: number;
+  /** Times the jitter buffer ran dry right after audio (talkspurt ends, late or lost packets). */
+  underruns: number;
   framesPlayed: number;
   framesSilent: number;
   jitterMs: number;
@@ -106,6 +118,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private pingTimer: NodeJS.Timeout | null = null;
   private signalingRtt: number | null = null;
   private serverStats: ConnectionStats | null = null;
+  /** Stats of the last voice session, kept when it ends (so a final report after close has figures). */
+  private lastSessionStats: VoiceSessionStats | null = null;
   private readonly detach: (() => void)[] = [];
 
   private constructor(
@@ -146,12 +160,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     const client = new VoiceClient(o, opus, signaling, rest, token);
     try {
       const w = signaling.welcome;
-      if (w.resumed && w.channelId && w.voice) await client.resume(w.channelId, w.voice);
+      // A resumed session that was in a channel comes back with a fresh binding (new key and voice
+      // id, protocol README 8.4): take it as it is, with a new cipher at sequence 0.
+      if (w.resumed && w.voice && w.channelId) await client.adopt(w.channelId, w.voice);
       if (o.channel !== undefined) {
-        await client.join(o.channel, {
-          ...(o.create !== undefined ? { create: o.create } : {}),
-          ...(o.password !== undefined ? { password: o.password } : {}),
-        });
+        // Already there after a resume: the adopted binding is as good as a new join's.
+        if (!client.isIn(o.channel)) {
+          await client.join(o.channel, {
+            ...(o.create !== undefined ? { create: o.create } : {}),
+            ...(o.password !== undefined ? { password: o.password } : {}),
+          });
+        }
         if (o.source) client.startVoice(o.source);
       }
     } catch (err) {
@@ -170,7 +189,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     return this.session?.binding ?? null;
   }
 
-  /** The current voice session (one per binding), or null. */
+  /** The current voice session (one per binding), or null. stats() reports the last one after it ends. */
   get voice(): VoiceSession | null {
     return this.session;
   }
@@ -182,20 +201,48 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   /**
    * Joins a channel by id (`c_...`) or by name, creating it when `create` is set and no channel has
    * that name, then starts voice with the binding from the join result. Leaves the previous channel's
-   * voice (the server does the same).
+   * voice (the server does the same). Joining the channel we are in rekeys: the server answers with a
+   * new binding, and voice restarts on it with a new cipher.
    */
   async join(channel: string, options: JoinOptions = {}): Promise<JoinResult> {
-    if (typeof channel !== 'string' || channel.trim() === '') throw new TypeError('channel must be a non-empty string');
+    if (typeof channel !== 'string' || channel.trim() === '')
+      throw new TypeError('channel must be a non-empty string');
     this.checkOpen();
     const seq = ++this.joinSeq;
     const channelId = await this.resolveChannel(channel, options);
-    const result = await this.signaling.request('channel.join', {
-      channelId,
-      ...(options.password !== undefined ? { password: options.password } : {}),
-    });
+    const body = { channelId, ...(options.password !== undefined ? { password: options.password } : {}) };
+    const result = await this.signaling.request('channel.join', body);
     if (!result.voice) throw new VoiceClientError('NO_VOICE_BINDING');
-    await this.startSession(seq, result.channel, result.voice);
+    const current = this.session?.binding;
+    if (current && sameKey(current.key, result.voice.key)) {
+      // A server that hands the same key out again (protocol README 8.4 says it never does): a new
+      // cipher would start again at sequence 0 and reuse AES-GCM nonces, so keep the running one.
+      this.currentChannel = result.channel;
+      return result;
+    }
+    await this.startSession(seq, result.channel, result.voice, false);
     return result;
+  }
+
+  /**
+   * Starts voice on the binding a resumed `hello` returned. The previous process's mute and deafen
+   * state is replaced by this client's (sent with `voice.state`).
+   */
+  private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
+    const seq = ++this.joinSeq;
+    const { channels } = await this.signaling.request('channel.list', {});
+    const channel = channels.find((c) => c.id === channelId);
+    // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
+    if (!channel) return;
+    await this.startSession(seq, channel, binding, true);
+  }
+
+  /** True when the current channel is `channel` (an id, or a name compared as resolveChannel does). */
+  private isIn(channel: string): boolean {
+    const c = this.currentChannel;
+    if (!c || !this.session) return false;
+    const wanted = channel.normalize('NFC').trim();
+    return c.id === wanted || c.name === wanted;
   }
 
   /** Leaves the channel; the voice binding is void from then on. */
@@ -226,7 +273,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.session?.stopSending();
   }
 
-  /** Resolves once the voice path is up (HELLO_ACK over UDP, or the WebSocket path). */
+  /** Resolves once the voice path is up (a HELLO_ACK over UDP or the WebSocket, or the fallback). */
   async waitReady(timeoutMs = 5000): Promise<void> {
     if (!this.session) throw new VoiceClientError('NOT_IN_CHANNEL');
     await this.session.whenReady(timeoutMs);
@@ -265,7 +312,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   /** A copy of the played-out audio: sample i played at startTime + i / 48 ms (performance.now()). */
   recording(): RecordingSnapshot {
-    return this.rec?.snapshot() ?? { samples: new Int16Array(0), startTime: Number.NaN, sampleRate: SAMPLE_RATE };
+    return (
+      this.rec?.snapshot() ?? { samples: new Int16Array(0), startTime: Number.NaN, sampleRate: SAMPLE_RATE }
+    );
   }
 
   clearRecording(): void {
@@ -273,7 +322,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   }
 
   stats(): VoiceClientStats {
-    const s = this.session?.stats() ?? null;
+    const s = this.session?.stats() ?? this.lastSessionStats;
     const p = s?.playout;
     return {
       channelId: this.currentChannel?.id ?? null,
@@ -290,6 +339,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
       rejected: s?.rejected ?? 0,
       concealed: p?.framesConcealed ?? 0,
+      underruns: p?.underruns ?? 0,
       framesPlayed: p?.framesPlayed ?? 0,
       framesSilent: p?.framesSilent ?? 0,
       jitterMs: p?.jitterMs ?? 0,
@@ -312,8 +362,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.joinSeq++;
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
-    this.session?.close();
-    this.session = null;
+    this.endSession(null);
     for (const off of this.detach.splice(0)) off();
     if (!this.signaling.closed) {
       const closedEvent = new Promise<void>((resolve) => {
@@ -354,7 +403,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     };
     const found = await find();
     if (found) return found.id;
-    if (!options.create) throw new VoiceClientError('CHANNEL_NOT_FOUND', `no channel named ${JSON.stringify(wanted)}`);
+    if (!options.create)
+      throw new VoiceClientError('CHANNEL_NOT_FOUND', `no channel named ${JSON.stringify(wanted)}`);
     try {
       const { channel: created } = await this.signaling.request('channel.create', {
         name: wanted,
@@ -372,15 +422,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     }
   }
 
-  /** A resumed session that was in a channel: restart voice with its binding. */
-  private async resume(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
-    const { channels } = await this.signaling.request('channel.list', {});
-    const channel = channels.find((c) => c.id === channelId);
-    if (!channel) return;
-    await this.startSession(++this.joinSeq, channel, binding);
-  }
-
-  private async startSession(seq: number, channel: Channel, binding: VoiceBinding): Promise<void> {
+  /**
+   * Opens a VoiceSession (new cipher at sequence 0) for a new binding, replacing the current one.
+   * `syncState` sends our mute and deafen state even when both are off (a resumed session may carry
+   * the previous process's).
+   */
+  private async startSession(
+    seq: number,
+    channel: Channel,
+    binding: VoiceBinding,
+    syncState: boolean,
+  ): Promise<void> {
     this.endSession(null);
     const o = this.o;
     const session = await VoiceSession.open({
@@ -395,6 +447,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       opus: this.opus,
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
+      ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
@@ -411,7 +464,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.currentChannel = channel;
     session.muted = this.muted;
     session.deaf = this.deaf;
-    if (this.muted || this.deaf) {
+    if (syncState || this.muted || this.deaf) {
       await this.signaling.request('voice.state', { selfMute: this.muted, selfDeaf: this.deaf });
     }
     if (this.source) session.startSending(this.source);
@@ -422,6 +475,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (!s) return;
     this.session = null;
     this.currentChannel = null;
+    this.lastSessionStats = s.stats();
     s.close();
     if (reason !== null) this.safeEmit('left', reason);
   }
@@ -442,7 +496,10 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       if (m.channel.id !== this.currentChannel?.id) return;
       this.currentChannel = m.channel;
       // Bitrate and complexity apply at once; a new frame size comes with the next binding.
-      this.session?.updateCodec(this.o.encoder?.bitrate ?? m.channel.voice.bitrate, m.channel.voice.complexity);
+      this.session?.updateCodec(
+        this.o.encoder?.bitrate ?? m.channel.voice.bitrate,
+        m.channel.voice.complexity,
+      );
     });
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;

@@ -12,7 +12,7 @@ import {
   type VoiceBinding,
   type Welcome,
 } from '@voice/protocol';
-import type { BusEvent, StoredUser } from '../state/types.js';
+import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
 import { hashToken, verifyPassword } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
@@ -139,7 +139,7 @@ export class SessionManager {
     if (s.channelId) {
       // A resuming client may be a new process that lost its sequence counter: a fresh key (and
       // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
-      if (resumed && this.voice) s.voice = this.voice.attach(s, await this.channels.get(s.channelId));
+      if (resumed && this.voice) this.#rebind(s, await this.channels.get(s.channelId));
       await this.#publishMember(s);
     }
     return {
@@ -197,7 +197,8 @@ export class SessionManager {
     }
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
-      s.voice = this.voice?.attach(s, ch) ?? null;
+      this.#rebind(s, ch);
+      await this.#publishMember(s);
     } else {
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
@@ -209,6 +210,13 @@ export class SessionManager {
       await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
     }
     return { channel: await this.channels.view(ch), members: this.members(channelId), voice: s.voice! };
+  }
+
+  /** New voice binding (key, voice id) in the same channel; the transport is unknown until its HELLO. */
+  #rebind(s: Session, ch: StoredChannel): void {
+    if (!this.voice) return;
+    s.voice = this.voice.attach(s, ch);
+    s.transport = 'none';
   }
 
   async leave(s: Session, reason: LeaveReason): Promise<void> {

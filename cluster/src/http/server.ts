@@ -81,7 +81,11 @@ export class RestRouter {
     const query = new URLSearchParams(req.getQuery() ?? '');
     const authorization = req.getHeader('authorization');
     const contentLength = Number(req.getHeader('content-length') || 0);
-    const address = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req, this.deps.trustProxy);
+    const address = clientAddress(
+      Buffer.from(res.getRemoteAddressAsText()).toString(),
+      req,
+      this.deps.trustProxy,
+    );
     const state = { aborted: false };
     res.onAborted(() => {
       state.aborted = true;

@@ -119,7 +119,11 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
     idleTimeout: Math.max(8, Math.ceil((config.heartbeatMs * 2) / 4000) * 4),
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const address = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req, config.trustProxy);
+      const address = clientAddress(
+        Buffer.from(res.getRemoteAddressAsText()).toString(),
+        req,
+        config.trustProxy,
+      );
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');

@@ -29,6 +29,8 @@ import { PacketInbox } from './inbox.js';
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
 export const MAX_SPEAKERS = 32;
+/** Frames concealed when a member's buffer runs dry right after audio. */
+const DRAIN_CONCEAL_FRAMES = 2;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 
@@ -54,6 +56,10 @@ export class VoiceMember {
   packetsOut = 0;
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
+  /** Tick in which this member last produced a frame (packet or concealment). */
+  lastAudioTick = -2;
+  /** Frames concealed since its buffer ran dry. */
+  drainConcealed = 0;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(1000);
   rawLen = 0;
@@ -136,6 +142,8 @@ export class ChannelCore {
   };
   readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
   #tick = 0;
+  /** Outgoing media clock, in frames: advances with time, not with ticks run. */
+  #mediaFrame = 0;
   #lastSpeakers = 0;
   readonly stats: ChannelStats = {
     members: 0,
@@ -181,6 +189,8 @@ export class ChannelCore {
 
   removeMember(m: VoiceMember): void {
     m.active = false;
+    // A rekey replaces the member while the session stays in the channel: clear its indicator.
+    if (m.speaking) this.#setSpeaking(m, false);
     const i = this.members.indexOf(m);
     if (i >= 0) this.members.splice(i, 1);
     this.#mixer.removeListener(m.userId);
@@ -216,19 +226,37 @@ export class ChannelCore {
     }
   }
 
-  tick(now: number): void {
+  /**
+   * One frame. `frames` is how many frame periods passed since the previous tick (more than 1 after
+   * a stall or a skipped tick): the outgoing media clock follows time, so the gap is a timestamp
+   * jump the clients conceal rather than audio silently running late.
+   */
+  tick(now: number, frames = 1): void {
     this.#tick++;
+    this.#mediaFrame += frames;
     this.stats.ticks++;
     this.#drain();
     let count = 0;
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
-      const r = m.jitter.pop(now);
+      let r = m.jitter.pop(now);
       if (r === JitterPop.EMPTY) {
-        if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
-        continue;
-      }
+        // A buffer that runs dry right after audio is most often a lost or late packet, not the end
+        // of speech: conceal up to DRAIN_CONCEAL_FRAMES (a real end only adds a fading tail).
+        if (
+          m.drainConcealed < DRAIN_CONCEAL_FRAMES &&
+          m.decoder !== null &&
+          m.lastAudioTick === this.#tick - 1
+        ) {
+          m.drainConcealed++;
+          r = JitterPop.MISSING;
+        } else {
+          if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
+          continue;
+        }
+      } else if (r === JitterPop.PACKET) m.drainConcealed = 0;
+      m.lastAudioTick = this.#tick;
       const t0 = performance.now();
       let n: number;
       const dec = (m.decoder ??= this.opus.createDecoder({ frameSamples: this.frameSamples }));
@@ -243,9 +271,10 @@ export class ChannelCore {
         } else {
           m.rawLen = 0;
           this.stats.concealed++;
-          n = m.jitter.peekNext()
-            ? dec.decodeFec(m.jitter.next, m.pcm, m.jitter.nextLength)
-            : dec.conceal(m.pcm);
+          n =
+            m.jitter.playing && m.jitter.peekNext()
+              ? dec.decodeFec(m.jitter.next, m.pcm, m.jitter.nextLength)
+              : dec.conceal(m.pcm);
         }
       } catch {
         this.io.counters.drops.decode_error++;
@@ -403,7 +432,7 @@ export class ChannelCore {
     h.voiceId = ep.voiceId;
     h.sequence = ep.cipher.nextSequence;
     // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
-    h.timestamp = (this.#tick * this.frameSamples) % 4_294_967_296;
+    h.timestamp = (this.#mediaFrame * this.frameSamples) % 4_294_967_296;
     const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;

@@ -44,6 +44,7 @@ interface ChannelHandle {
   ticksSkipped: number;
   /** When the queued tick was due (performance clock), and how late ticks reach the actor. */
   dueAt: number;
+  lastDueAt: number;
   lateness: Histogram;
   members: number;
 }
@@ -183,6 +184,7 @@ export class ServerVoicePlane implements VoicePlane {
       tickQueued: false,
       ticksSkipped: 0,
       dueAt: 0,
+      lastDueAt: 0,
       lateness: new Histogram({ bucketWidth: 0.05, buckets: 2000, window: 3000 }),
       actor: null as unknown as Ref<ChannelMsg>,
       schedule: null,
@@ -196,7 +198,14 @@ export class ServerVoicePlane implements VoicePlane {
             handle.tickQueued = false;
             const now = performance.now();
             handle.lateness.record(now - handle.dueAt);
-            state.tick(now);
+            // Frames of time since the last tick that ran (1, or more after a stall or a skip; an
+            // earlier phase after alignment is a shorter period, still one frame).
+            const frames =
+              handle.lastDueAt === 0
+                ? 1
+                : Math.max(1, Math.round((handle.dueAt - handle.lastDueAt) / state.settings.frameMs));
+            handle.lastDueAt = handle.dueAt;
+            state.tick(now, frames);
             break;
           }
           case 'add':

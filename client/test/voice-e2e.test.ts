@@ -1,0 +1,187 @@
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createOpus, detectOnset, toneDbfs, type OpusFactory } from '@voice/media';
+import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../src/index.js';
+import { LossyRelay } from '../../test-support/lossy-relay.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/** End-to-end smoke against a real server: two bots in one channel, one speaks, the other listens. */
+
+let opus: OpusFactory;
+let srv: TestServer;
+const closers: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  opus = await createOpus();
+});
+beforeEach(async () => {
+  srv = await startTestServer();
+});
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await srv.stop();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
+  const c = await VoiceClient.connect({ server: srv.url, nickname, opus, heartbeatMs: 500, ...extra });
+  closers.push(() => c.close());
+  return c;
+}
+
+/**
+ * Level of `hz` over the last `ms` of what `c` played: the median of 100 ms Goertzel windows, so a
+ * concealed or dropped frame (a phase jump that cancels a long window) does not decide the result.
+ */
+function heardDbfs(c: VoiceClient, hz: number, ms: number): number {
+  return medianToneDbfs(c.recording().samples, hz, ms);
+}
+
+function medianToneDbfs(s: Int16Array, hz: number, ms: number): number {
+  const levels: number[] = [];
+  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
+    levels.push(toneDbfs(s, hz, 48_000, at, 4800));
+  levels.sort((a, b) => a - b);
+  return levels[Math.floor(levels.length / 2)] ?? -120;
+}
+
+describe('voice end to end (real server)', () => {
+  it.each(['udp', 'ws'] as const)(
+    'a 440 Hz tone from one bot reaches the other at its level (%s)',
+    async (transport) => {
+      const speaker = await bot('speaker', { transport, channel: 'Lobby', create: true });
+      const listener = await bot('listener', { transport, channel: 'Lobby' });
+      expect(listener.channel?.id).toBe(speaker.channel?.id);
+      await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
+      speaker.startVoice(new ToneSource(440, -20));
+      await sleep(2000);
+      const level = heardDbfs(listener, 440, 1000);
+      expect(level).toBeGreaterThan(-23);
+      expect(level).toBeLessThan(-17);
+      const ls = listener.stats();
+      expect(ls.transport).toBe(transport);
+      expect(ls.audioReceived).toBeGreaterThan(50);
+      expect(ls.rttMs).not.toBeNull();
+      expect(ls.lost).toBe(0);
+      const ss = speaker.stats();
+      expect(ss.audioSent).toBeGreaterThan(50);
+      expect(ss.upstreamPacketsLost).toBe(0);
+      // The speaker does not hear itself (mix-minus).
+      expect(heardDbfs(speaker, 440, 1000)).toBeLessThan(-60);
+    },
+  );
+
+  it('measures click latency and survives a lossy path', async () => {
+    const speaker = await bot('clicker', { channel: 'Lossy', create: true });
+    const relay = await LossyRelay.start({
+      target: { host: '127.0.0.1', port: srv.udpPort },
+      serverToClient: { loss: 0.05, jitterMs: 10 },
+      seed: 5,
+    });
+    closers.push(() => relay.close());
+    const listener = await bot('far-listener', { channel: 'Lossy', udpTarget: relay.address });
+    await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
+    const click = new ClickSource({ atMs: 500, periodMs: 400 });
+    speaker.startVoice(click);
+    await sleep(3000);
+    const rec = listener.recording();
+    const latencies: number[] = [];
+    for (const s of click.clickSamples(click.position - 48 * 300)) {
+      const f = speaker.sentLog.findBySourceSample(s, speaker.binding!.frameMs * 48);
+      if (!f) continue;
+      const clickTime = f.captureTime + (s - f.sourceSample) / 48;
+      const from = Math.max(0, Math.round((clickTime - rec.startTime) * 48));
+      const at = detectOnset(rec.samples, 0.1, from);
+      if (at >= 0 && at < from + 48 * 300) latencies.push(rec.startTime + at / 48 - clickTime);
+    }
+    // Most clicks arrive (5% loss downstream); each within G.114-friendly bounds on loopback.
+    expect(latencies.length).toBeGreaterThanOrEqual(3);
+    for (const l of latencies) {
+      expect(l).toBeGreaterThan(0);
+      expect(l).toBeLessThan(200);
+    }
+    expect(relay.stats().serverToClient.forwarded).toBeGreaterThan(50);
+  });
+});
+
+describe('VoiceClient channel and session handling (real server)', () => {
+  it('rekeys when joining the channel it is in (new binding, new session), and tells the channel about mute', async () => {
+    const a = await bot('rekeyer', { channel: 'Same', create: true });
+    const b = await bot('rekey-listener', { channel: 'Same' });
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    a.startVoice(new ToneSource(440, -20));
+    await sleep(800);
+    const before = a.voice!;
+    const oldKey = Buffer.from(a.binding!.key).toString('hex');
+    const again = await a.join('Same');
+    // A new binding (protocol README 8.4), adopted by a new session: a new cipher at sequence 0.
+    expect(Buffer.from(again.voice.key).toString('hex')).not.toBe(oldKey);
+    expect(again.voice.voiceId).not.toBe(before.binding.voiceId);
+    expect(a.voice).not.toBe(before);
+    expect(before.isClosed).toBe(true);
+    expect(a.binding!.voiceId).toBe(again.voice.voiceId);
+    expect(a.voice!.cipher.nextSequence).toBeLessThan(before.cipher.nextSequence);
+    await a.waitReady(3000);
+    // The source carries over and the server takes audio under the new key: the listener still hears it.
+    b.clearRecording();
+    await sleep(1500);
+    expect(heardDbfs(b, 440, 1000)).toBeGreaterThan(-23);
+    expect(heardDbfs(b, 440, 1000)).toBeLessThan(-17);
+    expect(a.stats().upstreamPacketsLost).toBe(0);
+    const updated = a.signaling.waitFor('member.updated', (m) => m.member.selfMute);
+    await a.setSelfMute(true);
+    expect((await updated).member.userId).toBe(a.user.id);
+    expect(a.stats().muted).toBe(true);
+  });
+
+  it('a resumed session from another process adopts the fresh binding of its welcome', async () => {
+    const first = await bot('resumer', { channel: 'Resume', create: true });
+    await first.waitReady(3000);
+    const oldKey = Buffer.from(first.binding!.key).toString('hex');
+    first.signaling.terminate();
+    await expect.poll(() => first.isClosed).toBe(true);
+    const second = await bot('ignored', { token: first.token });
+    expect(second.signaling.welcome.resumed).toBe(true);
+    expect(second.channel?.name).toBe('Resume');
+    expect(Buffer.from(second.binding!.key).toString('hex')).not.toBe(oldKey);
+    // The welcome's fresh binding is used as it is (no leave and rejoin).
+    expect(second.binding!.voiceId).toBe(second.signaling.welcome.voice!.voiceId);
+    await second.waitReady(3000);
+    const listener = await bot('witness', { channel: 'Resume' });
+    await listener.waitReady(3000);
+    second.startVoice(new ToneSource(440, -20));
+    await sleep(1500);
+    expect(heardDbfs(listener, 440, 500)).toBeGreaterThan(-24);
+
+    // Again, asking for the channel it is already in: the resumed binding serves, no extra join.
+    const secondKey = Buffer.from(second.binding!.key).toString('hex');
+    second.signaling.terminate();
+    await expect.poll(() => second.isClosed).toBe(true);
+    const third = await bot('ignored', {
+      token: first.token,
+      channel: 'Resume',
+      source: new ToneSource(700, -20),
+    });
+    expect(third.binding!.voiceId).toBe(third.signaling.welcome.voice!.voiceId);
+    expect(Buffer.from(third.binding!.key).toString('hex')).not.toBe(secondKey);
+    await third.waitReady(3000);
+    listener.clearRecording();
+    await sleep(1200);
+    expect(heardDbfs(listener, 700, 500)).toBeGreaterThan(-24);
+  });
+
+  it('ends voice when the channel is deleted, and leave() voids the binding', async () => {
+    const owner = await bot('owner', { channel: 'Doomed', create: true });
+    const member = await bot('member', { channel: 'Doomed' });
+    const left: string[] = [];
+    member.on('left', (r) => left.push(r));
+    await owner.signaling.request('channel.delete', { channelId: owner.channel!.id });
+    await expect.poll(() => member.binding).toBeNull();
+    expect(left).toEqual(['deleted']);
+    await owner.join('Other', { create: true });
+    await owner.leave();
+    expect(owner.binding).toBeNull();
+    expect(() => owner.startVoice(new ToneSource(440))).toThrow(/join a channel/);
+    await expect(owner.join('Nope')).rejects.toMatchObject({ code: 'CHANNEL_NOT_FOUND' });
+  });
+});

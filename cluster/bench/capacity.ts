@@ -27,7 +27,11 @@ interface Step {
   timerP99Ms: number;
 }
 
-async function runStep(channels: number, seconds: number, opus: 'native' | 'opusscript' | 'auto'): Promise<Step> {
+async function runStep(
+  channels: number,
+  seconds: number,
+  opus: 'native' | 'opusscript' | 'auto',
+): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const config = loadConfig({
     env: {},

@@ -37,9 +37,9 @@ describe('opus backends', () => {
     const opus = await createOpus({ loadNative: () => Promise.resolve(null) });
     expect(opus.backend).toBe('opusscript');
     expect(opus.createEncoder().backend).toBe('opusscript');
-    await expect(createOpus({ backend: 'native', loadNative: () => Promise.resolve(null) })).rejects.toBeInstanceOf(
-      MediaError,
-    );
+    await expect(
+      createOpus({ backend: 'native', loadNative: () => Promise.resolve(null) }),
+    ).rejects.toBeInstanceOf(MediaError);
   });
 
   it('prefers the native binding when it is installed (optional dependency)', async () => {

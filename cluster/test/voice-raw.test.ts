@@ -268,4 +268,47 @@ describe('voice path from the raw protocol', () => {
     expect(pb1.received.filter((r) => r.type === VoicePacketType.AUDIO).length).toBeGreaterThan(20);
     for (const p of [pb1, pb2, pv]) p.close();
   });
+
+  it('follows a NAT rebinding on the first authenticated packet from the new address', async () => {
+    const a = await srv.user('roam-a');
+    const b = await srv.user('roam-b');
+    const { channel } = await a.ws.request('channel.create', { name: 'Roam' });
+    const va = (await a.ws.request('channel.join', { channelId: channel.id })).voice;
+    const vb = (await b.ws.request('channel.join', { channelId: channel.id })).voice;
+    const pa = new RawPeer(va);
+    const pb = new RawPeer(vb);
+    await pa.bind();
+    await pb.bind();
+    pa.send(VoicePacketType.HELLO, encodeTimeBody(0));
+    pb.send(VoicePacketType.HELLO, encodeTimeBody(0));
+    await expect.poll(() => pb.received.length).toBe(1);
+    // B's NAT maps it to a new port: same cipher (same key, next sequence), new socket.
+    const moved = createSocket('udp4');
+    await new Promise<void>((r) => moved.bind(0, '127.0.0.1', () => r()));
+    const got: number[] = [];
+    moved.on('message', () => got.push(1));
+    const buf = new Uint8Array(1100);
+    const n = pb.cipher.seal(
+      { type: VoicePacketType.HEARTBEAT, flags: 0, voiceId: vb.voiceId, sequence: pb.seq++, timestamp: 0 },
+      encodeTimeBody(1),
+      buf,
+    );
+    moved.send(buf.subarray(0, n), vb.udpPort, '127.0.0.1');
+    await expect.poll(() => got.length).toBe(1); // the ACK went to the new address
+    expect(await srv.ctx.metrics.value('voice_address_rebinds_total')).toBe(1);
+    // A speaks: the mix reaches B at its new address, not the old one.
+    const enc = opus.createEncoder({ frameSamples: 960 });
+    const out = new Uint8Array(1000);
+    const tone = sineInt16(960, 440, -12);
+    const oldCount = pb.received.length;
+    for (let i = 0; i < 25; i++) {
+      pa.send(VoicePacketType.AUDIO, out.subarray(0, enc.encode(tone, out)), i * 960);
+      await sleep(20);
+    }
+    await expect.poll(() => got.length).toBeGreaterThan(10);
+    expect(pb.received.length).toBe(oldCount);
+    moved.close();
+    pa.close();
+    pb.close();
+  });
 });

@@ -31,6 +31,7 @@ async function runStep(
   channels: number,
   seconds: number,
   opus: 'native' | 'opusscript' | 'auto',
+  clock: { slots: number; spinMs: number } = { slots: 8, spinMs: 0 },
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const config = loadConfig({
@@ -41,6 +42,7 @@ async function runStep(
       dataDir: dir,
       logLevel: 'silent',
       opusBackend: opus,
+      clock,
       limits: {
         loginsPerMinute: 1e4,
         loginBurst: 1e4,
@@ -160,11 +162,12 @@ export async function benchCapacity(
   log: (s: Step) => void = () => {},
   maxP99Ms = 2,
   opus: 'native' | 'opusscript' | 'auto' = 'auto',
+  clock: { slots: number; spinMs: number } = { slots: 8, spinMs: 0 },
 ): Promise<Record<string, number>> {
   let best = 0;
   let at: Step | null = null;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus);
+    const s = await runStep(channels, seconds, opus, clock);
     log(s);
     if (s.latenessP99Ms < maxP99Ms && s.deliveryRatio > 0.98 && s.serverCpuPct < 90) {
       best = s.members;
@@ -187,6 +190,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds: { type: 'string', default: '10' },
       'max-p99': { type: 'string', default: '2' },
       opus: { type: 'string', default: 'auto' },
+      slots: { type: 'string', default: '8' },
+      spin: { type: 'string', default: '0' },
     },
   });
   const steps = values.steps?.split(',').map(Number);
@@ -196,6 +201,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     (s) => console.log(JSON.stringify(s)),
     Number(values['max-p99']),
     values.opus as 'native' | 'opusscript' | 'auto',
+    { slots: Number(values.slots), spinMs: Number(values.spin) },
   );
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

@@ -25,6 +25,17 @@ export const ConfigSchema = z
     adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
     redisUrl: z.string().url().optional(),
+    /**
+     * The mixing clock: one per frame size, cut into `slots` phases. `spinMs` busy-waits (still
+     * serving I/O) for the end of each wait: sharper ticks for some CPU while channels are active.
+     */
+    clock: z
+      .object({
+        slots: z.number().int().min(1).max(20).default(8),
+        spinMs: z.number().min(0).max(2).default(0),
+      })
+      .strict()
+      .prefault({}),
     /** Opus implementation: native @discordjs/opus when it built (auto), or force one. */
     opusBackend: z.enum(['auto', 'native', 'opusscript']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

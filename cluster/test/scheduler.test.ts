@@ -36,8 +36,12 @@ describe('TickScheduler', () => {
     d.remove();
     const after = ticks;
     await sleep(100);
-    s.close();
     expect(after).toBeGreaterThan(2);
     expect(ticks).toBe(after);
+    // Tasks a, b, c remain: the clock still runs; once all are removed it stops (no idle wake-ups).
+    expect(s.running).toBe(true);
+    for (const h of [a, b, c]) h.remove();
+    expect(s.running).toBe(false);
+    s.close();
   });
 });

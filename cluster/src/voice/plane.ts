@@ -254,7 +254,13 @@ export class ServerVoicePlane implements VoicePlane {
   #scheduler(frameMs: number): TickScheduler {
     let s = this.#schedulers.get(frameMs);
     if (!s) {
-      s = new TickScheduler(frameMs, 8, (err) => this.o.ctx.log.error({ err }, 'tick scheduler failed'));
+      const { slots, spinMs } = this.o.ctx.config.clock;
+      s = new TickScheduler(
+        frameMs,
+        slots,
+        (err) => this.o.ctx.log.error({ err }, 'tick scheduler failed'),
+        spinMs,
+      );
       this.#schedulers.set(frameMs, s);
     }
     return s;

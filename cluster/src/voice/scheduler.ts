@@ -20,25 +20,44 @@ export interface ScheduledTask {
  */
 export class TickScheduler {
   readonly #slots: ScheduledTask[][];
-  readonly #ticker: Ticker;
+  #ticker: Ticker | null = null;
   #size = 0;
+  #lastTickerP99 = 0;
 
   constructor(
     readonly frameMs: number,
     readonly slotCount = 8,
-    onError: (err: unknown) => void = () => {},
+    private readonly onError: (err: unknown) => void = () => {},
+    /** Busy-wait (yielding to I/O) for the last part of each wait: sharper ticks, more CPU. */
+    private readonly spinMs = 0,
   ) {
     if (!Number.isInteger(slotCount) || slotCount < 1)
       throw new TypeError('slotCount must be a positive integer');
     this.#slots = Array.from({ length: slotCount }, () => []);
+  }
+
+  /** The clock runs only while some channel is active: an idle home server does not wake at all. */
+  #startClock(): void {
     this.#ticker = new Ticker({
-      periodMs: frameMs / slotCount,
+      periodMs: this.frameMs / this.slotCount,
       onTick: (t) => this.#run(t),
-      onError,
+      onError: this.onError,
       // A late slot still runs; only a whole lost frame is skipped (a channel never ticks twice at once).
-      maxLatePeriods: slotCount,
+      maxLatePeriods: this.slotCount,
+      spinMs: this.spinMs,
       unref: true,
-    });
+    }).start();
+  }
+
+  #stopClock(): void {
+    if (!this.#ticker) return;
+    this.#lastTickerP99 = this.#ticker.stats().lateness.p99;
+    this.#ticker.close();
+    this.#ticker = null;
+  }
+
+  get running(): boolean {
+    return this.#ticker !== null;
   }
 
   get size(): number {
@@ -51,7 +70,7 @@ export class TickScheduler {
     for (let i = 1; i < this.slotCount; i++) if (this.#slots[i]!.length < this.#slots[best]!.length) best = i;
     this.#slots[best]!.push(task);
     this.#size++;
-    if (this.#size === 1) this.#ticker.start();
+    if (this.#size === 1) this.#startClock();
     let current = best;
     let removed = false;
     return {
@@ -84,7 +103,7 @@ export class TickScheduler {
         const slot = this.#slots[current]!;
         const i = slot.indexOf(task);
         if (i >= 0) slot.splice(i, 1);
-        this.#size--;
+        if (--this.#size === 0) this.#stopClock();
       },
     };
   }
@@ -105,10 +124,10 @@ export class TickScheduler {
   }
 
   latenessP99(): number {
-    return this.#ticker.stats().lateness.p99;
+    return this.#ticker ? this.#ticker.stats().lateness.p99 : this.#lastTickerP99;
   }
 
   close(): void {
-    this.#ticker.close();
+    this.#stopClock();
   }
 }

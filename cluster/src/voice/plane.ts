@@ -52,6 +52,7 @@ interface ChannelHandle {
 const TICK: ChannelMsg = { type: 'tick' };
 /** How often members receive their connection figures. */
 const STATS_INTERVAL_MS = 2_000;
+const STATS_SLICES = 20;
 
 export interface VoicePlaneOptions {
   ctx: AppContext;
@@ -86,6 +87,7 @@ export class ServerVoicePlane implements VoicePlane {
   /** Packets from an address that is not the session's registered one cost a decryption: bound them. */
   readonly #unregistered = new KeyedRateLimiter(200, 400, 10_000);
   readonly #statsTimer: NodeJS.Timeout;
+  #statsSlice = 0;
   readonly #io: ChannelIo;
   #closed = false;
   port = 0;
@@ -103,7 +105,8 @@ export class ServerVoicePlane implements VoicePlane {
           .catch((err: unknown) => o.ctx.log.error({ err }, 'speaking event failed'));
       },
     };
-    this.#statsTimer = setInterval(() => this.#sendStats(), STATS_INTERVAL_MS);
+    // Stats go out in STATS_SLICES slices (by voice id) so no single pass stalls the event loop.
+    this.#statsTimer = setInterval(() => this.#sendStats(), STATS_INTERVAL_MS / STATS_SLICES);
     this.#statsTimer.unref();
   }
 
@@ -414,8 +417,11 @@ export class ServerVoicePlane implements VoicePlane {
   }
 
   #sendStats(): void {
-    this.#align();
+    const slice = this.#statsSlice;
+    this.#statsSlice = (slice + 1) % STATS_SLICES;
+    if (slice === 0) this.#align();
     for (const ep of this.#endpoints.values()) {
+      if (ep.voiceId % STATS_SLICES !== slice) continue;
       const conn = ep.session.conn;
       const m = ep.member;
       if (!conn || !m) continue;

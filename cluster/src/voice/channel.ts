@@ -63,6 +63,9 @@ export class VoiceMember {
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(1000);
   rawLen = 0;
+  /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
+  readonly minusKey: string;
+  readonly ownKey: string;
   active = true;
 
   constructor(
@@ -75,6 +78,8 @@ export class VoiceMember {
     this.pcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
+    this.minusKey = `minus:${userId}`;
+    this.ownKey = `own:${userId}`;
   }
 }
 
@@ -398,7 +403,7 @@ export class ChannelCore {
 
   /** Which encoder stream a listener's mix belongs to: stable while its role does not change. */
   #streamKey(m: VoiceMember): string {
-    if (m.spokeTick === this.#tick) return m.gains ? `own:${m.userId}` : `minus:${m.userId}`;
+    if (m.spokeTick === this.#tick) return m.gains ? m.ownKey : m.minusKey;
     const key = this.#mixer.groupKey(m.userId) ?? '';
     return key === '' ? 'all' : `group:${key}`;
   }

@@ -311,4 +311,25 @@ describe('voice path from the raw protocol', () => {
     pa.close();
     pb.close();
   });
+
+  it('rekeys a lone member on a same-channel join without rebuilding the channel', async () => {
+    const a = await srv.user('alone');
+    const { channel } = await a.ws.request('channel.create', { name: 'Solo' });
+    const first = (await a.ws.request('channel.join', { channelId: channel.id })).voice;
+    const core = srv.voice.channelStats().find((c) => c.id === channel.id)!.core;
+    const second = (await a.ws.request('channel.join', { channelId: channel.id })).voice;
+    expect(second.voiceId).not.toBe(first.voiceId);
+    expect(Buffer.from(second.key).equals(Buffer.from(first.key))).toBe(false);
+    const after = srv.voice.channelStats().filter((c) => c.id === channel.id);
+    expect(after).toHaveLength(1);
+    expect(after[0]!.core).toBe(core);
+    await expect.poll(() => core.members.length).toBe(1);
+    // The new binding works: HELLO with the new key is acknowledged.
+    const p = new RawPeer(second);
+    await p.bind();
+    p.send(VoicePacketType.HELLO, encodeTimeBody(5));
+    await expect.poll(() => p.received.length).toBe(1);
+    expect(p.received[0]!.type).toBe(VoicePacketType.HELLO_ACK);
+    p.close();
+  });
 });

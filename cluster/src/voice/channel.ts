@@ -1,5 +1,4 @@
 import {
-  HEADER_BYTES,
   MAX_PACKET_BYTES,
   VoiceFlags,
   VoicePacketType,
@@ -106,7 +105,6 @@ export interface ChannelStats {
   ticks: number;
   packetsIn: number;
   packetsOut: number;
-  lost: number;
   late: number;
   concealed: number;
   inboxOverflows: number;
@@ -156,7 +154,6 @@ export class ChannelCore {
     ticks: 0,
     packetsIn: 0,
     packetsOut: 0,
-    lost: 0,
     late: 0,
     concealed: 0,
     inboxOverflows: 0,
@@ -216,13 +213,13 @@ export class ChannelCore {
     }
     if (m.deaf) this.#mixer.removeListener(m.userId);
     else this.#mixer.setListener(m.userId, m.gains);
-    if (!m.heard && m.speaking) {
-      m.speaking = false;
-      this.io.speaking(m.endpoint, false);
-    }
+    if (!m.heard) this.#setSpeaking(m, false);
   }
 
-  /** Live codec changes: bitrate and complexity apply at once; frame size applies to the next session. */
+  /**
+   * Live codec changes: bitrate and complexity apply at once. The frame size is fixed for the life
+   * of the channel actor (clients were bound to it); a change applies when the channel next starts.
+   */
   updateSettings(settings: VoiceSettings): void {
     this.settings = { ...settings, frameMs: this.settings.frameMs };
     for (const slot of this.#encoders.values()) {
@@ -267,8 +264,9 @@ export class ChannelCore {
       const dec = (m.decoder ??= this.opus.createDecoder({ frameSamples: this.frameSamples }));
       try {
         if (r === JitterPop.PACKET) {
-          m.rawLen = m.jitter.packetLength;
-          m.raw.set(m.jitter.packet.subarray(0, m.rawLen));
+          const len = (m.rawLen = m.jitter.packetLength);
+          const src = m.jitter.packet;
+          for (let b = 0; b < len; b++) m.raw[b] = src[b]!;
           n = dec.decode(m.jitter.packet, m.pcm, m.jitter.packetLength);
           const hold = now - m.arrivals[m.jitter.packetSeq & 63]!;
           this.stats.holdMs.record(hold);
@@ -322,7 +320,7 @@ export class ChannelCore {
       if (m?.active) {
         const seq = inbox.seq[i]!;
         const arrival = inbox.arrival[i]!;
-        const r = m.jitter.insert(seq, inbox.payload(i), arrival);
+        const r = m.jitter.insert(seq, inbox.views[i]!, arrival, inbox.length[i]);
         if (r === JitterInsert.ACCEPTED) {
           m.arrivals[seq & 63] = arrival;
           m.packetsIn++;
@@ -463,10 +461,6 @@ export class ChannelCore {
     }
   }
 
-  get encoderCount(): number {
-    return this.#encoders.size;
-  }
-
   close(): void {
     for (const m of [...this.members]) this.removeMember(m);
     for (const slot of this.#encoders.values()) slot.encoder.destroy();
@@ -474,5 +468,3 @@ export class ChannelCore {
     this.inbox.clear();
   }
 }
-
-export { HEADER_BYTES };

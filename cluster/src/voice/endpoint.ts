@@ -14,7 +14,6 @@ export class VoiceEndpoint {
   transport: Transport = 'none';
   udpAddress = '';
   udpPort = 0;
-  lastPacketAt = 0;
   /** Upstream loss snapshot for the 2 s stats window. */
   statsReceived = 0;
   statsLost = 0;

@@ -14,6 +14,8 @@ export class PacketInbox<M> {
   readonly arrival: Float64Array;
   readonly flags: Uint8Array;
   readonly owner: (M | null)[];
+  /** One view per slot, made once: readers pass it with `length[i]`, so draining allocates nothing. */
+  readonly views: Uint8Array[];
   #head = 0;
   #count = 0;
   overflows = 0;
@@ -28,6 +30,9 @@ export class PacketInbox<M> {
     this.arrival = new Float64Array(capacity);
     this.flags = new Uint8Array(capacity);
     this.owner = new Array<M | null>(capacity).fill(null);
+    this.views = Array.from({ length: capacity }, (_, i) =>
+      this.data.subarray(i * MAX_PAYLOAD_BYTES, (i + 1) * MAX_PAYLOAD_BYTES),
+    );
   }
 
   get count(): number {
@@ -44,7 +49,8 @@ export class PacketInbox<M> {
       dropped = true;
     }
     const i = (this.#head + this.#count) % this.capacity;
-    this.data.set(payload.subarray(0, len), i * MAX_PAYLOAD_BYTES);
+    const view = this.views[i]!;
+    for (let b = 0; b < len; b++) view[b] = payload[b]!;
     this.length[i] = len;
     this.seq[i] = seq;
     this.arrival[i] = arrival;
@@ -57,9 +63,6 @@ export class PacketInbox<M> {
   /** Index of the oldest packet, or -1 when empty; call `shift()` after reading it. */
   peekIndex(): number {
     return this.#count === 0 ? -1 : this.#head;
-  }
-  payload(i: number): Uint8Array {
-    return this.data.subarray(i * MAX_PAYLOAD_BYTES, i * MAX_PAYLOAD_BYTES + this.length[i]!);
   }
   shift(): void {
     if (this.#count === 0) return;

@@ -126,15 +126,17 @@ export class ServerVoicePlane implements VoicePlane {
   // ---- VoicePlane: called by the session layer -------------------------------------------------
 
   attach(session: Session, channel: StoredChannel): VoiceBinding {
-    this.detach(session);
+    // Count the new seat before releasing the old one: a rekey in the same channel must not stop
+    // (and rebuild) a channel whose only member is the one being rekeyed.
     const handle = this.#channel(channel);
+    handle.members++;
+    this.detach(session);
     let voiceId: number;
     do voiceId = randomInt(1, 0xffff_ffff);
     while (this.#endpoints.has(voiceId));
     const ep = new VoiceEndpoint(voiceId, session, handle.core);
     this.#endpoints.set(voiceId, ep);
     this.#bySession.set(session, ep);
-    handle.members++;
     dispatch(handle.actor, { type: 'add', ep });
     return {
       voiceId,
@@ -315,7 +317,6 @@ export class ServerVoicePlane implements VoicePlane {
       return;
     }
     const now = performance.now();
-    ep.lastPacketAt = now;
     // Only an authenticated packet may move the session's address (NAT rebinding) or transport.
     if (address === null) {
       if (ep.transport !== 'ws') this.#setTransport(ep, 'ws');
@@ -385,7 +386,7 @@ export class ServerVoicePlane implements VoicePlane {
       // dgram reads the buffer only after an async address step (and later still if the kernel queue
       // is full), so a reused buffer could be overwritten before it leaves: copy into a pooled slice.
       const buf = Buffer.allocUnsafe(length);
-      buf.set(packet.subarray(0, length), 0);
+      for (let i = 0; i < length; i++) buf[i] = packet[i]!;
       this.#socket.send(buf, 0, length, ep.udpPort, ep.udpAddress, this.#onSent);
     } else if (ep.transport === 'ws') {
       const conn = ep.session.conn;

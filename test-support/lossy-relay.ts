@@ -202,7 +202,9 @@ export class LossyRelay {
     if (!options?.target || !Number.isInteger(options.target.port))
       throw new TypeError('target {host, port} is required');
     const host = options.host ?? '127.0.0.1';
-    const socket = createSocket('udp4');
+    // Large buffers, as the server has: under a loaded test run a burst must not be dropped by the
+    // kernel before the relay applies its own (seeded, counted) loss.
+    const socket = createSocket({ type: 'udp4', recvBufferSize: 1 << 22, sendBufferSize: 1 << 22 });
     await bind(socket, host);
     return new LossyRelay(socket, options);
   }
@@ -238,7 +240,7 @@ export class LossyRelay {
         this.overflow++;
         return;
       }
-      const upstream = createSocket('udp4');
+      const upstream = createSocket({ type: 'udp4', recvBufferSize: 1 << 22, sendBufferSize: 1 << 22 });
       const p: ClientPath = { address: rinfo.address, port: rinfo.port, upstream };
       path = p;
       this.clients.set(key, p);

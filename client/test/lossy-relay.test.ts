@@ -12,7 +12,7 @@ afterEach(async () => {
 });
 
 async function udp(): Promise<{ socket: Socket; port: number; got: Buffer[] }> {
-  const socket = createSocket('udp4');
+  const socket = createSocket({ type: 'udp4', recvBufferSize: 1 << 22 });
   sockets.push(socket);
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   const got: Buffer[] = [];

@@ -23,15 +23,29 @@ interface Step {
   serverCpuPct: number;
   deliveryRatio: number;
   ticksSkipped: number;
-  /** Lateness of the clock alone (timer wake-up), to tell timer jitter from mailbox delay. */
-  timerP99Ms: number;
+  /** Lateness of the clock alone (its wake-up), to tell clock jitter from work queued before a tick. */
+  clockP50Ms: number;
+  clockP99Ms: number;
+}
+
+export interface CapacityOptions {
+  /** Channel counts to step through (10 members each). */
+  steps?: number[];
+  seconds?: number;
+  log?: (s: Step) => void;
+  maxP99Ms?: number;
+  opus?: 'native' | 'opusscript' | 'auto';
+  clock?: { slots: number; wake: 'thread' | 'timer' };
+  /** Send phases per frame in the swarm: 10 as independent clients, 1 all at once (worst case). */
+  phases?: number;
 }
 
 async function runStep(
   channels: number,
   seconds: number,
   opus: 'native' | 'opusscript' | 'auto',
-  clock: { slots: number; spinMs: number } = { slots: 8, spinMs: 0 },
+  clock: { slots: number; wake: 'thread' | 'timer' },
+  phases: number,
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const config = loadConfig({
@@ -76,6 +90,8 @@ async function runStep(
       '2',
       '--seconds',
       String(seconds),
+      '--phases',
+      String(phases),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -99,6 +115,7 @@ async function runStep(
               s.lateness.reset();
               s.core.stats.holdMs.reset();
             }
+            server.voice.resetClockLateness();
             cpu0 = process.cpuUsage();
             wall0 = performance.now();
             r();
@@ -116,7 +133,8 @@ async function runStep(
     late99: number;
     hold50: number;
     hold99: number;
-    timer99: number;
+    clock50: number;
+    clock99: number;
   }>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
       if (!d.toString().includes('done sending')) return;
@@ -129,7 +147,8 @@ async function runStep(
         late99: worst((s) => s.lateness.percentile(99)),
         hold50: worst((s) => s.core.stats.holdMs.percentile(50)),
         hold99: worst((s) => s.core.stats.holdMs.percentile(99)),
-        timer99: worst((s) => s.timerP99Ms),
+        clock50: worst((s) => s.clock.p50),
+        clock99: worst((s) => s.clock.p99),
       });
     });
   });
@@ -147,7 +166,8 @@ async function runStep(
     serverCpuPct: Math.round(((cpu.user + cpu.system) / 1000 / wall) * 100),
     deliveryRatio: round(result.deliveryRatio ?? 0),
     ticksSkipped: stats.reduce((a, s) => a + s.ticksSkipped, 0),
-    timerP99Ms: round(snap.timer99),
+    clockP50Ms: round(snap.clock50),
+    clockP99Ms: round(snap.clock99),
   };
   await server.close();
   rmSync(dir, { recursive: true, force: true });
@@ -156,18 +176,20 @@ async function runStep(
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
-export async function benchCapacity(
-  steps = [5, 10, 20, 30, 40],
-  seconds = 10,
-  log: (s: Step) => void = () => {},
-  maxP99Ms = 2,
-  opus: 'native' | 'opusscript' | 'auto' = 'auto',
-  clock: { slots: number; spinMs: number } = { slots: 8, spinMs: 0 },
-): Promise<Record<string, number>> {
+export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<string, number>> {
+  const {
+    steps = [5, 10, 20, 30, 40],
+    seconds = 10,
+    log = () => {},
+    maxP99Ms = 2,
+    opus = 'auto',
+    clock = { slots: 16, wake: 'thread' },
+    phases = 10,
+  } = o;
   let best = 0;
   let at: Step | null = null;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus, clock);
+    const s = await runStep(channels, seconds, opus, clock, phases);
     log(s);
     if (s.latenessP99Ms < maxP99Ms && s.deliveryRatio > 0.98 && s.serverCpuPct < 90) {
       best = s.members;
@@ -190,18 +212,19 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds: { type: 'string', default: '10' },
       'max-p99': { type: 'string', default: '2' },
       opus: { type: 'string', default: 'auto' },
-      slots: { type: 'string', default: '8' },
-      spin: { type: 'string', default: '0' },
+      slots: { type: 'string', default: '16' },
+      wake: { type: 'string', default: 'thread' },
+      phases: { type: 'string', default: '10' },
     },
   });
-  const steps = values.steps?.split(',').map(Number);
-  const r = await benchCapacity(
-    steps,
-    Number(values.seconds),
-    (s) => console.log(JSON.stringify(s)),
-    Number(values['max-p99']),
-    values.opus as 'native' | 'opusscript' | 'auto',
-    { slots: Number(values.slots), spinMs: Number(values.spin) },
-  );
+  const r = await benchCapacity({
+    ...(values.steps ? { steps: values.steps.split(',').map(Number) } : {}),
+    seconds: Number(values.seconds),
+    log: (s) => console.log(JSON.stringify(s)),
+    maxP99Ms: Number(values['max-p99']),
+    opus: values.opus as 'native' | 'opusscript' | 'auto',
+    clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
+    phases: Number(values.phases),
+  });
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

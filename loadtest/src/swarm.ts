@@ -29,6 +29,12 @@ export interface SwarmOptions {
   /** Prefix for nicknames and channel names, so several swarms can share a server. */
   prefix?: string;
   adminToken?: string;
+  /**
+   * Speakers send at this many phases spread over each 20 ms frame (default 10), as real clients
+   * whose clocks started at different times do; 1 sends every packet at the same instant, the worst
+   * case for a server's mixing clock.
+   */
+  phases?: number;
   log?: (line: string) => void;
 }
 
@@ -122,13 +128,23 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
 
   let frame = 0;
   const speakers = bots.filter((b) => b.speaker);
+  const phases = Math.max(1, Math.min(20, Math.round(o.phases ?? 10)));
+  // Speaker i sends at phase (7i mod phases): a channel's speakers and neighbouring channels differ.
+  const byPhase = Array.from({ length: phases }, (_, ph) =>
+    speakers.filter((_, i) => (i * 7) % phases === ph),
+  );
+  let step = 0;
   const ticker = new Ticker({
-    periodMs: 20,
+    periodMs: 20 / phases,
+    // Send on time to the sub-millisecond, or the server's figures measure our timer, not itself.
+    wake: 'thread',
     onTick: () => {
-      const p = frames[frame % 50]!;
-      for (const b of speakers)
-        send(b, VoicePacketType.AUDIO, p, frame === 0 ? VoiceFlags.MARKER : 0, frame * 960);
-      frame++;
+      const f = Math.floor(step / phases);
+      const p = frames[f % 50]!;
+      for (const b of byPhase[step % phases]!)
+        send(b, VoicePacketType.AUDIO, p, f === 0 ? VoiceFlags.MARKER : 0, f * 960);
+      step++;
+      if (step % phases === 0) frame++;
     },
   }).start();
   const hb = setInterval(() => {
@@ -166,6 +182,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       speakers: { type: 'string', default: '2' },
       seconds: { type: 'string', default: '10' },
       prefix: { type: 'string' },
+      phases: { type: 'string', default: '10' },
     },
   });
   const result = await runSwarm({
@@ -174,6 +191,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     members: Number(values.members),
     speakers: Number(values.speakers),
     seconds: Number(values.seconds),
+    phases: Number(values.phases),
     ...(values.prefix ? { prefix: values.prefix } : {}),
     log: (l) => process.stderr.write(l + '\n'),
   });

@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import { Histogram, type HistogramSnapshot } from './histogram.js';
 
 /** Passed to `onTick`. The same object is reused for every tick: copy what you keep. */
@@ -12,6 +13,8 @@ export interface Tick {
   skipped: number;
 }
 
+export type TickerWake = 'timer' | 'thread';
+
 export interface TickerOptions {
   /** Period, ms (e.g. 10 or 20). */
   readonly periodMs: number;
@@ -19,12 +22,13 @@ export interface TickerOptions {
   /** A tick due more than this many periods ago is skipped instead of replayed (default 3). */
   readonly maxLatePeriods?: number;
   /**
-   * The last `spinMs` before a tick are waited with setImmediate instead of a timer, for sub-ms
-   * precision. Default 0 (timers only). Measured here with an empty `onTick`: 0 -> lateness p50 0.5 ms,
-   * p99 1-2 ms, 1% of a core at 20 ms; 0.5 -> p50 0.01 ms, p99 0.5 ms, 5% (10% at 10 ms); 1 -> p99
-   * 0.1-0.2 ms, 10% (20% at 10 ms). Use one ticker per process, not one per channel, if you spin.
+   * What wakes the loop for a tick. `timer` (default): setTimeout, whose 1 ms granularity makes
+   * ticks 0.5-1 ms late (p99 1-2 ms). `thread`: a metronome thread sleeping in Atomics.wait (ns
+   * timeouts) posts a message at each due time: p50 0.1 ms, p99 0.3 ms, no more CPU. It costs one
+   * worker thread per ticker (~30 ms to start, timers cover that), so use one per process, not one
+   * per channel. Not with an injected `now`.
    */
-  readonly spinMs?: number;
+  readonly wake?: TickerWake;
   /** Called when `onTick` throws; the ticker keeps going either way. */
   readonly onError?: (err: unknown) => void;
   /** Clock in nanoseconds (default `process.hrtime.bigint`); injectable for tests. */
@@ -43,9 +47,8 @@ export interface TickerStats {
 
 /**
  * Drift-free periodic ticker: tick k is due at start + (k + 1) * period on the monotonic hrtime clock,
- * so timer error never accumulates (unlike setInterval). It sleeps with setTimeout until `spinMs`
- * before the due time, then (if spinMs > 0) yields with setImmediate until it is due (the event loop
- * keeps serving I/O meanwhile). Lateness goes into a histogram for p50/p99 metrics. If the loop falls
+ * so timer error never accumulates (unlike setInterval). It is woken by setTimeout or by a metronome
+ * thread (see `wake`). Lateness goes into a histogram for p50/p99 metrics. If the loop falls
  * more than `maxLatePeriods` behind, the missed ticks are counted and skipped rather than replayed in a
  * burst. `close()` is idempotent.
  */
@@ -54,7 +57,7 @@ export class Ticker {
   private readonly onTick: (tick: Tick) => void;
   private readonly onError: ((err: unknown) => void) | undefined;
   private readonly maxLate: number;
-  private readonly spinMs: number;
+  private readonly wakeBy: TickerWake;
   private readonly clock: () => bigint;
   private readonly unref: boolean;
   private readonly tick: Tick = { index: 0, dueMs: 0, latenessMs: 0, skipped: 0 };
@@ -64,6 +67,7 @@ export class Ticker {
   private state: 'new' | 'running' | 'closed' = 'new';
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
+  private metronome: Metronome | null = null;
   private nTicks = 0;
   private nSkipped = 0;
   private nErrors = 0;
@@ -74,15 +78,17 @@ export class Ticker {
   };
 
   constructor(options: TickerOptions) {
-    const { periodMs, onTick, maxLatePeriods = 3, spinMs = 0, onError, now, unref = false } = options;
+    const { periodMs, onTick, maxLatePeriods = 3, wake = 'timer', onError, now, unref = false } = options;
     if (!(periodMs >= 1) || !Number.isFinite(periodMs)) throw new TypeError('periodMs must be >= 1');
     if (!(maxLatePeriods >= 1)) throw new TypeError('maxLatePeriods must be >= 1');
-    if (!(spinMs >= 0)) throw new TypeError('spinMs must be >= 0');
+    if (wake !== 'timer' && wake !== 'thread') throw new TypeError(`unknown wake: ${String(wake)}`);
+    if (wake === 'thread' && now)
+      throw new TypeError('wake "thread" runs on the real clock, not an injected one');
     this.periodMs = periodMs;
     this.onTick = onTick;
     this.onError = onError;
     this.maxLate = maxLatePeriods;
-    this.spinMs = spinMs;
+    this.wakeBy = wake;
     this.clock = now ?? (() => process.hrtime.bigint());
     this.unref = unref;
   }
@@ -97,6 +103,7 @@ export class Ticker {
     this.state = 'running';
     this.origin = this.clock();
     this.k = 0;
+    if (this.wakeBy === 'thread') this.startMetronome();
     this.poll();
     return this;
   }
@@ -109,6 +116,8 @@ export class Ticker {
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.timer = null;
     this.immediate = null;
+    this.metronome?.stop();
+    this.metronome = null;
   }
 
   stats(): TickerStats {
@@ -120,8 +129,34 @@ export class Ticker {
     };
   }
 
+  /** Forgets the lateness recorded so far (e.g. after a warm-up); counters keep going. */
+  resetLateness(): void {
+    this.lateness.reset();
+  }
+
   private elapsedMs(): number {
     return Number(this.clock() - this.origin) / 1e6;
+  }
+
+  private startMetronome(): void {
+    const m = new Metronome(this.origin, this.periodMs, this.unref, {
+      // Until the thread runs (tens of ms) the timer path keeps time; from its first beat on, it wakes us.
+      beat: () => {
+        if (this.metronome !== m || this.state !== 'running') return;
+        if (this.timer !== null) clearTimeout(this.timer);
+        this.timer = null;
+        if (this.immediate === null) this.poll();
+      },
+      failed: (err) => {
+        if (this.metronome !== m) return;
+        this.metronome = null;
+        this.nErrors++;
+        this.onError?.(err);
+        // Back to timers: the clock must not stop because its helper thread did.
+        if (this.state === 'running' && this.timer === null && this.immediate === null) this.poll();
+      },
+    });
+    this.metronome = m;
   }
 
   private poll(): void {
@@ -129,15 +164,11 @@ export class Ticker {
     const now = this.elapsedMs();
     let due = (this.k + 1) * this.periodMs;
     const wait = due - now;
-    if (wait > 0) {
-      const sleep = Math.floor(wait - this.spinMs);
-      if (sleep >= 1 || this.spinMs === 0) {
-        this.timer = setTimeout(this.wake, Math.max(1, sleep));
-        if (this.unref) this.timer.unref();
-      } else {
-        // Never unref an immediate: libuv's poll phase would then block until some other event.
-        this.immediate = setImmediate(this.wake);
-      }
+    // A beat can land a few microseconds early (two threads reading the clock): that is on time.
+    if (wait > 0.02) {
+      if (this.metronome?.beating) return; // its next beat wakes us
+      this.timer = setTimeout(this.wake, Math.max(1, Math.floor(wait)));
+      if (this.unref) this.timer.unref();
       return;
     }
     let skipped = 0;
@@ -152,7 +183,7 @@ export class Ticker {
     const t = this.tick;
     t.index = this.k;
     t.dueMs = due;
-    t.latenessMs = now - due;
+    t.latenessMs = Math.max(0, now - due);
     t.skipped = skipped;
     this.lateness.record(t.latenessMs);
     this.nTicks++;
@@ -168,7 +199,82 @@ export class Ticker {
       }
     }
     if (this.state !== 'running') return;
-    // Yield to I/O before the next check, even when the next tick is already due.
+    // Yield to I/O before the next check, even when the next tick is already due. Never unref an
+    // immediate: libuv's poll phase would then block until some other event.
     this.immediate = setImmediate(this.wake);
+  }
+}
+
+/**
+ * The metronome thread: sleeps in Atomics.wait until each due time on the shared monotonic clock
+ * (hrtime is CLOCK_MONOTONIC in every thread) and posts the beat. It skips rather than bursts when
+ * it falls behind; the ticker decides what is due, so a lost or extra beat is harmless.
+ */
+const METRONOME_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { ctl, origin, periodNs } = workerData;
+let k = 0;
+parentPort.postMessage(-1);
+while (Atomics.load(ctl, 0) === 0) {
+  const now = process.hrtime.bigint();
+  const due = origin + BigInt(Math.round((k + 1) * periodNs));
+  if (due > now) {
+    Atomics.wait(ctl, 0, 0, Number(due - now) / 1e6);
+    continue;
+  }
+  const behind = Number(now - due) / periodNs;
+  if (behind > 1) k += Math.floor(behind);
+  parentPort.postMessage(k);
+  k++;
+}
+`;
+
+class Metronome {
+  readonly #ctl = new Int32Array(new SharedArrayBuffer(4));
+  /** Not private, for fault-injection tests. */
+  readonly worker: Worker;
+  #beating = false;
+  #stopped = false;
+
+  constructor(
+    origin: bigint,
+    periodMs: number,
+    unref: boolean,
+    on: { beat: () => void; failed: (err: unknown) => void },
+  ) {
+    this.worker = new Worker(METRONOME_SOURCE, {
+      eval: true,
+      workerData: { ctl: this.#ctl, origin, periodNs: periodMs * 1e6 },
+      // The thread needs almost nothing: keep its heap small.
+      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
+    });
+    if (unref) this.worker.unref();
+    this.worker.on('message', (k: number) => {
+      if (k < 0) return; // started; the first real beat switches the ticker over
+      this.#beating = true;
+      on.beat();
+    });
+    const fail = (err: unknown) => {
+      if (this.#stopped) return;
+      this.#stopped = true;
+      this.#beating = false;
+      on.failed(err);
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`metronome thread exited (${code})`)));
+  }
+
+  /** True once beats arrive: the ticker then stops arming timers. */
+  get beating(): boolean {
+    return this.#beating;
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#beating = false;
+    Atomics.store(this.#ctl, 0, 1);
+    Atomics.notify(this.#ctl, 0);
+    void this.worker.terminate();
   }
 }

@@ -259,12 +259,13 @@ export class ServerVoicePlane implements VoicePlane {
   #scheduler(frameMs: number): TickScheduler {
     let s = this.#schedulers.get(frameMs);
     if (!s) {
-      const { slots, spinMs } = this.o.ctx.config.clock;
+      const { slots, wake } = this.o.ctx.config.clock;
       s = new TickScheduler(
         frameMs,
-        slots,
+        // A phase at most every millisecond: finer wake-ups cost CPU and buy nothing (10 ms: 10 slots).
+        Math.min(slots, Math.floor(frameMs)),
         (err) => this.o.ctx.log.error({ err }, 'tick scheduler failed'),
-        spinMs,
+        wake,
       );
       this.#schedulers.set(frameMs, s);
     }
@@ -453,15 +454,21 @@ export class ServerVoicePlane implements VoicePlane {
     core: ChannelCore;
     ticksSkipped: number;
     lateness: Histogram;
-    timerP99Ms: number;
+    /** The channel's clock alone (wake-up lateness, before any channel work). */
+    clock: { p50: number; p99: number };
   }[] {
     return [...this.#channels.entries()].map(([id, h]) => ({
       id,
       core: h.core,
-      timerP99Ms: this.#schedulers.get(h.core.settings.frameMs)?.latenessP99() ?? 0,
+      clock: this.#schedulers.get(h.core.settings.frameMs)?.clockLateness() ?? { p50: 0, p99: 0 },
       ticksSkipped: h.ticksSkipped,
       lateness: h.lateness,
     }));
+  }
+
+  /** Benchmarks: measure the clocks from now on. */
+  resetClockLateness(): void {
+    for (const s of this.#schedulers.values()) s.resetClockLateness();
   }
 
   endpointOf(session: Session): VoiceEndpoint | undefined {

@@ -1,4 +1,4 @@
-import { Ticker, type Tick } from '@voice/media';
+import { Ticker, type Tick, type TickerWake } from '@voice/media';
 
 export interface ScheduledHandle {
   readonly slot: number;
@@ -28,8 +28,8 @@ export class TickScheduler {
     readonly frameMs: number,
     readonly slotCount = 8,
     private readonly onError: (err: unknown) => void = () => {},
-    /** Busy-wait (yielding to I/O) for the last part of each wait: sharper ticks, more CPU. */
-    private readonly spinMs = 0,
+    /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
+    private readonly wake: TickerWake = 'timer',
   ) {
     if (!Number.isInteger(slotCount) || slotCount < 1)
       throw new TypeError('slotCount must be a positive integer');
@@ -44,7 +44,7 @@ export class TickScheduler {
       onError: this.onError,
       // A late slot still runs; only a whole lost frame is skipped (a channel never ticks twice at once).
       maxLatePeriods: this.slotCount,
-      spinMs: this.spinMs,
+      wake: this.wake,
       unref: true,
     }).start();
   }
@@ -123,8 +123,15 @@ export class TickScheduler {
     }
   }
 
-  latenessP99(): number {
-    return this.#ticker ? this.#ticker.stats().lateness.p99 : this.#lastTickerP99;
+  /** The clock's own wake-up lateness (not the channels'), p50 and p99, ms. */
+  clockLateness(): { p50: number; p99: number } {
+    if (!this.#ticker) return { p50: 0, p99: this.#lastTickerP99 };
+    const l = this.#ticker.stats().lateness;
+    return { p50: l.p50, p99: l.p99 };
+  }
+
+  resetClockLateness(): void {
+    this.#ticker?.resetLateness();
   }
 
   close(): void {

@@ -26,13 +26,16 @@ export const ConfigSchema = z
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
     redisUrl: z.string().url().optional(),
     /**
-     * The mixing clock: one per frame size, cut into `slots` phases (at most one per ms). `wake: thread` wakes it from a
-     * metronome thread (tick lateness p50 ~0.1 ms); `timer` uses setTimeout (1 ms granular, ~1 ms).
+     * The mixing clock: one per frame size, cut into `slots` phases (at most one per ms). `wake:
+     * thread` wakes it from a metronome thread (tick lateness p50 ~0.1 ms); `timer` uses setTimeout
+     * (1 ms granular). A channel whose mean tick passes `tickBudget` of a frame lowers its encoder
+     * complexity until it fits, so it cannot hold up the channels due after it.
      */
     clock: z
       .object({
         slots: z.number().int().min(1).max(20).default(16),
         wake: z.enum(['thread', 'timer']).default('thread'),
+        tickBudget: z.number().gt(0).max(1).default(0.1),
       })
       .strict()
       .prefault({}),

@@ -292,4 +292,30 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(heard(ws, 700)).toBeLessThan(-50);
     expect((await shown).member.userId).toBe(ws.user.id);
   });
+
+  it('8. a channel over its CPU budget lowers its encoder complexity and keeps sounding', async () => {
+    // A budget of 10 µs per tick: every real tick with an encode is over it.
+    await srv.stop();
+    srv = await startTestServer({ clock: { tickBudget: 0.0005 } });
+    const trio = await channelOf('Busy', ['busy-a', 'busy-b', 'busy-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    // One decision per 50 ticks (1 s): after two, 9 -> 7 -> 5.
+    await expect
+      .poll(() => srv.voice.channelStats()[0]?.core.stats.complexity, { timeout: 5000, interval: 100 })
+      .toBeLessThanOrEqual(5);
+    const stats = srv.voice.channelStats()[0]!.core.stats;
+    expect(stats.cpuAdaptations).toBeGreaterThanOrEqual(2);
+    expect(stats.tickUs.percentile(50)).toBeGreaterThan(10);
+    const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+    expect(metrics).toMatch(/voice_channel_complexity\{channel="[^"]+"\} [1-5]\n/);
+    expect(metrics).toMatch(/voice_channel_cpu_adaptations\{channel="[^"]+"\} [2-9]/);
+    // Cheaper encoding, same mix: everyone still hears the other two tones at their level.
+    await listen(trio, 1000, 300);
+    for (const [i, b] of trio.entries())
+      for (const [j, hz] of TONES.entries()) {
+        if (i === j) continue;
+        expect(heard(b, hz), `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
+        expect(heard(b, hz)).toBeLessThan(-17);
+      }
+  });
 });

@@ -24,6 +24,7 @@ import {
 import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { PacketInbox } from './inbox.js';
+import { OveruseDetector } from './overuse.js';
 
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
@@ -96,6 +97,8 @@ export interface ChannelIo {
   send(ep: VoiceEndpoint, packet: Uint8Array, length: number): void;
   /** Voice activity changed (already hysteresis-filtered by the VAD). */
   speaking(ep: VoiceEndpoint, speaking: boolean): void;
+  /** The channel changed its encoder complexity for CPU: lowered for overuse, or raised back. */
+  adapted?(channel: ChannelId, complexity: number, direction: 'down' | 'up'): void;
   counters: VoiceCounters;
 }
 
@@ -117,6 +120,19 @@ export interface ChannelStats {
   decodeUs: Histogram;
   encodeUs: Histogram;
   holdMs: Histogram;
+  /** Whole tick, inbox to last send. */
+  tickUs: Histogram;
+  /** Encoder complexity in use: below the channel's setting while it is over its CPU budget. */
+  complexity: number;
+  /** Times the complexity was lowered for CPU overuse. */
+  cpuAdaptations: number;
+}
+
+export interface ChannelCoreOptions {
+  /** Bounded inbox (default 512 packets; the oldest is dropped when full). */
+  readonly inboxCapacity?: number;
+  /** Mean tick time above which encoder complexity steps down (default: a tenth of the frame). */
+  readonly tickBudgetMs?: number;
 }
 
 /**
@@ -164,7 +180,11 @@ export class ChannelCore {
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
+    tickUs: new Histogram({ bucketWidth: 20, buckets: 1000, window: 4096 }),
+    complexity: 0,
+    cpuAdaptations: 0,
   };
+  readonly #overuse: OveruseDetector;
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
 
@@ -173,10 +193,14 @@ export class ChannelCore {
     public settings: VoiceSettings,
     private readonly opus: OpusFactory,
     private readonly io: ChannelIo,
-    inboxCapacity = 512,
+    options: ChannelCoreOptions = {},
   ) {
     this.frameSamples = (SAMPLE_RATE / 1000) * settings.frameMs;
-    this.inbox = new PacketInbox(inboxCapacity);
+    this.inbox = new PacketInbox(options.inboxCapacity ?? 512);
+    this.#overuse = new OveruseDetector(settings.complexity, {
+      budgetMs: options.tickBudgetMs ?? settings.frameMs / 10,
+    });
+    this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
   }
 
@@ -222,10 +246,22 @@ export class ChannelCore {
    */
   updateSettings(settings: VoiceSettings): void {
     this.settings = { ...settings, frameMs: this.settings.frameMs };
+    this.#overuse.configure(settings.complexity);
+    this.stats.complexity = settings.complexity;
     for (const slot of this.#encoders.values()) {
       slot.encoder.setBitrate(settings.bitrate);
       slot.encoder.setComplexity(settings.complexity);
     }
+  }
+
+  #adaptComplexity(tickMs: number): void {
+    const before = this.#overuse.complexity;
+    if (!this.#overuse.record(tickMs)) return;
+    const c = this.#overuse.complexity;
+    for (const slot of this.#encoders.values()) slot.encoder.setComplexity(c);
+    this.stats.complexity = c;
+    this.stats.cpuAdaptations = this.#overuse.adaptedDown;
+    this.io.adapted?.(this.id, c, c < before ? 'down' : 'up');
   }
 
   /**
@@ -234,6 +270,14 @@ export class ChannelCore {
    * jump the clients conceal rather than audio silently running late.
    */
   tick(now: number, frames = 1): void {
+    const t0 = performance.now();
+    this.#tickBody(now, frames);
+    const ms = performance.now() - t0;
+    this.stats.tickUs.record(ms * 1000);
+    this.#adaptComplexity(ms);
+  }
+
+  #tickBody(now: number, frames: number): void {
     this.#tick++;
     this.#mediaFrame += frames;
     this.stats.ticks++;
@@ -413,7 +457,7 @@ export class ChannelCore {
         encoder: this.opus.createEncoder({
           frameSamples: this.frameSamples,
           bitrate: this.settings.bitrate,
-          complexity: this.settings.complexity,
+          complexity: this.#overuse.complexity,
           // No binding we ship can decode in-band FEC, so it would only cost encoder time.
           fec: false,
         }),

@@ -104,6 +104,11 @@ export class ServerVoicePlane implements VoicePlane {
           .setSpeaking(ep.session, speaking)
           .catch((err: unknown) => o.ctx.log.error({ err }, 'speaking event failed'));
       },
+      adapted: (channel, complexity, direction) => {
+        if (direction === 'down')
+          o.ctx.log.warn({ channel, complexity }, 'channel over its CPU budget: encoder complexity lowered');
+        else o.ctx.log.info({ channel, complexity }, 'channel encoder complexity raised one step');
+      },
     };
     // Stats go out in STATS_SLICES slices (by voice id) so no single pass stalls the event loop.
     this.#statsTimer = setInterval(() => this.#sendStats(), STATS_INTERVAL_MS / STATS_SLICES);
@@ -182,7 +187,9 @@ export class ServerVoicePlane implements VoicePlane {
   #channel(channel: StoredChannel): ChannelHandle {
     const existing = this.#channels.get(channel.id);
     if (existing) return existing;
-    const core = new ChannelCore(channel.id, channel.voice, this.o.opus, this.#io);
+    const core = new ChannelCore(channel.id, channel.voice, this.o.opus, this.#io, {
+      tickBudgetMs: channel.voice.frameMs * this.o.ctx.config.clock.tickBudget,
+    });
     const handle: ChannelHandle = {
       core,
       members: 0,
@@ -583,6 +590,19 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
   );
   perChannel('voice_channel_tick_lateness_p99_ms', 'Tick due to actor start, p99', (s) =>
     s.lateness.percentile(99),
+  );
+  perChannel('voice_channel_tick_p99_us', 'Tick duration (inbox to last send), p99', (s) =>
+    s.core.stats.tickUs.percentile(99),
+  );
+  perChannel(
+    'voice_channel_complexity',
+    'Encoder complexity in use (below the setting while over the CPU budget)',
+    (s) => s.core.stats.complexity,
+  );
+  perChannel(
+    'voice_channel_cpu_adaptations',
+    'Times the channel lowered its encoder complexity for CPU overuse',
+    (s) => s.core.stats.cpuAdaptations,
   );
   perChannel('voice_channel_decode_p50_us', 'Opus decode time p50', (s) =>
     s.core.stats.decodeUs.percentile(50),

@@ -3,7 +3,9 @@
 //
 //   - redis-server on PATH (tests start their own instance on a free port);
 //   - better-sqlite3's native binary loads (rebuilt with `npm rebuild better-sqlite3` if not);
-//   - uWebSockets.js loaded its native binary for this Node's ABI, not its slow JS fallback.
+//   - uWebSockets.js loaded its native binary for this Node's ABI, not its slow JS fallback;
+//   - libopus-dev present and our Opus addon (media/native/voice_opus.c) built: the tests check
+//     in-band FEC, which only that backend decodes.
 //
 // Silent when everything is in place (well under a second). When something is missing and we run
 // as root with apt-get, it installs it (`apt-get update` once, then `apt-get install`); otherwise it
@@ -156,3 +158,13 @@ if (!String(uws.App).includes('[native code]')) {
     say(`!!! WARNING: ${msg} (continuing: VOICE_ALLOW_UWS_FALLBACK=1) !!!`);
   else fail(`${msg}; or set VOICE_ALLOW_UWS_FALLBACK=1 to accept the slow path`);
 }
+
+// 5. Our Opus addon over the system libopus (the tests exercise its FEC decoding).
+if (!existsSync('/usr/include/opus/opus.h')) {
+  const tools = ['libopus-dev', ...(onPath('cc') ? [] : ['gcc'])];
+  if (!aptInstall(tools))
+    fail('libopus-dev is not installed: install it (Debian: `sudo apt-get install -y libopus-dev`)');
+}
+const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
+if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', 'voice_opus.node')))
+  fail(`the Opus addon did not build:\n${built.tail}`);

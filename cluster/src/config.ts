@@ -39,8 +39,8 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    /** Opus implementation: native @discordjs/opus when it built (auto), or force one. */
-    opusBackend: z.enum(['auto', 'native', 'opusscript']).default('auto'),
+    /** Opus implementation: auto = our libopus addon, else @discordjs/opus, else opusscript. */
+    opusBackend: z.enum(['auto', 'libopus', 'native', 'opusscript']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long a session (and its channel seat) survives a lost connection. */
     graceMs: z.number().int().min(0).max(600_000).default(20_000),

@@ -223,6 +223,10 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(await srv.ctx.metrics.value('voice_channel_concealed', { channel: ch })).toBe(
       core.stats.concealed,
     );
+    // The bots send in-band FEC and the server decodes with libopus: a lost packet followed by a
+    // buffered one is rebuilt from that packet's FEC, not guessed.
+    expect(core.stats.fecRecovered).toBeGreaterThan(0);
+    expect(core.stats.fecRecovered).toBeLessThanOrEqual(core.stats.concealed);
     expect(await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'REPLAY' })).toBeGreaterThan(
       0,
     );

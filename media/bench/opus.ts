@@ -1,4 +1,10 @@
-import { createOpus, loadDiscordOpus, type OpusFactory, OpusscriptFactory } from '../src/index.js';
+import {
+  createOpus,
+  loadDiscordOpus,
+  loadVoiceOpusAddon,
+  type OpusFactory,
+  OpusscriptFactory,
+} from '../src/index.js';
 import { isMain, measure, printFigures } from './util.js';
 
 /** A voice-like test signal: a 140 Hz harmonic series with a 4 Hz syllable envelope, plus noise. */
@@ -80,6 +86,9 @@ export async function benchOpus(): Promise<Record<string, number>> {
   } else {
     figures.native_available = 0;
   }
+  if (loadVoiceOpusAddon() !== null)
+    Object.assign(figures, benchFactory(await createOpus({ backend: 'libopus' }), 'libopus'));
+  else figures.libopus_available = 0;
   return figures;
 }
 

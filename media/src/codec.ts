@@ -1,17 +1,20 @@
 import { MediaError } from './errors.js';
 import type { OpusSignal } from './opus-packet.js';
+import { AddonOpusFactory, loadVoiceOpusAddon, type VoiceOpusAddon } from './opus-addon.js';
 import { loadDiscordOpus, NativeOpusFactory, type DiscordOpusModule } from './opus-native.js';
 import { OpusscriptFactory } from './opus-wasm.js';
 
 /**
- * Opus, 48 kHz mono, behind one interface with two backends:
- * - `opusscript`: libopus 1.4 compiled to WebAssembly (always available; see opus-wasm.ts);
- * - `native`: `@discordjs/opus` (libopus in C), used only when that optional package is installed.
+ * Opus, 48 kHz mono, behind one interface with three backends:
+ * - `libopus`: our addon over the system libopus (opus-addon.ts), built when libopus-dev is
+ *   installed; the only one that decodes in-band FEC;
+ * - `native`: `@discordjs/opus` (libopus in C), used only when that optional package is installed;
+ * - `opusscript`: libopus 1.4 compiled to WebAssembly (always available; see opus-wasm.ts).
  *
  * Every call works on caller-owned typed arrays, so a steady stream allocates nothing per frame
  * (the native backend allocates the Buffers its binding returns).
  */
-export type OpusBackendName = 'opusscript' | 'native';
+export type OpusBackendName = 'opusscript' | 'native' | 'libopus';
 
 export interface OpusEncoderSettings {
   /** Target bitrate in bit/s (500..512000). Default 32000. */
@@ -88,15 +91,30 @@ export interface OpusFactory {
 }
 
 export interface CreateOpusOptions {
-  /** 'auto' (default): native when installed, else opusscript. 'native' throws when it is missing. */
+  /**
+   * 'auto' (default): the libopus addon when built, else native when installed, else opusscript.
+   * 'libopus' and 'native' throw when they are missing.
+   */
   readonly backend?: 'auto' | OpusBackendName;
   /** Replaces the `@discordjs/opus` loader (tests inject fakes here). */
   readonly loadNative?: () => Promise<DiscordOpusModule | null>;
+  /** Replaces the addon loader (tests make it missing here). */
+  readonly loadAddon?: () => VoiceOpusAddon | null;
 }
 
 /** Picks the backend: native `@discordjs/opus` when it loads, opusscript otherwise. */
 export async function createOpus(options: CreateOpusOptions = {}): Promise<OpusFactory> {
   const want = options.backend ?? 'auto';
+  if (want === 'auto' || want === 'libopus') {
+    const addon = (options.loadAddon ?? loadVoiceOpusAddon)();
+    if (addon !== null) return new AddonOpusFactory(addon);
+    if (want === 'libopus') {
+      throw new MediaError(
+        'CODEC_UNAVAILABLE',
+        'the voice_opus addon is not built (install libopus-dev, then run `npm run build`)',
+      );
+    }
+  }
   if (want !== 'opusscript') {
     const mod = await (options.loadNative ?? loadDiscordOpus)();
     if (mod !== null) return new NativeOpusFactory(mod);

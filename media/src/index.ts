@@ -4,6 +4,7 @@ export * from './opus-packet.js';
 export * from './codec.js';
 export * from './opus-wasm.js';
 export * from './opus-native.js';
+export * from './opus-addon.js';
 export * from './jitter-buffer.js';
 export * from './mixer.js';
 export * from './level.js';

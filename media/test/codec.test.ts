@@ -34,7 +34,7 @@ function encodeAll(pcm: Int16Array, frameSamples: number, f = factory): Uint8Arr
 describe('opus backends', () => {
   it('falls back to opusscript when the native binding cannot be loaded', async () => {
     expect(await loadDiscordOpus('no-such-package-xyz')).toBeNull();
-    const opus = await createOpus({ loadNative: () => Promise.resolve(null) });
+    const opus = await createOpus({ loadNative: () => Promise.resolve(null), loadAddon: () => null });
     expect(opus.backend).toBe('opusscript');
     expect(opus.createEncoder().backend).toBe('opusscript');
     await expect(
@@ -44,7 +44,7 @@ describe('opus backends', () => {
 
   it('prefers the native binding when it is installed (optional dependency)', async () => {
     const native = await loadDiscordOpus();
-    const opus = await createOpus();
+    const opus = await createOpus({ loadAddon: () => null });
     // @discordjs/opus is optional: where it built, auto picks it; where it did not, opusscript.
     expect(opus.backend).toBe(native ? 'native' : 'opusscript');
     if (!native) return;
@@ -265,7 +265,10 @@ describe('native backend wrapper (@discordjs/opus API, faked over opusscript)', 
   }
 
   it('prefers the native module when it loads, and round-trips audio through it', async () => {
-    const opus = await createOpus({ loadNative: () => Promise.resolve(fakeModule(false)) });
+    const opus = await createOpus({
+      loadNative: () => Promise.resolve(fakeModule(false)),
+      loadAddon: () => null,
+    });
     expect(opus.backend).toBe('native');
     const enc = opus.createEncoder();
     const dec = opus.createDecoder();

@@ -168,7 +168,8 @@ export class VoiceSession {
     this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER);
     this.encoder = o.opus.createEncoder({
       frameSamples: this.frameSamples,
-      fec: false,
+      // In-band FEC (LBRR): the server's libopus decoder rebuilds a lost packet from the next one.
+      fec: true,
       ...o.encoder,
       bitrate: o.encoder?.bitrate ?? b.bitrate,
     });

@@ -566,6 +566,11 @@ export function registerVoiceMetrics(registry: Registry, plane: ServerVoicePlane
   perChannel('voice_channel_late', 'Packets that arrived after their turn', (s) => s.core.stats.late);
   perChannel('voice_channel_concealed', 'Frames concealed (loss)', (s) => s.core.stats.concealed);
   perChannel(
+    'voice_channel_fec_recovered',
+    'Concealed frames rebuilt from in-band FEC',
+    (s) => s.core.stats.fecRecovered,
+  );
+  perChannel(
     'voice_channel_inbox_overflows',
     'Packets dropped because the actor inbox was full',
     (s) => s.core.stats.inboxOverflows,

@@ -34,7 +34,7 @@ export interface CapacityOptions {
   seconds?: number;
   log?: (s: Step) => void;
   maxP99Ms?: number;
-  opus?: 'native' | 'opusscript' | 'auto';
+  opus?: 'libopus' | 'native' | 'opusscript' | 'auto';
   clock?: { slots: number; wake: 'thread' | 'timer' };
   /** Send phases per frame in the swarm: 10 as independent clients, 1 all at once (worst case). */
   phases?: number;
@@ -43,7 +43,7 @@ export interface CapacityOptions {
 async function runStep(
   channels: number,
   seconds: number,
-  opus: 'native' | 'opusscript' | 'auto',
+  opus: 'libopus' | 'native' | 'opusscript' | 'auto',
   clock: { slots: number; wake: 'thread' | 'timer' },
   phases: number,
 ): Promise<Step> {
@@ -188,15 +188,20 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
   } = o;
   let best = 0;
   let at: Step | null = null;
+  // The issue's bound (2 ms), read from the same sweep.
+  let under2 = 0;
   for (const channels of steps) {
     const s = await runStep(channels, seconds, opus, clock, phases);
     log(s);
-    if (s.latenessP99Ms < maxP99Ms && s.deliveryRatio > 0.98 && s.serverCpuPct < 90) {
+    const ok = s.deliveryRatio > 0.98 && s.serverCpuPct < 90;
+    if (ok && s.latenessP99Ms < 2 && under2 === (at?.members ?? 0)) under2 = s.members;
+    if (ok && s.latenessP99Ms < maxP99Ms) {
       best = s.members;
       at = s;
     } else break;
   }
   return {
+    capacity_members_per_core_p99_under_2ms: under2,
     capacity_members_per_core: best,
     capacity_tick_lateness_p99_ms: at?.latenessP99Ms ?? 0,
     capacity_server_cpu_pct: at?.serverCpuPct ?? 0,
@@ -222,7 +227,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     seconds: Number(values.seconds),
     log: (s) => console.log(JSON.stringify(s)),
     maxP99Ms: Number(values['max-p99']),
-    opus: values.opus as 'native' | 'opusscript' | 'auto',
+    opus: values.opus as 'libopus' | 'native' | 'opusscript' | 'auto',
     clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
     phases: Number(values.phases),
   });

@@ -196,6 +196,8 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const [speaker, listener] = await channelOf('Lossy', ['lossy-speaker', 'lossy-listener'], {
       udpTarget: relay.address,
       wsFallback: false,
+      // In-band FEC, so the server can rebuild lost packets (asserted below).
+      encoder: { fec: true },
     });
     speaker!.startVoice(new ToneSource(440, -20));
     // Jitter buffers adapt over their 2 s delay window; then a second of audio is judged.

@@ -4,6 +4,14 @@ import { TickScheduler } from '../src/voice/scheduler.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('TickScheduler', () => {
+  it('cuts a frame into at most one phase per millisecond (the clock period is never under 1 ms)', () => {
+    const ten = new TickScheduler(10, 16);
+    expect(ten.slotCount).toBe(10);
+    expect(ten.slotMs).toBe(1);
+    expect(new TickScheduler(20, 16).slotCount).toBe(16);
+    expect(() => new TickScheduler(20, 0)).toThrow(TypeError);
+  });
+
   it('spreads tasks over phase slots and ticks each once per frame', async () => {
     const s = new TickScheduler(20, 8);
     const counts = new Array<number>(16).fill(0);

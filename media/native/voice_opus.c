@@ -7,6 +7,7 @@
  */
 #include <node_api.h>
 #include <opus.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct {

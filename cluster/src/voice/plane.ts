@@ -269,8 +269,7 @@ export class ServerVoicePlane implements VoicePlane {
       const { slots, wake } = this.o.ctx.config.clock;
       s = new TickScheduler(
         frameMs,
-        // A phase at most every millisecond: finer wake-ups cost CPU and buy nothing (10 ms: 10 slots).
-        Math.min(slots, Math.floor(frameMs)),
+        slots,
         (err) => this.o.ctx.log.error({ err }, 'tick scheduler failed'),
         wake,
       );

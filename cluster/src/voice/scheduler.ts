@@ -20,20 +20,22 @@ export interface ScheduledTask {
  */
 export class TickScheduler {
   readonly #slots: ScheduledTask[][];
+  /** Phases per frame: as asked, but at most one per millisecond (the clock's finest period). */
+  readonly slotCount: number;
   #ticker: Ticker | null = null;
   #size = 0;
   #lastTickerP99 = 0;
 
   constructor(
     readonly frameMs: number,
-    readonly slotCount = 8,
+    slots = 8,
     private readonly onError: (err: unknown) => void = () => {},
     /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
     private readonly wake: TickerWake = 'timer',
   ) {
-    if (!Number.isInteger(slotCount) || slotCount < 1)
-      throw new TypeError('slotCount must be a positive integer');
-    this.#slots = Array.from({ length: slotCount }, () => []);
+    if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
+    this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
+    this.#slots = Array.from({ length: this.slotCount }, () => []);
   }
 
   /** The clock runs only while some channel is active: an idle home server does not wake at all. */

@@ -19,8 +19,10 @@ export function artillerySink(ee: EventEmitter): MetricSink {
 
 /** A stable code for an error: the wire code when the server sent one, else the error's class. */
 export function errorCode(err: unknown): string {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  const e = err as { code?: unknown; name?: unknown; message?: unknown; cause?: { code?: unknown } } | null;
   if (e && typeof e.code === 'string' && e.code !== '') return e.code;
+  // fetch() fails with TypeError('fetch failed') and the socket's error as its cause.
+  if (e && typeof e.cause?.code === 'string' && e.cause.code !== '') return e.cause.code;
   const msg = typeof e?.message === 'string' ? e.message : String(err);
   if (/timed out|within \d+ ms/.test(msg)) return 'TIMEOUT';
   if (/ECONNREFUSED/.test(msg)) return 'ECONNREFUSED';

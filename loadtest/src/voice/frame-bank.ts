@@ -18,8 +18,8 @@ const LOOP_MS = 1000;
 
 /**
  * Opus frames encoded once per process and shared by all its users: `loop` frames of background
- * (one second, a whole number of tone cycles so the loop is seamless) and one click frame per
- * millisecond offset of the click inside a frame, so a click can be placed on a clock instant to
+ * (one second, a whole number of tone cycles so the loop is seamless) and one click frame (with
+ * the frame that follows it) per millisecond offset of the click inside a frame, so a click can be placed on a clock instant to
  * within half a millisecond without encoding anything at run time.
  */
 export class FrameBank {
@@ -29,16 +29,27 @@ export class FrameBank {
   readonly loop: readonly Uint8Array[];
   /** `clicks[k]`: the background frame with the click starting k ms into the frame. */
   readonly clicks: readonly Uint8Array[];
+  /**
+   * `tails[k]`: the frame sent after `clicks[k]`. Opus delays its output by its look-ahead (6.5 ms),
+   * so a click late in a frame comes out in the next packet: that packet must be encoded after it.
+   */
+  readonly tails: readonly Uint8Array[];
   readonly toneHz: number;
   readonly clickHz: number;
   readonly clickAmplitude: number;
   readonly toneAmplitude: number;
 
-  private constructor(o: Required<FrameBankOptions>, loop: Uint8Array[], clicks: Uint8Array[]) {
+  private constructor(
+    o: Required<FrameBankOptions>,
+    loop: Uint8Array[],
+    clicks: Uint8Array[],
+    tails: Uint8Array[],
+  ) {
     this.frameMs = o.frameMs;
     this.frameSamples = o.frameMs * 48;
     this.loop = loop;
     this.clicks = clicks;
+    this.tails = tails;
     this.toneHz = o.toneHz;
     this.clickHz = o.clickHz;
     this.clickAmplitude = o.clickAmplitude;
@@ -74,6 +85,7 @@ export class FrameBank {
     }
     // Each click frame is encoded after a few background frames, as it is heard in a stream.
     const clicks: Uint8Array[] = [];
+    const tails: Uint8Array[] = [];
     const w = (2 * Math.PI * o.clickHz) / 48_000;
     const width = Math.round(o.clickMs * 48);
     for (let k = 0; k < o.frameMs; k++) {
@@ -85,10 +97,11 @@ export class FrameBank {
           frame[k * 48 + i] = Math.round(32767 * o.clickAmplitude * Math.sin(w * (i + 1)));
         }
         clicks.push(scratch.slice(0, e.encode(frame, scratch)));
+        tails.push(scratch.slice(0, e.encode(pcm.subarray(6 * n, 7 * n), scratch)));
       } finally {
         e.destroy();
       }
     }
-    return new FrameBank(o, loop, clicks);
+    return new FrameBank(o, loop, clicks, tails);
   }
 }

@@ -19,19 +19,17 @@ class BankEncoder implements OpusEncoder {
   private destroyed = false;
 
   constructor(
-    private readonly bank: FrameBank,
     private readonly cue: FrameCue,
+    frameSamples: number,
     backend: OpusEncoder['backend'],
   ) {
     this.backend = backend;
-    this.frameSamples = bank.frameSamples;
+    this.frameSamples = frameSamples;
   }
 
   encode(_pcm: Int16Array, out: Uint8Array): number {
     if (this.destroyed) throw new Error('encoder destroyed');
-    const c = this.cue;
-    const b = this.bank;
-    const frame = c.variant >= 0 ? b.clicks[c.variant]! : b.loop[c.loopIndex]!;
+    const frame = this.cue.frame;
     out.set(frame);
     return frame.length;
   }
@@ -70,7 +68,7 @@ export class PreEncodedOpus implements OpusFactory {
     if (n !== this.bank.frameSamples) {
       throw new TypeError(`the channel's frame (${n} samples) is not the bank's (${this.bank.frameSamples})`);
     }
-    return new BankEncoder(this.bank, this.cue, this.real.backend);
+    return new BankEncoder(this.cue, n, this.real.backend);
   }
 
   createDecoder(options?: OpusDecoderOptions): OpusDecoder {

@@ -16,11 +16,12 @@ export interface TalkerOptions {
   readonly toMono: (perfMs: number) => number;
 }
 
-/** Which pre-encoded frame the paired encoder sends next: a loop frame, or a click variant. */
+/** Which pre-encoded frame the paired encoder sends next. */
 export interface FrameCue {
-  /** -1: background frame `loopIndex`; k >= 0: the click frame with the click k ms in. */
+  /** The Opus packet to send. */
+  frame: Uint8Array;
+  /** -1: background; k >= 0: the click frame with the click k ms in (for tests and figures). */
   variant: number;
-  loopIndex: number;
 }
 
 /**
@@ -36,7 +37,10 @@ export interface FrameCue {
 export class Talker implements AudioSource {
   readonly name = 'load-test talker';
   lastCaptureTime = 0;
-  readonly cue: FrameCue = { variant: -1, loopIndex: 0 };
+  readonly cue: FrameCue;
+  private loopIndex = 0;
+  /** The tail frame owed after a click frame (see FrameBank.tails), or null. */
+  private tail: Uint8Array | null = null;
   /** Clicks sent and frames sent, for the user's own figures. */
   clicksSent = 0;
   framesSent = 0;
@@ -53,6 +57,7 @@ export class Talker implements AudioSource {
     if (!(o.clickPeriodMs >= 2 * o.bank.frameMs)) throw new TypeError('clickPeriodMs must be >= 2 frames');
     this.turns = Math.ceil(o.seats / o.speakers);
     this.myTurn = Math.floor(o.seat / o.speakers);
+    this.cue = { frame: o.bank.loop[0]!, variant: -1 };
   }
 
   /** True when this seat talks at shared-clock time `mono`. */
@@ -63,17 +68,28 @@ export class Talker implements AudioSource {
   read(_out: Int16Array, now: number): boolean {
     this.lastCaptureTime = now;
     const end = this.o.toMono(now);
-    if (!this.talksAt(end)) return false;
-    const f = this.o.bank.frameMs;
+    if (!this.talksAt(end)) {
+      this.tail = null;
+      return false;
+    }
+    const bank = this.o.bank;
+    const f = bank.frameMs;
     const start = end - f;
     const p = this.o.clickPeriodMs;
     const click = Math.ceil(start / p) * p;
     const cue = this.cue;
+    this.loopIndex = (this.loopIndex + 1) % bank.loop.length;
     if (click < end) {
-      cue.variant = Math.min(f - 1, Math.max(0, Math.round(click - start)));
+      const k = Math.min(f - 1, Math.max(0, Math.round(click - start)));
+      cue.variant = k;
+      cue.frame = bank.clicks[k]!;
+      this.tail = bank.tails[k]!;
       this.clicksSent++;
-    } else cue.variant = -1;
-    cue.loopIndex = (cue.loopIndex + 1) % this.o.bank.loop.length;
+    } else {
+      cue.variant = -1;
+      cue.frame = this.tail ?? bank.loop[this.loopIndex]!;
+      this.tail = null;
+    }
     this.framesSent++;
     return true;
   }

@@ -57,8 +57,8 @@ describe('Talker', () => {
 });
 
 describe('ClickMeter on decoded bank frames', () => {
-  it('measures the delay of a click from the played instant, within a millisecond', () => {
-    const dec = opus.createDecoder({ frameSamples: 960 });
+  /** A decoder and a meter on an identity clock, with the delays it reports. */
+  const listener = () => {
     const delays: number[] = [];
     const meter = new ClickMeter({
       clickPeriodMs: 1000,
@@ -67,7 +67,11 @@ describe('ClickMeter on decoded bank frames', () => {
       audible: 0.005,
       onDelay: (ms) => delays.push(ms),
     });
-    const pcm = new Int16Array(2880);
+    return { dec: opus.createDecoder({ frameSamples: 960 }), delays, meter, pcm: new Int16Array(2880) };
+  };
+
+  it('measures the delay of a click from the played instant, within a millisecond', () => {
+    const { dec, delays, meter, pcm } = listener();
     // Background frames, then the click frame whose click starts 7 ms in, played from 5000 + 60 ms.
     let at = 5000 - 5 * 20 + 60;
     for (let f = 0; f < 5; f++, at += 20) meter.hook(pcm, dec.decode(bank20.loop[f]!, pcm), at);
@@ -83,16 +87,7 @@ describe('ClickMeter on decoded bank frames', () => {
   });
 
   it('hears a click placed at the very end of a frame: it comes out in the tail frame', () => {
-    const dec = opus.createDecoder({ frameSamples: 960 });
-    const delays: number[] = [];
-    const meter = new ClickMeter({
-      clickPeriodMs: 1000,
-      toMono: (x) => x,
-      threshold: 0.3,
-      audible: 0.005,
-      onDelay: (ms) => delays.push(ms),
-    });
-    const pcm = new Int16Array(2880);
+    const { dec, delays, meter, pcm } = listener();
     for (let f = 0; f < 5; f++) meter.hook(pcm, dec.decode(bank20.loop[f]!, pcm), 900 + f * 20);
     meter.hook(pcm, dec.decode(bank20.clicks[19]!, pcm), 1000);
     meter.hook(pcm, dec.decode(bank20.tails[19]!, pcm), 1020);

@@ -76,7 +76,12 @@ export function judgeGenerator(s: Record<string, Summary>, workers: number): Gen
   const reasons: string[] = [];
   if (busy !== null && busy > 85)
     reasons.push(`event loop busy ${busy.toFixed(0)} % (p95 of 1 s samples) > 85 %`);
-  if (delay !== null && delay > 20) reasons.push(`event loop wake-up p99 ${delay.toFixed(1)} ms > 20 ms`);
+  if (delay !== null && delay > 20) {
+    // Late wake-ups with an idle loop: other processes hold the CPU, not the users' own work.
+    const starved =
+      busy !== null && busy <= 85 ? ` while busy only ${busy.toFixed(0)} %: the machine is short of CPU` : '';
+    reasons.push(`event loop wake-up p99 ${delay.toFixed(1)} ms > 20 ms${starved}`);
+  }
   if (cpu !== null && cpu > 90 * workers)
     reasons.push(`process CPU ${cpu.toFixed(0)} % > 90 % x ${workers} workers`);
   return {

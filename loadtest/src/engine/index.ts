@@ -4,7 +4,15 @@ import { createOpus, type OpusFactory } from '@voice/media';
 import { FrameBank } from '../voice/frame-bank.js';
 import { artillerySink, errorCode, type MetricSink } from './metrics.js';
 import { GeneratorMonitor } from './monitor.js';
-import { parseEngineConfig, parseSignalingStep, parseVoiceStep, type EngineConfig } from './options.js';
+import { LeanPlane } from '../voice/lean-plane.js';
+import { runLeanUser } from './lean-user.js';
+import {
+  parseEngineConfig,
+  parseLeanStep,
+  parseSignalingStep,
+  parseVoiceStep,
+  type EngineConfig,
+} from './options.js';
 import { runSignalingUser } from './signaling-user.js';
 import { runVoiceUser } from './voice-user.js';
 
@@ -29,7 +37,8 @@ class SeatPlan {
 
 /**
  * The Artillery engine (`engine: voice`): every virtual user is a real client of this project,
- * built from @voice/client. Flow steps: `signaling: {...}`, `voice: {...}`, `think: seconds`. One
+ * built from @voice/client. Flow steps: `signaling: {...}`, `voice: {...}`, `lean: {...}` (capacity
+ * runs: UDP users that count packets and decode nothing), `think: seconds`. One
  * engine per Artillery worker thread; it owns the thread's Opus backend, frame banks and monitor.
  */
 export class VoiceEngine {
@@ -38,6 +47,7 @@ export class VoiceEngine {
   private opus: Promise<OpusFactory> | null = null;
   private readonly banks = new Map<number, FrameBank>();
   private monitor: GeneratorMonitor | null = null;
+  private lean: Promise<LeanPlane> | null = null;
   private users = 0;
   private readonly stop = new AbortController();
 
@@ -120,13 +130,35 @@ export class VoiceEngine {
         );
       };
     }
-    throw new TypeError(`unknown flow step ${JSON.stringify(key)} (signaling, voice, think)`);
+    if (key === 'lean') {
+      const o = parseLeanStep(step.lean);
+      return async (user, m) => {
+        const { channelIndex, seat } = this.seats.seat('lean', o.seats);
+        const plane = await (this.lean ??= (async () =>
+          new LeanPlane({ opus: await (this.opus ??= createOpus()), phases: o.phases }))());
+        const t = cfg.targets;
+        await runLeanUser(
+          {
+            server: t[(channelIndex + seat) % t.length]!,
+            nickname: name(user),
+            channel: `lt${cfg.runId}-lean-${threadId}-${channelIndex}`,
+            seat,
+            step: o,
+            plane,
+            signal: this.stop.signal,
+          },
+          m,
+        );
+      };
+    }
+    throw new TypeError(`unknown flow step ${JSON.stringify(key)} (signaling, voice, lean, think)`);
   }
 
   /** Artillery calls this when the worker stops (when it does): ends users' waits and the monitor. */
   cleanup(done?: () => void): void {
     this.stop.abort();
     this.monitor?.stop();
+    void this.lean?.then((p) => p.close());
     done?.();
   }
 }

@@ -114,3 +114,26 @@ export function parseVoiceStep(s: unknown): VoiceStep {
     reportEverySeconds: num(o.reportEverySeconds, 'voice.reportEverySeconds', 0, 3600, 0),
   };
 }
+
+/** One lean user (capacity runs): UDP registration, pre-encoded talk, packet counts, no decoding. */
+export interface LeanStep {
+  readonly seats: number;
+  readonly speakers: number;
+  readonly phases: number;
+  readonly warmupSeconds: number;
+  readonly seconds: number;
+  readonly lingerSeconds: number;
+}
+
+export function parseLeanStep(s: unknown): LeanStep {
+  const o = obj(s, 'lean');
+  const seats = int(o.seats, 'lean.seats', 1, 1000, 10);
+  return {
+    seats,
+    speakers: int(o.speakers, 'lean.speakers', 1, seats, Math.min(2, seats)),
+    phases: int(o.phases, 'lean.phases', 1, 20, 10),
+    warmupSeconds: num(o.warmupSeconds, 'lean.warmupSeconds', 0, 3600, 2),
+    seconds: num(o.seconds, 'lean.seconds', 1, 86_400, 10),
+    lingerSeconds: num(o.lingerSeconds, 'lean.lingerSeconds', 0, 3600, 2),
+  };
+}

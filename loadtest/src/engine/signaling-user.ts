@@ -1,5 +1,6 @@
-import { RestClient, SignalingClient } from '@voice/client';
+import type { SignalingClient } from '@voice/client';
 import { timed, type MetricSink } from './metrics.js';
+import { channelNamed, openSession } from './session.js';
 import { sleep } from './sleep.js';
 import type { SignalingStep } from './options.js';
 
@@ -20,33 +21,16 @@ export interface SignalingUserOptions {
  */
 export async function runSignalingUser(o: SignalingUserOptions, m: MetricSink): Promise<void> {
   const rnd = o.random ?? Math.random;
-  const rest = new RestClient(o.server);
-  const { token } = await timed(m, 'login', () => rest.login(o.nickname));
-  const wsUrl = new URL('/ws', o.server);
-  wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = await timed(m, 'hello', () =>
-    SignalingClient.connect({ url: wsUrl.toString(), token, client: 'loadtest' }),
-  );
-  m.counter('signaling.sessions_opened');
+  const ws = await openSession(o.server, o.nickname, m);
   try {
     const req = <K extends Parameters<SignalingClient['request']>[0]>(
       t: K,
       body: Parameters<SignalingClient['request']>[1] & object,
     ) => timed(m, t, () => ws.request(t, body as never));
-    let { channels } = await req('channel.list', {});
+    const { channels } = await req('channel.list', {});
     for (let c = 0; c < o.step.cycles && !o.signal.aborted; c++) {
       const name = `${o.channelPrefix}-${Math.floor(rnd() * o.step.channels)}`;
-      let id = channels.find((x) => x.name === name)?.id;
-      if (id === undefined) {
-        try {
-          id = (await req('channel.create', { name })).channel.id;
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'CHANNEL_NAME_TAKEN') throw err;
-          ({ channels } = await req('channel.list', {}));
-          id = channels.find((x) => x.name === name)?.id;
-          if (id === undefined) throw err;
-        }
-      }
+      const id = await channelNamed(ws, name, channels, m);
       const joined = await req('channel.join', { channelId: id });
       const other = joined.members.find((x) => x.userId !== ws.welcome.user.id);
       if (other) await req('voice.volume', { userId: other.userId, volume: 50 + Math.floor(rnd() * 100) });

@@ -64,7 +64,7 @@ export function runDeadlineSeconds(s: ScenarioScript, size: RunSize): number {
   let extra = 0;
   for (const sc of s.scenarios) {
     for (const step of sc.flow) {
-      const v = step.voice as Record<string, number> | undefined;
+      const v = (step.voice ?? step.lean) as Record<string, number> | undefined;
       if (v) extra = Math.max(extra, (v.warmupSeconds ?? 2) + (v.lingerSeconds ?? 2));
       const g = step.signaling as Record<string, number> | undefined;
       if (g) extra = Math.max(extra, ((g.cycles ?? 3) * ((g.thinkMs ?? 200) * 1.5 + 500)) / 1000);

@@ -31,6 +31,10 @@ export function summarizeStep(r: RunReport): SweepStep {
   const exp = c['voice.frames_expected'];
   const got = c['voice.frames_received'];
   const e2e = r.summaries['voice.e2e_delay'];
+  // Lean users (capacity runs) count packets only: loss is what did not arrive of what was due.
+  const leanExp = c['voice.lean_expected'];
+  const leanGot = c['voice.lean_received'];
+  const leanPct = leanExp && leanGot !== undefined ? (100 * leanGot) / leanExp : null;
   return {
     users: r.size.users,
     members,
@@ -38,8 +42,12 @@ export function summarizeStep(r: RunReport): SweepStep {
     cpuPerMemberPct: cpu === null || members === 0 ? null : r2(cpu / members),
     tickP99Ms: full.at(-1)?.tickLatenessP99Ms ?? null,
     lossPct:
-      lost !== undefined && recv !== undefined && lost + recv > 0 ? r2((100 * lost) / (lost + recv)) : null,
-    deliveredPct: exp && got !== undefined ? r2((100 * got) / exp) : null,
+      lost !== undefined && recv !== undefined && lost + recv > 0
+        ? r2((100 * lost) / (lost + recv))
+        : leanPct !== null
+          ? r2(Math.max(0, 100 - leanPct))
+          : null,
+    deliveredPct: exp && got !== undefined ? r2((100 * got) / exp) : leanPct !== null ? r2(leanPct) : null,
     e2eP50Ms: e2e?.p50 ?? null,
     e2eP95Ms: e2e?.p95 ?? null,
     generatorSaturated: r.generator.saturated,

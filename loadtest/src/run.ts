@@ -26,6 +26,7 @@ import {
   type RunReport,
 } from './runner/report.js';
 import { Sampler } from './runner/sampler.js';
+import { summarizeProfiles } from './runner/cpu-profile.js';
 import {
   dumpScript,
   loadScenario,
@@ -58,6 +59,7 @@ const { values: v, positionals } = parseArgs({
     out: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
+    'max-seconds': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -74,6 +76,7 @@ if (v.help || positionals.length !== 1) {
   --sweep N,N,...          one run per user count (fresh server each), with a members-per-core summary
   --out DIR                output folder (default loadtest/reports/<scenario>-<time>)
   --strict                 exit 4 when the generator saturated
+  --max-seconds S          stop Artillery after S seconds (default: ramp + stay + margins)
 `,
   );
   process.exit(v.help ? 0 : 2);
@@ -108,6 +111,7 @@ if (frameMs !== undefined && frameMs !== 10 && frameMs !== 20) {
   process.exit(2);
 }
 const workers = num(v.workers, '--workers');
+const maxSeconds = num(v['max-seconds'], '--max-seconds');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const outDir = resolve(v.out ?? join(root, 'loadtest/reports', `${name.replace(/\W+/g, '_')}-${stamp}`));
 mkdirSync(outDir, { recursive: true });
@@ -197,7 +201,7 @@ async function runOnce(size: RunSize, dir: string): Promise<RunReport> {
       logFile: join(dir, 'artillery.log'),
       egressLog,
       env,
-      deadlineSeconds: runDeadlineSeconds(sized, size),
+      deadlineSeconds: maxSeconds ?? runDeadlineSeconds(sized, size),
       onStart: (pid) => sampler.watchGenerator(pid),
       onLine: (l) => {
         if (l.startsWith('Checks:')) inChecks = true;
@@ -234,6 +238,8 @@ async function runOnce(size: RunSize, dir: string): Promise<RunReport> {
       summaries: out.aggregate.summaries,
       samples: sampler.samples,
       periods: periodsOf(out),
+      // Written when the server exits (stopAll above has not run yet: stop it first).
+      profile: v['cpu-prof'] && server ? (await server.stop(), summarizeProfiles(dir, root)) : [],
       passed: res.code === 0 && egress.length === 0 && !(v.strict && generator.saturated),
     };
     writeFileSync(join(dir, 'report.json'), JSON.stringify(report, null, 1));

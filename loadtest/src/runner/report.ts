@@ -65,6 +65,8 @@ export interface RunReport {
   summaries: Record<string, Summary>;
   samples: Sample[];
   periods: { t: number; summaries: Record<string, Summary>; counters: Record<string, number> }[];
+  /** With --cpu-prof: the server's heaviest functions by self time, per profiled thread. */
+  profile: { file: string; entries: { where: string; selfPct: number }[] }[];
   passed: boolean;
 }
 
@@ -235,6 +237,14 @@ Command: <code>${esc(r.command)}</code></p>
 <h2>Charts</h2><div class="charts">${charts(r)
     .map((c) => c.svg)
     .join('\n')}</div>
+${r.profile
+  .map(
+    (p) =>
+      `<h2>Server CPU profile: ${esc(p.file)}</h2><table><tr><th>self time, % of samples</th><th>function</th></tr>${p.entries
+        .map((e) => `<tr><td>${e.selfPct}</td><td style="text-align:left">${esc(e.where)}</td></tr>`)
+        .join('')}</table>`,
+  )
+  .join('\n')}
 <h2>Histograms (ms unless named otherwise)</h2>
 <table><tr><th>metric</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>${rows}</table>
 <h2>Counters</h2><table>${counters}</table>

@@ -70,7 +70,8 @@ export function runDeadlineSeconds(s: ScenarioScript, size: RunSize): number {
       if (g) extra = Math.max(extra, ((g.cycles ?? 3) * ((g.thinkMs ?? 200) * 1.5 + 500)) / 1000);
     }
   }
-  return Math.ceil(size.rampSeconds + size.seconds + extra + 60);
+  // A minute of margin, and more for big runs, whose users take longer to log in and leave.
+  return Math.ceil(size.rampSeconds + size.seconds + extra + 60 + size.users * 0.05);
 }
 
 export function dumpScript(s: ScenarioScript): string {

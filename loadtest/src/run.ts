@@ -35,7 +35,7 @@ import {
   sizeScript,
   type RunSize,
 } from './runner/scenario.js';
-import { sweepHtml, summarizeStep, type SweepStep } from './runner/sweep.js';
+import { sweepCharts, sweepHtml, summarizeStep, type SweepStep } from './runner/sweep.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SCENARIOS = ['signaling', 'voice-udp', 'voice-ws', 'cluster', 'soak', 'capacity'] as const;
@@ -281,6 +281,7 @@ if (v.sweep) {
     writeFileSync(join(outDir, 'sweep.json'), JSON.stringify(steps, null, 1));
   }
   writeFileSync(join(outDir, 'sweep.html'), sweepHtml(name, steps));
+  for (const c of sweepCharts(steps)) writeFileSync(join(outDir, `sweep-${c.name}.svg`), c.svg);
   for (const s of steps) say(JSON.stringify(s));
   say(`sweep: ${join(outDir, 'sweep.html')}`);
   code = 0;

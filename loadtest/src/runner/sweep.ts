@@ -71,10 +71,45 @@ export function knee(steps: readonly SweepStep[]): SweepStep | null {
   return best;
 }
 
-export function sweepHtml(scenario: string, steps: readonly SweepStep[]): string {
-  const k = knee(steps);
+/** The sweep's charts, each a standalone SVG (the page inlines them; docs/ can keep one). */
+export function sweepCharts(steps: readonly SweepStep[]): { name: string; svg: string }[] {
   const pts = (f: (s: SweepStep) => number | null) =>
     steps.filter((s) => f(s) !== null).map((s) => [s.members, f(s)!] as const);
+  return [
+    {
+      name: 'cpu-per-member',
+      svg: chart({
+        title: 'Server CPU per member against members',
+        xLabel: 'members',
+        yLabel: '% of a core per member',
+        series: [{ name: 'server', points: pts((s) => s.cpuPerMemberPct) }],
+      }),
+    },
+    {
+      name: 'tick-p99',
+      svg: chart({
+        title: 'Tick lateness p99 against members',
+        xLabel: 'members',
+        yLabel: 'ms',
+        series: [{ name: 'tick p99', points: pts((s) => s.tickP99Ms) }],
+        rules: [{ y: 2, label: '2 ms' }],
+      }),
+    },
+    {
+      name: 'server-cpu',
+      svg: chart({
+        title: 'Server CPU against members',
+        xLabel: 'members',
+        yLabel: '% of one core',
+        series: [{ name: 'server', points: pts((s) => s.serverCpuPct) }],
+        rules: [{ y: 100, label: 'one core' }],
+      }),
+    },
+  ];
+}
+
+export function sweepHtml(scenario: string, steps: readonly SweepStep[]): string {
+  const k = knee(steps);
   const rows = steps
     .map(
       (s) =>
@@ -85,9 +120,9 @@ export function sweepHtml(scenario: string, steps: readonly SweepStep[]): string
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>
 <h1>Sweep: ${scenario}</h1>
 <p>Knee (tick p99 &lt; 2 ms, loss &lt; 0.1 %, generator not saturated): ${k ? `${k.members} members at ${k.serverCpuPct ?? '?'} % of a core` : 'not reached at the first step'}.</p>
-${chart({ title: 'Server CPU per member against members', xLabel: 'members', yLabel: '% of a core per member', series: [{ name: 'server', points: pts((s) => s.cpuPerMemberPct) }] })}
-${chart({ title: 'Tick lateness p99 against members', xLabel: 'members', yLabel: 'ms', series: [{ name: 'tick p99', points: pts((s) => s.tickP99Ms) }], rules: [{ y: 2, label: '2 ms' }] })}
-${chart({ title: 'Server CPU against members', xLabel: 'members', yLabel: '% of one core', series: [{ name: 'server', points: pts((s) => s.serverCpuPct) }], rules: [{ y: 100, label: 'one core' }] })}
+${sweepCharts(steps)
+  .map((c) => c.svg)
+  .join('\n')}
 <table><tr><th>users</th><th>members</th><th>server CPU %</th><th>CPU/member %</th><th>tick p99 ms</th><th>loss %</th><th>delivered %</th><th>e2e p50</th><th>e2e p95</th><th>generator</th></tr>${rows}</table>
 </body></html>
 `;

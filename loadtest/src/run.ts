@@ -141,8 +141,26 @@ const scriptFrameMs = (() => {
   return null;
 })();
 
+/** Seats per channel of the script's voice or lean steps (channels fill in each worker). */
+const seatsPerChannel = (() => {
+  for (const sc of script.scenarios)
+    for (const step of sc.flow) {
+      const v = (step.voice ?? step.lean) as { seats?: number } | undefined;
+      if (v) return Number(v.seats ?? 10);
+    }
+  return null;
+})();
+
 async function runOnce(size: RunSize, dir: string): Promise<RunReport> {
   mkdirSync(dir, { recursive: true });
+  const w = workers ?? Math.max(1, machineInfo().cpus - 1);
+  if (seatsPerChannel !== null && size.users % (seatsPerChannel * w) !== 0) {
+    // Artillery splits arrivals evenly over workers and each fills its own channels in order.
+    say(
+      `note: ${size.users} users over ${w} worker(s) leave a channel with fewer than ${seatsPerChannel} ` +
+        `seats (use a multiple of ${seatsPerChannel * w}); its members may hear no talker on some turns`,
+    );
+  }
   let server: OwnServer | null = null;
   let relay: LossyRelay | null = null;
   const stopAll = async () => {

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ADMIN_TOKEN, freePort, freeUdpPort } from './server.js';
+
+/** The real entry point (cluster/src/main.ts) in its own process: a crash ends it, not the test runner. */
+export interface ChildServer {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly udpPort: number;
+  /** Everything the process wrote to stderr and stdout so far (logs, crash traces). */
+  output(): string;
+  /** Null while the process runs, else how it ended. */
+  exited(): { code: number | null; signal: NodeJS.Signals | null } | null;
+  /** The value of one Prometheus sample line, e.g. `voice_errors_total{code="BAD_FRAME",transport="http"}`. */
+  metric(sample: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Starts cluster/src/main.ts with a fresh data directory and free ports; extra settings as VOICE_* env. */
+export async function startChildServer(env: Record<string, string> = {}): Promise<ChildServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'voice-child-'));
+  const port = await freePort();
+  const udpPort = await freeUdpPort();
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, '../cluster/src/main.ts')],
+    {
+      env: {
+        ...process.env,
+        VOICE_HOST: '127.0.0.1',
+        VOICE_PORT: String(port),
+        VOICE_UDP_PORT: String(udpPort),
+        VOICE_DATA_DIR: dir,
+        VOICE_ADMIN_TOKEN: ADMIN_TOKEN,
+        VOICE_LOG_LEVEL: 'warn',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const ended = new Promise<void>((r) =>
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      r();
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    const onData = () => {
+      if (out.includes('voice server listening')) resolve();
+    };
+    child.stdout.on('data', onData);
+    void ended.then(() => reject(new Error(`server exited ${JSON.stringify(exit)}: ${out}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    child,
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    udpPort,
+    output: () => out,
+    exited: () => exit,
+    metric: async (sample) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+      return line ? Number(line.slice(sample.length + 1)) : 0;
+    },
+    stop: async () => {
+      if (!exit) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await ended;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -22,6 +22,8 @@ export class Boundary {
   constructor(
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Milliseconds, monotonic (tests pass their own). */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**
@@ -53,10 +55,10 @@ export class Boundary {
     let e = this.#logBudget.get(where);
     if (!e) {
       if (this.#logBudget.size >= MAX_BOUNDARIES) return;
-      e = { bucket: new TokenBucket(LOGS_PER_MINUTE / 60, LOG_BURST), suppressed: 0 };
+      e = { bucket: new TokenBucket(LOGS_PER_MINUTE / 60, LOG_BURST, this.now()), suppressed: 0 };
       this.#logBudget.set(where, e);
     }
-    if (!e.bucket.take()) {
+    if (!e.bucket.take(this.now())) {
       e.suppressed++;
       return;
     }

@@ -6,11 +6,15 @@ import {
   decodeServerMessage,
   encodeMessage,
   MAX_FRAME_BYTES,
+  ProtocolError,
   type Channel,
   type ServerMessage,
   type User,
 } from '@voice/protocol';
+import { pino } from 'pino';
 import { SignalingClient } from '@voice/client';
+import { Boundary } from '../src/boundary.js';
+import { Metrics } from '../src/metrics.js';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
@@ -207,7 +211,56 @@ describe('HTTP boundary', () => {
   });
 });
 
+describe('Boundary', () => {
+  it('counts every caught exception but logs a burst, then a bounded rate, with the suppressed count', async () => {
+    const lines: { boundary: string; code: string; suppressed: number }[] = [];
+    const log = pino(
+      { level: 'error' },
+      { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) },
+    );
+    const metrics = new Metrics({ defaultMetrics: false });
+    let now = 0;
+    const b = new Boundary(log, metrics, () => now);
+    for (let i = 0; i < 1000; i++) b.report('http', new Error(`bug ${i}`));
+    const full = new Error('insert failed', { cause: Object.assign(new Error('disk'), { code: 'ENOSPC' }) });
+    expect(b.report('ws_request', full).code).toBe('STORAGE_FULL');
+    const answered = new ProtocolError('NOT_FOUND');
+    expect(b.report('http', answered)).toBe(answered);
+    expect(await metrics.value('voice_boundary_errors_total', { boundary: 'http', code: 'INTERNAL' })).toBe(
+      1000,
+    );
+    expect(await metrics.value('voice_boundary_errors_total', { code: 'STORAGE_FULL' })).toBe(1);
+    // A ProtocolError is an answer, not a fault.
+    expect(await metrics.value('voice_boundary_errors_total', { code: 'NOT_FOUND' })).toBe(0);
+    const http = lines.filter((l) => l.boundary === 'http');
+    expect(http.length).toBeGreaterThanOrEqual(5);
+    expect(http.length).toBeLessThanOrEqual(6);
+    expect(lines.filter((l) => l.boundary === 'ws_request')).toHaveLength(1);
+    // Wait for one token (6 a minute): the next line says how many were left out.
+    now += 10_000;
+    b.report('http', new Error('later'));
+    expect(lines.at(-1)).toMatchObject({ boundary: 'http', code: 'INTERNAL' });
+    expect(lines.at(-1)!.suppressed).toBe(1000 - http.length);
+  });
+});
+
 describe('WebSocket boundary and spec', () => {
+  it('answers a handler bug with INTERNAL for that request only, counted', async () => {
+    srv = await startTestServer();
+    const { ws } = await srv.user('ws-victim');
+    srv.ctx.store.listChannels = () => {
+      throw new RangeError('bug: a synchronous throw inside a handler');
+    };
+    expect(await code(ws.request('channel.list', {}))).toBe('INTERNAL');
+    expect((await ws.request('ping', { ts: 3 })).ts).toBe(3);
+    expect(
+      await srv.ctx.metrics.value('voice_boundary_errors_total', {
+        boundary: 'ws_request',
+        code: 'INTERNAL',
+      }),
+    ).toBe(1);
+  });
+
   it('closes with 1009 a frame over 64 KiB, answers one between 16 and 64 KiB', async () => {
     srv = await startTestServer();
     const { token } = await srv.rest().login('bigframes');

@@ -28,6 +28,8 @@ export interface ChildServer {
 export async function startChildServer(
   env: Record<string, string> = {},
   config?: Record<string, unknown>,
+  /** Modules to preload (node --import), e.g. a fault injector. */
+  preload: string[] = [],
 ): Promise<ChildServer> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-child-'));
   const port = await freePort();
@@ -36,6 +38,7 @@ export async function startChildServer(
     '--conditions=source',
     '--import',
     'tsx',
+    ...preload.flatMap((p) => ['--import', p]),
     join(import.meta.dirname, '../cluster/src/main.ts'),
   ];
   if (config) {

@@ -6,6 +6,7 @@ import type { AppContext } from './app/context.js';
 import { SessionManager } from './app/sessions.js';
 import { UserService } from './app/users.js';
 import type { Config } from './config.js';
+import { Boundary } from './boundary.js';
 import { ConfigError } from './errors.js';
 import { RestRouter } from './http/server.js';
 import { registerRoutes } from './http/routes.js';
@@ -49,7 +50,7 @@ interface StateBackends {
 }
 
 /** The one fact that picks the backends: is Redis configured? */
-function openState(config: Config, log: Logger): StateBackends {
+function openState(config: Config, boundary: Boundary): StateBackends {
   if (config.redisUrl) {
     throw new ConfigError(
       'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
@@ -57,7 +58,8 @@ function openState(config: Config, log: Logger): StateBackends {
   }
   mkdirSync(config.dataDir, { recursive: true });
   const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
-  const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
+  // A throwing listener is reported like any boundary; the other listeners still run.
+  const bus = new LocalEventBus((err) => void boundary.report('bus_listener', err));
   return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
 }
 
@@ -72,7 +74,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = openState(config, log);
+  const boundary = new Boundary(log, metrics);
+  const state = openState(config, boundary);
   const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
 
   const users = new UserService(ctx);
@@ -97,11 +100,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const requestLimiter = new KeyedRateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst);
   const loginLimiter = new KeyedRateLimiter(config.limits.loginsPerMinute / 60, config.limits.loginBurst);
   const connectionLimiter = new KeyedRateLimiter(config.limits.messagesPerSecond, config.limits.messageBurst);
-  const sweeper = setInterval(() => {
-    requestLimiter.sweep();
-    loginLimiter.sweep();
-    connectionLimiter.sweep();
-  }, 60_000);
+  const sweeper = setInterval(
+    boundary.guard('sweeper', () => {
+      requestLimiter.sweep();
+      loginLimiter.sweep();
+      connectionLimiter.sweep();
+    }),
+    60_000,
+  );
   sweeper.unref();
 
   const app = uws.App();
@@ -110,6 +116,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     users,
     channels,
     sessions,
+    boundary,
     connectionLimiter,
     perAddress: new Map(),
     ready: isReady,
@@ -117,6 +124,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const router = new RestRouter({
     log,
     metrics,
+    boundary,
     maxBodyBytes: config.limits.maxBodyBytes,
     limiter: requestLimiter,
     trustProxy: config.trustProxy,

@@ -185,7 +185,7 @@ export class SessionManager {
     s: Session,
     channelId: ChannelId,
     password: string | undefined,
-  ): Promise<ResultMap['channel.join']> {
+  ): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
     const ch = await this.channels.get(channelId);
     if (ch.passwordHash !== null && !this.channels.canModerate(s.principal, ch)) {
       if (password === undefined || !(await verifyPassword(password, ch.passwordHash))) {

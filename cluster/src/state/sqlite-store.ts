@@ -92,6 +92,7 @@ interface ChannelRow {
 interface UserQuery {
   q: string | null;
   ids: string | null;
+  excludeIds: string | null;
 }
 interface ChannelQuery {
   q: string | null;
@@ -247,7 +248,8 @@ export class SqliteStore implements Store {
     );
     this.#deleteToken = db.prepare<[string]>('DELETE FROM tokens WHERE hash = ?');
     const userWhere = `(@q IS NULL OR nickname_key LIKE @q ESCAPE '\\')
-      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))`;
+      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
+      AND (@excludeIds IS NULL OR id NOT IN (SELECT value FROM json_each(@excludeIds)))`;
     this.#listUsers = db.prepare<[UserQuery & Paged], UserRow>(
       `SELECT * FROM users WHERE ${userWhere} ORDER BY created_at, id LIMIT @limit OFFSET @offset`,
     );
@@ -389,6 +391,7 @@ export class SqliteStore implements Store {
       const query: UserQuery = {
         q: likePattern(filter.q),
         ids: filter.ids === undefined ? null : JSON.stringify(filter.ids),
+        excludeIds: filter.excludeIds === undefined ? null : JSON.stringify(filter.excludeIds),
       };
       return this.#listUsersTx(query, page);
     });

@@ -104,6 +104,12 @@ describe('HTTP boundary', () => {
       await srv.ctx.metrics.value('voice_boundary_errors_total', { boundary: 'http', code: 'INTERNAL' }),
     ).toBe(1);
     expect((await fetch(srv.url + '/healthz')).status).toBe(200);
+    // A result that cannot be serialised is a bug too, answered whole rather than half written.
+    srv.ctx.store.listChannels = () =>
+      Promise.resolve({ items: [], total: 1n as unknown as number, limit: 50, offset: 0 });
+    const bad = await fetch(srv.url + '/api/v1/channels', { headers: { authorization: `Bearer ${token}` } });
+    expect(bad.status).toBe(500);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('INTERNAL');
   });
 
   it('refuses bodies that are not application/json with 415 UNSUPPORTED_MEDIA_TYPE', async () => {

@@ -309,10 +309,11 @@ describe('WebSocket boundary and spec', () => {
     });
     const { token } = await srv.rest().login('punctual');
     const good = await SignalingClient.connect({ url: srv.wsUrl, token });
+    // Before the first socket opens: the server's deadline starts later, never earlier.
+    const opened = performance.now();
     const silent = await Promise.all(Array.from({ length: N }, () => rawSocket(srv.wsUrl)));
     // A socket that sent only garbage or a ping is no more authenticated than a silent one.
     silent[0]!.ws.send(encodeMessage({ t: 'ping', id: 1, ts: 1 }));
-    const opened = performance.now();
     const closes = await Promise.all(silent.map((s) => s.closed));
     const took = performance.now() - opened;
     expect(closes.every((c) => c.code === 4003)).toBe(true);
@@ -320,9 +321,9 @@ describe('WebSocket boundary and spec', () => {
       const last = s.frames.at(-1)?.msg;
       expect(last).toMatchObject({ t: 'bye', code: 'NOT_AUTHENTICATED' });
     }
-    expect(took).toBeGreaterThan(500);
+    expect(took).toBeGreaterThanOrEqual(590);
     expect(await srv.ctx.metrics.value('voice_hello_timeouts_total')).toBe(N);
-    expect(await srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
+    await expect.poll(() => srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
     expect(good.closed).toBe(false);
     expect((await good.request('ping', { ts: 5 })).ts).toBe(5);
     good.close();

@@ -360,6 +360,15 @@ describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
     expect(await dir.claimNickname('Bob', u1)).toBe(true);
   });
 
+  it('keys nicknames by their confusable skeleton: look-alikes collide, release frees them all', async () => {
+    expect(await dir.claimNickname('admin', u1)).toBe(true);
+    for (const lookalike of ['аdmin', 'ａｄｍｉｎ', 'ADM\u0406N', 'adm\u0456n'])
+      expect(await dir.claimNickname(lookalike, u2), lookalike).toBe(false);
+    expect(await dir.claimNickname('admins', u2)).toBe(true);
+    await dir.releaseNickname('ａｄｍｉｎ', u1); // the holder releases under any look-alike spelling
+    expect(await dir.claimNickname('аdmin', u2)).toBe(true);
+  });
+
   it('grants a contested nickname to exactly one of concurrent claimants', async () => {
     const users = Array.from({ length: 10 }, () => newUserId());
     const results = await Promise.all(users.map((u, i) => dir.claimNickname(i % 2 ? 'race' : 'RACE', u)));

@@ -77,7 +77,11 @@ export type JoinResult = { ok: true } | { ok: false; reason: 'full' };
  * hold, and who is in which channel. In Redis these are keys with leases; locally, maps.
  */
 export interface SessionDirectory {
-  /** Claims a nickname for a connected user; false if another online user holds it (case-insensitive). */
+  /**
+   * Claims a nickname for a connected user; false if another online user holds one with the same
+   * `nicknameKey` (protocol: case-folded UTS #39 confusable skeleton, so `аdmin` collides with
+   * `admin`). Every implementation keys claims and releases by `nicknameKey(nickname)`.
+   */
   claimNickname(nickname: string, userId: UserId): Promise<boolean>;
   releaseNickname(nickname: string, userId: UserId): Promise<void>;
   setOnline(userId: UserId, online: boolean): Promise<void>;

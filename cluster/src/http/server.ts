@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { ProtocolError, type ErrorCode } from '@voice/protocol';
+import { ProtocolError, RateLimitedError, type ErrorCode } from '@voice/protocol';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedRateLimiter } from '../ratelimit.js';
@@ -22,6 +22,7 @@ export interface RestResponse {
   /** Raw text instead of JSON (Prometheus exposition). */
   text?: string;
   contentType?: string;
+  headers?: Record<string, string>;
 }
 
 /** The client's address: the socket's, or behind a trusted proxy the last X-Forwarded-For entry. */
@@ -97,6 +98,7 @@ export class RestRouter {
       res.cork(() => {
         res.writeStatus(`${r.status} ${STATUS_CODES[r.status] ?? ''}`);
         res.writeHeader('cache-control', 'no-store');
+        if (r.headers) for (const [k, v] of Object.entries(r.headers)) res.writeHeader(k, v);
         if (r.text !== undefined) {
           res.writeHeader('content-type', r.contentType ?? 'text/plain; charset=utf-8');
           res.end(r.text);
@@ -108,10 +110,12 @@ export class RestRouter {
         }
       });
     };
-    const fail = (routeName: string, code: ErrorCode, message?: string): void => {
+    const fail = (routeName: string, code: ErrorCode, message?: string, retryAfterMs?: number): void => {
       const err = new ProtocolError(code, message);
       this.deps.metrics.errors.inc({ code, transport: 'http' });
-      send(routeName, { status: err.httpStatus, body: { error: { code, message: err.message } } });
+      const body = { error: { code, message: err.message, ...(retryAfterMs ? { retryAfterMs } : {}) } };
+      const headers = retryAfterMs ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : undefined;
+      send(routeName, { status: err.httpStatus, body, ...(headers ? { headers } : {}) });
     };
 
     if (!this.deps.limiter.take(address)) {
@@ -182,6 +186,7 @@ export class RestRouter {
         .then(
           (out) => send(r.name, out),
           (err: unknown) => {
+            if (err instanceof RateLimitedError) return fail(r.name, err.code, err.message, err.retryAfterMs);
             if (err instanceof ProtocolError) return fail(r.name, err.code, err.message);
             this.deps.log.error({ err, route: r.name }, 'REST handler failed');
             fail(r.name, 'INTERNAL');

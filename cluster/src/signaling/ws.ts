@@ -5,6 +5,7 @@ import {
   ERROR_CODES,
   MAX_FRAME_BYTES,
   ProtocolError,
+  RateLimitedError,
   type ClientMessage,
   type ErrorCode,
   type ServerMessage,
@@ -74,9 +75,12 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
   let nextId = 1;
 
   const countError = (code: ErrorCode) => metrics.errors.inc({ code, transport: 'ws' });
-  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
+  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number, retryAfterMs?: number) => {
     countError(code);
-    c.send(re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message });
+    const m: Extract<ServerMessage, { t: 'error' }> =
+      re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message };
+    if (retryAfterMs !== undefined) m.retryAfterMs = retryAfterMs;
+    c.send(m);
   };
   const badFrame = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
     reply(c, code, message, re);
@@ -101,7 +105,8 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       }
       c.send({ t: 'result', re: m.id, data } as ServerMessage);
     } catch (err) {
-      if (err instanceof ProtocolError) reply(c, err.code, err.message, m.id);
+      if (err instanceof RateLimitedError) reply(c, err.code, err.message, m.id, err.retryAfterMs);
+      else if (err instanceof ProtocolError) reply(c, err.code, err.message, m.id);
       else {
         log.error({ err, type: m.t }, 'signaling handler failed');
         reply(c, 'INTERNAL', ERROR_CODES.INTERNAL.text, m.id);

@@ -1,5 +1,5 @@
 export interface BackoffPolicy {
-  /** Failures allowed before any wait. */
+  /** Failures before the first wait: the `freeFailures`-th failure imposes `baseMs`. */
   freeFailures: number;
   /** Wait after the first failure past the free ones; doubles with each further failure. */
   baseMs: number;
@@ -25,7 +25,7 @@ export class FailureBackoff {
 
   constructor(private readonly policy: BackoffPolicy) {
     const { freeFailures, baseMs, maxMs, maxKeys } = policy;
-    if (!Number.isInteger(freeFailures) || freeFailures < 0) throw new TypeError('freeFailures must be >= 0');
+    if (!Number.isInteger(freeFailures) || freeFailures < 1) throw new TypeError('freeFailures must be >= 1');
     if (!(baseMs > 0) || !(maxMs >= baseMs)) throw new TypeError('need 0 < baseMs <= maxMs');
     if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new TypeError('maxKeys must be >= 1');
   }
@@ -50,12 +50,17 @@ export class FailureBackoff {
     }
     e.failures++;
     e.last = now;
-    const over = e.failures - this.policy.freeFailures;
-    const wait =
-      over <= 0 ? 0 : Math.min(this.policy.maxMs, this.policy.baseMs * 2 ** Math.min(over - 1, 40));
+    const wait = this.#waitAfter(e.failures);
     e.until = now + wait;
     this.#entries.set(key, e);
     return wait;
+  }
+
+  /** 0 for the first `freeFailures - 1` failures; then baseMs, doubling, capped at maxMs. */
+  #waitAfter(failures: number): number {
+    const over = failures - this.policy.freeFailures;
+    if (over < 0) return 0;
+    return Math.min(this.policy.maxMs, this.policy.baseMs * 2 ** Math.min(over, 40));
   }
 
   /** Takes back one failure (an attempt charged in advance that turned out right or never ran). */
@@ -64,7 +69,7 @@ export class FailureBackoff {
     if (!e) return;
     e.failures--;
     if (e.failures <= 0) this.#entries.delete(key);
-    else if (e.failures <= this.policy.freeFailures) e.until = e.last;
+    else e.until = e.last + this.#waitAfter(e.failures);
   }
 
   /** Forgets the key's failures (it proved it knows the secret). */

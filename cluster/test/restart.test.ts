@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,7 +20,9 @@ const tmp = () => {
 };
 
 /** Runs the real entry point (cluster/src/main.ts) as its own process, as `npm start` does. */
-async function startProcess(dataDir: string, port: number): Promise<ChildProcess> {
+async function startProcess(dataDir: string, port: number, config?: object): Promise<ChildProcess> {
+  const configFile = join(dataDir, 'test-config.json');
+  if (config) writeFileSync(configFile, JSON.stringify(config));
   const child = spawn(
     process.execPath,
     ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, '../src/main.ts')],
@@ -32,6 +34,7 @@ async function startProcess(dataDir: string, port: number): Promise<ChildProcess
         VOICE_DATA_DIR: dataDir,
         VOICE_ADMIN_TOKEN: ADMIN_TOKEN,
         VOICE_LOG_LEVEL: 'warn',
+        ...(config ? { VOICE_CONFIG: configFile } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -85,7 +88,11 @@ describe('durability', () => {
     async () => {
       const dir = tmp();
       const port = await freePort();
-      const child = await startProcess(dir, port);
+      // One writer creates many channels: lift the per-user channel cap and creation rate.
+      const many = {
+        limits: { channelsPerUser: 100_000, channelCreatesPerMinute: 1e4, channelCreateBurst: 1e4 },
+      };
+      const child = await startProcess(dir, port, many);
       const base = `http://127.0.0.1:${port}`;
       const c = new RestClient(base);
       await c.login('crash-owner');
@@ -109,7 +116,7 @@ describe('durability', () => {
       stop = true;
       await Promise.all(writers);
       await exited;
-      const again = await startProcess(dir, port);
+      const again = await startProcess(dir, port, many);
       const admin = new RestClient(base, ADMIN_TOKEN);
       const list = await admin.call<{ items: Channel[]; total: number }>(
         'GET',

@@ -550,6 +550,16 @@ export class SqliteStore implements Store {
   }
 
   /** Closes the database (checkpointing the log). Idempotent. */
+  /**
+   * The connection's durability settings, as SQLite reports them. A kill -9 test cannot tell FULL
+   * from OFF (the page cache outlives the process), so the test of power-loss durability reads these.
+   */
+  durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
+    const journalMode = String(this.#db.pragma('journal_mode', { simple: true }));
+    const level = Number(this.#db.pragma('synchronous', { simple: true }));
+    return { journalMode, synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF' };
+  }
+
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;

@@ -233,6 +233,17 @@ export class VoiceCipher {
   }
 
   /**
+   * The cheap half of opening: framing and the replay window, no cryptography. Fills `header`
+   * and returns null when the packet is worth authenticating, else the error. Never throws on
+   * packet bytes. A receiver that must ration decryptions checks first, then calls `openChecked`.
+   */
+  check(packet: Uint8Array, header: VoiceHeader): VoiceOpenError | null {
+    const error = readHeaderInto(packet, header);
+    if (error !== null) return error;
+    return this.replay.check(header.sequence) ? null : 'REPLAY';
+  }
+
+  /**
    * Opens one incoming packet: checks framing, checks the replay window, authenticates and
    * decrypts into `out`, then records the sequence. Fills `header` and returns the payload length,
    * or returns an error code. Never throws on any packet bytes; throws TypeError only when `out`
@@ -242,9 +253,18 @@ export class VoiceCipher {
     if (out.byteLength < MAX_PAYLOAD_BYTES) {
       throw new TypeError(`out must hold ${MAX_PAYLOAD_BYTES} bytes, has ${out.byteLength}`);
     }
-    const error = readHeaderInto(packet, header);
-    if (error !== null) return error;
-    if (!this.replay.check(header.sequence)) return 'REPLAY';
+    const error = this.check(packet, header);
+    return error ?? this.openChecked(packet, out, header);
+  }
+
+  /**
+   * The second half of `openInto`, for a packet that `check` passed into `header`: authenticates,
+   * decrypts into `out` and records the sequence.
+   */
+  openChecked(packet: Uint8Array, out: Uint8Array, header: Readonly<VoiceHeader>): number | 'AUTH_FAILED' {
+    if (out.byteLength < MAX_PAYLOAD_BYTES) {
+      throw new TypeError(`out must hold ${MAX_PAYLOAD_BYTES} bytes, has ${out.byteLength}`);
+    }
     const n = packet.byteLength - MIN_PACKET_BYTES;
     for (let i = 0; i < HEADER_BYTES; i++) this.aad[i] = packet[i]!;
     for (let i = 0; i < TAG_BYTES; i++) this.tag[i] = packet[HEADER_BYTES + n + i]!;

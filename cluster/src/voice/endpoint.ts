@@ -1,5 +1,6 @@
 import { VoiceCipher, VoiceDirection, createVoiceKey, type Transport } from '@voice/protocol';
 import type { Session } from '../app/sessions.js';
+import type { TokenBucket } from '../ratelimit.js';
 import type { ChannelCore, VoiceMember } from './channel.js';
 
 /**
@@ -27,5 +28,7 @@ export class VoiceEndpoint {
     readonly voiceId: number,
     readonly session: Session,
     public channel: ChannelCore,
+    /** Decryptions this voice id may cost from addresses other than its registered one. */
+    readonly foreign: TokenBucket,
   ) {}
 }

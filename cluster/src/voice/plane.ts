@@ -6,7 +6,7 @@ import type { Session, SessionManager } from '../app/sessions.js';
 import type { VoicePlane } from '../app/voice-plane.js';
 import type { StoredChannel } from '../state/types.js';
 import { alignPhases } from './alignment.js';
-import { VoiceAuth } from './auth.js';
+import { VoiceAuth, type ForeignBudgets } from './auth.js';
 import { ChannelActor } from './channel-actor.js';
 import type { ChannelIo } from './channel.js';
 import { ChannelClocks } from './clocks.js';
@@ -28,6 +28,8 @@ export interface VoicePlaneOptions {
   port: number;
   /** Address given to clients; defaults to `host`. */
   publicHost?: string | undefined;
+  /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
+  foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface VoicePlaneOptions {
  */
 export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly counters = new VoiceCounters();
-  readonly #auth = new VoiceAuth(this.counters);
+  readonly #auth: VoiceAuth;
   readonly #channels = new Map<ChannelId, ChannelActor>();
   readonly #clocks: ChannelClocks;
   readonly #system = start();
@@ -55,6 +57,9 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
 
   private constructor(private readonly o: VoicePlaneOptions) {
     const log = o.ctx.log;
+    this.#auth = new VoiceAuth(this.counters, o.foreignBudgets, (err) =>
+      log.error({ err }, 'voice address sweep failed'),
+    );
     this.#socket = new VoiceSocket(
       (msg, address, port) => this.#ingress.receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
@@ -177,6 +182,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   /** Benchmarks: measure the clocks from now on. */
   resetClockLateness(): void {
     this.#clocks.resetLateness();
+  }
+
+  /** Source addresses holding a foreign-packet bucket (bounded and swept). */
+  get foreignAddresses(): number {
+    return this.#auth.foreignAddresses;
   }
 
   endpointOf(session: Session): VoiceEndpoint | undefined {

@@ -18,7 +18,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -79,6 +80,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
   const opus = await createOpus({ backend: config.opusBackend });
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
   const voice = await ServerVoicePlane.start({
     ctx,
     sessions,
@@ -86,10 +89,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     host: config.udpHost ?? config.host,
     port: config.udpPort,
     publicHost: config.publicHost,
+    aead,
   });
   sessions.voice = voice;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { MAX_PACKET_BYTES, type VoiceHeader } from '@voice/protocol';
+import { MAX_PACKET_BYTES, type AeadBackend, type VoiceHeader } from '@voice/protocol';
 import type { Session } from '../app/sessions.js';
 import { KeyedRateLimiter, TokenBucket } from '../ratelimit.js';
 import type { ChannelCore } from './channel.js';
@@ -63,6 +63,8 @@ export class VoiceAuth {
     private readonly counters: VoiceCounters,
     budgets: Partial<ForeignBudgets> = {},
     onError: (err: unknown) => void = () => {},
+    /** AES-256-GCM implementation for the endpoints' ciphers (node:crypto when absent). */
+    private readonly aead?: AeadBackend,
   ) {
     const b = { ...DEFAULT_FOREIGN_BUDGETS, ...budgets };
     this.#budgets = b;
@@ -89,7 +91,7 @@ export class VoiceAuth {
     do voiceId = randomInt(1, 0xffff_ffff);
     while (this.#byId.has(voiceId));
     const v = this.#budgets.perVoiceId;
-    const ep = new VoiceEndpoint(voiceId, session, core, new TokenBucket(v.rate, v.burst));
+    const ep = new VoiceEndpoint(voiceId, session, core, new TokenBucket(v.rate, v.burst), this.aead);
     this.#byId.set(voiceId, ep);
     this.#bySession.set(session, ep);
     return ep;

@@ -1,5 +1,5 @@
 import { start, stop } from 'nact';
-import type { ChannelId, VoiceBinding } from '@voice/protocol';
+import type { AeadBackend, ChannelId, VoiceBinding } from '@voice/protocol';
 import type { OpusFactory } from '@voice/media';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
@@ -28,6 +28,8 @@ export interface VoicePlaneOptions {
   port: number;
   /** Address given to clients; defaults to `host`. */
   publicHost?: string | undefined;
+  /** AES-256-GCM for voice packets: the native EVP addon when built, else node:crypto. */
+  aead?: AeadBackend | undefined;
   /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
   foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
@@ -57,8 +59,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
 
   private constructor(private readonly o: VoicePlaneOptions) {
     const log = o.ctx.log;
-    this.#auth = new VoiceAuth(this.counters, o.foreignBudgets, (err) =>
-      log.error({ err }, 'voice address sweep failed'),
+    this.#auth = new VoiceAuth(
+      this.counters,
+      o.foreignBudgets,
+      (err) => log.error({ err }, 'voice address sweep failed'),
+      o.aead,
     );
     this.#socket = new VoiceSocket(
       (msg, address, port) => this.#ingress.receive(msg, address, port),

@@ -89,6 +89,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
+      (err) => log.error({ err }, 'voice stats failed'),
     );
   }
 
@@ -114,6 +115,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.detach(session);
     const ep = this.#auth.register(session, ch.core);
     ch.add(ep);
+    this.#stats.running(true);
     return {
       voiceId: ep.voiceId,
       key: ep.key,
@@ -132,6 +134,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
+    if (this.#channels.size === 0) this.#stats.running(false);
   }
 
   update(session: Session): void {

@@ -20,7 +20,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -90,6 +91,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const sessions = new SessionManager(ctx, users, channels);
   let voice: ServerVoicePlane;
   let opus: Awaited<ReturnType<typeof createOpus>>;
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
   try {
     opus = await createOpus({ backend: config.opusBackend });
     voice = await ServerVoicePlane.start({
@@ -99,6 +102,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       host: config.udpHost ?? config.host,
       port: config.udpPort,
       publicHost: config.publicHost,
+      aead,
     });
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
@@ -108,7 +112,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   sessions.voice = voice;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;

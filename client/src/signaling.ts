@@ -7,6 +7,7 @@ import {
   SUPPORTED_VERSIONS,
   type Channel,
   type ClientMessage,
+  type ErrorCode,
   type ResultMap,
   type ServerMessage,
   type ServerMessageType,
@@ -34,8 +35,18 @@ interface Pending {
 /** Node's EventEmitter throws on an unheard 'error' event: uncorrelated server errors go out as 'serverError'. */
 export const eventName = (t: string): string => (t === 'error' ? 'serverError' : t);
 
-/** The server's answer to a request was an error: carries the stable code. */
-export class RequestError extends ProtocolError {}
+/** The server's answer to a request was an error: carries the stable code (and, for RATE_LIMITED, when to retry). */
+export class RequestError extends ProtocolError {
+  override readonly name: string = 'RequestError';
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    /** Milliseconds before the same request may succeed (`RATE_LIMITED` only). */
+    readonly retryAfterMs?: number,
+  ) {
+    super(code, message);
+  }
+}
 
 /**
  * A signaling connection: hello on connect, requests matched to replies by id, typed events.
@@ -180,7 +191,7 @@ export class SignalingClient extends EventEmitter {
       this.#pending.delete(m.re!);
       clearTimeout(p.timer);
       if (m.t === 'result') p.resolve(m.data);
-      else p.reject(new RequestError(m.code, m.message));
+      else p.reject(new RequestError(m.code, m.message, m.retryAfterMs));
       return;
     }
     this.emit(eventName(m.t), m);

@@ -67,6 +67,41 @@ export const ConfigSchema = z
         connectionsPerAddress: z.number().int().min(1).max(100_000).default(32),
         /** Bad frames tolerated per connection before it is closed. */
         maxBadFrames: z.number().int().min(1).max(10_000).default(20),
+        /** Channels one user may own at once (the admin token is not limited). */
+        channelsPerUser: z.number().int().min(1).max(100_000).default(10),
+        /** Channel creations per user: sustained rate and burst (token bucket). */
+        channelCreatesPerMinute: z.number().min(0.1).max(10_000).default(6),
+        channelCreateBurst: z.number().int().min(1).max(10_000).default(3),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Channel passwords. scrypt runs at most `concurrency` at a time with at most `queue` waiting
+     * (beyond: RATE_LIMITED at once), at most one per user. After `freeFailures*` wrong passwords
+     * a user, and a channel, must wait `backoffBaseMs`, doubling per further failure up to the max.
+     */
+    passwords: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(2),
+        queue: z.number().int().min(0).max(10_000).default(16),
+        freeFailuresPerUser: z.number().int().min(1).max(1_000).default(3),
+        freeFailuresPerChannel: z.number().int().min(1).max(10_000).default(10),
+        backoffBaseMs: z.number().int().min(1).max(3_600_000).default(1_000),
+        maxBackoffPerUserMs: z.number().int().min(1).max(86_400_000).default(300_000),
+        maxBackoffPerChannelMs: z.number().int().min(1).max(86_400_000).default(60_000),
+        /** Users and channels remembered with failures; the least recently failed is forgotten first. */
+        maxTracked: z.number().int().min(16).max(1_000_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Deleting users who can no longer log in (no token used within tokenTtlDays) and own no
+     * channel: every `intervalMs`, at most `batch` per run. 0 turns it off.
+     */
+    userPurge: z
+      .object({
+        intervalMs: z.union([z.literal(0), z.number().int().min(1_000).max(86_400_000)]).default(3_600_000),
+        batch: z.number().int().min(1).max(100_000).default(500),
       })
       .strict()
       .prefault({}),

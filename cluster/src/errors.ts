@@ -13,6 +13,13 @@ export class ChannelNameTakenError extends ProtocolError {
     super('CHANNEL_NAME_TAKEN', `a channel named "${name}" already exists`);
   }
 }
+/** A channel cap (the server's total, or one owner's) would be exceeded. */
+export class ChannelLimitError extends ProtocolError {
+  override readonly name = 'ChannelLimitError';
+  constructor(message: string) {
+    super('FORBIDDEN', message);
+  }
+}
 export class NativeModuleError extends Error {
   override readonly name = 'NativeModuleError';
 }

@@ -55,6 +55,17 @@ export class Metrics {
     help: 'Successful log-ins',
     registers: [this.registry],
   });
+  readonly usersPurged = new Counter({
+    name: 'voice_users_purged_total',
+    help: 'Users deleted because they hold no valid token and own nothing',
+    registers: [this.registry],
+  });
+  readonly backgroundErrors = new Counter({
+    name: 'voice_background_errors_total',
+    help: 'Failures in work no client waits for (bus publishes, timers), by task',
+    labelNames: ['task'] as const,
+    registers: [this.registry],
+  });
   readonly requestSeconds = new Histogram({
     name: 'voice_signaling_handler_seconds',
     help: 'Time to handle a signaling request',

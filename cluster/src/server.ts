@@ -4,6 +4,7 @@ import type { us_listen_socket } from 'uWebSockets.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
 import { SessionManager } from './app/sessions.js';
+import { UserPurge } from './app/user-purge.js';
 import { UserService } from './app/users.js';
 import type { Config } from './config.js';
 import { Boundary } from './boundary.js';
@@ -19,7 +20,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -65,6 +67,12 @@ function openState(config: Config, boundary: Boundary): StateBackends {
   return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
 }
 
+async function closeState(state: StateBackends): Promise<void> {
+  await state.bus.close();
+  await state.directory.close();
+  await state.store.close();
+}
+
 /**
  * Wires everything: state backends, services, REST, signaling. The only place that decides how
  * the parts fit; each part gets what it needs through its constructor.
@@ -83,18 +91,30 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
-  const opus = await createOpus({ backend: config.opusBackend });
-  const voice = await ServerVoicePlane.start({
-    ctx,
-    sessions,
-    opus,
-    host: config.udpHost ?? config.host,
-    port: config.udpPort,
-    publicHost: config.publicHost,
-  });
+  let voice: ServerVoicePlane;
+  let opus: Awaited<ReturnType<typeof createOpus>>;
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
+  try {
+    opus = await createOpus({ backend: config.opusBackend });
+    voice = await ServerVoicePlane.start({
+      ctx,
+      sessions,
+      opus,
+      host: config.udpHost ?? config.host,
+      port: config.udpPort,
+      publicHost: config.publicHost,
+      aead,
+    });
+  } catch (err) {
+    // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
+    await sessions.close();
+    await closeState(state);
+    throw err;
+  }
   sessions.voice = voice;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;
@@ -162,11 +182,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     clearInterval(sweeper);
     await sessions.close();
     await voice.close();
-    await state.bus.close();
-    await state.directory.close();
-    await state.store.close();
+    await closeState(state);
     throw err;
   }
+  const purge = new UserPurge(ctx);
+  purge.start();
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
   ready = true;
@@ -182,12 +202,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closing = true;
       clearInterval(sweeper);
       uws.us_listen_socket_close(listenSocket);
+      await purge.close();
       await sessions.close();
       closeSockets();
       await voice.close();
-      await state.bus.close();
-      await state.directory.close();
-      await state.store.close();
+      await closeState(state);
       log.info('closed');
     })());
 

@@ -52,3 +52,17 @@ export class ProtocolError extends Error {
     return ERROR_CODES[this.code].http;
   }
 }
+
+/**
+ * RATE_LIMITED with the time after which the same request may succeed. Over WebSocket the error
+ * carries `retryAfterMs`; over REST the body does too, and a `Retry-After` header (seconds).
+ */
+export class RateLimitedError extends ProtocolError {
+  override readonly name: string = 'RateLimitedError';
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, message?: string) {
+    const ms = Math.max(1, Math.ceil(retryAfterMs));
+    super('RATE_LIMITED', message ?? `${ERROR_CODES.RATE_LIMITED.text}; retry in ${ms} ms`);
+    this.retryAfterMs = ms;
+  }
+}

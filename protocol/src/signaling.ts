@@ -180,7 +180,7 @@ export type LeaveReason = 'leave' | 'disconnect' | 'timeout' | 'deleted' | 'move
 /** Server-to-client messages. */
 export type ServerMessage =
   | { [K in keyof ResultMap]: { t: 'result'; re: number; data: ResultMap[K] } }[keyof ResultMap]
-  | { t: 'error'; re?: number; code: ErrorCode; message: string }
+  | { t: 'error'; re?: number; code: ErrorCode; message: string; retryAfterMs?: number }
   | { t: 'channel.created'; channel: Channel }
   | { t: 'channel.updated'; channel: Channel }
   | { t: 'channel.deleted'; channelId: ChannelId }

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { ProtocolError, type ErrorCode } from '@voice/protocol';
+import { ProtocolError, RateLimitedError, type ErrorCode } from '@voice/protocol';
 import type { Boundary } from '../boundary.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -23,6 +23,7 @@ export interface RestResponse {
   /** Raw text instead of JSON (Prometheus exposition). */
   text?: string;
   contentType?: string;
+  headers?: Record<string, string>;
 }
 
 /** The client's address: the socket's, or behind a trusted proxy the last X-Forwarded-For entry. */
@@ -112,6 +113,7 @@ export class RestRouter {
         res.writeStatus(`${r.status} ${STATUS_CODES[r.status] ?? ''}`);
         res.writeHeader('cache-control', 'no-store');
         if (allow) res.writeHeader('allow', allow);
+        if (r.headers) for (const [k, v] of Object.entries(r.headers)) res.writeHeader(k, v);
         // A response to HEAD has headers only (RFC 9110 9.3.2).
         if (head) res.endWithoutBody();
         else if (r.text !== undefined) {
@@ -128,7 +130,13 @@ export class RestRouter {
     const fail = (err: ProtocolError, allow?: string): void => {
       if (state.aborted || state.answered) return;
       this.deps.metrics.errors.inc({ code: err.code, transport: 'http' });
-      send({ status: err.httpStatus, body: { error: { code: err.code, message: err.message } } }, allow);
+      // A rate-limited answer says when to come back, in the body and as Retry-After (seconds).
+      const retryAfterMs = err instanceof RateLimitedError ? err.retryAfterMs : undefined;
+      const body = {
+        error: { code: err.code, message: err.message, ...(retryAfterMs ? { retryAfterMs } : {}) },
+      };
+      const headers = retryAfterMs ? { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) } : undefined;
+      send({ status: err.httpStatus, body, ...(headers ? { headers } : {}) }, allow);
     };
     const failWith = (code: ErrorCode, message?: string) => fail(new ProtocolError(code, message));
     // Every exception ends here: a ProtocolError is answered as is, anything else is reported.

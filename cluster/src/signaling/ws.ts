@@ -7,6 +7,7 @@ import {
   ERROR_CODES,
   MAX_FRAME_BYTES,
   ProtocolError,
+  RateLimitedError,
   type ClientMessage,
   type ErrorCode,
   type ServerMessage,
@@ -107,9 +108,12 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
 
   const countError = (code: ErrorCode) => metrics.errors.inc({ code, transport: 'ws' });
   const refused = (type: string) => metrics.framesRefused.inc({ type });
-  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
+  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number, retryAfterMs?: number) => {
     countError(code);
-    c.send(re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message });
+    const m: Extract<ServerMessage, { t: 'error' }> =
+      re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message };
+    if (retryAfterMs !== undefined) m.retryAfterMs = retryAfterMs;
+    c.send(m);
   };
   // Exactly maxBadFrames are answered; the last of them is followed by bye and the close.
   const badFrame = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
@@ -147,7 +151,13 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       c.send({ t: 'result', re: m.id, data } as ServerMessage);
     } catch (err) {
       const wire = boundary.report('ws_request', err);
-      reply(c, wire.code, wire.message, m.id);
+      reply(
+        c,
+        wire.code,
+        wire.message,
+        m.id,
+        wire instanceof RateLimitedError ? wire.retryAfterMs : undefined,
+      );
     } finally {
       metrics.requestSeconds.observe({ type: m.t }, (performance.now() - started) / 1000);
       if (c.helloLate && c.open && !sessions.byConnection(c)) helloTimeout(c);

@@ -11,6 +11,7 @@ import {
 import type { Session } from '../app/sessions.js';
 import type { VoiceAuth } from './auth.js';
 import type { VoiceCounters } from './counters.js';
+import { InboxPush } from './inbox.js';
 import type { VoiceTransports } from './transport.js';
 
 /**
@@ -71,7 +72,9 @@ export class VoiceIngress {
         ep.tsExt = ep.tsExt < 0 ? h.timestamp : ep.tsExt + ((h.timestamp - ep.tsRaw) | 0);
         ep.tsRaw = h.timestamp;
         const frame = Math.floor(ep.tsExt / ep.channel.frameSamples) >>> 0;
-        if (!ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r)) c.drops.inbox_overflow++;
+        const pushed = ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r);
+        if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
+        else if (pushed === InboxPush.OVER_QUOTA) c.drops.inbox_quota++;
         return;
       }
       case VoicePacketType.HELLO:

@@ -1,12 +1,12 @@
 import { start, stop } from 'nact';
-import type { ChannelId, VoiceBinding } from '@voice/protocol';
+import type { AeadBackend, ChannelId, VoiceBinding } from '@voice/protocol';
 import type { OpusFactory } from '@voice/media';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
 import type { VoicePlane } from '../app/voice-plane.js';
 import type { StoredChannel } from '../state/types.js';
 import { alignPhases } from './alignment.js';
-import { VoiceAuth } from './auth.js';
+import { VoiceAuth, type ForeignBudgets } from './auth.js';
 import { ChannelActor } from './channel-actor.js';
 import type { ChannelIo } from './channel.js';
 import { ChannelClocks } from './clocks.js';
@@ -28,6 +28,10 @@ export interface VoicePlaneOptions {
   port: number;
   /** Address given to clients; defaults to `host`. */
   publicHost?: string | undefined;
+  /** AES-256-GCM for voice packets: the native EVP addon when built, else node:crypto. */
+  aead?: AeadBackend | undefined;
+  /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
+  foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
 
 /**
@@ -41,7 +45,7 @@ export interface VoicePlaneOptions {
  */
 export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly counters = new VoiceCounters();
-  readonly #auth = new VoiceAuth(this.counters);
+  readonly #auth: VoiceAuth;
   readonly #channels = new Map<ChannelId, ChannelActor>();
   readonly #clocks: ChannelClocks;
   readonly #system = start();
@@ -55,6 +59,12 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
 
   private constructor(private readonly o: VoicePlaneOptions) {
     const log = o.ctx.log;
+    this.#auth = new VoiceAuth(
+      this.counters,
+      o.foreignBudgets,
+      (err) => log.error({ err }, 'voice address sweep failed'),
+      o.aead,
+    );
     this.#socket = new VoiceSocket(
       (msg, address, port) => this.#ingress.receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
@@ -79,6 +89,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
+      (err) => log.error({ err }, 'voice stats failed'),
     );
   }
 
@@ -104,6 +115,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.detach(session);
     const ep = this.#auth.register(session, ch.core);
     ch.add(ep);
+    this.#stats.running(true);
     return {
       voiceId: ep.voiceId,
       key: ep.key,
@@ -122,6 +134,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
+    if (this.#channels.size === 0) this.#stats.running(false);
   }
 
   update(session: Session): void {
@@ -177,6 +190,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   /** Benchmarks: measure the clocks from now on. */
   resetClockLateness(): void {
     this.#clocks.resetLateness();
+  }
+
+  /** Source addresses holding a foreign-packet bucket (bounded and swept). */
+  get foreignAddresses(): number {
+    return this.#auth.foreignAddresses;
   }
 
   endpointOf(session: Session): VoiceEndpoint | undefined {

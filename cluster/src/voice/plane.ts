@@ -55,6 +55,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
   #closed = false;
+  #lastErrorLog = -Infinity;
   port = 0;
 
   private constructor(private readonly o: VoicePlaneOptions) {
@@ -66,7 +67,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       o.aead,
     );
     this.#socket = new VoiceSocket(
-      (msg, address, port) => this.#ingress.receive(msg, address, port),
+      (msg, address, port) => this.#receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
     );
     this.#transports = new VoiceTransports(this.#socket, o.sessions, this.counters, log);
@@ -147,7 +148,24 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   }
 
   receiveWs(session: Session, packet: Uint8Array): void {
-    this.#ingress.receive(packet, null, 0, session);
+    this.#receive(packet, null, 0, session);
+  }
+
+  /** The packet path's boundary: a bug must cost one packet (counted, logged at most once a second), never the process. */
+  #receive(msg: Uint8Array, address: string | null, port: number, session?: Session): void {
+    try {
+      this.#ingress.receive(msg, address, port, session);
+    } catch (err) {
+      this.counters.drops.internal_error++;
+      const now = performance.now();
+      if (now - this.#lastErrorLog >= 1_000) {
+        this.#lastErrorLog = now;
+        this.o.ctx.log.error(
+          { err, dropped: this.counters.drops.internal_error },
+          'voice packet handler failed',
+        );
+      }
+    }
   }
 
   // ---- Channels: actor lifecycle ------------------------------------------------------------

@@ -5,6 +5,7 @@
 import { cpus } from 'node:os';
 import { benchMedia } from '../media/bench/index.js';
 import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
+import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 
 const quick = process.argv.includes('--quick');
@@ -17,6 +18,7 @@ console.log(
   `# voice benchmarks ${new Date().toISOString()} node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
 );
 print('media: jitter buffer, mixer, opus', await benchMedia());
+print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
 if (!quick) {
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());

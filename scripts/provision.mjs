@@ -6,6 +6,7 @@
 //   - uWebSockets.js loaded its native binary for this Node's ABI, not its slow JS fallback;
 //   - libopus-dev present and our Opus addon (media/native/voice_opus.c) built: the tests check
 //     in-band FEC, which only that backend decodes;
+//   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
 //   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
 //     against node:crypto.
 //
@@ -175,3 +176,22 @@ const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')])
 for (const addon of ['voice_opus', 'voice_aead'])
   if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', `${addon}.node`)))
     fail(`the ${addon} addon did not build:\n${built.tail}`);
+
+// 6. @discordjs/opus: optional for users (opusscript is the fallback), but media/test/codec.test.ts
+// checks the native backend, so it must load here. npm may have skipped its install script.
+const requireFromMedia = createRequire(join(root, 'media', 'package.json'));
+const discordOpusLoads = () => {
+  try {
+    return typeof requireFromMedia('@discordjs/opus').OpusEncoder === 'function';
+  } catch {
+    return false;
+  }
+};
+if (!discordOpusLoads()) {
+  say('@discordjs/opus does not load; running `npm rebuild @discordjs/opus` ...');
+  const env = { ...process.env };
+  if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+  const r = run('npm', ['rebuild', '@discordjs/opus', '--foreground-scripts'], env);
+  if (!r.ok || !discordOpusLoads())
+    fail(`@discordjs/opus does not load and did not rebuild (needs python3, make, g++):\n${r.tail}`);
+}

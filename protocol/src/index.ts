@@ -2,6 +2,7 @@ export * from './ids.js';
 export * from './version.js';
 export * from './errors.js';
 export * from './models.js';
+export { nameProblem, nicknameKey, normalizeName } from './names.js';
 export * from './signaling.js';
 export * from './codec.js';
 export * from './rest.js';

@@ -46,6 +46,13 @@ describe('the UDP packet handler is a boundary', () => {
     for (let i = 0; i < 3; i++) send(VoicePacketType.AUDIO, new Uint8Array([0xf8, 0xff, 0xfe]));
     const drops = () => srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'internal_error' });
     await expect.poll(drops).toBe(3);
+    // Reported like every other boundary of the server.
+    expect(
+      await srv.ctx.metrics.value('voice_boundary_errors_total', {
+        boundary: 'voice_packet',
+        code: 'INTERNAL',
+      }),
+    ).toBe(3);
     Object.defineProperty(ep, 'member', { configurable: true, writable: true, value: member });
 
     // The process, the socket and the session carry on.

@@ -30,6 +30,12 @@ export interface VoicePlaneOptions {
   publicHost?: string | undefined;
   /** AES-256-GCM for voice packets: the native EVP addon when built, else node:crypto. */
   aead?: AeadBackend | undefined;
+  /**
+   * Where faults caught at the voice plane's boundaries go (the UDP handler, its timers): the
+   * server's Boundary, which counts them and logs at a bounded rate. Default: logged at most once
+   * a second.
+   */
+  report?: ((where: string, err: unknown) => void) | undefined;
   /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
   foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
@@ -63,7 +69,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#auth = new VoiceAuth(
       this.counters,
       o.foreignBudgets,
-      (err) => log.error({ err }, 'voice address sweep failed'),
+      (err) => this.#report('voice_address_sweep', err),
       o.aead,
     );
     this.#socket = new VoiceSocket(
@@ -90,7 +96,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
-      (err) => log.error({ err }, 'voice stats failed'),
+      (err) => this.#report('voice_stats', err),
     );
   }
 
@@ -157,14 +163,19 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       this.#ingress.receive(msg, address, port, session);
     } catch (err) {
       this.counters.drops.internal_error++;
-      const now = performance.now();
-      if (now - this.#lastErrorLog >= 1_000) {
-        this.#lastErrorLog = now;
-        this.o.ctx.log.error(
-          { err, dropped: this.counters.drops.internal_error },
-          'voice packet handler failed',
-        );
-      }
+      this.#report('voice_packet', err);
+    }
+  }
+
+  #report(where: string, err: unknown): void {
+    if (this.o.report) {
+      this.o.report(where, err);
+      return;
+    }
+    const now = performance.now();
+    if (now - this.#lastErrorLog >= 1_000) {
+      this.#lastErrorLog = now;
+      this.o.ctx.log.error({ err, boundary: where }, 'exception caught in the voice plane');
     }
   }
 

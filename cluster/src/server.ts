@@ -105,6 +105,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       port: config.udpPort,
       publicHost: config.publicHost,
       aead,
+      report: (where, err) => void boundary.report(where, err),
     });
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.

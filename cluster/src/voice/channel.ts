@@ -114,6 +114,8 @@ export interface ChannelStats {
   fecRecovered: number;
   inboxOverflows: number;
   encodes: number;
+  /** Opus encoders alive (one per distinct mix stream; freed after ENCODER_IDLE_TICKS unused). */
+  encoders: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
@@ -177,6 +179,7 @@ export class ChannelCore {
     fecRecovered: 0,
     inboxOverflows: 0,
     encodes: 0,
+    encoders: 0,
     forwarded: 0,
     soloGaps: 0,
     bufferFramesMax: 0,
@@ -471,6 +474,7 @@ export class ChannelCore {
         lastTick: this.#tick,
       };
       this.#encoders.set(key, slot);
+      this.stats.encoders = this.#encoders.size;
     }
     return slot;
   }
@@ -507,12 +511,14 @@ export class ChannelCore {
         this.#encoders.delete(key);
       }
     }
+    this.stats.encoders = this.#encoders.size;
   }
 
   close(): void {
     for (const m of [...this.members]) this.removeMember(m);
     for (const slot of this.#encoders.values()) slot.encoder.destroy();
     this.#encoders.clear();
+    this.stats.encoders = 0;
     this.inbox.clear();
   }
 }

@@ -25,7 +25,10 @@ async function spawnServer(
   port: number,
   env: Record<string, string> = {},
   args: string[] = [],
+  config?: object,
 ): Promise<ChildProcess> {
+  const configFile = join(dataDir, 'test-config.json');
+  if (config) writeFileSync(configFile, JSON.stringify(config));
   const child = spawn(
     process.execPath,
     ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, '../src/main.ts'), ...args],
@@ -37,6 +40,7 @@ async function spawnServer(
         VOICE_DATA_DIR: dataDir,
         VOICE_ADMIN_TOKEN: ADMIN_TOKEN,
         VOICE_LOG_LEVEL: 'warn',
+        ...(config ? { VOICE_CONFIG: configFile } : {}),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -47,12 +51,8 @@ async function spawnServer(
 }
 
 /** Starts the entry point and waits for its "listening" line. */
-async function startProcess(
-  dataDir: string,
-  port: number,
-  env: Record<string, string> = {},
-): Promise<ChildProcess> {
-  const child = await spawnServer(dataDir, port, env);
+async function startProcess(dataDir: string, port: number, config?: object): Promise<ChildProcess> {
+  const child = await spawnServer(dataDir, port, {}, [], config);
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -120,7 +120,11 @@ describe('durability', () => {
     async () => {
       const dir = tmp();
       const port = await freePort();
-      const child = await startProcess(dir, port);
+      // One writer creates many channels: lift the per-user channel cap and creation rate.
+      const many = {
+        limits: { channelsPerUser: 100_000, channelCreatesPerMinute: 1e4, channelCreateBurst: 1e4 },
+      };
+      const child = await startProcess(dir, port, many);
       const base = `http://127.0.0.1:${port}`;
       const c = new RestClient(base);
       await c.login('crash-owner');
@@ -144,7 +148,7 @@ describe('durability', () => {
       stop = true;
       await Promise.all(writers);
       await exited;
-      const again = await startProcess(dir, port);
+      const again = await startProcess(dir, port, many);
       const admin = new RestClient(base, ADMIN_TOKEN);
       const list = await admin.call<{ items: Channel[]; total: number }>(
         'GET',

@@ -6,6 +6,7 @@ import {
   encodeMessage,
   ProtocolError,
   SUPPORTED_VERSIONS,
+  type Channel,
   type ClientMessage,
   type ErrorCode,
   type ResultMap,
@@ -134,6 +135,25 @@ export class SignalingClient extends EventEmitter {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.ws.send(encodeMessage(msg));
     });
+  }
+
+  /**
+   * Every channel: `channel.list` is paged (each page fits one frame), so follow `next` to the end.
+   * `maxPages` bounds the walk against a server that never ends its list.
+   */
+  async allChannels(maxPages = 1_000): Promise<Channel[]> {
+    const out: Channel[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < maxPages; i++) {
+      const page: ResultMap['channel.list'] = await this.request(
+        'channel.list',
+        cursor === null ? {} : { cursor },
+      );
+      out.push(...page.channels);
+      cursor = page.next;
+      if (cursor === null) return out;
+    }
+    throw new Error(`channel.list did not end within ${maxPages} pages`);
   }
 
   /** Sends raw bytes (tests use this for malformed frames). */

@@ -45,6 +45,8 @@ export const ConfigSchema = z
     /** How long a session (and its channel seat) survives a lost connection. */
     graceMs: z.number().int().min(0).max(600_000).default(20_000),
     heartbeatMs: z.number().int().min(1_000).max(120_000).default(15_000),
+    /** A WebSocket that has not sent `hello` this long after opening is closed (4003). */
+    helloTimeoutMs: z.number().int().min(100).max(120_000).default(5_000),
     /** Tokens unused for this long stop working. */
     tokenTtlDays: z.number().int().min(1).max(3650).default(30),
     limits: z
@@ -124,6 +126,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'bool
   VOICE_TRUST_PROXY: { key: 'trustProxy', type: 'boolean' },
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
+  VOICE_HELLO_TIMEOUT_MS: { key: 'helloTimeoutMs', type: 'number' },
 };
 
 export interface LoadConfigOptions {

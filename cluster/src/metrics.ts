@@ -74,6 +74,30 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly boundaryErrors = new Counter({
+    name: 'voice_boundary_errors_total',
+    help: 'Exceptions caught where input enters (HTTP, WebSocket, timers), by boundary and the code answered',
+    labelNames: ['boundary', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly framesRefused = new Counter({
+    name: 'voice_frames_refused_total',
+    help: 'Server frames not sent because they would exceed the 16 KiB frame limit, by message type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly helloTimeouts = new Counter({
+    name: 'voice_hello_timeouts_total',
+    help: 'WebSocket connections closed for not completing hello in time',
+    registers: [this.registry],
+  });
+  readonly faults = new Counter({
+    name: 'voice_faults_total',
+    help: 'Process-level faults: unhandled promise rejections and uncaught exceptions',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'voice_process_' });

@@ -7,6 +7,7 @@ import { SessionManager } from './app/sessions.js';
 import { UserPurge } from './app/user-purge.js';
 import { UserService } from './app/users.js';
 import type { Config } from './config.js';
+import { Boundary } from './boundary.js';
 import { ConfigError } from './errors.js';
 import { RestRouter } from './http/server.js';
 import { registerRoutes } from './http/routes.js';
@@ -19,7 +20,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -50,7 +52,7 @@ interface StateBackends {
 }
 
 /** The one fact that picks the backends: is Redis configured? */
-function openState(config: Config, log: Logger): StateBackends {
+function openState(config: Config, boundary: Boundary): StateBackends {
   if (config.redisUrl) {
     throw new ConfigError(
       'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
@@ -58,7 +60,8 @@ function openState(config: Config, log: Logger): StateBackends {
   }
   mkdirSync(config.dataDir, { recursive: true });
   const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
-  const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
+  // A throwing listener is reported like any boundary; the other listeners still run.
+  const bus = new LocalEventBus((err) => void boundary.report('bus_listener', err));
   return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
 }
 
@@ -79,7 +82,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = openState(config, log);
+  const boundary = new Boundary(log, metrics);
+  const state = openState(config, boundary);
   const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
 
   const users = new UserService(ctx);
@@ -87,6 +91,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const sessions = new SessionManager(ctx, users, channels);
   let voice: ServerVoicePlane;
   let opus: Awaited<ReturnType<typeof createOpus>>;
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
   try {
     opus = await createOpus({ backend: config.opusBackend });
     voice = await ServerVoicePlane.start({
@@ -96,6 +102,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       host: config.udpHost ?? config.host,
       port: config.udpPort,
       publicHost: config.publicHost,
+      aead,
     });
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
@@ -105,7 +112,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   sessions.voice = voice;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;
@@ -113,11 +120,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const requestLimiter = new KeyedRateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst);
   const loginLimiter = new KeyedRateLimiter(config.limits.loginsPerMinute / 60, config.limits.loginBurst);
   const connectionLimiter = new KeyedRateLimiter(config.limits.messagesPerSecond, config.limits.messageBurst);
-  const sweeper = setInterval(() => {
-    requestLimiter.sweep();
-    loginLimiter.sweep();
-    connectionLimiter.sweep();
-  }, 60_000);
+  const sweeper = setInterval(
+    boundary.guard('sweeper', () => {
+      requestLimiter.sweep();
+      loginLimiter.sweep();
+      connectionLimiter.sweep();
+    }),
+    60_000,
+  );
   sweeper.unref();
 
   const app = uws.App();
@@ -126,6 +136,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     users,
     channels,
     sessions,
+    boundary,
     connectionLimiter,
     perAddress: new Map(),
     ready: isReady,
@@ -133,6 +144,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const router = new RestRouter({
     log,
     metrics,
+    boundary,
     maxBodyBytes: config.limits.maxBodyBytes,
     limiter: requestLimiter,
     trustProxy: config.trustProxy,

@@ -322,7 +322,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       );
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
       for (const r of results.filter((r) => r.status === 'rejected'))
-        expect((r).reason).toBeInstanceOf(ChannelLimitError);
+        expect(r.reason).toBeInstanceOf(ChannelLimitError);
       await Promise.allSettled(
         Array.from({ length: 8 }, (_, i) => store.createChannel(makeChannel(`b${i}`, b), caps)),
       );

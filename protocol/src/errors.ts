@@ -9,6 +9,7 @@ export const ERROR_CODES = {
     text: 'the message could not be parsed (msgpack map over WebSocket, JSON object over REST)',
   },
   FRAME_TOO_LARGE: { http: 413, text: 'the frame or body is larger than the limit' },
+  UNSUPPORTED_MEDIA_TYPE: { http: 415, text: 'REST bodies must be sent as content-type application/json' },
   METHOD_NOT_ALLOWED: { http: 405, text: 'this route does not take that HTTP method' },
   UNKNOWN_TYPE: { http: 400, text: 'unknown message type' },
   INVALID_FIELD: { http: 400, text: 'a field is missing or invalid' },
@@ -27,6 +28,7 @@ export const ERROR_CODES = {
   SESSION_REPLACED: { http: 409, text: 'this session was resumed on another connection' },
   INTERNAL: { http: 500, text: 'internal error' },
   UNAVAILABLE: { http: 503, text: 'the server is shutting down or not ready' },
+  STORAGE_FULL: { http: 503, text: 'the server cannot write: its storage is full; retry later' },
 } as const satisfies Record<string, { http: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

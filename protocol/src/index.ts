@@ -8,3 +8,4 @@ export * from './codec.js';
 export * from './rest.js';
 export * from './voice-packet.js';
 export * from './voice-crypto.js';
+export * from './voice-aead.js';

@@ -185,7 +185,7 @@ export class SessionManager {
     s: Session,
     channelId: ChannelId,
     password: string | undefined,
-  ): Promise<ResultMap['channel.join']> {
+  ): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
     const ch = await this.channels.get(channelId);
     await this.channels.admit(s.principal, ch, password);
     if (s.channelId === channelId) {

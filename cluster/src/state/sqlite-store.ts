@@ -104,6 +104,7 @@ interface ChannelRow {
 interface UserQuery {
   q: string | null;
   ids: string | null;
+  excludeIds: string | null;
 }
 interface ChannelQuery {
   q: string | null;
@@ -265,7 +266,8 @@ export class SqliteStore implements Store {
     );
     this.#deleteToken = db.prepare<[string]>('DELETE FROM tokens WHERE hash = ?');
     const userWhere = `(@q IS NULL OR nickname_key LIKE @q ESCAPE '\\')
-      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))`;
+      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
+      AND (@excludeIds IS NULL OR id NOT IN (SELECT value FROM json_each(@excludeIds)))`;
     this.#listUsers = db.prepare<[UserQuery & Paged], UserRow>(
       `SELECT * FROM users WHERE ${userWhere} ORDER BY created_at, id LIMIT @limit OFFSET @offset`,
     );
@@ -453,6 +455,7 @@ export class SqliteStore implements Store {
       const query: UserQuery = {
         q: likePattern(filter.q),
         ids: filter.ids === undefined ? null : JSON.stringify(filter.ids),
+        excludeIds: filter.excludeIds === undefined ? null : JSON.stringify(filter.excludeIds),
       };
       return this.#listUsersTx(query, page);
     });
@@ -547,6 +550,16 @@ export class SqliteStore implements Store {
   }
 
   /** Closes the database (checkpointing the log). Idempotent. */
+  /**
+   * The connection's durability settings, as SQLite reports them. A kill -9 test cannot tell FULL
+   * from OFF (the page cache outlives the process), so the test of power-loss durability reads these.
+   */
+  durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
+    const journalMode = String(this.#db.pragma('journal_mode', { simple: true }));
+    const level = Number(this.#db.pragma('synchronous', { simple: true }));
+    return { journalMode, synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF' };
+  }
+
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;

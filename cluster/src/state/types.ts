@@ -31,6 +31,8 @@ export interface UserFilter {
   q?: string;
   /** Restrict to these ids (used to filter on presence). */
   ids?: readonly UserId[];
+  /** Leave out these ids (offline is "not online", filtered before paging so `total` is right). */
+  excludeIds?: readonly UserId[];
 }
 export interface ChannelFilter {
   q?: string;

@@ -90,7 +90,7 @@ describe('hostile UDP (random datagrams, real process)', () => {
       const sock: Socket = createSocket('udp4');
       await new Promise<void>((r) => sock.bind(0, '127.0.0.2', () => r()));
       const seed = hostileSeed('hostile-udp');
-      const datagrams = fc.sample(datagramArb([voiceId, voiceId ^ 1, 0]), { seed, numRuns: 6000 });
+      const datagrams = fc.sample(datagramArb([voiceId, (voiceId ^ 1) >>> 0, 0]), { seed, numRuns: 6000 });
       let sent = 0;
       for (let i = 0; i < datagrams.length; i += 50) {
         await Promise.all(

@@ -297,6 +297,28 @@ describe('VoiceCipher', () => {
     expect(() => c.open(new Uint8Array(40), new Uint8Array(999))).toThrow(TypeError);
   });
 
+  it('check() costs no cryptography and moves nothing; openChecked() then authenticates', () => {
+    const { client, server } = pair();
+    const p0 = seal(client, { sequence: 5 }, new Uint8Array([1, 2, 3]));
+    const h = createVoiceHeader();
+    const out = new Uint8Array(MAX_PAYLOAD_BYTES);
+    // Framing and the window only: a forged packet with a fresh sequence passes check()...
+    const forged = p0.slice();
+    forged[forged.length - 1]! ^= 1;
+    expect(server.check(forged, h)).toBeNull();
+    expect(h.sequence).toBe(5);
+    // ...and only openChecked() finds it out, without moving the window.
+    expect(server.openChecked(forged, out, h)).toBe('AUTH_FAILED');
+    expect(server.replay.received).toBe(0);
+    expect(server.check(p0, h)).toBeNull();
+    expect(server.openChecked(p0, out, h)).toBe(3);
+    expect(out.subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    // Now a replay and a truncation are refused by check() alone.
+    expect(server.check(p0, h)).toBe('REPLAY');
+    expect(server.check(p0.subarray(0, 10), h)).toBe('TOO_SHORT');
+    expect(() => server.openChecked(p0, new Uint8Array(10), h)).toThrow(TypeError);
+  });
+
   it('accepts an empty payload', () => {
     const { client, server } = pair();
     const packet = seal(client, { flags: VoiceFlags.DTX }, new Uint8Array(0));

@@ -319,6 +319,19 @@ describe('VoiceCipher', () => {
     expect(() => server.openChecked(p0, new Uint8Array(10), h)).toThrow(TypeError);
   });
 
+  it('seals the first payloadLength bytes of a larger buffer as it seals a copy of them', () => {
+    const big = Uint8Array.from({ length: 100 }, (_, i) => i);
+    const h: VoiceHeader = { type: VoicePacketType.AUDIO, flags: 0, voiceId: 9, sequence: 0, timestamp: 0 };
+    const a = new Uint8Array(MAX_PACKET_BYTES);
+    const b = new Uint8Array(MAX_PACKET_BYTES);
+    const na = pair().server.seal(h, big, a, 40);
+    const nb = pair().server.seal(h, big.slice(0, 40), b);
+    expect(na).toBe(nb);
+    expect(a.subarray(0, na)).toEqual(b.subarray(0, nb));
+    expect(() => pair().server.seal(h, big, a, 101)).toThrow(TypeError);
+    expect(() => pair().server.seal(h, big, a, -1)).toThrow(TypeError);
+  });
+
   it('accepts an empty payload', () => {
     const { client, server } = pair();
     const packet = seal(client, { flags: VoiceFlags.DTX }, new Uint8Array(0));

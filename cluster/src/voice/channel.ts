@@ -497,7 +497,7 @@ export class ChannelCore {
     h.sequence = ep.cipher.nextSequence;
     // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
     h.timestamp = (this.#mediaFrame * this.frameSamples) % 4_294_967_296;
-    const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
+    const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
     this.stats.packetsOut++;

@@ -63,6 +63,14 @@ describe('configuration', () => {
       maxTracked: 10_000,
     });
     expect(c.userPurge).toEqual({ intervalMs: 3_600_000, batch: 500 });
+    // The shipped example spells out these sections with the same values.
+    const example = loadConfig({
+      file: join(import.meta.dirname, '../../deploy/single-node/voice.json'),
+      env: {},
+    });
+    expect(example.passwords).toEqual(c.passwords);
+    expect(example.userPurge).toEqual(c.userPurge);
+    expect(example.limits).toEqual(c.limits);
     const custom = loadConfig({
       env: {},
       overrides: {

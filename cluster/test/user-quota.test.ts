@@ -46,14 +46,15 @@ describe('channel caps per user', () => {
   });
 
   it('creation is rate-limited per user, with retryAfterMs over WebSocket and Retry-After over REST', async () => {
-    const srv = await server({ limits: { channelCreatesPerMinute: 60, channelCreateBurst: 2 } });
+    // 20 a minute: one token every 3 s, wide enough that a loaded machine cannot refill it mid-test.
+    const srv = await server({ limits: { channelCreatesPerMinute: 20, channelCreateBurst: 2 } });
     const fast = await srv.user('fast');
     await fast.ws.request('channel.create', { name: 'one' });
     await fast.ws.request('channel.create', { name: 'two' });
     const err = await fast.ws.request('channel.create', { name: 'three' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RequestError);
     expect((err as RequestError).code).toBe('RATE_LIMITED');
-    expect((err as RequestError).retryAfterMs).toBe(1000);
+    expect((err as RequestError).retryAfterMs).toBe(3000);
     // REST shares the user's bucket: the same refusal, with the header.
     const res = await fetch(`${srv.url}/api/v1/channels`, {
       method: 'POST',
@@ -61,11 +62,11 @@ describe('channel caps per user', () => {
       body: JSON.stringify({ name: 'three' }),
     });
     expect(res.status).toBe(429);
-    expect(res.headers.get('retry-after')).toBe('1');
-    expect(await res.json()).toMatchObject({ error: { code: 'RATE_LIMITED', retryAfterMs: 1000 } });
+    expect(res.headers.get('retry-after')).toBe('3');
+    expect(await res.json()).toMatchObject({ error: { code: 'RATE_LIMITED', retryAfterMs: 3000 } });
     // Another user is not affected, and the first one may create again after the wait.
     await (await srv.user('slow')).ws.request('channel.create', { name: 'three' });
-    await sleep(1050);
+    await sleep(3050);
     await fast.ws.request('channel.create', { name: 'four' });
   });
 });

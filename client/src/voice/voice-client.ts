@@ -13,6 +13,7 @@ import {
   type VoiceSettings,
 } from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
+import { emitSafely } from '../emit-safely.js';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
 import { VoiceClientError } from './errors.js';
@@ -121,6 +122,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   /** Stats of the last voice session, kept when it ends (so a final report after close has figures). */
   private lastSessionStats: VoiceSessionStats | null = null;
   private readonly detach: (() => void)[] = [];
+  private listenerErrorCount = 0;
 
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
@@ -383,12 +385,14 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.closed) throw new VoiceClientError('CLOSED');
   }
 
+  /** A failing listener must not break the voice path, nor keep the other listeners from hearing. */
   private safeEmit<K extends keyof VoiceClientEvents>(event: K, ...args: VoiceClientEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: VoiceClientEvents[K]) => boolean)(event, ...args);
-    } catch {
-      // A failing listener must not break the voice path.
-    }
+    emitSafely(this, event, args, () => void this.listenerErrorCount++);
+  }
+
+  /** Errors thrown by this client's event listeners (each was caught; the others still ran). */
+  get listenerErrors(): number {
+    return this.listenerErrorCount;
   }
 
   private async resolveChannel(channel: string, options: JoinOptions): Promise<ChannelId> {

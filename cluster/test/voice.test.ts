@@ -145,6 +145,87 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     }
   });
 
+  it('1c. bitrate and complexity change live: the next mixes are encoded with the new settings', async () => {
+    // A budget of a whole frame: the CPU overuse detector (scenario 8) must not lower the complexity
+    // on its own on a loaded machine, or the comparison below would compare two low settings.
+    await srv.stop();
+    srv = await startTestServer({ clock: { tickBudget: 1 } });
+    const trio = await channelOf('Live', ['live-a', 'live-b', 'live-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(700);
+    const core = srv.voice.channelStats()[0]!.core;
+    const c = srv.voice.counters;
+    /** Mean bytes per packet the server sent over `ms` (header and tag included: 32 bytes). */
+    const meanBytesOut = async (ms: number): Promise<number> => {
+      const [p0, b0] = [c.packetsOut, c.bytesOut];
+      await sleep(ms);
+      return (c.bytesOut - b0) / (c.packetsOut - p0);
+    };
+    /** Median encode time of the mixes over the next `ms`. */
+    const encodeP50 = async (ms: number): Promise<number> => {
+      core.stats.encodeUs.reset();
+      await sleep(ms);
+      return core.stats.encodeUs.percentile(50);
+    };
+    const channelId = trio[0]!.channel!.id;
+    const update = (voice: { bitrate?: number; complexity?: number }) =>
+      trio[0]!.signaling.request('channel.update', { channelId, voice });
+
+    // Bitrate: 64 kbit/s is 160 bytes of Opus per 20 ms frame, 16 kbit/s is 40 (+32 header and tag).
+    const before = await meanBytesOut(600);
+    expect(before).toBeGreaterThan(32 + 120);
+    await update({ bitrate: 16_000 });
+    await sleep(200);
+    const after = await meanBytesOut(600);
+    expect(after).toBeLessThan(32 + 60);
+    expect(after).toBeGreaterThan(32 + 20);
+
+    // Complexity: at 16 kbit/s (SILK) libopus encodes a tone in about 170 µs at complexity 9 and 33 µs
+    // at 0, without FEC as the server encodes (measured 2026-11-30; at 64 kbit/s, CELT, the two are
+    // within 20 %, so the bitrate changes first).
+    expect(core.stats.complexity).toBe(9);
+    const encodeHigh = await encodeP50(600);
+    await update({ complexity: 0 });
+    await expect.poll(() => core.stats.complexity).toBe(0);
+    const encodeLow = await encodeP50(600);
+    console.log(
+      `live change: ${before.toFixed(0)} -> ${after.toFixed(0)} bytes per packet; ` +
+        `encode p50 ${encodeHigh.toFixed(0)} -> ${encodeLow.toFixed(0)} µs`,
+    );
+    expect(encodeLow).toBeLessThan(encodeHigh / 2);
+    // Still the same mix, at its level.
+    await listen(trio, 1000, 0);
+    for (const [i, b] of trio.entries())
+      for (const [j, hz] of TONES.entries()) {
+        if (i === j) continue;
+        expect(heard(b, hz), `bot ${i} hears ${hz} Hz at 16 kbit/s`).toBeGreaterThan(-24);
+        expect(heard(b, hz)).toBeLessThan(-16);
+      }
+  });
+
+  it('1d. encoders of mixes nobody needs any more are freed, and made again when needed', async () => {
+    const trio = await channelOf('Idle', ['idle-a', 'idle-b', 'idle-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    const st = () => srv.voice.channelStats()[0]!.core.stats;
+    // Three speakers: three mix-minus streams, one encoder each.
+    await expect.poll(() => st().encoders, { timeout: 3000 }).toBe(3);
+    // One speaker left: the two others are forwarded its packets, so no mix is encoded, and the
+    // encoders go once unused for 100 ticks (checked every 128: at most 4.6 s at 20 ms).
+    trio[1]!.stopVoice();
+    trio[2]!.stopVoice();
+    const encodes = st().encodes;
+    await expect.poll(() => st().encoders, { timeout: 8000, interval: 200 }).toBe(0);
+    expect(st().encodes - encodes).toBeLessThan(3 * 10); // only the frames still in flight
+    await listen(trio.slice(1), 600, 0);
+    expect(heard(trio[1]!, TONES[0], 600), 'the lone speaker is still heard').toBeGreaterThan(-23);
+    // A second speaker: each of the two is forwarded the other; the silent one needs one mix again.
+    trio[1]!.startVoice(new ToneSource(TONES[1], -20));
+    await expect.poll(() => st().encoders, { timeout: 3000 }).toBe(1);
+    await listen([trio[2]!], 600, 300);
+    expect(heard(trio[2]!, TONES[0], 600)).toBeGreaterThan(-23);
+    expect(heard(trio[2]!, TONES[1], 600)).toBeGreaterThan(-23);
+  });
+
   it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {
     // -26 dBFS sources: two at +6 dB still peak far below the limiter's knee (-6 dBFS).
     const [a, b, c] = await channelOf('Volume', ['vol-a', 'vol-b', 'vol-c']);

@@ -118,6 +118,8 @@ export interface ChannelStats {
   /** Packets refused because their member already had its quota waiting in the inbox. */
   inboxOverQuota: number;
   encodes: number;
+  /** Opus encoders alive (one per distinct mix stream; freed after ENCODER_IDLE_TICKS unused). */
+  encoders: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
@@ -184,6 +186,7 @@ export class ChannelCore {
     inboxOverflows: 0,
     inboxOverQuota: 0,
     encodes: 0,
+    encoders: 0,
     forwarded: 0,
     soloGaps: 0,
     bufferFramesMax: 0,
@@ -480,6 +483,7 @@ export class ChannelCore {
         lastTick: this.#tick,
       };
       this.#encoders.set(key, slot);
+      this.stats.encoders = this.#encoders.size;
     }
     return slot;
   }
@@ -516,12 +520,14 @@ export class ChannelCore {
         this.#encoders.delete(key);
       }
     }
+    this.stats.encoders = this.#encoders.size;
   }
 
   close(): void {
     for (const m of [...this.members]) this.removeMember(m);
     for (const slot of this.#encoders.values()) slot.encoder.destroy();
     this.#encoders.clear();
+    this.stats.encoders = 0;
     this.inbox.clear();
   }
 }

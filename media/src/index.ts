@@ -12,3 +12,4 @@ export * from './clock.js';
 export * from './tones.js';
 export * from './analysis.js';
 export * from './wav.js';
+export * from './timestamp.js';

@@ -6,6 +6,7 @@ export * from './opus-wasm.js';
 export * from './opus-native.js';
 export * from './opus-addon.js';
 export * from './jitter-buffer.js';
+export * from './frame-playout.js';
 export * from './mixer.js';
 export * from './level.js';
 export * from './clock.js';

@@ -305,6 +305,16 @@ export class JitterBuffer {
     );
   }
 
+  /** Target playout delay beyond the earliest arrival, ms. */
+  get targetDelayMs(): number {
+    return this.targetDelay;
+  }
+
+  /** How long after its expected arrival the next frame would play at `nowMs` (NaN unless playing). */
+  delayAt(nowMs: number): number {
+    return this.state === PLAYING ? nowMs - this.expectedArrival(this.head) : Number.NaN;
+  }
+
   /** True between the first packet and a drain: the speaker's frames are flowing. */
   get playing(): boolean {
     return this.state === PLAYING;

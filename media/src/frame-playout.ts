@@ -9,6 +9,9 @@ import {
 import { opusPacketHasLbrr } from './opus-packet.js';
 import { TimestampUnwrapper } from './timestamp.js';
 
+/** A frame whose peak stays below this (-40 dBFS) is quiet: catch-up may drop a frame there unheard. */
+const QUIET_PEAK = 328;
+
 /** What `FramePlayout.next()` produced. */
 export const PlayoutFrame = {
   /** A packet, decoded. */
@@ -66,6 +69,14 @@ export interface FramePlayoutStats {
   readonly expanded: number;
 }
 
+function isQuiet(pcm: Int16Array, n: number): boolean {
+  for (let i = 0; i < n; i++) {
+    const v = pcm[i]!;
+    if (v > QUIET_PEAK || v < -QUIET_PEAK) return false;
+  }
+  return true;
+}
+
 /**
  * One received Opus stream, from packets to frames: the one decode / FEC / conceal / drain
  * implementation the server (per member) and the client (its playout) share.
@@ -78,7 +89,8 @@ export interface FramePlayoutStats {
  *   LBRR data and the decoder can decode it (counted in `fecRecovered`), otherwise concealed;
  * - a dry buffer right after audio conceals `drainConcealFrames` frames, then plays silence;
  * - once a loss is seen on a stream that carries FEC, one frame of look-ahead is kept for
- *   `fecHoldMs`, so the next lost frame finds its successor buffered.
+ *   `fecHoldMs`, so the next lost frame finds its successor buffered;
+ * - a single frame of excess delay is dropped only after a quiet frame (see JitterBuffer.quiet).
  * Nothing is allocated per frame.
  */
 export class FramePlayout {
@@ -149,8 +161,11 @@ export class FramePlayout {
     return this.jitter.packetSeq;
   }
 
-  /** Produces the next frame into `out[0..frameSamples)` for playout at `nowMs`. */
-  next(nowMs: number, out: Int16Array): PlayoutFrameKind {
+  /**
+   * Produces the next frame into `out[0..frameSamples)` at `nowMs`; `lateMs` is how long after its
+   * play time this runs (see JitterBuffer.pop).
+   */
+  next(nowMs: number, out: Int16Array, lateMs = 0): PlayoutFrameKind {
     if (out.length < this.frameSamples) throw new TypeError('out must hold one frame');
     const n = this.frameSamples;
     const jb = this.jitter;
@@ -171,7 +186,7 @@ export class FramePlayout {
         return PlayoutFrame.CONCEALED;
       }
     }
-    const r = jb.pop(nowMs);
+    const r = jb.pop(nowMs, lateMs);
     try {
       if (r === JitterPop.PACKET) {
         const seq = jb.packetSeq;
@@ -180,10 +195,14 @@ export class FramePlayout {
           const gap = (seq - this.#lastSeq - 1) >>> 0;
           if (gap > 0 && gap <= this.#drained) this.#loss(nowMs, gap);
         }
+        // A talkspurt after silence starts from a fresh decoder: its audio then does not depend on
+        // what was concealed before the pause (the old state has faded out anyway).
+        if (this.#drained < 0 && this.#lastSeq >= 0) dec.reset();
         this.#lastSeq = seq;
         this.#drained = 0;
         if (dec.decode(jb.packet, out, jb.packetLength) !== n) return this.#error(out);
         this.#decoded++;
+        jb.quiet = isQuiet(out, n);
         return PlayoutFrame.DECODED;
       }
       if (r === JitterPop.MISSING) {
@@ -223,6 +242,7 @@ export class FramePlayout {
   }
 
   #error(out: Int16Array): PlayoutFrameKind {
+    this.jitter.quiet = true;
     this.#errors++;
     out.fill(0, 0, this.frameSamples);
     return PlayoutFrame.ERROR;

@@ -100,6 +100,11 @@ export interface JitterStats {
   readonly delayPercentileMs: number;
 }
 
+/** Delay peaks remembered (a power of two), how close late packets merge into one, longest hold. */
+const PEAKS = 8;
+const PEAK_GROUP_MS = 100;
+const PEAK_HOLD_MS = 20_000;
+
 const IDLE = 0;
 const BUFFERING = 1;
 const PLAYING = 2;
@@ -164,6 +169,9 @@ export class JitterBuffer {
   private lastDelay = 0;
   private lastArrivalMs = Number.NEGATIVE_INFINITY;
   private readonly peaks: Histogram;
+  private readonly peakAt = new Float64Array(PEAKS);
+  private readonly peakHeight = new Float64Array(PEAKS);
+  private peakCount = 0;
 
   private state = IDLE;
   private started = false;
@@ -315,10 +323,22 @@ export class JitterBuffer {
     return this.state === PLAYING ? nowMs - this.expectedArrival(this.head) : Number.NaN;
   }
 
+  /** Whether the frame due next is buffered (playing, or ready to start): a pop now would not underrun. */
+  get headReady(): boolean {
+    if (this.state === PLAYING) return this.slotLen[this.head & this.mask] !== 0;
+    return false;
+  }
+
   /** True between the first packet and a drain: the speaker's frames are flowing. */
   get playing(): boolean {
     return this.state === PLAYING;
   }
+
+  /**
+   * Whether the audio now playing is quiet (set by a caller that decodes; default true): catch-up
+   * drops a single frame of excess delay only while it is, where the drop cannot be heard.
+   */
+  quiet = true;
 
   /**
    * Frames of look-ahead wanted on top of the target (0 or more): while a link loses packets, one
@@ -393,8 +413,12 @@ export class JitterBuffer {
     return JitterInsert.ACCEPTED;
   }
 
-  /** Next frame to play at `nowMs` (call once per frame tick). */
-  pop(nowMs: number): JitterPopResult {
+  /**
+   * Next frame to play at `nowMs` (call once per frame tick). `lateMs`: how late this pop runs
+   * after the frame's play time (a stalled caller catching up); the delay that catch-up judges is
+   * the one at play time, so a late pop does not look like excess to drop.
+   */
+  pop(nowMs: number, lateMs = 0): JitterPopResult {
     if (this.state === IDLE) return JitterPop.EMPTY;
     if (this.state === BUFFERING) {
       if (this.stored === 0) return JitterPop.EMPTY;
@@ -421,7 +445,7 @@ export class JitterBuffer {
       this.windowMinDelay = Number.POSITIVE_INFINITY;
     }
 
-    this.lastDelay = nowMs - this.expectedArrival(this.head);
+    this.lastDelay = nowMs - lateMs - this.expectedArrival(this.head);
     if (this.catchUpPops > 0) this.catchUp();
 
     const slot = this.head & this.mask;
@@ -473,6 +497,7 @@ export class JitterBuffer {
     this.targetFrames = this.minTarget;
     this.delays.reset();
     this.peaks.reset();
+    this.peakCount = 0;
     this.dqLen = 0;
     this.retarget();
     this.rebaseline = true;
@@ -556,8 +581,12 @@ export class JitterBuffer {
     const excess = Math.floor((this.windowMinDelay - need) * this.frameMsInv);
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
-    if (excess > 0) {
-      const n = Math.min(excess, this.maxCatchUp);
+    // One frame of excess is dropped only where it cannot be heard (the caller says the audio is
+    // quiet, as NetEq accelerates in low-energy audio); otherwise it waits for a quiet moment or the
+    // talkspurt's end (a restart takes the right phase). More is dropped at once, keeping one frame.
+    const drop = this.quiet ? excess : excess - 1;
+    if (drop > 0) {
+      const n = Math.min(drop, this.maxCatchUp);
       this.skipTo(this.head + n);
       this.lastDelay -= n * this.frameMs;
     }
@@ -597,19 +626,65 @@ export class JitterBuffer {
     const rel = transit - this.dqVal[this.dqStart]!;
     this.delays.record(rel);
     this.peaks.record(rel);
+    if (rel > this.targetDelay) this.notePeak(rel, nowMs);
     if (++this.sinceRetarget >= 16) {
       this.sinceRetarget = 0;
       this.retarget();
     }
   }
 
-  private retarget(): void {
+  /**
+   * NetEq's delay peak detector: a packet later than the target is a peak (late packets within
+   * PEAK_GROUP_MS are one peak). While peaks recur, the target covers the highest of them, so a
+   * machine or link that stalls now and then stops underrunning after the second stall; peak mode
+   * ends when no peak came for twice the longest interval between the recent ones (at most
+   * PEAK_HOLD_MS), so a single burst is forgotten quickly.
+   */
+  private notePeak(height: number, nowMs: number): void {
+    const last =
+      this.peakCount > 0 ? this.peakAt[(this.peakCount - 1) & (PEAKS - 1)]! : Number.NEGATIVE_INFINITY;
+    if (nowMs - last < PEAK_GROUP_MS) {
+      const i = (this.peakCount - 1) & (PEAKS - 1);
+      if (height > this.peakHeight[i]!) this.peakHeight[i] = height;
+    } else {
+      const i = this.peakCount & (PEAKS - 1);
+      this.peakAt[i] = nowMs;
+      this.peakHeight[i] = height;
+      this.peakCount++;
+    }
+    this.retarget(nowMs);
+  }
+
+  /** The peak height the target must cover now (0 outside peak mode). */
+  private peakNeed(nowMs: number): number {
+    const n = Math.min(this.peakCount, PEAKS);
+    const newest = (this.peakCount - 1) & (PEAKS - 1);
+    let longest = 0;
+    let highest = this.peakHeight[newest]!;
+    let used = 1;
+    for (let k = 1; k < n; k++) {
+      const i = (this.peakCount - 1 - k) & (PEAKS - 1);
+      const at = this.peakAt[i]!;
+      if (nowMs - at > PEAK_HOLD_MS) break;
+      longest = Math.max(longest, this.peakAt[(i + 1) & (PEAKS - 1)]! - at);
+      highest = Math.max(highest, this.peakHeight[i]!);
+      used++;
+    }
+    if (used < 2 || nowMs - this.peakAt[newest]! > 2 * longest) return 0;
+    return highest;
+  }
+
+  private retarget(nowMs: number = this.lastArrivalMs): void {
     const f = this.frameMs;
     let ms: number;
     if (this.adaptive) {
       const p = this.delays.count === 0 ? 0 : this.delays.percentile(this.percentile);
       ms = Math.min(Math.max(p, (this.minTarget - 1) * f), (this.maxTarget - 1) * f) + this.marginMs;
     } else ms = (this.minTarget - 1) * f + this.marginMs;
+    if (this.adaptive) {
+      const peak = this.peakNeed(nowMs);
+      if (peak > 0) ms = Math.max(ms, Math.min(peak, (this.maxTarget - 1) * f) + this.marginMs);
+    }
     ms += this.lookAheadFrames * f;
     this.targetDelay = ms;
     // In frames: how many are buffered at a pop when packets come at their expected time.

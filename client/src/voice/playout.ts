@@ -16,6 +16,13 @@ export type PlayoutHook = (pcm: Int16Array, samples: number, playTime: number) =
 
 /** Phase margin of the client's jitter buffer, ms (see JitterBufferOptions.marginMs). */
 export const PLAYOUT_MARGIN_MS = 3;
+/**
+ * A timer tick that fires this late (ms) found this process stalled; the packets it is due to
+ * play were held up by the same stall (here, or in a sender on this machine). It waits for them up
+ * to STALL_WAIT_MS instead of concealing a frame that is about to arrive.
+ */
+const STALL_LATENESS_MS = 4;
+const STALL_WAIT_MS = 60;
 
 export interface PlayoutOptions {
   readonly frameMs: 10 | 20;
@@ -67,6 +74,8 @@ export interface PlayoutStats {
   resets: number;
   overflowDrops: number;
   staleDrops: number;
+  /** Timer ticks that, late after a stall of this process, waited for their packet. */
+  stallWaits: number;
 }
 
 /**
@@ -92,9 +101,23 @@ export class Playout {
   private readonly onError: ((err: unknown) => void) | undefined;
   private origin = 0;
   private closed = false;
-  /** A timer tick waiting for the event loop to read I/O first: its due time, or NaN. */
-  private pendingDue = Number.NaN;
-  private readonly runPending = (): void => this.flushPending();
+  /**
+   * Timer ticks waiting to pull (after the event loop has read I/O): due time, whether the tick came
+   * late, when it was queued. A ring: a stall's replayed ticks queue up behind a waiting one.
+   */
+  private readonly qDue = new Float64Array(64);
+  private readonly qLate = new Uint8Array(64);
+  private readonly qAt = new Float64Array(64);
+  private qHead = 0;
+  private qLen = 0;
+  private qScheduled = false;
+  private waitedTick = -1;
+  /** Ticks that, late after a stall of this process, waited for their packet. */
+  private stallWaits = 0;
+  private readonly runPending = (): void => {
+    this.qScheduled = false;
+    this.flushTicks();
+  };
   private readonly tickOut: Int16Array;
   /** Play silence whatever arrives (self-deafened). */
   deaf = false;
@@ -168,7 +191,10 @@ export class Playout {
     let i = 0;
     while (i < out.length) {
       if (this.fifoPos === n) {
-        this.produce(performance.now());
+        // The jitter buffer judges the delay at the time the frame plays, not when this runs: a
+        // late pull (this process stalled) must not look like an excess to drop.
+        const now = performance.now();
+        this.produce(now, Math.max(0, now - (playTime + i / 48)));
         this.fifoPos = 0;
       }
       const take = Math.min(n - this.fifoPos, out.length - i);
@@ -187,28 +213,59 @@ export class Playout {
     return out.length;
   }
 
-  private produce(now: number): void {
-    const kind = this.stream.next(now, this.frame);
+  private produce(now: number, lateMs: number): void {
+    const kind = this.stream.next(now, this.frame, lateMs);
     if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
     if (this.deaf) this.frame.fill(0);
   }
 
   private tick(t: Tick): void {
-    this.flushPending();
     const due = this.origin + t.dueMs;
     if (t.skipped > 0) {
+      this.flushTicks(true);
       this.s.framesSkipped += t.skipped;
       this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
     }
-    this.pendingDue = due;
-    setImmediate(this.runPending);
+    if (this.qLen === this.qDue.length) this.flushTicks(true);
+    const i = (this.qHead + this.qLen) % this.qDue.length;
+    this.qDue[i] = due;
+    this.qLate[i] = t.latenessMs > STALL_LATENESS_MS ? 1 : 0;
+    this.qAt[i] = performance.now();
+    this.qLen++;
+    if (!this.qScheduled) {
+      this.qScheduled = true;
+      setImmediate(this.runPending);
+    }
   }
 
-  private flushPending(): void {
-    if (Number.isNaN(this.pendingDue) || this.closed) return;
-    const due = this.pendingDue;
-    this.pendingDue = Number.NaN;
-    this.pull(this.tickOut, due);
+  /** Pulls the queued ticks in order; a late one waits (briefly) for a packet the stall held up. */
+  private flushTicks(force = false): void {
+    const jb = this.stream.jitter;
+    while (this.qLen > 0 && !this.closed) {
+      const i = this.qHead;
+      if (
+        !force &&
+        this.qLate[i] === 1 &&
+        jb.playing &&
+        !jb.headReady &&
+        jb.buffered === 0 &&
+        performance.now() - this.qAt[i]! < STALL_WAIT_MS
+      ) {
+        if (this.waitedTick !== i) {
+          this.waitedTick = i;
+          this.stallWaits++;
+        }
+        if (!this.qScheduled) {
+          this.qScheduled = true;
+          setTimeout(this.runPending, 1);
+        }
+        return;
+      }
+      this.waitedTick = -1;
+      this.qHead = (i + 1) % this.qDue.length;
+      this.qLen--;
+      this.pull(this.tickOut, this.qDue[i]);
+    }
   }
 
   stats(): PlayoutStats {
@@ -233,6 +290,7 @@ export class Playout {
       resets: j.resets,
       overflowDrops: j.overflowDrops,
       staleDrops: j.staleDrops,
+      stallWaits: this.stallWaits,
     };
   }
 

@@ -31,6 +31,8 @@ export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
 export const MAX_SPEAKERS = 32;
 const UINT32 = 0x1_0000_0000;
+/** Most frames one tick plays to make up for ticks that did not run. */
+const MAX_MAKEUP_FRAMES = 4;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 
@@ -322,27 +324,34 @@ export class ChannelCore {
   /**
    * One frame. `frames` is how many frame periods passed since the previous tick (more than 1 after
    * a stall or a skipped tick): the outgoing media clock follows time, so the gap is a timestamp
-   * jump the clients conceal rather than audio silently running late.
+   * jump the clients conceal rather than audio silently running late. `lateMs`: how late this tick
+   * runs after it was due (the jitter buffers judge their delay at the due time).
    */
-  tick(now: number, frames = 1): void {
+  tick(now: number, frames = 1, lateMs = 0): void {
     const t0 = performance.now();
-    this.#tickBody(now, frames);
+    // Ticks that did not run (the actor was still busy, or the process stalled) are made up: each
+    // member's buffer plays one frame per frame period, else it would grow by a frame per skipped
+    // tick and catch-up would later drop one (a slip). Beyond MAX_MAKEUP_FRAMES the media clock
+    // jumps instead (a gap the clients conceal).
+    const passes = Math.min(Math.max(1, frames), MAX_MAKEUP_FRAMES);
+    this.#mediaFrame += Math.max(1, frames) - passes;
+    this.#drain();
+    for (let p = passes - 1; p >= 0; p--) this.#tickBody(now, lateMs + p * this.settings.frameMs);
     const ms = performance.now() - t0;
     this.stats.tickUs.record(ms * 1000);
     this.#adaptComplexity(ms);
   }
 
-  #tickBody(now: number, frames: number): void {
+  #tickBody(now: number, lateMs: number): void {
     this.#tick++;
-    this.#mediaFrame += frames;
+    this.#mediaFrame++;
     this.stats.ticks++;
-    this.#drain();
     let count = 0;
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
-      const kind = m.stream.next(now, m.pcm);
+      const kind = m.stream.next(now, m.pcm, lateMs);
       if (kind === PlayoutFrame.SILENT) {
         if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
         continue;
@@ -484,7 +493,9 @@ export class ChannelCore {
     length: number,
     arrival: number,
   ): void {
-    if (m.soloListeners === 0 || !m.active || !m.fwdActive || m.wasForwarded(frameIndex)) return;
+    if (!m.active) return;
+    if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
+    if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     m.markForwarded(frameIndex);
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;
@@ -492,6 +503,30 @@ export class ChannelCore {
         this.#forward(l, m, payload, length, frameIndex);
     }
     this.stats.holdMs.record(performance.now() - arrival);
+  }
+
+  /**
+   * In a silent channel the first packet of a talkspurt makes its speaker the lone one at once: its
+   * listeners at unity gain get it now rather than after the next tick (their stream then arrives
+   * evenly from the first packet on). The tick confirms or changes this one frame later.
+   */
+  #startSoloRun(m: VoiceMember, k: number): boolean {
+    if (this.#lastSpeakers !== 0 || !m.heard) return false;
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    let n = 0;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      if (l === m || l.deaf || l.endpoint.transport === 'none' || (l.gains?.get(m.userId) ?? 1) !== 1)
+        continue;
+      l.soloFrom = m;
+      n++;
+    }
+    if (n === 0) return false;
+    m.soloListeners = n;
+    m.fwdOffset = this.#mediaFrame + 1 - k;
+    m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
+    return true;
   }
 
   /** Sends speaker `sp`'s packet for frame `k` to listener `l`, on the channel's media clock. */

@@ -217,7 +217,7 @@ export class ServerVoicePlane implements VoicePlane {
                 ? 1
                 : Math.max(1, Math.round((handle.dueAt - handle.lastDueAt) / state.settings.frameMs));
             handle.lastDueAt = handle.dueAt;
-            state.tick(now, frames);
+            state.tick(now, frames, Math.max(0, now - handle.dueAt));
             break;
           }
           case 'add':

@@ -105,6 +105,9 @@ const PEAKS = 8;
 const PEAK_GROUP_MS = 100;
 const PEAK_HOLD_MS = 20_000;
 
+/** Excess delay (ms) that catch-up removes even in loud audio. */
+const LOUD_EXCESS_MS = 60;
+
 const IDLE = 0;
 const BUFFERING = 1;
 const PLAYING = 2;
@@ -581,10 +584,10 @@ export class JitterBuffer {
     const excess = Math.floor((this.windowMinDelay - need) * this.frameMsInv);
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
-    // One frame of excess is dropped only where it cannot be heard (the caller says the audio is
-    // quiet, as NetEq accelerates in low-energy audio); otherwise it waits for a quiet moment or the
-    // talkspurt's end (a restart takes the right phase). More is dropped at once, keeping one frame.
-    const drop = this.quiet ? excess : excess - 1;
+    // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
+    // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
+    // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
+    const drop = this.quiet ? excess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
     if (drop > 0) {
       const n = Math.min(drop, this.maxCatchUp);
       this.skipTo(this.head + n);

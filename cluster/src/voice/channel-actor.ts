@@ -67,6 +67,8 @@ export class ChannelActor implements ScheduledTask {
             break;
           case 'remove':
             if (msg.ep.member) state.removeMember(msg.ep.member);
+            // Nothing seals for it any more: free its native cipher state now, not at GC.
+            msg.ep.cipher.close();
             break;
           case 'update':
             if (msg.ep.member) state.updateMember(msg.ep.member);
@@ -104,7 +106,7 @@ export class ChannelActor implements ScheduledTask {
         ? 1
         : Math.max(1, Math.round((this.#dueAt - this.#lastDueAt) / state.settings.frameMs));
     this.#lastDueAt = this.#dueAt;
-    state.tick(now, frames);
+    state.tick(now, frames, Math.max(0, now - this.#dueAt));
   }
 
   /** The scheduler's call: hand the actor a tick unless the previous one is still queued. */
@@ -138,6 +140,8 @@ export class ChannelActor implements ScheduledTask {
     this.#closed = true;
     this.schedule?.remove();
     stop(this.#actor);
+    // Members whose 'remove' message will never run (the actor is stopped) free their ciphers here.
+    for (const m of this.core.members) m.endpoint.cipher.close();
     this.core.close();
   }
 }

@@ -39,6 +39,11 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.inboxOverflows,
   ],
   [
+    'voice_channel_inbox_over_quota',
+    'Packets refused because their member already had its quota waiting in the inbox',
+    (s) => s.core.stats.inboxOverQuota,
+  ],
+  [
     'voice_channel_buffer_frames',
     'Deepest member jitter buffer, frames',
     (s) => s.core.stats.bufferFramesMax,

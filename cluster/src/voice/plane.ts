@@ -1,12 +1,12 @@
 import { start, stop } from 'nact';
-import type { ChannelId, VoiceBinding } from '@voice/protocol';
+import type { AeadBackend, ChannelId, VoiceBinding } from '@voice/protocol';
 import type { OpusFactory } from '@voice/media';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
 import type { VoicePlane } from '../app/voice-plane.js';
 import type { StoredChannel } from '../state/types.js';
 import { alignPhases } from './alignment.js';
-import { VoiceAuth } from './auth.js';
+import { VoiceAuth, type ForeignBudgets } from './auth.js';
 import { ChannelActor } from './channel-actor.js';
 import type { ChannelIo } from './channel.js';
 import { ChannelClocks } from './clocks.js';
@@ -28,6 +28,16 @@ export interface VoicePlaneOptions {
   port: number;
   /** Address given to clients; defaults to `host`. */
   publicHost?: string | undefined;
+  /** AES-256-GCM for voice packets: the native EVP addon when built, else node:crypto. */
+  aead?: AeadBackend | undefined;
+  /**
+   * Where faults caught at the voice plane's boundaries go (the UDP handler, its timers): the
+   * server's Boundary, which counts them and logs at a bounded rate. Default: logged at most once
+   * a second.
+   */
+  report?: ((where: string, err: unknown) => void) | undefined;
+  /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
+  foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
 
 /**
@@ -41,7 +51,7 @@ export interface VoicePlaneOptions {
  */
 export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly counters = new VoiceCounters();
-  readonly #auth = new VoiceAuth(this.counters);
+  readonly #auth: VoiceAuth;
   readonly #channels = new Map<ChannelId, ChannelActor>();
   readonly #clocks: ChannelClocks;
   readonly #system = start();
@@ -51,12 +61,19 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
   #closed = false;
+  #lastErrorLog = -Infinity;
   port = 0;
 
   private constructor(private readonly o: VoicePlaneOptions) {
     const log = o.ctx.log;
+    this.#auth = new VoiceAuth(
+      this.counters,
+      o.foreignBudgets,
+      (err) => this.#report('voice_address_sweep', err),
+      o.aead,
+    );
     this.#socket = new VoiceSocket(
-      (msg, address, port) => this.#ingress.receive(msg, address, port),
+      (msg, address, port) => this.#receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
     );
     this.#transports = new VoiceTransports(this.#socket, o.sessions, this.counters, log);
@@ -79,6 +96,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
+      (err) => this.#report('voice_stats', err),
     );
   }
 
@@ -104,6 +122,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.detach(session);
     const ep = this.#auth.register(session, ch.core);
     ch.add(ep);
+    this.#stats.running(true);
     return {
       voiceId: ep.voiceId,
       key: ep.key,
@@ -122,6 +141,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
+    if (this.#channels.size === 0) this.#stats.running(false);
   }
 
   update(session: Session): void {
@@ -134,7 +154,29 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   }
 
   receiveWs(session: Session, packet: Uint8Array): void {
-    this.#ingress.receive(packet, null, 0, session);
+    this.#receive(packet, null, 0, session);
+  }
+
+  /** The packet path's boundary: a bug must cost one packet (counted, logged at most once a second), never the process. */
+  #receive(msg: Uint8Array, address: string | null, port: number, session?: Session): void {
+    try {
+      this.#ingress.receive(msg, address, port, session);
+    } catch (err) {
+      this.counters.drops.internal_error++;
+      this.#report('voice_packet', err);
+    }
+  }
+
+  #report(where: string, err: unknown): void {
+    if (this.o.report) {
+      this.o.report(where, err);
+      return;
+    }
+    const now = performance.now();
+    if (now - this.#lastErrorLog >= 1_000) {
+      this.#lastErrorLog = now;
+      this.o.ctx.log.error({ err, boundary: where }, 'exception caught in the voice plane');
+    }
   }
 
   // ---- Channels: actor lifecycle ------------------------------------------------------------
@@ -177,6 +219,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   /** Benchmarks: measure the clocks from now on. */
   resetClockLateness(): void {
     this.#clocks.resetLateness();
+  }
+
+  /** Source addresses holding a foreign-packet bucket (bounded and swept). */
+  get foreignAddresses(): number {
+    return this.#auth.foreignAddresses;
   }
 
   endpointOf(session: Session): VoiceEndpoint | undefined {

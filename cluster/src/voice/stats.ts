@@ -7,17 +7,35 @@ const STATS_SLICES = 20;
 /**
  * Per-member connection figures (`stats` message), sent every 2 s in STATS_SLICES slices (by voice
  * id) so no single pass stalls the event loop. `onRound` runs at the start of each full round.
+ * The timer runs only while someone is in a channel (`running(true)`): an idle server sleeps.
  */
 export class MemberStats {
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout | null = null;
   #slice = 0;
+  #closed = false;
 
   constructor(
     private readonly endpoints: () => Iterable<VoiceEndpoint>,
     private readonly onRound: () => void,
-  ) {
-    this.#timer = setInterval(() => this.#sendSlice(), STATS_INTERVAL_MS / STATS_SLICES);
-    this.#timer.unref();
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Starts or stops the timer (idempotent). */
+  running(on: boolean): void {
+    if (on && this.#timer === null && !this.#closed) {
+      this.#slice = 0;
+      this.#timer = setInterval(() => {
+        try {
+          this.#sendSlice();
+        } catch (err) {
+          this.onError(err);
+        }
+      }, STATS_INTERVAL_MS / STATS_SLICES);
+      this.#timer.unref();
+    } else if (!on && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
   }
 
   #sendSlice(): void {
@@ -51,6 +69,7 @@ export class MemberStats {
   }
 
   close(): void {
-    clearInterval(this.#timer);
+    this.running(false);
+    this.#closed = true;
   }
 }

@@ -6,9 +6,10 @@ import {
   VoiceFlags,
   VoicePacketType,
   encodeTimeBody,
+  type AeadBackend,
   type VoiceBinding,
 } from '@voice/protocol';
-import { Ticker, type OpusFactory, sineInt16 } from '@voice/media';
+import { Ticker, loadNativeAead, type OpusFactory, sineInt16 } from '@voice/media';
 
 /**
  * The cheapest voice users the generator has: registered over UDP like a client, speakers sending
@@ -34,8 +35,9 @@ export class LeanMember {
     readonly binding: VoiceBinding,
     readonly sock: Socket,
     readonly speaker: boolean,
+    aead?: AeadBackend,
   ) {
-    this.cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER);
+    this.cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER, aead);
   }
 }
 
@@ -46,6 +48,8 @@ export class LeanPlane {
   private readonly members = new Set<LeanMember>();
   private speakers = 0;
   private readonly out = Buffer.alloc(MAX_PACKET_BYTES);
+  // The generator must cost little per packet: persistent AES-GCM contexts when the addon is built.
+  private readonly aead = loadNativeAead() ?? undefined;
   private readonly header = {
     type: VoicePacketType.AUDIO as VoicePacketType,
     flags: 0,
@@ -79,7 +83,7 @@ export class LeanPlane {
   async add(binding: VoiceBinding, speaker: boolean): Promise<LeanMember> {
     const sock = createSocket('udp4');
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    const m = new LeanMember(binding, sock, speaker);
+    const m = new LeanMember(binding, sock, speaker, this.aead);
     sock.on('message', () => void m.received++);
     this.members.add(m);
     if (speaker) {

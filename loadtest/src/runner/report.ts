@@ -36,6 +36,8 @@ export interface Sample {
   packetsOutPerSec: number | null;
   serverRssMb: number | null;
   serverFds: number | null;
+  /** Lowest encoder complexity of any channel: below the setting, the server was short of CPU. */
+  minComplexity: number | null;
 }
 
 export interface GeneratorVerdict {

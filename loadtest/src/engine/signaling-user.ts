@@ -1,6 +1,6 @@
 import type { SignalingClient } from '@voice/client';
 import { timed, type MetricSink } from './metrics.js';
-import { channelNamed, openSession } from './session.js';
+import { ChannelBook, openSession } from './session.js';
 import { sleep } from './sleep.js';
 import type { SignalingStep } from './options.js';
 
@@ -27,13 +27,22 @@ export async function runSignalingUser(o: SignalingUserOptions, m: MetricSink): 
       t: K,
       body: Parameters<SignalingClient['request']>[1] & object,
     ) => timed(m, t, () => ws.request(t, body as never));
-    const { channels } = await req('channel.list', {});
+    const book = new ChannelBook();
+    book.learn((await req('channel.list', {})).channels);
     for (let c = 0; c < o.step.cycles && !o.signal.aborted; c++) {
       const name = `${o.channelPrefix}-${Math.floor(rnd() * o.step.channels)}`;
-      const id = await channelNamed(ws, name, channels, m);
+      const id = await book.idOf(ws, name, m);
       const joined = await req('channel.join', { channelId: id });
       const other = joined.members.find((x) => x.userId !== ws.welcome.user.id);
-      if (other) await req('voice.volume', { userId: other.userId, volume: 50 + Math.floor(rnd() * 100) });
+      if (other) {
+        try {
+          await req('voice.volume', { userId: other.userId, volume: 50 + Math.floor(rnd() * 100) });
+        } catch (err) {
+          // The member left between our join and this request: the churn this scenario makes.
+          if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
+          m.counter('signaling.volume_target_left');
+        }
+      }
       await req('voice.state', { selfMute: true });
       await req('voice.state', { selfMute: false });
       await req('ping', { ts: performance.now() });

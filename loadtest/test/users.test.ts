@@ -75,6 +75,16 @@ describe('load-test signaling user (real server)', () => {
     // A cycle's ping plus the hold's pings (every 300 ms for 1.2 s: 3 or 4 each).
     expect(histograms.get('signaling.rtt.ping')!.length).toBeGreaterThanOrEqual(2 * (2 + 3));
     for (const ms of histograms.get('signaling.rtt')!) expect(ms).toBeGreaterThan(0);
+    // Log-in and hello are set-up, apart from the session's round trips.
+    expect(histograms.get('signaling.setup')).toHaveLength(4);
+    expect(histograms.get('signaling.rtt')!.length).toBe(
+      [...histograms.entries()]
+        .filter(
+          ([k]) =>
+            k.startsWith('signaling.rtt.') && k !== 'signaling.rtt.login' && k !== 'signaling.rtt.hello',
+        )
+        .reduce((a, [, v]) => a + v.length, 0),
+    );
     // The channel was created once and joined by both: the second joiner set a volume for the first.
     expect(histograms.get('signaling.rtt.channel.create')).toHaveLength(1);
     expect(histograms.get('signaling.rtt.voice.volume')!.length).toBeGreaterThan(0);

@@ -40,6 +40,8 @@ export interface RunningServer {
   readonly ctx: AppContext;
   readonly sessions: SessionManager;
   readonly voice: ServerVoicePlane;
+  /** Where whatever is caught is counted and logged at a bounded rate (main.ts adds the process's faults). */
+  readonly boundary: Boundary;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
 }
@@ -209,5 +211,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, close };
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, boundary, close };
 }

@@ -138,7 +138,7 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     'voice.volume': (s, m) => {
       if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
       // Only members of one's channel: otherwise the volume map grows with every id a client invents.
-      if (m.userId === s.userId || sessions.byUser(m.userId)?.channelId !== s.channelId)
+      if (m.userId === s.userId || !sessions.members(s.channelId).some((x) => x.userId === m.userId))
         throw new ProtocolError('NOT_FOUND', 'that user is not another member of your channel');
       sessions.setVolume(s, m.userId, m.volume);
       return {};

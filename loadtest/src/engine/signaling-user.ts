@@ -27,8 +27,10 @@ export async function runSignalingUser(o: SignalingUserOptions, m: MetricSink): 
       t: K,
       body: Parameters<SignalingClient['request']>[1] & object,
     ) => timed(m, t, () => ws.request(t, body as never));
+    // The whole list, as a client shows it: every page (it is paged to fit a frame, protocol
+    // README 4.4). Channels created later are found through the book.
     const book = new ChannelBook();
-    book.learn((await req('channel.list', {})).channels);
+    book.learn(await timed(m, 'channel.list', () => ws.allChannels()));
     for (let c = 0; c < o.step.cycles && !o.signal.aborted; c++) {
       const name = `${o.channelPrefix}-${Math.floor(rnd() * o.step.channels)}`;
       const id = await book.idOf(ws, name, m);

@@ -433,9 +433,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
       listener!.recording(),
       periodMs - 20,
     );
-    // Every click is counted; one of nine may go unheard on an overloaded machine (a jitter buffer
-    // catching up after a stall drops stale frames: seen once in about twenty runs at a load average
-    // of 15 on 2 cores, never on a quiet one). Two would be a fault.
+    // Every click is counted; one of nine may go unheard on an overloaded machine (seen once in about
+    // twenty runs at a load average of 15 on 2 cores, never on a quiet one; not traced, most likely a
+    // jitter buffer catching up after a stall, which drops stale frames). Two would be a fault.
     expect(missed.length, `clicks not heard: ${missed.join(', ')}`).toBeLessThanOrEqual(1);
     const sorted = [...delays].sort((x, y) => x - y);
     const p50 = quantile(delays, 0.5);

@@ -124,7 +124,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(encodes).toBeGreaterThan(ticks / 2);
     // Each speaker hears exactly the other at unity gain: the other's packet is forwarded, not
     // re-encoded. So every packet not forwarded went to a silent listener, three per encode.
-    expect(forwarded).toBeLessThanOrEqual(2 * ticks);
+    // Forwarded on arrival, not on the tick: a window's edges may hold a frame per speaker that
+    // its ticks do not (measured 112 forwards over 55 ticks).
+    expect(forwarded).toBeLessThanOrEqual(2 * ticks + 4);
     expect(forwarded).toBeGreaterThan(ticks);
     expect(st.packetsOut - st.forwarded).toBe(3 * st.encodes);
     expect(heard(a!, TONES[1]), 'a hears b').toBeGreaterThan(-23);

@@ -280,7 +280,7 @@ describe('voice path from the raw protocol', () => {
     for (const p of [pb1, pb2, pv]) p.close();
   });
 
-  it('forwards a lone speaker byte for byte under its own header; acks share the sequence; a stall is a timestamp jump', async () => {
+  it('forwards a lone speaker byte for byte under its own header, at one fixed timestamp offset through a stall; acks share the sequence', async () => {
     const a = await srv.user('solo-speaker');
     const b = await srv.user('solo-ear');
     const { channel } = await a.ws.request('channel.create', { name: 'Forward' });
@@ -330,18 +330,12 @@ describe('voice path from the raw protocol', () => {
     const heartbeatAck = acks[1]!.seq;
     expect(audio.map((r) => r.seq)).toContain(heartbeatAck - 1);
     expect(audio.map((r) => r.seq)).toContain(heartbeatAck + 1);
-    // The timestamps are the channel's media clock, which follows time: the 200 ms stall shows as a
-    // jump of at least 10 frames (more if the machine delayed this process further), not as a burst
-    // of late frames. A loaded machine adds jumps of its own, as the stall does.
-    const steps = audio.slice(1).map((r, i) => ((r.ts - audio[i]!.ts) | 0) / frame);
-    expect(Math.min(...steps), 'timestamps only move forward').toBeGreaterThanOrEqual(1);
-    expect(steps.filter((d) => d === 1).length).toBeGreaterThan(steps.length / 2);
-    const jump = Math.max(...steps);
-    expect(jump).toBeGreaterThanOrEqual(9);
-    expect(jump).toBeLessThanOrEqual(25);
-    // The server's timestamps are not the speaker's: its clock started with the channel.
+    // The timestamps are on the channel's clock, not the speaker's, but a forwarded packet keeps the
+    // speaker's spacing: its timestamp is the speaker's frame plus one offset fixed when forwarding
+    // started (protocol/README.md 8.6), so even across the 200 ms stall (after which the speaker's
+    // frames arrive in a burst) every forwarded frame keeps its place.
     const offsets = new Set(audio.map((r) => (r.ts - sentTs.get(hex(r.payload))!) | 0));
-    expect(offsets.size).toBeGreaterThan(1);
+    expect([...offsets]).toHaveLength(1);
     pa.close();
     pb.close();
   });

@@ -44,7 +44,7 @@ export function benchChannelTick(
       i + 1,
       fakeSession(i),
       core,
-      new TokenBucket(1, 1),
+      { foreign: new TokenBucket(1, 1), sameHost: new TokenBucket(1, 1) },
       loadNativeAead() ?? undefined,
     );
     ep.transport = 'udp';

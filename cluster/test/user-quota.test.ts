@@ -72,8 +72,11 @@ describe('channel caps per user', () => {
 });
 
 describe('user purge', () => {
-  it('deletes users who hold no valid token and own nothing, on its timer; keeps owners and the connected', async () => {
-    const srv = await server({ userPurge: { intervalMs: 1_000, batch: 50 } });
+  it('deletes users who cannot log in or never connected and own nothing, on its timer; keeps owners and the connected', async () => {
+    const srv = await server({
+      graceMs: 500,
+      userPurge: { intervalMs: 1_000, batch: 50, unconnectedAfterMs: 1_500 },
+    });
     const admin = new RestClient(srv.url, ADMIN_TOKEN);
     const total = async () =>
       (await admin.call<{ total: number }>('GET', '/api/v1/admin/users?limit=1')).total;
@@ -86,15 +89,16 @@ describe('user purge', () => {
       gone.push((await c.login(`drive-by-${i}`)).user);
       await c.call('POST', '/api/v1/logout');
     }
+    // Log-ins that never open a WebSocket: once their grace period and `unconnectedAfterMs` pass.
+    for (let i = 0; i < 3; i++) gone.push((await srv.rest().login(`rest-only-${i}`)).user);
     // An owner who logged out keeps its account (its channel points to it); a connected user too.
     const owner = srv.rest();
     await owner.login('owner-leaves');
     const ch = await owner.createChannel({ name: 'Left behind' });
     await owner.call('POST', '/api/v1/logout');
     const online = await srv.user('still-here');
-    expect(await total()).toBe(before + 22);
 
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 8_000;
     while ((await total()) > before + 2 && Date.now() < deadline) await sleep(100);
     expect(await total()).toBe(before + 2);
     for (const u of gone) expect(await code(admin.call('GET', `/api/v1/users/${u.id}`))).toBe('NOT_FOUND');
@@ -102,6 +106,6 @@ describe('user purge', () => {
       'owner-leaves',
     );
     expect((await online.ws.request('ping', { ts: 1 })).ts).toBe(1);
-    expect(await srv.ctx.metrics.value('voice_users_purged_total')).toBe(20);
+    expect(await srv.ctx.metrics.value('voice_users_purged_total')).toBe(23);
   });
 });

@@ -614,7 +614,7 @@ export class ChannelCore {
     // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
     const ts = (mediaFrame * this.frameSamples) % UINT32;
     h.timestamp = ts < 0 ? ts + UINT32 : ts;
-    const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
+    const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
     this.stats.packetsOut++;

@@ -34,8 +34,12 @@ export class VoiceEndpoint {
     readonly voiceId: number,
     readonly session: Session,
     public channel: ChannelCore,
-    /** Decryptions this voice id may cost from addresses other than its registered one. */
-    readonly foreign: TokenBucket,
+    /**
+     * Decryptions this voice id may cost from addresses other than its registered one: `sameHost`
+     * for packets from the host its WebSocket comes from (its first packet, a new NAT port),
+     * `foreign` for any other address.
+     */
+    readonly budget: { readonly foreign: TokenBucket; readonly sameHost: TokenBucket },
     aead?: AeadBackend,
   ) {
     this.cipher = new VoiceCipher(this.key, VoiceDirection.SERVER_TO_CLIENT, aead);

@@ -1,3 +1,4 @@
 export * from './signaling.js';
 export * from './rest.js';
 export * from './voice/index.js';
+export * from './audio/index.js';

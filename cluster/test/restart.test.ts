@@ -1,11 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Channel } from '@voice/protocol';
 import { RestClient, SignalingClient } from '@voice/client';
-import { ADMIN_TOKEN, freePort, freeUdpPort, startTestServer } from '../../test-support/server.js';
+import { ADMIN_TOKEN, freePort, startTestServer } from '../../test-support/server.js';
+import { startServerProcess } from '../../test-support/server-process.js';
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -19,34 +20,11 @@ const tmp = () => {
   return d;
 };
 
-/** Runs the real entry point (cluster/src/main.ts) as its own process, as `npm start` does. */
-async function startProcess(dataDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, '../src/main.ts')],
-    {
-      env: {
-        ...process.env,
-        VOICE_PORT: String(port),
-        VOICE_UDP_PORT: String(await freeUdpPort()),
-        VOICE_DATA_DIR: dataDir,
-        VOICE_ADMIN_TOKEN: ADMIN_TOKEN,
-        VOICE_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+const startProcess = async (dataDir: string, port: number): Promise<ChildProcess> => {
+  const child = await startServerProcess(dataDir, port);
   children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('listening')) resolve();
-    });
-    child.once('exit', (c) => reject(new Error(`server exited ${c}: ${out}`)));
-  });
   return child;
-}
+};
 
 describe('durability', () => {
   it('keeps channels and profiles across a clean restart; tokens still work', async () => {

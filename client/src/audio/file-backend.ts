@@ -1,6 +1,6 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { decodeWav, encodeWav, Ticker } from '@voice/media';
-import { floatToI16, fromMonoFloat, toMonoFloat } from './convert.js';
+import { floatToI16Array, fromMonoFloat, toMonoFloat } from './convert.js';
 import { AudioDeviceError } from './errors.js';
 import { SincResampler } from './resampler.js';
 import {
@@ -29,7 +29,10 @@ export interface FileBackendOptions {
   readonly input?: string | Int16Array;
   /** Play the input again from the start at its end (default true). */
   readonly loop?: boolean;
-  /** Where the "speaker" writes a WAV when it closes; absent: kept in memory only. */
+  /**
+   * Where the "speaker" writes a 48 kHz mono WAV as it plays (streamed: the header says "to the end
+   * of the file" until close() writes the real sizes), so a test can read what was played so far.
+   */
   readonly outputPath?: string;
   /** Device format the streams pretend to have (default 48 kHz mono i16). */
   readonly format?: StreamFormat;
@@ -169,6 +172,8 @@ export class FileOutput extends FileStream implements AudioOutput {
   private readonly mono: Float32Array;
   private readonly out: Int16Array;
   private written = 0;
+  private fd: number | null = null;
+  private flushed = 0;
 
   constructor(
     private readonly o: FileBackendOptions,
@@ -183,6 +188,14 @@ export class FileOutput extends FileStream implements AudioOutput {
     if (this.closed) throw new AudioDeviceError('CLOSED');
     this.render = render;
     this.onError = onError;
+    if (this.o.outputPath) {
+      this.fd = openSync(this.o.outputPath, 'w');
+      const header = encodeWav(new Int16Array(0), this.format.sampleRate);
+      const v = new DataView(header.buffer);
+      v.setUint32(4, 0xffffffff, true);
+      v.setUint32(40, 0xffffffff, true);
+      writeSync(this.fd, header);
+    }
     this.startClock();
   }
 
@@ -191,8 +204,10 @@ export class FileOutput extends FileStream implements AudioOutput {
     this.render(this.bytes);
     const n = toMonoFloat(this.bytes, this.format, this.mono, this.periodFrames);
     const keep = Math.min(n, this.out.length - this.written);
-    for (let i = 0; i < keep; i++) this.out[this.written + i] = floatToI16(this.mono[i]!);
+    floatToI16Array(this.mono, this.out.subarray(this.written, this.written + keep), keep);
     this.written += keep;
+    // Flush about every 100 ms: a test reads the file while we play.
+    if (this.fd !== null && this.written - this.flushed >= this.format.sampleRate / 10) this.flush();
   }
 
   /** What was played so far, mono Int16 at the output's rate (a copy). */
@@ -200,9 +215,24 @@ export class FileOutput extends FileStream implements AudioOutput {
     return this.out.slice(0, this.written);
   }
 
+  private flush(): void {
+    if (this.fd === null) return;
+    const part = this.out.subarray(this.flushed, this.written);
+    writeSync(this.fd, new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+    this.flushed = this.written;
+  }
+
   protected override finish(): void {
-    if (this.o.outputPath)
-      writeFileSync(this.o.outputPath, encodeWav(this.recording(), this.format.sampleRate));
+    if (this.fd === null) return;
+    this.flush();
+    const bytes = this.written * 2;
+    const size = new Uint8Array(4);
+    new DataView(size.buffer).setUint32(0, 36 + bytes, true);
+    writeSync(this.fd, size, 0, 4, 4);
+    new DataView(size.buffer).setUint32(0, bytes, true);
+    writeSync(this.fd, size, 0, 4, 40);
+    closeSync(this.fd);
+    this.fd = null;
   }
 }
 

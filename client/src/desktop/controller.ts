@@ -71,6 +71,8 @@ export class DesktopController {
   private server: string | null = null;
   private nickname: string | null = null;
   private token: string | null = null;
+  /** Who we are on this server: kept while reconnecting, so the UI stays where it was. */
+  private me: { id: string; nickname: string } | null = null;
   private lastError: ErrorInfo | null = null;
   private wantedChannel: { id: string; password?: string } | null = null;
   private muted = false;
@@ -257,6 +259,7 @@ export class DesktopController {
     this.server = server;
     this.nickname = c.nickname;
     this.token = null;
+    this.me = null;
     this.wantedChannel = null;
     this.retryDelay = this.o.backoffMs?.[0] ?? 500;
     this.setState('connecting', null);
@@ -295,6 +298,7 @@ export class DesktopController {
     }
     this.client = client;
     this.token = client.token;
+    this.me = { id: client.user.id, nickname: client.user.nickname };
     this.listen(client);
     this.setState('connected', null);
     this.retryDelay = this.o.backoffMs?.[0] ?? 500;
@@ -435,8 +439,8 @@ export class DesktopController {
       ev: 'state',
       connection: this.state,
       server: this.server,
-      userId: c?.user.id ?? null,
-      nickname: c?.user.nickname ?? this.nickname,
+      userId: this.state === 'disconnected' ? null : (c?.user.id ?? this.me?.id ?? null),
+      nickname: c?.user.nickname ?? this.me?.nickname ?? this.nickname,
       isAdmin: false,
       channelId: c?.channel?.id ?? (this.state === 'reconnecting' ? (this.wantedChannel?.id ?? null) : null),
       muted: this.muted,

@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { extname, join, normalize, sep } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { COMMAND_EVENT, EVENT_EVENT, type DesktopEvent } from './messages.js';
@@ -198,7 +198,7 @@ export class DevSocketLink implements UiLink {
     options: { port?: number; staticDir?: string; token?: string } = {},
   ): Promise<DevSocketLink> {
     const token = options.token ?? randomBytes(16).toString('hex');
-    const dir = options.staticDir;
+    const dir = options.staticDir === undefined ? undefined : resolve(options.staticDir);
     const http = createServer((req, res) => {
       if (!dir || (req.method !== 'GET' && req.method !== 'HEAD')) {
         res.writeHead(404).end();
@@ -206,7 +206,7 @@ export class DevSocketLink implements UiLink {
       }
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       const rel = normalize(decodeURIComponent(path === '/' ? '/index.html' : path));
-      const file = join(dir, rel);
+      const file = join(dir, rel); // dir is absolute (resolved at listen)
       if (!file.startsWith(dir + sep) && file !== dir) {
         res.writeHead(403).end();
         return;

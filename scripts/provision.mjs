@@ -5,7 +5,10 @@
 //   - better-sqlite3's native binary loads (rebuilt with `npm rebuild better-sqlite3` if not);
 //   - uWebSockets.js loaded its native binary for this Node's ABI, not its slow JS fallback;
 //   - libopus-dev present and our Opus addon (media/native/voice_opus.c) built: the tests check
-//     in-band FEC, which only that backend decodes.
+//     in-band FEC, which only that backend decodes;
+//   - chromium (the desktop UI's end-to-end test), PulseAudio with its tools and ALSA's pulse plugin
+//     (the sound-device tests start PulseAudio and its null sinks themselves), and naudiodon's
+//     native binary.
 //
 // Silent when everything is in place (well under a second). When something is missing and we run
 // as root with apt-get, it installs it (`apt-get update` once, then `apt-get install`); otherwise it
@@ -168,3 +171,30 @@ if (!existsSync('/usr/include/opus/opus.h')) {
 const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
 if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', 'voice_opus.node')))
   fail(`the Opus addon did not build:\n${built.tail}`);
+
+// 6. The desktop client's tests: chromium, PulseAudio and ALSA's pulse plugin, naudiodon's binary.
+const desktop = [
+  ['chromium', () => existsSync('/usr/bin/chromium')],
+  ['pulseaudio', () => onPath('pulseaudio')],
+  ['pulseaudio-utils', () => onPath('pactl') && onPath('paplay') && onPath('parec')],
+  ['alsa-utils', () => onPath('aplay')],
+  [
+    'libasound2-plugins',
+    () =>
+      ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].some((d) =>
+        existsSync(join(d, 'alsa-lib', 'libasound_module_pcm_pulse.so')),
+      ),
+  ],
+];
+const missing = desktop.filter(([, ok]) => !ok()).map(([pkg]) => pkg);
+if (missing.length > 0 && !aptInstall(missing))
+  fail(`the desktop tests need ${missing.join(' ')} (Debian: \`sudo apt-get install -y ${missing.join(' ')}\`)`);
+const requireFromClient = createRequire(join(root, 'client', 'package.json'));
+const naudiodonLoads = () => run(process.execPath, ['-e', `require(${JSON.stringify(requireFromClient.resolve('naudiodon'))})`]).ok;
+if (!naudiodonLoads()) {
+  say('naudiodon native binary does not load; running `npm rebuild naudiodon` ...');
+  const env = { ...process.env };
+  if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+  const r = run('npm', ['rebuild', 'naudiodon', 'segfault-handler', '--foreground-scripts'], env);
+  if (!r.ok || !naudiodonLoads()) fail(`naudiodon does not build or load:\n${r.tail}`);
+}

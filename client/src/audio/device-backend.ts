@@ -114,8 +114,14 @@ export class DeviceBackend implements AudioBackend {
       sampleRate: format.sampleRate,
       deviceId: d.id,
       framesPerBuffer: periodFrames,
-      highwaterMark: bytes,
-      closeOnError: true,
+      // Input: one period per 'data' event. Output: three periods in flight, else each write waits for
+      // the previous one to reach PortAudio and the device is fed at about half its rate.
+      highwaterMark: input ? bytes : 3 * bytes,
+      // An xrun ("output underflow") is not fatal: with closeOnError PortAudio's stream would close.
+      closeOnError: false,
+      // Periods PortAudio's thread may queue for us: 8 (80 ms at 10 ms) rides out an event-loop stall
+      // without losing input (the default 2 drops audio after a 20 ms stall).
+      maxQueue: 8,
     };
     let io;
     try {
@@ -153,7 +159,7 @@ class DeviceStream implements AudioInput, AudioOutput {
   ) {
     // naudiodon logs stream errors itself with console.error; ours go to onError.
     io.removeAllListeners('error');
-    io.on('error', (err: Error) => this.fail(err));
+    io.on('error', (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
   }
 
   private fail(err: Error): void {
@@ -170,6 +176,7 @@ class DeviceStream implements AudioInput, AudioOutput {
     if ('read' in io && typeof (io as Readable).read === 'function' && !('write' in io)) {
       const onData = handler;
       (io as Readable).on('data', (chunk: Buffer) => {
+        if (this.closed) return; // PortAudio may still hand over what it had queued
         try {
           onData(chunk, performance.now());
         } catch (err) {

@@ -86,6 +86,11 @@ export class DriftController {
     return this.c;
   }
 
+  /** The level jumped for a known reason (audio was dropped): restart the smoothing there. */
+  resync(level: number): void {
+    this.level = level;
+  }
+
   reset(): void {
     this.level = Number.NaN;
     this.integral = 0;

@@ -116,7 +116,10 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     this.input = input;
     this.capture = capture;
     input.start(
-      (chunk, t) => capture.write(chunk, t),
+      // Only the current input feeds the sender: a closing one may still deliver a period or two.
+      (chunk, t) => {
+        if (this.capture === capture) capture.write(chunk, t);
+      },
       (err) => this.deviceFailed(err, 'input'),
     );
   }
@@ -139,7 +142,10 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     this.output = output;
     this.rebuildPlayback();
     output.start(
-      (bytes) => this.render(bytes),
+      (bytes) => {
+        if (this.output === output) this.render(bytes);
+        else bytes.fill(0);
+      },
       (err) => this.deviceFailed(err, 'output'),
     );
   }

@@ -13,6 +13,8 @@ export class FrameFifo implements PullSource {
   underrunSamples = 0;
   underruns = 0;
   overflowSamples = 0;
+  /** Samples dropped by discard() (the device caught up after a stall). */
+  discarded = 0;
   private readonly ring: Int16Array;
   private head = 0;
   private count = 0;
@@ -77,6 +79,14 @@ export class FrameFifo implements PullSource {
 
   get targetSamples(): number {
     return this.target;
+  }
+
+  discard(samples: number): number {
+    const n = Math.max(0, Math.min(Math.floor(samples), this.count));
+    this.head = (this.head + n) % this.capacity;
+    this.count -= n;
+    this.discarded += n;
+    return n;
   }
 
   clear(): void {

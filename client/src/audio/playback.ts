@@ -3,6 +3,9 @@ import { DriftController } from './drift.js';
 import { SincResampler } from './resampler.js';
 import { checkStreamFormat, ENGINE_RATE, type PullSource, type StreamFormat } from './types.js';
 
+/** Level above the target (48 kHz samples) beyond which the excess is dropped at once: 60 ms. */
+const MAX_EXCESS = 2880;
+
 export interface PlaybackChainOptions {
   readonly device: StreamFormat;
   /** Frame size pulled from the source at 48 kHz: 480 or 960. */
@@ -28,6 +31,8 @@ export class PlaybackChain {
   /** Output volume, linear (1 = unchanged). */
   volume = 1;
   framesPulled = 0;
+  /** Times the level was far above the target and the excess was dropped. */
+  resyncs = 0;
   private readonly resampler: SincResampler;
   private readonly pcm: Int16Array;
   private readonly frame: Float32Array;
@@ -67,7 +72,14 @@ export class PlaybackChain {
     this.o.onRendered?.(this.mono, n);
     fromMonoFloat(this.mono, n, this.device, out);
     if (this.drift) {
-      const level = this.o.source.levelSamples!() + this.resampler.buffered;
+      const src = this.o.source;
+      let level = src.levelSamples!() + this.resampler.buffered;
+      const excess = level - this.drift.target;
+      if (excess > MAX_EXCESS && src.discard) {
+        level -= src.discard(excess);
+        this.resyncs++;
+        this.drift.resync(level);
+      }
       this.resampler.setCorrection(this.drift.update(level, n / this.device.sampleRate));
     }
   }

@@ -97,4 +97,10 @@ export interface PullSource {
   pull(out: Int16Array): void;
   levelSamples?(): number;
   readonly targetSamples?: number;
+  /**
+   * Drops up to `samples` of the oldest audio; returns how many. The engine uses it when the level is
+   * far above the target (the device started late or stalled): catching up by resampling would take
+   * minutes of added delay, dropping takes one period.
+   */
+  discard?(samples: number): number;
 }

@@ -84,7 +84,7 @@ export class DesktopController {
   private channels = new Map<string, Channel>();
   private members = new Map<string, Member>();
   private readonly volumes = new Map<string, number>();
-  private readonly fifo = new FrameFifo({ capacity: 48_000, target: 1440 });
+  private readonly fifo = new FrameFifo({ capacity: 9600, target: 1440 });
   private closed = false;
   private epoch = 0;
 

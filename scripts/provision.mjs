@@ -188,9 +188,12 @@ const desktop = [
 ];
 const missing = desktop.filter(([, ok]) => !ok()).map(([pkg]) => pkg);
 if (missing.length > 0 && !aptInstall(missing))
-  fail(`the desktop tests need ${missing.join(' ')} (Debian: \`sudo apt-get install -y ${missing.join(' ')}\`)`);
+  fail(
+    `the desktop tests need ${missing.join(' ')} (Debian: \`sudo apt-get install -y ${missing.join(' ')}\`)`,
+  );
 const requireFromClient = createRequire(join(root, 'client', 'package.json'));
-const naudiodonLoads = () => run(process.execPath, ['-e', `require(${JSON.stringify(requireFromClient.resolve('naudiodon'))})`]).ok;
+const naudiodonLoads = () =>
+  run(process.execPath, ['-e', `require(${JSON.stringify(requireFromClient.resolve('naudiodon'))})`]).ok;
 if (!naudiodonLoads()) {
   say('naudiodon native binary does not load; running `npm rebuild naudiodon` ...');
   const env = { ...process.env };

@@ -337,6 +337,48 @@ export class DesktopController {
   }
 
   private listen(client: VoiceClient): void {
+    this.listenSignaling(client);
+    client.on('left', () => {
+      this.members.clear();
+      this.pushMembers();
+      this.pushState();
+    });
+    // Signaling dropped: the client itself reconnects within the server's grace period.
+    client.on('reconnecting', (code, reason) => {
+      if (this.client !== client) return;
+      this.setState('reconnecting', {
+        code: 'CONNECTION_LOST',
+        message: `Connection lost (${code}${reason ? `: ${reason}` : ''})`,
+      });
+    });
+    client.on('resumed', () => {
+      if (this.client !== client || this.closed) return;
+      this.listenSignaling(client);
+      this.setState('connected', null);
+      void this.refreshChannels().catch(() => undefined);
+      // Join again for the member list (and a fresh binding); the client's own rejoin yields to it.
+      if (this.wantedChannel) {
+        const w = this.wantedChannel;
+        void this.join({
+          cmd: 'join',
+          id: 0,
+          channelId: w.id,
+          ...(w.password ? { password: w.password } : {}),
+        }).catch((err) => this.setState('connected', errorInfo(err)));
+      }
+    });
+    client.on('disconnected', (code, reason) => {
+      if (this.client !== client || this.closed) return;
+      this.client = null;
+      this.scheduleRetry({
+        code: 'CONNECTION_LOST',
+        message: `Connection lost (${code}${reason ? `: ${reason}` : ''})`,
+      });
+    });
+  }
+
+  /** Channel, member and speaking events of the client's current signaling connection. */
+  private listenSignaling(client: VoiceClient): void {
     const sig = client.signaling;
     const refresh = (): void => void this.refreshChannels().catch(() => undefined);
     sig.on('channel.created', refresh);

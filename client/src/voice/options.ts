@@ -51,6 +51,12 @@ export interface VoiceClientOptions {
   requestTimeoutMs?: number;
   /** Receives every played frame (the desktop app's speaker output). */
   onPlayout?: PlayoutHook;
+  /**
+   * When signaling drops without the server saying why (no `bye`, not a 4xxx close), reconnect with
+   * the token within the server's grace period and carry on in the same channel (default true).
+   * False: the client closes and emits `disconnected`, as before.
+   */
+  resume?: boolean;
 }
 
 /** Options after validation, with defaults filled in. */
@@ -145,6 +151,7 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
     fail('drainConcealFrames must be an integer in [0, 50]');
   }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
+  if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   const wsUrl = new URL('/ws', serverUrl);
   wsUrl.protocol = serverUrl.protocol === 'https:' ? 'wss:' : 'ws:';
   return {

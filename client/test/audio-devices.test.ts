@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOpus, encodeWav, sineInt16, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, encodeWav, sineInt16, type OpusFactory } from '@voice/media';
 import {
   AudioDeviceError,
   AudioEngine,
@@ -13,6 +13,7 @@ import {
   VoiceClient,
   type AudioDeviceInfo,
 } from '../src/index.js';
+import { toneLevelDbfs } from '../../test-support/levels.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { ensurePulseDevices, playInto, recordFrom, stopPlaying, unplug } from '../../test-support/pulse.js';
 
@@ -28,18 +29,10 @@ let backend: DeviceBackend;
 const cleanup: (() => unknown)[] = [];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/**
- * A quantile of 100 ms Goertzel levels over the last `ms` (default the median). PulseAudio's null
- * sinks and paplay glitch when the machine is overloaded (load 16 on 2 cores was seen): a dropout
- * there is not ours, so "at level" is judged on the 90th percentile and "present" on the median.
- */
-function levelDb(s: Int16Array, hz: number, ms: number, q = 0.5): number {
-  const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    if (at >= 0) levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length * q)] ?? -120;
-}
+// PulseAudio's null sinks and paplay glitch when the machine is overloaded (load 16 on 2 cores was
+// seen): a dropout there is not ours, so "at level" is judged on the 90th percentile of 100 ms
+// windows and "present" on the median.
+const levelDb = toneLevelDbfs;
 
 function device(name: string): AudioDeviceInfo {
   const d = backend.listDevices().find((x) => x.name === name);

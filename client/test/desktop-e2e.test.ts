@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOpus, decodeWav, encodeWav, sineInt16, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, decodeWav, encodeWav, sineInt16, type OpusFactory } from '@voice/media';
 import { ToneSource, VoiceClient } from '../src/index.js';
+import { toneLevelDbfs } from '../../test-support/levels.js';
 import { freePort } from '../../test-support/server.js';
 import { startServerProcess, stopServerProcess } from '../../test-support/server-process.js';
 
@@ -37,14 +38,7 @@ const bots: VoiceClient[] = [];
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Median of 100 ms Goertzel windows over the last `ms` of `s` (a concealed frame does not decide it). */
-function medianToneDbfs(s: Int16Array, hz: number, ms: number, end = s.length): number {
-  const levels: number[] = [];
-  for (let at = end - ms * 48; at + 4800 <= end; at += 4800)
-    if (at >= 0) levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
-}
+const medianToneDbfs = (s: Int16Array, hz: number, ms: number): number => toneLevelDbfs(s, hz, ms);
 
 /** What the extension's "speaker" played so far (its streamed WAV). */
 function played(): Int16Array {

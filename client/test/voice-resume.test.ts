@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, type OpusFactory } from '@voice/media';
 import { ToneSource, VoiceClient, type VoiceClientOptions } from '../src/index.js';
+import { toneLevelDbfs } from '../../test-support/levels.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
 /** Signaling drops (network loss): the client comes back within the grace period, voice resumes. */
@@ -28,14 +29,8 @@ async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): P
   return c;
 }
 
-function heardDbfs(c: VoiceClient, hz: number, ms: number): number {
-  const s = c.recording().samples;
-  const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    if (at >= 0) levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
-}
+const heardDbfs = (c: VoiceClient, hz: number, ms: number): number =>
+  toneLevelDbfs(c.recording().samples, hz, ms);
 
 describe('VoiceClient resumes when signaling drops', () => {
   it('reconnects with its token, keeps its channel, and its voice is heard again', async () => {

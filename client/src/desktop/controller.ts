@@ -305,13 +305,8 @@ export class DesktopController {
     await this.refreshChannels();
     if (client.channel) {
       await this.afterJoin(client);
-    } else if (this.wantedChannel) {
-      await this.join({
-        cmd: 'join',
-        id: 0,
-        channelId: this.wantedChannel.id,
-        ...(this.wantedChannel.password ? { password: this.wantedChannel.password } : {}),
-      });
+    } else {
+      await this.rejoin();
     }
     if (!this.statsTimer) this.statsTimer = setInterval(() => this.pushStats(), 1000);
   }
@@ -326,6 +321,18 @@ export class DesktopController {
     this.wantedChannel = { id: res.channel.id, ...(c.password ? { password: c.password } : {}) };
     this.members = new Map(res.members.map((m) => [m.userId, m]));
     await this.afterJoin(client);
+  }
+
+  /** Back into the channel we were in (after a reconnection), if any. */
+  private async rejoin(): Promise<void> {
+    const w = this.wantedChannel;
+    if (w)
+      await this.join({
+        cmd: 'join',
+        id: 0,
+        channelId: w.id,
+        ...(w.password ? { password: w.password } : {}),
+      });
   }
 
   private async afterJoin(client: VoiceClient): Promise<void> {
@@ -356,16 +363,8 @@ export class DesktopController {
       this.listenSignaling(client);
       this.setState('connected', null);
       void this.refreshChannels().catch(() => undefined);
-      // Join again for the member list (and a fresh binding); the client's own rejoin yields to it.
-      if (this.wantedChannel) {
-        const w = this.wantedChannel;
-        void this.join({
-          cmd: 'join',
-          id: 0,
-          channelId: w.id,
-          ...(w.password ? { password: w.password } : {}),
-        }).catch((err) => this.setState('connected', errorInfo(err)));
-      }
+      // The client is back in its channel; joining again (a rekey) brings the member list.
+      void this.rejoin().catch((err) => this.setState('connected', errorInfo(err)));
     });
     client.on('disconnected', (code, reason) => {
       if (this.client !== client || this.closed) return;

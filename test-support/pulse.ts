@@ -96,7 +96,7 @@ export function recordFrom(sink: PulseSink): { proc: ChildProcess; stop: () => P
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   const chunks: Buffer[] = [];
-  proc.stdout!.on('data', (d: Buffer) => chunks.push(d));
+  proc.stdout.on('data', (d: Buffer) => chunks.push(d));
   const exited = new Promise<void>((r) => proc.once('close', () => r()));
   return {
     proc,

@@ -1,11 +1,14 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
+import { emitSafely } from './emit-safely.js';
 import {
   decodeServerMessage,
   encodeMessage,
   ProtocolError,
   SUPPORTED_VERSIONS,
+  type Channel,
   type ClientMessage,
+  type ErrorCode,
   type ResultMap,
   type ServerMessage,
   type ServerMessageType,
@@ -33,8 +36,18 @@ interface Pending {
 /** Node's EventEmitter throws on an unheard 'error' event: uncorrelated server errors go out as 'serverError'. */
 export const eventName = (t: string): string => (t === 'error' ? 'serverError' : t);
 
-/** The server's answer to a request was an error: carries the stable code. */
-export class RequestError extends ProtocolError {}
+/** The server's answer to a request was an error: carries the stable code (and, for RATE_LIMITED, when to retry). */
+export class RequestError extends ProtocolError {
+  override readonly name: string = 'RequestError';
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    /** Milliseconds before the same request may succeed (`RATE_LIMITED` only). */
+    readonly retryAfterMs?: number,
+  ) {
+    super(code, message);
+  }
+}
 
 /**
  * A signaling connection: hello on connect, requests matched to replies by id, typed events.
@@ -43,6 +56,7 @@ export class RequestError extends ProtocolError {}
  */
 export class SignalingClient extends EventEmitter {
   #nextId = 1;
+  #listenerErrors = 0;
   readonly #pending = new Map<number, Pending>();
   #closed = false;
   welcome!: Welcome;
@@ -99,6 +113,16 @@ export class SignalingClient extends EventEmitter {
     return this.#closed;
   }
 
+  /** Errors thrown by this client's event listeners (each was caught; the others still ran). */
+  get listenerErrors(): number {
+    return this.#listenerErrors;
+  }
+
+  /** Delivers an event: a throwing listener is counted and skipped, never thrown into ws. */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    return emitSafely(this, event, args, () => void this.#listenerErrors++);
+  }
+
   request<K extends RequestType>(t: K, body: RequestBody<K>): Promise<ResultMap[K]> {
     if (this.#closed) return Promise.reject(new Error('connection closed'));
     const id = this.#nextId++;
@@ -111,6 +135,25 @@ export class SignalingClient extends EventEmitter {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.ws.send(encodeMessage(msg));
     });
+  }
+
+  /**
+   * Every channel: `channel.list` is paged (each page fits one frame), so follow `next` to the end.
+   * `maxPages` bounds the walk against a server that never ends its list.
+   */
+  async allChannels(maxPages = 1_000): Promise<Channel[]> {
+    const out: Channel[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < maxPages; i++) {
+      const page: ResultMap['channel.list'] = await this.request(
+        'channel.list',
+        cursor === null ? {} : { cursor },
+      );
+      out.push(...page.channels);
+      cursor = page.next;
+      if (cursor === null) return out;
+    }
+    throw new Error(`channel.list did not end within ${maxPages} pages`);
   }
 
   /** Sends raw bytes (tests use this for malformed frames). */
@@ -160,7 +203,7 @@ export class SignalingClient extends EventEmitter {
       this.#pending.delete(m.re!);
       clearTimeout(p.timer);
       if (m.t === 'result') p.resolve(m.data);
-      else p.reject(new RequestError(m.code, m.message));
+      else p.reject(new RequestError(m.code, m.message, m.retryAfterMs));
       return;
     }
     this.emit(eventName(m.t), m);

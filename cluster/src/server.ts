@@ -4,8 +4,10 @@ import type { us_listen_socket } from 'uWebSockets.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
 import { SessionManager } from './app/sessions.js';
+import { UserPurge } from './app/user-purge.js';
 import { UserService } from './app/users.js';
 import type { Config } from './config.js';
+import { Boundary } from './boundary.js';
 import { ConfigError } from './errors.js';
 import { RestRouter } from './http/server.js';
 import { registerRoutes } from './http/routes.js';
@@ -18,7 +20,8 @@ import { LocalSessionDirectory } from './state/local-directory.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { EventBus, SessionDirectory, Store } from './state/types.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -37,6 +40,8 @@ export interface RunningServer {
   readonly ctx: AppContext;
   readonly sessions: SessionManager;
   readonly voice: ServerVoicePlane;
+  /** Where whatever is caught is counted and logged at a bounded rate (main.ts adds the process's faults). */
+  readonly boundary: Boundary;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
 }
@@ -49,7 +54,7 @@ interface StateBackends {
 }
 
 /** The one fact that picks the backends: is Redis configured? */
-function openState(config: Config, log: Logger): StateBackends {
+function openState(config: Config, boundary: Boundary): StateBackends {
   if (config.redisUrl) {
     throw new ConfigError(
       'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
@@ -57,8 +62,15 @@ function openState(config: Config, log: Logger): StateBackends {
   }
   mkdirSync(config.dataDir, { recursive: true });
   const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
-  const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
+  // A throwing listener is reported like any boundary; the other listeners still run.
+  const bus = new LocalEventBus((err) => void boundary.report('bus_listener', err));
   return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
+}
+
+async function closeState(state: StateBackends): Promise<void> {
+  await state.bus.close();
+  await state.directory.close();
+  await state.store.close();
 }
 
 /**
@@ -72,24 +84,38 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = openState(config, log);
+  const boundary = new Boundary(log, metrics);
+  const state = openState(config, boundary);
   const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
 
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
-  const opus = await createOpus({ backend: config.opusBackend });
-  const voice = await ServerVoicePlane.start({
-    ctx,
-    sessions,
-    opus,
-    host: config.udpHost ?? config.host,
-    port: config.udpPort,
-    publicHost: config.publicHost,
-  });
+  let voice: ServerVoicePlane;
+  let opus: Awaited<ReturnType<typeof createOpus>>;
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
+  try {
+    opus = await createOpus({ backend: config.opusBackend });
+    voice = await ServerVoicePlane.start({
+      ctx,
+      sessions,
+      opus,
+      host: config.udpHost ?? config.host,
+      port: config.udpPort,
+      publicHost: config.publicHost,
+      aead,
+      report: (where, err) => void boundary.report(where, err),
+    });
+  } catch (err) {
+    // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
+    await sessions.close();
+    await closeState(state);
+    throw err;
+  }
   sessions.voice = voice;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;
@@ -97,11 +123,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const requestLimiter = new KeyedRateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst);
   const loginLimiter = new KeyedRateLimiter(config.limits.loginsPerMinute / 60, config.limits.loginBurst);
   const connectionLimiter = new KeyedRateLimiter(config.limits.messagesPerSecond, config.limits.messageBurst);
-  const sweeper = setInterval(() => {
-    requestLimiter.sweep();
-    loginLimiter.sweep();
-    connectionLimiter.sweep();
-  }, 60_000);
+  const sweeper = setInterval(
+    boundary.guard('sweeper', () => {
+      requestLimiter.sweep();
+      loginLimiter.sweep();
+      connectionLimiter.sweep();
+    }),
+    60_000,
+  );
   sweeper.unref();
 
   const app = uws.App();
@@ -110,6 +139,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     users,
     channels,
     sessions,
+    boundary,
     connectionLimiter,
     perAddress: new Map(),
     ready: isReady,
@@ -117,6 +147,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const router = new RestRouter({
     log,
     metrics,
+    boundary,
     maxBodyBytes: config.limits.maxBodyBytes,
     limiter: requestLimiter,
     trustProxy: config.trustProxy,
@@ -152,11 +183,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     clearInterval(sweeper);
     await sessions.close();
     await voice.close();
-    await state.bus.close();
-    await state.directory.close();
-    await state.store.close();
+    await closeState(state);
     throw err;
   }
+  const purge = new UserPurge(ctx);
+  purge.start();
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
   ready = true;
@@ -172,14 +203,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closing = true;
       clearInterval(sweeper);
       uws.us_listen_socket_close(listenSocket);
+      await purge.close();
       await sessions.close();
       closeSockets();
       await voice.close();
-      await state.bus.close();
-      await state.directory.close();
-      await state.store.close();
+      await closeState(state);
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, close };
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, boundary, close };
 }

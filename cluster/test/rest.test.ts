@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Channel, User } from '@voice/protocol';
-import { RestClient } from '@voice/client';
+import { RestClient, SignalingClient } from '@voice/client';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
@@ -101,7 +101,13 @@ describe('REST API', () => {
     expect(
       (await owner.call<{ members: unknown[] }>('GET', `/api/v1/channels/${ch.id}/members`)).members,
     ).toEqual([]);
-    await admin.call('PATCH', `/api/v1/channels/${ch.id}`, { name: 'Admin edit' });
+    const edited = await admin.call<{ channel: Channel }>('PATCH', `/api/v1/channels/${ch.id}`, {
+      name: 'Admin edit',
+    });
+    expect(edited.channel).toMatchObject({ id: ch.id, name: 'Admin edit' });
+    expect((await owner.call<{ channel: Channel }>('GET', `/api/v1/channels/${ch.id}`)).channel.name).toBe(
+      'Admin edit',
+    );
     expect(
       (
         await raw(`/api/v1/channels/${ch.id}`, {
@@ -113,6 +119,68 @@ describe('REST API', () => {
     expect(await code(owner.call('GET', `/api/v1/channels/${ch.id}`))).toBe('NOT_FOUND');
     expect(await code(owner.call('GET', '/api/v1/channels/c_doesnotexist'))).toBe('NOT_FOUND');
     expect(await code(owner.call('GET', '/api/v1/channels/not-an-id'))).toBe('INVALID_FIELD');
+  });
+
+  it('lists a channel’s members with their state, and memberCount follows joins and leaves', async () => {
+    const a = await srv.user('lister-a');
+    const b = await srv.user('lister-b');
+    const outsider = await srv.user('outsider');
+    const { channel } = await a.ws.request('channel.create', { name: 'Listed' });
+    await a.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('voice.state', { selfMute: true });
+    const members = async () =>
+      (
+        await outsider.rest.call<{ members: { nickname: string; selfMute: boolean }[] }>(
+          'GET',
+          `/api/v1/channels/${channel.id}/members`,
+        )
+      ).members.sort((x, y) => x.nickname.localeCompare(y.nickname));
+    expect(await members()).toMatchObject([
+      { nickname: 'lister-a', selfMute: false, serverMute: false, away: false },
+      { nickname: 'lister-b', selfMute: true },
+    ]);
+    const count = async () =>
+      (await outsider.rest.call<{ channel: Channel }>('GET', `/api/v1/channels/${channel.id}`)).channel
+        .memberCount;
+    expect(await count()).toBe(2);
+    await b.ws.request('channel.leave', {});
+    expect((await members()).map((m) => m.nickname)).toEqual(['lister-a']);
+    expect(await count()).toBe(1);
+    // The admin token reads it too; without a token it is refused.
+    const byAdmin = await srv
+      .rest(ADMIN_TOKEN)
+      .call<{ members: { nickname: string }[] }>('GET', `/api/v1/channels/${channel.id}/members`);
+    expect(byAdmin.members.map((m) => m.nickname)).toEqual(['lister-a']);
+    expect(await code(srv.rest().call('GET', `/api/v1/channels/${channel.id}/members`))).toBe(
+      'NOT_AUTHENTICATED',
+    );
+    expect(await code(outsider.rest.call('GET', '/api/v1/channels/c_AAAAAAAAAAAA/members'))).toBe(
+      'NOT_FOUND',
+    );
+  });
+
+  it('a token expires when its user has not connected for tokenTtlDays (30), and stays dead', async () => {
+    const DAY = 86_400_000;
+    const c = srv.rest();
+    const { token, user } = await c.login('sleeper');
+    const setLastSeen = (ago: number) => srv.ctx.store.updateUser(user.id, { lastSeenAt: Date.now() - ago });
+    // The stored last-seen time stands in for a month of waiting.
+    await setLastSeen(29 * DAY);
+    expect((await c.call<{ user: User }>('GET', '/api/v1/me')).user.id).toBe(user.id);
+    // A signaling hello is what counts as use: it moves last-seen to now.
+    const ws = await SignalingClient.connect({ url: srv.wsUrl, token });
+    ws.close();
+    expect((await srv.ctx.store.getUser(user.id))!.lastSeenAt).toBeGreaterThan(Date.now() - 60_000);
+
+    await setLastSeen(30 * DAY + 60_000);
+    expect(await code(c.call('GET', '/api/v1/me'))).toBe('INVALID_TOKEN');
+    await expect(SignalingClient.connect({ url: srv.wsUrl, token })).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
+    // The expired token was deleted: a fresh last-seen does not bring it back.
+    await setLastSeen(0);
+    expect(await code(c.call('GET', '/api/v1/me'))).toBe('INVALID_TOKEN');
   });
 
   it('admin listing paginates and filters users and channels; only with the admin token', async () => {

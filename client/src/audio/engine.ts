@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { emitSafely } from '../emit-safely.js';
 import { ClockedSource } from '../voice/sources.js';
 import { CaptureChain } from './capture.js';
 import { AudioDeviceError } from './errors.js';
@@ -70,6 +71,8 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
   private levelEvery: number;
   private framesSinceLevel = 0;
   private closed = false;
+  /** Errors thrown by event listeners (caught). */
+  listenerErrors = 0;
 
   constructor(private readonly o: AudioEngineOptions) {
     super();
@@ -236,11 +239,8 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     this.safeEmit('error', e, which);
   }
 
+  /** Listener errors are counted and never reach the device callback that emitted. */
   private safeEmit<K extends keyof AudioEngineEvents>(event: K, ...args: AudioEngineEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: AudioEngineEvents[K]) => boolean)(event, ...args);
-    } catch {
-      // A failing listener must not break the audio path.
-    }
+    emitSafely(this, event, args, () => void this.listenerErrors++);
   }
 }

@@ -43,9 +43,12 @@ export interface VoiceClientOptions {
   drainConcealFrames?: number;
   /** Keep the played-out audio (default true). */
   record?: boolean;
-  /** Longest recording kept, seconds (default 600; older audio is discarded). */
+  /**
+   * Longest recording kept, seconds (default 60, about 5.8 MB; at most 86400). Past it the older
+   * half is discarded. A long-running client that does not need the recording sets `record: false`.
+   */
   recordMaxSeconds?: number;
-  /** Most sent frames remembered in `sentLog` (default 2^20, about 5.8 h of 20 ms frames). */
+  /** Most sent frames remembered in `sentLog` (default 6000: 60 s of 10 ms frames, about 250 KB). */
   sentLogMax?: number;
   /** Signaling request timeout, ms (default 10000). */
   requestTimeoutMs?: number;
@@ -58,6 +61,10 @@ export interface VoiceClientOptions {
    */
   resume?: boolean;
 }
+
+/** Bounded so that a client left running does not grow: a minute of audio and of sent frames. */
+export const DEFAULT_RECORD_SECONDS = 60;
+export const DEFAULT_SENT_LOG = 6_000;
 
 /** Options after validation, with defaults filled in. */
 export interface ResolvedVoiceClientOptions extends VoiceClientOptions {
@@ -138,12 +145,13 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   const heartbeatMs = checkMs('heartbeatMs', o.heartbeatMs, 50, 60_000) ?? 5000;
   const helloRetryMs = checkMs('helloRetryMs', o.helloRetryMs, 50, 60_000) ?? 1000;
   checkMs('requestTimeoutMs', o.requestTimeoutMs, 100, 600_000);
-  const recordMaxSeconds = o.recordMaxSeconds ?? 600;
+  const recordMaxSeconds = o.recordMaxSeconds ?? DEFAULT_RECORD_SECONDS;
   if (typeof recordMaxSeconds !== 'number' || !(recordMaxSeconds >= 1 && recordMaxSeconds <= 24 * 3600)) {
     fail('recordMaxSeconds must be in [1, 86400]');
   }
-  const sentLogMax = o.sentLogMax ?? 1 << 20;
-  if (!Number.isInteger(sentLogMax) || sentLogMax < 16) fail('sentLogMax must be an integer >= 16');
+  const sentLogMax = o.sentLogMax ?? DEFAULT_SENT_LOG;
+  if (!Number.isInteger(sentLogMax) || sentLogMax < 16 || sentLogMax > 1 << 24)
+    fail('sentLogMax must be an integer in [16, 2^24]');
   if (
     o.drainConcealFrames !== undefined &&
     (!Number.isInteger(o.drainConcealFrames) || o.drainConcealFrames < 0 || o.drainConcealFrames > 50)

@@ -13,6 +13,7 @@ import {
   type VoiceSettings,
 } from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
+import { emitSafely } from '../emit-safely.js';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
 import { VoiceClientError } from './errors.js';
@@ -125,6 +126,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   /** Stats of the last voice session, kept when it ends (so a final report after close has figures). */
   private lastSessionStats: VoiceSessionStats | null = null;
   private readonly detach: (() => void)[] = [];
+  private listenerErrorCount = 0;
 
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
@@ -239,7 +241,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    */
   private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
     const seq = ++this.joinSeq;
-    const { channels } = await this.signaling.request('channel.list', {});
+    const channels = await this.signaling.allChannels();
     const channel = channels.find((c) => c.id === channelId);
     // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
     if (!channel) return;
@@ -392,19 +394,21 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.closed) throw new VoiceClientError('CLOSED');
   }
 
+  /** A failing listener must not break the voice path, nor keep the other listeners from hearing. */
   private safeEmit<K extends keyof VoiceClientEvents>(event: K, ...args: VoiceClientEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: VoiceClientEvents[K]) => boolean)(event, ...args);
-    } catch {
-      // A failing listener must not break the voice path.
-    }
+    emitSafely(this, event, args, () => void this.listenerErrorCount++);
+  }
+
+  /** Errors thrown by this client's event listeners (each was caught; the others still ran). */
+  get listenerErrors(): number {
+    return this.listenerErrorCount;
   }
 
   private async resolveChannel(channel: string, options: JoinOptions): Promise<ChannelId> {
     const wanted = channel.normalize('NFC').trim();
     if (ID_PATTERN.test(wanted) && wanted.startsWith('c_')) return asChannelId(wanted);
     const find = async (): Promise<Channel | undefined> => {
-      const { channels } = await this.signaling.request('channel.list', {});
+      const channels = await this.signaling.allChannels();
       return (
         channels.find((c) => c.name === wanted) ??
         channels.find((c) => c.name.toLowerCase() === wanted.toLowerCase())

@@ -13,7 +13,7 @@ import {
   type Welcome,
 } from '@voice/protocol';
 import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
-import { hashToken, verifyPassword } from '../state/passwords.js';
+import { hashToken } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
@@ -185,26 +185,22 @@ export class SessionManager {
     s: Session,
     channelId: ChannelId,
     password: string | undefined,
-  ): Promise<ResultMap['channel.join']> {
+  ): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
     const ch = await this.channels.get(channelId);
-    if (ch.passwordHash !== null && !this.channels.canModerate(s.principal, ch)) {
-      if (password === undefined || !(await verifyPassword(password, ch.passwordHash))) {
-        throw new ProtocolError(
-          'WRONG_PASSWORD',
-          password === undefined ? 'this channel needs a password' : undefined,
-        );
-      }
-    }
+    await this.channels.admit(s.principal, ch, password);
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
       this.#rebind(s, ch);
       await this.#publishMember(s);
     } else {
+      // A server mute outlives leaving: it belongs to (channel, user) in the store until lifted.
+      // Read before taking the seat, so a store failure leaves no seat behind.
+      const serverMute = await this.ctx.store.isServerMuted(channelId, s.userId);
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
       if (s.channelId) await this.leave(s, 'moved');
       s.channelId = channelId;
-      s.serverMute = false;
+      s.serverMute = serverMute;
       s.speaking = false;
       s.voice = this.voice?.attach(s, ch) ?? null;
       await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
@@ -267,6 +263,8 @@ export class SessionManager {
     const t = this.#byUser.get(target);
     if (!t || t.channelId !== actor.channelId)
       throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+    // Durable first: once the moderator is told, a leave, re-join or restart keeps it.
+    await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
     t.serverMute = muted;
     this.voice?.update(t);
     await this.#publishMember(t);
@@ -292,15 +290,21 @@ export class SessionManager {
       await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
   }
 
+  /** Work no client waits for: a failure (a bus that cannot publish) is logged and counted, never unhandled. */
+  #background(task: string, work: Promise<unknown>): void {
+    work.catch((err: unknown) => {
+      this.ctx.metrics.backgroundErrors.inc({ task });
+      this.ctx.log.error({ err, task }, 'background task failed');
+    });
+  }
+
   #startGrace(s: Session): void {
     this.#clearGrace(s);
     s.graceTimer = setTimeout(() => {
       s.graceTimer = null;
       this.ctx.metrics.sessionsExpired.inc();
       this.ctx.log.info({ user: s.userId }, 'session grace period ran out');
-      this.end(s, 'timeout').catch((err: unknown) =>
-        this.ctx.log.error({ err }, 'ending an expired session failed'),
-      );
+      this.#background('session expiry', this.end(s, 'timeout'));
     }, this.ctx.config.graceMs);
     s.graceTimer.unref();
   }
@@ -325,19 +329,15 @@ export class SessionManager {
       case 'channel.created':
       case 'channel.updated':
         if (e.type === 'channel.updated') this.voice?.channelUpdated(e.channel);
-        void this.channels
-          .view(e.channel)
-          .then((channel) => this.broadcast({ t: e.type, channel }))
-          .catch((err: unknown) => this.ctx.log.error({ err }, 'channel event fan-out failed'));
+        this.#background(
+          'channel fan-out',
+          this.channels.view(e.channel).then((channel) => this.broadcast({ t: e.type, channel })),
+        );
         return;
       case 'channel.deleted':
         this.broadcast({ t: 'channel.deleted', channelId: e.channelId });
         for (const s of this.#byUser.values()) {
-          if (s.channelId === e.channelId) {
-            this.leave(s, 'deleted').catch((err: unknown) =>
-              this.ctx.log.error({ err }, 'leave on delete failed'),
-            );
-          }
+          if (s.channelId === e.channelId) this.#background('leave on delete', this.leave(s, 'deleted'));
         }
         return;
       case 'member.joined':
@@ -357,7 +357,7 @@ export class SessionManager {
         const s = this.#byUser.get(e.user.id);
         if (s) {
           s.user = e.user;
-          if (s.channelId) void this.#publishMember(s);
+          if (s.channelId) this.#background('member update', this.#publishMember(s));
         }
         return;
       }

@@ -1,4 +1,4 @@
-import type { ChannelId, UserId } from '@voice/protocol';
+import { nicknameKey, type ChannelId, type UserId } from '@voice/protocol';
 import type { JoinResult, SessionDirectory } from './types.js';
 
 /** One-process directory: plain maps. Async only to share the interface with the Redis one. */
@@ -8,14 +8,14 @@ export class LocalSessionDirectory implements SessionDirectory {
   readonly #channels = new Map<ChannelId, Set<UserId>>();
 
   claimNickname(nickname: string, userId: UserId): Promise<boolean> {
-    const key = nickname.toLowerCase();
+    const key = nicknameKey(nickname);
     const holder = this.#nicknames.get(key);
     if (holder !== undefined && holder !== userId) return Promise.resolve(false);
     this.#nicknames.set(key, userId);
     return Promise.resolve(true);
   }
   releaseNickname(nickname: string, userId: UserId): Promise<void> {
-    const key = nickname.toLowerCase();
+    const key = nicknameKey(nickname);
     if (this.#nicknames.get(key) === userId) this.#nicknames.delete(key);
     return Promise.resolve();
   }

@@ -67,6 +67,8 @@ export class VoiceMember {
   readonly minusKey: string;
   readonly ownKey: string;
   active = true;
+  /** Packets of this member waiting in the channel inbox (its per-member quota). */
+  inboxQueued = 0;
 
   constructor(
     readonly endpoint: VoiceEndpoint,
@@ -113,7 +115,11 @@ export interface ChannelStats {
   /** Of the concealed frames, those rebuilt from the next packet's in-band FEC. */
   fecRecovered: number;
   inboxOverflows: number;
+  /** Packets refused because their member already had its quota waiting in the inbox. */
+  inboxOverQuota: number;
   encodes: number;
+  /** Opus encoders alive (one per distinct mix stream; freed after ENCODER_IDLE_TICKS unused). */
+  encoders: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
@@ -133,6 +139,8 @@ export interface ChannelStats {
 export interface ChannelCoreOptions {
   /** Bounded inbox (default 512 packets; the oldest is dropped when full). */
   readonly inboxCapacity?: number;
+  /** Packets one member may have waiting in the inbox (default 64; more are refused and counted). */
+  readonly inboxQuota?: number;
   /** Mean tick time above which encoder complexity steps down (default: a tenth of the frame). */
   readonly tickBudgetMs?: number;
 }
@@ -176,7 +184,9 @@ export class ChannelCore {
     concealed: 0,
     fecRecovered: 0,
     inboxOverflows: 0,
+    inboxOverQuota: 0,
     encodes: 0,
+    encoders: 0,
     forwarded: 0,
     soloGaps: 0,
     bufferFramesMax: 0,
@@ -199,7 +209,8 @@ export class ChannelCore {
     options: ChannelCoreOptions = {},
   ) {
     this.frameSamples = (SAMPLE_RATE / 1000) * settings.frameMs;
-    this.inbox = new PacketInbox(options.inboxCapacity ?? 512);
+    const capacity = options.inboxCapacity ?? 512;
+    this.inbox = new PacketInbox(capacity, options.inboxQuota ?? Math.min(64, capacity));
     this.#overuse = new OveruseDetector(settings.complexity, {
       budgetMs: options.tickBudgetMs ?? settings.frameMs / 10,
     });
@@ -362,6 +373,7 @@ export class ChannelCore {
   #drain(): void {
     const inbox = this.inbox;
     this.stats.inboxOverflows = inbox.overflows;
+    this.stats.inboxOverQuota = inbox.overQuota;
     for (let i = inbox.peekIndex(); i >= 0; i = inbox.peekIndex()) {
       const m = inbox.owner[i];
       if (m?.active) {
@@ -471,6 +483,7 @@ export class ChannelCore {
         lastTick: this.#tick,
       };
       this.#encoders.set(key, slot);
+      this.stats.encoders = this.#encoders.size;
     }
     return slot;
   }
@@ -484,7 +497,7 @@ export class ChannelCore {
     h.sequence = ep.cipher.nextSequence;
     // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
     h.timestamp = (this.#mediaFrame * this.frameSamples) % 4_294_967_296;
-    const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
+    const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
     this.stats.packetsOut++;
@@ -507,12 +520,14 @@ export class ChannelCore {
         this.#encoders.delete(key);
       }
     }
+    this.stats.encoders = this.#encoders.size;
   }
 
   close(): void {
     for (const m of [...this.members]) this.removeMember(m);
     for (const slot of this.#encoders.values()) slot.encoder.destroy();
     this.#encoders.clear();
+    this.stats.encoders = 0;
     this.inbox.clear();
   }
 }

@@ -10,14 +10,19 @@ export const DROP_REASONS = [
   'AUTH_FAILED',
   'REPLAY',
   'rate_limited',
+  'foreign_voice_id',
+  'foreign_global',
   'unexpected_type',
   'not_in_channel',
   'inbox_overflow',
+  'inbox_quota',
   'late',
   'duplicate',
   'invalid',
   'muted',
   'decode_error',
+  /** A bug in the packet handler (logged at most once a second). */
+  'internal_error',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -8,7 +8,7 @@ import {
   AudioDeviceError,
   AudioEngine,
   DeviceBackend,
-  FrameFifo,
+  PlayoutSource,
   ToneSource,
   VoiceClient,
   type AudioDeviceInfo,
@@ -79,29 +79,30 @@ describe('sound devices through PulseAudio null sinks', () => {
     cleanup.push(() => players.forEach(stopPlaying));
     await sleep(2000); // paplay needs a moment before its audio flows (BRIEF)
 
-    const fifo = new FrameFifo({ capacity: 9600, target: 1440 });
+    let me: VoiceClient | null = null;
     const engine = new AudioEngine({
       backend,
       inputDeviceId: device('voice_mic').id,
       outputDeviceId: device('voice_spk').id,
     });
     cleanup.push(() => engine.close());
-    engine.setPlayback(fifo);
+    // The speaker's clock pulls the client's playout, steered by its jitter buffer's depth.
+    engine.setPlayback(new PlayoutSource(() => me));
     const errors: unknown[] = [];
     engine.on('error', (e) => errors.push(e));
     await engine.startInput();
     await engine.startOutput();
     expect(engine.inputFormat?.sampleRate).toBe(44_100); // the device's own rate: converted to 48 kHz
 
-    const me = await VoiceClient.connect({
+    me = await VoiceClient.connect({
       server: srv.url,
       nickname: 'desk',
       opus,
       channel: 'Devices',
       create: true,
-      onPlayout: (pcm, n) => fifo.push(pcm, n),
+      playoutClock: 'pull',
     });
-    cleanup.push(() => me.close());
+    cleanup.push(() => me?.close());
     const bot = await VoiceClient.connect({
       server: srv.url,
       nickname: 'bot',

@@ -23,7 +23,7 @@ const RATE = 48_000;
 const MEAN_SECONDS = 60;
 
 export class DriftController {
-  readonly target: number;
+  private targetLevel: number;
   private readonly max: number;
   private readonly kp: number;
   private readonly ki: number;
@@ -37,7 +37,7 @@ export class DriftController {
 
   constructor(o: DriftControllerOptions) {
     if (!(o.target > 0)) throw new TypeError('target must be > 0');
-    this.target = o.target;
+    this.targetLevel = o.target;
     this.max = o.maxCorrection ?? 0.005;
     const w = o.bandwidth ?? 0.1;
     if (!(this.max > 0 && this.max < 0.05)) throw new TypeError('maxCorrection must be in (0, 0.05)');
@@ -46,6 +46,15 @@ export class DriftController {
     this.kp = (2 * w) / RATE;
     this.ki = (w * w) / RATE;
     this.smoothing = o.smoothingSeconds ?? 1;
+  }
+
+  /** Level to hold, samples. An adaptive jitter buffer moves it; the loop follows. */
+  get target(): number {
+    return this.targetLevel;
+  }
+
+  set target(t: number) {
+    if (t > 0) this.targetLevel = t;
   }
 
   /** The correction to apply (>1: consume faster). */
@@ -68,7 +77,7 @@ export class DriftController {
     if (!(dtSeconds > 0)) return this.c;
     if (Number.isNaN(this.level)) this.level = buffered;
     else this.level += (buffered - this.level) * Math.min(1, dtSeconds / this.smoothing);
-    const e = this.level - this.target;
+    const e = this.level - this.targetLevel;
     this.integral += this.ki * e * dtSeconds;
     // Anti-windup: the integral alone never asks for more than the limit.
     if (this.integral > this.max) this.integral = this.max;

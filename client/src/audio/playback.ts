@@ -73,6 +73,7 @@ export class PlaybackChain {
     fromMonoFloat(this.mono, n, this.device, out);
     if (this.drift) {
       const src = this.o.source;
+      if (src.targetSamples !== undefined) this.drift.target = src.targetSamples;
       let level = src.levelSamples!() + this.resampler.buffered;
       const excess = level - this.drift.target;
       if (excess > MAX_EXCESS && src.discard) {

@@ -96,6 +96,7 @@ export interface AudioBackend {
 export interface PullSource {
   pull(out: Int16Array): void;
   levelSamples?(): number;
+  /** Read every period: an adaptive jitter buffer's target may move. */
   readonly targetSamples?: number;
   /**
    * Drops up to `samples` of the oldest audio; returns how many. The engine uses it when the level is

@@ -1,9 +1,9 @@
 import type { Channel, Member, ServerEvent } from '@voice/protocol';
 import { AudioDeviceError } from '../audio/errors.js';
 import type { AudioEngine } from '../audio/engine.js';
-import { FrameFifo } from '../audio/frame-fifo.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
+import { PlayoutSource } from './playout-source.js';
 import {
   parseCommand,
   type ChannelView,
@@ -84,13 +84,13 @@ export class DesktopController {
   private channels = new Map<string, Channel>();
   private members = new Map<string, Member>();
   private readonly volumes = new Map<string, number>();
-  private readonly fifo = new FrameFifo({ capacity: 9600, target: 1440 });
   private closed = false;
   private epoch = 0;
 
   constructor(private readonly o: ControllerOptions) {
     this.retryDelay = o.backoffMs?.[0] ?? 500;
-    o.engine.setPlayback(this.fifo);
+    // The speaker's clock pulls the client's playout (no playout timer runs: playoutClock 'pull').
+    o.engine.setPlayback(new PlayoutSource(() => this.client));
     o.engine.on('level', (rmsDbfs, _peak, transmitting) => this.emit({ ev: 'level', rmsDbfs, transmitting }));
     o.engine.on('error', (err, which) => this.emit({ ev: 'audioError', which, error: errorInfo(err) }));
   }
@@ -279,7 +279,7 @@ export class DesktopController {
     const base = {
       server: this.server!,
       clientName: this.o.clientName ?? 'voice-desktop',
-      onPlayout: this.onPlayout,
+      playoutClock: 'pull' as const,
     };
     let client: VoiceClient;
     try {
@@ -310,10 +310,6 @@ export class DesktopController {
     }
     if (!this.statsTimer) this.statsTimer = setInterval(() => this.pushStats(), 1000);
   }
-
-  private readonly onPlayout = (pcm: Int16Array, samples: number): void => {
-    this.fifo.push(pcm, samples);
-  };
 
   private async join(c: CommandOf<'join'>): Promise<void> {
     const client = this.need();

@@ -41,6 +41,11 @@ export interface VoiceClientOptions {
   jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   /** Frames concealed when the jitter buffer runs dry right after audio (default 2). */
   drainConcealFrames?: number;
+  /**
+   * 'timer' (default): playout runs on its own frame clock. 'pull': a sound card drives it through
+   * `VoiceClient.pull()` (see client/README.md).
+   */
+  playoutClock?: 'timer' | 'pull';
   /** Keep the played-out audio (default true). */
   record?: boolean;
   /**
@@ -160,6 +165,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
+  if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')
+    fail("playoutClock must be 'timer' or 'pull'");
   const wsUrl = new URL('/ws', serverUrl);
   wsUrl.protocol = serverUrl.protocol === 'https:' ? 'wss:' : 'ws:';
   return {

@@ -79,6 +79,8 @@ export interface VoiceClientStats {
   duplicates: number;
   rejected: number;
   concealed: number;
+  /** Of `concealed`, lost frames rebuilt from the next packet's in-band FEC. */
+  fecRecovered: number;
   /** Times the jitter buffer ran dry right after audio (talkspurt ends, late or lost packets). */
   underruns: number;
   framesPlayed: number;
@@ -321,6 +323,18 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     await this.signaling.request('voice.volume', { userId: userId as UserId, volume: percent });
   }
 
+  /**
+   * Pull-driven playout (NetEq's GetAudio): fills `out` with the next `out.length` samples (48 kHz
+   * mono, any length: a sound card's 10 ms period, a frame) of what this client hears, and returns
+   * that count; silence while no voice session is up. Connect with `playoutClock: 'pull'` so no
+   * timer pulls as well. `playTime` (performance.now() ms) is when the first sample plays.
+   */
+  pull(out: Int16Array, playTime?: number): number {
+    if (this.session) return this.session.pull(out, playTime);
+    out.fill(0);
+    return out.length;
+  }
+
   /** A copy of the played-out audio: sample i played at startTime + i / 48 ms (performance.now()). */
   recording(): RecordingSnapshot {
     return (
@@ -350,6 +364,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
       rejected: s?.rejected ?? 0,
       concealed: p?.framesConcealed ?? 0,
+      fecRecovered: p?.fecRecovered ?? 0,
       underruns: p?.underruns ?? 0,
       framesPlayed: p?.framesPlayed ?? 0,
       framesSilent: p?.framesSilent ?? 0,
@@ -461,6 +476,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),

@@ -5,6 +5,7 @@ import {
   type AeadBackend,
   type Transport,
 } from '@voice/protocol';
+import { TimestampUnwrapper } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { TokenBucket } from '../ratelimit.js';
 import type { ChannelCore, VoiceMember } from './channel.js';
@@ -25,9 +26,8 @@ export class VoiceEndpoint {
   statsReceived = 0;
   statsLost = 0;
   member: VoiceMember | null = null;
-  /** Unwrapped audio timestamp (serial arithmetic on the uint32 header field), -1 before the first. */
-  tsExt = -1;
-  tsRaw = 0;
+  /** Unwraps the uint32 audio timestamps into frame indices (the one rule client and server share). */
+  readonly timestamps = new TimestampUnwrapper();
   closed = false;
 
   constructor(

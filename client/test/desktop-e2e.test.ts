@@ -132,6 +132,16 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
       .toMatch(/address does not look right|Nothing answers/);
     await page.getByTestId('server').fill(`127.0.0.1:${port}`);
 
+    // A nickname someone connected already has: said so.
+    const squatter = await VoiceClient.connect({ server: serverUrl, nickname: 'carol', opus });
+    bots.push(squatter);
+    await page.getByTestId('nickname').fill('carol');
+    await page.getByTestId('connect').click();
+    await expect
+      .poll(() => page.getByTestId('connect-error').textContent())
+      .toMatch(/already using that nickname/);
+    await page.getByTestId('nickname').fill('alice');
+
     // Connect.
     await page.getByTestId('connect').click();
     await page.locator('[data-testid=connection][data-state=connected]').waitFor();

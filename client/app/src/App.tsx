@@ -65,6 +65,11 @@ export function App(props: { link: ExtensionLink }) {
           The audio engine is not running. Restart the app.
         </div>
       </Show>
+      <Show when={view.audioError}>
+        <div class="banner banner-warn" role="status" data-testid="audio-banner">
+          Sound: {view.audioError}
+        </div>
+      </Show>
       <Show
         when={inApp()}
         fallback={<ConnectScreen link={props.link} onSettings={() => setSettingsOpen(true)} />}

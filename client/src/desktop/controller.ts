@@ -21,6 +21,8 @@ export interface ControllerOptions {
   /** Reconnection back-off, ms (default 500 doubling to 8000). */
   readonly backoffMs?: readonly [first: number, max: number];
   readonly clientName?: string;
+  /** The sound-device library did not load: said to the UI with every state it asks for. */
+  readonly backendError?: AudioDeviceError;
 }
 
 /** Codes the UI shows a sentence for; anything else shows its message. */
@@ -538,6 +540,8 @@ export class DesktopController {
 
   private pushAll(): void {
     this.pushState();
+    if (this.o.backendError)
+      this.emit({ ev: 'audioError', which: 'backend', error: errorInfo(this.o.backendError) });
     if (this.channels.size > 0)
       this.emit({ ev: 'channels', channels: [...this.channels.values()].map(channelView) });
     this.pushMembers();

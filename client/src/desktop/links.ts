@@ -204,8 +204,14 @@ export class DevSocketLink implements UiLink {
         res.writeHead(404).end();
         return;
       }
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-      const rel = normalize(decodeURIComponent(path === '/' ? '/index.html' : path));
+      let rel: string;
+      try {
+        const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+        rel = normalize(decodeURIComponent(path === '/' ? '/index.html' : path));
+      } catch {
+        res.writeHead(400).end(); // a malformed address or escape: never a crash
+        return;
+      }
       const file = join(dir, rel); // dir is absolute (resolved at listen)
       if (!file.startsWith(dir + sep) && file !== dir) {
         res.writeHead(403).end();

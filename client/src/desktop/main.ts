@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { DeviceBackend } from '../audio/device-backend.js';
+import { AudioDeviceError } from '../audio/errors.js';
 import { AudioEngine } from '../audio/engine.js';
 import { FileBackend } from '../audio/file-backend.js';
 import type { AudioBackend } from '../audio/types.js';
@@ -31,13 +32,21 @@ async function main(): Promise<void> {
     strict: true,
   });
   let backend: AudioBackend;
+  let backendError: AudioDeviceError | null = null;
   if (values.audio === 'file') {
     backend = new FileBackend({
       ...(values.in ? { input: values.in } : {}),
       ...(values.out ? { outputPath: values.out } : {}),
     });
   } else {
-    backend = DeviceBackend.load();
+    try {
+      backend = DeviceBackend.load();
+    } catch (err) {
+      // No device library on this platform (macOS arm64): run without sound devices (silence in,
+      // nothing out) and tell the UI, rather than leave the window without its extension.
+      backendError = err instanceof AudioDeviceError ? err : new AudioDeviceError('BACKEND_UNAVAILABLE');
+      backend = new FileBackend({});
+    }
   }
   const engine = new AudioEngine({ backend });
   let link: UiLink;
@@ -52,7 +61,11 @@ async function main(): Promise<void> {
   } else {
     link = await NeutralinoLink.connect(await readCredentials(process.stdin));
   }
-  const controller = new DesktopController({ engine, send: (e) => link.send(e) });
+  const controller = new DesktopController({
+    engine,
+    send: (e) => link.send(e),
+    ...(backendError ? { backendError } : {}),
+  });
   link.onCommand = (raw) => void controller.handle(raw);
   let stopping = false;
   const stop = async (code: number): Promise<void> => {

@@ -9,6 +9,7 @@ import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
 import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
+import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
 const print = (area: string, figures: Record<string, number>) => {
@@ -20,6 +21,7 @@ console.log(
   `# voice benchmarks ${new Date().toISOString()} node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
 );
 print('media: jitter buffer, mixer, opus', await benchMedia());
+print('client: desktop audio engine per device period', benchAudioEngine());
 print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
 if (!quick) {

@@ -26,6 +26,11 @@ export const ConfigSchema = z
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
     redisUrl: z.string().url().optional(),
     /**
+     * Lifetime of a session's shared entries (record, nickname claim, online mark, seat) without a
+     * refresh. Live nodes refresh every third of it; a dead node's claims are gone after it.
+     */
+    sessionTtlMs: z.number().int().min(1_000).max(600_000).default(15_000),
+    /**
      * The mixing clock: one per frame size, cut into `slots` phases (at most one per ms). `wake:
      * thread` wakes it from a metronome thread (tick lateness p50 ~0.1 ms); `timer` uses setTimeout
      * (1 ms granular). A channel whose mean tick passes `tickBudget` of a frame lowers its encoder

@@ -58,7 +58,12 @@ function openState(config: Config, log: Logger): StateBackends {
   mkdirSync(config.dataDir, { recursive: true });
   const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
   const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
-  return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
+  return {
+    store,
+    directory: new LocalSessionDirectory({ ttlMs: config.sessionTtlMs }),
+    bus,
+    mode: 'embedded',
+  };
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   type VoiceBinding,
   type Welcome,
 } from '@voice/protocol';
-import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
+import type { BusEvent, SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import { hashToken, verifyPassword } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
@@ -47,6 +47,28 @@ export class Session {
   get principal(): Principal {
     return { userId: this.user.id, admin: this.admin };
   }
+  /** What must outlive this process: written to the SessionDirectory on every change. */
+  record(nodeId: string): SessionRecord {
+    return {
+      userId: this.user.id,
+      nodeId,
+      nickname: this.user.nickname,
+      channelId: this.channelId,
+      selfMute: this.selfMute,
+      selfDeaf: this.selfDeaf,
+      serverMute: this.serverMute,
+      volumes: Object.fromEntries(this.volumes),
+    };
+  }
+  /** Takes the seat, controls and volumes a record kept (a resume on another node, a takeover). */
+  restore(r: SessionRecord): void {
+    this.channelId = r.channelId;
+    this.selfMute = r.selfMute;
+    this.selfDeaf = r.selfDeaf;
+    this.serverMute = r.serverMute;
+    this.volumes.clear();
+    for (const [id, v] of Object.entries(r.volumes)) this.volumes.set(id as UserId, v);
+  }
   member(): Member {
     return {
       userId: this.user.id,
@@ -65,11 +87,17 @@ export class Session {
 /**
  * Owns the sessions of this node: log-in, hello/resume, grace periods, joins and leaves, and the
  * fan-out of bus events to the connections that should see them. Closing it ends every session.
+ *
+ * The SessionDirectory is the source of truth for what must survive this process: every change
+ * of seat, controls or volumes is written there, and this node refreshes its sessions' entries
+ * every third of their TTL. A hello for a user without a session here resumes the record, so a
+ * client can come back on any node; if this process dies, its claims expire with the TTL.
  */
 export class SessionManager {
   readonly #byUser = new Map<UserId, Session>();
   readonly #byConn = new Map<number, Session>();
   readonly #unsubscribe: () => void;
+  readonly #refresher: NodeJS.Timeout;
   voice: VoicePlane | null = null;
   #closed = false;
 
@@ -79,6 +107,38 @@ export class SessionManager {
     private readonly channels: ChannelService,
   ) {
     this.#unsubscribe = ctx.bus.subscribe((e) => this.#onBusEvent(e));
+    this.#refresher = setInterval(
+      () => void this.#refresh(),
+      Math.max(100, Math.floor(ctx.directory.ttlMs / 3)),
+    );
+    this.#refresher.unref();
+  }
+
+  /**
+   * Extends the directory entries of every session of this node (one batched call). Entries that
+   * expired anyway (the store was unreachable longer than the TTL, or restarted empty) are written
+   * again: record, nickname claim, online mark and seat.
+   */
+  async #refresh(): Promise<void> {
+    if (this.#closed || this.#byUser.size === 0) return;
+    try {
+      const expired = await this.ctx.directory.touch([...this.#byUser.keys()]);
+      for (const id of expired) {
+        const s = this.#byUser.get(id);
+        if (!s || s.closed) continue;
+        this.ctx.log.warn({ user: id }, 'session entries had expired; writing them again');
+        await this.ctx.directory.claimNickname(s.user.nickname, s.userId);
+        await this.ctx.directory.setOnline(s.userId, true);
+        if (s.channelId) await this.ctx.directory.joinChannel(s.channelId, s.userId, 0);
+        await this.#save(s);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'refreshing session entries failed; retrying next period');
+    }
+  }
+
+  #save(s: Session): Promise<void> {
+    return this.ctx.directory.putSession(s.record(this.ctx.config.nodeId));
   }
 
   get size(): number {
@@ -99,6 +159,7 @@ export class SessionManager {
     const s = new Session(hashToken(token), user);
     this.#byUser.set(user.id, s);
     await this.ctx.directory.setOnline(user.id, true);
+    await this.#save(s);
     this.#startGrace(s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
     return s;
@@ -109,14 +170,23 @@ export class SessionManager {
     if (this.#closed) throw new ProtocolError('UNAVAILABLE');
     const user = await this.users.authenticate(token);
     let s = this.#byUser.get(user.id);
-    const resumed = s !== undefined && s.everConnected;
+    let resumed = s !== undefined && s.everConnected;
     if (!s) {
       // A returning user whose session had ended (or a restarted server): take the nickname back.
       if (!(await this.ctx.directory.claimNickname(user.nickname, user.id)))
         throw new ProtocolError('NICKNAME_TAKEN');
       s = new Session(hashToken(token), user);
+      // A session kept by the directory (its node died, or the client moved to this node) resumes
+      // here with its seat, controls and volumes.
+      const kept = await this.ctx.directory.getSession(user.id);
+      if (kept) {
+        s.restore(kept);
+        if (s.channelId && !(await this.#retakeSeat(s.channelId, user.id))) s.channelId = null;
+        resumed = s.channelId !== null;
+      }
       this.#byUser.set(user.id, s);
       await this.ctx.directory.setOnline(user.id, true);
+      await this.#save(s);
     }
     if (s.conn && s.conn.id !== conn.id) {
       const old = s.conn;
@@ -139,7 +209,7 @@ export class SessionManager {
     if (s.channelId) {
       // A resuming client may be a new process that lost its sequence counter: a fresh key (and
       // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
-      if (resumed && this.voice) this.#rebind(s, await this.channels.get(s.channelId));
+      if ((resumed || !s.voice) && this.voice) this.#rebind(s, await this.channels.get(s.channelId));
       await this.#publishMember(s);
     }
     return {
@@ -152,6 +222,13 @@ export class SessionManager {
       heartbeatMs: this.ctx.config.heartbeatMs,
       graceMs: this.ctx.config.graceMs,
     };
+  }
+
+  /** The seat a kept record names, unless its channel is gone (a seat still held is kept). */
+  async #retakeSeat(channelId: ChannelId, userId: UserId): Promise<boolean> {
+    const ch = await this.ctx.store.getChannel(channelId);
+    if (!ch) return false;
+    return (await this.ctx.directory.joinChannel(channelId, userId, ch.userLimit)).ok;
   }
 
   /** The connection dropped: keep the session (and its seat) for the grace period. */
@@ -176,6 +253,7 @@ export class SessionManager {
     if (s.conn) this.#byConn.delete(s.conn.id);
     if (s.channelId) await this.leave(s, reason);
     this.#byUser.delete(s.userId);
+    await this.ctx.directory.deleteSession(s.userId);
     await this.ctx.directory.releaseNickname(s.user.nickname, s.userId);
     await this.ctx.directory.setOnline(s.userId, false);
     this.ctx.metrics.sessions.set(this.#byUser.size);
@@ -207,6 +285,7 @@ export class SessionManager {
       s.serverMute = false;
       s.speaking = false;
       s.voice = this.voice?.attach(s, ch) ?? null;
+      await this.#save(s);
       await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
     }
     return { channel: await this.channels.view(ch), members: this.members(channelId), voice: s.voice! };
@@ -229,6 +308,7 @@ export class SessionManager {
     s.serverMute = false;
     if (s.transport !== 'none') s.transport = 'none';
     await this.ctx.directory.leaveChannel(channelId, s.userId);
+    if (!s.closed) await this.#save(s);
     await this.ctx.bus.publish({ type: 'member.left', channelId, userId: s.userId, reason });
   }
 
@@ -247,15 +327,17 @@ export class SessionManager {
     if (st.selfMute !== undefined) s.selfMute = st.selfMute;
     if (st.selfDeaf !== undefined) s.selfDeaf = st.selfDeaf;
     this.voice?.update(s);
+    await this.#save(s);
     await this.#publishMember(s);
     return s.member();
   }
 
-  setVolume(s: Session, speaker: UserId, volume: number): void {
+  async setVolume(s: Session, speaker: UserId, volume: number): Promise<void> {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
     if (volume === 100) s.volumes.delete(speaker);
     else s.volumes.set(speaker, volume);
     this.voice?.update(s);
+    await this.#save(s);
   }
 
   async serverMute(actor: Session, target: UserId, muted: boolean): Promise<Member> {
@@ -269,6 +351,7 @@ export class SessionManager {
       throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
     t.serverMute = muted;
     this.voice?.update(t);
+    await this.#save(t);
     await this.#publishMember(t);
     return t.member();
   }
@@ -357,6 +440,9 @@ export class SessionManager {
         const s = this.#byUser.get(e.user.id);
         if (s) {
           s.user = e.user;
+          this.#save(s).catch((err: unknown) =>
+            this.ctx.log.warn({ err }, 'saving a renamed session failed'),
+          );
           if (s.channelId) void this.#publishMember(s);
         }
         return;
@@ -367,6 +453,7 @@ export class SessionManager {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    clearInterval(this.#refresher);
     this.#unsubscribe();
     for (const s of [...this.#byUser.values()]) {
       this.#clearGrace(s);

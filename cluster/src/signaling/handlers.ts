@@ -67,8 +67,8 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     'voice.state': async (s, m) => ({
       member: await sessions.setVoiceState(s, { selfMute: m.selfMute, selfDeaf: m.selfDeaf }),
     }),
-    'voice.volume': (s, m) => {
-      sessions.setVolume(s, m.userId, m.volume);
+    'voice.volume': async (s, m) => {
+      await sessions.setVolume(s, m.userId, m.volume);
       return {};
     },
     'voice.serverMute': async (s, m) => ({ member: await sessions.serverMute(s, m.userId, m.muted) }),

@@ -1,0 +1,1 @@
+export { foldKey as nicknameKey } from './values.js';

@@ -1,5 +1,3 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { us_listen_socket } from 'uWebSockets.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
@@ -13,10 +11,8 @@ import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { KeyedRateLimiter } from './ratelimit.js';
 import { mountSignaling } from './signaling/ws.js';
-import { LocalEventBus } from './state/local-bus.js';
-import { LocalSessionDirectory } from './state/local-directory.js';
-import { SqliteStore } from './state/sqlite-store.js';
-import type { EventBus, SessionDirectory, Store } from './state/types.js';
+import { ChannelRouter } from './app/voice-router.js';
+import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
 import { createOpus } from '@voice/media';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
@@ -37,33 +33,10 @@ export interface RunningServer {
   readonly ctx: AppContext;
   readonly sessions: SessionManager;
   readonly voice: ServerVoicePlane;
+  /** Places channels on nodes and routes voice calls to their owner. */
+  readonly channelRouter: ChannelRouter;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
-}
-
-interface StateBackends {
-  store: Store;
-  directory: SessionDirectory;
-  bus: EventBus;
-  mode: 'embedded' | 'redis';
-}
-
-/** The one fact that picks the backends: is Redis configured? */
-function openState(config: Config, log: Logger): StateBackends {
-  if (config.redisUrl) {
-    throw new ConfigError(
-      'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
-    );
-  }
-  mkdirSync(config.dataDir, { recursive: true });
-  const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
-  const bus = new LocalEventBus((err, event) => log.error({ err, event: event.type }, 'bus listener failed'));
-  return {
-    store,
-    directory: new LocalSessionDirectory({ ttlMs: config.sessionTtlMs }),
-    bus,
-    mode: 'embedded',
-  };
 }
 
 /**
@@ -77,8 +50,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = openState(config, log);
-  const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
+  const state = await openBackends(config, log);
+  const ctx: AppContext = {
+    config,
+    log,
+    metrics,
+    store: state.store,
+    directory: state.directory,
+    bus: state.bus,
+    requests: state.requests,
+    now: Date.now,
+  };
 
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
@@ -92,7 +74,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     port: config.udpPort,
     publicHost: config.publicHost,
   });
-  sessions.voice = voice;
+  const channelRouter = new ChannelRouter(ctx, voice, sessions, state, () => ({
+    nodeId: config.nodeId,
+    wsUrl: config.cluster.publicWsUrl ?? `ws://${config.host}:${config.port}/ws`,
+    udpHost: config.publicHost ?? config.udpHost ?? config.host,
+    udpPort: voice.port,
+  }));
+  sessions.voice = channelRouter;
   registerVoiceMetrics(metrics.registry, voice);
   log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
@@ -156,14 +144,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // Nothing may outlive a failed start: the UDP socket, timers and the store close here.
     clearInterval(sweeper);
     await sessions.close();
+    await channelRouter.close();
     await voice.close();
-    await state.bus.close();
-    await state.directory.close();
-    await state.store.close();
+    await state.close();
     throw err;
   }
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
+  channelRouter.setWsUrl(config.cluster.publicWsUrl ?? `ws://${config.host}:${httpPort}/ws`);
+  await channelRouter.announce();
   ready = true;
   const url = `http://${config.host}:${httpPort}`;
   log.info(
@@ -179,12 +168,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       uws.us_listen_socket_close(listenSocket);
       await sessions.close();
       closeSockets();
+      await channelRouter.close();
       await voice.close();
-      await state.bus.close();
-      await state.directory.close();
-      await state.store.close();
+      await state.close();
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, close };
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, close };
 }

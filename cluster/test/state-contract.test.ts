@@ -446,6 +446,17 @@ describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
     selfDeaf: false,
     serverMute: false,
     volumes: {},
+    member: {
+      userId,
+      nickname: over.nickname ?? 'Nick',
+      status: '',
+      selfMute: false,
+      selfDeaf: false,
+      serverMute: false,
+      speaking: false,
+      transport: 'udp',
+      away: false,
+    },
     ...over,
   });
 

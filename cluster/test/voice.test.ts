@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { UserId } from '@voice/protocol';
-import { createOpus, detectOnset, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, detectOnset, type OpusFactory } from '@voice/media';
 import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
+import { heard } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -52,19 +53,6 @@ async function channelOf(name: string, nicknames: string[], extra: Partial<Voice
     out.push(await bot(nick, { channel: name, ...(i === 0 ? { create: true } : {}), ...extra }));
   await Promise.all(out.map((b) => b.waitReady(3000)));
   return out;
-}
-
-/**
- * Level of `hz` in what `c` played over the last `ms`: the median of 100 ms Goertzel windows, so one
- * concealed frame (a phase jump that partly cancels a window) does not decide the result.
- */
-function heard(c: VoiceClient, hz: number, ms = 1000): number {
-  const s = c.recording().samples;
-  const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    levels.push(toneDbfs(s, hz, 48_000, Math.max(0, at), 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
 }
 
 /** Lets a change reach the mix (and drain the jitter buffers), then records `ms` of fresh audio. */

@@ -17,7 +17,7 @@ import { hashToken, verifyPassword } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
-import type { VoicePlane } from './voice-plane.js';
+import type { VoiceRouter } from './voice-router.js';
 
 /** One logged-in user on this node: outlives its connection by the grace period. */
 export class Session {
@@ -31,6 +31,11 @@ export class Session {
   speaking = false;
   transport: Transport = 'none';
   admin = false;
+  /**
+   * Set on a shadow: a member voiced by this node (the channel's owner) whose signaling connection
+   * is on that node. A shadow has no connection and is not one of this node's sessions.
+   */
+  remoteNode: string | null = null;
   graceTimer: NodeJS.Timeout | null = null;
   /** Listener-side volume per speaker, percent; absent means 100. */
   readonly volumes = new Map<UserId, number>();
@@ -58,6 +63,7 @@ export class Session {
       selfDeaf: this.selfDeaf,
       serverMute: this.serverMute,
       volumes: Object.fromEntries(this.volumes),
+      member: this.member(),
     };
   }
   /** Takes the seat, controls and volumes a record kept (a resume on another node, a takeover). */
@@ -79,7 +85,7 @@ export class Session {
       serverMute: this.serverMute,
       speaking: this.speaking,
       transport: this.transport,
-      away: this.conn === null,
+      away: this.conn === null && this.remoteNode === null,
     };
   }
 }
@@ -98,7 +104,7 @@ export class SessionManager {
   readonly #byConn = new Map<number, Session>();
   readonly #unsubscribe: () => void;
   readonly #refresher: NodeJS.Timeout;
-  voice: VoicePlane | null = null;
+  voice: VoiceRouter | null = null;
   #closed = false;
 
   constructor(
@@ -209,7 +215,7 @@ export class SessionManager {
     if (s.channelId) {
       // A resuming client may be a new process that lost its sequence counter: a fresh key (and
       // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
-      if ((resumed || !s.voice) && this.voice) this.#rebind(s, await this.channels.get(s.channelId));
+      if ((resumed || !s.voice) && this.voice) await this.#rebind(s, await this.channels.get(s.channelId));
       await this.#publishMember(s);
     }
     return {
@@ -240,7 +246,7 @@ export class SessionManager {
     if (s.transport === 'ws') s.transport = 'none';
     this.#startGrace(s);
     if (s.channelId) {
-      this.voice?.update(s);
+      await this.voice?.update(s);
       await this.#publishMember(s);
     }
   }
@@ -275,7 +281,7 @@ export class SessionManager {
     }
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
-      this.#rebind(s, ch);
+      await this.#rebind(s, ch);
       await this.#publishMember(s);
     } else {
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
@@ -284,24 +290,28 @@ export class SessionManager {
       s.channelId = channelId;
       s.serverMute = false;
       s.speaking = false;
-      s.voice = this.voice?.attach(s, ch) ?? null;
+      s.voice = (await this.voice?.attach(s, ch)) ?? null;
       await this.#save(s);
       await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
     }
-    return { channel: await this.channels.view(ch), members: this.members(channelId), voice: s.voice! };
+    return {
+      channel: await this.channels.view(ch),
+      members: await this.channelMembers(channelId),
+      voice: s.voice!,
+    };
   }
 
   /** New voice binding (key, voice id) in the same channel; the transport is unknown until its HELLO. */
-  #rebind(s: Session, ch: StoredChannel): void {
+  async #rebind(s: Session, ch: StoredChannel): Promise<void> {
     if (!this.voice) return;
-    s.voice = this.voice.attach(s, ch);
+    s.voice = await this.voice.attach(s, ch);
     s.transport = 'none';
   }
 
   async leave(s: Session, reason: LeaveReason): Promise<void> {
     const channelId = s.channelId;
     if (!channelId) return;
-    this.voice?.detach(s);
+    await this.voice?.detach(s);
     s.channelId = null;
     s.voice = null;
     s.speaking = false;
@@ -319,6 +329,18 @@ export class SessionManager {
     return out;
   }
 
+  /** Every member of a channel, wherever its connection is (the directory's seats and records). */
+  async channelMembers(channelId: ChannelId): Promise<Member[]> {
+    const out = this.members(channelId);
+    const here = new Set(out.map((m) => m.userId));
+    for (const id of await this.ctx.directory.channelMembers(channelId)) {
+      if (here.has(id)) continue;
+      const r = await this.ctx.directory.getSession(id);
+      if (r?.channelId === channelId) out.push(r.member);
+    }
+    return out;
+  }
+
   async setVoiceState(
     s: Session,
     st: { selfMute?: boolean | undefined; selfDeaf?: boolean | undefined },
@@ -326,7 +348,7 @@ export class SessionManager {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
     if (st.selfMute !== undefined) s.selfMute = st.selfMute;
     if (st.selfDeaf !== undefined) s.selfDeaf = st.selfDeaf;
-    this.voice?.update(s);
+    await this.voice?.update(s);
     await this.#save(s);
     await this.#publishMember(s);
     return s.member();
@@ -336,7 +358,7 @@ export class SessionManager {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
     if (volume === 100) s.volumes.delete(speaker);
     else s.volumes.set(speaker, volume);
-    this.voice?.update(s);
+    await this.voice?.update(s);
     await this.#save(s);
   }
 
@@ -347,13 +369,48 @@ export class SessionManager {
       throw new ProtocolError('FORBIDDEN', 'only the channel owner or an admin may server-mute');
     }
     const t = this.#byUser.get(target);
-    if (!t || t.channelId !== actor.channelId)
+    if (!t) {
+      // Connected to another node: that node holds the session and applies it.
+      const r = await this.ctx.directory.getSession(target);
+      if (!r || r.channelId !== actor.channelId)
+        throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+      return (await this.ctx.requests.request(r.nodeId, 'member.serverMute', {
+        userId: target,
+        channelId: actor.channelId,
+        muted,
+      })) as Member;
+    }
+    if (t.channelId !== actor.channelId)
       throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+    return this.#applyServerMute(t, muted);
+  }
+
+  async #applyServerMute(t: Session, muted: boolean): Promise<Member> {
     t.serverMute = muted;
-    this.voice?.update(t);
+    await this.voice?.update(t);
     await this.#save(t);
     await this.#publishMember(t);
     return t.member();
+  }
+
+  /** Node-addressed requests about a session of this node (sent by the router's handler). */
+  async handleMemberRequest(op: string, args: unknown): Promise<unknown> {
+    const a = args as { userId: UserId };
+    const s = this.#byUser.get(a.userId);
+    if (!s) throw new ProtocolError('NOT_FOUND', 'that user has no session on this node');
+    switch (op) {
+      case 'member.transport':
+        await this.setTransport(s, (args as { transport: Transport }).transport);
+        return null;
+      case 'member.serverMute': {
+        const m = args as { channelId: ChannelId; muted: boolean };
+        if (s.channelId !== m.channelId)
+          throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+        return this.#applyServerMute(s, m.muted);
+      }
+      default:
+        throw new ProtocolError('UNKNOWN_TYPE', `unknown node request ${op}`);
+    }
   }
 
   /** Called by the voice plane when voice activity starts or stops. */
@@ -365,14 +422,16 @@ export class SessionManager {
 
   /** Called by the voice plane when the session's voice transport changes (UDP registered, WS fallback). */
   async setTransport(s: Session, transport: Transport): Promise<void> {
+    if (s.remoteNode !== null && this.voice) return this.voice.relayTransport(s, transport);
     if (s.transport === transport) return;
     s.transport = transport;
     await this.#publishMember(s);
   }
 
   async #publishMember(s: Session): Promise<void> {
-    if (s.channelId)
-      await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
+    if (!s.channelId) return;
+    await this.#save(s);
+    await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
   }
 
   #startGrace(s: Session): void {
@@ -430,12 +489,16 @@ export class SessionManager {
       case 'member.left':
         this.broadcast({ t: 'member.left', channelId: e.channelId, userId: e.userId, reason: e.reason });
         return;
-      case 'speaking':
+      case 'speaking': {
+        // The owner's shadow detected it: this node's session (if the member is here) follows.
+        const s = this.#byUser.get(e.userId);
+        if (s && s.channelId === e.channelId) s.speaking = e.speaking;
         this.broadcast(
           { t: 'speaking', channelId: e.channelId, userId: e.userId, speaking: e.speaking },
-          (s) => s.channelId === e.channelId,
+          (x) => x.channelId === e.channelId,
         );
         return;
+      }
       case 'user.updated': {
         const s = this.#byUser.get(e.user.id);
         if (s) {

@@ -87,6 +87,8 @@ export interface SessionRecord {
   serverMute: boolean;
   /** Listener-side volume per speaker id, percent; absent means 100. */
   volumes: Record<string, number>;
+  /** The member as last published, for listings made on other nodes. */
+  member: Member;
 }
 
 /**

@@ -1,0 +1,177 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
+import { heard } from '../../test-support/audio.js';
+import { useTestRedis } from '../../test-support/redis.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/*
+ * Two nodes of one cluster in this process, over a real redis-server: signaling on either node,
+ * each channel's actor on exactly one of them, voice always to the owner.
+ */
+
+const { server: testRedis, newPrefix } = useTestRedis();
+let opus: OpusFactory;
+beforeAll(async () => {
+  opus = await createOpus();
+});
+
+const nodes: TestServer[] = [];
+const bots: VoiceClient[] = [];
+afterEach(async () => {
+  for (const b of bots.splice(0)) await b.close();
+  for (const n of nodes.splice(0)) await n.stop();
+});
+
+async function cluster(n: number): Promise<TestServer[]> {
+  const prefix = newPrefix();
+  for (let i = 0; i < n; i++)
+    nodes.push(
+      await startTestServer({
+        nodeId: `node-${i}`,
+        redisUrl: testRedis().url,
+        redis: { prefix },
+        cluster: { announceMs: 500 },
+      }),
+    );
+  return nodes.slice();
+}
+
+async function bot(
+  node: TestServer,
+  nickname: string,
+  channel: string,
+  create = false,
+): Promise<VoiceClient> {
+  const c = await VoiceClient.connect({
+    server: node.url,
+    nickname,
+    opus,
+    heartbeatMs: 500,
+    helloRetryMs: 200,
+    channel,
+    create,
+  });
+  bots.push(c);
+  return c;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const TONES = [440, 700, 1100] as const;
+
+describe('two nodes over one Redis', () => {
+  it('bots on different nodes share one channel on one owner and hear each other (mix-minus, at level)', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'xa', 'Cross', true);
+    const b = await bot(n1!, 'xb', 'Cross');
+    const c = await bot(n0!, 'xc', 'Cross');
+    const trio = [a, b, c];
+    await Promise.all(trio.map((x) => x.waitReady(3000)));
+
+    // One owner: every binding is its UDP address; only it runs the channel.
+    const owners = [n0!, n1!].filter((n) => n.channelRouter.ownedChannels.length > 0);
+    expect(owners).toHaveLength(1);
+    for (const x of trio) expect(x.binding!.udpPort).toBe(owners[0]!.udpPort);
+    expect(owners[0]!.voice.channelStats()).toHaveLength(1);
+    expect([n0!, n1!].find((n) => n !== owners[0])!.voice.channelStats()).toHaveLength(0);
+
+    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(700);
+    for (const x of trio) x.clearRecording();
+    await sleep(1100);
+    for (const [i, x] of trio.entries()) {
+      for (const [j, hz] of TONES.entries()) {
+        const level = heard(x, hz);
+        if (i === j) expect(level, `bot ${i} hears its own ${hz} Hz`).toBeLessThan(-50);
+        else {
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeLessThan(-17);
+        }
+      }
+    }
+  });
+
+  it('presence, speaking and channel events reach members on every node; joins list every member', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('alice');
+    const bob = await n1!.user('bob');
+    const created = bob.ws.waitFor('channel.created');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Lobby' });
+    expect((await created).channel.id).toBe(channel.id);
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const joined = alice.ws.waitFor('member.joined', (m) => m.member.nickname === 'bob');
+    const res = await bob.ws.request('channel.join', { channelId: channel.id });
+    await joined;
+    expect(res.members.map((m) => m.nickname).sort()).toEqual(['alice', 'bob']);
+
+    // Server mute of a member connected to the other node.
+    const muted = bob.ws.waitFor('member.updated', (m) => m.member.nickname === 'bob' && m.member.serverMute);
+    const r = await alice.ws.request('voice.serverMute', { userId: bob.ws.welcome.user.id, muted: true });
+    expect(r.member.serverMute).toBe(true);
+    await muted;
+
+    const left = alice.ws.waitFor('member.left', (m) => m.reason === 'leave');
+    await bob.ws.request('channel.leave', {});
+    expect((await left).userId).toBe(bob.ws.welcome.user.id);
+  });
+
+  it('a session resumes on another node with its seat, controls and volumes', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'mover', 'Resume', true);
+    await a.waitReady(3000);
+    await a.setSelfDeaf(true);
+    await a.setVolume(a.user.id, 50);
+    const channelId = a.channel!.id;
+    await a.close();
+    bots.splice(bots.indexOf(a), 1);
+    // A bare signaling client: it restores nothing of its own, so what it gets is the server's.
+    const again = await SignalingClient.connect({ url: n1!.wsUrl, token: a.token });
+    try {
+      expect(again.welcome).toMatchObject({ resumed: true, channelId: channelId });
+      expect(again.welcome.voice!.udpPort).toBe(n0!.udpPort);
+      expect(await n1!.ctx.directory.getSession(a.user.id)).toMatchObject({
+        nodeId: 'node-1',
+        channelId: channelId,
+        selfDeaf: true,
+        volumes: { [a.user.id]: 50 },
+      });
+    } finally {
+      again.close();
+    }
+  });
+
+  it('sends zero Redis commands per voice packet or mixer tick (Redis INFO commandstats)', async () => {
+    const [n0, n1] = await cluster(2);
+    const trio = [
+      await bot(n0!, 'ra', 'Quiet', true),
+      await bot(n1!, 'rb', 'Quiet'),
+      await bot(n1!, 'rc', 'Quiet'),
+    ];
+    await Promise.all(trio.map((x) => x.waitReady(3000)));
+    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(500);
+    const owner = [n0!, n1!].find((n) => n.channelRouter.ownedChannels.length > 0)!;
+    const total = (m: Map<string, number>): number =>
+      [...m].reduce((sum, [cmd, n]) => (cmd === 'info' ? sum : sum + n), 0);
+    const before = await testRedis().commandStats();
+    const packetsBefore = owner.voice.counters.packetsIn + owner.voice.counters.packetsOut;
+    const t0 = Date.now();
+    await sleep(3000);
+    const after = await testRedis().commandStats();
+    const elapsed = Date.now() - t0;
+    const packets = owner.voice.counters.packetsIn + owner.voice.counters.packetsOut - packetsBefore;
+    const commands = total(after) - total(before);
+    // The periodic control traffic alone, from the configuration (commands inside a Lua script are
+    // counted too): each node announces every 500 ms (MULTI, SET, SADD, EXEC); the owner renews its
+    // lease every third of 2 s (EVALSHA: GET, PEXPIRE); each node touches its sessions every 5 s
+    // (EVALSHA, then at most 8 commands per session, 3 sessions). Nothing else may run.
+    const periods = (every: number): number => Math.ceil(elapsed / every) + 1;
+    const budget = 2 * periods(500) * 4 + periods(2000 / 3) * 3 + periods(5000) * (2 + 3 * 8);
+    expect(packets, 'audio flowed through the owner').toBeGreaterThan(800);
+    expect(commands).toBeLessThanOrEqual(budget);
+    const kinds = [...after].filter(([cmd, n]) => cmd !== 'info' && n !== (before.get(cmd) ?? 0));
+    const periodic = ['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'];
+    for (const [cmd] of kinds) expect(periodic).toContain(cmd);
+  });
+});

@@ -5,7 +5,10 @@
 //   - better-sqlite3's native binary loads (rebuilt with `npm rebuild better-sqlite3` if not);
 //   - uWebSockets.js loaded its native binary for this Node's ABI, not its slow JS fallback;
 //   - libopus-dev present and our Opus addon (media/native/voice_opus.c) built: the tests check
-//     in-band FEC, which only that backend decodes.
+//     in-band FEC, which only that backend decodes;
+//   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
+//   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
+//     against node:crypto.
 //
 // Silent when everything is in place (well under a second). When something is missing and we run
 // as root with apt-get, it installs it (`apt-get update` once, then `apt-get install`); otherwise it
@@ -159,12 +162,36 @@ if (!String(uws.App).includes('[native code]')) {
   else fail(`${msg}; or set VOICE_ALLOW_UWS_FALLBACK=1 to accept the slow path`);
 }
 
-// 5. Our Opus addon over the system libopus (the tests exercise its FEC decoding).
-if (!existsSync('/usr/include/opus/opus.h')) {
-  const tools = ['libopus-dev', ...(onPath('cc') ? [] : ['gcc'])];
-  if (!aptInstall(tools))
-    fail('libopus-dev is not installed: install it (Debian: `sudo apt-get install -y libopus-dev`)');
+// 5. Our addons: Opus over the system libopus (the tests exercise its FEC decoding) and AES-256-GCM
+// over OpenSSL's EVP (the tests check it against node:crypto byte for byte).
+for (const [header, pkg] of [
+  ['/usr/include/opus/opus.h', 'libopus-dev'],
+  ['/usr/include/openssl/evp.h', 'libssl-dev'],
+]) {
+  if (existsSync(header)) continue;
+  if (!aptInstall([pkg, ...(onPath('cc') ? [] : ['gcc'])]))
+    fail(`${pkg} is not installed: install it (Debian: \`sudo apt-get install -y ${pkg}\`)`);
 }
 const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
-if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', 'voice_opus.node')))
-  fail(`the Opus addon did not build:\n${built.tail}`);
+for (const addon of ['voice_opus', 'voice_aead'])
+  if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', `${addon}.node`)))
+    fail(`the ${addon} addon did not build:\n${built.tail}`);
+
+// 6. @discordjs/opus: optional for users (opusscript is the fallback), but media/test/codec.test.ts
+// checks the native backend, so it must load here. npm may have skipped its install script.
+const requireFromMedia = createRequire(join(root, 'media', 'package.json'));
+const discordOpusLoads = () => {
+  try {
+    return typeof requireFromMedia('@discordjs/opus').OpusEncoder === 'function';
+  } catch {
+    return false;
+  }
+};
+if (!discordOpusLoads()) {
+  say('@discordjs/opus does not load; running `npm rebuild @discordjs/opus` ...');
+  const env = { ...process.env };
+  if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+  const r = run('npm', ['rebuild', '@discordjs/opus', '--foreground-scripts'], env);
+  if (!r.ok || !discordOpusLoads())
+    fail(`@discordjs/opus does not load and did not rebuild (needs python3, make, g++):\n${r.tail}`);
+}

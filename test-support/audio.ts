@@ -1,15 +1,73 @@
-import { toneDbfs } from '@voice/media';
-import type { VoiceClient } from '../client/src/index.js';
+import { detectOnset, toneDbfs } from '@voice/media';
+import type { RecordingSnapshot, SentLog } from '../client/src/index.js';
+
+const SAMPLES_PER_MS = 48;
+/** Goertzel window: 100 ms, so one concealed frame (a phase jump) spoils at most one window. */
+const WINDOW = 4800;
+
+/** A recording too short to judge: the playout did not run, so "nothing heard" would mean nothing. */
+export class ShortRecordingError extends Error {
+  override readonly name = 'ShortRecordingError';
+}
 
 /**
- * Level of `hz` in what `c` played over the last `ms`: the median of 100 ms Goertzel windows, so one
- * concealed frame (a phase jump that partly cancels a window) does not decide the result.
+ * Level in dBFS of `hz` over the last `ms` of `samples` (48 kHz): the median of 100 ms Goertzel
+ * windows. Throws when the recording holds less than `ms`: a playout that never ran must fail a test,
+ * not read as silence (the recordings hold played silence too, so a live playout always fills them).
  */
-export function heard(c: VoiceClient, hz: number, ms = 1000): number {
-  const s = c.recording().samples;
+export function medianToneDbfs(samples: Int16Array, hz: number, ms: number): number {
+  if (!(ms * SAMPLES_PER_MS >= WINDOW)) throw new TypeError(`ms must be at least 100, got ${ms}`);
+  const need = ms * SAMPLES_PER_MS;
+  if (samples.length < need) {
+    throw new ShortRecordingError(
+      `recording holds ${(samples.length / SAMPLES_PER_MS).toFixed(0)} ms, ${ms} ms needed`,
+    );
+  }
   const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    levels.push(toneDbfs(s, hz, 48_000, Math.max(0, at), 4800));
+  for (let at = samples.length - need; at + WINDOW <= samples.length; at += WINDOW)
+    levels.push(toneDbfs(samples, hz, 48_000, at, WINDOW));
   levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
+  return levels[Math.floor(levels.length / 2)]!;
+}
+
+/** Where each click of a `ClickSource` was heard, and which were not heard at all. */
+export interface ClickDelays {
+  /** Capture to play-out, ms, for each click heard (in click order). */
+  readonly delays: number[];
+  /** Source samples of the clicks not heard within the window. */
+  readonly missed: number[];
+}
+
+/**
+ * Mouth-to-ear delay of each click: from its capture time (the speaker's sent log) to its onset in the
+ * listener's recording. Every click is accounted for, heard or missed; none is skipped. A click the
+ * speaker never sent is a broken test, so it throws. An onset found only after `windowMs` belongs to a
+ * later click: the click counts as missed (keep `windowMs` under the click period).
+ */
+export function clickDelays(
+  clicks: readonly number[],
+  sent: Pick<SentLog, 'findBySourceSample'>,
+  frameSamples: number,
+  rec: RecordingSnapshot,
+  windowMs: number,
+): ClickDelays {
+  const delays: number[] = [];
+  const missed: number[] = [];
+  for (const s of clicks) {
+    const f = sent.findBySourceSample(s, frameSamples);
+    if (!f) throw new Error(`the click at source sample ${s} was never sent`);
+    const clickTime = f.captureTime + (s - f.sourceSample) / SAMPLES_PER_MS;
+    const from = Math.max(0, Math.round((clickTime - rec.startTime) * SAMPLES_PER_MS));
+    const at = detectOnset(rec.samples, 0.1, from);
+    if (at < 0 || at - from >= windowMs * SAMPLES_PER_MS) missed.push(s);
+    else delays.push(rec.startTime + at / SAMPLES_PER_MS - clickTime);
+  }
+  return { delays, missed };
+}
+
+/** The `q` quantile (0..1) of `xs`, nearest rank. */
+export function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) throw new RangeError('quantile of nothing');
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
 }

@@ -20,8 +20,13 @@ export class RestClient {
     const text = await res.text();
     const json: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {
-      const e = (json as { error?: { code: string; message: string } } | undefined)?.error;
-      throw new RequestError((e?.code ?? 'INTERNAL') as never, e?.message ?? `HTTP ${res.status}`);
+      const e = (json as { error?: { code: string; message: string; retryAfterMs?: number } } | undefined)
+        ?.error;
+      throw new RequestError(
+        (e?.code ?? 'INTERNAL') as never,
+        e?.message ?? `HTTP ${res.status}`,
+        e?.retryAfterMs,
+      );
     }
     return json as T;
   }

@@ -5,7 +5,9 @@ import {
   encodeMessage,
   ProtocolError,
   SUPPORTED_VERSIONS,
+  type Channel,
   type ClientMessage,
+  type ErrorCode,
   type ResultMap,
   type ServerMessage,
   type ServerMessageType,
@@ -33,8 +35,18 @@ interface Pending {
 /** Node's EventEmitter throws on an unheard 'error' event: uncorrelated server errors go out as 'serverError'. */
 export const eventName = (t: string): string => (t === 'error' ? 'serverError' : t);
 
-/** The server's answer to a request was an error: carries the stable code. */
-export class RequestError extends ProtocolError {}
+/** The server's answer to a request was an error: carries the stable code (and, for RATE_LIMITED, when to retry). */
+export class RequestError extends ProtocolError {
+  override readonly name: string = 'RequestError';
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    /** Milliseconds before the same request may succeed (`RATE_LIMITED` only). */
+    readonly retryAfterMs?: number,
+  ) {
+    super(code, message);
+  }
+}
 
 /**
  * A signaling connection: hello on connect, requests matched to replies by id, typed events.
@@ -113,6 +125,25 @@ export class SignalingClient extends EventEmitter {
     });
   }
 
+  /**
+   * Every channel: `channel.list` is paged (each page fits one frame), so follow `next` to the end.
+   * `maxPages` bounds the walk against a server that never ends its list.
+   */
+  async allChannels(maxPages = 1_000): Promise<Channel[]> {
+    const out: Channel[] = [];
+    let cursor: string | null = null;
+    for (let i = 0; i < maxPages; i++) {
+      const page: ResultMap['channel.list'] = await this.request(
+        'channel.list',
+        cursor === null ? {} : { cursor },
+      );
+      out.push(...page.channels);
+      cursor = page.next;
+      if (cursor === null) return out;
+    }
+    throw new Error(`channel.list did not end within ${maxPages} pages`);
+  }
+
   /** Sends raw bytes (tests use this for malformed frames). */
   sendRaw(bytes: Uint8Array | string): void {
     this.ws.send(bytes);
@@ -160,7 +191,7 @@ export class SignalingClient extends EventEmitter {
       this.#pending.delete(m.re!);
       clearTimeout(p.timer);
       if (m.t === 'result') p.resolve(m.data);
-      else p.reject(new RequestError(m.code, m.message));
+      else p.reject(new RequestError(m.code, m.message, m.retryAfterMs));
       return;
     }
     this.emit(eventName(m.t), m);

@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, detectOnset, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, type OpusFactory } from '@voice/media';
 import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../src/index.js';
+import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -35,14 +36,6 @@ async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): P
  */
 function heardDbfs(c: VoiceClient, hz: number, ms: number): number {
   return medianToneDbfs(c.recording().samples, hz, ms);
-}
-
-function medianToneDbfs(s: Int16Array, hz: number, ms: number): number {
-  const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
 }
 
 describe('voice end to end (real server)', () => {
@@ -84,22 +77,27 @@ describe('voice end to end (real server)', () => {
     const click = new ClickSource({ atMs: 500, periodMs: 400 });
     speaker.startVoice(click);
     await sleep(3000);
-    const rec = listener.recording();
-    const latencies: number[] = [];
-    for (const s of click.clickSamples(click.position - 48 * 300)) {
-      const f = speaker.sentLog.findBySourceSample(s, speaker.binding!.frameMs * 48);
-      if (!f) continue;
-      const clickTime = f.captureTime + (s - f.sourceSample) / 48;
-      const from = Math.max(0, Math.round((clickTime - rec.startTime) * 48));
-      const at = detectOnset(rec.samples, 0.1, from);
-      if (at >= 0 && at < from + 48 * 300) latencies.push(rec.startTime + at / 48 - clickTime);
-    }
-    // Most clicks arrive (5% loss downstream); each within G.114-friendly bounds on loopback.
-    expect(latencies.length).toBeGreaterThanOrEqual(3);
-    for (const l of latencies) {
-      expect(l).toBeGreaterThan(0);
-      expect(l).toBeLessThan(200);
-    }
+    // Every click is accounted for: heard, or lost with the one packet that carried it (5 % loss:
+    // three or more of six lost has a probability under 0.3 %).
+    const clicks = click.clickSamples(click.position - 48 * 300);
+    expect(clicks.length).toBeGreaterThanOrEqual(5);
+    await sleep(400); // the last click's whole window is recorded
+    const { delays, missed } = clickDelays(
+      clicks,
+      speaker.sentLog,
+      speaker.binding!.frameMs * 48,
+      listener.recording(),
+      380,
+    );
+    expect(missed.length, 'clicks not heard').toBeLessThanOrEqual(2);
+    console.log(
+      `lossy click latency: ${delays.map((d) => d.toFixed(1)).join(' ')} ms, ${missed.length} missed`,
+    );
+    // BENCHMARKS.md: about 57 ms through this relay (the loopback path's 25-45 ms plus the listener's
+    // jitter buffer grown for 10 ms of jitter). Measured p50 33-98 ms on 2026-11-30 with the machine
+    // at a load average of 8-13 on 2 cores: 100 ms is the claim plus two frames.
+    expect(Math.min(...delays)).toBeGreaterThan(0);
+    expect(quantile(delays, 0.5)).toBeLessThan(100);
     expect(relay.stats().serverToClient.forwarded).toBeGreaterThan(50);
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, detectOnset, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, type OpusFactory } from '@voice/media';
 import type { VoiceBinding } from '@voice/protocol';
 import {
   ClickSource,
@@ -11,6 +11,7 @@ import {
   type SignalingClient,
   type VoiceSessionOptions,
 } from '../src/index.js';
+import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -86,12 +87,7 @@ function endpoint(m: Member) {
 
 /** Level of `hz` over the last `ms` of the recording: the median of 100 ms Goertzel windows. */
 function tailDbfs(rec: Recording, hz: number, ms: number): number {
-  const s = rec.snapshot().samples;
-  const levels: number[] = [];
-  for (let at = s.length - ms * 48; at + 4800 <= s.length; at += 4800)
-    levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)] ?? -120;
+  return medianToneDbfs(rec.snapshot().samples, hz, ms);
 }
 
 describe('VoiceSession against the real server (UDP)', () => {
@@ -138,23 +134,24 @@ describe('VoiceSession against the real server (UDP)', () => {
     },
   );
 
-  it('measures mouth-to-ear latency with a click, via sentLog and the recording times', async () => {
+  it('measures mouth-to-ear latency with clicks, via sentLog and the recording times', async () => {
     const speaker = await member('clicker', 'Click');
     const listener = await member('ear', 'Click');
     await Promise.all([speaker.session.whenReady(2000), listener.session.whenReady(2000)]);
-    const click = new ClickSource({ atMs: 600 });
+    const click = new ClickSource({ atMs: 600, periodMs: 400 });
     speaker.session.startSending(click);
-    await sleep(1200);
-    const frame = speaker.sentLog.findBySourceSample(click.clickSample, 960)!;
-    expect(frame).toBeDefined();
-    const clickTime = frame.captureTime + (click.clickSample - frame.sourceSample) / 48;
-    const rec = listener.recording.snapshot();
-    const at = detectOnset(rec.samples, 0.1);
-    expect(at).toBeGreaterThan(0);
-    const latency = rec.startTime + at / 48 - clickTime;
-    // The server's jitter buffer and tick, the client's jitter buffer and playout tick, on loopback.
-    expect(latency).toBeGreaterThan(0);
-    expect(latency).toBeLessThan(150);
+    await sleep(2600);
+    const clicks = click.clickSamples(click.position - 48 * 300);
+    expect(clicks.length).toBeGreaterThanOrEqual(4);
+    await sleep(400); // the last click's whole window is recorded
+    const { delays, missed } = clickDelays(clicks, speaker.sentLog, 960, listener.recording.snapshot(), 380);
+    expect(missed, 'clicks not heard').toEqual([]);
+    // The server's jitter buffer and tick, the client's jitter buffer and playout tick, on loopback:
+    // README claims p50 25-45 ms (bounded at 50 ms over nine clicks in cluster/test/voice.test.ts
+    // scenario 5). Over these five clicks, one frame more: p50 measured 58-64 ms at a load average
+    // of 13 on 2 cores (2026-11-30), 25-45 ms on a quiet machine.
+    expect(Math.min(...delays)).toBeGreaterThan(0);
+    expect(quantile(delays, 0.5)).toBeLessThan(70);
   });
 
   it('pauses send nothing and the next packet starts a talkspurt; mute drops frames', async () => {

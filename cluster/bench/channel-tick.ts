@@ -10,6 +10,7 @@ import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
 import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
+import { TokenBucket } from '../src/ratelimit.js';
 import type { Session } from '../src/app/sessions.js';
 
 function fakeSession(i: number): Session {
@@ -38,7 +39,7 @@ export function benchChannelTick(
   });
   const eps: VoiceEndpoint[] = [];
   for (let i = 0; i < members; i++) {
-    const ep = new VoiceEndpoint(i + 1, fakeSession(i), core);
+    const ep = new VoiceEndpoint(i + 1, fakeSession(i), core, new TokenBucket(1, 1));
     ep.transport = 'udp';
     core.addMember(ep);
     eps.push(ep);

@@ -18,7 +18,7 @@ import { RedisEventBus } from './state/redis-bus.js';
 import { RedisSessionDirectory } from './state/redis-directory.js';
 import { RedisStore } from './state/redis-store.js';
 import { SqliteStore } from './state/sqlite-store.js';
-import type { EventBus, SessionDirectory, Store } from './state/types.js';
+import type { BusEvent, EventBus, SessionDirectory, Store } from './state/types.js';
 
 /** Everything that is shared with other processes in a cluster (or kept in-process alone). */
 export interface Backends {
@@ -55,9 +55,11 @@ export function redisOptions(config: Config): RedisOptions {
 }
 
 /** Builds the backends of the configured mode. Only this start-up code makes Redis connections. */
-export async function openBackends(config: Config, log: Logger): Promise<Backends> {
-  const onListenerError = (err: unknown, event: { type: string }): void =>
-    log.error({ err, event: event.type }, 'bus listener failed');
+export async function openBackends(
+  config: Config,
+  log: Logger,
+  onListenerError: (err: unknown, event: BusEvent) => void,
+): Promise<Backends> {
   const onHandlerError = (err: unknown, op: string): void =>
     log.error({ err, op }, 'node request handler failed');
   const nodeId = config.nodeId;

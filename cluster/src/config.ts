@@ -85,6 +85,8 @@ export const ConfigSchema = z
     /** How long a session (and its channel seat) survives a lost connection. */
     graceMs: z.number().int().min(0).max(600_000).default(20_000),
     heartbeatMs: z.number().int().min(1_000).max(120_000).default(15_000),
+    /** A WebSocket that has not sent `hello` this long after opening is closed (4003). */
+    helloTimeoutMs: z.number().int().min(100).max(120_000).default(5_000),
     /** Tokens unused for this long stop working. */
     tokenTtlDays: z.number().int().min(1).max(3650).default(30),
     limits: z
@@ -105,6 +107,41 @@ export const ConfigSchema = z
         connectionsPerAddress: z.number().int().min(1).max(100_000).default(32),
         /** Bad frames tolerated per connection before it is closed. */
         maxBadFrames: z.number().int().min(1).max(10_000).default(20),
+        /** Channels one user may own at once (the admin token is not limited). */
+        channelsPerUser: z.number().int().min(1).max(100_000).default(10),
+        /** Channel creations per user: sustained rate and burst (token bucket). */
+        channelCreatesPerMinute: z.number().min(0.1).max(10_000).default(6),
+        channelCreateBurst: z.number().int().min(1).max(10_000).default(3),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Channel passwords. scrypt runs at most `concurrency` at a time with at most `queue` waiting
+     * (beyond: RATE_LIMITED at once), at most one per user. After `freeFailures*` wrong passwords
+     * a user, and a channel, must wait `backoffBaseMs`, doubling per further failure up to the max.
+     */
+    passwords: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(2),
+        queue: z.number().int().min(0).max(10_000).default(16),
+        freeFailuresPerUser: z.number().int().min(1).max(1_000).default(3),
+        freeFailuresPerChannel: z.number().int().min(1).max(10_000).default(10),
+        backoffBaseMs: z.number().int().min(1).max(3_600_000).default(1_000),
+        maxBackoffPerUserMs: z.number().int().min(1).max(86_400_000).default(300_000),
+        maxBackoffPerChannelMs: z.number().int().min(1).max(86_400_000).default(60_000),
+        /** Users and channels remembered with failures; the least recently failed is forgotten first. */
+        maxTracked: z.number().int().min(16).max(1_000_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Deleting users who can no longer log in (no token used within tokenTtlDays) and own no
+     * channel: every `intervalMs`, at most `batch` per run. 0 turns it off.
+     */
+    userPurge: z
+      .object({
+        intervalMs: z.union([z.literal(0), z.number().int().min(1_000).max(86_400_000)]).default(3_600_000),
+        batch: z.number().int().min(1).max(100_000).default(500),
       })
       .strict()
       .prefault({}),
@@ -130,6 +167,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'bool
   VOICE_TRUST_PROXY: { key: 'trustProxy', type: 'boolean' },
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
+  VOICE_HELLO_TIMEOUT_MS: { key: 'helloTimeoutMs', type: 'number' },
 };
 
 export interface LoadConfigOptions {

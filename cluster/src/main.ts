@@ -26,7 +26,29 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+
+  // What escapes every boundary (ARCHITECTURE.md, "Failure policy"). A rejection nobody awaited
+  // is an operation whose caller already gave up: log, count, keep serving everyone else. An
+  // uncaught exception left some callback half done, with state we can no longer trust: log,
+  // count, close what can be closed within a bound, and exit 1 so the supervisor restarts us
+  // (systemd Restart=on-failure; clients resume with their tokens).
+  const { log, metrics } = server.ctx;
+  process.on('unhandledRejection', (reason) => {
+    metrics.faults.inc({ event: 'unhandledRejection' });
+    log.error({ err: reason }, 'unhandled promise rejection (kept running)');
+  });
+  process.on('uncaughtException', (err) => {
+    metrics.faults.inc({ event: 'uncaughtException' });
+    log.fatal({ err }, 'uncaught exception: exiting for a restart');
+    if (stopping) process.exit(1);
+    stopping = true;
+    setTimeout(() => process.exit(1), EXIT_GRACE_MS).unref();
+    void server.close().finally(() => process.exit(1));
+  });
 }
+
+/** How long a crashing process may spend closing connections and the store before it exits. */
+const EXIT_GRACE_MS = 2_000;
 
 main().catch((err: unknown) => {
   if (err instanceof ConfigError || err instanceof NativeModuleError) {

@@ -55,11 +55,46 @@ export class Metrics {
     help: 'Successful log-ins',
     registers: [this.registry],
   });
+  readonly usersPurged = new Counter({
+    name: 'voice_users_purged_total',
+    help: 'Users deleted because they hold no valid token and own nothing',
+    registers: [this.registry],
+  });
+  readonly backgroundErrors = new Counter({
+    name: 'voice_background_errors_total',
+    help: 'Failures in work no client waits for (bus publishes, timers), by task',
+    labelNames: ['task'] as const,
+    registers: [this.registry],
+  });
   readonly requestSeconds = new Histogram({
     name: 'voice_signaling_handler_seconds',
     help: 'Time to handle a signaling request',
     labelNames: ['type'] as const,
     buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
+
+  readonly boundaryErrors = new Counter({
+    name: 'voice_boundary_errors_total',
+    help: 'Exceptions caught where input enters (HTTP, WebSocket, timers), by boundary and the code answered',
+    labelNames: ['boundary', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly framesRefused = new Counter({
+    name: 'voice_frames_refused_total',
+    help: 'Server frames not sent because they would exceed the 16 KiB frame limit, by message type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly helloTimeouts = new Counter({
+    name: 'voice_hello_timeouts_total',
+    help: 'WebSocket connections closed for not completing hello in time',
+    registers: [this.registry],
+  });
+  readonly faults = new Counter({
+    name: 'voice_faults_total',
+    help: 'Process-level faults: unhandled promise rejections and uncaught exceptions',
+    labelNames: ['event'] as const,
     registers: [this.registry],
   });
 

@@ -24,8 +24,9 @@ export class TokenBucket {
 }
 
 /**
- * One bucket per key (a client address), bounded: idle buckets are swept, and when the map is full
- * the oldest key is evicted, so a flood of spoofed addresses cannot grow memory without limit.
+ * One bucket per key (a client address), bounded: the map is kept in least-recently-used order, so
+ * when it is full the key idle longest is evicted (a flood of spoofed addresses cannot push out an
+ * address in steady use), and `sweep` drops idle buckets from the old end without scanning the rest.
  */
 export class KeyedRateLimiter {
   readonly #buckets = new Map<string, { bucket: TokenBucket; seen: number }>();
@@ -33,24 +34,39 @@ export class KeyedRateLimiter {
     private readonly rate: number,
     private readonly burst: number,
     private readonly maxKeys = 100_000,
-  ) {}
+  ) {
+    if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new TypeError('maxKeys must be a positive integer');
+  }
   take(key: string, now: number = performance.now()): boolean {
     let e = this.#buckets.get(key);
-    if (!e) {
+    if (e) {
+      // Re-inserting moves the key to the young end: iteration order is least recently used first.
+      this.#buckets.delete(key);
+    } else {
       if (this.#buckets.size >= this.maxKeys) {
-        const oldest = this.#buckets.keys().next().value;
-        if (oldest !== undefined) this.#buckets.delete(oldest);
+        const lru = this.#buckets.keys().next().value;
+        if (lru !== undefined) this.#buckets.delete(lru);
       }
       e = { bucket: new TokenBucket(this.rate, this.burst, now), seen: now };
-      this.#buckets.set(key, e);
     }
+    this.#buckets.set(key, e);
     e.seen = now;
     return e.bucket.take(now);
   }
-  /** Drops buckets idle long enough to have refilled completely. */
-  sweep(now: number = performance.now()): void {
+  /**
+   * Drops buckets idle long enough to have refilled completely (forgetting them changes nothing),
+   * at most `limit` per call; returns how many. Walks from the least recently used end and stops
+   * at the first bucket still in use, so a call costs what it removes.
+   */
+  sweep(now: number = performance.now(), limit = Infinity): number {
     const full = (this.burst / this.rate) * 1000;
-    for (const [k, e] of this.#buckets) if (now - e.seen > full) this.#buckets.delete(k);
+    let removed = 0;
+    for (const [k, e] of this.#buckets) {
+      if (removed >= limit || now - e.seen <= full) break;
+      this.#buckets.delete(k);
+      removed++;
+    }
+    return removed;
   }
   get size(): number {
     return this.#buckets.size;

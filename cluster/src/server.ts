@@ -2,8 +2,10 @@ import type { us_listen_socket } from 'uWebSockets.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
 import { SessionManager } from './app/sessions.js';
+import { UserPurge } from './app/user-purge.js';
 import { UserService } from './app/users.js';
 import type { Config } from './config.js';
+import { Boundary } from './boundary.js';
 import { ConfigError } from './errors.js';
 import { RestRouter } from './http/server.js';
 import { registerRoutes } from './http/routes.js';
@@ -14,7 +16,8 @@ import { mountSignaling } from './signaling/ws.js';
 import { ChannelRouter } from './app/voice-router.js';
 import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
-import { createOpus } from '@voice/media';
+import { createOpus, loadNativeAead } from '@voice/media';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
 export interface StartOptions {
@@ -50,7 +53,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     warn: (m) => log.warn(m),
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
-  const state = await openBackends(config, log);
+  const boundary = new Boundary(log, metrics);
+  // A throwing bus listener is reported like any boundary; the other listeners still run.
+  const state = await openBackends(config, log, (err) => void boundary.report('bus_listener', err));
   const ctx: AppContext = {
     config,
     log,
@@ -65,24 +70,35 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
   const sessions = new SessionManager(ctx, users, channels);
-  const opus = await createOpus({ backend: config.opusBackend });
-  const voice = await ServerVoicePlane.start({
-    ctx,
-    sessions,
-    opus,
-    host: config.udpHost ?? config.host,
-    port: config.udpPort,
-    publicHost: config.publicHost,
-  });
+  let voice: ServerVoicePlane;
+  let opus: Awaited<ReturnType<typeof createOpus>>;
+  // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
+  const aead = loadNativeAead() ?? nodeCryptoAead;
+  try {
+    opus = await createOpus({ backend: config.opusBackend });
+    voice = await ServerVoicePlane.start({
+      ctx,
+      sessions,
+      opus,
+      host: config.udpHost ?? config.host,
+      port: config.udpPort,
+      publicHost: config.publicHost,
+      aead,
+    });
+  } catch (err) {
+    // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
+    await sessions.close();
+    await state.close();
+    throw err;
+  }
   const channelRouter = new ChannelRouter(ctx, voice, sessions, state, () => ({
     nodeId: config.nodeId,
-    wsUrl: config.cluster.publicWsUrl ?? `ws://${config.host}:${config.port}/ws`,
     udpHost: config.publicHost ?? config.udpHost ?? config.host,
     udpPort: voice.port,
   }));
   sessions.voice = channelRouter;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, udpPort: voice.port }, 'voice plane ready');
+  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;
@@ -90,11 +106,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const requestLimiter = new KeyedRateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst);
   const loginLimiter = new KeyedRateLimiter(config.limits.loginsPerMinute / 60, config.limits.loginBurst);
   const connectionLimiter = new KeyedRateLimiter(config.limits.messagesPerSecond, config.limits.messageBurst);
-  const sweeper = setInterval(() => {
-    requestLimiter.sweep();
-    loginLimiter.sweep();
-    connectionLimiter.sweep();
-  }, 60_000);
+  const sweeper = setInterval(
+    boundary.guard('sweeper', () => {
+      requestLimiter.sweep();
+      loginLimiter.sweep();
+      connectionLimiter.sweep();
+    }),
+    60_000,
+  );
   sweeper.unref();
 
   const app = uws.App();
@@ -103,6 +122,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     users,
     channels,
     sessions,
+    boundary,
     connectionLimiter,
     perAddress: new Map(),
     ready: isReady,
@@ -110,6 +130,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const router = new RestRouter({
     log,
     metrics,
+    boundary,
     maxBodyBytes: config.limits.maxBodyBytes,
     limiter: requestLimiter,
     trustProxy: config.trustProxy,
@@ -149,6 +170,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     await state.close();
     throw err;
   }
+  const purge = new UserPurge(ctx);
+  purge.start();
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
   channelRouter.setWsUrl(config.cluster.publicWsUrl ?? `ws://${config.host}:${httpPort}/ws`);
@@ -166,6 +189,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closing = true;
       clearInterval(sweeper);
       uws.us_listen_socket_close(listenSocket);
+      await purge.close();
       await sessions.close();
       closeSockets();
       await channelRouter.close();

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
-import { heard } from '../../test-support/audio.js';
+import { medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -59,6 +59,8 @@ async function bot(
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const TONES = [440, 700, 1100] as const;
+/** Level of `hz` in what `c` played over the last second (throws if it played less). */
+const heard = (c: VoiceClient, hz: number): number => medianToneDbfs(c.recording().samples, hz, 1000);
 
 describe('two nodes over one Redis', () => {
   it('bots on different nodes share one channel on one owner and hear each other (mix-minus, at level)', async () => {
@@ -119,9 +121,10 @@ describe('two nodes over one Redis', () => {
   it('a session resumes on another node with its seat, controls and volumes', async () => {
     const [n0, n1] = await cluster(2);
     const a = await bot(n0!, 'mover', 'Resume', true);
-    await a.waitReady(3000);
+    const other = await bot(n1!, 'stays', 'Resume');
+    await Promise.all([a.waitReady(3000), other.waitReady(3000)]);
     await a.setSelfDeaf(true);
-    await a.setVolume(a.user.id, 50);
+    await a.setVolume(other.user.id, 50);
     const channelId = a.channel!.id;
     await a.close();
     bots.splice(bots.indexOf(a), 1);
@@ -134,7 +137,7 @@ describe('two nodes over one Redis', () => {
         nodeId: 'node-1',
         channelId: channelId,
         selfDeaf: true,
-        volumes: { [a.user.id]: 50 },
+        volumes: { [other.user.id]: 50 },
       });
     } finally {
       again.close();

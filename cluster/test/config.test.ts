@@ -45,6 +45,46 @@ describe('configuration', () => {
     expect(() => loadConfig({ file: join(dir, 'missing.json'), env: {} })).toThrow(/cannot read config file/);
   });
 
+  it('bounds what one user may do: channel caps and rates, password back-off, user purge', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.limits).toMatchObject({
+      channelsPerUser: 10,
+      channelCreatesPerMinute: 6,
+      channelCreateBurst: 3,
+    });
+    expect(c.passwords).toEqual({
+      concurrency: 2,
+      queue: 16,
+      freeFailuresPerUser: 3,
+      freeFailuresPerChannel: 10,
+      backoffBaseMs: 1_000,
+      maxBackoffPerUserMs: 300_000,
+      maxBackoffPerChannelMs: 60_000,
+      maxTracked: 10_000,
+    });
+    expect(c.userPurge).toEqual({ intervalMs: 3_600_000, batch: 500 });
+    const custom = loadConfig({
+      env: {},
+      overrides: {
+        passwords: { concurrency: 1 },
+        userPurge: { intervalMs: 0 },
+        limits: { channelsPerUser: 2 },
+      },
+    });
+    expect(custom.passwords).toMatchObject({ concurrency: 1, queue: 16 });
+    expect(custom.userPurge.intervalMs).toBe(0);
+    expect(custom.limits).toMatchObject({ channelsPerUser: 2, maxChannels: 1_000 });
+    for (const [bad, path] of [
+      [{ passwords: { concurrency: 0 } }, /passwords\.concurrency/],
+      [{ passwords: { queue: -1 } }, /passwords\.queue/],
+      [{ passwords: { freeFailures: 3 } }, /freeFailures/], // unknown key: a typo fails loudly
+      [{ limits: { channelsPerUser: 0 } }, /limits\.channelsPerUser/],
+      [{ userPurge: { intervalMs: 10 } }, /userPurge\.intervalMs/],
+      [{ userPurge: { batch: 0 } }, /userPurge\.batch/],
+    ] as const)
+      expect(() => loadConfig({ env: {}, overrides: bad as never }), JSON.stringify(bad)).toThrow(path);
+  });
+
   it('loads the native uWebSockets.js binary on this Node', () => {
     const warnings: string[] = [];
     const uws = loadUws({ allowFallback: false, warn: (m) => warnings.push(m) });
@@ -59,6 +99,34 @@ describe('start-up', () => {
     const a = await startTestServer();
     await expect(startTestServer({ port: a.httpPort })).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/);
     await a.stop();
+  });
+
+  it('a failed start-up (UDP port taken) closes the store it opened', async () => {
+    const { createSocket } = await import('node:dgram');
+    const { readdirSync, readlinkSync } = await import('node:fs');
+    const { startTestServer } = await import('../../test-support/server.js');
+    const held = createSocket('udp4');
+    await new Promise<void>((r) => held.bind(0, '127.0.0.1', () => r()));
+    const dir = mkdtempSync(join(tmpdir(), 'voice-failed-start-'));
+    const openDbFiles = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(join(dir, 'voice.db'));
+        } catch {
+          return false; // closed while we looked
+        }
+      }).length;
+    try {
+      await expect(startTestServer({ udpPort: held.address().port }, dir)).rejects.toThrow();
+      expect(openDbFiles()).toBe(0);
+      // The same directory serves at once: nothing from the failed attempt holds it.
+      const ok = await startTestServer({}, dir);
+      expect(openDbFiles()).toBeGreaterThan(0);
+      await ok.stop();
+      expect(openDbFiles()).toBe(0);
+    } finally {
+      held.close();
+    }
   });
 
   it('reads booleans from the environment strictly', () => {

@@ -101,7 +101,13 @@ describe('REST API', () => {
     expect(
       (await owner.call<{ members: unknown[] }>('GET', `/api/v1/channels/${ch.id}/members`)).members,
     ).toEqual([]);
-    await admin.call('PATCH', `/api/v1/channels/${ch.id}`, { name: 'Admin edit' });
+    const edited = await admin.call<{ channel: Channel }>('PATCH', `/api/v1/channels/${ch.id}`, {
+      name: 'Admin edit',
+    });
+    expect(edited.channel).toMatchObject({ id: ch.id, name: 'Admin edit' });
+    expect((await owner.call<{ channel: Channel }>('GET', `/api/v1/channels/${ch.id}`)).channel.name).toBe(
+      'Admin edit',
+    );
     expect(
       (
         await raw(`/api/v1/channels/${ch.id}`, {
@@ -113,6 +119,45 @@ describe('REST API', () => {
     expect(await code(owner.call('GET', `/api/v1/channels/${ch.id}`))).toBe('NOT_FOUND');
     expect(await code(owner.call('GET', '/api/v1/channels/c_doesnotexist'))).toBe('NOT_FOUND');
     expect(await code(owner.call('GET', '/api/v1/channels/not-an-id'))).toBe('INVALID_FIELD');
+  });
+
+  it('lists a channel’s members with their state, and memberCount follows joins and leaves', async () => {
+    const a = await srv.user('lister-a');
+    const b = await srv.user('lister-b');
+    const outsider = await srv.user('outsider');
+    const { channel } = await a.ws.request('channel.create', { name: 'Listed' });
+    await a.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('channel.join', { channelId: channel.id });
+    await b.ws.request('voice.state', { selfMute: true });
+    const members = async () =>
+      (
+        await outsider.rest.call<{ members: { nickname: string; selfMute: boolean }[] }>(
+          'GET',
+          `/api/v1/channels/${channel.id}/members`,
+        )
+      ).members.sort((x, y) => x.nickname.localeCompare(y.nickname));
+    expect(await members()).toMatchObject([
+      { nickname: 'lister-a', selfMute: false, serverMute: false, away: false },
+      { nickname: 'lister-b', selfMute: true },
+    ]);
+    const count = async () =>
+      (await outsider.rest.call<{ channel: Channel }>('GET', `/api/v1/channels/${channel.id}`)).channel
+        .memberCount;
+    expect(await count()).toBe(2);
+    await b.ws.request('channel.leave', {});
+    expect((await members()).map((m) => m.nickname)).toEqual(['lister-a']);
+    expect(await count()).toBe(1);
+    // The admin token reads it too; without a token it is refused.
+    const byAdmin = await srv
+      .rest(ADMIN_TOKEN)
+      .call<{ members: { nickname: string }[] }>('GET', `/api/v1/channels/${channel.id}/members`);
+    expect(byAdmin.members.map((m) => m.nickname)).toEqual(['lister-a']);
+    expect(await code(srv.rest().call('GET', `/api/v1/channels/${channel.id}/members`))).toBe(
+      'NOT_AUTHENTICATED',
+    );
+    expect(await code(outsider.rest.call('GET', '/api/v1/channels/c_AAAAAAAAAAAA/members'))).toBe(
+      'NOT_FOUND',
+    );
   });
 
   it('admin listing paginates and filters users and channels; only with the admin token', async () => {

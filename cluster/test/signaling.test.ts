@@ -138,10 +138,23 @@ describe('signaling over WebSocket', () => {
     b.ws.terminate();
     expect((await left).userId).toBe(b.ws.welcome.user.id);
     expect(await srv.ctx.metrics.value('voice_sessions_expired_total')).toBe(1);
-    // The nickname is free again, and the old token still authenticates a fresh session.
+    expect(
+      (await a.ws.request('channel.join', { channelId: channel.id })).members.map((m) => m.nickname),
+    ).toEqual(['remains']);
+    // The nickname is free again: someone else may log in with it, and while they hold it the old
+    // token cannot take it back.
+    const taker = srv.rest();
+    const took = await taker.login('gone');
+    expect(took.user.id).not.toBe(b.ws.welcome.user.id);
+    await expect(SignalingClient.connect({ url: srv.wsUrl, token: b.token })).rejects.toMatchObject({
+      code: 'NICKNAME_TAKEN',
+    });
+    // Once they log out, the old token still authenticates a fresh session (not a resumed one).
+    await taker.call('POST', '/api/v1/logout');
     const again = await SignalingClient.connect({ url: srv.wsUrl, token: b.token });
     expect(again.welcome.resumed).toBe(false);
     expect(again.welcome.channelId).toBeNull();
+    expect(again.welcome.user.nickname).toBe('gone');
     again.close();
   });
 
@@ -159,29 +172,66 @@ describe('signaling over WebSocket', () => {
     const { channel } = await owner.ws.request('channel.create', { name: 'Mod' });
     await owner.ws.request('channel.join', { channelId: channel.id });
     await other.ws.request('channel.join', { channelId: channel.id });
+    const otherId = other.ws.welcome.user.id;
+    const ownerId = owner.ws.welcome.user.id;
     const muted = owner.ws.waitFor(
       'member.updated',
       (m) => m.member.nickname === 'loud' && m.member.selfMute,
     );
-    await other.ws.request('voice.state', { selfMute: true, selfDeaf: true });
-    await muted;
-    expect(
-      await code(other.ws.request('voice.serverMute', { userId: owner.ws.welcome.user.id, muted: true })),
-    ).toBe('FORBIDDEN');
-    const r = await owner.ws.request('voice.serverMute', { userId: other.ws.welcome.user.id, muted: true });
+    const state = await other.ws.request('voice.state', { selfMute: true, selfDeaf: true });
+    expect(state.member).toMatchObject({
+      userId: otherId,
+      selfMute: true,
+      selfDeaf: true,
+      serverMute: false,
+    });
+    expect((await muted).member).toMatchObject({ selfMute: true, selfDeaf: true });
+    // One field at a time: the other keeps its value.
+    const undeaf = await other.ws.request('voice.state', { selfDeaf: false });
+    expect(undeaf.member).toMatchObject({ selfMute: true, selfDeaf: false });
+
+    expect(await code(other.ws.request('voice.serverMute', { userId: ownerId, muted: true }))).toBe(
+      'FORBIDDEN',
+    );
+    const seen = other.ws.waitFor(
+      'member.updated',
+      (m) => m.member.userId === otherId && m.member.serverMute,
+    );
+    const r = await owner.ws.request('voice.serverMute', { userId: otherId, muted: true });
     expect(r.member.serverMute).toBe(true);
-    await owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 150 });
-    expect(
-      await code(owner.ws.request('voice.volume', { userId: other.ws.welcome.user.id, volume: 250 })),
-    ).toBe('INVALID_FIELD');
+    expect((await seen).member.serverMute).toBe(true);
+    expect(srv.sessions.byUser(otherId)!.serverMute).toBe(true);
+
+    // Volume is private to the listener: it is stored for the owner's mix only (its effect on the
+    // audio is scenario 2 of voice.test.ts); 100 is the default and clears the entry.
+    expect(await owner.ws.request('voice.volume', { userId: otherId, volume: 150 })).toEqual({});
+    expect(srv.sessions.byUser(ownerId)!.volumes.get(otherId)).toBe(150);
+    expect(srv.sessions.byUser(otherId)!.volumes.size).toBe(0);
+    expect(await code(owner.ws.request('voice.volume', { userId: otherId, volume: 250 }))).toBe(
+      'INVALID_FIELD',
+    );
+    expect(srv.sessions.byUser(ownerId)!.volumes.get(otherId)).toBe(150);
+    await owner.ws.request('voice.volume', { userId: otherId, volume: 100 });
+    expect(srv.sessions.byUser(ownerId)!.volumes.has(otherId)).toBe(false);
   });
 
   it('an admin connection may moderate any channel', async () => {
     const owner = await srv.user('someone');
     const admin = await srv.user('root', { admin: true });
     const { channel } = await owner.ws.request('channel.create', { name: 'Theirs' });
-    await admin.ws.request('channel.update', { channelId: channel.id, userLimit: 3 });
-    await admin.ws.request('channel.delete', { channelId: channel.id });
+    const updated = owner.ws.waitFor('channel.updated', (m) => m.channel.id === channel.id);
+    const u = await admin.ws.request('channel.update', { channelId: channel.id, userLimit: 3 });
+    expect(u.channel).toMatchObject({ id: channel.id, userLimit: 3, ownerId: owner.ws.welcome.user.id });
+    expect((await updated).channel.userLimit).toBe(3);
+    const listed = (await owner.ws.request('channel.list', {})).channels.find(
+      (c: Channel) => c.id === channel.id,
+    );
+    expect(listed?.userLimit).toBe(3);
+    const deleted = owner.ws.waitFor('channel.deleted', (m) => m.channelId === channel.id);
+    expect(await admin.ws.request('channel.delete', { channelId: channel.id })).toEqual({});
+    await deleted;
+    expect((await owner.ws.request('channel.list', {})).channels).toEqual([]);
+    expect(await code(owner.ws.request('channel.join', { channelId: channel.id }))).toBe('NOT_FOUND');
     await expect(
       SignalingClient.connect({ url: srv.wsUrl, token: owner.token, adminToken: 'wrong-admin-token-xxxx' }),
     ).rejects.toMatchObject({ code: 'INVALID_TOKEN' });

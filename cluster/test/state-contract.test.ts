@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_VOICE_SETTINGS, ID_PATTERN, ProtocolError, TOKEN_PATTERN } from '@voice/protocol';
 import type { ChannelId, UserId } from '@voice/protocol';
-import { ChannelNameTakenError, StoreError } from '../src/errors.js';
+import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../src/errors.js';
 import { LocalBusHub, LocalEventBus } from '../src/state/local-bus.js';
 import { LocalDirectoryBackend, LocalSessionDirectory } from '../src/state/local-directory.js';
 import { RedisEventBus } from '../src/state/redis-bus.js';
@@ -398,6 +398,91 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
     });
   });
 
+  describe('channel caps', () => {
+    it('refuses past the total and past one owner, exactly, under concurrent creations', async () => {
+      const [a, b] = [newUserId(), newUserId()];
+      const caps = { maxTotal: 5, maxPerOwner: 3 };
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 ? peer : store).createChannel(makeChannel(`a${i}`, a), caps),
+        ),
+      );
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+      for (const r of results.filter((r) => r.status === 'rejected'))
+        expect(r.reason).toBeInstanceOf(ChannelLimitError);
+      await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.createChannel(makeChannel(`b${i}`, b), caps)),
+      );
+      expect((await store.listChannels({ ownerId: b }, ALL)).total).toBe(2); // the total (5) stops b
+      await expect(store.createChannel(makeChannel('c', newUserId()), caps)).rejects.toMatchObject({
+        code: 'FORBIDDEN',
+      });
+      expect((await store.listChannels({}, ALL)).total).toBe(5);
+      await store.createChannel(makeChannel('uncapped', a)); // no caps: no check
+    });
+  });
+
+  describe('server mutes', () => {
+    it('belong to the (channel, user) pair until lifted, and go with the channel', async () => {
+      const [u, v] = [newUserId(), newUserId()];
+      const [c, d] = [makeChannel('Muted', u), makeChannel('Other', u)];
+      await store.createChannel(c);
+      await store.createChannel(d);
+      expect(await store.isServerMuted(c.id, u)).toBe(false);
+      await store.setServerMute(c.id, u, true, tick());
+      await store.setServerMute(c.id, u, true, tick()); // idempotent
+      expect(await peer.isServerMuted(c.id, u)).toBe(true);
+      expect(await store.isServerMuted(d.id, u)).toBe(false);
+      expect(await store.isServerMuted(c.id, v)).toBe(false);
+      await store.setServerMute(d.id, v, true, tick());
+      await store.setServerMute(c.id, u, false, tick());
+      expect(await store.isServerMuted(c.id, u)).toBe(false);
+      expect(await store.isServerMuted(d.id, v)).toBe(true);
+      await store.deleteChannel(d.id);
+      expect(await store.isServerMuted(d.id, v)).toBe(false);
+      const gone = newChannelId();
+      await store.setServerMute(gone, v, true, tick()); // no such channel: nothing is kept
+      expect(await store.isServerMuted(gone, v)).toBe(false);
+    });
+  });
+
+  describe('user purge', () => {
+    it('deletes users with no valid token who own nothing, oldest first, in bounded batches', async () => {
+      const now = tick();
+      const stale = (n: string) => makeUser(n, { lastSeenAt: now - 10_000_000 });
+      const [old1, old2, owner, online, fresh, loggedOut] = [
+        stale('old1'),
+        stale('old2'),
+        stale('owner'),
+        stale('online'),
+        makeUser('fresh'),
+        makeUser('loggedOut'),
+      ];
+      const tokens = new Map<UserId, string>();
+      for (const u of [old1, old2, owner, online, fresh, loggedOut]) {
+        const t = hashToken(newToken());
+        tokens.set(u.id, t);
+        await store.createUser(u, t);
+      }
+      await store.deleteToken(tokens.get(loggedOut.id)!);
+      const ch = makeChannel('Owned', owner.id);
+      await store.createChannel(ch);
+      await store.setServerMute(ch.id, old1.id, true, tick());
+      const opts = { staleBefore: now - 1_000_000, keep: [online.id], limit: 2 };
+
+      const first = await store.purgeUsers(opts);
+      expect(first).toHaveLength(2);
+      const second = await store.purgeUsers(opts);
+      expect(new Set([...first, ...second])).toEqual(new Set([old1.id, old2.id, loggedOut.id]));
+      expect(await store.purgeUsers(opts)).toEqual([]);
+      for (const u of [old1, old2, loggedOut]) expect(await peer.getUser(u.id)).toBeNull();
+      expect(await store.getUserByTokenHash(tokens.get(old1.id)!)).toBeNull();
+      expect(await store.isServerMuted(ch.id, old1.id)).toBe(false);
+      for (const u of [owner, online, fresh]) expect(await store.getUser(u.id)).not.toBeNull();
+      expect((await store.listUsers({}, ALL)).total).toBe(3);
+    });
+  });
+
   describe('persistence and lifecycle', () => {
     it('keeps everything written after close and reopen', async () => {
       const user = makeUser('Persist', { status: 'still here' });
@@ -406,11 +491,13 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       await store.createUser(user, hash);
       await store.createChannel(ch);
       await store.updateUser(user.id, { lastSeenAt: user.lastSeenAt + 1 });
+      await store.setServerMute(ch.id, user.id, true, tick());
       await store.close();
 
       store = await harness.open();
       expect(await peer.getUserByTokenHash(hash)).toEqual({ ...user, lastSeenAt: user.lastSeenAt + 1 });
       expect(await peer.getChannel(ch.id)).toEqual(ch);
+      expect(await peer.isServerMuted(ch.id, user.id)).toBe(true);
       await expect(store.createChannel(makeChannel('KEPT', user.id))).rejects.toBeInstanceOf(
         ChannelNameTakenError,
       );
@@ -469,6 +556,15 @@ describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
     await peer.releaseNickname('alice', u1);
     expect(await dir.claimNickname('Alice', u2)).toBe(true);
     expect(await peer.claimNickname('Bob', u1)).toBe(true);
+  });
+
+  it('keys nicknames by their confusable skeleton: look-alikes collide, release frees them all', async () => {
+    expect(await dir.claimNickname('admin', u1)).toBe(true);
+    for (const lookalike of ['аdmin', 'ａｄｍｉｎ', 'ADM\u0406N', 'adm\u0456n'])
+      expect(await peer.claimNickname(lookalike, u2), lookalike).toBe(false);
+    expect(await dir.claimNickname('admins', u2)).toBe(true);
+    await dir.releaseNickname('ａｄｍｉｎ', u1); // the holder releases under any look-alike spelling
+    expect(await dir.claimNickname('аdmin', u2)).toBe(true);
   });
 
   it('grants a contested nickname to exactly one of concurrent claimants on two instances', async () => {
@@ -721,12 +817,12 @@ describe('SqliteStore specifics', () => {
     const db = new Database(path, { readonly: true });
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(db.pragma('user_version', { simple: true })).toBe(1);
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
       const tables = db
         .prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .pluck()
         .all();
-      expect(tables).toEqual(['channels', 'tokens', 'users']);
+      expect(tables).toEqual(['channels', 'server_mutes', 'tokens', 'users']);
     } finally {
       db.close();
     }

@@ -1,8 +1,8 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { UserId } from '@voice/protocol';
-import { createOpus, detectOnset, type OpusFactory } from '@voice/media';
+import { createOpus, type OpusFactory } from '@voice/media';
 import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
-import { heard } from '../../test-support/audio.js';
+import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -55,6 +55,14 @@ async function channelOf(name: string, nicknames: string[], extra: Partial<Voice
   return out;
 }
 
+/**
+ * Level of `hz` in what `c` played over the last `ms` (median of 100 ms Goertzel windows). Throws
+ * when less than `ms` was played, so "not heard" cannot pass on a playout that never ran.
+ */
+function heard(c: VoiceClient, hz: number, ms = 1000): number {
+  return medianToneDbfs(c.recording().samples, hz, ms);
+}
+
 /** Lets a change reach the mix (and drain the jitter buffers), then records `ms` of fresh audio. */
 async function listen(clients: VoiceClient[], ms = 1000, settleMs = 300): Promise<void> {
   await sleep(settleMs);
@@ -82,9 +90,59 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
       }
       expect(b.stats().lost).toBe(0);
     }
-    // Three speakers: every listener's stream is a server mix (one mix-minus per speaker).
-    const core = srv.voice.channelStats()[0]!.core;
-    expect(core.stats.encodes).toBeGreaterThan(100);
+    // Three speakers: each listener's stream is its own mix-minus, encoded once for it alone. The one
+    // exception, a tick in which a speaker's frame is missing, is a lone-speaker forward; so every
+    // packet sent that was not forwarded is exactly one encode, and most ticks encode three mixes.
+    const st = srv.voice.channelStats()[0]!.core.stats;
+    expect(st.packetsOut - st.forwarded).toBe(st.encodes);
+    expect(st.encodes).toBeLessThanOrEqual(3 * st.ticks);
+    expect(st.encodes).toBeGreaterThan(3 * 50);
+  });
+
+  it('1a. two speakers and three silent listeners: one shared encode per tick, speakers forwarded', async () => {
+    const five = await channelOf('Shared', ['sh-a', 'sh-b', 'sh-c', 'sh-d', 'sh-e']);
+    const [a, b, ...silent] = five;
+    a!.startVoice(new ToneSource(TONES[0], -20));
+    b!.startVoice(new ToneSource(TONES[1], -20));
+    await sleep(700);
+    const st = srv.voice.channelStats()[0]!.core.stats;
+    const before = { ticks: st.ticks, encodes: st.encodes, forwarded: st.forwarded };
+    await listen(five, 1000, 0);
+    const ticks = st.ticks - before.ticks;
+    const encodes = st.encodes - before.encodes;
+    const forwarded = st.forwarded - before.forwarded;
+    // The silent listeners share one mix, encoded once per tick however many they are.
+    expect(encodes).toBeLessThanOrEqual(ticks);
+    expect(encodes).toBeGreaterThan(ticks / 2);
+    // Each speaker hears exactly the other at unity gain: the other's packet is forwarded, not
+    // re-encoded. So every packet not forwarded went to a silent listener, three per encode.
+    expect(forwarded).toBeLessThanOrEqual(2 * ticks);
+    expect(forwarded).toBeGreaterThan(ticks);
+    expect(st.packetsOut - st.forwarded).toBe(3 * st.encodes);
+    expect(heard(a!, TONES[1]), 'a hears b').toBeGreaterThan(-23);
+    expect(heard(b!, TONES[0]), 'b hears a').toBeGreaterThan(-23);
+    expect(heard(a!, TONES[0]), 'a never hears itself').toBeLessThan(-50);
+    for (const [i, l] of silent.entries())
+      for (const hz of [TONES[0], TONES[1]]) {
+        expect(heard(l, hz), `silent ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
+        expect(heard(l, hz), `silent ${i} hears ${hz} Hz`).toBeLessThan(-17);
+      }
+  });
+
+  it('1b. a lone speaker is forwarded to every listener without a single encode', async () => {
+    const trio = await channelOf('Solo', ['solo-a', 'solo-b', 'solo-c']);
+    trio[0]!.startVoice(new ToneSource(TONES[0], -20));
+    await listen(trio, 1000, 700);
+    const st = srv.voice.channelStats()[0]!.core.stats;
+    expect(st.encodes).toBe(0);
+    expect(st.forwarded).toBe(st.packetsOut);
+    // Two listeners, one frame each per tick of audio (a lost frame is a gap, not an encode).
+    expect(st.forwarded + st.soloGaps).toBeLessThanOrEqual(2 * st.ticks);
+    expect(st.forwarded).toBeGreaterThan(2 * 50);
+    for (const l of trio.slice(1)) {
+      expect(heard(l, TONES[0])).toBeGreaterThan(-23);
+      expect(heard(l, TONES[0])).toBeLessThan(-17);
+    }
   });
 
   it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {
@@ -122,7 +180,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     all.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
     const [A, B, C] = TONES;
     await listen(all, 600, 500);
-    expect(heard(c!, B)).toBeGreaterThan(-23);
+    expect(heard(c!, B, 600)).toBeGreaterThan(-23);
     const updated = (
       by: VoiceClient,
       who: UserId,
@@ -136,9 +194,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: true });
     await seen;
     await listen(all, 800);
-    expect(heard(owner!, B), 'owner hears server-muted b').toBeLessThan(-50);
-    expect(heard(c!, B), 'c hears server-muted b').toBeLessThan(-50);
-    expect(heard(c!, A), 'c still hears the owner').toBeGreaterThan(-23);
+    expect(heard(owner!, B, 800), 'owner hears server-muted b').toBeLessThan(-50);
+    expect(heard(c!, B, 800), 'c hears server-muted b').toBeLessThan(-50);
+    expect(heard(c!, A, 800), 'c still hears the owner').toBeGreaterThan(-23);
     // b's client keeps sending (it was not asked to stop): the server drops its audio unread.
     expect(srv.voice.counters.drops.muted).toBeGreaterThan(dropsBefore + 20);
     const unmuted = updated(c!, b!.user.id, 'serverMute', false);
@@ -154,9 +212,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     await listen(all, 800, 0);
     expect(c!.stats().audioReceived, 'audio packets sent to a deafened member').toBe(receivedDeaf);
     expect(c!.stats().audioSent).toBeGreaterThan(0);
-    expect(heard(owner!, C), 'owner hears deafened c').toBeLessThan(-50);
-    expect(heard(b!, C), 'b hears deafened c').toBeLessThan(-50);
-    expect(heard(owner!, B), 'owner hears b again').toBeGreaterThan(-23);
+    expect(heard(owner!, C, 800), 'owner hears deafened c').toBeLessThan(-50);
+    expect(heard(b!, C, 800), 'b hears deafened c').toBeLessThan(-50);
+    expect(heard(owner!, B, 800), 'owner hears b again').toBeGreaterThan(-23);
     await c!.setSelfDeaf(false);
 
     // Self-mute: b stops sending, is not heard, and the others see selfMute.
@@ -164,9 +222,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     await b!.setSelfMute(true);
     expect((await selfMuted).member.selfMute).toBe(true);
     await listen(all, 800);
-    expect(heard(owner!, B), 'owner hears self-muted b').toBeLessThan(-50);
-    expect(heard(c!, B), 'c hears self-muted b').toBeLessThan(-50);
-    expect(heard(c!, A), 'undeafened c hears the owner').toBeGreaterThan(-23);
+    expect(heard(owner!, B, 800), 'owner hears self-muted b').toBeLessThan(-50);
+    expect(heard(c!, B, 800), 'c hears self-muted b').toBeLessThan(-50);
+    expect(heard(c!, A, 800), 'undeafened c hears the owner').toBeGreaterThan(-23);
     expect(c!.stats().audioReceived).toBeGreaterThan(receivedDeaf);
   });
 
@@ -226,40 +284,46 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(listener!.isClosed).toBe(false);
   });
 
-  it('5. latency: a click from one bot is found in another bot’s recording', async () => {
+  it('5. latency: every click from one bot is heard by another within the documented 25-45 ms', async () => {
     const [speaker, listener] = await channelOf('Latency', ['clicker', 'ear']);
-    const click = new ClickSource({ atMs: 600, periodMs: 400 });
+    const periodMs = 500;
+    const click = new ClickSource({ atMs: 600, periodMs });
     speaker!.startVoice(click);
-    await sleep(3000);
+    await sleep(5000);
     speaker!.stopVoice();
-    const rec = listener!.recording();
+    // Every click sent at least 300 ms before the end must be heard: none may be skipped. The
+    // listener records on (silence) for one more period, so a late click still falls in its window.
+    const clicks = click.clickSamples(click.position - 48 * 300);
+    expect(clicks.length).toBeGreaterThanOrEqual(8);
+    await sleep(periodMs);
     const frameSamples = speaker!.binding!.frameMs * 48;
-    const delays: number[] = [];
-    for (const s of click.clickSamples(click.position - 48 * 300)) {
-      const f = speaker!.sentLog.findBySourceSample(s, frameSamples);
-      if (!f) continue;
-      const clickTime = f.captureTime + (s - f.sourceSample) / 48;
-      const from = Math.max(0, Math.round((clickTime - rec.startTime) * 48));
-      const at = detectOnset(rec.samples, 0.1, from);
-      // Accept an onset before the next click only.
-      if (at >= 0 && at < from + 48 * 350) delays.push(rec.startTime + at / 48 - clickTime);
-    }
+    const { delays, missed } = clickDelays(
+      clicks,
+      speaker!.sentLog,
+      frameSamples,
+      listener!.recording(),
+      periodMs - 20,
+    );
+    expect(missed, 'clicks not heard').toEqual([]);
     const sorted = [...delays].sort((x, y) => x - y);
-    const p50 = sorted[Math.floor(sorted.length / 2)]!;
-    const max = sorted[sorted.length - 1]!;
+    const p50 = quantile(delays, 0.5);
     const hold = srv.voice.channelStats().find((s) => s.id === speaker!.channel!.id)!.core.stats.holdMs;
     const holdP50 = hold.percentile(50);
-    const holdP99 = hold.percentile(99);
     console.log(
-      `latency: end-to-end p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms over ${delays.length} clicks; ` +
-        `server-added p50 ${holdP50.toFixed(1)} ms, p99 ${holdP99.toFixed(1)} ms`,
+      `latency: end-to-end p50 ${p50.toFixed(1)} ms, all ${sorted.map((d) => d.toFixed(1)).join(' ')} ms; ` +
+        `server-added p50 ${holdP50.toFixed(1)} ms, p99 ${hold.percentile(99).toFixed(1)} ms`,
     );
-    expect(delays.length).toBeGreaterThanOrEqual(5);
-    for (const d of delays) {
-      expect(d).toBeGreaterThan(0);
-      expect(d).toBeLessThan(250);
-    }
-    expect(holdP50).toBeLessThan(60);
+    // README and BENCHMARKS claim p50 25-45 ms (capture frame + server hold of at most one frame +
+    // the listener's jitter buffer and playout tick). Measured p50 22.1-44.5 ms over ten runs
+    // (2026-11-21 and 2026-11-30), so 50 ms is the claim plus the spread seen above it.
+    expect(sorted[0]).toBeGreaterThan(0);
+    expect(p50).toBeLessThan(50);
+    // A click may meet a scheduling stall of a loaded machine (measured up to 104 ms on a quiet one,
+    // over 300 ms with other tests beside it); three in four clicks are within the claim plus one
+    // frame (a jitter buffer grown by one frame after a stall).
+    expect(quantile(delays, 0.75)).toBeLessThan(70);
+    // The server holds a frame until its next tick: at most one frame (20 ms), plus tick lateness.
+    expect(holdP50).toBeLessThan(25);
   });
 
   it('7. a WebSocket-fallback bot and a UDP bot hear each other', async () => {

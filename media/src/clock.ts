@@ -31,8 +31,14 @@ export interface TickerOptions {
   readonly wake?: TickerWake;
   /** Called when `onTick` throws; the ticker keeps going either way. */
   readonly onError?: (err: unknown) => void;
-  /** Clock in nanoseconds (default `process.hrtime.bigint`); injectable for tests. */
-  readonly now?: () => bigint;
+  /** Monotonic clock in milliseconds (default `performance.now`); injectable for tests. */
+  readonly now?: () => number;
+  /**
+   * Tick indices repeat with this period (1..31) and only those marked with `setActive` fire: the
+   * ticker (and its metronome thread) sleeps through the others instead of waking for nothing.
+   * Default 0: every tick fires.
+   */
+  readonly activePeriod?: number;
   /** Unref the timers so the ticker alone does not keep the process alive (default false). */
   readonly unref?: boolean;
 }
@@ -51,6 +57,9 @@ export interface TickerStats {
  * thread (see `wake`). Lateness goes into a histogram for p50/p99 metrics. If the loop falls
  * more than `maxLatePeriods` behind, the missed ticks are counted and skipped rather than replayed in a
  * burst. `close()` is idempotent.
+ *
+ * Nothing is allocated per tick on the ticker's side (time is a float from performance.now, the
+ * tick object is reused); with `activePeriod`, idle phases cost no wake-up at all.
  */
 export class Ticker {
   readonly periodMs: number;
@@ -58,12 +67,21 @@ export class Ticker {
   private readonly onError: ((err: unknown) => void) | undefined;
   private readonly maxLate: number;
   private readonly wakeBy: TickerWake;
-  private readonly clock: () => bigint;
+  private readonly clock: () => number;
   private readonly unref: boolean;
   private readonly tick: Tick = { index: 0, dueMs: 0, latenessMs: 0, skipped: 0 };
   private readonly lateness = new Histogram({ bucketWidth: 0.02, buckets: 5000 });
-  private origin = 0n;
+  private origin = 0;
+  /** First tick index not fired yet. */
   private k = 0;
+  /** Ticks jumped over and not yet reported (the next fired tick carries them). */
+  private pendingSkipped = 0;
+  private readonly activePeriod: number;
+  /**
+   * Shared with the metronome thread: [0] stop flag, [1] active phases (bit i: indices = i mod
+   * activePeriod), [2] change counter the thread sleeps on.
+   */
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(12));
   private state: 'new' | 'running' | 'closed' = 'new';
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
@@ -78,7 +96,18 @@ export class Ticker {
   };
 
   constructor(options: TickerOptions) {
-    const { periodMs, onTick, maxLatePeriods = 3, wake = 'timer', onError, now, unref = false } = options;
+    const {
+      periodMs,
+      onTick,
+      maxLatePeriods = 3,
+      wake = 'timer',
+      onError,
+      now,
+      unref = false,
+      activePeriod = 0,
+    } = options;
+    if (!Number.isInteger(activePeriod) || activePeriod < 0 || activePeriod > 31)
+      throw new TypeError('activePeriod must be an integer in 0..31');
     if (!(periodMs >= 1) || !Number.isFinite(periodMs)) throw new TypeError('periodMs must be >= 1');
     if (!(maxLatePeriods >= 1)) throw new TypeError('maxLatePeriods must be >= 1');
     if (wake !== 'timer' && wake !== 'thread') throw new TypeError(`unknown wake: ${String(wake)}`);
@@ -89,8 +118,36 @@ export class Ticker {
     this.onError = onError;
     this.maxLate = maxLatePeriods;
     this.wakeBy = wake;
-    this.clock = now ?? (() => process.hrtime.bigint());
+    this.clock = now ?? (() => performance.now());
     this.unref = unref;
+    this.activePeriod = activePeriod;
+  }
+
+  /** Marks phase `phase` (tick index mod `activePeriod`) as firing or idle. */
+  setActive(phase: number, active: boolean): void {
+    if (this.activePeriod === 0 || !Number.isInteger(phase) || phase < 0 || phase >= this.activePeriod)
+      throw new TypeError(`phase must be an integer in 0..${this.activePeriod - 1}`);
+    const bit = 1 << phase;
+    if (active) Atomics.or(this.ctl, 1, bit);
+    else Atomics.and(this.ctl, 1, ~bit);
+    // Wake the metronome: a newly active phase may be due before the one it sleeps towards.
+    Atomics.add(this.ctl, 2, 1);
+    Atomics.notify(this.ctl, 2);
+    if (this.state === 'running' && active && this.metronome?.beating !== true && this.immediate === null) {
+      if (this.timer !== null) clearTimeout(this.timer);
+      this.timer = null;
+      this.poll();
+    }
+  }
+
+  /** The first index at or after `k` whose phase is active (all are, without `activePeriod`). */
+  private nextActive(k: number): number {
+    const p = this.activePeriod;
+    if (p === 0) return k;
+    const mask = this.ctl[1]!;
+    if (mask === 0) return k;
+    while (((mask >>> (k % p)) & 1) === 0) k++;
+    return k;
   }
 
   get running(): boolean {
@@ -101,9 +158,12 @@ export class Ticker {
   start(): this {
     if (this.state !== 'new') return this;
     this.state = 'running';
+    // The metronome thread keeps time on hrtime (CLOCK_MONOTONIC, shared by all threads); read it
+    // with the main clock so both count from the same instant. The only BigInt, once per start.
+    const hrOrigin = process.hrtime.bigint();
     this.origin = this.clock();
     this.k = 0;
-    if (this.wakeBy === 'thread') this.startMetronome();
+    if (this.wakeBy === 'thread') this.startMetronome(hrOrigin);
     this.poll();
     return this;
   }
@@ -112,6 +172,7 @@ export class Ticker {
   close(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    Atomics.store(this.ctl, 0, 1);
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.timer = null;
@@ -135,11 +196,11 @@ export class Ticker {
   }
 
   private elapsedMs(): number {
-    return Number(this.clock() - this.origin) / 1e6;
+    return this.clock() - this.origin;
   }
 
-  private startMetronome(): void {
-    const m = new Metronome(this.origin, this.periodMs, this.unref, {
+  private startMetronome(hrOrigin: bigint): void {
+    const m = new Metronome(this.ctl, hrOrigin, this.periodMs, this.activePeriod, this.unref, {
       // Until the thread runs (tens of ms) the timer path keeps time; from its first beat on, it wakes us.
       beat: () => {
         if (this.metronome !== m || this.state !== 'running') return;
@@ -162,7 +223,19 @@ export class Ticker {
   private poll(): void {
     if (this.state !== 'running') return;
     const now = this.elapsedMs();
-    let due = (this.k + 1) * this.periodMs;
+    // Idle phases are passed over without firing; `this.k` moves only when a tick fires, so a
+    // phase that becomes active meanwhile is still found.
+    let k = this.nextActive(this.k);
+    let due = (k + 1) * this.periodMs;
+    if (now - due > this.maxLate * this.periodMs) {
+      // Jump to the most recent due tick instead of bursting through the missed ones.
+      const latest = Math.floor(now / this.periodMs) - 1;
+      this.pendingSkipped += latest - this.k;
+      this.nSkipped += latest - this.k;
+      this.k = latest;
+      k = this.nextActive(latest);
+      due = (k + 1) * this.periodMs;
+    }
     const wait = due - now;
     // A beat can land a few microseconds early (two threads reading the clock): that is on time.
     if (wait > 0.02) {
@@ -171,15 +244,9 @@ export class Ticker {
       if (this.unref) this.timer.unref();
       return;
     }
-    let skipped = 0;
-    if (-wait > this.maxLate * this.periodMs) {
-      // Jump to the most recent due tick instead of bursting through the missed ones.
-      const latest = Math.floor(now / this.periodMs) - 1;
-      skipped = latest - this.k;
-      this.k = latest;
-      this.nSkipped += skipped;
-      due = (this.k + 1) * this.periodMs;
-    }
+    this.k = k;
+    const skipped = this.pendingSkipped;
+    this.pendingSkipped = 0;
     const t = this.tick;
     t.index = this.k;
     t.dueMs = due;
@@ -212,39 +279,45 @@ export class Ticker {
  */
 const METRONOME_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { ctl, origin, periodNs } = workerData;
-let k = 0;
+const { ctl, origin, periodNs, activePeriod } = workerData;
+let next = 0;
 parentPort.postMessage(-1);
 while (Atomics.load(ctl, 0) === 0) {
+  const version = Atomics.load(ctl, 2);
+  const mask = Atomics.load(ctl, 1);
+  let k = next;
+  if (activePeriod > 0 && mask !== 0) while (((mask >>> (k % activePeriod)) & 1) === 0) k++;
   const now = process.hrtime.bigint();
   const due = origin + BigInt(Math.round((k + 1) * periodNs));
   if (due > now) {
-    Atomics.wait(ctl, 0, 0, Number(due - now) / 1e6);
+    // Sleeps until due, or until the active phases change (or stop is set).
+    Atomics.wait(ctl, 2, version, Number(due - now) / 1e6);
     continue;
   }
   const behind = Number(now - due) / periodNs;
   if (behind > 1) k += Math.floor(behind);
   parentPort.postMessage(k);
-  k++;
+  next = k + 1;
 }
 `;
 
 class Metronome {
-  readonly #ctl = new Int32Array(new SharedArrayBuffer(4));
   /** Not private, for fault-injection tests. */
   readonly worker: Worker;
   #beating = false;
   #stopped = false;
 
   constructor(
+    private readonly ctl: Int32Array,
     origin: bigint,
     periodMs: number,
+    activePeriod: number,
     unref: boolean,
     on: { beat: () => void; failed: (err: unknown) => void },
   ) {
     this.worker = new Worker(METRONOME_SOURCE, {
       eval: true,
-      workerData: { ctl: this.#ctl, origin, periodNs: periodMs * 1e6 },
+      workerData: { ctl, origin, periodNs: periodMs * 1e6, activePeriod },
       // The thread needs almost nothing: keep its heap small.
       resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 },
     });
@@ -273,8 +346,9 @@ class Metronome {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#beating = false;
-    Atomics.store(this.#ctl, 0, 1);
-    Atomics.notify(this.#ctl, 0);
+    Atomics.store(this.ctl, 0, 1);
+    Atomics.add(this.ctl, 2, 1);
+    Atomics.notify(this.ctl, 2);
     void this.worker.terminate();
   }
 }

@@ -5,6 +5,7 @@ export * from './codec.js';
 export * from './opus-wasm.js';
 export * from './opus-native.js';
 export * from './opus-addon.js';
+export * from './aead-native.js';
 export * from './jitter-buffer.js';
 export * from './mixer.js';
 export * from './level.js';

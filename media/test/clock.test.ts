@@ -154,8 +154,45 @@ describe('Ticker woken by its metronome thread', () => {
     expect(ticks - before).toBeGreaterThan(40);
   });
 
+  for (const wake of ['timer', 'thread'] as const)
+    it(`wakes only for active phases, and picks up a phase made active later (${wake})`, async () => {
+      const seen: number[] = [];
+      let beats = 0;
+      const ticker = new Ticker({
+        periodMs: 2,
+        activePeriod: 8,
+        wake,
+        onTick: (t) => void seen.push(t.index),
+      });
+      ticker.setActive(3, true);
+      ticker.start();
+      const m = (ticker as unknown as { metronome: { worker: Worker } | null }).metronome;
+      m?.worker.on('message', (k: number) => void (k >= 0 && beats++));
+      await sleep(400); // 200 periods: 25 of phase 3
+      const firstPhase = seen.length;
+      ticker.setActive(6, true);
+      await sleep(400);
+      ticker.close();
+      expect(seen.length).toBe(ticker.stats().ticks);
+      // Before: only phase 3, about once per 16 ms (not every 2 ms).
+      const early = seen.slice(0, firstPhase);
+      expect(early.every((k) => k % 8 === 3)).toBe(true);
+      expect(early.length).toBeGreaterThanOrEqual(18);
+      expect(early.length).toBeLessThanOrEqual(26);
+      // After: phases 3 and 6 alternate; nothing else fires.
+      const late = seen.slice(firstPhase);
+      expect(late.every((k) => k % 8 === 3 || k % 8 === 6)).toBe(true);
+      expect(late.filter((k) => k % 8 === 6).length).toBeGreaterThanOrEqual(18);
+      // The thread, too, beats only for active phases (a beat per tick, give or take a skip).
+      if (wake === 'thread') {
+        expect(beats).toBeGreaterThan(0);
+        expect(beats).toBeLessThanOrEqual(seen.length + 2);
+      }
+      expect(() => ticker.setActive(8, true)).toThrow(TypeError);
+    });
+
   it('refuses an injected clock', () => {
-    expect(() => new Ticker({ periodMs: 5, wake: 'thread', now: () => 0n, onTick: () => undefined })).toThrow(
+    expect(() => new Ticker({ periodMs: 5, wake: 'thread', now: () => 0, onTick: () => undefined })).toThrow(
       TypeError,
     );
   });

@@ -131,13 +131,22 @@ describe('limiter and conversion', () => {
   it('never exceeds full scale and keeps a -12 dBFS tone within 0.5 dB', () => {
     const extreme = sumFrames([sine(N, 300, 6), sine(N, 700, 6), sine(N, 1100, 6)], 3, new Float32Array(N));
     expect(Math.max(...softLimit(extreme, new Float32Array(N)).map(Math.abs))).toBeLessThanOrEqual(1);
-    expect(Math.max(...limitToInt16(extreme, new Int16Array(N)))).toBeLessThanOrEqual(32767);
+    // An Int16Array cannot hold more than 32767, so "max <= 32767" proves nothing: an unlimited
+    // conversion wraps around instead. Each sample keeps its input's sign, and the peaks come close
+    // to full scale without reaching past it.
+    const extreme16 = limitToInt16(extreme, new Int16Array(N));
+    for (let i = 0; i < N; i++)
+      if (Math.abs(extreme[i]!) > 1e-3)
+        expect(Math.sign(extreme16[i]!), `sample ${i}`).toBe(Math.sign(extreme[i]!));
+    expect(Math.max(...extreme16)).toBeGreaterThan(32_000);
+    expect(Math.min(...extreme16)).toBeLessThan(-32_000);
     // Three -6 dBFS talkers overlap to 1.5x full scale.
     const loud = sumFrames([sine(N, 300, -6), sine(N, 700, -6), sine(N, 1100, -6)], 3, new Float32Array(N));
     const limited = softLimit(loud, new Float32Array(N));
     expect(Math.max(...limited.map(Math.abs))).toBeLessThan(1);
     const pcm = limitToInt16(loud, new Int16Array(N));
-    expect(Math.max(...pcm)).toBeLessThanOrEqual(32767);
+    // The one-pass limiter is exactly the two steps it fuses (the property test below: any input).
+    expect(Array.from(pcm)).toEqual(Array.from(floatToInt16(limited, new Int16Array(N))));
     // No flat tops: a hard clipper would repeat the full-scale value.
     let flat = 0;
     for (let i = 1; i < N; i++) if (Math.abs(pcm[i]!) > 32000 && pcm[i] === pcm[i - 1]) flat++;
@@ -169,6 +178,24 @@ describe('limiter and conversion', () => {
             new Float32Array(input.length),
           );
           for (let i = 0; i < out.length; i++) expect(neg[i]).toBeCloseTo(-out[i]!, 6);
+        },
+      ),
+    );
+  });
+
+  it('limitToInt16 is softLimit then floatToInt16, sample for sample, and never wraps (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.float({ min: -1000, max: 1000, noNaN: true }), { minLength: 1, maxLength: 64 }),
+        (xs) => {
+          const input = Float32Array.from(xs);
+          const fused = limitToInt16(input, new Int16Array(input.length));
+          const twoStep = floatToInt16(
+            softLimit(input, new Float32Array(input.length)),
+            new Int16Array(input.length),
+          );
+          expect(Array.from(fused)).toEqual(Array.from(twoStep));
+          for (let i = 0; i < input.length; i++) if (input[i]! >= 1e-4) expect(fused[i]).toBeGreaterThan(0);
         },
       ),
     );

@@ -9,6 +9,8 @@ import { ERROR_CODES, type ErrorCode } from './errors.js';
 
 /** Largest signaling frame either side accepts. Voice-over-WebSocket frames fit well under it. */
 export const MAX_FRAME_BYTES = 16 * 1024;
+/** A client frame larger than this closes the connection (1009) instead of being answered. */
+export const CLOSE_FRAME_BYTES = 64 * 1024;
 
 // Plain maps only: no records/structures extension, so any msgpack implementation can talk to us.
 // - `skipValues: [undefined]` leaves out properties whose value is undefined (as JSON.stringify
@@ -33,6 +35,27 @@ export type DecodeResult<T> =
 
 export function encodeMessage(msg: ServerMessage | ClientMessage): Uint8Array {
   return packr.pack(msg);
+}
+
+/**
+ * How many of `items`, from the first, fit in one frame of at most `maxBytes` once `envelope` wraps
+ * them. The server pages every list it sends with this, so no list can outgrow a frame; each item
+ * is encoded once to measure it (lists are requests, not the packet path).
+ */
+export function countFitting<T>(
+  items: readonly T[],
+  envelope: (items: T[]) => ServerMessage,
+  maxBytes: number = MAX_FRAME_BYTES,
+): number {
+  // An empty array is 1 byte; the largest array header (array32) is 5.
+  let used = packr.pack(envelope([])).byteLength - 1 + 5;
+  let n = 0;
+  for (const item of items) {
+    used += packr.pack(item).byteLength;
+    if (used > maxBytes) break;
+    n++;
+  }
+  return n;
 }
 
 /** Decodes any msgpack value without validating it. Never throws. */

@@ -9,6 +9,7 @@ export const ERROR_CODES = {
     text: 'the message could not be parsed (msgpack map over WebSocket, JSON object over REST)',
   },
   FRAME_TOO_LARGE: { http: 413, text: 'the frame or body is larger than the limit' },
+  UNSUPPORTED_MEDIA_TYPE: { http: 415, text: 'REST bodies must be sent as content-type application/json' },
   METHOD_NOT_ALLOWED: { http: 405, text: 'this route does not take that HTTP method' },
   UNKNOWN_TYPE: { http: 400, text: 'unknown message type' },
   INVALID_FIELD: { http: 400, text: 'a field is missing or invalid' },
@@ -27,6 +28,7 @@ export const ERROR_CODES = {
   SESSION_REPLACED: { http: 409, text: 'this session was resumed on another connection' },
   INTERNAL: { http: 500, text: 'internal error' },
   UNAVAILABLE: { http: 503, text: 'the server is shutting down or not ready' },
+  STORAGE_FULL: { http: 503, text: 'the server cannot write: its storage is full; retry later' },
 } as const satisfies Record<string, { http: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -48,5 +50,19 @@ export class ProtocolError extends Error {
   }
   get httpStatus(): number {
     return ERROR_CODES[this.code].http;
+  }
+}
+
+/**
+ * RATE_LIMITED with the time after which the same request may succeed. Over WebSocket the error
+ * carries `retryAfterMs`; over REST the body does too, and a `Retry-After` header (seconds).
+ */
+export class RateLimitedError extends ProtocolError {
+  override readonly name: string = 'RateLimitedError';
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, message?: string) {
+    const ms = Math.max(1, Math.ceil(retryAfterMs));
+    super('RATE_LIMITED', message ?? `${ERROR_CODES.RATE_LIMITED.text}; retry in ${ms} ms`);
+    this.retryAfterMs = ms;
   }
 }

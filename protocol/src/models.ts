@@ -2,22 +2,7 @@ import { z } from 'zod';
 import type { ChannelId, UserId } from './ids.js';
 
 /** Shared field rules: the server and every client validate with the same schemas. */
-export const NICKNAME_RE = /^[\p{L}\p{N}_.\- ]+$/u;
-export const Nickname = z
-  .string()
-  .transform((s) => s.normalize('NFC').trim())
-  .pipe(
-    z
-      .string()
-      .min(2, 'at least 2 characters')
-      .max(32, 'at most 32 characters')
-      .regex(NICKNAME_RE, 'letters, digits, space, _ . - only'),
-  );
-export const StatusText = z.string().max(128);
-export const ChannelName = z
-  .string()
-  .transform((s) => s.normalize('NFC').trim())
-  .pipe(z.string().min(1).max(64));
+export { ChannelName, NICKNAME_RE, Nickname, StatusText } from './names.js';
 export const Password = z.string().min(1).max(128);
 export const UserIdSchema = z.string().regex(/^u_[A-Za-z0-9_-]{12}$/) as unknown as z.ZodType<UserId>;
 export const ChannelIdSchema = z.string().regex(/^c_[A-Za-z0-9_-]{12}$/) as unknown as z.ZodType<ChannelId>;

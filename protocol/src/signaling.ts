@@ -13,11 +13,23 @@ import type { ChannelId, UserId } from './ids.js';
 import type { ErrorCode } from './errors.js';
 import { MAX_PACKET_BYTES } from './voice-packet.js';
 
+/** Longest cursor a client may send back (the server's are shorter). */
+export const MAX_CURSOR_CHARS = 64;
+/** Most items a client may ask for in one page of a signaling list. */
+export const MAX_PAGE_ITEMS = 100;
+/** Items per page when the request does not say. */
+export const DEFAULT_PAGE_ITEMS = 50;
+
 /**
  * Client-to-server messages. Every message is a msgpack map with a string `t` (type).
  * Requests carry `id`, a client-chosen integer echoed as `re` in the matching `result` or `error`.
  */
 const reqId = z.number().int().min(0).max(0xffff_ffff);
+
+/** An opaque position in a list, returned as `next`: send it back unchanged for the following page. */
+export const Cursor = z.string().min(1).max(MAX_CURSOR_CHARS);
+/** Items per page a client may ask for; the server may send fewer (a page always fits one frame). */
+const PageLimit = z.number().int().min(1).max(MAX_PAGE_ITEMS);
 
 export const ClientMessages = {
   hello: z.object({
@@ -36,7 +48,21 @@ export const ClientMessages = {
     nickname: Nickname.optional(),
     status: StatusText.optional(),
   }),
-  'channel.list': z.object({ t: z.literal('channel.list'), id: reqId }),
+  /** One page of channels (default 50): follow `next` until it is null for the whole list. */
+  'channel.list': z.object({
+    t: z.literal('channel.list'),
+    id: reqId,
+    cursor: Cursor.optional(),
+    limit: PageLimit.optional(),
+  }),
+  /** One page of a channel's members (the rest of the list `channel.join` could not fit). */
+  'channel.members': z.object({
+    t: z.literal('channel.members'),
+    id: reqId,
+    channelId: ChannelIdSchema,
+    cursor: Cursor.optional(),
+    limit: PageLimit.optional(),
+  }),
   'channel.create': z.object({
     t: z.literal('channel.create'),
     id: reqId,
@@ -108,11 +134,13 @@ export interface ResultMap {
   hello: Welcome;
   ping: { ts: number; serverTime: number };
   'profile.update': { user: User };
-  'channel.list': { channels: Channel[] };
+  'channel.list': { channels: Channel[]; next: string | null };
+  'channel.members': { members: Member[]; next: string | null };
   'channel.create': { channel: Channel };
   'channel.update': { channel: Channel };
   'channel.delete': Record<string, never>;
-  'channel.join': { channel: Channel; members: Member[]; voice: VoiceBinding };
+  /** `members` is the first page of the member list; `membersNext` continues it with `channel.members`. */
+  'channel.join': { channel: Channel; members: Member[]; membersNext: string | null; voice: VoiceBinding };
   'channel.leave': Record<string, never>;
   'voice.state': { member: Member };
   'voice.volume': Record<string, never>;
@@ -152,7 +180,7 @@ export type LeaveReason = 'leave' | 'disconnect' | 'timeout' | 'deleted' | 'move
 /** Server-to-client messages. */
 export type ServerMessage =
   | { [K in keyof ResultMap]: { t: 'result'; re: number; data: ResultMap[K] } }[keyof ResultMap]
-  | { t: 'error'; re?: number; code: ErrorCode; message: string }
+  | { t: 'error'; re?: number; code: ErrorCode; message: string; retryAfterMs?: number }
   | { t: 'channel.created'; channel: Channel }
   | { t: 'channel.updated'; channel: Channel }
   | { t: 'channel.deleted'; channelId: ChannelId }

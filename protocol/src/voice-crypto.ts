@@ -11,12 +11,11 @@
  *   packets (497 days at 100 packets/s) must get a new key (a new VoiceBinding), and every new
  *   binding starts again at sequence 0 with a fresh key.
  */
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { nodeCryptoAead, type AeadBackend, type AeadKey } from './voice-aead.js';
 import {
   HEADER_BYTES,
   MAX_PAYLOAD_BYTES,
-  MIN_PACKET_BYTES,
-  TAG_BYTES,
   VOICE_PACKET_ERRORS,
   createVoiceHeader,
   readHeaderInto,
@@ -28,7 +27,6 @@ import {
 
 export const VOICE_KEY_BYTES = 32;
 export const VOICE_NONCE_BYTES = 12;
-const ALGORITHM = 'aes-256-gcm';
 const UINT32_LIMIT = 0x1_0000_0000;
 
 /** First nonce byte: who sealed the packet. */
@@ -167,23 +165,23 @@ export class ReplayWindow {
  * SERVER_TO_CLIENT. Incoming packets are opened with the other direction, so a packet reflected
  * back to its sender fails authentication.
  *
- * Per packet it allocates only what node:crypto forces (the cipher object and its output
- * buffers); nonce, AAD and tag go through preallocated scratch buffers.
+ * The AES-256-GCM work goes to an AeadBackend: node:crypto by default (which allocates a cipher
+ * object and output buffers per packet), or a persistent native context that allocates nothing.
+ * Every backend produces the same bytes. `close()` frees a native context at once.
  */
 export class VoiceCipher {
   readonly receiveDirection: VoiceDirection;
   /** Anti-replay state of incoming packets; its counters feed HEARTBEAT_ACK. */
   readonly replay = new ReplayWindow();
-  private readonly key: KeyObject;
-  private readonly nonce = Buffer.alloc(VOICE_NONCE_BYTES);
-  private readonly aad = Buffer.alloc(HEADER_BYTES);
-  private readonly tag = Buffer.alloc(TAG_BYTES);
+  private readonly aead: AeadKey;
+  private readonly nonce = new Uint8Array(VOICE_NONCE_BYTES);
   private readonly scratch = createVoiceHeader();
   private lastSealed = -1;
 
   constructor(
     key: Uint8Array,
     readonly sendDirection: VoiceDirection,
+    backend: AeadBackend = nodeCryptoAead,
   ) {
     if (!(key instanceof Uint8Array) || key.byteLength !== VOICE_KEY_BYTES) {
       throw new TypeError(`voice key must be ${VOICE_KEY_BYTES} bytes`);
@@ -194,7 +192,7 @@ export class VoiceCipher {
     ) {
       throw new TypeError(`unknown direction ${String(sendDirection)}`);
     }
-    this.key = createSecretKey(key);
+    this.aead = backend.create(key);
     this.receiveDirection =
       sendDirection === VoiceDirection.CLIENT_TO_SERVER
         ? VoiceDirection.SERVER_TO_CLIENT
@@ -219,17 +217,23 @@ export class VoiceCipher {
     if (h.sequence <= this.lastSealed) {
       throw new TypeError(`sequence ${h.sequence} does not increase (last sealed ${this.lastSealed})`);
     }
-    writeHeader(this.aad, 0, h);
+    writeHeader(out, 0, h);
+    for (let i = 0; i < n; i++) out[HEADER_BYTES + i] = payload[i]!;
     writeVoiceNonce(this.nonce, this.sendDirection, h.type, h.voiceId, h.sequence);
-    const cipher = createCipheriv(ALGORITHM, this.key, this.nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(this.aad);
-    const ciphertext = cipher.update(payload);
-    cipher.final();
-    out.set(this.aad, 0);
-    out.set(ciphertext, HEADER_BYTES);
-    out.set(cipher.getAuthTag(), HEADER_BYTES + n);
+    this.aead.seal(this.nonce, out, n);
     this.lastSealed = h.sequence;
     return length;
+  }
+
+  /**
+   * The cheap half of opening: framing and the replay window, no cryptography. Fills `header`
+   * and returns null when the packet is worth authenticating, else the error. Never throws on
+   * packet bytes. A receiver that must ration decryptions checks first, then calls `openChecked`.
+   */
+  check(packet: Uint8Array, header: VoiceHeader): VoiceOpenError | null {
+    const error = readHeaderInto(packet, header);
+    if (error !== null) return error;
+    return this.replay.check(header.sequence) ? null : 'REPLAY';
   }
 
   /**
@@ -242,27 +246,29 @@ export class VoiceCipher {
     if (out.byteLength < MAX_PAYLOAD_BYTES) {
       throw new TypeError(`out must hold ${MAX_PAYLOAD_BYTES} bytes, has ${out.byteLength}`);
     }
-    const error = readHeaderInto(packet, header);
-    if (error !== null) return error;
-    if (!this.replay.check(header.sequence)) return 'REPLAY';
-    const n = packet.byteLength - MIN_PACKET_BYTES;
-    for (let i = 0; i < HEADER_BYTES; i++) this.aad[i] = packet[i]!;
-    for (let i = 0; i < TAG_BYTES; i++) this.tag[i] = packet[HEADER_BYTES + n + i]!;
-    writeVoiceNonce(this.nonce, this.receiveDirection, header.type, header.voiceId, header.sequence);
-    let plaintext: Buffer;
-    try {
-      const decipher = createDecipheriv(ALGORITHM, this.key, this.nonce, { authTagLength: TAG_BYTES });
-      decipher.setAAD(this.aad);
-      decipher.setAuthTag(this.tag);
-      plaintext = decipher.update(packet.subarray(HEADER_BYTES, HEADER_BYTES + n));
-      decipher.final();
-    } catch {
-      return 'AUTH_FAILED';
+    const error = this.check(packet, header);
+    return error ?? this.openChecked(packet, out, header);
+  }
+
+  /**
+   * The second half of `openInto`, for a packet that `check` passed into `header`: authenticates,
+   * decrypts into `out` and records the sequence.
+   */
+  openChecked(packet: Uint8Array, out: Uint8Array, header: Readonly<VoiceHeader>): number | 'AUTH_FAILED' {
+    if (out.byteLength < MAX_PAYLOAD_BYTES) {
+      throw new TypeError(`out must hold ${MAX_PAYLOAD_BYTES} bytes, has ${out.byteLength}`);
     }
-    // Only authenticated plaintext reaches `out`, and only an authenticated packet moves the window.
-    out.set(plaintext, 0);
+    writeVoiceNonce(this.nonce, this.receiveDirection, header.type, header.voiceId, header.sequence);
+    const n = this.aead.open(this.nonce, packet, packet.byteLength, out);
+    if (n < 0) return 'AUTH_FAILED';
+    // Only an authenticated packet moves the window.
     this.replay.commit(header.sequence);
     return n;
+  }
+
+  /** Frees the backend's native state (idempotent); the cipher must not be used afterwards. */
+  close(): void {
+    this.aead.close();
   }
 
   /** openInto with a fresh header and a result object, for code off the hot path. */

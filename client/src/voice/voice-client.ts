@@ -230,7 +230,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    */
   private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
     const seq = ++this.joinSeq;
-    const { channels } = await this.signaling.request('channel.list', {});
+    const channels = await this.signaling.allChannels();
     const channel = channels.find((c) => c.id === channelId);
     // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
     if (!channel) return;
@@ -395,7 +395,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     const wanted = channel.normalize('NFC').trim();
     if (ID_PATTERN.test(wanted) && wanted.startsWith('c_')) return asChannelId(wanted);
     const find = async (): Promise<Channel | undefined> => {
-      const { channels } = await this.signaling.request('channel.list', {});
+      const channels = await this.signaling.allChannels();
       return (
         channels.find((c) => c.name === wanted) ??
         channels.find((c) => c.name.toLowerCase() === wanted.toLowerCase())

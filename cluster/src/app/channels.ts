@@ -1,14 +1,17 @@
 import {
   DEFAULT_VOICE_SETTINGS,
   ProtocolError,
+  RateLimitedError,
   type Channel,
   type ChannelId,
   type UserId,
   type VoiceSettings,
 } from '@voice/protocol';
 import type { ChannelFilter, ChannelPatch, Page, PageResult, StoredChannel } from '../state/types.js';
-import { hashPassword, newChannelId } from '../state/passwords.js';
+import { newChannelId } from '../state/passwords.js';
+import { KeyedRateLimiter } from '../ratelimit.js';
 import type { AppContext, Principal } from './context.js';
+import { PasswordGuard } from './password-guard.js';
 
 export interface ChannelInput {
   name: string;
@@ -23,9 +26,24 @@ export interface ChannelUpdate {
   voice?: Partial<VoiceSettings> | undefined;
 }
 
-/** Channel CRUD with the basic permission rule: the owner or an admin may edit or delete. */
+/**
+ * Channel CRUD with the basic permission rule: the owner or an admin may edit or delete. One user
+ * may own `limits.channelsPerUser` channels and create them at `channelCreatesPerMinute`; the
+ * admin is bound only by the server's total. Owns the channels' password checks.
+ */
 export class ChannelService {
-  constructor(private readonly ctx: AppContext) {}
+  readonly passwords: PasswordGuard;
+  readonly #creations: KeyedRateLimiter;
+
+  constructor(private readonly ctx: AppContext) {
+    const { limits } = ctx.config;
+    this.passwords = new PasswordGuard(ctx.config.passwords, ctx.metrics, ctx.now);
+    this.#creations = new KeyedRateLimiter(
+      limits.channelCreatesPerMinute / 60,
+      limits.channelCreateBurst,
+      10_000,
+    );
+  }
 
   async get(id: ChannelId): Promise<StoredChannel> {
     const ch = await this.ctx.store.getChannel(id);
@@ -37,14 +55,23 @@ export class ChannelService {
     return who.admin || (who.userId !== null && who.userId === ch.ownerId);
   }
 
+  /**
+   * Joining `ch` needs its password unless `who` moderates it. WRONG_PASSWORD when missing or
+   * wrong; RATE_LIMITED (with a retry time) while the user or the channel backs off after wrong ones.
+   */
+  async admit(who: Principal, ch: StoredChannel, password: string | undefined): Promise<void> {
+    if (ch.passwordHash === null || this.canModerate(who, ch)) return;
+    if (password === undefined) throw new ProtocolError('WRONG_PASSWORD', 'this channel needs a password');
+    if (who.userId === null || !(await this.passwords.verify(who.userId, ch.id, password, ch.passwordHash)))
+      throw new ProtocolError('WRONG_PASSWORD');
+  }
+
   async create(who: Principal, input: ChannelInput): Promise<StoredChannel> {
     if (who.userId === null) throw new ProtocolError('FORBIDDEN', 'channels are created by a logged-in user');
-    const { total } = await this.ctx.store.listChannels({}, { limit: 1, offset: 0 });
-    if (total >= this.ctx.config.limits.maxChannels) {
-      throw new ProtocolError(
-        'FORBIDDEN',
-        `this server allows at most ${this.ctx.config.limits.maxChannels} channels`,
-      );
+    const { limits } = this.ctx.config;
+    if (!who.admin && !this.#creations.take(who.userId)) {
+      this.ctx.metrics.rateLimited.inc({ limit: 'channel_creations' });
+      throw new RateLimitedError(60_000 / limits.channelCreatesPerMinute, 'too many channels created');
     }
     const now = this.ctx.now();
     const ch: StoredChannel = {
@@ -52,12 +79,15 @@ export class ChannelService {
       name: input.name,
       userLimit: input.userLimit ?? 0,
       ownerId: who.userId,
-      passwordHash: input.password ? await hashPassword(input.password) : null,
+      passwordHash: input.password ? await this.passwords.hash(who.userId, input.password) : null,
       voice: { ...DEFAULT_VOICE_SETTINGS, ...input.voice },
       createdAt: now,
       updatedAt: now,
     };
-    await this.ctx.store.createChannel(ch);
+    await this.ctx.store.createChannel(ch, {
+      maxTotal: limits.maxChannels,
+      maxPerOwner: who.admin ? limits.maxChannels : limits.channelsPerUser,
+    });
     await this.ctx.bus.publish({ type: 'channel.created', channel: ch });
     return ch;
   }
@@ -70,7 +100,8 @@ export class ChannelService {
     if (input.name !== undefined) patch.name = input.name;
     if (input.userLimit !== undefined) patch.userLimit = input.userLimit;
     if (input.password !== undefined) {
-      patch.passwordHash = input.password === null ? null : await hashPassword(input.password);
+      patch.passwordHash =
+        input.password === null ? null : await this.passwords.hash(who.userId, input.password);
     }
     if (input.voice !== undefined) patch.voice = { ...ch.voice, ...input.voice };
     const updated = await this.ctx.store.updateChannel(id, patch);

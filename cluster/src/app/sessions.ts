@@ -13,7 +13,7 @@ import {
   type Welcome,
 } from '@voice/protocol';
 import type { BusEvent, SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
-import { hashToken, verifyPassword } from '../state/passwords.js';
+import { hashToken } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
@@ -269,16 +269,9 @@ export class SessionManager {
     s: Session,
     channelId: ChannelId,
     password: string | undefined,
-  ): Promise<ResultMap['channel.join']> {
+  ): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
     const ch = await this.channels.get(channelId);
-    if (ch.passwordHash !== null && !this.channels.canModerate(s.principal, ch)) {
-      if (password === undefined || !(await verifyPassword(password, ch.passwordHash))) {
-        throw new ProtocolError(
-          'WRONG_PASSWORD',
-          password === undefined ? 'this channel needs a password' : undefined,
-        );
-      }
-    }
+    await this.channels.admit(s.principal, ch, password);
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
       await this.#rebind(s, ch);
@@ -288,7 +281,8 @@ export class SessionManager {
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
       if (s.channelId) await this.leave(s, 'moved');
       s.channelId = channelId;
-      s.serverMute = false;
+      // A server mute outlives leaving: it belongs to (channel, user) in the store until lifted.
+      s.serverMute = await this.ctx.store.isServerMuted(channelId, s.userId);
       s.speaking = false;
       s.voice = (await this.voice?.attach(s, ch)) ?? null;
       await this.#save(s);
@@ -356,6 +350,14 @@ export class SessionManager {
 
   async setVolume(s: Session, speaker: UserId, volume: number): Promise<void> {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+    // Only members of one's channel (on any node): otherwise the volume map grows with every id a
+    // client invents.
+    const local = this.#byUser.get(speaker);
+    const speakerChannel = local
+      ? local.channelId
+      : ((await this.ctx.directory.getSession(speaker))?.channelId ?? null);
+    if (speaker === s.userId || speakerChannel !== s.channelId)
+      throw new ProtocolError('NOT_FOUND', 'that user is not another member of your channel');
     if (volume === 100) s.volumes.delete(speaker);
     else s.volumes.set(speaker, volume);
     await this.voice?.update(s);
@@ -374,6 +376,7 @@ export class SessionManager {
       const r = await this.ctx.directory.getSession(target);
       if (!r || r.channelId !== actor.channelId)
         throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+      await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
       return (await this.ctx.requests.request(r.nodeId, 'member.serverMute', {
         userId: target,
         channelId: actor.channelId,
@@ -382,6 +385,8 @@ export class SessionManager {
     }
     if (t.channelId !== actor.channelId)
       throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+    // Durable first: once the moderator is told, a leave, re-join or restart keeps it.
+    await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
     return this.#applyServerMute(t, muted);
   }
 
@@ -434,15 +439,21 @@ export class SessionManager {
     await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
   }
 
+  /** Work no client waits for: a failure (a bus that cannot publish) is logged and counted, never unhandled. */
+  #background(task: string, work: Promise<unknown>): void {
+    work.catch((err: unknown) => {
+      this.ctx.metrics.backgroundErrors.inc({ task });
+      this.ctx.log.error({ err, task }, 'background task failed');
+    });
+  }
+
   #startGrace(s: Session): void {
     this.#clearGrace(s);
     s.graceTimer = setTimeout(() => {
       s.graceTimer = null;
       this.ctx.metrics.sessionsExpired.inc();
       this.ctx.log.info({ user: s.userId }, 'session grace period ran out');
-      this.end(s, 'timeout').catch((err: unknown) =>
-        this.ctx.log.error({ err }, 'ending an expired session failed'),
-      );
+      this.#background('session expiry', this.end(s, 'timeout'));
     }, this.ctx.config.graceMs);
     s.graceTimer.unref();
   }
@@ -467,19 +478,15 @@ export class SessionManager {
       case 'channel.created':
       case 'channel.updated':
         if (e.type === 'channel.updated') this.voice?.channelUpdated(e.channel);
-        void this.channels
-          .view(e.channel)
-          .then((channel) => this.broadcast({ t: e.type, channel }))
-          .catch((err: unknown) => this.ctx.log.error({ err }, 'channel event fan-out failed'));
+        this.#background(
+          'channel fan-out',
+          this.channels.view(e.channel).then((channel) => this.broadcast({ t: e.type, channel })),
+        );
         return;
       case 'channel.deleted':
         this.broadcast({ t: 'channel.deleted', channelId: e.channelId });
         for (const s of this.#byUser.values()) {
-          if (s.channelId === e.channelId) {
-            this.leave(s, 'deleted').catch((err: unknown) =>
-              this.ctx.log.error({ err }, 'leave on delete failed'),
-            );
-          }
+          if (s.channelId === e.channelId) this.#background('leave on delete', this.leave(s, 'deleted'));
         }
         return;
       case 'member.joined':
@@ -503,10 +510,8 @@ export class SessionManager {
         const s = this.#byUser.get(e.user.id);
         if (s) {
           s.user = e.user;
-          this.#save(s).catch((err: unknown) =>
-            this.ctx.log.warn({ err }, 'saving a renamed session failed'),
-          );
-          if (s.channelId) void this.#publishMember(s);
+          this.#background('session save', this.#save(s));
+          if (s.channelId) this.#background('member update', this.#publishMember(s));
         }
         return;
       }

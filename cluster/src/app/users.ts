@@ -1,4 +1,4 @@
-import { ProtocolError, type User, type UserId } from '@voice/protocol';
+import { ProtocolError, nicknameKey, type User, type UserId } from '@voice/protocol';
 import type { StoredUser } from '../state/types.js';
 import { hashToken, newToken, newUserId } from '../state/passwords.js';
 import type { AppContext } from './context.js';
@@ -65,7 +65,7 @@ export class UserService {
     if (patch.status !== undefined) upd.status = patch.status;
     const updated = await this.ctx.store.updateUser(id, upd);
     if (!updated) throw new ProtocolError('NOT_FOUND', 'no such user');
-    if (renaming && current.nickname.toLowerCase() !== patch.nickname!.toLowerCase()) {
+    if (renaming && nicknameKey(current.nickname) !== nicknameKey(patch.nickname!)) {
       await this.ctx.directory.releaseNickname(current.nickname, id);
     }
     await this.ctx.bus.publish({ type: 'user.updated', user: updated });

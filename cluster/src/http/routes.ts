@@ -1,19 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import {
-  ChannelIdSchema,
-  PageQuery,
-  ProtocolError,
-  RestBodies,
-  UserIdSchema,
-  type UserId,
-} from '@voice/protocol';
+import { ChannelIdSchema, PageQuery, ProtocolError, RestBodies, UserIdSchema } from '@voice/protocol';
 import type { ChannelService } from '../app/channels.js';
 import type { AppContext, Principal } from '../app/context.js';
 import type { SessionManager } from '../app/sessions.js';
 import type { UserService } from '../app/users.js';
 import type { KeyedRateLimiter } from '../ratelimit.js';
-import type { StoredUser } from '../state/types.js';
+import type { StoredUser, UserFilter } from '../state/types.js';
 import { parseOr400 } from '../validate.js';
 import type { RestRequest, RestRouter } from './server.js';
 
@@ -148,16 +141,17 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('GET', '/api/v1/admin/users', async (req) => {
       await adminOnly(req);
       const q = parseOr400(AdminUsersQuery, query(req), 'query');
-      let ids: UserId[] | undefined;
-      if (q.online === 'true') ids = await ctx.directory.onlineUsers();
-      const page = await ctx.store.listUsers({ ...(q.q ? { q: q.q } : {}), ...(ids ? { ids } : {}) }, q);
-      let items = await Promise.all(page.items.map((u) => users.view(u)));
-      let total = page.total;
-      if (q.online === 'false') {
-        // Offline is the complement of a small set: filter after the fact and say so in the total.
-        items = items.filter((u) => !u.online);
-        total = page.total - (await ctx.directory.onlineUsers()).length;
-      }
+      // Presence lives in the directory, users in the store: filter in the store's query, before
+      // paging, so that pages are full and `total` counts exactly the matches.
+      const online = q.online === undefined ? undefined : await ctx.directory.onlineUsers();
+      const filter: UserFilter = {
+        ...(q.q ? { q: q.q } : {}),
+        ...(q.online === 'true' ? { ids: online } : {}),
+        ...(q.online === 'false' ? { excludeIds: online } : {}),
+      };
+      const page = await ctx.store.listUsers(filter, q);
+      const items = await Promise.all(page.items.map((u) => users.view(u)));
+      const total = page.total;
       return { status: 200, body: { items, total, limit: q.limit, offset: q.offset } };
     })
     .add('GET', '/api/v1/admin/channels', async (req) => {

@@ -1,6 +1,9 @@
 import {
+  countFitting,
+  DEFAULT_PAGE_ITEMS,
   negotiateVersion,
   ProtocolError,
+  type ServerMessage,
   type ClientMessage,
   type ClientMessageOf,
   type ResultMap,
@@ -18,6 +21,39 @@ export interface HandlerDeps {
   sessions: SessionManager;
 }
 
+/** Largest offset a cursor may hold: well past any list the server keeps (channels, members). */
+const MAX_OFFSET = 9_999_999;
+/** A cursor as long as any we issue, for measuring a page's envelope. */
+const WIDEST_CURSOR = String(MAX_OFFSET);
+/** The widest request id, for the same reason. */
+const WIDEST_RE = 0xffff_ffff;
+
+/** Cursors are offsets written in decimal; clients treat them as opaque (protocol/README.md 4.4). */
+function readCursor(cursor: string | undefined): number {
+  if (cursor === undefined) return 0;
+  if (!/^[0-9]{1,7}$/.test(cursor))
+    throw new ProtocolError('INVALID_FIELD', 'cursor: not one this server issued');
+  return Number(cursor);
+}
+
+/**
+ * The longest prefix of `window` (the items from `offset` on, at most the asked limit) that fits
+ * one frame in `envelope`, and the cursor after it (null when `total` is reached).
+ */
+function fitPage<T>(
+  window: readonly T[],
+  offset: number,
+  total: number,
+  envelope: (items: T[], next: string) => ServerMessage,
+): { items: T[]; next: string | null } {
+  const n = countFitting(window, (items) => envelope(items, WIDEST_CURSOR));
+  // Field limits keep any one channel or member far below a frame; if that ever broke, refuse
+  // rather than hand out a cursor that never advances.
+  if (n === 0 && window.length > 0) throw new Error('one list item is larger than a signaling frame');
+  const end = offset + n;
+  return { items: window.slice(0, n), next: end < total ? String(end) : null };
+}
+
 type Request = Exclude<ClientMessage, { t: 'voice' } | { t: 'hello' }>;
 type Handler<K extends Request['t']> = (
   s: Session,
@@ -33,7 +69,29 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
       const user = await users.updateProfile(s.userId, { nickname: m.nickname, status: m.status });
       return { user: await users.view(user) };
     },
-    'channel.list': async () => ({ channels: await channels.listAll() }),
+    'channel.list': async (_s, m) => {
+      const offset = readCursor(m.cursor);
+      const limit = m.limit ?? DEFAULT_PAGE_ITEMS;
+      const page = await channels.list({}, { offset, limit });
+      const { items, next } = fitPage(page.items, offset, page.total, (chs, cursor) => ({
+        t: 'result',
+        re: WIDEST_RE,
+        data: { channels: chs, next: cursor },
+      }));
+      return { channels: items, next };
+    },
+    'channel.members': async (_s, m) => {
+      await channels.get(m.channelId);
+      const offset = readCursor(m.cursor);
+      const all = sessions.members(m.channelId);
+      const window = all.slice(offset, offset + (m.limit ?? DEFAULT_PAGE_ITEMS));
+      const { items, next } = fitPage(window, offset, all.length, (members, cursor) => ({
+        t: 'result',
+        re: WIDEST_RE,
+        data: { members, next: cursor },
+      }));
+      return { members: items, next };
+    },
     'channel.create': async (s, m) => ({
       channel: await channels.view(
         await channels.create(s.principal, {
@@ -58,7 +116,17 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
       await channels.delete(s.principal, m.channelId);
       return {};
     },
-    'channel.join': (s, m) => sessions.join(s, m.channelId, m.password),
+    'channel.join': async (s, m) => {
+      const joined = await sessions.join(s, m.channelId, m.password);
+      // The first page of members rides along; a crowded channel continues with channel.members.
+      const window = joined.members.slice(0, DEFAULT_PAGE_ITEMS);
+      const { items, next } = fitPage(window, 0, joined.members.length, (members, cursor) => ({
+        t: 'result',
+        re: WIDEST_RE,
+        data: { ...joined, members, membersNext: cursor },
+      }));
+      return { ...joined, members: items, membersNext: next };
+    },
     'channel.leave': async (s) => {
       if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
       await sessions.leave(s, 'leave');

@@ -1,14 +1,18 @@
+import { STATUS_CODES } from 'node:http';
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import {
+  CLOSE_FRAME_BYTES,
   decodeClientMessage,
   encodeMessage,
   ERROR_CODES,
   MAX_FRAME_BYTES,
   ProtocolError,
+  RateLimitedError,
   type ClientMessage,
   type ErrorCode,
   type ServerMessage,
 } from '@voice/protocol';
+import type { Boundary } from '../boundary.js';
 import type { Connection } from '../app/context.js';
 import { TokenBucket, type KeyedRateLimiter } from '../ratelimit.js';
 import { createHandlers, handleHello, type HandlerDeps } from './handlers.js';
@@ -25,11 +29,25 @@ interface WsData {
 const MAX_PENDING = 32;
 /** Above this many buffered bytes a slow client loses messages rather than growing our memory. */
 const MAX_BACKPRESSURE = 1 << 20;
+/**
+ * What uWS reads of one frame. Frames up to here are read and, past CLOSE_FRAME_BYTES, closed with
+ * 1009; a frame announcing more is cut off by uWS at its header (1006, nothing read), so an
+ * attacker cannot make us buffer more than this per connection.
+ */
+const READ_FRAME_BYTES = 4 * CLOSE_FRAME_BYTES;
+/** Close codes of our own (protocol/README.md 3.7). */
+const CLOSE_TOO_MANY_BAD_FRAMES = 4002;
+const CLOSE_HELLO_TIMEOUT = 4003;
 
 class WsConnection implements Connection {
   open = true;
   badFrames = 0;
   pending = 0;
+  /** A hello is being processed: the hello deadline waits for its outcome. */
+  helloInFlight = false;
+  /** The hello deadline passed; a hello that fails now closes the connection. */
+  helloLate = false;
+  helloTimer: NodeJS.Timeout | undefined;
   /** Requests of one connection run in order: a join cannot overtake the leave sent before it. */
   chain: Promise<void> = Promise.resolve();
   readonly messages: TokenBucket;
@@ -39,26 +57,41 @@ class WsConnection implements Connection {
     readonly id: number,
     readonly address: string,
     limits: { messagesPerSecond: number; messageBurst: number; voicePacketsPerSecond: number },
+    private readonly refused: (type: string) => void,
   ) {
     this.messages = new TokenBucket(limits.messagesPerSecond, limits.messageBurst);
     this.voice = new TokenBucket(limits.voicePacketsPerSecond, Math.ceil(limits.voicePacketsPerSecond / 2));
   }
   send(msg: ServerMessage): boolean {
-    return this.sendBytes(encodeMessage(msg));
+    const frame = encodeMessage(msg);
+    if (frame.byteLength <= MAX_FRAME_BYTES) return this.sendBytes(frame);
+    // No frame over the limit leaves the server: a result becomes an INTERNAL error (the request
+    // is still answered exactly once), anything else is dropped; both are counted.
+    this.refused(msg.t);
+    if (msg.t !== 'result') return false;
+    return this.sendBytes(
+      encodeMessage({ t: 'error', re: msg.re, code: 'INTERNAL', message: 'the answer would exceed a frame' }),
+    );
   }
   sendBytes(frame: Uint8Array): boolean {
     if (!this.open) return false;
+    if (frame.byteLength > MAX_FRAME_BYTES) {
+      this.refused('encoded');
+      return false;
+    }
     if (this.ws.getBufferedAmount() > MAX_BACKPRESSURE) return false;
     return this.ws.send(frame, true) !== 2;
   }
   close(code: number, reason: string): void {
     if (!this.open) return;
     this.open = false;
+    clearTimeout(this.helloTimer);
     this.ws.end(code, reason);
   }
 }
 
 export interface SignalingDeps extends HandlerDeps {
+  boundary: Boundary;
   connectionLimiter: KeyedRateLimiter;
   /** Open connections per address, to cap how many one host may hold. */
   perAddress: Map<string, number>;
@@ -67,23 +100,33 @@ export interface SignalingDeps extends HandlerDeps {
 
 /** Mounts the signaling WebSocket at /ws. Returns a function that closes every connection. */
 export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void {
-  const { ctx, sessions } = d;
-  const { metrics, log, config } = ctx;
+  const { ctx, sessions, boundary } = d;
+  const { metrics, config } = ctx;
   const handlers = createHandlers(d);
   const conns = new Set<WsConnection>();
   let nextId = 1;
 
   const countError = (code: ErrorCode) => metrics.errors.inc({ code, transport: 'ws' });
-  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
+  const refused = (type: string) => metrics.framesRefused.inc({ type });
+  const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number, retryAfterMs?: number) => {
     countError(code);
-    c.send(re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message });
+    const m: Extract<ServerMessage, { t: 'error' }> =
+      re === undefined ? { t: 'error', code, message } : { t: 'error', re, code, message };
+    if (retryAfterMs !== undefined) m.retryAfterMs = retryAfterMs;
+    c.send(m);
   };
+  // Exactly maxBadFrames are answered; the last of them is followed by bye and the close.
   const badFrame = (c: WsConnection, code: ErrorCode, message: string, re?: number) => {
     reply(c, code, message, re);
-    if (++c.badFrames > config.limits.maxBadFrames) {
+    if (++c.badFrames >= config.limits.maxBadFrames) {
       c.send({ t: 'bye', code, message: 'too many bad frames' });
-      c.close(4002, 'too many bad frames');
+      c.close(CLOSE_TOO_MANY_BAD_FRAMES, 'too many bad frames');
     }
+  };
+  const helloTimeout = (c: WsConnection) => {
+    metrics.helloTimeouts.inc();
+    c.send({ t: 'bye', code: 'NOT_AUTHENTICATED', message: `no hello within ${config.helloTimeoutMs} ms` });
+    c.close(CLOSE_HELLO_TIMEOUT, 'hello timeout');
   };
 
   const dispatch = async (c: WsConnection, m: Exclude<ClientMessage, { t: 'voice' }>): Promise<void> => {
@@ -92,7 +135,13 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       let data: unknown;
       if (m.t === 'hello') {
         if (sessions.byConnection(c)) throw new ProtocolError('ALREADY_AUTHENTICATED');
-        data = await handleHello(d, c, m);
+        c.helloInFlight = true;
+        try {
+          data = await handleHello(d, c, m);
+          clearTimeout(c.helloTimer);
+        } finally {
+          c.helloInFlight = false;
+        }
       } else {
         const s = sessions.byConnection(c);
         if (!s) throw new ProtocolError('NOT_AUTHENTICATED');
@@ -101,100 +150,141 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       }
       c.send({ t: 'result', re: m.id, data } as ServerMessage);
     } catch (err) {
-      if (err instanceof ProtocolError) reply(c, err.code, err.message, m.id);
-      else {
-        log.error({ err, type: m.t }, 'signaling handler failed');
-        reply(c, 'INTERNAL', ERROR_CODES.INTERNAL.text, m.id);
-      }
+      const wire = boundary.report('ws_request', err);
+      reply(
+        c,
+        wire.code,
+        wire.message,
+        m.id,
+        wire instanceof RateLimitedError ? wire.retryAfterMs : undefined,
+      );
     } finally {
       metrics.requestSeconds.observe({ type: m.t }, (performance.now() - started) / 1000);
+      if (c.helloLate && c.open && !sessions.byConnection(c)) helloTimeout(c);
     }
+  };
+
+  const onMessage = (ws: WebSocket<WsData>, message: ArrayBuffer, isBinary: boolean): void => {
+    const c = ws.getUserData().conn;
+    if (!c?.open) return;
+    if (message.byteLength > CLOSE_FRAME_BYTES) {
+      countError('FRAME_TOO_LARGE');
+      c.close(1009, 'frame over 64 KiB');
+      return;
+    }
+    if (!isBinary) return badFrame(c, 'BAD_FRAME', 'send binary msgpack frames, not text');
+    // uWS reuses this memory after the callback returns; decoding copies what it keeps.
+    const decoded = decodeClientMessage(new Uint8Array(message));
+    if (!decoded.ok) return badFrame(c, decoded.code, decoded.message, decoded.re);
+    const m = decoded.value;
+    metrics.wsMessages.inc({ type: m.t });
+    if (m.t === 'voice') {
+      const s = sessions.byConnection(c);
+      if (!s) return reply(c, 'NOT_AUTHENTICATED', ERROR_CODES.NOT_AUTHENTICATED.text);
+      if (!c.voice.take()) return void metrics.rateLimited.inc({ limit: 'ws_voice' });
+      sessions.voice?.receiveWs(s, m.p);
+      return;
+    }
+    if (!c.messages.take()) {
+      metrics.rateLimited.inc({ limit: 'ws_messages' });
+      return reply(c, 'RATE_LIMITED', 'too many messages on this connection', m.id);
+    }
+    if (c.pending >= MAX_PENDING) {
+      metrics.rateLimited.inc({ limit: 'ws_pending' });
+      return reply(c, 'RATE_LIMITED', 'too many requests in flight', m.id);
+    }
+    c.pending++;
+    c.chain = c.chain
+      .then(() => dispatch(c, m))
+      .catch((err: unknown) => void boundary.report('ws_request', err))
+      .finally(() => void c.pending--);
   };
 
   app.ws<WsData>('/ws', {
     compression: 0,
-    // uWS closes the socket (1009) past this; frames between MAX_FRAME_BYTES and this get an error reply.
-    maxPayloadLength: MAX_FRAME_BYTES * 4,
+    maxPayloadLength: READ_FRAME_BYTES,
     maxBackpressure: MAX_BACKPRESSURE,
     idleTimeout: Math.max(8, Math.ceil((config.heartbeatMs * 2) / 4000) * 4),
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const address = clientAddress(
-        Buffer.from(res.getRemoteAddressAsText()).toString(),
-        req,
-        config.trustProxy,
-      );
-      const key = req.getHeader('sec-websocket-key');
-      const protocol = req.getHeader('sec-websocket-protocol');
-      const extensions = req.getHeader('sec-websocket-extensions');
+      let answered = false;
+      res.onAborted(() => {
+        answered = true;
+      });
       const refuse = (status: string, code: ErrorCode, limit?: string) => {
+        if (answered) return;
+        answered = true;
         countError(code);
         if (limit) metrics.rateLimited.inc({ limit });
-        res.writeStatus(status).writeHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ error: { code, message: ERROR_CODES[code].text } }));
+        res.cork(() => {
+          res.writeStatus(status).writeHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ error: { code, message: ERROR_CODES[code].text } }));
+        });
       };
-      if (!d.ready()) return refuse('503 Service Unavailable', 'UNAVAILABLE');
-      if ((d.perAddress.get(address) ?? 0) >= config.limits.connectionsPerAddress) {
-        return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connections_per_address');
+      try {
+        const address = clientAddress(
+          Buffer.from(res.getRemoteAddressAsText()).toString(),
+          req,
+          config.trustProxy,
+        );
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        if (!d.ready()) return refuse('503 Service Unavailable', 'UNAVAILABLE');
+        if ((d.perAddress.get(address) ?? 0) >= config.limits.connectionsPerAddress) {
+          return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connections_per_address');
+        }
+        if (!d.connectionLimiter.take(address))
+          return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connects');
+        answered = true;
+        res.upgrade<WsData>({ id: nextId++, address }, key, protocol, extensions, context);
+      } catch (err) {
+        const wire = boundary.report('ws_upgrade', err);
+        refuse(`${wire.httpStatus} ${STATUS_CODES[wire.httpStatus] ?? ''}`, wire.code);
       }
-      if (!d.connectionLimiter.take(address))
-        return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connects');
-      res.upgrade<WsData>({ id: nextId++, address }, key, protocol, extensions, context);
     },
-    open: (ws) => {
+    open: boundary.guard('ws_open', (ws: WebSocket<WsData>) => {
       const data = ws.getUserData();
-      const c = new WsConnection(ws, data.id, data.address, config.limits);
+      const c = new WsConnection(ws, data.id, data.address, config.limits, refused);
       data.conn = c;
       conns.add(c);
       d.perAddress.set(data.address, (d.perAddress.get(data.address) ?? 0) + 1);
       metrics.wsConnections.inc();
-    },
+      c.helloTimer = setTimeout(
+        boundary.guard('hello_deadline', () => {
+          c.helloLate = true;
+          if (c.open && !c.helloInFlight && !sessions.byConnection(c)) helloTimeout(c);
+        }),
+        config.helloTimeoutMs,
+      );
+    }),
     message: (ws, message, isBinary) => {
-      const c = ws.getUserData().conn;
-      if (!c?.open) return;
-      if (!isBinary) return badFrame(c, 'BAD_FRAME', 'send binary msgpack frames, not text');
-      // uWS reuses this memory after the callback returns; decoding copies what it keeps.
-      const decoded = decodeClientMessage(new Uint8Array(message));
-      if (!decoded.ok) return badFrame(c, decoded.code, decoded.message, decoded.re);
-      const m = decoded.value;
-      metrics.wsMessages.inc({ type: m.t });
-      if (m.t === 'voice') {
-        const s = sessions.byConnection(c);
-        if (!s) return reply(c, 'NOT_AUTHENTICATED', ERROR_CODES.NOT_AUTHENTICATED.text);
-        if (!c.voice.take()) return void metrics.rateLimited.inc({ limit: 'ws_voice' });
-        sessions.voice?.receiveWs(s, m.p);
-        return;
+      try {
+        onMessage(ws, message, isBinary);
+      } catch (err) {
+        const wire = boundary.report('ws_message', err);
+        const c = ws.getUserData().conn;
+        if (c?.open) reply(c, wire.code, wire.message);
       }
-      if (!c.messages.take()) {
-        metrics.rateLimited.inc({ limit: 'ws_messages' });
-        return reply(c, 'RATE_LIMITED', 'too many messages on this connection', m.id);
-      }
-      if (c.pending >= MAX_PENDING) {
-        metrics.rateLimited.inc({ limit: 'ws_pending' });
-        return reply(c, 'RATE_LIMITED', 'too many requests in flight', m.id);
-      }
-      c.pending++;
-      c.chain = c.chain.then(() => dispatch(c, m)).finally(() => void c.pending--);
     },
-    close: (ws, code, reason) => {
+    close: boundary.guard('ws_close', (ws: WebSocket<WsData>, code: number, reason: ArrayBuffer) => {
       const data = ws.getUserData();
       const c = data.conn;
       if (!c) return;
       c.open = false;
+      clearTimeout(c.helloTimer);
       conns.delete(c);
       metrics.wsConnections.dec();
       const n = (d.perAddress.get(data.address) ?? 1) - 1;
       if (n <= 0) d.perAddress.delete(data.address);
       else d.perAddress.set(data.address, n);
-      // uWS drops a frame past maxPayloadLength with 1006 and this reason (1009 on some versions).
-      if (code === 1009 || (code === 1006 && Buffer.from(reason).toString().includes('too big'))) {
-        countError('FRAME_TOO_LARGE');
-      }
+      // uWS cuts a frame past READ_FRAME_BYTES at its header, with 1006 and this reason.
+      if (code === 1006 && Buffer.from(reason).toString().includes('too big')) countError('FRAME_TOO_LARGE');
       // Run after requests already queued on this connection, so a hello in flight is not lost.
       c.chain = c.chain
         .then(() => sessions.detach(c))
-        .catch((err: unknown) => log.error({ err }, 'detach failed'));
-    },
+        .catch((err: unknown) => void boundary.report('ws_detach', err));
+    }),
   });
 
   return () => {

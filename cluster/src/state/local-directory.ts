@@ -1,5 +1,4 @@
-import type { ChannelId, UserId } from '@voice/protocol';
-import { nicknameKey } from './nickname-key.js';
+import { nicknameKey, type ChannelId, type UserId } from '@voice/protocol';
 import type { JoinResult, SessionDirectory, SessionRecord } from './types.js';
 
 /** An entry that lives until `expiresAt` (ms on the backend's clock). */

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
-import { asUserId, type ChannelId, type UserId } from '@voice/protocol';
+import { asUserId, nicknameKey, type ChannelId, type UserId } from '@voice/protocol';
 import { LuaScript } from '../routing/lua.js';
-import { nicknameKey } from './nickname-key.js';
 import type { JoinResult, SessionDirectory, SessionRecord } from './types.js';
 
 /*

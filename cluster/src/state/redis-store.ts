@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
-import { asChannelId, asUserId, type ChannelId, type UserId } from '@voice/protocol';
-import { ChannelNameTakenError, StoreError } from '../errors.js';
+import { asChannelId, asUserId, ProtocolError, type ChannelId, type UserId } from '@voice/protocol';
+import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../errors.js';
 import { LuaScript } from '../routing/lua.js';
 import type {
+  ChannelCaps,
   ChannelFilter,
   ChannelPatch,
   Page,
@@ -19,18 +20,56 @@ import { checkPage, foldKey, parseVoice } from './values.js';
  *   user:<id>   hash of the user's fields        users      zset id by createdAt (ties by id)
  *   userkeys    hash id -> folded nickname        token:<h>  user id
  *   chan:<id>   hash {json, name: folded name}    channels   zset id by createdAt
- *   chan-names  hash folded name -> id (uniqueness)
+ *   chan-names  hash folded name -> id (uniqueness)   owned:<user>  set of channel ids it owns
+ *   mutes:<ch>  hash user -> muted at                  user-mutes:<user>, user-tokens:<user>  sets
  * Lists read the ordered ids, filter on the small indexes and fetch only the page: fine for the
  * thousands of users and channels a self-hosted server has (channels are capped by maxChannels).
  */
 
-// KEYS user, users, userkeys, token; ARGV id, nickname, status, createdAt, lastSeenAt, folded nick.
+// KEYS user, users, userkeys, token, user-tokens; ARGV id, nickname, status, createdAt, lastSeenAt,
+// folded nick, token hash.
 const CREATE_USER = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'nickname', ARGV[2], 'status', ARGV[3], 'createdAt', ARGV[4], 'lastSeenAt', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
 redis.call('SET', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[7])
+return 1`);
+// KEYS token; ARGV prefix, token hash.
+const DELETE_TOKEN = new LuaScript(`
+local user = redis.call('GET', KEYS[1])
+if user == false then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[1] .. 'user-tokens:' .. user, ARGV[2])
+return 1`);
+// KEYS chan, mutes:<ch>, user-mutes:<user>; ARGV user, 1|0, at, channel id. Nothing is kept for a
+// channel that does not exist.
+const SET_MUTE = new LuaScript(`
+if ARGV[2] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[4])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[4])
+end
+return 1`);
+// ARGV prefix, user, staleBefore. Re-checks the purge conditions, then deletes the user and all
+// that hangs on it. 1 when deleted.
+const PURGE_USER = new LuaScript(`
+local p, u = ARGV[1], ARGV[2]
+local key = p .. 'user:' .. u
+local seen = redis.call('HGET', key, 'lastSeenAt')
+if seen == false then return 0 end
+if redis.call('SCARD', p .. 'owned:' .. u) > 0 then return 0 end
+local tokens = redis.call('SMEMBERS', p .. 'user-tokens:' .. u)
+if tonumber(seen) >= tonumber(ARGV[3]) and #tokens > 0 then return 0 end
+for _, t in ipairs(tokens) do redis.call('DEL', p .. 'token:' .. t) end
+for _, ch in ipairs(redis.call('SMEMBERS', p .. 'user-mutes:' .. u)) do redis.call('HDEL', p .. 'mutes:' .. ch, u) end
+redis.call('DEL', key, p .. 'user-tokens:' .. u, p .. 'user-mutes:' .. u)
+redis.call('ZREM', p .. 'users', u)
+redis.call('HDEL', p .. 'userkeys', u)
 return 1`);
 // KEYS user, userkeys; ARGV id, then field/value pairs ('' = unchanged) nickname, folded, status, lastSeenAt.
 const UPDATE_USER = new LuaScript(`
@@ -42,11 +81,16 @@ end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'status', string.sub(ARGV[4], 2)) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[5]) end
 return redis.call('HGETALL', KEYS[1])`);
-// KEYS chan, channels, chan-names; ARGV id, json, folded name, createdAt.
+// KEYS chan, channels, chan-names, owned:<owner>; ARGV id, json, folded name, createdAt, maxTotal,
+// maxPerOwner (-1: no cap). 1 created, 0 name taken, -1 total cap, -2 owner cap.
 const CREATE_CHANNEL = new LuaScript(`
+local maxTotal, maxOwner = tonumber(ARGV[5]), tonumber(ARGV[6])
+if maxTotal >= 0 and redis.call('ZCARD', KEYS[2]) >= maxTotal then return -1 end
+if maxOwner >= 0 and redis.call('SCARD', KEYS[4]) >= maxOwner then return -2 end
 if redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[2], 'name', ARGV[3])
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'name', ARGV[3], 'owner', KEYS[4])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return 1`);
 // KEYS chan, chan-names; ARGV id, expected json, new json, new folded name.
 // -1: changed meanwhile (retry), 0: name taken, 1: done, -2: gone.
@@ -62,13 +106,16 @@ if cur[2] ~= ARGV[4] then
 end
 redis.call('HSET', KEYS[1], 'json', ARGV[3], 'name', ARGV[4])
 return 1`);
-// KEYS chan, channels, chan-names; ARGV id.
+// KEYS chan, channels, chan-names, mutes:<ch>; ARGV id, prefix. Its server mutes go with it.
 const DELETE_CHANNEL = new LuaScript(`
-local name = redis.call('HGET', KEYS[1], 'name')
-if name == false then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'name', 'owner')
+if f[1] == false then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[3], name) == ARGV[1] then redis.call('HDEL', KEYS[3], name) end
+if redis.call('HGET', KEYS[3], f[1]) == ARGV[1] then redis.call('HDEL', KEYS[3], f[1]) end
+if f[2] then redis.call('SREM', f[2], ARGV[1]) end
+for _, u in ipairs(redis.call('HKEYS', KEYS[4])) do redis.call('SREM', ARGV[2] .. 'user-mutes:' .. u, ARGV[1]) end
+redis.call('DEL', KEYS[4])
 return 1`);
 
 /** Attempts of an updateChannel compare-and-set against concurrent writers. */
@@ -148,8 +195,7 @@ export class RedisStore implements Store {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof TypeError || err instanceof StoreError || err instanceof ChannelNameTakenError)
-        throw err;
+      if (err instanceof TypeError || err instanceof StoreError || err instanceof ProtocolError) throw err;
       throw new StoreError(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
@@ -158,8 +204,22 @@ export class RedisStore implements Store {
     return this.#run('createUser', async () => {
       const ok = await CREATE_USER.run(
         this.redis,
-        [this.#k('user', user.id), this.#k('users'), this.#k('userkeys'), this.#k('token', tokenHash)],
-        [user.id, user.nickname, user.status, user.createdAt, user.lastSeenAt, foldKey(user.nickname)],
+        [
+          this.#k('user', user.id),
+          this.#k('users'),
+          this.#k('userkeys'),
+          this.#k('token', tokenHash),
+          this.#k('user-tokens', user.id),
+        ],
+        [
+          user.id,
+          user.nickname,
+          user.status,
+          user.createdAt,
+          user.lastSeenAt,
+          foldKey(user.nickname),
+          tokenHash,
+        ],
       );
       if (ok !== 1) throw new StoreError(`createUser: user ${user.id} exists`);
     });
@@ -199,7 +259,7 @@ export class RedisStore implements Store {
 
   deleteToken(tokenHash: string): Promise<void> {
     return this.#run('deleteToken', async () => {
-      await this.redis.del(this.#k('token', tokenHash));
+      await DELETE_TOKEN.run(this.redis, [this.#k('token', tokenHash)], [this.prefix, tokenHash]);
     });
   }
 
@@ -230,14 +290,28 @@ export class RedisStore implements Store {
     return rows.map(([, h]) => toUser((h ?? {}) as Record<string, string>)).filter((u) => u !== null);
   }
 
-  createChannel(channel: StoredChannel): Promise<void> {
+  createChannel(channel: StoredChannel, caps?: ChannelCaps): Promise<void> {
     return this.#run('createChannel', async () => {
-      const ok = await CREATE_CHANNEL.run(
+      const r = await CREATE_CHANNEL.run(
         this.redis,
-        [this.#k('chan', channel.id), this.#k('channels'), this.#k('chan-names')],
-        [channel.id, channelJson(channel), foldKey(channel.name), channel.createdAt],
+        [
+          this.#k('chan', channel.id),
+          this.#k('channels'),
+          this.#k('chan-names'),
+          this.#k('owned', channel.ownerId),
+        ],
+        [
+          channel.id,
+          channelJson(channel),
+          foldKey(channel.name),
+          channel.createdAt,
+          caps?.maxTotal ?? -1,
+          caps?.maxPerOwner ?? -1,
+        ],
       );
-      if (ok !== 1) throw new ChannelNameTakenError(channel.name);
+      if (r === -1) throw new ChannelLimitError(`this server allows at most ${caps!.maxTotal} channels`);
+      if (r === -2) throw new ChannelLimitError(`one user may own at most ${caps!.maxPerOwner} channels`);
+      if (r !== 1) throw new ChannelNameTakenError(channel.name);
     });
   }
 
@@ -278,8 +352,8 @@ export class RedisStore implements Store {
       async () =>
         (await DELETE_CHANNEL.run(
           this.redis,
-          [this.#k('chan', id), this.#k('channels'), this.#k('chan-names')],
-          [id],
+          [this.#k('chan', id), this.#k('channels'), this.#k('chan-names'), this.#k('mutes', id)],
+          [id, this.prefix],
         )) === 1,
     );
   }
@@ -299,6 +373,58 @@ export class RedisStore implements Store {
       if (q !== null) all = all.filter((c) => foldKey(c.name).includes(q));
       if (filter.ownerId !== undefined) all = all.filter((c) => c.ownerId === filter.ownerId);
       return page(all, p);
+    });
+  }
+
+  setServerMute(channelId: ChannelId, userId: UserId, muted: boolean, at: number): Promise<void> {
+    return this.#run('setServerMute', async () => {
+      await SET_MUTE.run(
+        this.redis,
+        [this.#k('chan', channelId), this.#k('mutes', channelId), this.#k('user-mutes', userId)],
+        [userId, muted ? '1' : '0', at, channelId],
+      );
+    });
+  }
+
+  isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean> {
+    return this.#run(
+      'isServerMuted',
+      async () => (await this.redis.hexists(this.#k('mutes', channelId), userId)) === 1,
+    );
+  }
+
+  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]> {
+    return this.#run('purgeUsers', async () => {
+      if (!Number.isSafeInteger(opts.limit) || opts.limit < 0)
+        throw new TypeError('limit must be a non-negative integer');
+      if (opts.limit === 0) return [];
+      // Candidates from the indexes (every user: a purge is a rare background sweep), least recently
+      // seen first; each is re-checked and deleted atomically by the script.
+      const ids = await this.redis.zrange(this.#k('users'), '0', '-1');
+      const keep = new Set<string>(opts.keep);
+      const pl = this.redis.pipeline();
+      for (const id of ids) {
+        pl.hget(this.#k('user', id), 'lastSeenAt');
+        pl.scard(this.#k('user-tokens', id));
+        pl.scard(this.#k('owned', id));
+      }
+      const res = (await pl.exec()) ?? [];
+      const candidates: { id: string; seen: number }[] = [];
+      ids.forEach((id, i) => {
+        const seen = Number(res[3 * i]?.[1]);
+        const tokens = Number(res[3 * i + 1]?.[1]);
+        const owned = Number(res[3 * i + 2]?.[1]);
+        if (keep.has(id) || owned > 0 || !Number.isFinite(seen)) return;
+        if (seen < opts.staleBefore || tokens === 0) candidates.push({ id, seen });
+      });
+      candidates.sort((a, b) => a.seen - b.seen || (a.id < b.id ? -1 : 1));
+      const out: UserId[] = [];
+      for (const c of candidates) {
+        if (out.length >= opts.limit) break;
+        if ((await PURGE_USER.run(this.redis, [], [this.prefix, c.id, opts.staleBefore])) === 1)
+          out.push(asUserId(c.id));
+      }
+      return out;
     });
   }
 

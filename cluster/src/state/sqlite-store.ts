@@ -3,8 +3,9 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { asChannelId, asUserId } from '@voice/protocol';
 import type { ChannelId, UserId } from '@voice/protocol';
-import { ChannelNameTakenError, StoreError } from '../errors.js';
+import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../errors.js';
 import type {
+  ChannelCaps,
   ChannelFilter,
   ChannelPatch,
   Page,
@@ -55,6 +56,17 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX channels_by_created ON channels (created_at, id);
   CREATE INDEX channels_by_owner ON channels (owner_id, created_at, id);
   `,
+  // 2: server mutes per (channel, user), kept across leave, re-join and restart; purge by age.
+  `
+  CREATE TABLE server_mutes (
+    channel_id TEXT NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX server_mutes_by_user ON server_mutes (user_id);
+  CREATE INDEX users_by_last_seen ON users (last_seen_at, id);
+  `,
 ];
 
 /** `%q%` with LIKE's own wildcards escaped (with `\`), or null for "no filter". */
@@ -83,6 +95,7 @@ interface ChannelRow {
 interface UserQuery {
   q: string | null;
   ids: string | null;
+  excludeIds: string | null;
 }
 interface ChannelQuery {
   q: string | null;
@@ -177,7 +190,13 @@ export class SqliteStore implements Store {
   readonly #deleteChannel;
   readonly #listChannels;
   readonly #countChannels;
+  readonly #muteInsert;
+  readonly #muteDelete;
+  readonly #muteGet;
+  readonly #purgeCandidates;
+  readonly #purgeTx;
   readonly #createUserTx;
+  readonly #createChannelTx;
   readonly #listUsersTx;
   readonly #listChannelsTx;
 
@@ -228,7 +247,8 @@ export class SqliteStore implements Store {
     );
     this.#deleteToken = db.prepare<[string]>('DELETE FROM tokens WHERE hash = ?');
     const userWhere = `(@q IS NULL OR nickname_key LIKE @q ESCAPE '\\')
-      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))`;
+      AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
+      AND (@excludeIds IS NULL OR id NOT IN (SELECT value FROM json_each(@excludeIds)))`;
     this.#listUsers = db.prepare<[UserQuery & Paged], UserRow>(
       `SELECT * FROM users WHERE ${userWhere} ORDER BY created_at, id LIMIT @limit OFFSET @offset`,
     );
@@ -278,6 +298,43 @@ export class SqliteStore implements Store {
       .prepare<[ChannelQuery], number>(`SELECT count(*) FROM channels WHERE ${channelWhere}`)
       .pluck();
 
+    this.#muteInsert = db.prepare<[{ channelId: string; userId: string; at: number }]>(
+      `INSERT INTO server_mutes (channel_id, user_id, created_at)
+       SELECT id, @userId, @at FROM channels WHERE id = @channelId
+       ON CONFLICT DO NOTHING`,
+    );
+    this.#muteDelete = db.prepare<[string, string]>(
+      'DELETE FROM server_mutes WHERE channel_id = ? AND user_id = ?',
+    );
+    this.#muteGet = db
+      .prepare<[string, string], number>('SELECT 1 FROM server_mutes WHERE channel_id = ? AND user_id = ?')
+      .pluck();
+    this.#purgeCandidates = db
+      .prepare<[{ staleBefore: number; keep: string; limit: number }], string>(
+        `SELECT u.id FROM users u
+         WHERE (u.last_seen_at < @staleBefore OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id))
+           AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.owner_id = u.id)
+           AND u.id NOT IN (SELECT value FROM json_each(@keep))
+         ORDER BY u.last_seen_at, u.id
+         LIMIT @limit`,
+      )
+      .pluck();
+    const deleteUsers = db.prepare<[string]>(
+      'DELETE FROM users WHERE id IN (SELECT value FROM json_each(?))',
+    );
+    const deleteMutes = db.prepare<[string]>(
+      'DELETE FROM server_mutes WHERE user_id IN (SELECT value FROM json_each(?))',
+    );
+    this.#purgeTx = db.transaction(
+      (staleBefore: number, keep: readonly UserId[], limit: number): UserId[] => {
+        const ids = this.#purgeCandidates.all({ staleBefore, keep: JSON.stringify(keep), limit });
+        if (ids.length === 0) return [];
+        const json = JSON.stringify(ids);
+        deleteMutes.run(json);
+        deleteUsers.run(json); // tokens go with them (ON DELETE CASCADE)
+        return ids.map(asUserId);
+      },
+    );
     this.#createUserTx = db.transaction((user: StoredUser, tokenHash: string) => {
       this.#insertUser.run({
         id: user.id,
@@ -289,6 +346,10 @@ export class SqliteStore implements Store {
       });
       this.#insertToken.run(tokenHash, user.id, user.createdAt);
     });
+    // The caps' counts and the insert in one transaction: concurrent creations cannot overshoot.
+    this.#createChannelTx = db.transaction((channel: StoredChannel, caps: ChannelCaps | undefined) =>
+      this.#createChannelSync(channel, caps),
+    );
     // Items and total read in one transaction, so they agree with each other.
     this.#listUsersTx = db.transaction((query: UserQuery, page: Page): PageResult<StoredUser> => {
       const items = this.#listUsers.all({ ...query, limit: page.limit, offset: page.offset }).map(toUser);
@@ -318,7 +379,12 @@ export class SqliteStore implements Store {
   }
 
   #wrap(what: string, err: unknown): Error {
-    if (err instanceof TypeError || err instanceof StoreError || err instanceof ChannelNameTakenError)
+    if (
+      err instanceof TypeError ||
+      err instanceof StoreError ||
+      err instanceof ChannelNameTakenError ||
+      err instanceof ChannelLimitError
+    )
       return err;
     const message = err instanceof Error ? err.message : String(err);
     return new StoreError(`${what}: ${message}`, { cause: err });
@@ -370,30 +436,39 @@ export class SqliteStore implements Store {
       const query: UserQuery = {
         q: likePattern(filter.q),
         ids: filter.ids === undefined ? null : JSON.stringify(filter.ids),
+        excludeIds: filter.excludeIds === undefined ? null : JSON.stringify(filter.excludeIds),
       };
       return this.#listUsersTx(query, page);
     });
   }
 
-  createChannel(channel: StoredChannel): Promise<void> {
-    return this.#run('createChannel', () => {
-      try {
-        this.#insertChannel.run({
-          id: channel.id,
-          name: channel.name,
-          name_key: foldKey(channel.name),
-          user_limit: channel.userLimit,
-          owner_id: channel.ownerId,
-          password_hash: channel.passwordHash,
-          voice: JSON.stringify(channel.voice),
-          created_at: channel.createdAt,
-          updated_at: channel.updatedAt,
-        });
-      } catch (err) {
-        if (isChannelNameConflict(err)) throw new ChannelNameTakenError(channel.name);
-        throw err;
-      }
-    });
+  createChannel(channel: StoredChannel, caps?: ChannelCaps): Promise<void> {
+    return this.#run('createChannel', () => this.#createChannelTx(channel, caps));
+  }
+
+  #createChannelSync(channel: StoredChannel, caps: ChannelCaps | undefined): void {
+    if (caps) {
+      if ((this.#countChannels.get({ q: null, ownerId: null }) ?? 0) >= caps.maxTotal)
+        throw new ChannelLimitError(`this server allows at most ${caps.maxTotal} channels`);
+      if ((this.#countChannels.get({ q: null, ownerId: channel.ownerId }) ?? 0) >= caps.maxPerOwner)
+        throw new ChannelLimitError(`one user may own at most ${caps.maxPerOwner} channels`);
+    }
+    try {
+      this.#insertChannel.run({
+        id: channel.id,
+        name: channel.name,
+        name_key: foldKey(channel.name),
+        user_limit: channel.userLimit,
+        owner_id: channel.ownerId,
+        password_hash: channel.passwordHash,
+        voice: JSON.stringify(channel.voice),
+        created_at: channel.createdAt,
+        updated_at: channel.updatedAt,
+      });
+    } catch (err) {
+      if (isChannelNameConflict(err)) throw new ChannelNameTakenError(channel.name);
+      throw err;
+    }
   }
 
   getChannel(id: ChannelId): Promise<StoredChannel | null> {
@@ -436,7 +511,36 @@ export class SqliteStore implements Store {
     });
   }
 
+  setServerMute(channelId: ChannelId, userId: UserId, muted: boolean, at: number): Promise<void> {
+    return this.#run('setServerMute', () => {
+      if (muted) this.#muteInsert.run({ channelId, userId, at });
+      else this.#muteDelete.run(channelId, userId);
+    });
+  }
+
+  isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean> {
+    return this.#run('isServerMuted', () => this.#muteGet.get(channelId, userId) !== undefined);
+  }
+
+  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]> {
+    return this.#run('purgeUsers', () => {
+      if (!Number.isSafeInteger(opts.limit) || opts.limit < 0)
+        throw new TypeError('limit must be a non-negative integer');
+      return this.#purgeTx(opts.staleBefore, opts.keep, opts.limit);
+    });
+  }
+
   /** Closes the database (checkpointing the log). Idempotent. */
+  /**
+   * The connection's durability settings, as SQLite reports them. A kill -9 test cannot tell FULL
+   * from OFF (the page cache outlives the process), so the test of power-loss durability reads these.
+   */
+  durability(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
+    const journalMode = String(this.#db.pragma('journal_mode', { simple: true }));
+    const level = Number(this.#db.pragma('synchronous', { simple: true }));
+    return { journalMode, synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF' };
+  }
+
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;

@@ -31,6 +31,8 @@ export interface UserFilter {
   q?: string;
   /** Restrict to these ids (used to filter on presence). */
   ids?: readonly UserId[];
+  /** Leave out these ids (offline is "not online", filtered before paging so `total` is right). */
+  excludeIds?: readonly UserId[];
 }
 export interface ChannelFilter {
   q?: string;
@@ -43,6 +45,11 @@ export interface ChannelPatch {
   passwordHash?: string | null;
   voice?: VoiceSettings;
   updatedAt: number;
+}
+
+export interface ChannelCaps {
+  maxTotal: number;
+  maxPerOwner: number;
 }
 
 /** Durable state: profiles, tokens and channels. Survives restarts and `kill -9`. */
@@ -59,13 +66,32 @@ export interface Store {
   deleteToken(tokenHash: string): Promise<void>;
   listUsers(filter: UserFilter, page: Page): Promise<PageResult<StoredUser>>;
 
-  /** Throws ChannelNameTakenError when the (case-insensitive) name exists. */
-  createChannel(channel: StoredChannel): Promise<void>;
+  /**
+   * Throws ChannelNameTakenError when the (case-insensitive) name exists. With `caps`, atomically
+   * refuses (ChannelLimitError) when the store already holds `maxTotal` channels or the owner
+   * `maxPerOwner`: concurrent creations never overshoot either cap.
+   */
+  createChannel(channel: StoredChannel, caps?: ChannelCaps): Promise<void>;
   getChannel(id: ChannelId): Promise<StoredChannel | null>;
   /** Throws ChannelNameTakenError when renaming onto an existing name. Null when not found. */
   updateChannel(id: ChannelId, patch: ChannelPatch): Promise<StoredChannel | null>;
+  /** Deletes the channel and its server mutes. */
   deleteChannel(id: ChannelId): Promise<boolean>;
   listChannels(filter: ChannelFilter, page: Page): Promise<PageResult<StoredChannel>>;
+
+  /**
+   * Server mutes belong to a (channel, user) pair and last until lifted, whether or not the user
+   * is in the channel. Setting one on a channel that does not exist is a no-op. Idempotent.
+   */
+  setServerMute(channelId: ChannelId, userId: UserId, muted: boolean, at: number): Promise<void>;
+  isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean>;
+
+  /**
+   * Deletes at most `limit` users (with their tokens and mutes) who can no longer log in (last
+   * seen before `staleBefore`, or holding no token at all), own no channel, and are not in
+   * `keep`. Returns their ids, least recently seen first.
+   */
+  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]>;
 
   close(): Promise<void>;
 }
@@ -111,7 +137,11 @@ export interface SessionDirectory {
    */
   touch(userIds: readonly UserId[]): Promise<UserId[]>;
 
-  /** Claims a nickname for a connected user; false if another online user holds it (case-insensitive). */
+  /**
+   * Claims a nickname for a connected user; false if another online user holds one with the same
+   * `nicknameKey` (protocol: case-folded UTS #39 confusable skeleton, so `аdmin` collides with
+   * `admin`). Every implementation keys claims and releases by `nicknameKey(nickname)`.
+   */
   claimNickname(nickname: string, userId: UserId): Promise<boolean>;
   releaseNickname(nickname: string, userId: UserId): Promise<void>;
   setOnline(userId: UserId, online: boolean): Promise<void>;

@@ -67,6 +67,8 @@ export class VoiceMember {
   readonly minusKey: string;
   readonly ownKey: string;
   active = true;
+  /** Packets of this member waiting in the channel inbox (its per-member quota). */
+  inboxQueued = 0;
 
   constructor(
     readonly endpoint: VoiceEndpoint,
@@ -113,6 +115,8 @@ export interface ChannelStats {
   /** Of the concealed frames, those rebuilt from the next packet's in-band FEC. */
   fecRecovered: number;
   inboxOverflows: number;
+  /** Packets refused because their member already had its quota waiting in the inbox. */
+  inboxOverQuota: number;
   encodes: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
@@ -133,6 +137,8 @@ export interface ChannelStats {
 export interface ChannelCoreOptions {
   /** Bounded inbox (default 512 packets; the oldest is dropped when full). */
   readonly inboxCapacity?: number;
+  /** Packets one member may have waiting in the inbox (default 64; more are refused and counted). */
+  readonly inboxQuota?: number;
   /** Mean tick time above which encoder complexity steps down (default: a tenth of the frame). */
   readonly tickBudgetMs?: number;
 }
@@ -176,6 +182,7 @@ export class ChannelCore {
     concealed: 0,
     fecRecovered: 0,
     inboxOverflows: 0,
+    inboxOverQuota: 0,
     encodes: 0,
     forwarded: 0,
     soloGaps: 0,
@@ -199,7 +206,8 @@ export class ChannelCore {
     options: ChannelCoreOptions = {},
   ) {
     this.frameSamples = (SAMPLE_RATE / 1000) * settings.frameMs;
-    this.inbox = new PacketInbox(options.inboxCapacity ?? 512);
+    const capacity = options.inboxCapacity ?? 512;
+    this.inbox = new PacketInbox(capacity, options.inboxQuota ?? Math.min(64, capacity));
     this.#overuse = new OveruseDetector(settings.complexity, {
       budgetMs: options.tickBudgetMs ?? settings.frameMs / 10,
     });
@@ -362,6 +370,7 @@ export class ChannelCore {
   #drain(): void {
     const inbox = this.inbox;
     this.stats.inboxOverflows = inbox.overflows;
+    this.stats.inboxOverQuota = inbox.overQuota;
     for (let i = inbox.peekIndex(); i >= 0; i = inbox.peekIndex()) {
       const m = inbox.owner[i];
       if (m?.active) {

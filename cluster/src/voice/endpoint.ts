@@ -1,5 +1,12 @@
-import { VoiceCipher, VoiceDirection, createVoiceKey, type Transport } from '@voice/protocol';
+import {
+  VoiceCipher,
+  VoiceDirection,
+  createVoiceKey,
+  type AeadBackend,
+  type Transport,
+} from '@voice/protocol';
 import type { Session } from '../app/sessions.js';
+import type { TokenBucket } from '../ratelimit.js';
 import type { ChannelCore, VoiceMember } from './channel.js';
 
 /**
@@ -9,7 +16,7 @@ import type { ChannelCore, VoiceMember } from './channel.js';
  */
 export class VoiceEndpoint {
   readonly key: Uint8Array = createVoiceKey();
-  readonly cipher = new VoiceCipher(this.key, VoiceDirection.SERVER_TO_CLIENT);
+  readonly cipher: VoiceCipher;
   /** Transport of the latest authenticated packet: where mixes go. */
   transport: Transport = 'none';
   udpAddress = '';
@@ -27,5 +34,10 @@ export class VoiceEndpoint {
     readonly voiceId: number,
     readonly session: Session,
     public channel: ChannelCore,
-  ) {}
+    /** Decryptions this voice id may cost from addresses other than its registered one. */
+    readonly foreign: TokenBucket,
+    aead?: AeadBackend,
+  ) {
+    this.cipher = new VoiceCipher(this.key, VoiceDirection.SERVER_TO_CLIENT, aead);
+  }
 }

@@ -1,13 +1,35 @@
 import { MAX_PAYLOAD_BYTES } from '@voice/protocol';
 
+/** What the inbox needs of a packet's owner: how many of its packets wait in the ring. */
+export interface InboxOwner {
+  inboxQueued: number;
+}
+
+/** Outcome of `PacketInbox.push`. */
+export const InboxPush = {
+  /** Queued. */
+  QUEUED: 0,
+  /** Queued, after dropping the oldest packet in the ring (the ring was full). */
+  OVERFLOW: 1,
+  /** Not queued: this owner already has its quota of packets waiting. */
+  OVER_QUOTA: 2,
+} as const;
+export type InboxPush = (typeof InboxPush)[keyof typeof InboxPush];
+
 /**
  * The channel actor's bounded audio mailbox: a ring of preallocated slots the UDP ingress copies
  * decrypted Opus payloads into. nact mailboxes are unbounded and a nact message per packet would
- * allocate, so audio takes this path and the actor drains it at the start of each tick. When full,
- * the oldest packet is overwritten (and counted): under overload fresh audio beats stale audio.
+ * allocate, so audio takes this path and the actor drains it at the start of each tick.
+ *
+ * Two bounds: each owner (member) may have at most `quota` packets waiting, so one member's burst
+ * or flood cannot push out everyone else's (its newest packets are refused and counted instead);
+ * and when the whole ring is full, the oldest packet is overwritten (and counted): under general
+ * overload fresh audio beats stale audio. A member sends one packet per frame and the ring is
+ * drained every frame, so a member over quota is sending far faster than it should.
  */
-export class PacketInbox<M> {
+export class PacketInbox<M extends InboxOwner> {
   readonly capacity: number;
+  readonly quota: number;
   readonly data: Uint8Array;
   readonly length: Uint16Array;
   readonly seq: Uint32Array;
@@ -18,12 +40,18 @@ export class PacketInbox<M> {
   readonly views: Uint8Array[];
   #head = 0;
   #count = 0;
+  /** Packets dropped because the ring was full. */
   overflows = 0;
+  /** Packets refused because their owner was over its quota. */
+  overQuota = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, quota: number = capacity) {
     if (!Number.isInteger(capacity) || capacity < 1)
       throw new TypeError('capacity must be a positive integer');
+    if (!Number.isInteger(quota) || quota < 1 || quota > capacity)
+      throw new TypeError('quota must be an integer in 1..capacity');
     this.capacity = capacity;
+    this.quota = quota;
     this.data = new Uint8Array(capacity * MAX_PAYLOAD_BYTES);
     this.length = new Uint16Array(capacity);
     this.seq = new Uint32Array(capacity);
@@ -39,14 +67,17 @@ export class PacketInbox<M> {
     return this.#count;
   }
 
-  /** Copies one payload in. Returns false when an older packet had to be dropped to make room. */
-  push(owner: M, seq: number, arrival: number, flags: number, payload: Uint8Array, len: number): boolean {
-    let dropped = false;
+  /** Copies one payload in, unless its owner is over quota; see InboxPush. */
+  push(owner: M, seq: number, arrival: number, flags: number, payload: Uint8Array, len: number): InboxPush {
+    if (owner.inboxQueued >= this.quota) {
+      this.overQuota++;
+      return InboxPush.OVER_QUOTA;
+    }
+    let result: InboxPush = InboxPush.QUEUED;
     if (this.#count === this.capacity) {
-      this.#head = (this.#head + 1) % this.capacity;
-      this.#count--;
+      this.shift();
       this.overflows++;
-      dropped = true;
+      result = InboxPush.OVERFLOW;
     }
     const i = (this.#head + this.#count) % this.capacity;
     const view = this.views[i]!;
@@ -56,8 +87,9 @@ export class PacketInbox<M> {
     this.arrival[i] = arrival;
     this.flags[i] = flags;
     this.owner[i] = owner;
+    owner.inboxQueued++;
     this.#count++;
-    return !dropped;
+    return result;
   }
 
   /** Index of the oldest packet, or -1 when empty; call `shift()` after reading it. */
@@ -66,13 +98,14 @@ export class PacketInbox<M> {
   }
   shift(): void {
     if (this.#count === 0) return;
+    const o = this.owner[this.#head];
+    if (o) o.inboxQueued--;
     this.owner[this.#head] = null;
     this.#head = (this.#head + 1) % this.capacity;
     this.#count--;
   }
   clear(): void {
-    this.owner.fill(null);
+    while (this.#count > 0) this.shift();
     this.#head = 0;
-    this.#count = 0;
   }
 }

@@ -48,7 +48,16 @@ export class TickScheduler {
       maxLatePeriods: this.slotCount,
       wake: this.wake,
       unref: true,
-    }).start();
+      // Wake only for phases that have channels: one channel costs 1/frame wake-ups, not slots/frame.
+      activePeriod: this.slotCount,
+    });
+    for (let i = 0; i < this.slotCount; i++) if (this.#slots[i]!.length > 0) this.#ticker.setActive(i, true);
+    this.#ticker.start();
+  }
+
+  /** Keeps the clock's idea of which phases have work in step with the slots. */
+  #changed(slot: number): void {
+    this.#ticker?.setActive(slot, this.#slots[slot]!.length > 0);
   }
 
   #stopClock(): void {
@@ -73,6 +82,7 @@ export class TickScheduler {
     this.#slots[best]!.push(task);
     this.#size++;
     if (this.#size === 1) this.#startClock();
+    else this.#changed(best);
     let current = best;
     let removed = false;
     return {
@@ -95,8 +105,10 @@ export class TickScheduler {
         const from = this.#slots[current]!;
         const i = from.indexOf(task);
         if (i >= 0) from.splice(i, 1);
+        this.#changed(current);
         current = (((current - slots) % this.slotCount) + this.slotCount) % this.slotCount;
         this.#slots[current]!.push(task);
+        this.#changed(current);
         return slots;
       },
       remove: () => {
@@ -106,6 +118,7 @@ export class TickScheduler {
         const i = slot.indexOf(task);
         if (i >= 0) slot.splice(i, 1);
         if (--this.#size === 0) this.#stopClock();
+        else this.#changed(current);
       },
     };
   }

@@ -1,1 +1,0 @@
-export { foldKey as nicknameKey } from './values.js';

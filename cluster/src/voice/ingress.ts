@@ -1,0 +1,101 @@
+import {
+  ACK_BODY_BYTES,
+  MAX_PACKET_BYTES,
+  MAX_PAYLOAD_BYTES,
+  VoicePacketType,
+  ackFor,
+  readTimeBody,
+  writeAckBody,
+  type VoiceHeader,
+} from '@voice/protocol';
+import type { Session } from '../app/sessions.js';
+import type { VoiceAuth } from './auth.js';
+import type { VoiceCounters } from './counters.js';
+import { InboxPush } from './inbox.js';
+import type { VoiceTransports } from './transport.js';
+
+/**
+ * Ingress: one incoming voice packet, from UDP or the WebSocket fallback. Authenticates it, follows
+ * the sender's address and transport, then copies audio into the channel's inbox or answers a
+ * hello/heartbeat. Preallocated buffers only: nothing is allocated per packet.
+ */
+export class VoiceIngress {
+  readonly #header: VoiceHeader = { type: 1, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 };
+  readonly #plain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  readonly #ackBody = new Uint8Array(ACK_BODY_BYTES);
+  readonly #ackPacket = new Uint8Array(MAX_PACKET_BYTES);
+
+  constructor(
+    private readonly auth: VoiceAuth,
+    private readonly transports: VoiceTransports,
+    private readonly counters: VoiceCounters,
+  ) {}
+
+  /** A UDP datagram. */
+  readonly onDatagram = (msg: Uint8Array, address: string, port: number): void => {
+    this.receive(msg, address, port);
+  };
+
+  /** One incoming voice packet, from UDP (address set) or the WebSocket fallback (address null). */
+  receive(msg: Uint8Array, address: string | null, port: number, wsSession?: Session): void {
+    const c = this.counters;
+    c.packetsIn++;
+    c.bytesIn += msg.byteLength;
+    const h = this.#header;
+    const opened = this.auth.open(msg, address, port, wsSession, this.#plain, h);
+    if (opened === null) return;
+    const { ep, length: r, fromRegistered } = opened;
+    const now = performance.now();
+    // Only an authenticated packet may move the session's address (NAT rebinding) or transport.
+    if (address === null) {
+      if (ep.transport !== 'ws') this.transports.setTransport(ep, 'ws');
+    } else if (!fromRegistered || ep.transport !== 'udp') {
+      if (ep.udpAddress !== '' && !fromRegistered) c.rebinds++;
+      ep.udpAddress = address;
+      ep.udpPort = port;
+      this.transports.setTransport(ep, 'udp');
+    }
+    switch (h.type) {
+      case VoicePacketType.AUDIO: {
+        const m = ep.member;
+        if (!m) {
+          c.drops.not_in_channel++;
+          return;
+        }
+        if (!m.heard) {
+          c.drops.muted++;
+          return;
+        }
+        // Playout order follows the media timestamp (samples), not the packet sequence, which
+        // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
+        // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
+        ep.tsExt = ep.tsExt < 0 ? h.timestamp : ep.tsExt + ((h.timestamp - ep.tsRaw) | 0);
+        ep.tsRaw = h.timestamp;
+        const frame = Math.floor(ep.tsExt / ep.channel.frameSamples) >>> 0;
+        const pushed = ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r);
+        if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
+        else if (pushed === InboxPush.OVER_QUOTA) c.drops.inbox_quota++;
+        return;
+      }
+      case VoicePacketType.HELLO:
+      case VoicePacketType.HEARTBEAT: {
+        const sentAt = readTimeBody(this.#plain, r);
+        if (sentAt === null) {
+          c.drops.TOO_SHORT++;
+          return;
+        }
+        writeAckBody(this.#ackBody, 0, ackFor(sentAt, ep.cipher.replay));
+        h.type = h.type === VoicePacketType.HELLO ? VoicePacketType.HELLO_ACK : VoicePacketType.HEARTBEAT_ACK;
+        h.flags = 0;
+        h.voiceId = ep.voiceId;
+        h.sequence = ep.cipher.nextSequence;
+        h.timestamp = Date.now() >>> 0;
+        const n = ep.cipher.seal(h, this.#ackBody, this.#ackPacket);
+        this.transports.send(ep, this.#ackPacket, n);
+        return;
+      }
+      default:
+        c.drops.unexpected_type++;
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Histogram } from '@voice/media';
+import type { ChannelId } from '@voice/protocol';
+import type { ChannelCore } from './channel.js';
+import type { VoiceCounters } from './counters.js';
+
+/** One channel's figures, for /metrics and benchmarks. */
+export interface ChannelFigures {
+  id: ChannelId;
+  core: ChannelCore;
+  ticksSkipped: number;
+  lateness: Histogram;
+  /** The channel's clock alone (wake-up lateness, before any channel work). */
+  clock: { p50: number; p99: number };
+}
+
+/** What the metrics read from the voice plane, at scrape time. */
+export interface VoiceFigures {
+  readonly counters: VoiceCounters;
+  channelStats(): ChannelFigures[];
+}
+
+/** Per-channel gauges: name, help, how to read it from a channel's figures. */
+const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) => number])[] = [
+  ['voice_channel_members', 'Members in the channel actor', (s) => s.core.stats.members],
+  ['voice_channel_speakers', 'Members mixed as speakers in the last tick', (s) => s.core.stats.speakers],
+  ['voice_channel_packets_in', 'Packets accepted into jitter buffers', (s) => s.core.stats.packetsIn],
+  ['voice_channel_packets_out', 'Mixed packets sent', (s) => s.core.stats.packetsOut],
+  ['voice_channel_late', 'Packets that arrived after their turn', (s) => s.core.stats.late],
+  ['voice_channel_concealed', 'Frames concealed (loss)', (s) => s.core.stats.concealed],
+  [
+    'voice_channel_fec_recovered',
+    'Concealed frames rebuilt from in-band FEC',
+    (s) => s.core.stats.fecRecovered,
+  ],
+  [
+    'voice_channel_inbox_overflows',
+    'Packets dropped because the actor inbox was full',
+    (s) => s.core.stats.inboxOverflows,
+  ],
+  [
+    'voice_channel_inbox_over_quota',
+    'Packets refused because their member already had its quota waiting in the inbox',
+    (s) => s.core.stats.inboxOverQuota,
+  ],
+  [
+    'voice_channel_buffer_frames',
+    'Deepest member jitter buffer, frames',
+    (s) => s.core.stats.bufferFramesMax,
+  ],
+  ['voice_channel_encodes', 'Opus encodes (one per distinct mix per tick)', (s) => s.core.stats.encodes],
+  [
+    'voice_channel_ticks_skipped',
+    'Ticks skipped because the previous one was still queued',
+    (s) => s.ticksSkipped,
+  ],
+  ['voice_channel_tick_lateness_p50_ms', 'Tick due to actor start, p50', (s) => s.lateness.percentile(50)],
+  ['voice_channel_tick_lateness_p99_ms', 'Tick due to actor start, p99', (s) => s.lateness.percentile(99)],
+  [
+    'voice_channel_tick_p99_us',
+    'Tick duration (inbox to last send), p99',
+    (s) => s.core.stats.tickUs.percentile(99),
+  ],
+  [
+    'voice_channel_complexity',
+    'Encoder complexity in use (below the setting while over the CPU budget)',
+    (s) => s.core.stats.complexity,
+  ],
+  [
+    'voice_channel_cpu_adaptations',
+    'Times the channel lowered its encoder complexity for CPU overuse',
+    (s) => s.core.stats.cpuAdaptations,
+  ],
+  ['voice_channel_decode_p50_us', 'Opus decode time p50', (s) => s.core.stats.decodeUs.percentile(50)],
+  ['voice_channel_encode_p50_us', 'Opus encode time p50', (s) => s.core.stats.encodeUs.percentile(50)],
+  ['voice_channel_encode_p99_us', 'Opus encode time p99', (s) => s.core.stats.encodeUs.percentile(99)],
+  [
+    'voice_channel_hold_p50_ms',
+    'Server-added delay p50: packet arrival to mix sent',
+    (s) => s.core.stats.holdMs.percentile(50),
+  ],
+  ['voice_channel_hold_p99_ms', 'Server-added delay p99', (s) => s.core.stats.holdMs.percentile(99)],
+];
+
+/** Exposes the packet-path counters and per-channel figures on the node's registry, read at scrape time. */
+export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): void {
+  const c = plane.counters;
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  counter(
+    'voice_udp_packets_in_total',
+    'Voice packets received (UDP and WebSocket fallback)',
+    () => c.packetsIn,
+  );
+  counter('voice_packets_out_total', 'Voice packets sent', () => c.packetsOut);
+  counter('voice_bytes_in_total', 'Voice bytes received', () => c.bytesIn);
+  counter('voice_bytes_out_total', 'Voice bytes sent', () => c.bytesOut);
+  counter(
+    'voice_address_rebinds_total',
+    'Authenticated source address changes (NAT rebinding)',
+    () => c.rebinds,
+  );
+  counter(
+    'voice_send_errors_total',
+    'Voice sends that failed or were dropped by backpressure',
+    () => c.sendErrors,
+  );
+  new Counter({
+    name: 'voice_packets_dropped_total',
+    help: 'Incoming voice packets dropped, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(c.drops)) if (n > 0) this.inc({ reason }, n);
+    },
+  });
+  const perChannel = (name: string, help: string, read: (s: ChannelFigures) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['channel'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of plane.channelStats()) this.set({ channel: s.id }, read(s));
+      },
+    });
+  for (const [name, help, read] of CHANNEL_GAUGES) perChannel(name, help, read);
+}

@@ -1,0 +1,48 @@
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+
+/** What the UDP socket hands each datagram to. */
+export type DatagramHandler = (msg: Buffer, address: string, port: number) => void;
+
+/**
+ * The node's voice UDP socket: one socket for ingress and egress, bound once at start-up.
+ * It knows nothing of the voice protocol; the ingress and the transports give it meaning.
+ */
+export class VoiceSocket {
+  readonly #socket: Socket;
+  #closed = false;
+  port = 0;
+
+  constructor(onDatagram: DatagramHandler, onError: (err: Error) => void) {
+    this.#socket = createSocket({ type: 'udp4', recvBufferSize: 1 << 22, sendBufferSize: 1 << 22 });
+    this.#socket.on('message', (msg: Buffer, rinfo: RemoteInfo) =>
+      onDatagram(msg, rinfo.address, rinfo.port),
+    );
+    this.#socket.on('error', onError);
+  }
+
+  /** Binds the socket; `port` 0 picks a free one (read it from `port` afterwards). */
+  async bind(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#socket.once('error', reject);
+      this.#socket.bind(port, host, () => {
+        this.#socket.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = this.#socket.address().port;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  send(buf: Buffer, length: number, port: number, address: string, done: (err: Error | null) => void): void {
+    this.#socket.send(buf, 0, length, port, address, done);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+  }
+}

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { KeyedRateLimiter } from '../src/ratelimit.js';
+
+// Rate so low that a drained bucket stays drained for the test: take() is then true exactly when
+// the key had no bucket (new, or evicted), which makes eviction observable from outside.
+const FROZEN = 1e-9;
+
+describe('KeyedRateLimiter', () => {
+  it('evicts the least recently used key, not the first inserted', () => {
+    const l = new KeyedRateLimiter(FROZEN, 1, 2);
+    expect(l.take('a', 0)).toBe(true);
+    expect(l.take('b', 1)).toBe(true);
+    expect(l.take('a', 2)).toBe(false); // a is drained, and now the most recently used
+    expect(l.take('c', 3)).toBe(true); // full: evicts b (least recently used)
+    expect(l.take('a', 4)).toBe(false); // a kept its drained bucket
+    expect(l.take('b', 5)).toBe(true); // b was forgotten: a fresh bucket
+    expect(l.size).toBe(2);
+  });
+
+  it('matches a reference LRU model on any sequence of keys', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 200 }),
+        (maxKeys, keys) => {
+          const l = new KeyedRateLimiter(FROZEN, 1, maxKeys);
+          const lru: number[] = []; // least recently used first
+          keys.forEach((k, t) => {
+            const i = lru.indexOf(k);
+            const known = i >= 0;
+            if (known) lru.splice(i, 1);
+            else if (lru.length === maxKeys) lru.shift();
+            lru.push(k);
+            expect(l.take(String(k), t)).toBe(!known);
+          });
+          expect(l.size).toBe(lru.length);
+        },
+      ),
+      { seed: 7, numRuns: 300 },
+    );
+  });
+
+  it('sweeps idle buckets from the old end, stops at the first in use, and honours the limit', () => {
+    // rate 10/s, burst 10: a bucket idle for over 1 s has refilled and can be forgotten.
+    const l = new KeyedRateLimiter(10, 10, 100);
+    for (let i = 0; i < 5; i++) l.take(`old${i}`, 0);
+    l.take('recent', 900);
+    l.take('old0', 950); // touched: no longer at the old end
+    expect(l.sweep(1500, 2)).toBe(2); // old1, old2 (limit 2)
+    expect(l.size).toBe(4);
+    expect(l.sweep(1500)).toBe(2); // old3, old4; stops at 'recent' (idle 600 ms)
+    expect(l.size).toBe(2);
+    expect(l.sweep(2000)).toBe(2); // both idle over 1 s now
+    expect(l.size).toBe(0);
+  });
+
+  it('rejects a bad size', () => {
+    expect(() => new KeyedRateLimiter(1, 1, 0)).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,106 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Channel, User } from '@voice/protocol';
+import { RequestError, RestClient } from '@voice/client';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
+import { errorCode as code } from '../../test-support/errors.js';
+
+/** One user must not be able to fill the server: per-user channel caps, creation rates, user purge. */
+
+const servers: TestServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+});
+async function server(overrides: Parameters<typeof startTestServer>[0]): Promise<TestServer> {
+  const s = await startTestServer({ ...overrides, limits: { loginBurst: 100, ...overrides?.limits } });
+  servers.push(s);
+  return s;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('channel caps per user', () => {
+  it('one user stops at its own cap, and everyone else can still create', async () => {
+    const srv = await server({ limits: { maxChannels: 8, channelsPerUser: 3, channelCreateBurst: 100 } });
+    const hog = await srv.user('hog');
+    for (let i = 0; i < 3; i++) await hog.ws.request('channel.create', { name: `hog${i}` });
+    expect(await code(hog.ws.request('channel.create', { name: 'hog3' }))).toBe('FORBIDDEN');
+    // Concurrent attempts do not slip past the cap either.
+    const burst = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => hog.ws.request('channel.create', { name: `burst${i}` })),
+    );
+    expect(burst.every((r) => r.status === 'rejected')).toBe(true);
+    const other = await srv.user('other');
+    await other.ws.request('channel.create', { name: 'mine' });
+    // Deleting one frees a place.
+    const list = (await hog.ws.request('channel.list', {})).channels.filter(
+      (c: Channel) => c.ownerId === hog.ws.welcome.user.id,
+    );
+    expect(list).toHaveLength(3);
+    await hog.ws.request('channel.delete', { channelId: list[0]!.id });
+    await hog.ws.request('channel.create', { name: 'hog-again' });
+    // The server's total still binds everyone (the admin included): 3 + 1 + 4 = 8.
+    for (let i = 0; i < 3; i++)
+      await (await srv.user(`filler${i}`)).ws.request('channel.create', { name: `f${i}` });
+    const admin = await srv.user('root', { admin: true });
+    await admin.ws.request('channel.create', { name: 'admin-1' });
+    expect(await code(admin.ws.request('channel.create', { name: 'admin-2' }))).toBe('FORBIDDEN');
+  });
+
+  it('creation is rate-limited per user, with retryAfterMs over WebSocket and Retry-After over REST', async () => {
+    const srv = await server({ limits: { channelCreatesPerMinute: 60, channelCreateBurst: 2 } });
+    const fast = await srv.user('fast');
+    await fast.ws.request('channel.create', { name: 'one' });
+    await fast.ws.request('channel.create', { name: 'two' });
+    const err = await fast.ws.request('channel.create', { name: 'three' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RequestError);
+    expect((err as RequestError).code).toBe('RATE_LIMITED');
+    expect((err as RequestError).retryAfterMs).toBe(1000);
+    // REST shares the user's bucket: the same refusal, with the header.
+    const res = await fetch(`${srv.url}/api/v1/channels`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${fast.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'three' }),
+    });
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.json()).toMatchObject({ error: { code: 'RATE_LIMITED', retryAfterMs: 1000 } });
+    // Another user is not affected, and the first one may create again after the wait.
+    await (await srv.user('slow')).ws.request('channel.create', { name: 'three' });
+    await sleep(1050);
+    await fast.ws.request('channel.create', { name: 'four' });
+  });
+});
+
+describe('user purge', () => {
+  it('deletes users who hold no valid token and own nothing, on its timer; keeps owners and the connected', async () => {
+    const srv = await server({ userPurge: { intervalMs: 1_000, batch: 50 } });
+    const admin = new RestClient(srv.url, ADMIN_TOKEN);
+    const total = async () =>
+      (await admin.call<{ total: number }>('GET', '/api/v1/admin/users?limit=1')).total;
+    const before = await total();
+
+    // A log-in flood whose users log out again: the rows must not stay.
+    const gone: User[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = srv.rest();
+      gone.push((await c.login(`drive-by-${i}`)).user);
+      await c.call('POST', '/api/v1/logout');
+    }
+    // An owner who logged out keeps its account (its channel points to it); a connected user too.
+    const owner = srv.rest();
+    await owner.login('owner-leaves');
+    const ch = await owner.createChannel({ name: 'Left behind' });
+    await owner.call('POST', '/api/v1/logout');
+    const online = await srv.user('still-here');
+    expect(await total()).toBe(before + 22);
+
+    const deadline = Date.now() + 5_000;
+    while ((await total()) > before + 2 && Date.now() < deadline) await sleep(100);
+    expect(await total()).toBe(before + 2);
+    for (const u of gone) expect(await code(admin.call('GET', `/api/v1/users/${u.id}`))).toBe('NOT_FOUND');
+    expect((await admin.call<{ user: User }>('GET', `/api/v1/users/${ch.ownerId}`)).user.nickname).toBe(
+      'owner-leaves',
+    );
+    expect((await online.ws.request('ping', { ts: 1 })).ts).toBe(1);
+    expect(await srv.ctx.metrics.value('voice_users_purged_total')).toBe(20);
+  });
+});

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { ToneSource, VoiceClient } from '../../client/src/index.js';
 import { launchCluster, type LaunchedCluster } from '../../deploy/cluster/launcher.js';
-import { medianToneDbfs } from '../../test-support/audio.js';
+import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { freePort, freeUdpPort } from '../../test-support/server.js';
 
 /*
@@ -89,6 +89,91 @@ describe('three server processes over one Redis (the launcher)', () => {
             expect(level, `bot ${i} hears ${hz} Hz`).toBeLessThan(-17);
           }
         }
+      }
+    },
+  );
+
+  it(
+    'kill -9 of the owner: members follow the new owner within 3 s, keeping channel, seats, mute and volume',
+    { timeout: 90_000 },
+    async () => {
+      const own = await launchCluster({
+        nodes: 3,
+        redisPort: await freePort(),
+        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
+        logLevel: 'warn',
+      });
+      const mine: VoiceClient[] = [];
+      try {
+        const [n1, n2, n3] = own.nodes;
+        const connect = async (url: string, nickname: string, create = false) => {
+          const c = await VoiceClient.connect({
+            server: url,
+            nickname,
+            opus,
+            heartbeatMs: 500,
+            helloRetryMs: 200,
+            channel: 'Fail',
+            create,
+          });
+          mine.push(c);
+          return c;
+        };
+        // WebSockets on processes 2 and 3; the channel goes to the least-loaded node, process 1.
+        const a = await connect(n2!.url, 'fa', true);
+        const b = await connect(n3!.url, 'fb');
+        const c = await connect(n2!.url, 'fc');
+        const all = [a, b, c];
+        await Promise.all(all.map((x) => x.waitReady(5000)));
+        for (const x of all) expect(x.binding!.udpPort).toBe(n1!.udpPort);
+        await a.signaling.request('voice.serverMute', { userId: c.user.id, muted: true });
+        await b.setVolume(a.user.id, 50);
+        const [A, B, C] = TONES;
+        all.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+        await sleep(800);
+        for (const x of all) x.clearRecording();
+        await sleep(1100);
+        const levels = () => ({
+          bHearsA: medianToneDbfs(b.recording().samples, A, 1000),
+          aHearsB: medianToneDbfs(a.recording().samples, B, 1000),
+          aHearsC: medianToneDbfs(a.recording().samples, C, 1000),
+          bHearsC: medianToneDbfs(b.recording().samples, C, 1000),
+        });
+        const before = levels();
+        expect(before.aHearsB).toBeGreaterThan(-23);
+        expect(before.bHearsA).toBeLessThan(before.aHearsB - 3); // b hears a at volume 50
+        expect(before.aHearsC).toBeLessThan(-50); // c is server-muted
+        expect(before.bHearsC).toBeLessThan(-50);
+
+        const moved = all.map((x) => x.signaling.waitFor('voice.moved', () => true, 10_000));
+        const at = all.map((x) => x.recording().samples.length);
+        n1!.process.kill('SIGKILL');
+        await Promise.all(moved);
+        await sleep(1500);
+        for (const x of all) expect(x.binding!.udpPort).not.toBe(n1!.udpPort);
+        const gapA = longestGapMs(b.recording().samples, A, at[1]!, -45);
+        const gapB = longestGapMs(a.recording().samples, B, at[0]!, -40);
+        console.log(`failover gap heard: ${gapA} ms (b hears a), ${gapB} ms (a hears b)`);
+        expect(gapA).toBeLessThan(3000);
+        expect(gapB).toBeLessThan(3000);
+
+        // Nothing lost: the same channel and members, the server mute, the volume.
+        for (const x of all) x.clearRecording();
+        await sleep(1100);
+        const after = levels();
+        expect(after.aHearsB).toBeGreaterThan(-23);
+        expect(Math.abs(after.bHearsA - before.bHearsA)).toBeLessThan(3);
+        expect(after.aHearsC).toBeLessThan(-50);
+        expect(after.bHearsC).toBeLessThan(-50);
+        const members = await b.signaling.request('channel.members', { channelId: b.channel!.id });
+        expect(members.members.map((m: { nickname: string }) => m.nickname).sort()).toEqual([
+          'fa',
+          'fb',
+          'fc',
+        ]);
+      } finally {
+        for (const x of mine) await x.close();
+        await own.stop();
       }
     },
   );

@@ -407,6 +407,9 @@ export class SessionManager {
       case 'member.transport':
         await this.setTransport(s, (args as { transport: Transport }).transport);
         return null;
+      case 'member.moved':
+        await this.voiceMoved(s);
+        return null;
       case 'member.serverMute': {
         const m = args as { channelId: ChannelId; muted: boolean };
         if (s.channelId !== m.channelId)
@@ -416,6 +419,18 @@ export class SessionManager {
       default:
         throw new ProtocolError('UNKNOWN_TYPE', `unknown node request ${op}`);
     }
+  }
+
+  /**
+   * The session's channel moved to another node (failover, takeover, drain): a new binding there
+   * (fresh key and voice id), pushed to the client, which switches without user action.
+   */
+  async voiceMoved(s: Session): Promise<void> {
+    if (!s.channelId || s.closed) return;
+    const channelId = s.channelId;
+    await this.#rebind(s, await this.channels.get(channelId));
+    if (s.channelId === channelId && s.voice) s.conn?.send({ t: 'voice.moved', channelId, voice: s.voice });
+    await this.#publishMember(s);
   }
 
   /** Called by the voice plane when voice activity starts or stops. */

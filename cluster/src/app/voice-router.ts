@@ -40,6 +40,8 @@ interface AttachArgs {
 /** What the router needs of the session layer on this node (requests addressed to its sessions). */
 export interface SessionPort {
   setTransport(s: Session, t: Transport): Promise<void>;
+  /** The channel of `s` (a session of this node) moved to another owner: rebind and tell the client. */
+  voiceMoved(s: Session): Promise<void>;
   /** Applies a request that names a user connected to this node (`member.*` ops). */
   handleMemberRequest(op: string, args: unknown): Promise<unknown>;
 }
@@ -80,6 +82,8 @@ export class ChannelRouter implements VoiceRouter {
   /** Members voiced here whose signaling is on another node. */
   readonly #shadows = new Map<UserId, Session>();
   readonly #timer: NodeJS.Timeout;
+  readonly #watch: NodeJS.Timeout;
+  #watching = false;
   readonly #unhandle: () => void;
   readonly #me: string;
   #draining = false;
@@ -98,6 +102,53 @@ export class ChannelRouter implements VoiceRouter {
     this.#unhandle = routing.requests.handle((op, args, from) => this.#handle(op, args, from));
     this.#timer = setInterval(() => void this.#periodic(), ctx.config.cluster.announceMs);
     this.#timer.unref();
+    // Members follow their channel's lease: a quarter of its TTL bounds how late a takeover is seen.
+    this.#watch = setInterval(
+      () => void this.#followOwners(),
+      Math.max(100, Math.floor(ctx.config.cluster.leaseTtlMs / 4)),
+    );
+    this.#watch.unref();
+  }
+
+  /**
+   * For each channel whose voice this node's sessions send elsewhere: if its lease is gone (the
+   * owner died) or held by another node (taken over), rebind those sessions to the owner now (the
+   * least-loaded live node takes a channel nobody holds). One GET per such channel per period.
+   */
+  async #followOwners(): Promise<void> {
+    if (this.#watching || this.#closed || this.#placed.size === 0) return;
+    this.#watching = true;
+    try {
+      const byChannel = new Map<ChannelId, { owner: string; sessions: Session[] }>();
+      for (const [s, owner] of this.#placed) {
+        if (!s.channelId) continue;
+        const e = byChannel.get(s.channelId);
+        if (e) e.sessions.push(s);
+        else byChannel.set(s.channelId, { owner, sessions: [s] });
+      }
+      for (const [id, e] of byChannel) {
+        const holder = await this.routing.leases.holder(resourceOf(id));
+        if (holder?.nodeId === e.owner) continue;
+        this.ctx.log.warn(
+          { channel: id, was: e.owner, now: holder?.nodeId ?? null },
+          'channel owner changed: moving its members',
+        );
+        for (const s of e.sessions) await this.#move(s);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'checking channel owners failed; retrying next period');
+    } finally {
+      this.#watching = false;
+    }
+  }
+
+  async #move(s: Session): Promise<void> {
+    try {
+      if (s.remoteNode === null) await this.sessions.voiceMoved(s);
+      else await this.routing.requests.request(s.remoteNode, 'member.moved', { userId: s.userId });
+    } catch (err) {
+      this.ctx.log.warn({ err, user: s.userId }, 'moving a member to the new owner failed');
+    }
   }
 
   #wsUrl = '';
@@ -211,12 +262,16 @@ export class ChannelRouter implements VoiceRouter {
   #lost(id: ChannelId, token: number): void {
     this.ctx.log.warn({ channel: id, fence: token }, 'lost the lease of a channel: it stops mixing here');
     this.#owned.delete(id);
+    const members: Session[] = [];
     for (const [s, ch] of [...this.#attached]) {
       if (ch !== id) continue;
       this.plane.detach(s);
       this.#attached.delete(s);
       if (s.remoteNode !== null) this.#shadows.delete(s.userId);
+      members.push(s);
     }
+    // Every member follows the new owner (its signaling node rebinds it and tells the client).
+    for (const s of members) void this.#move(s);
   }
 
   // ---- VoiceRouter ----------------------------------------------------------------------------
@@ -380,6 +435,7 @@ export class ChannelRouter implements VoiceRouter {
   close(): Promise<void> {
     return (this.#closed ??= (async () => {
       clearInterval(this.#timer);
+      clearInterval(this.#watch);
       this.#unhandle();
       for (const [id, o] of [...this.#owned]) {
         this.#owned.delete(id);

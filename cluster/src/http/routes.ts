@@ -136,7 +136,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
       await principal(req);
       const id = channelId(req);
       await channels.get(id);
-      return { status: 200, body: { members: sessions.members(id) } };
+      return { status: 200, body: { members: await sessions.channelMembers(id) } };
     })
     .add('GET', '/api/v1/admin/users', async (req) => {
       await adminOnly(req);

@@ -83,7 +83,7 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     'channel.members': async (_s, m) => {
       await channels.get(m.channelId);
       const offset = readCursor(m.cursor);
-      const all = sessions.members(m.channelId);
+      const all = await sessions.channelMembers(m.channelId);
       const window = all.slice(offset, offset + (m.limit ?? DEFAULT_PAGE_ITEMS));
       const { items, next } = fitPage(window, offset, all.length, (members, cursor) => ({
         t: 'result',

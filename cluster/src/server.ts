@@ -38,6 +38,11 @@ export interface RunningServer {
   readonly voice: ServerVoicePlane;
   /** Places channels on nodes and routes voice calls to their owner. */
   readonly channelRouter: ChannelRouter;
+  /**
+   * Live drain: /readyz answers 503 {draining: true}, no new channel comes here, and every channel
+   * this node owns moves, with its members, to another live node. Then call close().
+   */
+  drain(): Promise<void>;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
 }
@@ -135,7 +140,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     limiter: requestLimiter,
     trustProxy: config.trustProxy,
   });
-  registerRoutes(router, { ctx, users, channels, sessions, loginLimiter, ready: isReady });
+  registerRoutes(router, {
+    ctx,
+    users,
+    channels,
+    sessions,
+    loginLimiter,
+    ready: () => isReady() && !channelRouter.draining,
+    draining: () => channelRouter.draining,
+  });
   app.any('/*', router.handle);
 
   let listenSocket: us_listen_socket;
@@ -198,5 +211,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, close };
+  const drain = (): Promise<void> => channelRouter.drain();
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, drain, close };
 }

@@ -30,29 +30,37 @@ afterAll(async () => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const TONES = [440, 700, 1100] as const;
 
+/** A bot on `url` in `channel` (created by the first), kept in `into` for closing. */
+async function connect(
+  into: VoiceClient[],
+  url: string,
+  nickname: string,
+  channel: string,
+  create = false,
+): Promise<VoiceClient> {
+  const c = await VoiceClient.connect({
+    server: url,
+    nickname,
+    opus,
+    heartbeatMs: 500,
+    helloRetryMs: 200,
+    channel,
+    create,
+  });
+  into.push(c);
+  return c;
+}
+
 describe('three server processes over one Redis (the launcher)', () => {
   it(
     'bots on three processes hear each other at level with mix-minus; presence and speaking reach all',
     { timeout: 60_000 },
     async () => {
       const [n1, n2, n3] = cluster.nodes;
-      const connect = async (url: string, nickname: string, create = false) => {
-        const c = await VoiceClient.connect({
-          server: url,
-          nickname,
-          opus,
-          heartbeatMs: 500,
-          helloRetryMs: 200,
-          channel: 'Trio',
-          create,
-        });
-        bots.push(c);
-        return c;
-      };
-      const a = await connect(n1!.url, 'pa', true);
+      const a = await connect(bots, n1!.url, 'pa', 'Trio', true);
       const seen = a.signaling.waitFor('member.joined', (m) => m.member.nickname === 'pc', 10_000);
-      const b = await connect(n2!.url, 'pb');
-      const c = await connect(n3!.url, 'pc');
+      const b = await connect(bots, n2!.url, 'pb', 'Trio');
+      const c = await connect(bots, n3!.url, 'pc', 'Trio');
       await seen;
       const trio = [a, b, c];
       await Promise.all(trio.map((x) => x.waitReady(5000)));
@@ -106,23 +114,10 @@ describe('three server processes over one Redis (the launcher)', () => {
       const mine: VoiceClient[] = [];
       try {
         const [n1, n2, n3] = own.nodes;
-        const connect = async (url: string, nickname: string, create = false) => {
-          const c = await VoiceClient.connect({
-            server: url,
-            nickname,
-            opus,
-            heartbeatMs: 500,
-            helloRetryMs: 200,
-            channel: 'Fail',
-            create,
-          });
-          mine.push(c);
-          return c;
-        };
         // WebSockets on processes 2 and 3; the channel goes to the least-loaded node, process 1.
-        const a = await connect(n2!.url, 'fa', true);
-        const b = await connect(n3!.url, 'fb');
-        const c = await connect(n2!.url, 'fc');
+        const a = await connect(mine, n2!.url, 'fa', 'Fail', true);
+        const b = await connect(mine, n3!.url, 'fb', 'Fail');
+        const c = await connect(mine, n2!.url, 'fc', 'Fail');
         const all = [a, b, c];
         await Promise.all(all.map((x) => x.waitReady(5000)));
         for (const x of all) expect(x.binding!.udpPort).toBe(n1!.udpPort);
@@ -171,6 +166,62 @@ describe('three server processes over one Redis (the launcher)', () => {
           'fb',
           'fc',
         ]);
+      } finally {
+        for (const x of mine) await x.close();
+        await own.stop();
+      }
+    },
+  );
+
+  it(
+    'SIGTERM drains the owner: /readyz says draining, members move with an audio gap under 200 ms',
+    { timeout: 90_000 },
+    async () => {
+      const own = await launchCluster({
+        nodes: 3,
+        redisPort: await freePort(),
+        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
+        logLevel: 'warn',
+      });
+      const mine: VoiceClient[] = [];
+      try {
+        const [n1, n2, n3] = own.nodes;
+        const a = await connect(mine, n2!.url, 'da', 'Drain', true);
+        const b = await connect(mine, n3!.url, 'db', 'Drain');
+        await Promise.all([a.waitReady(5000), b.waitReady(5000)]);
+        for (const x of [a, b]) expect(x.binding!.udpPort).toBe(n1!.udpPort);
+        const [A, B] = TONES;
+        a.startVoice(new ToneSource(A, -20));
+        b.startVoice(new ToneSource(B, -20));
+        await sleep(1500);
+
+        // Watch /readyz of the draining node until it exits.
+        let sawDraining = false;
+        let watching = true;
+        const watcher = (async () => {
+          while (watching) {
+            const r = await fetch(`${n1!.url}/readyz`).catch(() => null);
+            if (r?.status === 503 && ((await r.json()) as { draining?: boolean }).draining)
+              sawDraining = true;
+            await sleep(5);
+          }
+        })();
+        const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 10_000));
+        const at = [a, b].map((x) => x.recording().samples.length);
+        n1!.process.kill('SIGTERM');
+        await Promise.all(moved);
+        expect(await n1!.exited).toBe(0);
+        watching = false;
+        await watcher;
+        expect(sawDraining).toBe(true);
+        await sleep(1000);
+        for (const x of [a, b]) expect([n2!.udpPort, n3!.udpPort]).toContain(x.binding!.udpPort);
+        const gapA = longestGapMs(b.recording().samples, A, at[1]!, -40);
+        const gapB = longestGapMs(a.recording().samples, B, at[0]!, -40);
+        console.log(`drain gap heard: ${gapA} ms (b hears a), ${gapB} ms (a hears b)`);
+        expect(gapA).toBeLessThan(200);
+        expect(gapB).toBeLessThan(200);
+        expect(medianToneDbfs(b.recording().samples, A, 500)).toBeGreaterThan(-23);
       } finally {
         for (const x of mine) await x.close();
         await own.stop();

@@ -422,10 +422,40 @@ export class ChannelRouter implements VoiceRouter {
       .then(() => undefined);
   }
 
-  /** Stops taking channels (SIGTERM drain); the registry shows this node as draining. */
-  async drain(): Promise<void> {
+  /**
+   * Live drain (SIGTERM): stops taking channels (the registry shows this node as draining), hands
+   * each owned channel to the least-loaded other live node, and moves its members there. The local
+   * mix keeps running for each member until it has switched, so the gap is the switch itself.
+   * Resolves when every member has left this node's plane, or after `timeoutMs`.
+   */
+  async drain(timeoutMs = 5_000): Promise<void> {
     this.#draining = true;
     await this.announce().catch(() => {});
+    const deadline = this.ctx.now() + timeoutMs;
+    const moving: Session[] = [];
+    for (const [id, o] of [...this.#owned]) {
+      const target = await this.#leastLoaded().catch(() => this.#me);
+      if (target === this.#me) {
+        this.ctx.log.warn({ channel: id }, 'draining: no other live node takes this channel');
+        continue;
+      }
+      this.#owned.delete(id);
+      await o.keeper.release();
+      await this.routing.requests
+        .request(target, 'channel.take', { channelId: id })
+        .catch((err: unknown) =>
+          this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
+        );
+      const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
+      moving.push(...members);
+      await Promise.all(members.map((s) => this.#move(s)));
+      this.ctx.log.info(
+        { channel: id, to: target, members: members.length },
+        'draining: channel handed over',
+      );
+    }
+    while (moving.some((s) => this.#attached.has(s)) && this.ctx.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
   }
   get draining(): boolean {
     return this.#draining;

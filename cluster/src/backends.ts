@@ -48,6 +48,8 @@ export function redisOptions(config: Config): RedisOptions {
     // A command waits for at most one reconnection: during an outage requests answer UNAVAILABLE
     // quickly instead of queueing, while owners keep mixing (nothing on the audio path needs Redis).
     maxRetriesPerRequest: 1,
+    // A Redis that hangs (frozen, partitioned without a reset) must not hang a request either.
+    commandTimeout: 2_000,
     connectTimeout: 2_000,
     retryStrategy: (times) => Math.min(100 * times, 1_000),
     lazyConnect: true,

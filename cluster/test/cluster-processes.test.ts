@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
-import { ToneSource, VoiceClient } from '../../client/src/index.js';
+import { RestClient, ToneSource, VoiceClient } from '../../client/src/index.js';
 import { launchCluster, type LaunchedCluster } from '../../deploy/cluster/launcher.js';
 import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
+import { errorCode } from '../../test-support/errors.js';
 import { freePort, freeUdpPort } from '../../test-support/server.js';
 
 /*
@@ -222,6 +223,70 @@ describe('three server processes over one Redis (the launcher)', () => {
         expect(gapA).toBeLessThan(200);
         expect(gapB).toBeLessThan(200);
         expect(medianToneDbfs(b.recording().samples, A, 500)).toBeGreaterThan(-23);
+      } finally {
+        for (const x of mine) await x.close();
+        await own.stop();
+      }
+    },
+  );
+
+  it(
+    'a 60 s Redis outage: owners keep mixing throughout, requests answer UNAVAILABLE, all reconciles after',
+    { timeout: 150_000 },
+    async () => {
+      const own = await launchCluster({
+        nodes: 2,
+        redisPort: await freePort(),
+        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
+        logLevel: 'error',
+      });
+      const mine: VoiceClient[] = [];
+      try {
+        const [n1, n2] = own.nodes;
+        const a = await connect(mine, n1!.url, 'oa', 'Outage', true);
+        const b = await connect(mine, n2!.url, 'ob', 'Outage');
+        await Promise.all([a.waitReady(5000), b.waitReady(5000)]);
+        const [A, B, C] = TONES;
+        a.startVoice(new ToneSource(A, -20));
+        b.startVoice(new ToneSource(B, -20));
+        await sleep(1000);
+        const at = [a.recording().samples.length, b.recording().samples.length];
+
+        await own.redis.stop();
+        // A request that needs Redis answers with a clear code, quickly.
+        const t0 = Date.now();
+        expect(await errorCode(new RestClient(n2!.url).login('during'))).toBe('UNAVAILABLE');
+        expect(Date.now() - t0).toBeLessThan(5000);
+        for (let i = 0; i < 3; i++) {
+          await sleep(20_000);
+          expect(
+            medianToneDbfs(b.recording().samples, A, 1000),
+            `b hears a at ${20 * (i + 1)} s`,
+          ).toBeGreaterThan(-23);
+          expect(
+            medianToneDbfs(a.recording().samples, B, 1000),
+            `a hears b at ${20 * (i + 1)} s`,
+          ).toBeGreaterThan(-23);
+        }
+        // Not one dropout through the whole outage (Redis is not on the audio path).
+        expect(longestGapMs(b.recording().samples, A, at[1]!)).toBeLessThan(100);
+        expect(longestGapMs(a.recording().samples, B, at[0]!)).toBeLessThan(100);
+        for (const n of own.nodes) expect(n.process.exitCode).toBeNull();
+
+        await own.redis.start();
+        await sleep(3000);
+        // Reconciled: a new member joins through either node, lands on the one owner, hears both.
+        const c = await connect(mine, n2!.url, 'oc', 'Outage');
+        await c.waitReady(5000);
+        c.startVoice(new ToneSource(C, -20));
+        const ports = new Set([a, b, c].map((x) => x.binding!.udpPort));
+        expect(ports.size).toBe(1);
+        await sleep(800);
+        for (const x of [a, b, c]) x.clearRecording();
+        await sleep(1100);
+        expect(medianToneDbfs(c.recording().samples, A, 1000)).toBeGreaterThan(-23);
+        expect(medianToneDbfs(c.recording().samples, B, 1000)).toBeGreaterThan(-23);
+        expect(medianToneDbfs(a.recording().samples, C, 1000)).toBeGreaterThan(-23);
       } finally {
         for (const x of mine) await x.close();
         await own.stop();

@@ -108,14 +108,27 @@ export async function launchCluster(opts: LaunchOptions = {}): Promise<LaunchedC
   mkdirSync(runDir, { recursive: true });
   const stdio = opts.stdio ?? 'pipe';
 
-  // Redis: our own, no persistence (a launcher cluster is for trying and testing; see deploy/redis
-  // for a durable configuration).
+  // Redis: our own, with an append-only file in the run directory, so a stopped and restarted
+  // Redis (the outage test) comes back with its data, as the production configuration does.
   const redisPort = opts.redisPort ?? basePort - 1;
+  const redisDir = join(runDir, 'redis');
+  mkdirSync(redisDir, { recursive: true });
   let redisProc: ChildProcess | null = null;
   const startRedis = async (): Promise<void> => {
     redisProc = spawn(
       'redis-server',
-      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      [
+        '--port',
+        String(redisPort),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        redisDir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+      ],
       { stdio: stdio === 'inherit' ? ['ignore', 'ignore', 'inherit'] : 'ignore' },
     );
     const p = redisProc;

@@ -129,6 +129,14 @@ export class ChannelRouter implements VoiceRouter {
       for (const [id, e] of byChannel) {
         const holder = await this.routing.leases.holder(resourceOf(id));
         if (holder?.nodeId === e.owner) continue;
+        // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
+        // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
+        if (!holder) {
+          const again = await this.routing.requests
+            .request(e.owner, 'channel.take', { channelId: id })
+            .catch(() => null);
+          if (again === e.owner) continue;
+        }
         this.ctx.log.warn(
           { channel: id, was: e.owner, now: holder?.nodeId ?? null },
           'channel owner changed: moving its members',

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { asUserId, nicknameKey, type ChannelId, type UserId } from '@voice/protocol';
 import { LuaScript } from '../routing/lua.js';
+import { redisCall } from './redis-errors.js';
 import type { JoinResult, SessionDirectory, SessionRecord } from './types.js';
 
 /*
@@ -98,77 +99,105 @@ export class RedisSessionDirectory implements SessionDirectory {
   }
 
   async putSession(r: SessionRecord): Promise<void> {
-    const key = this.#k('sess', r.userId);
-    await this.redis
-      .multi()
-      .del(key)
-      .hset(key, { rec: JSON.stringify(r), nick: nicknameKey(r.nickname), ch: r.channelId ?? '' })
-      .pexpire(key, this.ttlMs)
-      .exec();
+    return redisCall('putSession', async () => {
+      const key = this.#k('sess', r.userId);
+      await this.redis
+        .multi()
+        .del(key)
+        .hset(key, { rec: JSON.stringify(r), nick: nicknameKey(r.nickname), ch: r.channelId ?? '' })
+        .pexpire(key, this.ttlMs)
+        .exec();
+    });
   }
   async getSession(userId: UserId): Promise<SessionRecord | null> {
-    const raw = await this.redis.hget(this.#k('sess', userId), 'rec');
-    if (raw === null) return null;
-    try {
-      return JSON.parse(raw) as SessionRecord;
-    } catch {
-      return null;
-    }
+    return redisCall('getSession', async () => {
+      const raw = await this.redis.hget(this.#k('sess', userId), 'rec');
+      if (raw === null) return null;
+      try {
+        return JSON.parse(raw) as SessionRecord;
+      } catch {
+        return null;
+      }
+    });
   }
   async deleteSession(userId: UserId): Promise<void> {
-    await this.redis.del(this.#k('sess', userId));
+    return redisCall('deleteSession', async () => {
+      await this.redis.del(this.#k('sess', userId));
+    });
   }
   async touch(userIds: readonly UserId[]): Promise<UserId[]> {
-    if (userIds.length === 0) return [];
-    const expired = (await TOUCH.run(
-      this.redis,
-      [this.#online],
-      [this.prefix, this.ttlMs, ...userIds],
-    )) as string[];
-    return expired.map(asUserId);
+    return redisCall('touch', async () => {
+      if (userIds.length === 0) return [];
+      const expired = (await TOUCH.run(
+        this.redis,
+        [this.#online],
+        [this.prefix, this.ttlMs, ...userIds],
+      )) as string[];
+      return expired.map(asUserId);
+    });
   }
 
   async claimNickname(nickname: string, userId: UserId): Promise<boolean> {
-    return (
-      (await CLAIM.run(this.redis, [this.#k('nick', nicknameKey(nickname))], [userId, this.ttlMs])) === 1
-    );
+    return redisCall('claimNickname', async () => {
+      return (
+        (await CLAIM.run(this.redis, [this.#k('nick', nicknameKey(nickname))], [userId, this.ttlMs])) === 1
+      );
+    });
   }
   async releaseNickname(nickname: string, userId: UserId): Promise<void> {
-    await RELEASE.run(this.redis, [this.#k('nick', nicknameKey(nickname))], [userId]);
+    return redisCall('releaseNickname', async () => {
+      await RELEASE.run(this.redis, [this.#k('nick', nicknameKey(nickname))], [userId]);
+    });
   }
   async setOnline(userId: UserId, online: boolean): Promise<void> {
-    if (online) await ONLINE.run(this.redis, [this.#online], [userId, this.ttlMs]);
-    else await this.redis.zrem(this.#online, userId);
+    return redisCall('setOnline', async () => {
+      if (online) await ONLINE.run(this.redis, [this.#online], [userId, this.ttlMs]);
+      else await this.redis.zrem(this.#online, userId);
+    });
   }
   async isOnline(userId: UserId): Promise<boolean> {
-    return (await IS_ONLINE.run(this.redis, [this.#online], [userId])) === 1;
+    return redisCall('isOnline', async () => {
+      return (await IS_ONLINE.run(this.redis, [this.#online], [userId])) === 1;
+    });
   }
   async onlineUsers(): Promise<UserId[]> {
-    return ((await LIVE.run(this.redis, [this.#online], [])) as string[]).map(asUserId);
+    return redisCall('onlineUsers', async () => {
+      return ((await LIVE.run(this.redis, [this.#online], [])) as string[]).map(asUserId);
+    });
   }
   async joinChannel(channelId: ChannelId, userId: UserId, limit: number): Promise<JoinResult> {
-    const ok = await JOIN.run(this.redis, [this.#k('seats', channelId)], [userId, limit, this.ttlMs]);
-    return ok === 1 ? { ok: true } : { ok: false, reason: 'full' };
+    return redisCall('joinChannel', async () => {
+      const ok = await JOIN.run(this.redis, [this.#k('seats', channelId)], [userId, limit, this.ttlMs]);
+      return ok === 1 ? { ok: true } : { ok: false, reason: 'full' };
+    });
   }
   async leaveChannel(channelId: ChannelId, userId: UserId): Promise<boolean> {
-    return (await LEAVE.run(this.redis, [this.#k('seats', channelId)], [userId])) === 1;
+    return redisCall('leaveChannel', async () => {
+      return (await LEAVE.run(this.redis, [this.#k('seats', channelId)], [userId])) === 1;
+    });
   }
   async channelMembers(channelId: ChannelId): Promise<UserId[]> {
-    return ((await LIVE.run(this.redis, [this.#k('seats', channelId)], [])) as string[]).map(asUserId);
+    return redisCall('channelMembers', async () => {
+      return ((await LIVE.run(this.redis, [this.#k('seats', channelId)], [])) as string[]).map(asUserId);
+    });
   }
   async memberCounts(channelIds: readonly ChannelId[]): Promise<Map<ChannelId, number>> {
-    const out = new Map<ChannelId, number>();
-    if (channelIds.length === 0) return out;
-    const [sec, micro] = await this.redis.time();
-    const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
-    const p = this.redis.pipeline();
-    for (const id of channelIds) p.zcount(this.#k('seats', id), `(${now}`, '+inf');
-    const res = (await p.exec()) ?? [];
-    channelIds.forEach((id, i) => out.set(id, Number(res[i]?.[1] ?? 0)));
-    return out;
+    return redisCall('memberCounts', async () => {
+      const out = new Map<ChannelId, number>();
+      if (channelIds.length === 0) return out;
+      const [sec, micro] = await this.redis.time();
+      const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+      const p = this.redis.pipeline();
+      for (const id of channelIds) p.zcount(this.#k('seats', id), `(${now}`, '+inf');
+      const res = (await p.exec()) ?? [];
+      channelIds.forEach((id, i) => out.set(id, Number(res[i]?.[1] ?? 0)));
+      return out;
+    });
   }
   async clearChannel(channelId: ChannelId): Promise<UserId[]> {
-    return ((await CLEAR.run(this.redis, [this.#k('seats', channelId)], [])) as string[]).map(asUserId);
+    return redisCall('clearChannel', async () => {
+      return ((await CLEAR.run(this.redis, [this.#k('seats', channelId)], [])) as string[]).map(asUserId);
+    });
   }
   /** The connection belongs to start-up code, which closes it after every user of it. */
   close(): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { asChannelId, asUserId, ProtocolError, type ChannelId, type UserId } from '@voice/protocol';
-import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../errors.js';
+import { ChannelLimitError, ChannelNameTakenError, ClusterUnavailableError, StoreError } from '../errors.js';
 import { LuaScript } from '../routing/lua.js';
 import type {
   ChannelCaps,
@@ -196,6 +196,9 @@ export class RedisStore implements Store {
       return await fn();
     } catch (err) {
       if (err instanceof TypeError || err instanceof StoreError || err instanceof ProtocolError) throw err;
+      // Redis unreachable: UNAVAILABLE (retry later), not INTERNAL.
+      if (!(err instanceof Error && err.name === 'ReplyError'))
+        throw new ClusterUnavailableError(what, { cause: err });
       throw new StoreError(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }

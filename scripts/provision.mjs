@@ -8,7 +8,8 @@
 //     in-band FEC, which only that backend decodes;
 //   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
 //   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
-//     against node:crypto.
+//     against node:crypto;
+//   - Artillery installed in loadtest/artillery at its pinned version (npm ci there, once).
 //
 // Silent when everything is in place (well under a second). When something is missing and we run
 // as root with apt-get, it installs it (`apt-get update` once, then `apt-get install`); otherwise it
@@ -16,7 +17,7 @@
 // Plain Node, no dependencies: it runs before anything else is known to work.
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,4 +195,34 @@ if (!discordOpusLoads()) {
   const r = run('npm', ['rebuild', '@discordjs/opus', '--foreground-scripts'], env);
   if (!r.ok || !discordOpusLoads())
     fail(`@discordjs/opus does not load and did not rebuild (needs python3, make, g++):\n${r.tail}`);
+}
+
+// 7. Artillery for the load tests, in its own package (loadtest/artillery, about 600 MB, kept out
+// of the root workspaces so a server-only `npm ci` never pulls it). The load-test tests run it.
+// Its install would download a Playwright browser, which fails offline: skipped.
+const artilleryDir = join(root, 'loadtest', 'artillery');
+const wantArtillery = JSON.parse(readFileSync(join(artilleryDir, 'package.json'), 'utf8')).dependencies
+  .artillery;
+let haveArtillery = null;
+try {
+  haveArtillery = JSON.parse(
+    readFileSync(join(artilleryDir, 'node_modules', 'artillery', 'package.json'), 'utf8'),
+  ).version;
+} catch {
+  // not installed
+}
+if (haveArtillery !== wantArtillery) {
+  say(`installing Artillery ${wantArtillery} into loadtest/artillery (once; about 600 MB) ...`);
+  const env = { ...process.env, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' };
+  if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], {
+    cwd: artilleryDir,
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.status !== 0)
+    fail(
+      `npm ci in loadtest/artillery failed:\n${`${r.stdout}${r.stderr}`.trim().split('\n').slice(-15).join('\n')}`,
+    );
 }

@@ -129,6 +129,10 @@ async function main(): Promise<void> {
     ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
     ...(source ? { source } : {}),
     record: args.record !== undefined,
+    // A timed recording keeps the whole run (up to a day); an open-ended one keeps the default window.
+    ...(args.record !== undefined && seconds !== undefined
+      ? { recordMaxSeconds: Math.min(86_400, Math.max(1, Math.ceil(seconds) + 1)) }
+      : {}),
   });
   client.on('transport', (t) => process.stderr.write(`voice-bot: voice now over ${t}\n`));
   client.on('left', (reason) => process.stderr.write(`voice-bot: left the channel (${reason})\n`));

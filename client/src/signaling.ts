@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
+import { emitSafely } from './emit-safely.js';
 import {
   decodeServerMessage,
   encodeMessage,
@@ -55,6 +56,7 @@ export class RequestError extends ProtocolError {
  */
 export class SignalingClient extends EventEmitter {
   #nextId = 1;
+  #listenerErrors = 0;
   readonly #pending = new Map<number, Pending>();
   #closed = false;
   welcome!: Welcome;
@@ -109,6 +111,16 @@ export class SignalingClient extends EventEmitter {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Errors thrown by this client's event listeners (each was caught; the others still ran). */
+  get listenerErrors(): number {
+    return this.#listenerErrors;
+  }
+
+  /** Delivers an event: a throwing listener is counted and skipped, never thrown into ws. */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    return emitSafely(this, event, args, () => void this.#listenerErrors++);
   }
 
   request<K extends RequestType>(t: K, body: RequestBody<K>): Promise<ResultMap[K]> {

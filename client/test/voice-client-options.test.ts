@@ -13,7 +13,8 @@ describe('VoiceClient options', () => {
       heartbeatMs: 5000,
       helloRetryMs: 1000,
       record: true,
-      recordMaxSeconds: 600,
+      recordMaxSeconds: 60,
+      sentLogMax: 6_000,
     });
     expect(
       resolveVoiceClientOptions({ server: 'https://voice.example:8443/', token: 't'.repeat(43) }).wsUrl,
@@ -52,6 +53,8 @@ describe('VoiceClient options', () => {
     ['a source without a channel', { source: new ToneSource(440) }, /source/],
     ['a source that is not one', { channel: 'Lobby', source: {} }, /source/],
     ['recordMaxSeconds 0', { recordMaxSeconds: 0 }, /recordMaxSeconds/],
+    ['recordMaxSeconds over a day', { recordMaxSeconds: 86_401 }, /recordMaxSeconds/],
+    ['sentLogMax over 2^24', { sentLogMax: 2 ** 24 + 1 }, /sentLogMax/],
     ['drainConcealFrames fractional', { drainConcealFrames: 1.5 }, /drainConcealFrames/],
   ])('rejects %s with a TypeError', async (_what, patch, message) => {
     const opts: VoiceClientOptions = { ...base, ...patch };

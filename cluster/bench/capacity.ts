@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/server.js';
@@ -26,6 +27,34 @@ interface Step {
   /** Lateness of the clock alone (its wake-up), to tell clock jitter from work queued before a tick. */
   clockP50Ms: number;
   clockP99Ms: number;
+  /** V8 young-generation collections per second in the server process (allocation pressure). */
+  scavengesPerS: number;
+  /** Longest scavenge pause in the window, ms. */
+  scavengeMaxMs: number;
+}
+
+/** Counts scavenges (minor GCs) of this process from now on. */
+function watchScavenges(): { reset(): void; read(): { count: number; maxMs: number }; close(): void } {
+  let count = 0;
+  let maxMs = 0;
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+        count++;
+        maxMs = Math.max(maxMs, e.duration);
+      }
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  return {
+    reset: () => {
+      count = 0;
+      maxMs = 0;
+    },
+    read: () => ({ count, maxMs }),
+    close: () => obs.disconnect(),
+  };
 }
 
 export interface CapacityOptions {
@@ -40,15 +69,10 @@ export interface CapacityOptions {
   phases?: number;
 }
 
-async function runStep(
-  channels: number,
-  seconds: number,
-  opus: 'libopus' | 'native' | 'opusscript' | 'auto',
-  clock: { slots: number; wake: 'thread' | 'timer' },
-  phases: number,
-): Promise<Step> {
-  const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
-  const config = loadConfig({
+type OpusChoice = 'libopus' | 'native' | 'opusscript' | 'auto';
+
+function benchConfig(dir: string, opus: OpusChoice, clock: { slots: number; wake: 'thread' | 'timer' }) {
+  return loadConfig({
     env: {},
     overrides: {
       port: 0,
@@ -68,7 +92,19 @@ async function runStep(
       },
     },
   });
-  const server = await startServer(config, { defaultMetrics: false });
+}
+
+async function runStep(
+  channels: number,
+  seconds: number,
+  opus: OpusChoice,
+  clock: { slots: number; wake: 'thread' | 'timer' },
+  phases: number,
+  membersPerChannel = 10,
+): Promise<Step> {
+  const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
+  const server = await startServer(benchConfig(dir, opus, clock), { defaultMetrics: false });
+  const gc = watchScavenges();
   // The swarm runs niced: on a 2-core machine it must not steal the server's core.
   const child = spawn(
     'nice',
@@ -85,7 +121,7 @@ async function runStep(
       '--channels',
       String(channels),
       '--members',
-      '10',
+      String(membersPerChannel),
       '--speakers',
       '2',
       '--seconds',
@@ -116,6 +152,7 @@ async function runStep(
               s.core.stats.holdMs.reset();
             }
             server.voice.resetClockLateness();
+            gc.reset();
             cpu0 = process.cpuUsage();
             wall0 = performance.now();
             r();
@@ -135,6 +172,7 @@ async function runStep(
     hold99: number;
     clock50: number;
     clock99: number;
+    gc: { count: number; maxMs: number };
   }>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
       if (!d.toString().includes('done sending')) return;
@@ -149,6 +187,7 @@ async function runStep(
         hold99: worst((s) => s.core.stats.holdMs.percentile(99)),
         clock50: worst((s) => s.clock.p50),
         clock99: worst((s) => s.clock.p99),
+        gc: gc.read(),
       });
     });
   });
@@ -158,17 +197,20 @@ async function runStep(
   const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { deliveryRatio?: number };
   const step: Step = {
     channels,
-    members: channels * 10,
+    members: channels * membersPerChannel,
     latenessP50Ms: round(snap.late50),
     latenessP99Ms: round(snap.late99),
     holdP50Ms: round(snap.hold50),
     holdP99Ms: round(snap.hold99),
-    serverCpuPct: Math.round(((cpu.user + cpu.system) / 1000 / wall) * 100),
+    serverCpuPct: round(((cpu.user + cpu.system) / 1000 / wall) * 100),
     deliveryRatio: round(result.deliveryRatio ?? 0),
     ticksSkipped: stats.reduce((a, s) => a + s.ticksSkipped, 0),
     clockP50Ms: round(snap.clock50),
     clockP99Ms: round(snap.clock99),
+    scavengesPerS: round((snap.gc.count / wall) * 1000),
+    scavengeMaxMs: round(snap.gc.maxMs),
   };
+  gc.close();
   await server.close();
   rmSync(dir, { recursive: true, force: true });
   return step;
@@ -207,6 +249,33 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     capacity_server_cpu_pct: at?.serverCpuPct ?? 0,
     capacity_hold_p50_ms: at?.holdP50Ms ?? 0,
     capacity_hold_p99_ms: at?.holdP99Ms ?? 0,
+    capacity_scavenges_per_s: at?.scavengesPerS ?? 0,
+    capacity_delivered_ratio: at?.deliveryRatio ?? 0,
+  };
+}
+
+/**
+ * The fixed cost: CPU of a server nobody uses (3 s after start-up), and of a home server with one
+ * channel of 5, 2 speaking (the issue: it should not pay ~8 % of a core).
+ */
+export async function benchFixedCost(opus: OpusChoice = 'auto'): Promise<Record<string, number>> {
+  const clock = { slots: 16, wake: 'thread' as const };
+  const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
+  const server = await startServer(benchConfig(dir, opus, clock), { defaultMetrics: false });
+  await new Promise((r) => setTimeout(r, 1_000));
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  await new Promise((r) => setTimeout(r, 3_000));
+  const cpu = process.cpuUsage(cpu0);
+  const idlePct = ((cpu.user + cpu.system) / 1000 / (performance.now() - wall0)) * 100;
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+  const five = await runStep(1, 6, opus, clock, 10, 5);
+  return {
+    idle_server_cpu_pct: round(idlePct),
+    five_members_server_cpu_pct: five.serverCpuPct,
+    five_members_tick_lateness_p99_ms: five.latenessP99Ms,
+    five_members_scavenges_per_s: five.scavengesPerS,
   };
 }
 

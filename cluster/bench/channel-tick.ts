@@ -6,7 +6,7 @@
  *   node --conditions=source --import tsx cluster/bench/channel-tick.ts
  */
 import { asChannelId, DEFAULT_VOICE_SETTINGS, type UserId } from '@voice/protocol';
-import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
+import { createOpus, loadNativeAead, sineInt16, type OpusFactory } from '@voice/media';
 import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
@@ -39,7 +39,14 @@ export function benchChannelTick(
   });
   const eps: VoiceEndpoint[] = [];
   for (let i = 0; i < members; i++) {
-    const ep = new VoiceEndpoint(i + 1, fakeSession(i), core, new TokenBucket(1, 1));
+    // Sealed as the server seals: persistent OpenSSL contexts when built, else node:crypto.
+    const ep = new VoiceEndpoint(
+      i + 1,
+      fakeSession(i),
+      core,
+      { foreign: new TokenBucket(1, 1), sameHost: new TokenBucket(1, 1) },
+      loadNativeAead() ?? undefined,
+    );
     ep.transport = 'udp';
     core.addMember(ep);
     eps.push(ep);

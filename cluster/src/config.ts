@@ -135,12 +135,16 @@ export const ConfigSchema = z
       .strict()
       .prefault({}),
     /**
-     * Deleting users who can no longer log in (no token used within tokenTtlDays) and own no
-     * channel: every `intervalMs`, at most `batch` per run. 0 turns it off.
+     * Deleting users who own no channel and can no longer log in (no token used within
+     * tokenTtlDays) or never connected within `unconnectedAfterMs` of logging in: every
+     * `intervalMs`, at most `batch` per run. 0 turns either off.
      */
     userPurge: z
       .object({
         intervalMs: z.union([z.literal(0), z.number().int().min(1_000).max(86_400_000)]).default(3_600_000),
+        unconnectedAfterMs: z
+          .union([z.literal(0), z.number().int().min(1_000).max(31_536_000_000)])
+          .default(86_400_000),
         batch: z.number().int().min(1).max(100_000).default(500),
       })
       .strict()

@@ -41,7 +41,8 @@ async function main(): Promise<void> {
   const { log, metrics } = server.ctx;
   process.on('unhandledRejection', (reason) => {
     metrics.faults.inc({ event: 'unhandledRejection' });
-    log.error({ err: reason }, 'unhandled promise rejection (kept running)');
+    // Logged at the boundaries' bounded rate: a rejection per request must not flood the log.
+    server.boundary.report('unhandledRejection', reason);
   });
   process.on('uncaughtException', (err) => {
     metrics.faults.inc({ event: 'uncaughtException' });

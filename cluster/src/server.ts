@@ -43,6 +43,8 @@ export interface RunningServer {
    * this node owns moves, with its members, to another live node. Then call close().
    */
   drain(): Promise<void>;
+  /** Where whatever is caught is counted and logged at a bounded rate (main.ts adds the process's faults). */
+  readonly boundary: Boundary;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
 }
@@ -89,6 +91,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       port: config.udpPort,
       publicHost: config.publicHost,
       aead,
+      report: (where, err) => void boundary.report(where, err),
     });
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
@@ -212,5 +215,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })());
 
   const drain = (): Promise<void> => channelRouter.drain();
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, drain, close };
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, boundary, drain, close };
 }

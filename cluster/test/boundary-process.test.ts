@@ -34,7 +34,14 @@ describe('a request cannot end the process (the real entry point, in its own pro
     await expect.poll(() => srv!.metric('voice_faults_total{event="unhandledRejection"}')).toBe(1);
     expect(srv.exited()).toBeNull();
     expect((await fetch(srv.url + '/healthz')).status).toBe(200);
-    expect(srv.output()).toMatch(/unhandled promise rejection \(kept running\)/);
+    const line = srv
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"boundary":"unhandledRejection"'));
+    expect(line).toMatch(/injected: nobody awaits this/);
+    expect(
+      await srv.metric('voice_boundary_errors_total{boundary="unhandledRejection",code="INTERNAL"}'),
+    ).toBe(1);
   });
 
   it('exits 1 after an uncaught exception, having logged it, so that the supervisor restarts it', async () => {

@@ -62,7 +62,15 @@ describe('configuration', () => {
       maxBackoffPerChannelMs: 60_000,
       maxTracked: 10_000,
     });
-    expect(c.userPurge).toEqual({ intervalMs: 3_600_000, batch: 500 });
+    expect(c.userPurge).toEqual({ intervalMs: 3_600_000, batch: 500, unconnectedAfterMs: 86_400_000 });
+    // The shipped example spells out these sections with the same values.
+    const example = loadConfig({
+      file: join(import.meta.dirname, '../../deploy/single-node/voice.json'),
+      env: {},
+    });
+    expect(example.passwords).toEqual(c.passwords);
+    expect(example.userPurge).toEqual(c.userPurge);
+    expect(example.limits).toEqual(c.limits);
     const custom = loadConfig({
       env: {},
       overrides: {
@@ -81,6 +89,7 @@ describe('configuration', () => {
       [{ limits: { channelsPerUser: 0 } }, /limits\.channelsPerUser/],
       [{ userPurge: { intervalMs: 10 } }, /userPurge\.intervalMs/],
       [{ userPurge: { batch: 0 } }, /userPurge\.batch/],
+      [{ userPurge: { unconnectedAfterMs: 999 } }, /userPurge\.unconnectedAfterMs/],
     ] as const)
       expect(() => loadConfig({ env: {}, overrides: bad as never }), JSON.stringify(bad)).toThrow(path);
   });

@@ -104,6 +104,12 @@ describe('HTTP boundary', () => {
       await srv.ctx.metrics.value('voice_boundary_errors_total', { boundary: 'http', code: 'INTERNAL' }),
     ).toBe(1);
     expect((await fetch(srv.url + '/healthz')).status).toBe(200);
+    // A result that cannot be serialised is a bug too, answered whole rather than half written.
+    srv.ctx.store.listChannels = () =>
+      Promise.resolve({ items: [], total: 1n as unknown as number, limit: 50, offset: 0 });
+    const bad = await fetch(srv.url + '/api/v1/channels', { headers: { authorization: `Bearer ${token}` } });
+    expect(bad.status).toBe(500);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('INTERNAL');
   });
 
   it('refuses bodies that are not application/json with 415 UNSUPPORTED_MEDIA_TYPE', async () => {
@@ -275,7 +281,11 @@ describe('WebSocket boundary and spec', () => {
     const b = await rawSocket(srv.wsUrl);
     b.ws.send(new Uint8Array(200_000));
     expect((await b.closed).code).toBe(1009);
-    expect(await srv.ctx.metrics.value('voice_errors_total', { code: 'FRAME_TOO_LARGE' })).toBe(3);
+    // Past what the server reads of a frame (256 KiB) the socket is cut at the header: 1006, counted too.
+    const c = await rawSocket(srv.wsUrl);
+    c.ws.send(new Uint8Array(300_000));
+    expect((await c.closed).code).toBe(1006);
+    await expect.poll(() => srv.ctx.metrics.value('voice_errors_total', { code: 'FRAME_TOO_LARGE' })).toBe(4);
   });
 
   it('answers exactly 20 bad frames, then bye and 4002', async () => {
@@ -299,10 +309,11 @@ describe('WebSocket boundary and spec', () => {
     });
     const { token } = await srv.rest().login('punctual');
     const good = await SignalingClient.connect({ url: srv.wsUrl, token });
+    // Before the first socket opens: the server's deadline starts later, never earlier.
+    const opened = performance.now();
     const silent = await Promise.all(Array.from({ length: N }, () => rawSocket(srv.wsUrl)));
     // A socket that sent only garbage or a ping is no more authenticated than a silent one.
     silent[0]!.ws.send(encodeMessage({ t: 'ping', id: 1, ts: 1 }));
-    const opened = performance.now();
     const closes = await Promise.all(silent.map((s) => s.closed));
     const took = performance.now() - opened;
     expect(closes.every((c) => c.code === 4003)).toBe(true);
@@ -310,9 +321,9 @@ describe('WebSocket boundary and spec', () => {
       const last = s.frames.at(-1)?.msg;
       expect(last).toMatchObject({ t: 'bye', code: 'NOT_AUTHENTICATED' });
     }
-    expect(took).toBeGreaterThan(500);
+    expect(took).toBeGreaterThanOrEqual(590);
     expect(await srv.ctx.metrics.value('voice_hello_timeouts_total')).toBe(N);
-    expect(await srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
+    await expect.poll(() => srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
     expect(good.closed).toBe(false);
     expect((await good.request('ping', { ts: 5 })).ts).toBe(5);
     good.close();

@@ -253,8 +253,13 @@ describe('hostile REST (random and mutated requests, real process)', () => {
           ),
           async (bytes) => {
             const answer = await rawExchange(srv.url, bytes);
-            // uWS itself refuses what it cannot parse; whatever our router answered carries a code.
-            for (const m of answer.matchAll(/\{"error":\{"code":"([A-Z_]+)"/g)) seen.add(m[1]!);
+            // uWS itself refuses what it cannot parse; whatever our router answered carries a code
+            // in its body, or (an answer to HEAD) only in its status.
+            for (const response of answer.split(/(?=HTTP\/1\.1 \d{3} )/)) {
+              const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(response)?.[1]);
+              const code = /\{"error":\{"code":"([A-Z_]+)"/.exec(response)?.[1] ?? HEAD_CODES[status];
+              if (status >= 400 && code) seen.add(code);
+            }
           },
         ),
         { seed, numRuns: 300, endOnFailure: true },

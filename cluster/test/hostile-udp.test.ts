@@ -90,7 +90,7 @@ describe('hostile UDP (random datagrams, real process)', () => {
       const sock: Socket = createSocket('udp4');
       await new Promise<void>((r) => sock.bind(0, '127.0.0.2', () => r()));
       const seed = hostileSeed('hostile-udp');
-      const datagrams = fc.sample(datagramArb([voiceId, voiceId ^ 1, 0]), { seed, numRuns: 6000 });
+      const datagrams = fc.sample(datagramArb([voiceId, (voiceId ^ 1) >>> 0, 0]), { seed, numRuns: 6000 });
       let sent = 0;
       for (let i = 0; i < datagrams.length; i += 50) {
         await Promise.all(
@@ -104,13 +104,21 @@ describe('hostile UDP (random datagrams, real process)', () => {
             ),
         );
         sent += Math.min(50, datagrams.length - i);
-        // Paced, so the kernel's receive buffer never overflows and every datagram reaches the server.
-        await new Promise((r) => setTimeout(r, 4));
+        // Paced by the server's own count, so the kernel's receive buffer (about 200 KB) never
+        // overflows however loaded the machine is: every datagram reaches the server.
+        if (sent % 100 === 0) {
+          await expect
+            .poll(async () => (await sumMetric('voice_packets_dropped_total')) - dropsBefore, {
+              timeout: 10_000,
+              interval: 2,
+            })
+            .toBe(sent);
+        }
       }
       sock.close();
       expect(sent).toBe(6000);
       await expect
-        .poll(async () => (await sumMetric('voice_packets_dropped_total')) - dropsBefore, { timeout: 5000 })
+        .poll(async () => (await sumMetric('voice_packets_dropped_total')) - dropsBefore, { timeout: 10_000 })
         .toBe(sent);
       // Received: every datagram, plus the member's own heartbeats meanwhile.
       expect((await sumMetric('voice_udp_packets_in_total')) - inBefore).toBeGreaterThanOrEqual(sent);

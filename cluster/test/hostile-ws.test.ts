@@ -25,6 +25,8 @@ import {
 let srv: ChildServer;
 let opus: OpusFactory;
 const tokens: string[] = [];
+/** Ids that exist, so that mutated requests reach past lookups: channels, then users. */
+const real = { channels: [] as string[], users: [] as string[] };
 beforeAll(async () => {
   opus = await createOpus();
   srv = await startChildServer(
@@ -45,7 +47,17 @@ beforeAll(async () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ nickname: `wsfuzz-${i}` }),
     });
-    tokens.push(((await res.json()) as { token: string }).token);
+    const { token, user } = (await res.json()) as { token: string; user: { id: string } };
+    tokens.push(token);
+    real.users.push(user.id);
+  }
+  for (const name of ['fuzz-a', 'fuzz-b']) {
+    const res = await fetch(`${srv.url}/api/v1/channels`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[0]}` },
+      body: JSON.stringify({ name }),
+    });
+    real.channels.push(((await res.json()) as { channel: { id: string } }).channel.id);
   }
 });
 afterAll(async () => {
@@ -77,9 +89,13 @@ function frameArb(): fc.Arbitrary<Frame> {
         fc.record({ op: fc.constant('keep' as const) }),
       ),
       fc.nat(),
+      fc.nat(),
     )
-    .map(([t, change, id]) => {
+    .map(([t, change, id, pick]) => {
       const m: Record<string, unknown> = { ...CLIENT_SAMPLES[t], id: id % 1_000_000 };
+      // Most of the time, ids that exist (a channel may have been deleted by an earlier frame).
+      if ('channelId' in m && pick % 4 !== 0) m.channelId = real.channels[pick % real.channels.length];
+      if ('userId' in m && pick % 4 !== 0) m.userId = real.users[pick % real.users.length];
       if (change.op === 'set') m[change.key || 't'] = change.value;
       if (change.op === 'drop') delete m[change.key];
       return encodeMessage(m as never);

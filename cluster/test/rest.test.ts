@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Channel, User } from '@voice/protocol';
-import { RestClient } from '@voice/client';
+import { RestClient, SignalingClient } from '@voice/client';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
@@ -158,6 +158,29 @@ describe('REST API', () => {
     expect(await code(outsider.rest.call('GET', '/api/v1/channels/c_AAAAAAAAAAAA/members'))).toBe(
       'NOT_FOUND',
     );
+  });
+
+  it('a token expires when its user has not connected for tokenTtlDays (30), and stays dead', async () => {
+    const DAY = 86_400_000;
+    const c = srv.rest();
+    const { token, user } = await c.login('sleeper');
+    const setLastSeen = (ago: number) => srv.ctx.store.updateUser(user.id, { lastSeenAt: Date.now() - ago });
+    // The stored last-seen time stands in for a month of waiting.
+    await setLastSeen(29 * DAY);
+    expect((await c.call<{ user: User }>('GET', '/api/v1/me')).user.id).toBe(user.id);
+    // A signaling hello is what counts as use: it moves last-seen to now.
+    const ws = await SignalingClient.connect({ url: srv.wsUrl, token });
+    ws.close();
+    expect((await srv.ctx.store.getUser(user.id))!.lastSeenAt).toBeGreaterThan(Date.now() - 60_000);
+
+    await setLastSeen(30 * DAY + 60_000);
+    expect(await code(c.call('GET', '/api/v1/me'))).toBe('INVALID_TOKEN');
+    await expect(SignalingClient.connect({ url: srv.wsUrl, token })).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
+    // The expired token was deleted: a fresh last-seen does not bring it back.
+    await setLastSeen(0);
+    expect(await code(c.call('GET', '/api/v1/me'))).toBe('INVALID_TOKEN');
   });
 
   it('admin listing paginates and filters users and channels; only with the admin token', async () => {

@@ -24,7 +24,7 @@ afterEach(async () => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function server(dataDir?: string): Promise<TestServer> {
-  const srv = await startTestServer({ graceMs: 300 }, dataDir);
+  const srv = await startTestServer({ graceMs: 1_000 }, dataDir);
   cleanup.push(() => srv.stop());
   return srv;
 }
@@ -108,9 +108,17 @@ describe('server mute belongs to (user, channel)', () => {
       return r.members.find((m) => m.userId === userId)?.serverMute;
     };
 
-    // Drop the connection and let the grace period (300 ms) end the session: a fresh session re-joins.
-    const left = owner.ws.waitFor('member.left', (m) => m.userId === targetId && m.reason === 'timeout');
+    // Drop the connection and resume within the grace period (1 s): still in the channel, still muted.
     target.ws.terminate();
+    const resumed = await SignalingClient.connect({ url: srv.wsUrl, token: target.token });
+    expect(resumed.welcome.resumed).toBe(true);
+    expect(resumed.welcome.channelId).toBe(channel.id);
+    const seen = await owner.ws.request('channel.members', { channelId: channel.id });
+    expect(seen.members.find((m) => m.userId === targetId)?.serverMute).toBe(true);
+
+    // Drop it again and let the grace period end the session: a fresh session re-joins.
+    const left = owner.ws.waitFor('member.left', (m) => m.userId === targetId && m.reason === 'timeout');
+    resumed.terminate();
     await left;
     const back = await SignalingClient.connect({ url: srv.wsUrl, token: target.token });
     cleanup.push(() => back.close());

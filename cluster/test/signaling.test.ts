@@ -2,10 +2,34 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeMessage, type Channel } from '@voice/protocol';
 import type { RequestError } from '@voice/client';
 import { SignalingClient } from '@voice/client';
+import WebSocket from 'ws';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
 let srv: TestServer;
+
+/**
+ * Opens a plain WebSocket (no hello) and reports the upgrade's status: 101 with the socket, or the
+ * refusal's status and JSON body. `close` closes an accepted socket at once.
+ */
+async function openRaw(
+  url: string,
+  close = false,
+): Promise<{ status: number; body?: unknown; ws?: WebSocket }> {
+  const ws = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => {
+      if (close) ws.close();
+      resolve({ status: 101, ws });
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
+    });
+    ws.once('error', reject);
+  });
+}
 beforeEach(async () => {
   srv = await startTestServer({ graceMs: 600 });
 });
@@ -289,6 +313,32 @@ describe('bad input over WebSocket', () => {
     const msg = decodeServerMessage(await reply);
     expect(msg.ok && msg.value).toMatchObject({ t: 'error', re: 1, code: 'NOT_AUTHENTICATED' });
     raw.close();
+  });
+
+  it('refuses a 4th connection from an address holding 3 (429 RATE_LIMITED), and accepts one after a close', async () => {
+    await srv.stop();
+    srv = await startTestServer({ limits: { connectionsPerAddress: 3 } });
+    const held = await Promise.all([0, 1, 2].map(() => openRaw(srv.wsUrl)));
+    expect(held.every((r) => r.status === 101)).toBe(true);
+    const refused = await openRaw(srv.wsUrl);
+    expect(refused.status).toBe(429);
+    expect(refused.body).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+    expect(
+      await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'connections_per_address' }),
+    ).toBe(1);
+    // Closing one frees its place.
+    held[0]!.ws!.close();
+    await expect.poll(async () => (await openRaw(srv.wsUrl, true)).status).toBe(101);
+    for (const r of held) r.ws?.terminate();
+  });
+
+  it('refuses connections opened faster than the per-address rate (429 RATE_LIMITED)', async () => {
+    await srv.stop();
+    srv = await startTestServer({ limits: { messagesPerSecond: 0.1, messageBurst: 4 } });
+    const tries = [];
+    for (let i = 0; i < 6; i++) tries.push(await openRaw(srv.wsUrl, true));
+    expect(tries.map((r) => r.status)).toEqual([101, 101, 101, 101, 429, 429]);
+    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'connects' })).toBe(2);
   });
 
   it('rate-limits a flooding connection and closes one that keeps sending garbage', async () => {

@@ -447,19 +447,22 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
   });
 
   describe('user purge', () => {
-    it('deletes users with no valid token who own nothing, oldest first, in bounded batches', async () => {
+    it('deletes users who cannot log in or never connected, and own nothing, in bounded batches', async () => {
       const now = tick();
       const stale = (n: string) => makeUser(n, { lastSeenAt: now - 10_000_000 });
-      const [old1, old2, owner, online, fresh, loggedOut] = [
+      const early = { createdAt: now - 500_000, lastSeenAt: now - 500_000 };
+      const [old1, old2, owner, online, fresh, loggedOut, neverConnected, connected] = [
         stale('old1'),
         stale('old2'),
         stale('owner'),
         stale('online'),
-        makeUser('fresh'),
+        makeUser('fresh'), // created just now, not connected yet: kept
         makeUser('loggedOut'),
+        makeUser('neverConnected', early),
+        makeUser('connected', { ...early, lastSeenAt: now - 400_000 }),
       ];
       const tokens = new Map<UserId, string>();
-      for (const u of [old1, old2, owner, online, fresh, loggedOut]) {
+      for (const u of [old1, old2, owner, online, fresh, loggedOut, neverConnected, connected]) {
         const t = hashToken(newToken());
         tokens.set(u.id, t);
         await store.createUser(u, t);
@@ -468,18 +471,24 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       const ch = makeChannel('Owned', owner.id);
       await store.createChannel(ch);
       await store.setServerMute(ch.id, old1.id, true, tick());
-      const opts = { staleBefore: now - 1_000_000, keep: [online.id], limit: 2 };
+      const opts = {
+        staleBefore: now - 1_000_000,
+        unconnectedBefore: now - 100_000,
+        keep: [online.id],
+        limit: 3,
+      };
 
       const first = await store.purgeUsers(opts);
-      expect(first).toHaveLength(2);
+      expect(first).toHaveLength(3);
       const second = await store.purgeUsers(opts);
-      expect(new Set([...first, ...second])).toEqual(new Set([old1.id, old2.id, loggedOut.id]));
+      const gone = [old1, old2, loggedOut, neverConnected];
+      expect(new Set([...first, ...second])).toEqual(new Set(gone.map((u) => u.id)));
       expect(await store.purgeUsers(opts)).toEqual([]);
-      for (const u of [old1, old2, loggedOut]) expect(await peer.getUser(u.id)).toBeNull();
+      for (const u of gone) expect(await peer.getUser(u.id)).toBeNull();
       expect(await store.getUserByTokenHash(tokens.get(old1.id)!)).toBeNull();
       expect(await store.isServerMuted(ch.id, old1.id)).toBe(false);
-      for (const u of [owner, online, fresh]) expect(await store.getUser(u.id)).not.toBeNull();
-      expect((await store.listUsers({}, ALL)).total).toBe(3);
+      for (const u of [owner, online, fresh, connected]) expect(await store.getUser(u.id)).not.toBeNull();
+      expect((await store.listUsers({}, ALL)).total).toBe(4);
     });
   });
 

@@ -1,7 +1,16 @@
 import { Worker } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HEADER_BYTES, TAG_BYTES, VoicePacketType, writeHeader } from '@voice/protocol';
+import { createSocket } from 'node:dgram';
+import {
+  HEADER_BYTES,
+  TAG_BYTES,
+  VoiceCipher,
+  VoiceDirection,
+  VoicePacketType,
+  encodeTimeBody,
+  writeHeader,
+} from '@voice/protocol';
 import { createOpus, toneDbfs, type OpusFactory } from '@voice/media';
 import { ToneSource, VoiceClient } from '../../client/src/index.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
@@ -194,5 +203,56 @@ describe('forged-packet flood from many addresses', () => {
       expect(st1.lost - st0.lost, `${name}: packets lost`).toBe(0);
       expect(st1.concealed - st0.concealed, `${name}: frames concealed`).toBeLessThanOrEqual(4);
     }
+  });
+
+  it('a member still registers (first packet, new port) while its voice id is flooded from elsewhere', async () => {
+    const u = await srv.user('flood-late');
+    const { channel } = await u.ws.request('channel.create', { name: 'Late' });
+    const { voice } = await u.ws.request('channel.join', { channelId: channel.id });
+    const SIZE = HEADER_BYTES + 80 + TAG_BYTES;
+    const attacker = startAttacker({
+      port: srv.voice.port,
+      packets: forgedPackets([voice.voiceId], 20_000, SIZE),
+      size: SIZE,
+      ms: 1500,
+      perBatch: 50,
+      batchMs: 4,
+    });
+    closers.push(() => attacker.worker.terminate());
+    expect(await attacker.next()).toEqual({ addresses: 253 });
+    attacker.worker.postMessage('go');
+    await sleep(300); // the flood has drained this voice id's budget for foreign addresses
+
+    // The member's packets come from its own host (the address its WebSocket uses): its first
+    // packet, then four moves to a new port (a NAT rebinding each), one socket per port. Each
+    // HELLO must be answered at once; from a foreign address it would need one of the tokens the
+    // flood keeps taking (about 1 chance in 12 per packet here).
+    const cipher = new VoiceCipher(voice.key, VoiceDirection.CLIENT_TO_SERVER);
+    const out = new Uint8Array(1000);
+    const buf = new Uint8Array(200);
+    let seq = 0;
+    let answered = 0;
+    for (let move = 0; move < 5; move++) {
+      const sock = createSocket('udp4');
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      closers.push(() => sock.close());
+      let acked = false;
+      sock.on('message', (m) => void (cipher.open(m, out).ok && (acked = true)));
+      const n = cipher.seal(
+        { type: VoicePacketType.HELLO, flags: 0, voiceId: voice.voiceId, sequence: seq++, timestamp: 0 },
+        encodeTimeBody(performance.now()),
+        buf,
+      );
+      sock.send(buf.subarray(0, n), voice.udpPort, '127.0.0.1');
+      await sleep(150);
+      if (acked) answered++;
+    }
+    expect(answered, 'HELLOs answered during the flood, of 5').toBe(5);
+    expect(srv.voice.endpointOf(srv.sessions.byUser(u.ws.welcome.user.id)!)!.udpAddress).toBe('127.0.0.1');
+    const done = await attacker.next();
+    expect(done.error).toBeUndefined();
+    // The flood itself was still shed.
+    const shed = await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'foreign_voice_id' });
+    expect(shed).toBeGreaterThan((done.sent as number) * 0.8);
   });
 });

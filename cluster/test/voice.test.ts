@@ -1,5 +1,13 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { UserId } from '@voice/protocol';
+import { createSocket } from 'node:dgram';
+import {
+  MAX_PACKET_BYTES,
+  VoiceCipher,
+  VoiceDirection,
+  VoicePacketType,
+  encodeTimeBody,
+  type UserId,
+} from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
 import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
@@ -143,6 +151,127 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
       expect(heard(l, TONES[0])).toBeGreaterThan(-23);
       expect(heard(l, TONES[0])).toBeLessThan(-17);
     }
+  });
+
+  it('1c. bitrate and complexity change live: the next mixes are encoded with the new settings', async () => {
+    // A budget of a whole frame: the CPU overuse detector (scenario 8) must not lower the complexity
+    // on its own on a loaded machine, or the comparison below would compare two low settings.
+    await srv.stop();
+    srv = await startTestServer({ clock: { tickBudget: 1 } });
+    const trio = await channelOf('Live', ['live-a', 'live-b', 'live-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(700);
+    const core = srv.voice.channelStats()[0]!.core;
+    const c = srv.voice.counters;
+    /** Mean bytes per packet the server sent over `ms` (header and tag included: 32 bytes). */
+    const meanBytesOut = async (ms: number): Promise<number> => {
+      const [p0, b0] = [c.packetsOut, c.bytesOut];
+      await sleep(ms);
+      return (c.bytesOut - b0) / (c.packetsOut - p0);
+    };
+    /** Median encode time of the mixes over the next `ms`. */
+    const encodeP50 = async (ms: number): Promise<number> => {
+      core.stats.encodeUs.reset();
+      await sleep(ms);
+      return core.stats.encodeUs.percentile(50);
+    };
+    const channelId = trio[0]!.channel!.id;
+    const update = (voice: { bitrate?: number; complexity?: number }) =>
+      trio[0]!.signaling.request('channel.update', { channelId, voice });
+
+    // Bitrate: 64 kbit/s is 160 bytes of Opus per 20 ms frame, 16 kbit/s is 40 (+32 header and tag).
+    const before = await meanBytesOut(600);
+    expect(before).toBeGreaterThan(32 + 120);
+    await update({ bitrate: 16_000 });
+    await sleep(200);
+    const after = await meanBytesOut(600);
+    expect(after).toBeLessThan(32 + 60);
+    expect(after).toBeGreaterThan(32 + 20);
+
+    // Complexity: at 16 kbit/s (SILK) libopus encodes a tone in about 170 µs at complexity 9 and 33 µs
+    // at 0, without FEC as the server encodes (measured 2026-11-30; at 64 kbit/s, CELT, the two are
+    // within 20 %, so the bitrate changes first).
+    expect(core.stats.complexity).toBe(9);
+    const encodeHigh = await encodeP50(600);
+    await update({ complexity: 0 });
+    await expect.poll(() => core.stats.complexity).toBe(0);
+    const encodeLow = await encodeP50(600);
+    console.log(
+      `live change: ${before.toFixed(0)} -> ${after.toFixed(0)} bytes per packet; ` +
+        `encode p50 ${encodeHigh.toFixed(0)} -> ${encodeLow.toFixed(0)} µs`,
+    );
+    expect(encodeLow).toBeLessThan(encodeHigh / 2);
+    // Still the same mix, at its level.
+    await listen(trio, 1000, 0);
+    for (const [i, b] of trio.entries())
+      for (const [j, hz] of TONES.entries()) {
+        if (i === j) continue;
+        expect(heard(b, hz), `bot ${i} hears ${hz} Hz at 16 kbit/s`).toBeGreaterThan(-24);
+        expect(heard(b, hz)).toBeLessThan(-16);
+      }
+  });
+
+  it('1d. encoders of mixes nobody needs any more are freed, and made again when needed', async () => {
+    const trio = await channelOf('Idle', ['idle-a', 'idle-b', 'idle-c']);
+    trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+    const st = () => srv.voice.channelStats()[0]!.core.stats;
+    // Three speakers: three mix-minus streams, one encoder each.
+    await expect.poll(() => st().encoders, { timeout: 3000 }).toBe(3);
+    // One speaker left: the two others are forwarded its packets, so no mix is encoded, and the
+    // encoders go once unused for 100 ticks (checked every 128: at most 4.6 s at 20 ms).
+    trio[1]!.stopVoice();
+    trio[2]!.stopVoice();
+    const encodes = st().encodes;
+    await expect.poll(() => st().encoders, { timeout: 8000, interval: 200 }).toBe(0);
+    expect(st().encodes - encodes).toBeLessThan(3 * 10); // only the frames still in flight
+    await listen(trio.slice(1), 600, 0);
+    expect(heard(trio[1]!, TONES[0], 600), 'the lone speaker is still heard').toBeGreaterThan(-23);
+    // A second speaker: each of the two is forwarded the other; the silent one needs one mix again.
+    trio[1]!.startVoice(new ToneSource(TONES[1], -20));
+    await expect.poll(() => st().encoders, { timeout: 3000 }).toBe(1);
+    await listen([trio[2]!], 600, 300);
+    expect(heard(trio[2]!, TONES[0], 600)).toBeGreaterThan(-23);
+    expect(heard(trio[2]!, TONES[1], 600)).toBeGreaterThan(-23);
+  });
+
+  it('1e. a member flooding its own authenticated audio fills only its inbox quota: the others still hear each other', async () => {
+    const [a, b] = await channelOf('Flooded', ['flood-a', 'flood-b']);
+    a!.startVoice(new ToneSource(TONES[0], -20));
+    b!.startVoice(new ToneSource(TONES[1], -20));
+    // The flooder is a member with a valid key on its registered address: nothing stops its packets
+    // before the channel inbox, where it may hold 64 at most.
+    const f = await srv.user('flooder');
+    const binding = (await f.ws.request('channel.join', { channelId: a!.channel!.id })).voice;
+    const cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER);
+    const sock = createSocket('udp4');
+    closers.push(() => new Promise<void>((r) => sock.close(() => r())));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const buf = new Uint8Array(MAX_PACKET_BYTES);
+    let ts = 0;
+    let sequence = 0;
+    const send = (type: VoicePacketType, body: Uint8Array) => {
+      const h = { type, flags: 0, voiceId: binding.voiceId, sequence: sequence++, timestamp: ts };
+      const n = cipher.seal(h, body, buf);
+      // A copy: dgram reads the buffer after this call returns.
+      sock.send(Buffer.from(buf.subarray(0, n)), binding.udpPort, '127.0.0.1');
+    };
+    send(VoicePacketType.HELLO, encodeTimeBody(0));
+    const opusFrame = new Uint8Array(120).fill(0x55);
+    opusFrame[0] = 0x78; // a CELT 20 ms TOC: decodable or not, it must not crowd the others out
+    const core = () => srv.voice.channelStats()[0]!.core.stats;
+    const flood = setInterval(() => {
+      // 100 per tick, 50 times the rate of a real member. (600 per tick, more than the whole ring,
+      // saturates this one process before the ring: frames then go missing with or without a quota.)
+      for (let k = 0; k < 100; k++, ts += 960) send(VoicePacketType.AUDIO, opusFrame);
+    }, 20);
+    closers.push(() => clearInterval(flood));
+    await listen([a!, b!], 1000, 700);
+    clearInterval(flood);
+    expect(core().inboxOverQuota, 'flood packets refused at the quota').toBeGreaterThan(1000);
+    expect(heard(a!, TONES[1]), 'a hears b through the flood').toBeGreaterThan(-24);
+    expect(heard(b!, TONES[0]), 'b hears a through the flood').toBeGreaterThan(-24);
+    expect(a!.stats().lost).toBe(0);
+    expect(b!.stats().lost).toBe(0);
   });
 
   it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {

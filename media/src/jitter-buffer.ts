@@ -33,15 +33,29 @@ export interface JitterBufferOptions {
   /** Target depth bounds, in frames. Defaults 1 and 10 (200 ms at 20 ms frames). */
   readonly minTargetFrames?: number;
   readonly maxTargetFrames?: number;
-  /** Sliding window for the arrival-delay percentile, ms (default 2000). */
+  /** Sliding window for the arrival-delay percentile, ms (default 1500: a burst is forgotten in 2 s). */
   readonly delayWindowMs?: number;
   /** Which percentile of relative arrival delay the target follows (default 95, as NetEq). */
   readonly delayPercentile?: number;
   /** False pins the target at `minTargetFrames` (the delay is still measured). Default true. */
   readonly adaptive?: boolean;
   /**
-   * Catch-up: when the depth stayed above target for this long (ms), the excess frames are dropped
-   * (at most `maxCatchUpFrames` at once). Default 500 ms; 0 disables catch-up.
+   * Phase margin, ms, added to the target delay: how long before its turn a packet on time must be
+   * buffered. A packet that arrives just before its pop underruns on the next scheduling hiccup
+   * (sender clock, server tick and playout tick drift in phase); NetEq's target includes this too.
+   * Default 0.
+   */
+  readonly marginMs?: number;
+  /**
+   * The largest relative delay seen over this window (ms, default 1000) also bounds the target from
+   * below before the buffer shrinks: a burst of late packets keeps the delay it needed this long,
+   * then catch-up gives it back.
+   */
+  readonly peakWindowMs?: number;
+  /**
+   * Catch-up: when the delay stayed a frame or more above target for this long (ms), the excess
+   * frames are dropped (at most `maxCatchUpFrames` at once, default 8). Default 300 ms; 0 disables
+   * catch-up (and the dropping of a stalled sender's backlog).
    */
   readonly catchUpMs?: number;
   readonly maxCatchUpFrames?: number;
@@ -63,6 +77,8 @@ export interface JitterStats {
   readonly concealed: number;
   /** Buffered packets dropped to catch up with the target or because the ring was full. */
   readonly overflowDrops: number;
+  /** Buffered packets dropped when playout resumed, because their turn had passed (a sender stall). */
+  readonly staleDrops: number;
   /** Times the buffer ran dry while playing (talkspurt ends and underruns), then re-buffered. */
   readonly drains: number;
   /**
@@ -74,11 +90,23 @@ export interface JitterStats {
   readonly depth: number;
   /** Target depth, frames. */
   readonly target: number;
+  /** Target playout delay beyond the earliest arrival, ms (percentile + margin + look-ahead). */
+  readonly targetDelayMs: number;
+  /** Playout delay beyond the earliest arrival at the last pop, ms. */
+  readonly delayMs: number;
   /** RFC 3550 interarrival jitter estimate, ms. */
   readonly jitterMs: number;
   /** The tracked percentile (default p95) of relative arrival delay over the window, ms. */
   readonly delayPercentileMs: number;
 }
+
+/** Delay peaks remembered (a power of two), how close late packets merge into one, longest hold. */
+const PEAKS = 8;
+const PEAK_GROUP_MS = 100;
+const PEAK_HOLD_MS = 20_000;
+
+/** Excess delay (ms) that catch-up removes even in loud audio. */
+const LOUD_EXCESS_MS = 60;
 
 const IDLE = 0;
 const BUFFERING = 1;
@@ -91,16 +119,21 @@ const PLAYING = 2;
  * preallocated slot memory, so insert/pop allocate nothing. Sequence numbers are uint32 and may wrap;
  * internally they are unwrapped to a monotone integer.
  *
- * Target depth (NetEq-like): for each packet, its transit time (arrival - seq * frameMs) minus the
- * smallest transit in the window is its relative arrival delay; the target is that delay's p95 over
- * the window, in frames (rounded up), clamped to [min, max]. Measured (media/test/jitter-buffer.test.ts,
- * and a sweep during development): uniform 0..60 ms jitter settles at a target of 3 frames with no frame
- * lost; 0..120 ms at 6 frames, also lossless; the playout delay is about network base + J + one tick.
+ * Target delay (NetEq-like, in ms, not whole frames): for each packet, its transit time (arrival -
+ * seq * frameMs) minus the smallest transit in the window is its relative arrival delay; the target
+ * delay is that delay's p95 over the window plus `marginMs` (plus one frame of FEC look-ahead while
+ * `lookAhead` is set), clamped to [(min - 1), max] frames. A packet's expected arrival is the window's
+ * smallest transit plus seq * frameMs; the delay at a pop is how long after its expected arrival the
+ * packet at the head is played. Measured (media/test/jitter-buffer.test.ts): uniform 0..60 ms jitter
+ * plays without loss at about 60 ms of delay; a clean link with arrivals right before the pops, at
+ * `marginMs` (no underrun from phase noise).
  *
- * Playout: the buffer starts (and restarts after draining) once it holds `target` frames, or once the
- * first packet has waited `target` frames. A hole with newer packets behind it is MISSING (conceal);
- * running dry is EMPTY and re-buffers, which is how a talkspurt ends and how the delay grows after an
- * underrun. When the depth stays above target for `catchUpMs`, the excess is dropped.
+ * Playout: the buffer starts (and restarts after draining) at the first pop at least the target delay
+ * after the oldest buffered packet's expected arrival: the start phase is chosen, not inherited from
+ * whenever the first packet came. A hole with newer packets behind it is MISSING (conceal); running
+ * dry is EMPTY and re-buffers, which is how a talkspurt ends and how the delay grows after an
+ * underrun. When the delay stayed a frame or more above max(target, the peak relative delay of the
+ * last `peakWindowMs`) for `catchUpMs`, the excess frames are dropped.
  */
 export class JitterBuffer {
   readonly frameMs: number;
@@ -131,6 +164,17 @@ export class JitterBuffer {
   private readonly catchUpPops: number;
   private readonly maxCatchUp: number;
   private readonly resetGap: number;
+  private readonly marginMs: number;
+  private readonly frameMsInv: number;
+  /** Extra frames of target while the caller wants FEC look-ahead. */
+  private lookAheadFrames = 0;
+  private targetDelay: number;
+  private lastDelay = 0;
+  private lastArrivalMs = Number.NEGATIVE_INFINITY;
+  private readonly peaks: Histogram;
+  private readonly peakAt = new Float64Array(PEAKS);
+  private readonly peakHeight = new Float64Array(PEAKS);
+  private peakCount = 0;
 
   private state = IDLE;
   private started = false;
@@ -139,7 +183,6 @@ export class JitterBuffer {
   private newestRaw = 0;
   private stored = 0;
   private minStored = Number.POSITIVE_INFINITY;
-  private firstArrivalMs = 0;
   private targetFrames: number;
 
   // Arrival delay: sliding-window minimum of transit (monotonic deque) and a windowed histogram.
@@ -155,9 +198,9 @@ export class JitterBuffer {
   private prevTransit = 0;
   private jitter = 0;
 
-  // Catch-up window.
+  // Catch-up window: the smallest playout delay seen over it.
   private windowPops = 0;
-  private windowMinDepth = Number.POSITIVE_INFINITY;
+  private windowMinDelay = Number.POSITIVE_INFINITY;
 
   private nReceived = 0;
   private nLate = 0;
@@ -168,6 +211,7 @@ export class JitterBuffer {
   private nOverflow = 0;
   private nDrains = 0;
   private nResets = 0;
+  private nStale = 0;
 
   constructor(options: JitterBufferOptions = {}) {
     const {
@@ -176,12 +220,14 @@ export class JitterBuffer {
       maxPacketBytes = 1000,
       minTargetFrames = 1,
       maxTargetFrames = 10,
-      delayWindowMs = 2000,
+      delayWindowMs = 1500,
       delayPercentile = 95,
       adaptive = true,
-      catchUpMs = 500,
-      maxCatchUpFrames = 4,
+      catchUpMs = 300,
+      maxCatchUpFrames = 8,
       resetGapFrames = capacity * 4,
+      marginMs = 0,
+      peakWindowMs = 1000,
     } = options;
     if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
     if (
@@ -206,6 +252,8 @@ export class JitterBuffer {
     }
     if (!(delayPercentile > 0 && delayPercentile <= 100))
       throw new TypeError('delayPercentile must be in (0, 100]');
+    if (!(marginMs >= 0 && marginMs < 1000)) throw new TypeError('marginMs must be in [0, 1000)');
+    if (!(peakWindowMs >= frameMs)) throw new TypeError('peakWindowMs must be >= frameMs');
     this.frameMs = frameMs;
     this.capacity = capacity;
     this.maxPacketBytes = maxPacketBytes;
@@ -226,7 +274,15 @@ export class JitterBuffer {
     this.maxCatchUp = maxCatchUpFrames;
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
+    this.marginMs = marginMs;
+    this.frameMsInv = 1 / frameMs;
+    this.targetDelay = (minTargetFrames - 1) * frameMs + marginMs;
     this.window = Math.max(8, Math.round(delayWindowMs / frameMs));
+    this.peaks = new Histogram({
+      bucketWidth: 1,
+      buckets: 1000,
+      window: Math.max(4, Math.round(peakWindowMs / frameMs)),
+    });
     this.dqVal = new Float64Array(this.window + 1);
     this.dqIdx = new Float64Array(this.window + 1);
     this.delays = new Histogram({ bucketWidth: 1, buckets: 1000, window: this.window });
@@ -255,13 +311,52 @@ export class JitterBuffer {
       this.slotLen.byteLength +
       this.dqVal.byteLength +
       this.dqIdx.byteLength +
-      this.delays.memoryBytes
+      this.delays.memoryBytes +
+      this.peaks.memoryBytes
     );
+  }
+
+  /** Target playout delay beyond the earliest arrival, ms. */
+  get targetDelayMs(): number {
+    return this.targetDelay;
+  }
+
+  /** How long after its expected arrival the next frame would play at `nowMs` (NaN unless playing). */
+  delayAt(nowMs: number): number {
+    return this.state === PLAYING ? nowMs - this.expectedArrival(this.head) : Number.NaN;
+  }
+
+  /** Whether the frame due next is buffered (playing, or ready to start): a pop now would not underrun. */
+  get headReady(): boolean {
+    if (this.state === PLAYING) return this.slotLen[this.head & this.mask] !== 0;
+    return false;
   }
 
   /** True between the first packet and a drain: the speaker's frames are flowing. */
   get playing(): boolean {
     return this.state === PLAYING;
+  }
+
+  /**
+   * Whether the audio now playing is quiet (set by a caller that decodes; default true): catch-up
+   * drops a single frame of excess delay only while it is, where the drop cannot be heard.
+   */
+  quiet = true;
+
+  /**
+   * Frames of look-ahead wanted on top of the target (0 or more): while a link loses packets, one
+   * frame lets the packet after a lost one be buffered when the lost one is due, so its in-band FEC
+   * can rebuild it. The buffer grows by re-buffering (the caller conceals) and shrinks by catch-up.
+   */
+  get lookAhead(): number {
+    return this.lookAheadFrames;
+  }
+  set lookAhead(frames: number) {
+    if (!Number.isInteger(frames) || frames < 0 || frames >= this.capacity)
+      throw new TypeError('lookAhead must be an integer in 0..capacity-1');
+    if (frames === this.lookAheadFrames) return;
+    this.lookAheadFrames = frames;
+    this.retarget();
   }
 
   /**
@@ -311,7 +406,6 @@ export class JitterBuffer {
     if (length === packet.length) this.data.set(packet, off);
     else for (let i = 0; i < length; i++) this.data[off + i] = packet[i]!;
     this.slotLen[slot] = length;
-    if (this.stored === 0 && this.state === BUFFERING) this.firstArrivalMs = nowMs;
     this.stored++;
     if (ext > this.newest) {
       this.newest = ext;
@@ -322,23 +416,39 @@ export class JitterBuffer {
     return JitterInsert.ACCEPTED;
   }
 
-  /** Next frame to play at `nowMs` (call once per frame tick). */
-  pop(nowMs: number): JitterPopResult {
+  /**
+   * Next frame to play at `nowMs` (call once per frame tick). `lateMs`: how late this pop runs
+   * after the frame's play time (a stalled caller catching up); the delay that catch-up judges is
+   * the one at play time, so a late pop does not look like excess to drop.
+   */
+  pop(nowMs: number, lateMs = 0): JitterPopResult {
     if (this.state === IDLE) return JitterPop.EMPTY;
     if (this.state === BUFFERING) {
       if (this.stored === 0) return JitterPop.EMPTY;
-      const depth = this.newest - this.minStored + 1;
-      if (depth < this.targetFrames && nowMs - this.firstArrivalMs < this.targetFrames * this.frameMs) {
-        return JitterPop.EMPTY;
-      }
+      // Start once the oldest packet's expected arrival is the target delay ago (a packet that came
+      // late counts from when it was expected, so the phase is restored after an underrun).
+      if (nowMs < this.expectedArrival(this.minStored) + this.targetDelay) return JitterPop.EMPTY;
       // Start (or resume after a drain) at the oldest buffered packet; a gap before it is a pause.
+      const resumed = this.started;
       this.head = this.minStored;
+      // Resuming after a stall, the backlog comes in a burst: frames whose turn passed more than a
+      // frame ago are dropped now rather than played late and caught up slowly. (Part of catch-up:
+      // off when catchUpMs is 0. Not at the first start: nothing was expected yet.)
+      const due = Math.floor((nowMs - this.targetDelay - this.expectedArrival(0)) * this.frameMsInv) - 1;
+      if (this.catchUpPops > 0 && resumed && due > this.head) {
+        const to = due < this.newest ? due : this.newest;
+        const before = this.nOverflow;
+        this.skipTo(to);
+        this.nStale += this.nOverflow - before;
+        this.nOverflow = before;
+      }
       this.state = PLAYING;
       this.started = true;
       this.windowPops = 0;
-      this.windowMinDepth = Number.POSITIVE_INFINITY;
+      this.windowMinDelay = Number.POSITIVE_INFINITY;
     }
 
+    this.lastDelay = nowMs - lateMs - this.expectedArrival(this.head);
     if (this.catchUpPops > 0) this.catchUp();
 
     const slot = this.head & this.mask;
@@ -358,12 +468,12 @@ export class JitterBuffer {
       this.head++;
       return JitterPop.MISSING;
     }
-    // Drained: the talkspurt ended or the next packet is late. Re-buffer; measure delays afresh
-    // (sequence numbers may not advance during a pause, which would look like a huge delay).
+    // Drained: the talkspurt ended or the next packet is late. Re-buffer. The transit baseline is
+    // kept: both users key packets by a timestamp that follows the sender's clock through pauses
+    // (a pause longer than the delay window starts a new baseline, see measure()).
     this.nDrains++;
     this.state = BUFFERING;
     this.minStored = Number.POSITIVE_INFINITY;
-    this.rebaseline = true;
     return JitterPop.EMPTY;
   }
 
@@ -389,7 +499,10 @@ export class JitterBuffer {
     this.started = false;
     this.targetFrames = this.minTarget;
     this.delays.reset();
+    this.peaks.reset();
+    this.peakCount = 0;
     this.dqLen = 0;
+    this.retarget();
     this.rebaseline = true;
     this.jitter = 0;
   }
@@ -403,10 +516,13 @@ export class JitterBuffer {
       lost: this.nLost,
       concealed: this.nConcealed,
       overflowDrops: this.nOverflow,
+      staleDrops: this.nStale,
       drains: this.nDrains,
       resets: this.nResets,
       depth: this.depth,
       target: this.targetFrames,
+      targetDelayMs: this.targetDelay,
+      delayMs: this.lastDelay,
       jitterMs: this.jitter,
       delayPercentileMs: this.delays.percentile(this.percentile),
     };
@@ -456,20 +572,36 @@ export class JitterBuffer {
     return Number.POSITIVE_INFINITY;
   }
 
+  /** Expected arrival of frame `ext`: the window's smallest transit plus its media time (NaN before any). */
+  private expectedArrival(ext: number): number {
+    return this.dqLen === 0 ? Number.NaN : this.dqVal[this.dqStart]! + ext * this.frameMs;
+  }
+
   private catchUp(): void {
-    const depth = this.stored === 0 ? 0 : this.newest - this.head + 1;
-    if (depth < this.windowMinDepth) this.windowMinDepth = depth;
+    if (this.lastDelay < this.windowMinDelay) this.windowMinDelay = this.lastDelay;
     if (++this.windowPops < this.catchUpPops) return;
-    const excess = this.windowMinDepth - this.targetFrames;
+    const need = Math.max(this.targetDelay, this.peaks.percentile(100) + this.marginMs);
+    const excess = Math.floor((this.windowMinDelay - need) * this.frameMsInv);
     this.windowPops = 0;
-    this.windowMinDepth = Number.POSITIVE_INFINITY;
-    if (excess > 0) this.skipTo(this.head + Math.min(excess, this.maxCatchUp));
+    this.windowMinDelay = Number.POSITIVE_INFINITY;
+    // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
+    // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
+    // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
+    const drop = this.quiet ? excess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
+    if (drop > 0) {
+      const n = Math.min(drop, this.maxCatchUp);
+      this.skipTo(this.head + n);
+      this.lastDelay -= n * this.frameMs;
+    }
   }
 
   private measure(ext: number, nowMs: number): void {
     const transit = nowMs - ext * this.frameMs;
     const w = this.window;
     const cap = w + 1;
+    // After a pause longer than the window the baseline is stale (clock drift, a new route).
+    if (nowMs - this.lastArrivalMs > this.window * this.frameMs) this.rebaseline = true;
+    this.lastArrivalMs = nowMs;
     if (this.rebaseline) {
       this.rebaseline = false;
       this.dqLen = 0;
@@ -494,19 +626,71 @@ export class JitterBuffer {
       this.dqStart = (this.dqStart + 1) % cap;
       this.dqLen--;
     }
-    this.delays.record(transit - this.dqVal[this.dqStart]!);
+    const rel = transit - this.dqVal[this.dqStart]!;
+    this.delays.record(rel);
+    this.peaks.record(rel);
+    if (rel > this.targetDelay) this.notePeak(rel, nowMs);
     if (++this.sinceRetarget >= 16) {
       this.sinceRetarget = 0;
       this.retarget();
     }
   }
 
-  private retarget(): void {
-    if (!this.adaptive) return;
-    const p = this.delays.percentile(this.percentile);
-    // A 5% tolerance keeps a p95 of 20.3 ms at one 20 ms frame (bucket interpolation noise).
-    const frames = Math.ceil(p / this.frameMs - 0.05);
-    this.targetFrames =
-      frames < this.minTarget ? this.minTarget : frames > this.maxTarget ? this.maxTarget : frames;
+  /**
+   * NetEq's delay peak detector: a packet later than the target is a peak (late packets within
+   * PEAK_GROUP_MS are one peak). While peaks recur, the target covers the highest of them, so a
+   * machine or link that stalls now and then stops underrunning after the second stall; peak mode
+   * ends when no peak came for twice the longest interval between the recent ones (at most
+   * PEAK_HOLD_MS), so a single burst is forgotten quickly.
+   */
+  private notePeak(height: number, nowMs: number): void {
+    const last =
+      this.peakCount > 0 ? this.peakAt[(this.peakCount - 1) & (PEAKS - 1)]! : Number.NEGATIVE_INFINITY;
+    if (nowMs - last < PEAK_GROUP_MS) {
+      const i = (this.peakCount - 1) & (PEAKS - 1);
+      if (height > this.peakHeight[i]!) this.peakHeight[i] = height;
+    } else {
+      const i = this.peakCount & (PEAKS - 1);
+      this.peakAt[i] = nowMs;
+      this.peakHeight[i] = height;
+      this.peakCount++;
+    }
+    this.retarget(nowMs);
+  }
+
+  /** The peak height the target must cover now (0 outside peak mode). */
+  private peakNeed(nowMs: number): number {
+    const n = Math.min(this.peakCount, PEAKS);
+    const newest = (this.peakCount - 1) & (PEAKS - 1);
+    let longest = 0;
+    let highest = this.peakHeight[newest]!;
+    let used = 1;
+    for (let k = 1; k < n; k++) {
+      const i = (this.peakCount - 1 - k) & (PEAKS - 1);
+      const at = this.peakAt[i]!;
+      if (nowMs - at > PEAK_HOLD_MS) break;
+      longest = Math.max(longest, this.peakAt[(i + 1) & (PEAKS - 1)]! - at);
+      highest = Math.max(highest, this.peakHeight[i]!);
+      used++;
+    }
+    if (used < 2 || nowMs - this.peakAt[newest]! > 2 * longest) return 0;
+    return highest;
+  }
+
+  private retarget(nowMs: number = this.lastArrivalMs): void {
+    const f = this.frameMs;
+    let ms: number;
+    if (this.adaptive) {
+      const p = this.delays.count === 0 ? 0 : this.delays.percentile(this.percentile);
+      ms = Math.min(Math.max(p, (this.minTarget - 1) * f), (this.maxTarget - 1) * f) + this.marginMs;
+    } else ms = (this.minTarget - 1) * f + this.marginMs;
+    if (this.adaptive) {
+      const peak = this.peakNeed(nowMs);
+      if (peak > 0) ms = Math.max(ms, Math.min(peak, (this.maxTarget - 1) * f) + this.marginMs);
+    }
+    ms += this.lookAheadFrames * f;
+    this.targetDelay = ms;
+    // In frames: how many are buffered at a pop when packets come at their expected time.
+    this.targetFrames = 1 + Math.floor(ms / f);
   }
 }

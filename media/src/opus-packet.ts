@@ -173,3 +173,68 @@ export function encoderCtlFor(
       return [OpusCtl.SET_DTX, value === true ? 1 : 0];
   }
 }
+
+/**
+ * Whether a packet carries in-band FEC (SILK LBRR data) for the frame before it: the same test as
+ * libopus 1.5's `opus_packet_has_lbrr` (Debian's libopus 1.3 lacks it). CELT-only packets carry none.
+ * The SILK header's VAD and LBRR flags are the first range-coded symbols, each of probability 1/2,
+ * so they read as the top bits of the first frame's first byte. Malformed packets answer false.
+ */
+export function opusPacketHasLbrr(packet: Uint8Array, length: number = packet.length): boolean {
+  if (length < 2 || length > packet.length) return false;
+  const toc = packet[0]!;
+  if (((toc >> 3) & 0x1f) >= 16) return false; // CELT only
+  const code = toc & 3;
+  let offset = 1;
+  let size: number;
+  if (code === 0) size = length - 1;
+  else if (code === 1) size = (length - 1) >> 1;
+  else if (code === 2) {
+    const b1 = packet[1]!;
+    if (b1 < 252) {
+      size = b1;
+      offset = 2;
+    } else {
+      if (length < 3) return false;
+      size = b1 + 4 * packet[2]!;
+      offset = 3;
+    }
+  } else {
+    const b1 = packet[1]!;
+    const count = b1 & 0x3f;
+    if (count === 0) return false;
+    offset = 2;
+    let padding = 0;
+    if (b1 & 0x40) {
+      for (;;) {
+        if (offset >= length) return false;
+        const p = packet[offset++]!;
+        padding += p === 255 ? 254 : p;
+        if (p !== 255) break;
+      }
+    }
+    if (b1 & 0x80) {
+      if (offset >= length) return false;
+      const b = packet[offset]!;
+      if (b < 252) {
+        size = b;
+        offset += 1;
+      } else {
+        if (offset + 1 >= length) return false;
+        size = b + 4 * packet[offset + 1]!;
+        offset += 2;
+      }
+      // The other frames' sizes follow; the first frame's data comes after them all.
+      for (let f = 1; f < count - 1; f++) {
+        if (offset >= length) return false;
+        offset += packet[offset]! < 252 ? 1 : 2;
+      }
+    } else size = Math.floor((length - offset - padding) / count);
+  }
+  if (size <= 0 || offset >= length) return false;
+  const frameSamples = tocFrameSamples(toc);
+  const silkFrames = frameSamples > 960 ? frameSamples / 960 : 1;
+  const first = packet[offset]!;
+  if ((first >> (7 - silkFrames)) & 1) return true;
+  return (toc & 4) !== 0 && ((first >> (6 - 2 * silkFrames)) & 1) === 1;
+}

@@ -4,6 +4,7 @@ import {
   loadVoiceOpusAddon,
   MediaError,
   OpusCodecError,
+  opusPacketHasLbrr,
   sineInt16,
   toneDbfs,
   type OpusFactory,
@@ -116,6 +117,68 @@ describe('libopus addon backend', () => {
     const plcCorr = correlation(at(reference), at(lossless));
     expect(fecCorr).toBeGreaterThan(0.5);
     expect(fecCorr).toBeGreaterThan(plcCorr + 0.3);
+  });
+
+  it('opusPacketHasLbrr tells a packet with FEC data from one without (libopus decodes only those)', async () => {
+    const opus = await createOpus({ backend: 'libopus' });
+    for (const frame of [480, 960]) {
+      const input = chirpFrames(40, frame);
+      const encode = (fec: boolean): Uint8Array[] => {
+        const enc = opus.createEncoder({ frameSamples: frame, fec, packetLossPercent: 20, signal: 'voice' });
+        const buf = new Uint8Array(1500);
+        const out: Uint8Array[] = [];
+        for (let f = 0; f < 40; f++)
+          out.push(buf.slice(0, enc.encode(input.subarray(f * frame, (f + 1) * frame), buf)));
+        enc.destroy();
+        return out;
+      };
+      const withFec = encode(true);
+      const without = encode(false);
+      expect(without.filter((p) => opusPacketHasLbrr(p)).length, `${frame}: FEC off`).toBe(0);
+      // SILK adds LBRR only after frames its VAD found active: a good share, not all.
+      expect(withFec.filter((p) => opusPacketHasLbrr(p)).length, `${frame}: FEC on`).toBeGreaterThan(8);
+      // Ground truth from libopus, packet by packet: the FEC decode of a packet with LBRR rebuilds the
+      // lost frame (close to its lossless decode); without LBRR it is no better than concealment.
+      for (const packets of [withFec, without]) {
+        const clean = opus.createDecoder({ frameSamples: frame });
+        const lossless = packets.map((p) => {
+          const o = new Int16Array(frame);
+          clean.decode(p, o);
+          return o;
+        });
+        for (let k = 4; k < 38; k++) {
+          const a = opus.createDecoder({ frameSamples: frame });
+          const b = opus.createDecoder({ frameSamples: frame });
+          const tmp = new Int16Array(frame);
+          for (let f = 0; f < k; f++) {
+            a.decode(packets[f]!, tmp);
+            b.decode(packets[f]!, tmp);
+          }
+          const viaFec = new Int16Array(frame);
+          const viaPlc = new Int16Array(frame);
+          a.decodeFec(packets[k + 1]!, viaFec);
+          b.conceal(viaPlc);
+          a.destroy();
+          b.destroy();
+          const fec = correlation(viaFec, lossless[k]!);
+          const plc = correlation(viaPlc, lossless[k]!);
+          const rebuilt = fec > 0.75 && fec > plc + 0.1;
+          expect(rebuilt, `${frame} packet ${k + 1}: ${fec} vs ${plc}`).toBe(
+            opusPacketHasLbrr(packets[k + 1]!),
+          );
+          if (!rebuilt) expect(Math.abs(fec - plc)).toBeLessThan(0.05);
+        }
+      }
+    }
+    // CELT-only packets never carry LBRR; malformed ones answer false.
+    const celt = opus.createEncoder({ frameSamples: 480, fec: false, signal: 'music', bitrate: 64000 });
+    const buf = new Uint8Array(1500);
+    const n = celt.encode(sineInt16(480, 1000, -20), buf);
+    expect((buf[0]! >> 3) & 0x1f, 'a CELT-only packet').toBeGreaterThanOrEqual(16);
+    expect(opusPacketHasLbrr(buf, n)).toBe(false);
+    expect(opusPacketHasLbrr(new Uint8Array([0]), 1)).toBe(false);
+    expect(opusPacketHasLbrr(new Uint8Array([3, 0]), 2)).toBe(false);
+    expect(opusPacketHasLbrr(new Uint8Array(0), 0)).toBe(false);
   });
 
   it('refuses bad packets with a codec error, and FEC of a bad packet conceals instead', async () => {

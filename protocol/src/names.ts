@@ -21,6 +21,7 @@ const EMOJI_ZWJ =
 const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Cn}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
 const VARIATION_SELECTOR = /[\u{FE00}-\u{FE0F}\u{E0100}-\u{E01EF}]/u;
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
+const IGNORABLES = /\p{Default_Ignorable_Code_Point}/gu;
 const OTHER_SPACE = /(?! )\p{White_Space}/u;
 const VISIBLE = /(?!\u2800)(?!\p{Default_Ignorable_Code_Point})[\p{L}\p{N}\p{P}\p{S}]/u;
 const LEADING_MARK = /^\p{M}/u;
@@ -93,6 +94,7 @@ export function nicknameKey(nickname: string): string {
   return skeleton(once.normalize('NFKC').toLowerCase());
 }
 
+/** UTS #39 skeleton: NFD, default-ignorables removed (variation selectors pass the name rules), prototypes, NFD. */
 function skeleton(s: string): string {
-  return unhomoglyph(s.normalize('NFD')).normalize('NFD');
+  return unhomoglyph(s.normalize('NFD').replace(IGNORABLES, '')).normalize('NFD');
 }

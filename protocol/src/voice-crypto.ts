@@ -205,12 +205,21 @@ export class VoiceCipher {
   }
 
   /**
-   * Writes header, encrypted payload and tag to the start of `out`; returns the packet length.
+   * Writes header, encrypted payload (the first `payloadLength` bytes of `payload`, all of it by default:
+   * pass a length rather than a subarray on a hot path) and tag to the start of `out`; returns the
+   * packet length.
    * Throws TypeError for a bad header field, a payload over MAX_PAYLOAD_BYTES, an `out` too small,
    * or a sequence not above the last one sealed (which would reuse a nonce).
    */
-  seal(h: Readonly<VoiceHeader>, payload: Uint8Array, out: Uint8Array): number {
-    const n = payload.byteLength;
+  seal(
+    h: Readonly<VoiceHeader>,
+    payload: Uint8Array,
+    out: Uint8Array,
+    payloadLength = payload.byteLength,
+  ): number {
+    const n = payloadLength;
+    if (!Number.isInteger(n) || n < 0 || n > payload.byteLength)
+      throw new TypeError(`payload length ${n} is not within the ${payload.byteLength}-byte payload buffer`);
     if (n > MAX_PAYLOAD_BYTES) throw new TypeError(`payload of ${n} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
     const length = voicePacketLength(n);
     if (out.byteLength < length) throw new TypeError(`out has ${out.byteLength} bytes, needs ${length}`);

@@ -108,6 +108,10 @@ describe('nickname skeleton (UTS #39)', () => {
     for (const s of ['аdmin', 'ａｄｍｉｎ', 'Admin', 'ADMIN', 'adm\u0456n', 'ɑdmin', '𝐚𝐝𝐦𝐢𝐧', 'ＡＤＭＩＮ'])
       expect(nicknameKey(s)).toBe(k);
     expect(nicknameKey('rn')).toBe(nicknameKey('m'));
+    // A variation selector is a valid (invisible) mark in a nickname: it must not make a new key.
+    expect(Nickname.parse('admin\uFE0F')).toBe('admin\uFE0F');
+    expect(nicknameKey('admin\uFE0F')).toBe(k);
+    expect(nicknameKey('ad\uFE00min')).toBe(k);
     for (const s of ['admim', 'admins', 'badmin', 'a dmin']) expect(nicknameKey(s)).not.toBe(k);
   });
 

@@ -297,6 +297,41 @@ describe('VoiceCipher', () => {
     expect(() => c.open(new Uint8Array(40), new Uint8Array(999))).toThrow(TypeError);
   });
 
+  it('check() costs no cryptography and moves nothing; openChecked() then authenticates', () => {
+    const { client, server } = pair();
+    const p0 = seal(client, { sequence: 5 }, new Uint8Array([1, 2, 3]));
+    const h = createVoiceHeader();
+    const out = new Uint8Array(MAX_PAYLOAD_BYTES);
+    // Framing and the window only: a forged packet with a fresh sequence passes check()...
+    const forged = p0.slice();
+    forged[forged.length - 1]! ^= 1;
+    expect(server.check(forged, h)).toBeNull();
+    expect(h.sequence).toBe(5);
+    // ...and only openChecked() finds it out, without moving the window.
+    expect(server.openChecked(forged, out, h)).toBe('AUTH_FAILED');
+    expect(server.replay.received).toBe(0);
+    expect(server.check(p0, h)).toBeNull();
+    expect(server.openChecked(p0, out, h)).toBe(3);
+    expect(out.subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    // Now a replay and a truncation are refused by check() alone.
+    expect(server.check(p0, h)).toBe('REPLAY');
+    expect(server.check(p0.subarray(0, 10), h)).toBe('TOO_SHORT');
+    expect(() => server.openChecked(p0, new Uint8Array(10), h)).toThrow(TypeError);
+  });
+
+  it('seals the first payloadLength bytes of a larger buffer as it seals a copy of them', () => {
+    const big = Uint8Array.from({ length: 100 }, (_, i) => i);
+    const h: VoiceHeader = { type: VoicePacketType.AUDIO, flags: 0, voiceId: 9, sequence: 0, timestamp: 0 };
+    const a = new Uint8Array(MAX_PACKET_BYTES);
+    const b = new Uint8Array(MAX_PACKET_BYTES);
+    const na = pair().server.seal(h, big, a, 40);
+    const nb = pair().server.seal(h, big.slice(0, 40), b);
+    expect(na).toBe(nb);
+    expect(a.subarray(0, na)).toEqual(b.subarray(0, nb));
+    expect(() => pair().server.seal(h, big, a, 101)).toThrow(TypeError);
+    expect(() => pair().server.seal(h, big, a, -1)).toThrow(TypeError);
+  });
+
   it('accepts an empty payload', () => {
     const { client, server } = pair();
     const packet = seal(client, { flags: VoiceFlags.DTX }, new Uint8Array(0));

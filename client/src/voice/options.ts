@@ -41,17 +41,29 @@ export interface VoiceClientOptions {
   jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   /** Frames concealed when the jitter buffer runs dry right after audio (default 2). */
   drainConcealFrames?: number;
+  /**
+   * 'timer' (default): playout runs on its own frame clock. 'pull': a sound card drives it through
+   * `VoiceClient.pull()` (see client/README.md).
+   */
+  playoutClock?: 'timer' | 'pull';
   /** Keep the played-out audio (default true). */
   record?: boolean;
-  /** Longest recording kept, seconds (default 600; older audio is discarded). */
+  /**
+   * Longest recording kept, seconds (default 60, about 5.8 MB; at most 86400). Past it the older
+   * half is discarded. A long-running client that does not need the recording sets `record: false`.
+   */
   recordMaxSeconds?: number;
-  /** Most sent frames remembered in `sentLog` (default 2^20, about 5.8 h of 20 ms frames). */
+  /** Most sent frames remembered in `sentLog` (default 6000: 60 s of 10 ms frames, about 250 KB). */
   sentLogMax?: number;
   /** Signaling request timeout, ms (default 10000). */
   requestTimeoutMs?: number;
   /** Receives every played frame (the desktop app's speaker output). */
   onPlayout?: PlayoutHook;
 }
+
+/** Bounded so that a client left running does not grow: a minute of audio and of sent frames. */
+export const DEFAULT_RECORD_SECONDS = 60;
+export const DEFAULT_SENT_LOG = 6_000;
 
 /** Options after validation, with defaults filled in. */
 export interface ResolvedVoiceClientOptions extends VoiceClientOptions {
@@ -132,12 +144,13 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   const heartbeatMs = checkMs('heartbeatMs', o.heartbeatMs, 50, 60_000) ?? 5000;
   const helloRetryMs = checkMs('helloRetryMs', o.helloRetryMs, 50, 60_000) ?? 1000;
   checkMs('requestTimeoutMs', o.requestTimeoutMs, 100, 600_000);
-  const recordMaxSeconds = o.recordMaxSeconds ?? 600;
+  const recordMaxSeconds = o.recordMaxSeconds ?? DEFAULT_RECORD_SECONDS;
   if (typeof recordMaxSeconds !== 'number' || !(recordMaxSeconds >= 1 && recordMaxSeconds <= 24 * 3600)) {
     fail('recordMaxSeconds must be in [1, 86400]');
   }
-  const sentLogMax = o.sentLogMax ?? 1 << 20;
-  if (!Number.isInteger(sentLogMax) || sentLogMax < 16) fail('sentLogMax must be an integer >= 16');
+  const sentLogMax = o.sentLogMax ?? DEFAULT_SENT_LOG;
+  if (!Number.isInteger(sentLogMax) || sentLogMax < 16 || sentLogMax > 1 << 24)
+    fail('sentLogMax must be an integer in [16, 2^24]');
   if (
     o.drainConcealFrames !== undefined &&
     (!Number.isInteger(o.drainConcealFrames) || o.drainConcealFrames < 0 || o.drainConcealFrames > 50)
@@ -145,6 +158,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
     fail('drainConcealFrames must be an integer in [0, 50]');
   }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
+  if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')
+    fail("playoutClock must be 'timer' or 'pull'");
   const wsUrl = new URL('/ws', serverUrl);
   wsUrl.protocol = serverUrl.protocol === 'https:' ? 'wss:' : 'ws:';
   return {

@@ -1,22 +1,28 @@
 import {
-  JitterBuffer,
+  FramePlayout,
   JitterInsert,
-  JitterPop,
-  OPUS_MAX_PACKET_SAMPLES,
+  PlayoutFrame,
   Ticker,
   type JitterBufferOptions,
   type JitterInsertResult,
-  type OpusDecoder,
   type OpusFactory,
   type Tick,
 } from '@voice/media';
 import type { Recording } from './recording.js';
 import { SAMPLE_RATE } from './sources.js';
 
-const UINT32 = 0x1_0000_0000;
-
 /** Called once per played frame with the audio (valid during the call only) and its play time. */
 export type PlayoutHook = (pcm: Int16Array, samples: number, playTime: number) => void;
+
+/** Phase margin of the client's jitter buffer, ms (see JitterBufferOptions.marginMs). */
+export const PLAYOUT_MARGIN_MS = 3;
+/**
+ * A timer tick that fires this late (ms) found this process stalled; the packets it is due to
+ * play were held up by the same stall (here, or in a sender on this machine). It waits for them up
+ * to STALL_WAIT_MS instead of concealing a frame that is about to arrive.
+ */
+const STALL_LATENESS_MS = 4;
+const STALL_WAIT_MS = 60;
 
 export interface PlayoutOptions {
   readonly frameMs: 10 | 20;
@@ -24,13 +30,13 @@ export interface PlayoutOptions {
   /** Overrides for the jitter buffer (frameMs is always the stream's). */
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   readonly recording: Recording | null;
-  /**
-   * When the buffer runs dry right after playing a frame, conceal this many frames before going
-   * silent (default 2), as NetEq's expand does: the receiver cannot tell a late or lost packet from
-   * the end of a talkspurt, and a concealed frame sounds better than a hole in speech, while after a
-   * real talkspurt end libopus fades the concealment out at once.
-   */
+  /** Frames concealed when the buffer runs dry right after audio (default 2; see FramePlayout). */
   readonly drainConcealFrames?: number;
+  /**
+   * 'timer' (default): a drift-free Ticker pulls one frame per frame period. 'pull': nothing runs by
+   * itself; a sound card's callback calls `pull()` (the desktop app).
+   */
+  readonly clock?: 'timer' | 'pull';
   readonly onPlayout?: PlayoutHook;
   /** Errors from decoding or the hook (counted either way). */
   readonly onError?: (err: unknown) => void;
@@ -42,10 +48,14 @@ export interface PlayoutStats {
   late: number;
   duplicates: number;
   invalid: number;
-  /** Frames played from a packet, concealed, or as silence (buffer empty). */
+  /** Frames decoded from a packet. */
   framesPlayed: number;
-  /** Concealed frames: a hole before a buffered packet, or a dry buffer right after audio (see drainConcealFrames). */
+  /** Concealed frames: lost without FEC, a dry buffer right after audio, or growth for FEC look-ahead. */
   framesConcealed: number;
+  /** Lost frames rebuilt from the next packet's in-band FEC. */
+  fecRecovered: number;
+  /** Of the concealed frames, those inserted to grow the buffer for FEC look-ahead. */
+  framesExpanded: number;
   /** Times the buffer ran dry right after playing audio (talkspurt ends, and late or lost packets). */
   underruns: number;
   framesSilent: number;
@@ -56,39 +66,59 @@ export interface PlayoutStats {
   jitterMs: number;
   bufferMs: number;
   targetMs: number;
+  /** Playout delay beyond the earliest arrival at the last frame, and its target, ms. */
+  delayMs: number;
+  targetDelayMs: number;
   delayP95Ms: number;
   drains: number;
   resets: number;
   overflowDrops: number;
+  staleDrops: number;
+  /** Timer ticks that, late after a stall of this process, waited for their packet. */
+  stallWaits: number;
 }
 
 /**
- * The receive side of one voice session: server AUDIO packets go into an adaptive JitterBuffer; a
- * drift-free Ticker at the frame period pops one frame per tick and decodes it (PACKET), conceals it
- * (MISSING) or plays silence (EMPTY), then appends it to the recording with the time it was due.
+ * The receive side of one voice session: server AUDIO packets go into the shared FramePlayout
+ * (media/: jitter buffer, decode, FEC, concealment), keyed by the header timestamp (the server's
+ * sequence counter also advances for HELLO_ACK/HEARTBEAT_ACK, so it does not number audio frames).
  *
- * The buffer is keyed by the header timestamp in frames, not by the sequence number: the server's
- * sequence counter also advances for the HELLO_ACK/HEARTBEAT_ACK packets it sends on the same session,
- * so sequence gaps do not mean missing audio frames. Timestamps are unwrapped (serial arithmetic) first,
- * because 2^32 is not a multiple of the frame size.
+ * Pull-driven, as NetEq's GetAudio: `pull(out)` returns the next `out.length` samples of playout,
+ * any length (a sound card's 10 ms period, or one frame); decoded frames not yet pulled wait in a
+ * one-frame FIFO. With `clock: 'timer'` a drift-free Ticker pulls one frame per period, after the
+ * event loop has read pending packets (a timer fires before I/O is polled: pulling at once would
+ * underrun on every hiccup of this process), and appends it to the recording with its due time.
  */
 export class Playout {
   readonly frameMs: number;
   readonly frameSamples: number;
-  readonly jitter: JitterBuffer;
-  private readonly decoder: OpusDecoder;
-  private readonly pcm = new Int16Array(OPUS_MAX_PACKET_SAMPLES);
-  private readonly ticker: Ticker;
+  readonly stream: FramePlayout;
+  private readonly frame: Int16Array;
+  private fifoPos: number;
+  private readonly ticker: Ticker | null;
   private readonly recording: Recording | null;
   private readonly onPlayout: PlayoutHook | undefined;
   private readonly onError: ((err: unknown) => void) | undefined;
   private origin = 0;
-  private tsRaw = 0;
-  private tsExt = Number.NaN;
   private closed = false;
-  private readonly drainConceal: number;
-  /** Frames concealed since the buffer ran dry; -1 while not right after audio. */
-  private drained = -1;
+  /**
+   * Timer ticks waiting to pull (after the event loop has read I/O): due time, whether the tick came
+   * late, when it was queued. A ring: a stall's replayed ticks queue up behind a waiting one.
+   */
+  private readonly qDue = new Float64Array(64);
+  private readonly qLate = new Uint8Array(64);
+  private readonly qAt = new Float64Array(64);
+  private qHead = 0;
+  private qLen = 0;
+  private qScheduled = false;
+  private waitedTick = -1;
+  /** Ticks that, late after a stall of this process, waited for their packet. */
+  private stallWaits = 0;
+  private readonly runPending = (): void => {
+    this.qScheduled = false;
+    this.flushTicks();
+  };
+  private readonly tickOut: Int16Array;
   /** Play silence whatever arrives (self-deafened). */
   deaf = false;
   private readonly s = {
@@ -96,54 +126,50 @@ export class Playout {
     late: 0,
     duplicates: 0,
     invalid: 0,
-    framesPlayed: 0,
-    framesConcealed: 0,
-    underruns: 0,
-    framesSilent: 0,
     framesSkipped: 0,
-    decodeErrors: 0,
   };
 
   constructor(options: PlayoutOptions) {
     this.frameMs = options.frameMs;
     this.frameSamples = (SAMPLE_RATE / 1000) * options.frameMs;
-    this.jitter = new JitterBuffer({ ...options.jitter, frameMs: options.frameMs });
-    this.decoder = options.opus.createDecoder({ frameSamples: this.frameSamples });
+    this.stream = new FramePlayout({
+      frameSamples: this.frameSamples,
+      decoder: options.opus.createDecoder({ frameSamples: this.frameSamples }),
+      jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+      ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
+    });
+    this.frame = new Int16Array(this.frameSamples);
+    this.tickOut = new Int16Array(this.frameSamples);
+    this.fifoPos = this.frameSamples; // empty
     this.recording = options.recording;
-    this.drainConceal = options.drainConcealFrames ?? 2;
-    if (!Number.isInteger(this.drainConceal) || this.drainConceal < 0) {
-      throw new TypeError('drainConcealFrames must be an integer >= 0');
-    }
     this.onPlayout = options.onPlayout;
     this.onError = options.onError;
-    this.ticker = new Ticker({
-      periodMs: options.frameMs,
-      // Replay up to 1 s of missed ticks rather than skip them: every tick is a frame of the recording.
-      maxLatePeriods: Math.ceil(1000 / options.frameMs),
-      onTick: (t) => this.tick(t),
-      onError: (err) => this.onError?.(err),
-    });
+    this.ticker =
+      (options.clock ?? 'timer') === 'timer'
+        ? new Ticker({
+            periodMs: options.frameMs,
+            // Replay up to 1 s of missed ticks rather than skip them: every tick is a frame of the recording.
+            maxLatePeriods: Math.ceil(1000 / options.frameMs),
+            onTick: (t) => this.tick(t),
+            onError: (err) => this.onError?.(err),
+          })
+        : null;
+  }
+
+  /** The jitter buffer (its stats and settings). */
+  get jitter(): FramePlayout['jitter'] {
+    return this.stream.jitter;
   }
 
   start(): void {
-    if (this.closed || this.ticker.running) return;
+    if (this.closed || !this.ticker || this.ticker.running) return;
     this.origin = performance.now();
     this.ticker.start();
   }
 
   /** Stores one opened AUDIO payload; `timestamp` is the header's (uint32 sample position). */
   insert(timestamp: number, payload: Uint8Array, length: number, now: number): JitterInsertResult {
-    if (Number.isNaN(this.tsExt)) {
-      this.tsExt = timestamp;
-      this.tsRaw = timestamp;
-    }
-    const ext = this.tsExt + ((timestamp - this.tsRaw) | 0);
-    if (ext > this.tsExt) {
-      this.tsExt = ext;
-      this.tsRaw = timestamp;
-    }
-    const index = Math.round(ext / this.frameSamples) % UINT32;
-    const r = this.jitter.insert(index < 0 ? index + UINT32 : index, payload, now, length);
+    const r = this.stream.insertTimestamp(timestamp, payload, length, now);
     if (r === JitterInsert.ACCEPTED) this.s.accepted++;
     else if (r === JitterInsert.LATE) this.s.late++;
     else if (r === JitterInsert.DUPLICATE) this.s.duplicates++;
@@ -151,71 +177,127 @@ export class Playout {
     return r;
   }
 
-  private tick(t: Tick): void {
-    const due = this.origin + t.dueMs;
-    if (t.skipped > 0) {
-      this.s.framesSkipped += t.skipped;
-      this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
+  /**
+   * Fills `out` with the next `out.length` samples of playout (48 kHz mono) and returns that count.
+   * `playTime` (performance.now() ms, default now) is when the first sample plays: it goes to the
+   * recording and to `onPlayout`. Never throws for bad audio: decode errors play silence.
+   */
+  pull(out: Int16Array, playTime: number = performance.now()): number {
+    if (this.closed) {
+      out.fill(0);
+      return out.length;
     }
-    const jb = this.jitter;
-    const r = jb.pop(performance.now());
-    let n = this.frameSamples;
-    const pcm = this.pcm;
-    try {
-      if (r === JitterPop.PACKET) {
-        n = this.decoder.decode(jb.packet, pcm, jb.packetLength);
-        this.s.framesPlayed++;
-        this.drained = 0;
-      } else if (r === JitterPop.MISSING) {
-        n = jb.peekNext() ? this.decoder.decodeFec(jb.next, pcm, jb.nextLength) : this.decoder.conceal(pcm);
-        this.s.framesConcealed++;
-        this.drained = 0;
-      } else if (this.drained >= 0 && this.drained < this.drainConceal) {
-        if (this.drained === 0) this.s.underruns++;
-        this.drained++;
-        n = this.decoder.conceal(pcm);
-        this.s.framesConcealed++;
-      } else {
-        if (this.drained === 0) this.s.underruns++;
-        this.drained = -1;
-        pcm.fill(0, 0, n);
-        this.s.framesSilent++;
+    const n = this.frameSamples;
+    let i = 0;
+    while (i < out.length) {
+      if (this.fifoPos === n) {
+        // The jitter buffer judges the delay at the time the frame plays, not when this runs: a
+        // late pull (this process stalled) must not look like an excess to drop.
+        const now = performance.now();
+        this.produce(now, Math.max(0, now - (playTime + i / 48)));
+        this.fifoPos = 0;
       }
-    } catch (err) {
-      this.s.decodeErrors++;
-      this.onError?.(err);
-      n = this.frameSamples;
-      pcm.fill(0, 0, n);
+      const take = Math.min(n - this.fifoPos, out.length - i);
+      out.set(this.frame.subarray(this.fifoPos, this.fifoPos + take), i);
+      this.fifoPos += take;
+      i += take;
     }
-    if (this.deaf) pcm.fill(0, 0, n);
-    this.recording?.append(pcm, n, due);
+    this.recording?.append(out, out.length, playTime);
     if (this.onPlayout) {
       try {
-        this.onPlayout(pcm, n, due);
+        this.onPlayout(out, out.length, playTime);
       } catch (err) {
         this.onError?.(err);
       }
     }
+    return out.length;
+  }
+
+  private produce(now: number, lateMs: number): void {
+    const kind = this.stream.next(now, this.frame, lateMs);
+    if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
+    if (this.deaf) this.frame.fill(0);
+  }
+
+  private tick(t: Tick): void {
+    const due = this.origin + t.dueMs;
+    if (t.skipped > 0) {
+      this.flushTicks(true);
+      this.s.framesSkipped += t.skipped;
+      this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
+    }
+    if (this.qLen === this.qDue.length) this.flushTicks(true);
+    const i = (this.qHead + this.qLen) % this.qDue.length;
+    this.qDue[i] = due;
+    this.qLate[i] = t.latenessMs > STALL_LATENESS_MS ? 1 : 0;
+    this.qAt[i] = performance.now();
+    this.qLen++;
+    if (!this.qScheduled) {
+      this.qScheduled = true;
+      setImmediate(this.runPending);
+    }
+  }
+
+  /** Pulls the queued ticks in order; a late one waits (briefly) for a packet the stall held up. */
+  private flushTicks(force = false): void {
+    const jb = this.stream.jitter;
+    while (this.qLen > 0 && !this.closed) {
+      const i = this.qHead;
+      if (
+        !force &&
+        this.qLate[i] === 1 &&
+        jb.playing &&
+        !jb.headReady &&
+        jb.buffered === 0 &&
+        performance.now() - this.qAt[i]! < STALL_WAIT_MS
+      ) {
+        if (this.waitedTick !== i) {
+          this.waitedTick = i;
+          this.stallWaits++;
+        }
+        if (!this.qScheduled) {
+          this.qScheduled = true;
+          setTimeout(this.runPending, 1);
+        }
+        return;
+      }
+      this.waitedTick = -1;
+      this.qHead = (i + 1) % this.qDue.length;
+      this.qLen--;
+      this.pull(this.tickOut, this.qDue[i]);
+    }
   }
 
   stats(): PlayoutStats {
-    const j = this.jitter.stats();
+    const j = this.stream.jitter.stats();
+    const p = this.stream.stats();
     return {
       ...this.s,
+      framesPlayed: p.decoded,
+      framesConcealed: p.concealed + p.fecRecovered,
+      fecRecovered: p.fecRecovered,
+      framesExpanded: p.expanded,
+      underruns: p.underruns,
+      framesSilent: p.silent,
+      decodeErrors: p.decodeErrors,
       jitterMs: j.jitterMs,
       bufferMs: j.depth * this.frameMs,
       targetMs: j.target * this.frameMs,
+      delayMs: j.delayMs,
+      targetDelayMs: j.targetDelayMs,
       delayP95Ms: j.delayPercentileMs,
       drains: j.drains,
       resets: j.resets,
       overflowDrops: j.overflowDrops,
+      staleDrops: j.staleDrops,
+      stallWaits: this.stallWaits,
     };
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ticker.close();
-    this.decoder.destroy();
+    this.ticker?.close();
+    this.stream.close();
   }
 }

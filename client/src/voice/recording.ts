@@ -24,7 +24,7 @@ export class Recording {
   /** Samples discarded because the recording reached `maxSamples`. */
   discarded = 0;
 
-  constructor(maxSamples: number = 600 * SAMPLE_RATE) {
+  constructor(maxSamples: number = 60 * SAMPLE_RATE) {
     if (!Number.isInteger(maxSamples) || maxSamples < SAMPLE_RATE / 10) {
       throw new TypeError('maxSamples must be an integer >= 4800');
     }
@@ -126,7 +126,7 @@ export class SentLog {
   /** Entries discarded because the log was full. */
   discarded = 0;
 
-  constructor(maxEntries: number = 1 << 20) {
+  constructor(maxEntries: number = 6_000) {
     if (!Number.isInteger(maxEntries) || maxEntries < 16)
       throw new TypeError('maxEntries must be an integer >= 16');
     this.maxEntries = maxEntries;

@@ -58,6 +58,8 @@ export interface VoiceSessionOptions {
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   /** Frames concealed when the jitter buffer runs dry right after audio (default 2; see Playout). */
   readonly drainConcealFrames?: number;
+  /** 'timer' (default): playout runs on its own clock. 'pull': the caller pulls it (`pull()`). */
+  readonly playoutClock?: 'timer' | 'pull';
   readonly recording?: Recording | null;
   readonly sentLog?: SentLog | null;
   readonly onPlayout?: PlayoutHook;
@@ -179,6 +181,7 @@ export class VoiceSession {
       opus: o.opus,
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.playoutClock ? { clock: o.playoutClock } : {}),
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
       onError: (err) => this.problem(err),
@@ -299,6 +302,15 @@ export class VoiceSession {
   }
   get deaf(): boolean {
     return this.playout.deaf;
+  }
+
+  /**
+   * The next `out.length` samples (48 kHz mono) of what the server sends us, decoded and
+   * jitter-buffered: for a sound card's callback (open the session with `playoutClock: 'pull'`).
+   * `playTime` (performance.now() ms) is when its first sample plays. Returns `out.length`.
+   */
+  pull(out: Int16Array, playTime?: number): number {
+    return this.playout.pull(out, playTime);
   }
 
   /** Applies a channel's new codec settings (bitrate, complexity) to the running encoder. */

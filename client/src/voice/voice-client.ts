@@ -13,6 +13,7 @@ import {
   type VoiceSettings,
 } from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
+import { emitSafely } from '../emit-safely.js';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
 import { VoiceClientError } from './errors.js';
@@ -74,6 +75,8 @@ export interface VoiceClientStats {
   duplicates: number;
   rejected: number;
   concealed: number;
+  /** Of `concealed`, lost frames rebuilt from the next packet's in-band FEC. */
+  fecRecovered: number;
   /** Times the jitter buffer ran dry right after audio (talkspurt ends, late or lost packets). */
   underruns: number;
   framesPlayed: number;
@@ -121,6 +124,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   /** Stats of the last voice session, kept when it ends (so a final report after close has figures). */
   private lastSessionStats: VoiceSessionStats | null = null;
   private readonly detach: (() => void)[] = [];
+  private listenerErrorCount = 0;
 
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
@@ -310,6 +314,18 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     await this.signaling.request('voice.volume', { userId: userId as UserId, volume: percent });
   }
 
+  /**
+   * Pull-driven playout (NetEq's GetAudio): fills `out` with the next `out.length` samples (48 kHz
+   * mono, any length: a sound card's 10 ms period, a frame) of what this client hears, and returns
+   * that count; silence while no voice session is up. Connect with `playoutClock: 'pull'` so no
+   * timer pulls as well. `playTime` (performance.now() ms) is when the first sample plays.
+   */
+  pull(out: Int16Array, playTime?: number): number {
+    if (this.session) return this.session.pull(out, playTime);
+    out.fill(0);
+    return out.length;
+  }
+
   /** A copy of the played-out audio: sample i played at startTime + i / 48 ms (performance.now()). */
   recording(): RecordingSnapshot {
     return (
@@ -339,6 +355,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
       rejected: s?.rejected ?? 0,
       concealed: p?.framesConcealed ?? 0,
+      fecRecovered: p?.fecRecovered ?? 0,
       underruns: p?.underruns ?? 0,
       framesPlayed: p?.framesPlayed ?? 0,
       framesSilent: p?.framesSilent ?? 0,
@@ -383,12 +400,14 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.closed) throw new VoiceClientError('CLOSED');
   }
 
+  /** A failing listener must not break the voice path, nor keep the other listeners from hearing. */
   private safeEmit<K extends keyof VoiceClientEvents>(event: K, ...args: VoiceClientEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: VoiceClientEvents[K]) => boolean)(event, ...args);
-    } catch {
-      // A failing listener must not break the voice path.
-    }
+    emitSafely(this, event, args, () => void this.listenerErrorCount++);
+  }
+
+  /** Errors thrown by this client's event listeners (each was caught; the others still ran). */
+  get listenerErrors(): number {
+    return this.listenerErrorCount;
   }
 
   private async resolveChannel(channel: string, options: JoinOptions): Promise<ChannelId> {
@@ -448,6 +467,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),

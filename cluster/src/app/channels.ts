@@ -37,7 +37,7 @@ export class ChannelService {
 
   constructor(private readonly ctx: AppContext) {
     const { limits } = ctx.config;
-    this.passwords = new PasswordGuard(ctx.config.passwords, ctx.metrics, ctx.now);
+    this.passwords = new PasswordGuard(ctx.config.passwords, ctx.metrics);
     this.#creations = new KeyedRateLimiter(
       limits.channelCreatesPerMinute / 60,
       limits.channelCreateBurst,

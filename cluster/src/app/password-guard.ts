@@ -25,7 +25,8 @@ export class PasswordGuard {
   constructor(
     config: Config['passwords'],
     private readonly metrics: Metrics,
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock: a wall-clock step back must not lock everyone out for its size. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.#limit = pLimit(config.concurrency);
     this.#queue = config.queue;

@@ -277,12 +277,14 @@ export class SessionManager {
       await this.#rebind(s, ch);
       await this.#publishMember(s);
     } else {
+      // A server mute outlives leaving: it belongs to (channel, user) in the store until lifted.
+      // Read before taking the seat, so a store failure leaves no seat behind.
+      const serverMute = await this.ctx.store.isServerMuted(channelId, s.userId);
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
       if (s.channelId) await this.leave(s, 'moved');
       s.channelId = channelId;
-      // A server mute outlives leaving: it belongs to (channel, user) in the store until lifted.
-      s.serverMute = await this.ctx.store.isServerMuted(channelId, s.userId);
+      s.serverMute = serverMute;
       s.speaking = false;
       s.voice = (await this.voice?.attach(s, ch)) ?? null;
       await this.#save(s);

@@ -3,8 +3,9 @@ import type { AppContext } from './context.js';
 const DAY_MS = 86_400_000;
 
 /**
- * Deletes, on a timer, users who can no longer log in (no token used within `tokenTtlDays`, or no
- * token at all) and own no channel, so that log-ins do not fill the store forever. Connected users
+ * Deletes, on a timer, users who own no channel and can no longer log in (no token used within
+ * `tokenTtlDays`, or no token at all) or never connected a WebSocket within `unconnectedAfterMs`
+ * of their log-in, so that log-ins do not fill the store. Connected users
  * are kept whatever their age. One bounded batch per run; runs never overlap; a failed run is
  * logged and counted and the next one tries again.
  */
@@ -38,8 +39,11 @@ export class UserPurge {
   async #batch(): Promise<number> {
     if (this.#closed) return 0;
     const { config, store, directory } = this.ctx;
+    const { unconnectedAfterMs } = config.userPurge;
+    const now = this.ctx.now();
     const purged = await store.purgeUsers({
-      staleBefore: this.ctx.now() - config.tokenTtlDays * DAY_MS,
+      staleBefore: now - config.tokenTtlDays * DAY_MS,
+      unconnectedBefore: unconnectedAfterMs === 0 ? 0 : now - unconnectedAfterMs,
       keep: await directory.onlineUsers(),
       limit: config.userPurge.batch,
     });

@@ -104,6 +104,9 @@ export class RestRouter {
 
     const send = (r: RestResponse, allow?: string): void => {
       if (state.aborted || state.answered) return;
+      // Serialised before anything is written: a body that cannot be (a bug) throws here and is
+      // answered INTERNAL, instead of leaving a response half written.
+      const json = r.text === undefined && r.body !== undefined ? JSON.stringify(r.body) : undefined;
       state.answered = true;
       this.deps.metrics.httpRequests.inc({ route: routeName, status: String(r.status) });
       res.cork(() => {
@@ -116,11 +119,11 @@ export class RestRouter {
         else if (r.text !== undefined) {
           res.writeHeader('content-type', r.contentType ?? 'text/plain; charset=utf-8');
           res.end(r.text);
-        } else if (r.body === undefined) {
+        } else if (json === undefined) {
           res.end();
         } else {
           res.writeHeader('content-type', 'application/json');
-          res.end(JSON.stringify(r.body));
+          res.end(json);
         }
       });
     };

@@ -8,6 +8,7 @@ import type {
   ChannelPatch,
   Page,
   PageResult,
+  PurgeCriteria,
   Store,
   StoredChannel,
   StoredUser,
@@ -55,16 +56,18 @@ else
   redis.call('SREM', KEYS[3], ARGV[4])
 end
 return 1`);
-// ARGV prefix, user, staleBefore. Re-checks the purge conditions, then deletes the user and all
-// that hangs on it. 1 when deleted.
+// ARGV prefix, user, staleBefore, unconnectedBefore. Re-checks the purge conditions, then deletes
+// the user and all that hangs on it. 1 when deleted.
 const PURGE_USER = new LuaScript(`
 local p, u = ARGV[1], ARGV[2]
 local key = p .. 'user:' .. u
-local seen = redis.call('HGET', key, 'lastSeenAt')
-if seen == false then return 0 end
+local f = redis.call('HMGET', key, 'lastSeenAt', 'createdAt')
+if f[1] == false then return 0 end
 if redis.call('SCARD', p .. 'owned:' .. u) > 0 then return 0 end
 local tokens = redis.call('SMEMBERS', p .. 'user-tokens:' .. u)
-if tonumber(seen) >= tonumber(ARGV[3]) and #tokens > 0 then return 0 end
+local seen, created = tonumber(f[1]), tonumber(f[2])
+local unconnected = seen == created and created < tonumber(ARGV[4])
+if seen >= tonumber(ARGV[3]) and #tokens > 0 and not unconnected then return 0 end
 for _, t in ipairs(tokens) do redis.call('DEL', p .. 'token:' .. t) end
 for _, ch in ipairs(redis.call('SMEMBERS', p .. 'user-mutes:' .. u)) do redis.call('HDEL', p .. 'mutes:' .. ch, u) end
 redis.call('DEL', key, p .. 'user-tokens:' .. u, p .. 'user-mutes:' .. u)
@@ -396,7 +399,7 @@ export class RedisStore implements Store {
     );
   }
 
-  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]> {
+  purgeUsers(opts: PurgeCriteria): Promise<UserId[]> {
     return this.#run('purgeUsers', async () => {
       if (!Number.isSafeInteger(opts.limit) || opts.limit < 0)
         throw new TypeError('limit must be a non-negative integer');
@@ -407,25 +410,28 @@ export class RedisStore implements Store {
       const keep = new Set<string>(opts.keep);
       const pl = this.redis.pipeline();
       for (const id of ids) {
-        pl.hget(this.#k('user', id), 'lastSeenAt');
+        pl.hmget(this.#k('user', id), 'lastSeenAt', 'createdAt');
         pl.scard(this.#k('user-tokens', id));
         pl.scard(this.#k('owned', id));
       }
       const res = (await pl.exec()) ?? [];
       const candidates: { id: string; seen: number }[] = [];
       ids.forEach((id, i) => {
-        const seen = Number(res[3 * i]?.[1]);
+        const [seenText, createdText] = (res[3 * i]?.[1] ?? []) as (string | null)[];
+        const seen = Number(seenText);
+        const created = Number(createdText);
         const tokens = Number(res[3 * i + 1]?.[1]);
         const owned = Number(res[3 * i + 2]?.[1]);
-        if (keep.has(id) || owned > 0 || !Number.isFinite(seen)) return;
-        if (seen < opts.staleBefore || tokens === 0) candidates.push({ id, seen });
+        if (keep.has(id) || owned > 0 || seenText == null || !Number.isFinite(seen)) return;
+        const unconnected = seen === created && created < opts.unconnectedBefore;
+        if (seen < opts.staleBefore || tokens === 0 || unconnected) candidates.push({ id, seen });
       });
       candidates.sort((a, b) => a.seen - b.seen || (a.id < b.id ? -1 : 1));
       const out: UserId[] = [];
       for (const c of candidates) {
         if (out.length >= opts.limit) break;
-        if ((await PURGE_USER.run(this.redis, [], [this.prefix, c.id, opts.staleBefore])) === 1)
-          out.push(asUserId(c.id));
+        const args = [this.prefix, c.id, opts.staleBefore, opts.unconnectedBefore];
+        if ((await PURGE_USER.run(this.redis, [], args)) === 1) out.push(asUserId(c.id));
       }
       return out;
     });

@@ -10,6 +10,7 @@ import type {
   ChannelPatch,
   Page,
   PageResult,
+  PurgeCriteria,
   Store,
   StoredChannel,
   StoredUser,
@@ -310,9 +311,11 @@ export class SqliteStore implements Store {
       .prepare<[string, string], number>('SELECT 1 FROM server_mutes WHERE channel_id = ? AND user_id = ?')
       .pluck();
     this.#purgeCandidates = db
-      .prepare<[{ staleBefore: number; keep: string; limit: number }], string>(
+      .prepare<[{ staleBefore: number; unconnectedBefore: number; keep: string; limit: number }], string>(
         `SELECT u.id FROM users u
-         WHERE (u.last_seen_at < @staleBefore OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id))
+         WHERE (u.last_seen_at < @staleBefore
+                OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id)
+                OR (u.last_seen_at = u.created_at AND u.created_at < @unconnectedBefore))
            AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.owner_id = u.id)
            AND u.id NOT IN (SELECT value FROM json_each(@keep))
          ORDER BY u.last_seen_at, u.id
@@ -325,16 +328,19 @@ export class SqliteStore implements Store {
     const deleteMutes = db.prepare<[string]>(
       'DELETE FROM server_mutes WHERE user_id IN (SELECT value FROM json_each(?))',
     );
-    this.#purgeTx = db.transaction(
-      (staleBefore: number, keep: readonly UserId[], limit: number): UserId[] => {
-        const ids = this.#purgeCandidates.all({ staleBefore, keep: JSON.stringify(keep), limit });
-        if (ids.length === 0) return [];
-        const json = JSON.stringify(ids);
-        deleteMutes.run(json);
-        deleteUsers.run(json); // tokens go with them (ON DELETE CASCADE)
-        return ids.map(asUserId);
-      },
-    );
+    this.#purgeTx = db.transaction((c: PurgeCriteria): UserId[] => {
+      const ids = this.#purgeCandidates.all({
+        staleBefore: c.staleBefore,
+        unconnectedBefore: c.unconnectedBefore,
+        keep: JSON.stringify(c.keep),
+        limit: c.limit,
+      });
+      if (ids.length === 0) return [];
+      const json = JSON.stringify(ids);
+      deleteMutes.run(json);
+      deleteUsers.run(json); // tokens go with them (ON DELETE CASCADE)
+      return ids.map(asUserId);
+    });
     this.#createUserTx = db.transaction((user: StoredUser, tokenHash: string) => {
       this.#insertUser.run({
         id: user.id,
@@ -522,11 +528,11 @@ export class SqliteStore implements Store {
     return this.#run('isServerMuted', () => this.#muteGet.get(channelId, userId) !== undefined);
   }
 
-  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]> {
+  purgeUsers(opts: PurgeCriteria): Promise<UserId[]> {
     return this.#run('purgeUsers', () => {
       if (!Number.isSafeInteger(opts.limit) || opts.limit < 0)
         throw new TypeError('limit must be a non-negative integer');
-      return this.#purgeTx(opts.staleBefore, opts.keep, opts.limit);
+      return this.#purgeTx(opts);
     });
   }
 

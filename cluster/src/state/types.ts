@@ -47,6 +47,13 @@ export interface ChannelPatch {
   updatedAt: number;
 }
 
+export interface PurgeCriteria {
+  staleBefore: number;
+  unconnectedBefore: number;
+  keep: readonly UserId[];
+  limit: number;
+}
+
 export interface ChannelCaps {
   maxTotal: number;
   maxPerOwner: number;
@@ -87,11 +94,12 @@ export interface Store {
   isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean>;
 
   /**
-   * Deletes at most `limit` users (with their tokens and mutes) who can no longer log in (last
-   * seen before `staleBefore`, or holding no token at all), own no channel, and are not in
-   * `keep`. Returns their ids, least recently seen first.
+   * Deletes at most `limit` users (with their tokens and mutes) who own no channel, are not in
+   * `keep`, and either can no longer log in (last seen before `staleBefore`, or holding no token
+   * at all) or never connected (`lastSeenAt` still equals `createdAt`) and were created before
+   * `unconnectedBefore`. Returns their ids, least recently seen first.
    */
-  purgeUsers(opts: { staleBefore: number; keep: readonly UserId[]; limit: number }): Promise<UserId[]>;
+  purgeUsers(criteria: PurgeCriteria): Promise<UserId[]>;
 
   close(): Promise<void>;
 }

@@ -91,7 +91,8 @@ export class VoiceAuth {
     do voiceId = randomInt(1, 0xffff_ffff);
     while (this.#byId.has(voiceId));
     const v = this.#budgets.perVoiceId;
-    const ep = new VoiceEndpoint(voiceId, session, core, new TokenBucket(v.rate, v.burst), this.aead);
+    const budget = { foreign: new TokenBucket(v.rate, v.burst), sameHost: new TokenBucket(v.rate, v.burst) };
+    const ep = new VoiceEndpoint(voiceId, session, core, budget, this.aead);
     this.#byId.set(voiceId, ep);
     this.#bySession.set(session, ep);
     return ep;
@@ -153,7 +154,11 @@ export class VoiceAuth {
     }
     if (!fromRegistered) {
       const now = performance.now();
-      if (!ep.foreign.take(now)) {
+      // The host the member signed in from (NAT gives its UDP the same public address) has a
+      // budget of its own and skips the node-wide one: a flood from other addresses can then
+      // neither stop a member's first packet nor its move to a new port.
+      const sameHost = address === ep.session.conn?.address;
+      if (!(sameHost ? ep.budget.sameHost : ep.budget.foreign).take(now)) {
         c.drops.foreign_voice_id++;
         return null;
       }
@@ -161,7 +166,7 @@ export class VoiceAuth {
         c.drops.rate_limited++;
         return null;
       }
-      if (!this.#global.take(now)) {
+      if (!sameHost && !this.#global.take(now)) {
         c.drops.foreign_global++;
         return null;
       }

@@ -106,7 +106,7 @@ export class ChannelActor implements ScheduledTask {
         ? 1
         : Math.max(1, Math.round((this.#dueAt - this.#lastDueAt) / state.settings.frameMs));
     this.#lastDueAt = this.#dueAt;
-    state.tick(now, frames);
+    state.tick(now, frames, Math.max(0, now - this.#dueAt));
   }
 
   /** The scheduler's call: hand the actor a tick unless the previous one is still queued. */

@@ -8,15 +8,16 @@ import {
   type VoiceSettings,
 } from '@voice/protocol';
 import {
+  FramePlayout,
   Histogram,
-  JitterBuffer,
   JitterInsert,
-  JitterPop,
   MixGroups,
+  PlayoutFrame,
   VadEvent,
   VoiceActivityDetector,
   int16ToFloat,
   limitToInt16,
+  type JitterBuffer,
   type OpusDecoder,
   type OpusEncoder,
   type OpusFactory,
@@ -29,8 +30,9 @@ import { OveruseDetector } from './overuse.js';
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
 export const MAX_SPEAKERS = 32;
-/** Frames concealed when a member's buffer runs dry right after audio. */
-const DRAIN_CONCEAL_FRAMES = 2;
+const UINT32 = 0x1_0000_0000;
+/** Most frames one tick plays to make up for ticks that did not run. */
+const MAX_MAKEUP_FRAMES = 4;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 
@@ -39,8 +41,8 @@ const NOBODY = Symbol('nobody');
 
 /** One member of a channel, as the actor sees it. Owned by the actor. */
 export class VoiceMember {
-  readonly jitter: JitterBuffer;
-  decoder: OpusDecoder | null = null;
+  /** Its packets to frames: jitter buffer, decode, FEC, concealment (shared with the client). */
+  readonly stream: FramePlayout;
   readonly pcm: Int16Array;
   readonly frame: Float32Array;
   readonly vad: VoiceActivityDetector;
@@ -56,13 +58,23 @@ export class VoiceMember {
   packetsOut = 0;
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
-  /** Tick in which this member last produced a frame (packet or concealment). */
-  lastAudioTick = -2;
-  /** Frames concealed since its buffer ran dry. */
-  drainConcealed = 0;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(1000);
   rawLen = 0;
+  /** Frame index of `raw`. */
+  rawSeq = 0;
+  /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
+  soloFrom: VoiceMember | null = null;
+  /** As a speaker: listeners whose soloFrom is this member, as of the last tick. */
+  soloListeners = 0;
+  /** As a forwarded speaker: its frame index + fwdOffset = the channel media frame it goes out as. */
+  fwdOffset = 0;
+  fwdActive = false;
+  /** Frames already forwarded: the newest index and a bitmask of the 32 before it. */
+  fwdTop = 0;
+  fwdMask = 0;
+  /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
+  rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
   readonly minusKey: string;
   readonly ownKey: string;
@@ -75,13 +87,47 @@ export class VoiceMember {
     readonly userId: UserId,
     frameSamples: number,
     frameMs: number,
+    decoder: OpusDecoder,
   ) {
-    this.jitter = new JitterBuffer({ frameMs });
+    this.stream = new FramePlayout({ frameSamples, decoder });
     this.pcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
     this.minusKey = `minus:${userId}`;
     this.ownKey = `own:${userId}`;
+  }
+
+  get jitter(): JitterBuffer {
+    return this.stream.jitter;
+  }
+
+  /** Whether frame `k` of this speaker went out already in the current forwarding run. */
+  wasForwarded(k: number): boolean {
+    if (!this.fwdActive) return false;
+    const d = (this.fwdTop - k) | 0;
+    if (d < 0) return false;
+    if (d === 0 || d > 32) return true; // too old to forward now either way
+    return ((this.fwdMask >>> (d - 1)) & 1) === 1;
+  }
+
+  markForwarded(k: number): void {
+    if (!this.fwdActive) {
+      this.fwdActive = true;
+      this.fwdTop = k;
+      this.fwdMask = 0;
+      return;
+    }
+    const d = (k - this.fwdTop) | 0;
+    if (d > 0) {
+      this.fwdMask = d >= 32 ? 0 : ((this.fwdMask << d) | (1 << (d - 1))) >>> 0;
+      this.fwdTop = k;
+    } else if (d < 0 && d >= -32) this.fwdMask = (this.fwdMask | (1 << (-d - 1))) >>> 0;
+  }
+
+  /** Ends a forwarding run: the next one starts with a new media-clock offset. */
+  endForwarding(): void {
+    this.fwdActive = false;
+    this.soloListeners = 0;
   }
 }
 
@@ -118,6 +164,8 @@ export interface ChannelStats {
   /** Packets refused because their member already had its quota waiting in the inbox. */
   inboxOverQuota: number;
   encodes: number;
+  /** Opus encoders alive (one per distinct mix stream; freed after ENCODER_IDLE_TICKS unused). */
+  encoders: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
@@ -184,6 +232,7 @@ export class ChannelCore {
     inboxOverflows: 0,
     inboxOverQuota: 0,
     encodes: 0,
+    encoders: 0,
     forwarded: 0,
     soloGaps: 0,
     bufferFramesMax: 0,
@@ -216,7 +265,13 @@ export class ChannelCore {
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
-    const m = new VoiceMember(ep, ep.session.userId, this.frameSamples, this.settings.frameMs);
+    const m = new VoiceMember(
+      ep,
+      ep.session.userId,
+      this.frameSamples,
+      this.settings.frameMs,
+      this.opus.createDecoder({ frameSamples: this.frameSamples }),
+    );
     ep.member = m;
     this.members.push(m);
     this.updateMember(m);
@@ -231,8 +286,10 @@ export class ChannelCore {
     const i = this.members.indexOf(m);
     if (i >= 0) this.members.splice(i, 1);
     this.#mixer.removeListener(m.userId);
-    m.decoder?.destroy();
-    m.decoder = null;
+    for (const l of this.members) if (l.soloFrom === m) l.soloFrom = null;
+    m.soloFrom = null;
+    m.endForwarding();
+    m.stream.close();
     this.stats.members = this.members.length;
   }
 
@@ -278,71 +335,58 @@ export class ChannelCore {
   /**
    * One frame. `frames` is how many frame periods passed since the previous tick (more than 1 after
    * a stall or a skipped tick): the outgoing media clock follows time, so the gap is a timestamp
-   * jump the clients conceal rather than audio silently running late.
+   * jump the clients conceal rather than audio silently running late. `lateMs`: how late this tick
+   * runs after it was due (the jitter buffers judge their delay at the due time).
    */
-  tick(now: number, frames = 1): void {
+  tick(now: number, frames = 1, lateMs = 0): void {
     const t0 = performance.now();
-    this.#tickBody(now, frames);
+    // Ticks that did not run (the actor was still busy, or the process stalled) are made up: each
+    // member's buffer plays one frame per frame period, else it would grow by a frame per skipped
+    // tick and catch-up would later drop one (a slip). Beyond MAX_MAKEUP_FRAMES the media clock
+    // jumps instead (a gap the clients conceal).
+    const passes = Math.min(Math.max(1, frames), MAX_MAKEUP_FRAMES);
+    this.#mediaFrame += Math.max(1, frames) - passes;
+    this.#drain();
+    for (let p = passes - 1; p >= 0; p--) this.#tickBody(now, lateMs + p * this.settings.frameMs);
     const ms = performance.now() - t0;
     this.stats.tickUs.record(ms * 1000);
     this.#adaptComplexity(ms);
   }
 
-  #tickBody(now: number, frames: number): void {
+  #tickBody(now: number, lateMs: number): void {
     this.#tick++;
-    this.#mediaFrame += frames;
+    this.#mediaFrame++;
     this.stats.ticks++;
-    this.#drain();
     let count = 0;
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
-      let r = m.jitter.pop(now);
-      if (r === JitterPop.EMPTY) {
-        // A buffer that runs dry right after audio is most often a lost or late packet, not the end
-        // of speech: conceal up to DRAIN_CONCEAL_FRAMES (a real end only adds a fading tail).
-        if (
-          m.drainConcealed < DRAIN_CONCEAL_FRAMES &&
-          m.decoder !== null &&
-          m.lastAudioTick === this.#tick - 1
-        ) {
-          m.drainConcealed++;
-          r = JitterPop.MISSING;
-        } else {
-          if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
-          continue;
-        }
-      } else if (r === JitterPop.PACKET) m.drainConcealed = 0;
-      m.lastAudioTick = this.#tick;
       const t0 = performance.now();
-      let n: number;
-      const dec = (m.decoder ??= this.opus.createDecoder({ frameSamples: this.frameSamples }));
-      try {
-        if (r === JitterPop.PACKET) {
-          const len = (m.rawLen = m.jitter.packetLength);
-          const src = m.jitter.packet;
-          for (let b = 0; b < len; b++) m.raw[b] = src[b]!;
-          n = dec.decode(m.jitter.packet, m.pcm, m.jitter.packetLength);
-          const hold = now - m.arrivals[m.jitter.packetSeq & 63]!;
-          this.stats.holdMs.record(hold);
-          this.alignHold.record(hold);
-        } else {
-          m.rawLen = 0;
-          this.stats.concealed++;
-          if (m.jitter.playing && m.jitter.peekNext()) {
-            n = dec.decodeFec(m.jitter.next, m.pcm, m.jitter.nextLength);
-            if (dec.supportsFec) this.stats.fecRecovered++;
-          } else n = dec.conceal(m.pcm);
-        }
-      } catch {
+      const kind = m.stream.next(now, m.pcm, lateMs);
+      if (kind === PlayoutFrame.SILENT) {
+        if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
+        continue;
+      }
+      if (kind === PlayoutFrame.ERROR) {
+        // Corrupt, or another frame size than the channel's: refuse rather than garble.
         this.io.counters.drops.decode_error++;
         continue;
       }
       this.stats.decodeUs.record((performance.now() - t0) * 1000);
-      if (n !== this.frameSamples) {
-        // The client encodes with another frame size than the channel's: refuse rather than garble.
-        this.io.counters.drops.decode_error++;
-        continue;
+      if (kind === PlayoutFrame.DECODED) {
+        const len = (m.rawLen = m.stream.packetLength);
+        const src = m.stream.packet;
+        for (let b = 0; b < len; b++) m.raw[b] = src[b]!;
+        m.rawSeq = m.stream.packetSeq;
+        m.rawForwarded = m.wasForwarded(m.rawSeq);
+        const hold = now - m.arrivals[m.rawSeq & 63]!;
+        this.alignHold.record(hold);
+        // A frame forwarded on arrival was not held for its solo listeners; the mix path records below.
+        if (!m.rawForwarded) this.stats.holdMs.record(hold);
+      } else {
+        m.rawLen = 0;
+        this.stats.concealed++;
+        if (kind === PlayoutFrame.FEC) this.stats.fecRecovered++;
       }
       if (m.jitter.depth > depthMax) depthMax = m.jitter.depth;
       if (!m.heard) continue;
@@ -396,20 +440,25 @@ export class ChannelCore {
     this.#encodedBy.clear();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
+      const wasSolo = m.soloFrom;
+      m.soloFrom = null;
       if (m.deaf || m.endpoint.transport === 'none') continue;
       const solo = this.#soloSource(m, count);
       if (solo === NOBODY) continue; // hears no one this tick (e.g. the lone speaker): send nothing
       if (solo) {
-        // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode. When
-        // that speaker's frame was lost, send nothing: the listener's decoder conceals it in the
+        // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode, and
+        // from now on each of its packets as it arrives (forwardOnArrival). When that speaker's frame
+        // was lost, send nothing: the listener's decoder rebuilds it from FEC or conceals it in the
         // speaker's own stream, which a server-encoded frame in between would break.
+        m.soloFrom = solo;
         if (solo.rawLen === 0) {
           this.stats.soloGaps++;
           continue;
         }
-        this.stats.forwarded++;
-        this.#sendTo(m, solo.raw, solo.rawLen, m.outStarted ? 0 : VoiceFlags.MARKER);
-        m.outStarted = true;
+        if (!solo.fwdActive) solo.fwdOffset = this.#mediaFrame - solo.rawSeq;
+        // Sent already when it arrived, to a listener that was forwarded this speaker then.
+        if (wasSolo === solo && solo.rawForwarded) continue;
+        this.#forward(m, solo, solo.raw, solo.rawLen, solo.rawSeq);
         continue;
       }
       const buf = this.#mixer.output(m.userId);
@@ -425,9 +474,78 @@ export class ChannelCore {
         slot.lastTick = this.#tick;
         this.#encodedBy.set(buf, slot);
       }
-      this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER);
+      this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER, this.#mediaFrame);
       m.outStarted = true;
     }
+    // Who is forwarded to whom from now until the next tick.
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) members[i]!.soloListeners = 0;
+    for (let i = 0; i < members.length; i++) {
+      const from = members[i]!.soloFrom;
+      if (from) from.soloListeners++;
+    }
+    for (let i = 0; i < members.length; i++) {
+      const sp = members[i]!;
+      if (sp.soloListeners === 0) {
+        if (sp.fwdActive) sp.endForwarding();
+      } else if (sp.rawLen > 0 && sp.spokeTick === this.#tick) sp.markForwarded(sp.rawSeq);
+    }
+  }
+
+  /**
+   * A lone speaker's packet, as it arrives (called by the ingress for every accepted AUDIO packet):
+   * sent at once to the listeners who hear only that speaker, so the server adds no tick wait and
+   * no jitter-buffer timing to a forwarded stream (every packet in is a packet out). The tick still
+   * decodes it for voice activity and for the mixes of the others.
+   */
+  forwardOnArrival(
+    m: VoiceMember,
+    frameIndex: number,
+    payload: Uint8Array,
+    length: number,
+    arrival: number,
+  ): void {
+    if (!m.active) return;
+    if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
+    if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
+    m.markForwarded(frameIndex);
+    for (let i = 0; i < this.members.length; i++) {
+      const l = this.members[i]!;
+      if (l.soloFrom === m && !l.deaf && l.endpoint.transport !== 'none')
+        this.#forward(l, m, payload, length, frameIndex);
+    }
+    this.stats.holdMs.record(performance.now() - arrival);
+  }
+
+  /**
+   * In a silent channel the first packet of a talkspurt makes its speaker the lone one at once: its
+   * listeners at unity gain get it now rather than after the next tick (their stream then arrives
+   * evenly from the first packet on). The tick confirms or changes this one frame later.
+   */
+  #startSoloRun(m: VoiceMember, k: number): boolean {
+    if (this.#lastSpeakers !== 0 || !m.heard) return false;
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    let n = 0;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      if (l === m || l.deaf || l.endpoint.transport === 'none' || (l.gains?.get(m.userId) ?? 1) !== 1)
+        continue;
+      l.soloFrom = m;
+      n++;
+    }
+    if (n === 0) return false;
+    m.soloListeners = n;
+    m.fwdOffset = this.#mediaFrame + 1 - k;
+    m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
+    return true;
+  }
+
+  /** Sends speaker `sp`'s packet for frame `k` to listener `l`, on the channel's media clock. */
+  #forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number): void {
+    this.stats.forwarded++;
+    this.#sendTo(l, payload, length, l.outStarted ? 0 : VoiceFlags.MARKER, k + sp.fwdOffset);
+    l.outStarted = true;
   }
 
   /**
@@ -480,11 +598,13 @@ export class ChannelCore {
         lastTick: this.#tick,
       };
       this.#encoders.set(key, slot);
+      this.stats.encoders = this.#encoders.size;
     }
     return slot;
   }
 
-  #sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number): void {
+  /** Seals and sends; `mediaFrame` is the channel media clock frame the packet plays at. */
+  #sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number, mediaFrame: number): void {
     const ep = m.endpoint;
     const h = this.#header;
     h.type = VoicePacketType.AUDIO;
@@ -492,15 +612,20 @@ export class ChannelCore {
     h.voiceId = ep.voiceId;
     h.sequence = ep.cipher.nextSequence;
     // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
-    h.timestamp = (this.#mediaFrame * this.frameSamples) % 4_294_967_296;
-    const n = ep.cipher.seal(h, payload.subarray(0, len), this.#sendBuf);
+    const ts = (mediaFrame * this.frameSamples) % UINT32;
+    h.timestamp = ts < 0 ? ts + UINT32 : ts;
+    const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
     this.stats.packetsOut++;
   }
 
   #endTalkspurts(): void {
-    for (const m of this.members) m.outStarted = false;
+    for (const m of this.members) {
+      m.outStarted = false;
+      m.soloFrom = null;
+      m.endForwarding();
+    }
   }
 
   #setSpeaking(m: VoiceMember, speaking: boolean): void {
@@ -516,12 +641,14 @@ export class ChannelCore {
         this.#encoders.delete(key);
       }
     }
+    this.stats.encoders = this.#encoders.size;
   }
 
   close(): void {
     for (const m of [...this.members]) this.removeMember(m);
     for (const slot of this.#encoders.values()) slot.encoder.destroy();
     this.#encoders.clear();
+    this.stats.encoders = 0;
     this.inbox.clear();
   }
 }

@@ -21,6 +21,8 @@ export const DROP_REASONS = [
   'invalid',
   'muted',
   'decode_error',
+  /** A bug in the packet handler (logged at most once a second). */
+  'internal_error',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

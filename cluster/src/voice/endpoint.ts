@@ -5,6 +5,7 @@ import {
   type AeadBackend,
   type Transport,
 } from '@voice/protocol';
+import { TimestampUnwrapper } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { TokenBucket } from '../ratelimit.js';
 import type { ChannelCore, VoiceMember } from './channel.js';
@@ -25,17 +26,20 @@ export class VoiceEndpoint {
   statsReceived = 0;
   statsLost = 0;
   member: VoiceMember | null = null;
-  /** Unwrapped audio timestamp (serial arithmetic on the uint32 header field), -1 before the first. */
-  tsExt = -1;
-  tsRaw = 0;
+  /** Unwraps the uint32 audio timestamps into frame indices (the one rule client and server share). */
+  readonly timestamps = new TimestampUnwrapper();
   closed = false;
 
   constructor(
     readonly voiceId: number,
     readonly session: Session,
     public channel: ChannelCore,
-    /** Decryptions this voice id may cost from addresses other than its registered one. */
-    readonly foreign: TokenBucket,
+    /**
+     * Decryptions this voice id may cost from addresses other than its registered one: `sameHost`
+     * for packets from the host its WebSocket comes from (its first packet, a new NAT port),
+     * `foreign` for any other address.
+     */
+    readonly budget: { readonly foreign: TokenBucket; readonly sameHost: TokenBucket },
     aead?: AeadBackend,
   ) {
     this.cipher = new VoiceCipher(this.key, VoiceDirection.SERVER_TO_CLIENT, aead);

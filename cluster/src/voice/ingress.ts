@@ -69,12 +69,15 @@ export class VoiceIngress {
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
         // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
-        ep.tsExt = ep.tsExt < 0 ? h.timestamp : ep.tsExt + ((h.timestamp - ep.tsRaw) | 0);
-        ep.tsRaw = h.timestamp;
-        const frame = Math.floor(ep.tsExt / ep.channel.frameSamples) >>> 0;
+        const frame = ep.timestamps.frameIndex(h.timestamp, ep.channel.frameSamples);
         const pushed = ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r);
+        if (pushed === InboxPush.OVER_QUOTA) {
+          c.drops.inbox_quota++;
+          return;
+        }
         if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
-        else if (pushed === InboxPush.OVER_QUOTA) c.drops.inbox_quota++;
+        // A lone speaker's packet goes out to its listeners now, not at the next tick.
+        ep.channel.forwardOnArrival(m, frame, this.#plain, r, now);
         return;
       }
       case VoicePacketType.HELLO:

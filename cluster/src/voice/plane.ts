@@ -30,6 +30,12 @@ export interface VoicePlaneOptions {
   publicHost?: string | undefined;
   /** AES-256-GCM for voice packets: the native EVP addon when built, else node:crypto. */
   aead?: AeadBackend | undefined;
+  /**
+   * Where faults caught at the voice plane's boundaries go (the UDP handler, its timers): the
+   * server's Boundary, which counts them and logs at a bounded rate. Default: logged at most once
+   * a second.
+   */
+  report?: ((where: string, err: unknown) => void) | undefined;
   /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
   foreignBudgets?: Partial<ForeignBudgets> | undefined;
 }
@@ -55,6 +61,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
   #closed = false;
+  #lastErrorLog = -Infinity;
   port = 0;
 
   private constructor(private readonly o: VoicePlaneOptions) {
@@ -62,11 +69,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#auth = new VoiceAuth(
       this.counters,
       o.foreignBudgets,
-      (err) => log.error({ err }, 'voice address sweep failed'),
+      (err) => this.#report('voice_address_sweep', err),
       o.aead,
     );
     this.#socket = new VoiceSocket(
-      (msg, address, port) => this.#ingress.receive(msg, address, port),
+      (msg, address, port) => this.#receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
     );
     this.#transports = new VoiceTransports(this.#socket, o.sessions, this.counters, log);
@@ -89,7 +96,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
-      (err) => log.error({ err }, 'voice stats failed'),
+      (err) => this.#report('voice_stats', err),
     );
   }
 
@@ -147,7 +154,29 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   }
 
   receiveWs(session: Session, packet: Uint8Array): void {
-    this.#ingress.receive(packet, null, 0, session);
+    this.#receive(packet, null, 0, session);
+  }
+
+  /** The packet path's boundary: a bug must cost one packet (counted, logged at most once a second), never the process. */
+  #receive(msg: Uint8Array, address: string | null, port: number, session?: Session): void {
+    try {
+      this.#ingress.receive(msg, address, port, session);
+    } catch (err) {
+      this.counters.drops.internal_error++;
+      this.#report('voice_packet', err);
+    }
+  }
+
+  #report(where: string, err: unknown): void {
+    if (this.o.report) {
+      this.o.report(where, err);
+      return;
+    }
+    const now = performance.now();
+    if (now - this.#lastErrorLog >= 1_000) {
+      this.#lastErrorLog = now;
+      this.o.ctx.log.error({ err, boundary: where }, 'exception caught in the voice plane');
+    }
   }
 
   // ---- Channels: actor lifecycle ------------------------------------------------------------

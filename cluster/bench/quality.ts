@@ -1,0 +1,281 @@
+/**
+ * Speech quality: PESQ (ITU-T P.862 wideband, the `pesq` package from PyPI, in this benchmark only)
+ * of espeak-ng speech sent by one bot and recorded by another through a real server on loopback, in
+ * real time, against Opus alone (encode, packet loss, the product's playout, decode, no network).
+ * Paths: forwarded (one speaker), mixed (a second member sends quiet noise, so the server mixes),
+ * 10 and 20 ms frames, upstream loss 0 / 5 % (with 20 ms jitter) / 10 % through the lossy relay,
+ * FEC off and on. Per path: mean, min and max over the runs, and concealed frames and dropped frames
+ * (catch-up and stale) per minute at the listener.
+ *
+ *   node --conditions=source --import tsx cluster/bench/quality.ts [--runs 3] [--seconds 8]
+ *
+ * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { FramePlayout, createOpus, decodeWav, encodeWav, type OpusFactory } from '@voice/media';
+import { VoiceClient, WavSource } from '../../client/src/index.js';
+import { LossyRelay, mulberry32 } from '../../test-support/lossy-relay.js';
+import { loadConfig } from '../src/config.js';
+import { startServer, type RunningServer } from '../src/server.js';
+
+const TEXT =
+  'The quick brown fox jumps over the lazy dog. A voice chat must sound like the person talking, ' +
+  'on a clean link exactly as the codec alone, and on a lossy one it should degrade gracefully. ' +
+  'Seven silver swans swam silently seaward. Please call Stella and ask her to bring these things.';
+
+export interface QualityOptions {
+  readonly runs?: number;
+  readonly seconds?: number;
+  readonly frames?: readonly (10 | 20)[];
+  readonly losses?: readonly number[];
+  readonly log?: (line: string) => void;
+}
+
+interface Sample {
+  pesq: number;
+  concealedPerMin: number;
+  dropsPerMin: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function tools(): string | null {
+  try {
+    execFileSync('espeak-ng', ['--version'], { stdio: 'ignore' });
+    execFileSync('sox', ['--version'], { stdio: 'ignore' });
+    execFileSync('python3', ['-c', 'import pesq, numpy'], { stdio: 'ignore' });
+    return null;
+  } catch {
+    return 'quality benchmark skipped: needs espeak-ng, sox and `pip install pesq numpy`';
+  }
+}
+
+/** `seconds` of espeak-ng speech at 48 kHz. */
+function speech(dir: string, seconds: number): Int16Array {
+  const raw = join(dir, 'speech-raw.wav');
+  const wav = join(dir, 'speech-48k.wav');
+  execFileSync('espeak-ng', ['-w', raw, '-s', '160', `${TEXT} ${TEXT}`]);
+  execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', wav]);
+  const s = decodeWav(readFileSync(wav)).samples;
+  return s.slice(0, Math.min(s.length, seconds * 48_000));
+}
+
+/** PESQ-WB of `deg` against `ref` (both 48 kHz): resampled to 16 kHz by sox, scored by `pesq`. */
+function pesq(dir: string, ref: Int16Array, deg: Int16Array): number {
+  const files = [
+    ['ref', ref],
+    ['deg', deg],
+  ] as const;
+  for (const [name, pcm] of files) {
+    writeFileSync(join(dir, `${name}48.wav`), encodeWav(pcm, 48_000));
+    execFileSync('sox', [join(dir, `${name}48.wav`), '-r', '16000', join(dir, `${name}16.wav`)]);
+  }
+  const py = `
+import sys, wave, numpy as np
+from pesq import pesq
+def load(p):
+    w = wave.open(p)
+    return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32)
+print(pesq(16000, load(sys.argv[1]), load(sys.argv[2]), 'wb'))
+`;
+  const out = execFileSync('python3', ['-c', py, join(dir, 'ref16.wav'), join(dir, 'deg16.wav')]);
+  return Number(out.toString().trim());
+}
+
+/** Offset of `ref` in `rec` (best correlation of 2 s of speech) within [lo, hi]. */
+function align(rec: Int16Array, ref: Int16Array, lo: number, hi: number): number {
+  const at = Math.min(48_000, Math.floor(ref.length / 4));
+  const len = Math.min(96_000, ref.length - at);
+  let best = lo;
+  let bestC = Number.NEGATIVE_INFINITY;
+  for (let off = Math.max(lo, -at); off <= hi; off += 4) {
+    let c = 0;
+    for (let k = 0; k < len; k += 2) c += (rec[at + off + k] ?? 0) * ref[at + k]!;
+    if (c > bestC) {
+      bestC = c;
+      best = off;
+    }
+  }
+  return best;
+}
+
+/** Opus alone: encode, drop packets as the relay would (seeded), the product's playout, decode. */
+function opusAlone(
+  opus: OpusFactory,
+  ref: Int16Array,
+  frameMs: 10 | 20,
+  loss: number,
+  fec: boolean,
+  seed: number,
+) {
+  const n = frameMs * 48;
+  const enc = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9, fec });
+  const playout = new FramePlayout({ frameSamples: n, decoder: opus.createDecoder({ frameSamples: n }) });
+  const rnd = mulberry32(seed);
+  const frames = Math.floor(ref.length / n);
+  const out = new Int16Array(frames * n);
+  const pkt = new Uint8Array(1500);
+  const frame = new Int16Array(n);
+  for (let f = 0; f < frames; f++) {
+    const len = enc.encode(ref.subarray(f * n, (f + 1) * n), pkt);
+    if (rnd() >= loss) playout.insert(f, pkt, len, f * frameMs);
+    playout.next(f * frameMs + frameMs / 2, frame);
+    out.set(frame, f * n);
+  }
+  const st = playout.stats();
+  enc.destroy();
+  playout.close();
+  // The playout starts one frame late; PESQ aligns the rest.
+  return { deg: out, concealed: st.concealed, drops: playout.jitter.stats().overflowDrops };
+}
+
+async function throughServer(
+  server: RunningServer,
+  opus: OpusFactory,
+  ref: Int16Array,
+  o: { frameMs: 10 | 20; loss: number; fec: boolean; mixed: boolean; name: string; seed: number },
+) {
+  const relay =
+    o.loss > 0
+      ? await LossyRelay.start({
+          target: { host: '127.0.0.1', port: server.udpPort },
+          clientToServer: { loss: o.loss, ...(o.loss <= 0.05 ? { jitterMs: 20 } : {}) },
+          seed: o.seed,
+        })
+      : null;
+  const bots: VoiceClient[] = [];
+  try {
+    const join = async (nickname: string, extra: object, create = false) => {
+      const c = await VoiceClient.connect({
+        server: server.url,
+        nickname,
+        opus,
+        channel: o.name,
+        wsFallback: false,
+        ...(create ? { create: true, voice: { frameMs: o.frameMs, bitrate: 64_000, complexity: 9 } } : {}),
+        ...extra,
+      });
+      bots.push(c);
+      return c;
+    };
+    const speaker = await join(
+      `${o.name}-s`,
+      { encoder: { fec: o.fec }, ...(relay ? { udpTarget: relay.address } : {}) },
+      true,
+    );
+    const listener = await join(`${o.name}-l`, {});
+    let hum: VoiceClient | null = null;
+    if (o.mixed) hum = await join(`${o.name}-n`, {});
+    await Promise.all(bots.map((b) => b.waitReady(5000)));
+    await sleep(300);
+    listener.clearRecording();
+    if (hum) {
+      // Quiet noise (-50 dBFS): the server has two speakers to mix, the speech stays what is judged.
+      const rnd = mulberry32(o.seed + 1);
+      const noise = new Int16Array(ref.length + 96_000).map(() => Math.round((rnd() - 0.5) * 200));
+      hum.startVoice(new WavSource(noise));
+      await sleep(200);
+    }
+    speaker.startVoice(new WavSource(ref));
+    await sleep(ref.length / 48 + 1200);
+    const rec = listener.recording();
+    const first = speaker.sentLog.at(0)!;
+    const base = Math.round((first.captureTime - rec.startTime) * 48);
+    const off = align(rec.samples, ref, base - 480, base + 48 * 300);
+    const deg = new Int16Array(ref.length);
+    deg.set(rec.samples.subarray(Math.max(0, off), Math.max(0, off) + ref.length));
+    const st = listener.stats().session!.playout;
+    return { deg, concealed: st.framesConcealed, drops: st.overflowDrops + st.staleDrops };
+  } finally {
+    for (const b of bots) await b.close();
+    await relay?.close();
+  }
+}
+
+function summary(samples: Sample[]): Record<string, number> {
+  const p = samples.map((s) => s.pesq);
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    pesq_mean: round(p.reduce((a, b) => a + b, 0) / p.length),
+    pesq_min: round(Math.min(...p)),
+    pesq_max: round(Math.max(...p)),
+    concealed_per_min: round(samples.reduce((a, s) => a + s.concealedPerMin, 0) / samples.length),
+    drops_per_min: round(samples.reduce((a, s) => a + s.dropsPerMin, 0) / samples.length),
+  };
+}
+
+export async function benchQuality(options: QualityOptions = {}): Promise<Record<string, number>> {
+  const { runs = 3, seconds = 8, frames = [20, 10], losses = [0, 0.05, 0.1], log = () => {} } = options;
+  const missing = tools();
+  if (missing) {
+    log(missing);
+    return {};
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'voice-quality-'));
+  const opus = await createOpus();
+  const config = loadConfig({
+    env: {},
+    overrides: { host: '127.0.0.1', port: 0, udpPort: 0, dataDir: dir, logLevel: 'silent' },
+  });
+  const server = await startServer(config, { defaultMetrics: false });
+  const figures: Record<string, number> = {};
+  try {
+    const ref = speech(dir, seconds);
+    const minutes = ref.length / 48_000 / 60;
+    let k = 0;
+    for (const frameMs of frames) {
+      for (const loss of losses) {
+        for (const fec of loss === 0 ? [false] : [false, true]) {
+          for (const path of ['opus-alone', 'forwarded', 'mixed'] as const) {
+            const samples: Sample[] = [];
+            for (let r = 0; r < runs; r++) {
+              const seed = 1000 + r;
+              const res =
+                path === 'opus-alone'
+                  ? opusAlone(opus, ref, frameMs, loss, fec, seed)
+                  : await throughServer(server, opus, ref, {
+                      frameMs,
+                      loss,
+                      fec,
+                      mixed: path === 'mixed',
+                      name: `q${k++}`,
+                      seed,
+                    });
+              samples.push({
+                pesq: pesq(dir, ref, res.deg),
+                concealedPerMin: res.concealed / minutes,
+                dropsPerMin: res.drops / minutes,
+              });
+            }
+            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? (fec ? '_fec' : '_nofec') : ''}`;
+            const s = summary(samples);
+            log(`${key} ${JSON.stringify(s)}`);
+            for (const [name, v] of Object.entries(s)) figures[`${key}_${name}`] = v;
+          }
+        }
+      }
+    }
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return figures;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: { runs: { type: 'string' }, seconds: { type: 'string' }, frames: { type: 'string' } },
+  });
+  const figures = await benchQuality({
+    runs: Number(values.runs ?? 3),
+    seconds: Number(values.seconds ?? 8),
+    ...(values.frames ? { frames: values.frames.split(',').map((f) => (f === '10' ? 10 : 20)) } : {}),
+    log: (l) => console.log(l),
+  });
+  for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(56)} ${v}`);
+  process.exit(0);
+}

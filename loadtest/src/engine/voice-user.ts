@@ -1,0 +1,123 @@
+import { VoiceClient, type VoiceClientStats } from '@voice/client';
+import type { OpusFactory } from '@voice/media';
+import { ClickMeter } from '../voice/click-meter.js';
+import { monoMs, perfToMono } from '../voice/clock.js';
+import type { FrameBank } from '../voice/frame-bank.js';
+import { PreEncodedOpus } from '../voice/pre-encoded-opus.js';
+import { Talker } from '../voice/talker.js';
+import { timed, type MetricSink } from './metrics.js';
+import { sleep } from './sleep.js';
+import type { VoiceStep } from './options.js';
+
+export interface VoiceUserOptions {
+  readonly server: string;
+  readonly nickname: string;
+  readonly channel: string;
+  readonly seat: number;
+  readonly step: VoiceStep;
+  readonly opus: OpusFactory;
+  readonly bank: FrameBank;
+  readonly signal: AbortSignal;
+  readonly udpTarget?: { host: string; port: number };
+}
+
+/**
+ * A voice user: a real VoiceClient (log-in, hello, join, voice over UDP or the WebSocket) that talks
+ * on its turns with the shared pre-encoded frames, decodes its mix and measures it:
+ * - `voice.join_to_first_audio`: join request sent to first audible sample played, ms (last seat);
+ * - `voice.e2e_delay`: click captured to click played, ms (see Talker and ClickMeter);
+ * - `voice.frames_expected/received`: over the counting window, one mix per frame while the
+ *   channel has talkers (every member always hears at least one of the other talkers);
+ * - `voice.packets_lost/received`: sequence gaps in what the server sent us.
+ */
+export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<void> {
+  const s = o.step;
+  const toMono = perfToMono();
+  const talker = new Talker({
+    bank: o.bank,
+    seat: o.seat,
+    seats: s.seats,
+    speakers: s.speakers,
+    turnMs: s.turnMs,
+    clickPeriodMs: s.clickPeriodMs,
+    toMono,
+  });
+  let counting = false;
+  const meter = new ClickMeter({
+    clickPeriodMs: s.clickPeriodMs,
+    toMono,
+    threshold: 0.3,
+    audible: 0.005,
+    onDelay: (ms) => {
+      if (!counting) return;
+      m.histogram('voice.e2e_delay', ms);
+      m.counter('voice.clicks_heard');
+    },
+  });
+  const client = await timed(m, 'connect', () =>
+    VoiceClient.connect({
+      server: o.server,
+      nickname: o.nickname,
+      clientName: 'loadtest',
+      transport: s.transport,
+      // A UDP run must measure UDP: a silent switch to the WebSocket would hide a broken path.
+      wsFallback: false,
+      ...(o.udpTarget && s.transport === 'udp' ? { udpTarget: o.udpTarget } : {}),
+      opus: new PreEncodedOpus(o.opus, o.bank, talker.cue),
+      record: false,
+      onPlayout: meter.hook,
+      requestTimeoutMs: 15_000,
+    }),
+  );
+  try {
+    const joinAt = monoMs();
+    await timed(m, 'channel.join', () =>
+      client.join(o.channel, { create: true, voice: { frameMs: s.frameMs } }),
+    );
+    await client.waitReady(10_000);
+    m.counter(`voice.ready.${client.stats().transport}`);
+    client.startVoice(talker);
+    await sleep(s.warmupSeconds * 1000, o.signal);
+    const a = client.stats();
+    const t0 = performance.now();
+    const clicks0 = talker.clicksSent;
+    counting = true;
+    await sleep(s.seconds * 1000, o.signal);
+    counting = false;
+    const b = client.stats();
+    const elapsed = performance.now() - t0;
+    if (Number.isNaN(meter.firstAudioAt)) m.counter('voice.no_audio');
+    else {
+      // The last seat joins a full channel, whose talkers are already talking: its time is the
+      // join's own cost. Earlier seats may wait for talkers who have not arrived yet.
+      m.histogram('voice.join_to_first_audio_any_seat', meter.firstAudioAt - joinAt);
+      if (o.seat === s.seats - 1) m.histogram('voice.join_to_first_audio', meter.firstAudioAt - joinAt);
+    }
+    report(m, a, b, elapsed, s.frameMs);
+    // Every member always hears another talker, so it should hear every click of the window.
+    m.counter('voice.clicks_expected', Math.floor(elapsed / s.clickPeriodMs));
+    m.counter('voice.clicks_sent', talker.clicksSent - clicks0);
+    await sleep(s.lingerSeconds * 1000, o.signal);
+  } finally {
+    await client.close();
+  }
+}
+
+function report(
+  m: MetricSink,
+  a: VoiceClientStats,
+  b: VoiceClientStats,
+  elapsedMs: number,
+  frameMs: number,
+): void {
+  const expected = Math.floor(elapsedMs / frameMs);
+  const received = b.audioReceived - a.audioReceived;
+  m.counter('voice.frames_expected', expected);
+  m.counter('voice.frames_received', received);
+  m.counter('voice.packets_received', b.packetsReceived - a.packetsReceived);
+  m.counter('voice.packets_lost', b.lost - a.lost);
+  m.counter('voice.frames_late', b.late - a.late);
+  m.counter('voice.frames_concealed', b.concealed - a.concealed);
+  m.counter('voice.audio_sent', b.audioSent - a.audioSent);
+  if (expected > 0) m.histogram('voice.delivered_pct', (100 * received) / expected);
+}

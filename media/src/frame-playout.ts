@@ -1,0 +1,298 @@
+import type { OpusDecoder } from './codec.js';
+import {
+  JitterBuffer,
+  JitterInsert,
+  JitterPop,
+  type JitterBufferOptions,
+  type JitterInsertResult,
+} from './jitter-buffer.js';
+import { opusPacketHasLbrr } from './opus-packet.js';
+import { TimestampUnwrapper } from './timestamp.js';
+
+/** A frame whose peak stays below this (-40 dBFS) is quiet: catch-up may drop a frame there unheard. */
+const QUIET_PEAK = 328;
+
+/** What `FramePlayout.next()` produced. */
+export const PlayoutFrame = {
+  /** A packet, decoded. */
+  DECODED: 0,
+  /** A lost frame rebuilt from the next packet's in-band FEC (its LBRR data). */
+  FEC: 1,
+  /** Loss concealment: a lost frame without FEC, or a dry buffer right after audio. */
+  CONCEALED: 2,
+  /** Nothing to play: zeros. */
+  SILENT: 3,
+  /** The packet could not be decoded (corrupt, or another frame size than the stream's): zeros. */
+  ERROR: 4,
+} as const;
+export type PlayoutFrameKind = (typeof PlayoutFrame)[keyof typeof PlayoutFrame];
+
+export interface FramePlayoutOptions {
+  /** Samples per frame of the stream (480 or 960 at 48 kHz). */
+  readonly frameSamples: number;
+  /** The stream's decoder; owned from now on (`close()` destroys it). */
+  readonly decoder: OpusDecoder;
+  /** Jitter buffer settings; `frameMs` always follows `frameSamples`. */
+  readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  /**
+   * When the buffer runs dry right after audio, conceal this many frames before going silent
+   * (default 2), as NetEq's expand does: a late or lost packet cannot be told from the end of a
+   * talkspurt, a concealed frame sounds better than a hole in speech, and after a real end libopus
+   * fades the concealment out at once.
+   */
+  readonly drainConcealFrames?: number;
+  /**
+   * After a loss on a stream that carries in-band FEC (and a decoder that can decode it), keep one
+   * frame of look-ahead for this long (ms, default 10000; 0 never): the packet after a lost one is
+   * then buffered when the lost one is due, and rebuilds it.
+   */
+  readonly fecHoldMs?: number;
+}
+
+export interface FramePlayoutStats {
+  readonly decoded: number;
+  /** Lost frames rebuilt from the next packet's FEC: only when that packet carried LBRR data. */
+  readonly fecRecovered: number;
+  /** Frames concealed (lost without FEC, and dry-buffer concealment). */
+  readonly concealed: number;
+  /** Of `concealed`, frames played because the buffer ran dry right after audio. */
+  readonly drainConcealed: number;
+  readonly silent: number;
+  /** Times the buffer ran dry right after audio (talkspurt ends, and late or lost packets). */
+  readonly underruns: number;
+  readonly decodeErrors: number;
+  /** Frames known lost in a talkspurt (holes, and gaps found after a dry buffer). */
+  readonly lost: number;
+  /** FEC look-ahead frames in use now (0 or 1). */
+  readonly lookAhead: number;
+  /** Of `concealed`, frames inserted to grow the buffer for the look-ahead. */
+  readonly expanded: number;
+}
+
+function isQuiet(pcm: Int16Array, n: number): boolean {
+  for (let i = 0; i < n; i++) {
+    const v = pcm[i]!;
+    if (v > QUIET_PEAK || v < -QUIET_PEAK) return false;
+  }
+  return true;
+}
+
+/**
+ * One received Opus stream, from packets to frames: the one decode / FEC / conceal / drain
+ * implementation the server (per member) and the client (its playout) share.
+ *
+ * Packets go into a JitterBuffer keyed by frame index (`insertTimestamp` unwraps header timestamps
+ * with the shared TimestampUnwrapper); `next()` is pull-driven (NetEq's GetAudio): each call
+ * produces exactly one frame into the caller's array. Rules:
+ * - a packet is decoded; a packet of another frame size than the stream's is an ERROR (zeros);
+ * - a hole with a newer packet buffered is rebuilt from that packet's in-band FEC when it carries
+ *   LBRR data and the decoder can decode it (counted in `fecRecovered`), otherwise concealed;
+ * - a dry buffer right after audio conceals `drainConcealFrames` frames, then plays silence;
+ * - once a loss is seen on a stream that carries FEC, one frame of look-ahead is kept for
+ *   `fecHoldMs`, so the next lost frame finds its successor buffered;
+ * - a single frame of excess delay is dropped only after a quiet frame (see JitterBuffer.quiet).
+ * Nothing is allocated per frame.
+ */
+export class FramePlayout {
+  readonly frameSamples: number;
+  readonly frameMs: number;
+  readonly jitter: JitterBuffer;
+  readonly decoder: OpusDecoder;
+  readonly #unwrap = new TimestampUnwrapper();
+  readonly #drainConceal: number;
+  readonly #fecHoldMs: number;
+  /** Frames concealed since the buffer ran dry; -1 while not right after audio. */
+  #drained = -1;
+  /** Frame index of the last packet played (decoded), -1 before any. */
+  #lastSeq = -1;
+  #lastLossAt = Number.NEGATIVE_INFINITY;
+  #fecSeen = false;
+  #jbLost = 0;
+  /** The look-ahead was just turned on: grow the buffer by one concealed frame at the next call. */
+  #expandPending = false;
+  #expanded = 0;
+  #closed = false;
+  #decoded = 0;
+  #fec = 0;
+  #concealed = 0;
+  #drainConcealed = 0;
+  #silent = 0;
+  #underruns = 0;
+  #errors = 0;
+  #lost = 0;
+
+  constructor(options: FramePlayoutOptions) {
+    const { frameSamples, decoder, drainConcealFrames = 2, fecHoldMs = 10_000 } = options;
+    if (!Number.isInteger(frameSamples) || frameSamples < 120 || frameSamples > 2880)
+      throw new TypeError('frameSamples must be an Opus frame size (120..2880)');
+    if (!Number.isInteger(drainConcealFrames) || drainConcealFrames < 0)
+      throw new TypeError('drainConcealFrames must be an integer >= 0');
+    if (!(fecHoldMs >= 0)) throw new TypeError('fecHoldMs must be >= 0');
+    this.frameSamples = frameSamples;
+    this.frameMs = frameSamples / 48;
+    this.decoder = decoder;
+    this.#drainConceal = drainConcealFrames;
+    this.#fecHoldMs = fecHoldMs;
+    this.jitter = new JitterBuffer({ ...options.jitter, frameMs: this.frameMs });
+  }
+
+  /** Stores a packet whose header timestamp (uint32 sample position) is `timestamp`. */
+  insertTimestamp(timestamp: number, payload: Uint8Array, length: number, nowMs: number): JitterInsertResult {
+    return this.insert(this.#unwrap.frameIndex(timestamp, this.frameSamples), payload, length, nowMs);
+  }
+
+  /** Stores a packet under its frame index (uint32, wraps). */
+  insert(frameIndex: number, payload: Uint8Array, length: number, nowMs: number): JitterInsertResult {
+    const r = this.jitter.insert(frameIndex, payload, nowMs, length);
+    if (r === JitterInsert.ACCEPTED && !this.#fecSeen && this.decoder.supportsFec)
+      this.#fecSeen = opusPacketHasLbrr(payload, length);
+    return r;
+  }
+
+  /** The packet the last DECODED frame came from (valid until the next insert). */
+  get packet(): Uint8Array {
+    return this.jitter.packet;
+  }
+  get packetLength(): number {
+    return this.jitter.packetLength;
+  }
+  /** Its frame index. */
+  get packetSeq(): number {
+    return this.jitter.packetSeq;
+  }
+
+  /**
+   * Produces the next frame into `out[0..frameSamples)` at `nowMs`; `lateMs` is how long after its
+   * play time this runs (see JitterBuffer.pop).
+   */
+  next(nowMs: number, out: Int16Array, lateMs = 0): PlayoutFrameKind {
+    if (out.length < this.frameSamples) throw new TypeError('out must hold one frame');
+    const n = this.frameSamples;
+    const jb = this.jitter;
+    const dec = this.decoder;
+    this.#updateLookAhead(nowMs);
+    if (this.#expandPending) {
+      this.#expandPending = false;
+      // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
+      // decoder continues across it) makes room for the look-ahead the next loss needs.
+      if (jb.delayAt(nowMs) < jb.targetDelayMs) {
+        try {
+          if (dec.conceal(out) !== n) return this.#error(out);
+        } catch {
+          return this.#error(out);
+        }
+        this.#concealed++;
+        this.#expanded++;
+        return PlayoutFrame.CONCEALED;
+      }
+    }
+    const r = jb.pop(nowMs, lateMs);
+    try {
+      if (r === JitterPop.PACKET) {
+        const seq = jb.packetSeq;
+        // Frames skipped between the last packet and this one while concealing a dry buffer were lost.
+        if (this.#drained > 0 && this.#lastSeq >= 0) {
+          const gap = (seq - this.#lastSeq - 1) >>> 0;
+          if (gap > 0 && gap <= this.#drained) this.#loss(nowMs, gap);
+        }
+        // A talkspurt after silence starts from a fresh decoder: its audio then does not depend on
+        // what was concealed before the pause (the old state has faded out anyway).
+        if (this.#drained < 0 && this.#lastSeq >= 0) dec.reset();
+        this.#lastSeq = seq;
+        this.#drained = 0;
+        if (dec.decode(jb.packet, out, jb.packetLength) !== n) return this.#error(out);
+        this.#decoded++;
+        jb.quiet = isQuiet(out, n);
+        return PlayoutFrame.DECODED;
+      }
+      if (r === JitterPop.MISSING) {
+        this.#loss(nowMs, 0);
+        this.#drained = 0;
+        if (this.#lastSeq >= 0) this.#lastSeq = (this.#lastSeq + 1) >>> 0;
+        if (dec.supportsFec && jb.peekNext() && opusPacketHasLbrr(jb.next, jb.nextLength)) {
+          if (dec.decodeFec(jb.next, out, jb.nextLength) !== n) return this.#error(out);
+          this.#fec++;
+          return PlayoutFrame.FEC;
+        }
+        if (dec.conceal(out) !== n) return this.#error(out);
+        this.#concealed++;
+        return PlayoutFrame.CONCEALED;
+      }
+    } catch {
+      return this.#error(out);
+    }
+    // EMPTY
+    if (this.#drained >= 0 && this.#drained < this.#drainConceal) {
+      if (this.#drained === 0) this.#underruns++;
+      this.#drained++;
+      try {
+        if (dec.conceal(out) !== n) return this.#error(out);
+      } catch {
+        return this.#error(out);
+      }
+      this.#concealed++;
+      this.#drainConcealed++;
+      return PlayoutFrame.CONCEALED;
+    }
+    if (this.#drained === 0) this.#underruns++;
+    this.#drained = -1;
+    out.fill(0, 0, n);
+    this.#silent++;
+    return PlayoutFrame.SILENT;
+  }
+
+  #error(out: Int16Array): PlayoutFrameKind {
+    this.jitter.quiet = true;
+    this.#errors++;
+    out.fill(0, 0, this.frameSamples);
+    return PlayoutFrame.ERROR;
+  }
+
+  /** A loss in a talkspurt: the jitter buffer's holes, or `extra` frames found after a dry buffer. */
+  #loss(nowMs: number, extra: number): void {
+    const jbLost = this.jitter.stats().lost;
+    this.#lost += extra + (jbLost - this.#jbLost);
+    this.#jbLost = jbLost;
+    this.#lastLossAt = nowMs;
+    if (this.#fecSeen && this.#fecHoldMs > 0 && this.jitter.lookAhead === 0) {
+      this.jitter.lookAhead = 1;
+      this.#expandPending = true;
+    }
+  }
+
+  #updateLookAhead(nowMs: number): void {
+    if (this.jitter.lookAhead > 0 && nowMs - this.#lastLossAt > this.#fecHoldMs) this.jitter.lookAhead = 0;
+  }
+
+  stats(): FramePlayoutStats {
+    return {
+      decoded: this.#decoded,
+      fecRecovered: this.#fec,
+      concealed: this.#concealed,
+      drainConcealed: this.#drainConcealed,
+      silent: this.#silent,
+      underruns: this.#underruns,
+      decodeErrors: this.#errors,
+      lost: this.#lost,
+      lookAhead: this.jitter.lookAhead,
+      expanded: this.#expanded,
+    };
+  }
+
+  /** Forgets the stream (buffer, timestamps, decoder state); counters are kept. */
+  reset(): void {
+    this.jitter.reset();
+    this.#unwrap.reset();
+    this.decoder.reset();
+    this.#drained = -1;
+    this.#lastSeq = -1;
+    this.#expandPending = false;
+  }
+
+  /** Idempotent: frees the decoder. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.decoder.destroy();
+  }
+}

@@ -177,4 +177,36 @@ describe('two nodes over one Redis', () => {
     const periodic = ['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'];
     for (const [cmd] of kinds) expect(periodic).toContain(cmd);
   });
+
+  it('counts Redis commands per log-in, join, leave and idle channel-minute (figures for BENCHMARKS.md)', async () => {
+    const [n0, n1] = await cluster(2);
+    const total = async (): Promise<number> =>
+      [...(await testRedis().commandStats())].reduce((sum, [cmd, n]) => (cmd === 'info' ? sum : sum + n), 0);
+    const count = async (what: () => Promise<unknown>): Promise<number> => {
+      const before = await total();
+      await what();
+      return (await total()) - before;
+    };
+    const owner = await n0!.user('counter-owner');
+    const { channel } = await owner.ws.request('channel.create', { name: 'Counted' });
+    await owner.ws.request('channel.join', { channelId: channel.id });
+    // Log-in over REST and hello on the WebSocket, on the node that does not own the channel.
+    let guest!: Awaited<ReturnType<TestServer['user']>>;
+    const login = await count(async () => (guest = await n1!.user('counter-guest')));
+    const join = await count(() => guest.ws.request('channel.join', { channelId: channel.id }));
+    const leave = await count(() => guest.ws.request('channel.leave', {}));
+    // An idle channel (two members, nobody speaking) over 3 s of the periodic traffic, scaled to a
+    // minute; test timings: announce every 500 ms (production: 2 s).
+    await guest.ws.request('channel.join', { channelId: channel.id });
+    const idle = await count(() => sleep(3000));
+    const perMinute = Math.round((idle * 60) / 3);
+    console.log(
+      `redis commands: login+hello ${login}, join (remote owner) ${join}, leave ${leave}, ` +
+        `idle 2-node cluster with one 2-member channel ${perMinute}/min at announceMs 500`,
+    );
+    // Bounds that fail if a per-event path starts looping over Redis.
+    expect(login).toBeLessThan(40);
+    expect(join).toBeLessThan(60);
+    expect(leave).toBeLessThan(40);
+  });
 });

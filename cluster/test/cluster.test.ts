@@ -209,4 +209,21 @@ describe('two nodes over one Redis', () => {
     expect(join).toBeLessThan(60);
     expect(leave).toBeLessThan(40);
   });
+
+  it('two nodes racing to place one channel: exactly one owns it, every member is bound to it', async () => {
+    const [n0, n1] = await cluster(2);
+    const creator = await n0!.user('racer-0');
+    const { channel } = await creator.ws.request('channel.create', { name: 'Raced' });
+    const users = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? n1! : n0!).user(`racer-${i + 1}`)),
+    );
+    // Every join at once, half through each node: both try to place the channel.
+    const joins = await Promise.all(
+      users.map((u) => u.ws.request('channel.join', { channelId: channel.id })),
+    );
+    const owners = [n0!, n1!].filter((n) => n.channelRouter.ownedChannels.includes(channel.id));
+    expect(owners).toHaveLength(1);
+    for (const j of joins) expect(j.voice.udpPort).toBe(owners[0]!.udpPort);
+    expect(owners[0]!.voice.channelStats()).toHaveLength(1);
+  });
 });

@@ -5,6 +5,7 @@ import { launchCluster, type LaunchedCluster } from '../../deploy/cluster/launch
 import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { errorCode } from '../../test-support/errors.js';
 import { freePort, freeUdpPort } from '../../test-support/server.js';
+import { TcpProxy } from '../../test-support/tcp-proxy.js';
 
 /*
  * A real cluster from the launcher `npm run cluster` uses: a redis-server and three server
@@ -290,6 +291,68 @@ describe('three server processes over one Redis (the launcher)', () => {
       } finally {
         for (const x of mine) await x.close();
         await own.stop();
+      }
+    },
+  );
+
+  it(
+    'split brain: the owner alone cut off from Redis loses its channel; members follow the new owner; it stops',
+    { timeout: 90_000 },
+    async () => {
+      const redisPort = await freePort();
+      // Node 1 reaches Redis only through a proxy the test controls; nodes 2 and 3 directly.
+      const proxy = await TcpProxy.start(redisPort);
+      const own = await launchCluster({
+        nodes: 3,
+        redisPort,
+        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
+        configFor: (i) => (i === 0 ? { redisUrl: `redis://127.0.0.1:${proxy.port}` } : {}),
+        logLevel: 'warn',
+      });
+      const mine: VoiceClient[] = [];
+      const mixes = async (url: string): Promise<number> =>
+        ((await (await fetch(`${url}/metrics`)).text()).match(/^voice_channel_members\{/gm) ?? []).length;
+      try {
+        const [n1, n2, n3] = own.nodes;
+        const a = await connect(mine, n2!.url, 'sa', 'Split', true);
+        const b = await connect(mine, n3!.url, 'sb', 'Split');
+        await Promise.all([a.waitReady(5000), b.waitReady(5000)]);
+        for (const x of [a, b]) expect(x.binding!.udpPort).toBe(n1!.udpPort);
+        expect(await mixes(n1!.url)).toBe(1);
+        const [A, B] = TONES;
+        a.startVoice(new ToneSource(A, -20));
+        b.startVoice(new ToneSource(B, -20));
+        await sleep(1000);
+
+        // Only node 1 loses Redis: its lease lapses, the others take the channel over.
+        const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 15_000));
+        proxy.cut();
+        await Promise.all(moved);
+        await sleep(1000); // the client opens its new voice session
+        for (const x of [a, b]) expect([n2!.udpPort, n3!.udpPort]).toContain(x.binding!.udpPort);
+        expect(new Set([a, b].map((x) => x.binding!.udpPort)).size).toBe(1);
+        await sleep(800);
+        for (const x of [a, b]) x.clearRecording();
+        await sleep(1100);
+        // Exactly one mix reaches each member: each hears the other once, at the source level.
+        const ab = medianToneDbfs(a.recording().samples, B, 1000);
+        const ba = medianToneDbfs(b.recording().samples, A, 1000);
+        expect(ab).toBeGreaterThan(-23);
+        expect(ab).toBeLessThan(-17);
+        expect(ba).toBeGreaterThan(-23);
+        expect(ba).toBeLessThan(-17);
+        expect(medianToneDbfs(a.recording().samples, A, 1000)).toBeLessThan(-50);
+
+        // Node 1 comes back: it finds its lease held by a newer owner and stops mixing.
+        proxy.restore();
+        const deadline = Date.now() + 10_000;
+        while ((await mixes(n1!.url)) > 0 && Date.now() < deadline) await sleep(200);
+        expect(await mixes(n1!.url)).toBe(0);
+        expect(n1!.output()).toMatch(/lost the lease of a channel/);
+      } finally {
+        for (const x of mine) await x.close();
+        await own.stop();
+        await proxy.close();
       }
     },
   );

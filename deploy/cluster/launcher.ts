@@ -26,6 +26,8 @@ export interface LaunchOptions {
   portsFor?: (i: number) => Promise<{ http: number; udp: number }>;
   /** Extra configuration for every node (the JSON of `--config`; the launcher sets ports and ids). */
   config?: Record<string, unknown>;
+  /** Configuration for node i over everything else (a test points one node at a proxy). */
+  configFor?: (i: number) => Record<string, unknown>;
   /** Where configs, data and logs go; default a fresh temporary directory, removed on stop. */
   runDir?: string;
   /** 'inherit' shows the processes' output (the CLI); 'pipe' keeps it (tests read `output()`). */
@@ -179,6 +181,7 @@ export async function launchCluster(opts: LaunchOptions = {}): Promise<LaunchedC
           dataDir,
           redisUrl,
           logLevel: opts.logLevel ?? 'info',
+          ...opts.configFor?.(i),
         },
         null,
         2,

@@ -23,7 +23,7 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.stop();
 });
 
-async function cluster(n: number): Promise<TestServer[]> {
+async function cluster(n: number, over: { sessionTtlMs?: number } = {}): Promise<TestServer[]> {
   const prefix = newPrefix();
   for (let i = 0; i < n; i++)
     nodes.push(
@@ -32,6 +32,7 @@ async function cluster(n: number): Promise<TestServer[]> {
         redisUrl: testRedis().url,
         redis: { prefix },
         cluster: { announceMs: 500 },
+        ...over,
       }),
     );
   return nodes.slice();
@@ -225,5 +226,23 @@ describe('two nodes over one Redis', () => {
     expect(owners).toHaveLength(1);
     for (const j of joins) expect(j.voice.udpPort).toBe(owners[0]!.udpPort);
     expect(owners[0]!.voice.channelStats()).toHaveLength(1);
+  });
+
+  it("a member whose signaling node died leaves the owner's mix and the channel after the session TTL", async () => {
+    const [n0, n1] = await cluster(2, { sessionTtlMs: 1000 });
+    const alice = await n0!.user('stayer');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Orphans' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('orphan');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    const core = () => n0!.voice.channelStats()[0]!.core;
+    expect(core().stats.members).toBe(2);
+    // Node 1 goes away without a word (no leave, no detach): as a crashed process would.
+    const left = alice.ws.waitFor('member.left', (m) => m.userId === bob.ws.welcome.user.id, 8000);
+    nodes.splice(nodes.indexOf(n1!), 1);
+    await n1!.stop();
+    expect((await left).reason).toBe('timeout');
+    expect(core().stats.members).toBe(1);
+    expect(await n0!.ctx.directory.channelMembers(channel.id)).toEqual([alice.ws.welcome.user.id]);
   });
 });

@@ -88,6 +88,10 @@ export class ChannelRouter implements VoiceRouter {
   readonly #me: string;
   #draining = false;
   #closed: Promise<void> | null = null;
+  #periods = 0;
+  #cpu = process.cpuUsage();
+  #cpuAt = performance.now();
+  #load = 0;
   /** Voice packets over WebSocket for a channel owned elsewhere (not relayed; see ARCHITECTURE.md). */
   wsDropped = 0;
 
@@ -173,7 +177,7 @@ export class ChannelRouter implements VoiceRouter {
       {
         ...this.info(),
         wsUrl: this.#wsUrl,
-        load: { channels: this.#owned.size, members, tickLateMs: 0, cpu: 0 },
+        load: { channels: this.#owned.size, members, tickLateMs: 0, cpu: this.#cpuLoad() },
         draining: this.#draining,
         updatedAt: this.ctx.now(),
       },
@@ -190,9 +194,48 @@ export class ChannelRouter implements VoiceRouter {
     return o?.keeper.held ? o.keeper.holder.token : null;
   }
 
+  /** Process CPU use since the last announcement, 0..1 per core. */
+  #cpuLoad(): number {
+    const now = performance.now();
+    const elapsedMs = now - this.#cpuAt;
+    if (elapsedMs >= 100) {
+      const used = process.cpuUsage(this.#cpu);
+      this.#load = Math.round(((used.user + used.system) / 1000 / elapsedMs) * 1000) / 1000;
+      this.#cpu = process.cpuUsage();
+      this.#cpuAt = now;
+    }
+    return this.#load;
+  }
+
+  /**
+   * Shadows whose session is gone (its signaling node died and the client never came back) leave
+   * the mix, their seat is freed, and everyone is told they left (timeout).
+   */
+  async #sweepShadows(): Promise<void> {
+    for (const [userId, shadow] of [...this.#shadows]) {
+      const r = await this.ctx.directory.getSession(userId);
+      // A live record (wherever it is now: a resume elsewhere re-attaches the shadow) keeps it.
+      if (r) continue;
+      if (this.#shadows.get(userId) !== shadow) continue;
+      this.#shadows.delete(userId);
+      const channelId = shadow.channelId;
+      this.#detachHere(shadow);
+      if (channelId) {
+        await this.ctx.directory.leaveChannel(channelId, userId);
+        await this.ctx.bus.publish({ type: 'member.left', channelId, userId, reason: 'timeout' });
+      }
+    }
+  }
+
   async #periodic(): Promise<void> {
     if (this.#closed) return;
     try {
+      // Every session TTL: drop the shadows of sessions that expired.
+      const sweepEvery = Math.max(
+        1,
+        Math.round(this.ctx.config.sessionTtlMs / this.ctx.config.cluster.announceMs),
+      );
+      if (++this.#periods % sweepEvery === 0) await this.#sweepShadows();
       await this.announce();
       // A lease taken for a join that never came (the requester failed) is given back.
       const now = this.ctx.now();

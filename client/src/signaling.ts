@@ -7,7 +7,9 @@ import {
   ProtocolError,
   SUPPORTED_VERSIONS,
   type Channel,
+  type ChannelId,
   type ClientMessage,
+  type Member,
   type ErrorCode,
   type ResultMap,
   type ServerMessage,
@@ -154,6 +156,27 @@ export class SignalingClient extends EventEmitter {
       if (cursor === null) return out;
     }
     throw new Error(`channel.list did not end within ${maxPages} pages`);
+  }
+
+  /**
+   * A channel's whole member list from what `channel.join` returned: its first page, then
+   * `channel.members` from `membersNext` until the list ends (at most `maxPages` pages).
+   */
+  async allMembers(
+    channelId: ChannelId,
+    first: readonly Member[],
+    next: string | null,
+    maxPages = 1_000,
+  ): Promise<Member[]> {
+    const out = [...first];
+    let cursor = next;
+    for (let i = 0; cursor !== null; i++) {
+      if (i >= maxPages) throw new Error(`channel.members did not end within ${maxPages} pages`);
+      const page: ResultMap['channel.members'] = await this.request('channel.members', { channelId, cursor });
+      out.push(...page.members);
+      cursor = page.next;
+    }
+    return out;
   }
 
   /** Sends raw bytes (tests use this for malformed frames). */

@@ -421,6 +421,9 @@ describe('no server frame exceeds the limit', () => {
       cursor = page.next;
     }
     expect(ids.size).toBe(N);
+    // The client's helper walks the same pages (VoiceClient.join returns its result).
+    const all = await last.ws.allMembers(ch.id, joined.members, joined.membersNext);
+    expect(new Set(all.map((m) => m.userId))).toEqual(ids);
     expect(await code(last.ws.request('channel.members', { channelId: ch.id, cursor: 'x' }))).toBe(
       'INVALID_FIELD',
     );

@@ -43,7 +43,8 @@ describe('Ticker', () => {
       maxLatePeriods: 2,
       onTick: (t) => {
         seen.push({ ...t });
-        if (!blocked && t.index === 3) {
+        // The first tick from index 3 on (a loaded machine may itself skip index 3).
+        if (!blocked && t.index >= 3) {
           blocked = true;
           busyWait(100); // ten periods
         }
@@ -51,10 +52,12 @@ describe('Ticker', () => {
     }).start();
     await sleep(300);
     ticker.close();
-    const after = seen.find((t) => t.index > 3)!;
+    const stalled = seen.findIndex((t) => t.index >= 3);
+    const after = seen[stalled + 1]!;
     expect(after.skipped).toBeGreaterThanOrEqual(7);
     expect(after.latenessMs).toBeLessThan(10);
-    expect(ticker.stats().skipped).toBe(after.skipped);
+    // Counted, not replayed (other stalls of a busy machine may add to the count).
+    expect(ticker.stats().skipped).toBeGreaterThanOrEqual(after.skipped);
   });
 
   it('survives a throwing handler, and close() is idempotent and final', async () => {
@@ -95,12 +98,19 @@ describe('Ticker', () => {
 describe('Ticker with unref', () => {
   it('keeps its rate while nothing else is happening (an unref-ed immediate would stall the loop)', async () => {
     let ticks = 0;
-    const t = new Ticker({ periodMs: 5, onTick: () => void ticks++, unref: true }).start();
+    // maxLatePeriods high: a stall of this busy machine is caught up, not skipped, so the count
+    // measures only whether the ticker kept waking (a stalled loop gives almost none).
+    const t = new Ticker({
+      periodMs: 5,
+      maxLatePeriods: 100,
+      onTick: () => void ticks++,
+      unref: true,
+    }).start();
     // Only a far-away timer keeps the process alive: the ticker's own wake-ups must still come.
     await new Promise((r) => setTimeout(r, 500));
     t.close();
     expect(ticks).toBeGreaterThan(80);
-    expect(t.stats().skipped).toBeLessThan(5);
+    expect(t.stats().skipped).toBe(0);
   });
 });
 
@@ -138,6 +148,8 @@ describe('Ticker woken by its metronome thread', () => {
     const ticker = new Ticker({
       periodMs: 5,
       wake: 'thread',
+      // Caught up, not skipped, after a stall of this busy machine: the count shows only whether it kept waking.
+      maxLatePeriods: 100,
       onTick: () => void ticks++,
       onError: (e) => errors.push(e),
     }).start();

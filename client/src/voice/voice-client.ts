@@ -206,7 +206,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Joins a channel by id (`c_...`) or by name, creating it when `create` is set and no channel has
    * that name, then starts voice with the binding from the join result. Leaves the previous channel's
    * voice (the server does the same). Joining the channel we are in rekeys: the server answers with a
-   * new binding, and voice restarts on it with a new cipher.
+   * new binding, and voice restarts on it with a new cipher. The result holds every member, however
+   * many pages the server sent them in.
    */
   async join(channel: string, options: JoinOptions = {}): Promise<JoinResult> {
     if (typeof channel !== 'string' || channel.trim() === '')
@@ -222,10 +223,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       // A server that hands the same key out again (protocol README 8.4 says it never does): a new
       // cipher would start again at sequence 0 and reuse AES-GCM nonces, so keep the running one.
       this.currentChannel = result.channel;
-      return result;
+      return this.withAllMembers(result);
     }
     await this.startSession(seq, result.channel, result.voice, false);
-    return result;
+    return this.withAllMembers(result);
+  }
+
+  /** A crowded channel's member list comes in pages (protocol README 4.8): fetched after voice starts. */
+  private async withAllMembers(result: JoinResult): Promise<JoinResult> {
+    if (result.membersNext === null) return result;
+    const members = await this.signaling.allMembers(result.channel.id, result.members, result.membersNext);
+    return { ...result, members, membersNext: null };
   }
 
   /**

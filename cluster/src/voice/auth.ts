@@ -155,20 +155,23 @@ export class VoiceAuth {
     if (!fromRegistered) {
       const now = performance.now();
       // The host the member signed in from (NAT gives its UDP the same public address) has a
-      // budget of its own and skips the node-wide one: a flood from other addresses can then
-      // neither stop a member's first packet nor its move to a new port.
+      // budget of its own per voice id and skips the per-address and node-wide ones: a flood from
+      // other addresses can then neither stop a member's first packet nor its move to a new port,
+      // and many members behind one address (an office NAT, the swarm) can all register at once.
       const sameHost = address === ep.session.conn?.address;
       if (!(sameHost ? ep.budget.sameHost : ep.budget.foreign).take(now)) {
         c.drops.foreign_voice_id++;
         return null;
       }
-      if (!this.#perAddress.take(address, now)) {
-        c.drops.rate_limited++;
-        return null;
-      }
-      if (!sameHost && !this.#global.take(now)) {
-        c.drops.foreign_global++;
-        return null;
+      if (!sameHost) {
+        if (!this.#perAddress.take(address, now)) {
+          c.drops.rate_limited++;
+          return null;
+        }
+        if (!this.#global.take(now)) {
+          c.drops.foreign_global++;
+          return null;
+        }
       }
     }
     const r = ep.cipher.openChecked(msg, plain, h);

@@ -22,7 +22,8 @@ export interface LeanUserOptions {
 export async function runLeanUser(o: LeanUserOptions, m: MetricSink): Promise<void> {
   const ws = await openSession(o.server, o.nickname, m);
   try {
-    const { channels } = await timed(m, 'channel.list', () => ws.request('channel.list', {}));
+    // Every page: the list is paged to fit a frame (protocol README 4.4).
+    const channels = await timed(m, 'channel.list', () => ws.allChannels());
     const channelId = await channelNamed(ws, o.channel, channels, m);
     const { voice } = await timed(m, 'channel.join', () => ws.request('channel.join', { channelId }));
     const member = await o.plane.add(voice, o.seat < o.step.speakers);

@@ -31,7 +31,8 @@ export async function channelNamed(
     return (await timed(m, 'channel.create', () => ws.request('channel.create', { name }))).channel.id;
   } catch (err) {
     if ((err as { code?: string }).code !== 'CHANNEL_NAME_TAKEN') throw err;
-    const { channels } = await timed(m, 'channel.list', () => ws.request('channel.list', {}));
+    // Every page: the list is paged to fit a frame (protocol README 4.4).
+    const channels = await timed(m, 'channel.list', () => ws.allChannels());
     const id = channels.find((c) => c.name === name)?.id;
     if (id === undefined) throw err;
     return id;

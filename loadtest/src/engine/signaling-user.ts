@@ -27,7 +27,8 @@ export async function runSignalingUser(o: SignalingUserOptions, m: MetricSink): 
       t: K,
       body: Parameters<SignalingClient['request']>[1] & object,
     ) => timed(m, t, () => ws.request(t, body as never));
-    const { channels } = await req('channel.list', {});
+    // Every page: the list is paged to fit a frame (protocol README 4.4).
+    const channels = await timed(m, 'channel.list', () => ws.allChannels());
     for (let c = 0; c < o.step.cycles && !o.signal.aborted; c++) {
       const name = `${o.channelPrefix}-${Math.floor(rnd() * o.step.channels)}`;
       const id = await channelNamed(ws, name, channels, m);

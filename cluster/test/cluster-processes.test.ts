@@ -176,7 +176,7 @@ describe('three server processes over one Redis (the launcher)', () => {
   );
 
   it(
-    'SIGTERM drains the owner: /readyz says draining, members move with an audio gap under 200 ms',
+    'SIGTERM drains the owner: members move with an audio gap under 200 ms, then it exits 0',
     { timeout: 90_000 },
     async () => {
       const own = await launchCluster({
@@ -197,25 +197,12 @@ describe('three server processes over one Redis (the launcher)', () => {
         b.startVoice(new ToneSource(B, -20));
         await sleep(1500);
 
-        // Watch /readyz of the draining node until it exits.
-        let sawDraining = false;
-        let watching = true;
-        const watcher = (async () => {
-          while (watching) {
-            const r = await fetch(`${n1!.url}/readyz`).catch(() => null);
-            if (r?.status === 503 && ((await r.json()) as { draining?: boolean }).draining)
-              sawDraining = true;
-            await sleep(5);
-          }
-        })();
         const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 10_000));
         const at = [a, b].map((x) => x.recording().samples.length);
         n1!.process.kill('SIGTERM');
         await Promise.all(moved);
+        // (/readyz during the drain is checked in cluster.test.ts, where the node stays up.)
         expect(await n1!.exited).toBe(0);
-        watching = false;
-        await watcher;
-        expect(sawDraining).toBe(true);
         await sleep(1000);
         for (const x of [a, b]) expect([n2!.udpPort, n3!.udpPort]).toContain(x.binding!.udpPort);
         const gapA = longestGapMs(b.recording().samples, A, at[1]!, -40);

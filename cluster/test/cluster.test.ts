@@ -245,4 +245,29 @@ describe('two nodes over one Redis', () => {
     expect(core().stats.members).toBe(1);
     expect(await n0!.ctx.directory.channelMembers(channel.id)).toEqual([alice.ws.welcome.user.id]);
   });
+
+  it('drain: /readyz answers draining at once, the channel and its members move to the other node', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('drain-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Drained' });
+    const joined = await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('drain-b');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort);
+    const moved = [alice, bob].map((u) => u.ws.waitFor('voice.moved', () => true, 5000));
+    const draining = n0!.drain();
+    const ready = await fetch(`${n0!.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ ready: false, draining: true });
+    await draining;
+    for (const m of await Promise.all(moved)) expect(m.voice.udpPort).toBe(n1!.udpPort);
+    expect(n1!.channelRouter.ownedChannels).toEqual([channel.id]);
+    expect(n0!.channelRouter.ownedChannels).toEqual([]);
+    expect(n0!.voice.channelStats()).toHaveLength(0);
+    // A draining node takes no new channel: a join through it places the channel on the other.
+    const { channel: fresh } = await alice.ws.request('channel.create', { name: 'After' });
+    const carol = await n0!.user('drain-c');
+    const j = await carol.ws.request('channel.join', { channelId: fresh.id });
+    expect(j.voice.udpPort).toBe(n1!.udpPort);
+  });
 });

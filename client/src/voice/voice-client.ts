@@ -538,6 +538,15 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
         m.channel.voice.complexity,
       );
     });
+    on('voice.moved', (m: ServerEvent<'voice.moved'>) => {
+      // The channel's voice moved to another server process (failover, drain): same channel, new
+      // address and key. Switch at once; the source, recording and controls carry over.
+      const channel = this.currentChannel;
+      if (!channel || m.channelId !== channel.id || this.closed) return;
+      this.startSession(++this.joinSeq, channel, m.voice, false).catch((err: unknown) =>
+        this.safeEmit('problem', err),
+      );
+    });
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
     });

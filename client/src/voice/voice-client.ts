@@ -550,14 +550,16 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
     });
-    let bye = false;
-    on('bye', () => {
-      bye = true;
+    // Why the server said goodbye, if it did. UNAVAILABLE (shutting down, e.g. a restart) is worth
+    // coming back for; anything else (kick, ban, protocol error) is final.
+    let bye: string | null = null;
+    on('bye', (m: ServerEvent<'bye'>) => {
+      bye = m.code;
     });
     on('close', (code: number, reason: string) => {
       if (this.closed || sig !== this.sig) return;
-      // The server ended it on purpose (kick, ban, protocol error): do not come back.
-      if (!(this.o.resume ?? true) || bye || code >= 4000) {
+      const final = (bye !== null && bye !== 'UNAVAILABLE') || (code >= 4000 && bye !== 'UNAVAILABLE');
+      if (!(this.o.resume ?? true) || final) {
         void this.close();
         this.safeEmit('disconnected', code, reason);
         return;

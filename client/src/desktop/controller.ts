@@ -468,7 +468,8 @@ export class DesktopController {
   private async refreshChannels(): Promise<void> {
     const client = this.client;
     if (!client || client.isClosed) return;
-    const { channels } = await client.signaling.request('channel.list', {});
+    // Every page: channel.list answers at most 100 channels per frame.
+    const channels = await client.signaling.allChannels();
     this.channels = new Map(channels.map((ch) => [ch.id, ch]));
     this.emit({ ev: 'channels', channels: channels.map(channelView) });
   }

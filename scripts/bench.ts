@@ -1,12 +1,15 @@
 /**
  * `npm run bench`: every benchmark, figures printed as `name value` lines grouped by area.
- * Record them with the date and this command in BENCHMARKS.md. `--quick` skips the capacity sweep.
+ * Record them with the date and this command in BENCHMARKS.md. `--quick` skips the capacity sweep
+ * and the speech-quality runs (real time, about 10 minutes).
  */
 import { cpus } from 'node:os';
 import { benchMedia } from '../media/bench/index.js';
 import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
 import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
+import { benchQuality } from '../cluster/bench/quality.js';
+import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
 const print = (area: string, figures: Record<string, number>) => {
@@ -18,9 +21,14 @@ console.log(
   `# voice benchmarks ${new Date().toISOString()} node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
 );
 print('media: jitter buffer, mixer, opus', await benchMedia());
+print('client: desktop audio engine per device period', benchAudioEngine());
 print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
 if (!quick) {
+  print(
+    'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed), 3 runs of 8 s',
+    await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
+  );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
   for (const opus of ['libopus', 'native', 'opusscript'] as const) {
     print(

@@ -9,6 +9,9 @@
 //   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
 //   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
 //     against node:crypto;
+//   - chromium (the desktop UI's end-to-end test), PulseAudio with its tools and ALSA's pulse plugin
+//     (the sound-device tests start PulseAudio and its null sinks themselves), and naudiodon's
+//     native binary;
 //   - Artillery installed in loadtest/artillery at its pinned version (npm ci there, once).
 //
 // Silent when everything is in place (well under a second). When something is missing and we run
@@ -225,4 +228,34 @@ if (haveArtillery !== wantArtillery) {
     fail(
       `npm ci in loadtest/artillery failed:\n${`${r.stdout}${r.stderr}`.trim().split('\n').slice(-15).join('\n')}`,
     );
+}
+
+// 8. The desktop client's tests: chromium, PulseAudio and ALSA's pulse plugin, naudiodon's binary.
+const desktop = [
+  ['chromium', () => existsSync('/usr/bin/chromium')],
+  ['pulseaudio', () => onPath('pulseaudio')],
+  ['pulseaudio-utils', () => onPath('pactl') && onPath('paplay') && onPath('parec')],
+  ['alsa-utils', () => onPath('aplay')],
+  [
+    'libasound2-plugins',
+    () =>
+      ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].some((d) =>
+        existsSync(join(d, 'alsa-lib', 'libasound_module_pcm_pulse.so')),
+      ),
+  ],
+];
+const missing = desktop.filter(([, ok]) => !ok()).map(([pkg]) => pkg);
+if (missing.length > 0 && !aptInstall(missing))
+  fail(
+    `the desktop tests need ${missing.join(' ')} (Debian: \`sudo apt-get install -y ${missing.join(' ')}\`)`,
+  );
+const requireFromClient = createRequire(join(root, 'client', 'package.json'));
+const naudiodonLoads = () =>
+  run(process.execPath, ['-e', `require(${JSON.stringify(requireFromClient.resolve('naudiodon'))})`]).ok;
+if (!naudiodonLoads()) {
+  say('naudiodon native binary does not load; running `npm rebuild naudiodon` ...');
+  const env = { ...process.env };
+  if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+  const r = run('npm', ['rebuild', 'naudiodon', 'segfault-handler', '--foreground-scripts'], env);
+  if (!r.ok || !naudiodonLoads()) fail(`naudiodon does not build or load:\n${r.tail}`);
 }

@@ -133,12 +133,13 @@ describe('VoiceClient channel and session handling (real server)', () => {
   });
 
   it('a resumed session from another process adopts the fresh binding of its welcome', async () => {
-    const first = await bot('resumer', { channel: 'Resume', create: true });
+    // resume: false, so the dropped client closes and another process takes its session over.
+    const first = await bot('resumer', { channel: 'Resume', create: true, resume: false });
     await first.waitReady(3000);
     const oldKey = Buffer.from(first.binding!.key).toString('hex');
     first.signaling.terminate();
     await expect.poll(() => first.isClosed).toBe(true);
-    const second = await bot('ignored', { token: first.token });
+    const second = await bot('ignored', { token: first.token, resume: false });
     expect(second.signaling.welcome.resumed).toBe(true);
     expect(second.channel?.name).toBe('Resume');
     expect(Buffer.from(second.binding!.key).toString('hex')).not.toBe(oldKey);

@@ -32,6 +32,7 @@ export interface QualityOptions {
   readonly seconds?: number;
   readonly frames?: readonly (10 | 20)[];
   readonly losses?: readonly number[];
+  readonly paths?: readonly ('opus-alone' | 'forwarded' | 'mixed')[];
   readonly log?: (line: string) => void;
 }
 
@@ -129,8 +130,11 @@ function opusAlone(
   const st = playout.stats();
   enc.destroy();
   playout.close();
-  // The playout starts one frame late; PESQ aligns the rest.
-  return { deg: out, concealed: st.concealed, drops: playout.jitter.stats().overflowDrops };
+  // Cut at the same alignment as the recordings (the codec's look-ahead delays the output).
+  const off = align(out, ref, 0, 48 * 40);
+  const deg = new Int16Array(ref.length);
+  deg.set(out.subarray(off, off + ref.length));
+  return { deg, concealed: st.concealed + st.fecRecovered, drops: playout.jitter.stats().overflowDrops };
 }
 
 async function throughServer(
@@ -209,7 +213,14 @@ function summary(samples: Sample[]): Record<string, number> {
 }
 
 export async function benchQuality(options: QualityOptions = {}): Promise<Record<string, number>> {
-  const { runs = 3, seconds = 8, frames = [20, 10], losses = [0, 0.05, 0.1], log = () => {} } = options;
+  const {
+    runs = 3,
+    seconds = 8,
+    frames = [20, 10],
+    losses = [0, 0.05, 0.1],
+    paths = ['opus-alone', 'forwarded', 'mixed'],
+    log = () => {},
+  } = options;
   const missing = tools();
   if (missing) {
     log(missing);
@@ -230,7 +241,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     for (const frameMs of frames) {
       for (const loss of losses) {
         for (const fec of loss === 0 ? [false] : [false, true]) {
-          for (const path of ['opus-alone', 'forwarded', 'mixed'] as const) {
+          for (const path of paths) {
             const samples: Sample[] = [];
             for (let r = 0; r < runs; r++) {
               const seed = 1000 + r;
@@ -268,12 +279,18 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
-    options: { runs: { type: 'string' }, seconds: { type: 'string' }, frames: { type: 'string' } },
+    options: {
+      runs: { type: 'string' },
+      seconds: { type: 'string' },
+      frames: { type: 'string' },
+      paths: { type: 'string' },
+    },
   });
   const figures = await benchQuality({
     runs: Number(values.runs ?? 3),
     seconds: Number(values.seconds ?? 8),
     ...(values.frames ? { frames: values.frames.split(',').map((f) => (f === '10' ? 10 : 20)) } : {}),
+    ...(values.paths ? { paths: values.paths.split(',') as ('opus-alone' | 'forwarded' | 'mixed')[] } : {}),
     log: (l) => console.log(l),
   });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(56)} ${v}`);

@@ -280,7 +280,7 @@ describe('voice path from the raw protocol', () => {
     for (const p of [pb1, pb2, pv]) p.close();
   });
 
-  it('forwards a lone speaker byte for byte under its own header; acks share the sequence; a stall is a timestamp jump', async () => {
+  it('forwards every packet of a lone speaker byte for byte as it arrives, under its own header; acks share the sequence', async () => {
     const a = await srv.user('solo-speaker');
     const b = await srv.user('solo-ear');
     const { channel } = await a.ws.request('channel.create', { name: 'Forward' });
@@ -314,9 +314,10 @@ describe('voice path from the raw protocol', () => {
     }
     await sleep(300);
     const audio = pb.received.filter((r) => r.type === VoicePacketType.AUDIO);
-    // Frames arrive (how many depends on the machine: at a load average of 16 on 2 cores the sender,
-    // in this process, is delayed into bursts the jitter buffer trims, down to 35 of 125).
-    expect(audio.length).toBeGreaterThan(20);
+    // Every packet the speaker sent is forwarded, once, when it reaches the server (not through the
+    // server's jitter buffer, which trimmed bursts after a stall): frames in equal frames out.
+    expect(audio.length).toBe(frames);
+    expect(new Set(audio.map((r) => hex(r.payload))).size).toBe(frames);
     // Forwarded: every payload is one the speaker sent, byte for byte (no decode and re-encode) ...
     for (const r of audio) expect(sentTs.has(hex(r.payload)), 'a payload the speaker sent').toBe(true);
     expect(srv.voice.channelStats()[0]!.core.stats.encodes).toBe(0);
@@ -330,18 +331,14 @@ describe('voice path from the raw protocol', () => {
     const heartbeatAck = acks[1]!.seq;
     expect(audio.map((r) => r.seq)).toContain(heartbeatAck - 1);
     expect(audio.map((r) => r.seq)).toContain(heartbeatAck + 1);
-    // The timestamps are the channel's media clock, which follows time: the 200 ms stall shows as a
-    // jump of at least 10 frames (more if the machine delayed this process further), not as a burst
-    // of late frames. A loaded machine adds jumps of its own, as the stall does.
-    const steps = audio.slice(1).map((r, i) => ((r.ts - audio[i]!.ts) | 0) / frame);
-    expect(Math.min(...steps), 'timestamps only move forward').toBeGreaterThanOrEqual(1);
-    expect(steps.filter((d) => d === 1).length).toBeGreaterThan(steps.length / 2);
-    const jump = Math.max(...steps);
-    expect(jump).toBeGreaterThanOrEqual(9);
-    expect(jump).toBeLessThanOrEqual(25);
-    // The server's timestamps are not the speaker's: its clock started with the channel.
+    // Timestamps are on the channel's media clock: the speaker's frame index plus an offset fixed
+    // when forwarding starts (a new run may start after the 200 ms stall, if the server's tick found
+    // the speaker silent meanwhile). So the stall, which lost nothing, is no gap within a run.
     const offsets = new Set(audio.map((r) => (r.ts - sentTs.get(hex(r.payload))!) | 0));
-    expect(offsets.size).toBeGreaterThan(1);
+    expect(offsets.size).toBeLessThanOrEqual(2);
+    for (const o of offsets) expect(o % frame).toBe(0);
+    // The server's timestamps are not the speaker's: its clock started with the channel.
+    expect([...offsets].some((o) => o !== 0)).toBe(true);
     pa.close();
     pb.close();
   });

@@ -114,7 +114,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     b!.startVoice(new ToneSource(TONES[1], -20));
     await sleep(700);
     const st = srv.voice.channelStats()[0]!.core.stats;
-    const before = { ticks: st.ticks, encodes: st.encodes, forwarded: st.forwarded };
+    const before = { ticks: st.ticks, encodes: st.encodes, forwarded: st.forwarded, packetsIn: st.packetsIn };
     await listen(five, 1000, 0);
     const ticks = st.ticks - before.ticks;
     const encodes = st.encodes - before.encodes;
@@ -123,8 +123,10 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(encodes).toBeLessThanOrEqual(ticks);
     expect(encodes).toBeGreaterThan(ticks / 2);
     // Each speaker hears exactly the other at unity gain: the other's packet is forwarded, not
-    // re-encoded. So every packet not forwarded went to a silent listener, three per encode.
-    expect(forwarded).toBeLessThanOrEqual(2 * ticks);
+    // re-encoded, when it arrives (packetsIn counts it at the next tick: one per speaker may
+    // straddle each end of the window). So every packet not forwarded went to a silent listener,
+    // three per encode.
+    expect(forwarded).toBeLessThanOrEqual(st.packetsIn - before.packetsIn + 4);
     expect(forwarded).toBeGreaterThan(ticks);
     expect(st.packetsOut - st.forwarded).toBe(3 * st.encodes);
     expect(heard(a!, TONES[1]), 'a hears b').toBeGreaterThan(-23);
@@ -144,8 +146,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const st = srv.voice.channelStats()[0]!.core.stats;
     expect(st.encodes).toBe(0);
     expect(st.forwarded).toBe(st.packetsOut);
-    // Two listeners, one frame each per tick of audio (a lost frame is a gap, not an encode).
-    expect(st.forwarded + st.soloGaps).toBeLessThanOrEqual(2 * st.ticks);
+    // Two listeners, each packet once to each, when it arrives (the last one or two may not be
+    // counted in packetsIn yet: that happens at the next tick).
+    expect(st.forwarded).toBeLessThanOrEqual(2 * (st.packetsIn + 2));
     expect(st.forwarded).toBeGreaterThan(2 * 50);
     for (const l of trio.slice(1)) {
       expect(heard(l, TONES[0])).toBeGreaterThan(-23);

@@ -111,6 +111,16 @@ if (frameMs !== undefined && frameMs !== 10 && frameMs !== 20) {
   process.exit(2);
 }
 const workers = num(v.workers, '--workers');
+if (workers !== undefined && !Number.isInteger(workers)) {
+  say('--workers must be a whole number');
+  process.exit(2);
+}
+const OPUS = ['auto', 'libopus', 'native', 'opusscript'] as const;
+const opusBackend = v.opus as (typeof OPUS)[number] | undefined;
+if (opusBackend !== undefined && !OPUS.includes(opusBackend)) {
+  say(`--opus must be one of ${OPUS.join(', ')}`);
+  process.exit(2);
+}
 const maxSeconds = num(v['max-seconds'], '--max-seconds');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const outDir = resolve(v.out ?? join(root, 'loadtest/reports', `${name.replace(/\W+/g, '_')}-${stamp}`));
@@ -181,7 +191,7 @@ async function runOnce(size: RunSize, dir: string): Promise<RunReport> {
         root,
         adminToken: ADMIN_TOKEN,
         log: say,
-        ...(v.opus ? { opusBackend: v.opus as 'auto' } : {}),
+        ...(opusBackend ? { opusBackend } : {}),
         ...(v['cpu-prof'] ? { cpuProfDir: dir } : {}),
       });
       runTargets = [server.url];

@@ -125,6 +125,8 @@ describe('runner pieces', () => {
         'voice_packets_out_total 1234',
         'voice_packets_dropped_total{reason="replay"} 3',
         'voice_packets_dropped_total{reason="auth"} 2',
+        'voice_channel_complexity{channel="c_a"} 9',
+        'voice_channel_complexity{channel="c_b"} 5',
       ].join('\n'),
     );
     expect(f).toMatchObject({
@@ -147,6 +149,7 @@ describe('runner pieces', () => {
       deliveredPct: 100,
       e2eP50Ms: 50,
       e2eP95Ms: 60,
+      minComplexity: 9,
       generatorSaturated: sat,
       checksPassed: true,
     });

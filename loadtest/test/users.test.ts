@@ -4,6 +4,7 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
 import type { MetricSink } from '../src/engine/metrics.js';
 import { parseSignalingStep, parseVoiceStep } from '../src/engine/options.js';
 import { runSignalingUser } from '../src/engine/signaling-user.js';
+import { ChannelBook } from '../src/engine/session.js';
 import { runLeanUser } from '../src/engine/lean-user.js';
 import { parseLeanStep } from '../src/engine/options.js';
 import { LeanPlane } from '../src/voice/lean-plane.js';
@@ -29,7 +30,13 @@ let opus: OpusFactory;
 beforeAll(async () => {
   // Load-test users log in from one address: raise the per-address limits, as the runner does.
   srv = await startTestServer({
-    limits: { loginsPerMinute: 10_000, loginBurst: 10_000, connectionsPerAddress: 10_000 },
+    limits: {
+      loginsPerMinute: 10_000,
+      loginBurst: 10_000,
+      connectionsPerAddress: 10_000,
+      messagesPerSecond: 10_000,
+      messageBurst: 10_000,
+    },
   });
   opus = await createOpus();
 });
@@ -68,9 +75,47 @@ describe('load-test signaling user (real server)', () => {
     // A cycle's ping plus the hold's pings (every 300 ms for 1.2 s: 3 or 4 each).
     expect(histograms.get('signaling.rtt.ping')!.length).toBeGreaterThanOrEqual(2 * (2 + 3));
     for (const ms of histograms.get('signaling.rtt')!) expect(ms).toBeGreaterThan(0);
+    // Log-in and hello are set-up, apart from the session's round trips.
+    expect(histograms.get('signaling.setup')).toHaveLength(4);
+    expect(histograms.get('signaling.rtt')!.length).toBe(
+      [...histograms.entries()]
+        .filter(
+          ([k]) =>
+            k.startsWith('signaling.rtt.') && k !== 'signaling.rtt.login' && k !== 'signaling.rtt.hello',
+        )
+        .reduce((a, [, v]) => a + v.length, 0),
+    );
     // The channel was created once and joined by both: the second joiner set a volume for the first.
     expect(histograms.get('signaling.rtt.channel.create')).toHaveLength(1);
     expect(histograms.get('signaling.rtt.voice.volume')!.length).toBeGreaterThan(0);
+  });
+});
+
+describe('ChannelBook', () => {
+  it('finds a channel another user created on a later page of channel.list', async () => {
+    const admin = await srv.user('lt-admin', { admin: true });
+    const ids: string[] = [];
+    for (let i = 0; i < 120; i++)
+      ids.push((await admin.ws.request('channel.create', { name: `pg-${i}` })).channel.id);
+    const b = await srv.user('lt-pager');
+    const { sink, counters, histograms } = memorySink();
+    const book = new ChannelBook();
+    const first = (await b.ws.request('channel.list', {})).channels;
+    book.learn(first);
+    const seen = new Set(first.map((c) => c.name));
+    const far = ids.findIndex((_, i) => !seen.has(`pg-${i}`));
+    const near = ids.findIndex((_, i) => seen.has(`pg-${i}`));
+    expect(far).toBeGreaterThanOrEqual(0);
+    expect(await book.idOf(b.ws, `pg-${far}`, sink)).toBe(ids[far]);
+    // Not on the first page: the create was refused (counted, not timed), then the list paged.
+    expect(counters.get('signaling.channel_create_raced')).toBe(1);
+    expect(histograms.get('signaling.rtt.channel.create')).toBeUndefined();
+    expect(histograms.get('signaling.rtt.channel.list')!.length).toBeGreaterThanOrEqual(1);
+    // Known from the first page: no request at all.
+    const lists = histograms.get('signaling.rtt.channel.list')!.length;
+    expect(await book.idOf(b.ws, `pg-${near}`, sink)).toBe(ids[near]);
+    expect(counters.get('signaling.channel_create_raced')).toBe(1);
+    expect(histograms.get('signaling.rtt.channel.list')).toHaveLength(lists);
   });
 });
 

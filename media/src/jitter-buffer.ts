@@ -434,7 +434,8 @@ export class JitterBuffer {
       // Resuming after a stall, the backlog comes in a burst: frames whose turn passed more than a
       // frame ago are dropped now rather than played late and caught up slowly. (Part of catch-up:
       // off when catchUpMs is 0. Not at the first start: nothing was expected yet.)
-      const due = Math.floor((nowMs - this.targetDelay - this.expectedArrival(0)) * this.frameMsInv) - 1;
+      const due =
+        Math.floor((nowMs - lateMs - this.targetDelay - this.expectedArrival(0)) * this.frameMsInv) - 1;
       if (this.catchUpPops > 0 && resumed && due > this.head) {
         const to = due < this.newest ? due : this.newest;
         const before = this.nOverflow;

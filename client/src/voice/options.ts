@@ -59,6 +59,12 @@ export interface VoiceClientOptions {
   requestTimeoutMs?: number;
   /** Receives every played frame (the desktop app's speaker output). */
   onPlayout?: PlayoutHook;
+  /**
+   * When signaling drops without the server saying why (no `bye`, not a 4xxx close), reconnect with
+   * the token within the server's grace period and carry on in the same channel (default true).
+   * False: the client closes and emits `disconnected`, as before.
+   */
+  resume?: boolean;
 }
 
 /** Bounded so that a client left running does not grow: a minute of audio and of sent frames. */
@@ -158,6 +164,7 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
     fail('drainConcealFrames must be an integer in [0, 50]');
   }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
+  if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')
     fail("playoutClock must be 'timer' or 'pull'");
   const wsUrl = new URL('/ws', serverUrl);

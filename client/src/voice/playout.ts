@@ -19,10 +19,17 @@ export const PLAYOUT_MARGIN_MS = 3;
 /**
  * A timer tick that fires this late (ms) found this process stalled; the packets it is due to
  * play were held up by the same stall (here, or in a sender on this machine). It waits for them up
- * to STALL_WAIT_MS instead of concealing a frame that is about to arrive.
+ * to STALL_WAIT_MS (as long as a sender on this machine keeps time through a stall, see Sender)
+ * instead of concealing a frame that is about to arrive.
  */
 const STALL_LATENESS_MS = 4;
-const STALL_WAIT_MS = 60;
+const STALL_WAIT_MS = 250;
+/**
+ * An on-time tick may complete this long (ms) after its due time when its packet is not there
+ * yet, as a sound card's buffer would let a pull run late: the recording keeps the due time, so
+ * the audio's timeline is unchanged; only a packet later than this underruns.
+ */
+const TIMER_GRACE_MS = 8;
 
 export interface PlayoutOptions {
   readonly frameMs: 10 | 20;
@@ -74,7 +81,7 @@ export interface PlayoutStats {
   resets: number;
   overflowDrops: number;
   staleDrops: number;
-  /** Timer ticks that, late after a stall of this process, waited for their packet. */
+  /** Timer ticks that waited for their packet (within the grace, or late after a stall). */
   stallWaits: number;
 }
 
@@ -112,7 +119,7 @@ export class Playout {
   private qLen = 0;
   private qScheduled = false;
   private waitedTick = -1;
-  /** Ticks that, late after a stall of this process, waited for their packet. */
+  /** Ticks that waited for their packet (within the grace, or late after a stall). */
   private stallWaits = 0;
   private readonly runPending = (): void => {
     this.qScheduled = false;
@@ -243,13 +250,13 @@ export class Playout {
     const jb = this.stream.jitter;
     while (this.qLen > 0 && !this.closed) {
       const i = this.qHead;
+      const now = performance.now();
       if (
         !force &&
-        this.qLate[i] === 1 &&
         jb.playing &&
         !jb.headReady &&
         jb.buffered === 0 &&
-        performance.now() - this.qAt[i]! < STALL_WAIT_MS
+        (this.qLate[i] === 1 ? now - this.qAt[i]! < STALL_WAIT_MS : now - this.qDue[i]! < TIMER_GRACE_MS)
       ) {
         if (this.waitedTick !== i) {
           this.waitedTick = i;

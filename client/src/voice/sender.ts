@@ -1,7 +1,7 @@
 import { MAX_PAYLOAD_BYTES, VoiceFlags } from '@voice/protocol';
 import { OPUS_MAX_PACKET_BYTES, Ticker, type OpusEncoder, type Tick } from '@voice/media';
 import type { SentLog } from './recording.js';
-import type { AudioSource } from './sources.js';
+import { isClockedSource, type AudioSource } from './sources.js';
 
 /** Seals and sends one AUDIO packet; returns its sequence number, or -1 when it was dropped. */
 export type SendAudio = (flags: number, timestamp: number, payload: Uint8Array, length: number) => number;
@@ -40,6 +40,9 @@ export interface SenderStats {
  * Paces a source at real time with a drift-free Ticker: each tick reads one frame, encodes it with
  * Opus and sends it as an AUDIO packet. The header timestamp advances by one frame per tick whether
  * or not a packet is sent, so a pause is a gap in time; the first packet after a pause carries MARKER.
+ *
+ * A clocked source (a sound card, `ClockedSource`) drives the sender instead: no timer runs, and each
+ * frame is encoded and sent the moment the device delivers it, so the device's clock is the stream's.
  */
 export class Sender {
   readonly frameSamples: number;
@@ -85,7 +88,11 @@ export class Sender {
   }
 
   start(): void {
-    if (!this.closed) this.ticker.start();
+    if (this.closed) return;
+    const src = this.o.source;
+    if (isClockedSource(src)) {
+      src.attach(this.frameSamples, (pcm, captureTime, active) => this.deliver(pcm, captureTime, active));
+    } else this.ticker.start();
   }
 
   private tick(t: Tick): void {
@@ -94,11 +101,22 @@ export class Sender {
       this.s.skippedTicks += t.skipped;
       this.ts += t.skipped * this.frameSamples;
     }
+    this.send(this.o.source.read(this.pcm, performance.now()));
+  }
+
+  /** A clocked source's frame (exactly frameSamples long, valid during the call). */
+  private deliver(pcm: Int16Array, _captureTime: number, active: boolean): void {
+    if (this.closed) return;
+    this.pcm.set(pcm);
+    this.send(active);
+  }
+
+  /** Encodes and sends the frame in `this.pcm` (when `active`); advances the timeline either way. */
+  private send(active: boolean): void {
     const ts = this.ts;
     this.ts += this.frameSamples;
     const src = this.o.source;
     const pos = this.sourcePos;
-    const active = src.read(this.pcm, performance.now());
     this.sourcePos += this.frameSamples;
     this.s.frames++;
     if (!active) {
@@ -143,5 +161,7 @@ export class Sender {
     if (this.closed) return;
     this.closed = true;
     this.ticker.close();
+    const src = this.o.source;
+    if (isClockedSource(src)) src.detach();
   }
 }

@@ -387,3 +387,79 @@ export class PushSource implements AudioSource {
     return this.recCount > 0 ? this.recTime[this.recStart]! : performance.now();
   }
 }
+
+/** Receives one sender-sized frame from a clocked source (valid during the call only). */
+export type ClockedFrameHandler = (pcm: Int16Array, captureTime: number, active: boolean) => void;
+
+/** A source whose frames come on the device's clock: the sender attaches instead of running a timer. */
+export interface ClockedAudioSource extends AudioSource {
+  readonly clocked: true;
+  attach(frameSamples: number, onFrame: ClockedFrameHandler): void;
+  detach(): void;
+}
+
+export function isClockedSource(s: AudioSource): s is ClockedAudioSource {
+  return (s as Partial<ClockedAudioSource>).clocked === true;
+}
+
+/**
+ * The capture side of a sound card: the audio engine delivers each processed 10 ms frame with
+ * `deliver()` as the device hands it over, with whether it should be sent (voice activity or
+ * push-to-talk). Frames are gathered to the sender's frame size (10 or 20 ms); a 20 ms frame is sent
+ * when either half was active. Nothing is buffered beyond one frame: capture never lags.
+ */
+export class ClockedSource implements ClockedAudioSource {
+  readonly name = 'device';
+  readonly clocked = true as const;
+  lastCaptureTime = 0;
+  /** Frames delivered while no sender was attached (not in a channel). */
+  unattached = 0;
+  private onFrame: ClockedFrameHandler | null = null;
+  private frame = new Int16Array(480);
+  private fill = 0;
+  private active = false;
+
+  attach(frameSamples: number, onFrame: ClockedFrameHandler): void {
+    if (!Number.isInteger(frameSamples) || frameSamples <= 0) throw new TypeError('frameSamples must be > 0');
+    if (this.frame.length !== frameSamples) this.frame = new Int16Array(frameSamples);
+    this.fill = 0;
+    this.active = false;
+    this.onFrame = onFrame;
+  }
+
+  detach(): void {
+    this.onFrame = null;
+  }
+
+  get attached(): boolean {
+    return this.onFrame !== null;
+  }
+
+  deliver(pcm: Int16Array, captureTime: number, active: boolean): void {
+    if (!(pcm instanceof Int16Array)) throw new TypeError('pcm must be an Int16Array');
+    const cb = this.onFrame;
+    if (!cb) {
+      this.unattached++;
+      return;
+    }
+    for (let i = 0; i < pcm.length;) {
+      const n = Math.min(pcm.length - i, this.frame.length - this.fill);
+      this.frame.set(pcm.subarray(i, i + n), this.fill);
+      this.fill += n;
+      i += n;
+      this.active ||= active;
+      if (this.fill === this.frame.length) {
+        this.lastCaptureTime = captureTime;
+        const a = this.active;
+        this.fill = 0;
+        this.active = false;
+        cb(this.frame, captureTime, a);
+      }
+    }
+  }
+
+  /** Not used: the sender never polls a clocked source. */
+  read(_out: Int16Array, _now: number): boolean {
+    return false;
+  }
+}

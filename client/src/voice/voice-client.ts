@@ -53,6 +53,10 @@ export interface VoiceClientEvents {
   left: [reason: string];
   /** The signaling connection closed; the client is closed too. */
   disconnected: [code: number, reason: string];
+  /** Signaling dropped; the client is reconnecting with its token within the grace period. */
+  reconnecting: [code: number, reason: string];
+  /** Signaling is back. `restored`: the server still had the session (and its channel). */
+  resumed: [restored: boolean];
   /** A non-fatal problem (codec, socket); counted in stats too. */
   problem: [err: unknown];
 }
@@ -104,7 +108,7 @@ export interface VoiceClientStats {
  * idempotent and closes them all.
  */
 export class VoiceClient extends EventEmitter<VoiceClientEvents> {
-  readonly signaling: SignalingClient;
+  private sig: SignalingClient;
   readonly rest: RestClient;
   readonly token: string;
   readonly user: User;
@@ -134,7 +138,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     token: string,
   ) {
     super();
-    this.signaling = signaling;
+    this.sig = signaling;
     this.rest = rest;
     this.token = token;
     this.user = signaling.welcome.user;
@@ -186,6 +190,11 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   get channel(): Channel | null {
     return this.currentChannel;
+  }
+
+  /** The current signaling connection (a new one after a resume). */
+  get signaling(): SignalingClient {
+    return this.sig;
   }
 
   /** The current voice binding, or null when not in a channel. */
@@ -541,11 +550,71 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
     });
-    on('close', (code: number, reason: string) => {
-      if (this.closed) return;
-      void this.close();
-      this.safeEmit('disconnected', code, reason);
+    let bye = false;
+    on('bye', () => {
+      bye = true;
     });
+    on('close', (code: number, reason: string) => {
+      if (this.closed || sig !== this.sig) return;
+      // The server ended it on purpose (kick, ban, protocol error): do not come back.
+      if (!(this.o.resume ?? true) || bye || code >= 4000) {
+        void this.close();
+        this.safeEmit('disconnected', code, reason);
+        return;
+      }
+      void this.reconnect(code, reason);
+    });
+  }
+
+  /**
+   * Signaling dropped: reconnect with our token, with back-off, until the server's grace period
+   * (from its welcome) runs out. A session the server still has comes back with its channel and a
+   * fresh voice binding (protocol README 8.4); one it lost (a restart) is a new session with the same
+   * user: then we join the channel we were in again. Voice stops meanwhile (the binding is void).
+   */
+  private async reconnect(code: number, reason: string): Promise<void> {
+    const channelId = this.currentChannel?.id ?? null;
+    const seq = ++this.joinSeq;
+    this.endSession(null);
+    for (const off of this.detach.splice(0)) off();
+    this.safeEmit('reconnecting', code, reason);
+    const deadline = performance.now() + Math.max(1000, this.sig.welcome.graceMs);
+    let delay = 200;
+    while (!this.closed) {
+      try {
+        const sig = await SignalingClient.connect({
+          url: this.o.wsUrl,
+          token: this.token,
+          client: this.o.clientName,
+          ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
+          ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
+        });
+        if (this.closed) {
+          sig.close();
+          return;
+        }
+        this.sig = sig;
+        this.listen();
+        const w = sig.welcome;
+        if (seq === this.joinSeq) {
+          // Back in the channel before saying so (unless a join or leave came meanwhile).
+          if (w.resumed && w.voice && w.channelId)
+            await this.adopt(w.channelId, w.voice).catch((err) => this.safeEmit('problem', err));
+          else if (channelId) await this.join(channelId).catch((err) => this.safeEmit('problem', err));
+        }
+        this.safeEmit('resumed', w.resumed);
+        return;
+      } catch (err) {
+        // A refused token means the server forgot us for good: stop.
+        if (err instanceof RequestError || performance.now() + delay > deadline) {
+          await this.close();
+          this.safeEmit('disconnected', code, reason);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   private ping(): void {

@@ -31,6 +31,8 @@ export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
 export const MAX_SPEAKERS = 32;
 const UINT32 = 0x1_0000_0000;
+/** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
+const SERVER_MARGIN_MS = 2;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
 /** An encoder unused for this many ticks is freed (its stream ended). */
@@ -89,7 +91,8 @@ export class VoiceMember {
     frameMs: number,
     decoder: OpusDecoder,
   ) {
-    this.stream = new FramePlayout({ frameSamples, decoder });
+    // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
+    this.stream = new FramePlayout({ frameSamples, decoder, jitter: { marginMs: SERVER_MARGIN_MS } });
     this.pcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
@@ -420,7 +423,7 @@ export class ChannelCore {
       if (m?.active) {
         const seq = inbox.seq[i]!;
         const arrival = inbox.arrival[i]!;
-        const r = m.jitter.insert(seq, inbox.views[i]!, arrival, inbox.length[i]);
+        const r = m.stream.insert(seq, inbox.views[i]!, inbox.length[i]!, arrival);
         if (r === JitterInsert.ACCEPTED) {
           m.arrivals[seq & 63] = arrival;
           m.packetsIn++;

@@ -154,11 +154,14 @@ export class VoiceEngine {
     throw new TypeError(`unknown flow step ${JSON.stringify(key)} (signaling, voice, lean, think)`);
   }
 
-  /** Artillery calls this when the worker stops (when it does): ends users' waits and the monitor. */
-  cleanup(done?: () => void): void {
+  /**
+   * Ends the users' waits, the monitor and the lean plane; idempotent. Artillery 2.0.21 has no
+   * engine clean-up hook, so nothing here may hold a worker open by itself: the monitor's timer is
+   * unref'd and the lean plane stops its clock when its last user leaves.
+   */
+  close(): void {
     this.stop.abort();
     this.monitor?.stop();
     void this.lean?.then((p) => p.close());
-    done?.();
   }
 }

@@ -1,7 +1,7 @@
 import type { LeanPlane } from '../voice/lean-plane.js';
 import { timed, type MetricSink } from './metrics.js';
 import type { LeanStep } from './options.js';
-import { channelNamed, openSession } from './session.js';
+import { ChannelBook, openSession } from './session.js';
 import { sleep } from './sleep.js';
 
 export interface LeanUserOptions {
@@ -22,9 +22,7 @@ export interface LeanUserOptions {
 export async function runLeanUser(o: LeanUserOptions, m: MetricSink): Promise<void> {
   const ws = await openSession(o.server, o.nickname, m);
   try {
-    // Every page: the list is paged to fit a frame (protocol README 4.4).
-    const channels = await timed(m, 'channel.list', () => ws.allChannels());
-    const channelId = await channelNamed(ws, o.channel, channels, m);
+    const channelId = await new ChannelBook().idOf(ws, o.channel, m);
     const { voice } = await timed(m, 'channel.join', () => ws.request('channel.join', { channelId }));
     const member = await o.plane.add(voice, o.seat < o.step.speakers);
     o.plane.start();

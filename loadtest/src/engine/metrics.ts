@@ -30,12 +30,18 @@ export function errorCode(err: unknown): string {
   return typeof e?.name === 'string' ? e.name : 'Error';
 }
 
-/** Runs `fn` and records its duration under `signaling.rtt.<name>` and `signaling.rtt`. */
+/** Connection set-up steps: timed apart from the round trips of an open session. */
+const SETUP = new Set(['login', 'hello', 'connect']);
+
+/**
+ * Runs `fn` and records its duration under `signaling.rtt.<name>`, and under `signaling.rtt` (a
+ * request on an open session) or `signaling.setup` (log-in over REST, WebSocket upgrade and hello).
+ */
 export async function timed<T>(m: MetricSink, name: string, fn: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
   const r = await fn();
   const ms = performance.now() - t0;
-  m.histogram('signaling.rtt', ms);
+  m.histogram(SETUP.has(name) ? 'signaling.setup' : 'signaling.rtt', ms);
   m.histogram(`signaling.rtt.${name}`, ms);
   return r;
 }

@@ -1,6 +1,6 @@
 import type { SignalingClient } from '@voice/client';
 import { timed, type MetricSink } from './metrics.js';
-import { channelNamed, openSession } from './session.js';
+import { ChannelBook, openSession } from './session.js';
 import { sleep } from './sleep.js';
 import type { SignalingStep } from './options.js';
 
@@ -27,14 +27,24 @@ export async function runSignalingUser(o: SignalingUserOptions, m: MetricSink): 
       t: K,
       body: Parameters<SignalingClient['request']>[1] & object,
     ) => timed(m, t, () => ws.request(t, body as never));
-    // Every page: the list is paged to fit a frame (protocol README 4.4).
-    const channels = await timed(m, 'channel.list', () => ws.allChannels());
+    // The whole list, as a client shows it: every page (it is paged to fit a frame, protocol
+    // README 4.4). Channels created later are found through the book.
+    const book = new ChannelBook();
+    book.learn(await timed(m, 'channel.list', () => ws.allChannels()));
     for (let c = 0; c < o.step.cycles && !o.signal.aborted; c++) {
       const name = `${o.channelPrefix}-${Math.floor(rnd() * o.step.channels)}`;
-      const id = await channelNamed(ws, name, channels, m);
+      const id = await book.idOf(ws, name, m);
       const joined = await req('channel.join', { channelId: id });
       const other = joined.members.find((x) => x.userId !== ws.welcome.user.id);
-      if (other) await req('voice.volume', { userId: other.userId, volume: 50 + Math.floor(rnd() * 100) });
+      if (other) {
+        try {
+          await req('voice.volume', { userId: other.userId, volume: 50 + Math.floor(rnd() * 100) });
+        } catch (err) {
+          // The member left between our join and this request: the churn this scenario makes.
+          if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
+          m.counter('signaling.volume_target_left');
+        }
+      }
       await req('voice.state', { selfMute: true });
       await req('voice.state', { selfMute: false });
       await req('ping', { ts: performance.now() });

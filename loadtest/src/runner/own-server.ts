@@ -44,6 +44,9 @@ export async function startOwnServer(o: OwnServerOptions): Promise<OwnServer> {
       requestBurst: 100_000,
       messagesPerSecond: 10_000,
       messageBurst: 10_000,
+      channelsPerUser: 1_000,
+      channelCreatesPerMinute: 1_000,
+      channelCreateBurst: 1_000,
     },
   };
   const file = join(dir, 'config.json');

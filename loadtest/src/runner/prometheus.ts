@@ -12,6 +12,8 @@ export interface ServerFigures {
   dropped: number;
   wsConnections: number;
   sessions: number;
+  /** Lowest encoder complexity in use (channels lower it when over their CPU budget); null: no channel. */
+  minComplexity: number | null;
 }
 
 const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/;
@@ -28,6 +30,7 @@ export function parseServerMetrics(text: string): ServerFigures {
     dropped: 0,
     wsConnections: 0,
     sessions: 0,
+    minComplexity: null,
   };
   for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
@@ -60,6 +63,9 @@ export function parseServerMetrics(text: string): ServerFigures {
         break;
       case 'voice_sessions':
         f.sessions += v;
+        break;
+      case 'voice_channel_complexity':
+        f.minComplexity = f.minComplexity === null ? v : Math.min(f.minComplexity, v);
         break;
     }
   }

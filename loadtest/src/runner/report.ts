@@ -36,6 +36,8 @@ export interface Sample {
   packetsOutPerSec: number | null;
   serverRssMb: number | null;
   serverFds: number | null;
+  /** Lowest encoder complexity of any channel: below the setting, the server was short of CPU. */
+  minComplexity: number | null;
 }
 
 export interface GeneratorVerdict {
@@ -127,7 +129,8 @@ export function charts(r: RunReport): { name: string; svg: string }[] {
     r.periods.filter((p) => p.summaries[metric]).map((p) => [p.t, p.summaries[metric]![q]] as const);
   for (const [metric, title, bound] of [
     ['voice.e2e_delay', 'End-to-end delay (click captured to played)', null],
-    ['signaling.rtt', 'Signaling round trip (all requests)', 50],
+    ['signaling.rtt', 'Signaling round trip (requests on open sessions)', 50],
+    ['signaling.setup', 'Connection set-up (log-in, upgrade, hello)', null],
   ] as const) {
     if (!r.summaries[metric]) continue;
     out.push({

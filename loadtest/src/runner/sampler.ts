@@ -62,6 +62,11 @@ export class Sampler {
         packetsOutPerSec,
         serverRssMb: res ? Math.round(res.rssBytes / 2 ** 20) : null,
         serverFds: res?.fds ?? null,
+        minComplexity: figs.reduce<number | null>(
+          (a, f) =>
+            f.minComplexity === null ? a : a === null ? f.minComplexity : Math.min(a, f.minComplexity),
+          null,
+        ),
       });
     } finally {
       this.busy = false;

@@ -43,7 +43,8 @@ export function resolveSize(s: ScenarioScript, name: string, override: Partial<R
 /**
  * The script Artillery runs: one arrival phase of `users` over `rampSeconds` (split evenly across
  * workers by Artillery), and the size's `seconds` in every voice step (its counting window) and
- * signaling step (how long sessions are held).
+ * signaling step (how long sessions are held); a signaling step's `usersPerChannel` becomes its
+ * channel count for this size.
  */
 export function sizeScript(s: ScenarioScript, size: RunSize): ScenarioScript {
   const out = structuredClone(s);
@@ -52,8 +53,16 @@ export function sizeScript(s: ScenarioScript, size: RunSize): ScenarioScript {
     for (const step of sc.flow) {
       if (step.voice && typeof step.voice === 'object')
         (step.voice as Record<string, unknown>).seconds = size.seconds;
-      if (step.signaling && typeof step.signaling === 'object')
-        (step.signaling as Record<string, unknown>).holdSeconds = size.seconds;
+      if (step.signaling && typeof step.signaling === 'object') {
+        const g = step.signaling as Record<string, unknown>;
+        g.holdSeconds = size.seconds;
+        // Every join, leave and mute is announced to the channel: channels grow with the run, or
+        // the events grow with its square and measure the generator's decoding.
+        if (typeof g.usersPerChannel === 'number') {
+          g.channels = Math.max(1, Math.ceil(size.users / g.usersPerChannel));
+          delete g.usersPerChannel;
+        }
+      }
     }
   }
   return out;

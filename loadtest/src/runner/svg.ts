@@ -32,7 +32,7 @@ function niceStep(span: number, n: number): number {
 }
 
 const fmt = (v: number): string =>
-  Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toPrecision(3);
+  Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : String(Number(v.toPrecision(3)));
 
 /** A line (or scatter) chart as a standalone <svg> element. Empty series draw an empty frame. */
 export function chart(o: ChartOptions): string {

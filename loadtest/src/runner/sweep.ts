@@ -15,6 +15,8 @@ export interface SweepStep {
   deliveredPct: number | null;
   e2eP50Ms: number | null;
   e2eP95Ms: number | null;
+  /** Lowest encoder complexity seen (the server lowers it when a channel is over its CPU budget). */
+  minComplexity: number | null;
   generatorSaturated: boolean;
   checksPassed: boolean;
 }
@@ -50,6 +52,10 @@ export function summarizeStep(r: RunReport): SweepStep {
     deliveredPct: exp && got !== undefined ? r2((100 * got) / exp) : leanPct !== null ? r2(leanPct) : null,
     e2eP50Ms: e2e?.p50 ?? null,
     e2eP95Ms: e2e?.p95 ?? null,
+    minComplexity: r.samples.reduce<number | null>(
+      (a, x) => (x.minComplexity === null ? a : a === null ? x.minComplexity : Math.min(a, x.minComplexity)),
+      null,
+    ),
     generatorSaturated: r.generator.saturated,
     checksPassed: r.passed,
   };
@@ -113,7 +119,7 @@ export function sweepHtml(scenario: string, steps: readonly SweepStep[]): string
   const rows = steps
     .map(
       (s) =>
-        `<tr><td>${s.users}</td><td>${s.members}</td><td>${s.serverCpuPct ?? '-'}</td><td>${s.cpuPerMemberPct ?? '-'}</td><td>${s.tickP99Ms ?? '-'}</td><td>${s.lossPct ?? '-'}</td><td>${s.deliveredPct ?? '-'}</td><td>${s.e2eP50Ms ?? '-'}</td><td>${s.e2eP95Ms ?? '-'}</td><td>${s.generatorSaturated ? 'SATURATED' : 'ok'}</td></tr>`,
+        `<tr><td>${s.users}</td><td>${s.members}</td><td>${s.serverCpuPct ?? '-'}</td><td>${s.cpuPerMemberPct ?? '-'}</td><td>${s.tickP99Ms ?? '-'}</td><td>${s.lossPct ?? '-'}</td><td>${s.deliveredPct ?? '-'}</td><td>${s.e2eP50Ms ?? '-'}</td><td>${s.e2eP95Ms ?? '-'}</td><td>${s.minComplexity ?? '-'}</td><td>${s.generatorSaturated ? 'SATURATED' : 'ok'}</td></tr>`,
     )
     .join('\n');
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sweep: ${scenario}</title>
@@ -123,7 +129,7 @@ export function sweepHtml(scenario: string, steps: readonly SweepStep[]): string
 ${sweepCharts(steps)
   .map((c) => c.svg)
   .join('\n')}
-<table><tr><th>users</th><th>members</th><th>server CPU %</th><th>CPU/member %</th><th>tick p99 ms</th><th>loss %</th><th>delivered %</th><th>e2e p50</th><th>e2e p95</th><th>generator</th></tr>${rows}</table>
+<table><tr><th>users</th><th>members</th><th>server CPU %</th><th>CPU/member %</th><th>tick p99 ms</th><th>loss %</th><th>delivered %</th><th>e2e p50</th><th>e2e p95</th><th>lowest complexity</th><th>generator</th></tr>${rows}</table>
 </body></html>
 `;
 }

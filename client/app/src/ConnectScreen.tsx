@@ -1,0 +1,97 @@
+import { createSignal, Show } from 'solid-js';
+import type { ExtensionLink } from './link.ts';
+import { save, saved } from './settings.ts';
+import { view } from './store.ts';
+
+/** A sentence for each failure a person can act on. */
+export function explain(code: string, message: string): string {
+  switch (code) {
+    case 'SERVER_DOWN':
+      return 'Nothing answers at that address. Is the server running, and is the port right?';
+    case 'BAD_ADDRESS':
+      return 'That address does not look right. Use host:port, for example localhost:7800.';
+    case 'NICKNAME_TAKEN':
+      return 'Someone is already using that nickname. Pick another one.';
+    case 'UNSUPPORTED_VERSION':
+    case 'PROTOCOL_MISMATCH':
+      return 'This server speaks another protocol version. Update the app or the server.';
+    case 'INVALID_INPUT':
+      return message.charAt(0).toUpperCase() + message.slice(1) + '.';
+    default:
+      return message;
+  }
+}
+
+export function ConnectScreen(props: { link: ExtensionLink; onSettings: () => void }) {
+  const [server, setServer] = createSignal(saved.server);
+  const [nickname, setNickname] = createSignal(saved.nickname);
+  const [error, setError] = createSignal<string | null>(null);
+  const [busy, setBusy] = createSignal(false);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    save({ server: server().trim(), nickname: nickname().trim() });
+    const r = await props.link.request({
+      cmd: 'connect',
+      server: server().trim(),
+      nickname: nickname().trim(),
+    });
+    setBusy(false);
+    if (!r.ok && r.error) setError(explain(r.error.code, r.error.message));
+  };
+
+  return (
+    <div class="connect">
+      <form class="card connect-card" onSubmit={(e) => void submit(e)}>
+        <h1>Voice</h1>
+        <p class="muted">Talk with your friends on your own server.</p>
+        <label class="field">
+          <span>Server address</span>
+          <input
+            class="input"
+            data-testid="server"
+            value={server()}
+            onInput={(e) => setServer(e.currentTarget.value)}
+            placeholder="localhost:7800"
+            autocomplete="off"
+            required
+          />
+        </label>
+        <label class="field">
+          <span>Nickname</span>
+          <input
+            class="input"
+            data-testid="nickname"
+            value={nickname()}
+            onInput={(e) => setNickname(e.currentTarget.value)}
+            minLength={2}
+            maxLength={32}
+            required
+          />
+        </label>
+        <Show
+          when={
+            error() ??
+            (view.state.error && view.state.connection === 'disconnected' ? view.state.error.message : null)
+          }
+        >
+          {(msg) => (
+            <div class="banner banner-error" role="alert" data-testid="connect-error">
+              {msg()}
+            </div>
+          )}
+        </Show>
+        <div class="row">
+          <button class="btn btn-primary" type="submit" disabled={busy()} data-testid="connect">
+            {busy() ? 'Connecting…' : 'Connect'}
+          </button>
+          <button class="btn btn-ghost" type="button" onClick={() => props.onSettings()}>
+            Settings
+          </button>
+        </div>
+      </form>
+    </div>
+  );
+}

@@ -1,0 +1,227 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { build } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, decodeWav, encodeWav, sineInt16, type OpusFactory } from '@voice/media';
+import { ToneSource, VoiceClient } from '../src/index.js';
+import { toneLevelDbfs } from '../../test-support/levels.js';
+import { freePort } from '../../test-support/server.js';
+import { startServerProcess, stopServerProcess } from '../../test-support/server-process.js';
+
+/**
+ * The desktop app end to end: a real server, the real extension (audio from and to WAV files), the
+ * real UI (built with Vite) in Debian's chromium. One scenario, in order, as a person would use it.
+ */
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const APP = join(ROOT, 'client', 'app');
+const SHOTS = join(ROOT, 'docs', 'screenshots');
+const MIC_HZ = 1000;
+const BOT_HZ = 440;
+
+let opus: OpusFactory;
+let server: ChildProcess;
+let serverUrl: string;
+let port: number;
+let dataDir: string;
+let tmp: string;
+let ext: ChildProcess;
+let extUrl: string;
+let browser: Browser;
+let page: Page;
+const bots: VoiceClient[] = [];
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const medianToneDbfs = (s: Int16Array, hz: number, ms: number): number => toneLevelDbfs(s, hz, ms);
+
+/** What the extension's "speaker" played so far (its streamed WAV). */
+function played(): Int16Array {
+  return decodeWav(readFileSync(join(tmp, 'speaker.wav'))).samples;
+}
+
+async function startExtension(): Promise<void> {
+  ext = spawn(
+    process.execPath,
+    [
+      '--conditions=source',
+      '--import',
+      'tsx',
+      join(ROOT, 'client', 'src', 'desktop', 'main.ts'),
+      '--dev',
+      '--static',
+      join(APP, 'resources'),
+      '--audio',
+      'file',
+      '--in',
+      join(tmp, 'mic.wav'),
+      '--out',
+      join(tmp, 'speaker.wav'),
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const first = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: ext.stdout! });
+    rl.once('line', resolve);
+    ext.once('exit', (code) => reject(new Error(`extension exited with ${code}`)));
+  });
+  extUrl = (JSON.parse(first) as { url: string }).url;
+}
+
+const startServer = (): Promise<ChildProcess> => startServerProcess(dataDir, port, 'inherit');
+const stopServer = (): Promise<void> => stopServerProcess(server);
+
+beforeAll(async () => {
+  opus = await createOpus();
+  tmp = mkdtempSync(join(tmpdir(), 'voice-desktop-'));
+  dataDir = mkdtempSync(join(tmpdir(), 'voice-desktop-data-'));
+  // The "microphone": a steady 1 kHz tone at -20 dBFS, well above the voice threshold.
+  writeFileSync(join(tmp, 'mic.wav'), encodeWav(sineInt16(48_000 * 4, MIC_HZ, -20)));
+  await build({ configFile: join(APP, 'vite.config.ts'), logLevel: 'error' });
+  port = await freePort();
+  serverUrl = `http://127.0.0.1:${port}`;
+  server = await startServer();
+  await startExtension();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  page.setDefaultTimeout(15_000);
+}, 90_000);
+
+afterAll(async () => {
+  for (const b of bots) await b.close();
+  await browser?.close();
+  if (ext && ext.exitCode === null) {
+    const gone = new Promise((r) => ext.once('exit', r));
+    ext.kill('SIGTERM');
+    await gone;
+  }
+  if (server) await stopServer();
+  rmSync(tmp, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true });
+}, 30_000);
+
+describe('desktop app end to end (server, extension, UI in chromium)', () => {
+  it('connect, create a channel, hear and see a bot, mute, volume, settings, server restart', async () => {
+    await page.goto(extUrl);
+    await page.getByTestId('nickname').waitFor();
+    await page.getByTestId('server').fill(`127.0.0.1:${port}`);
+    await page.getByTestId('nickname').fill('alice');
+    await page.screenshot({ path: join(SHOTS, 'connect.png') });
+
+    // A wrong address gets a clear message, not a hang.
+    await page.getByTestId('server').fill('127.0.0.1:1');
+    await page.getByTestId('connect').click();
+    await expect
+      .poll(() => page.getByTestId('connect-error').textContent())
+      .toMatch(/address does not look right|Nothing answers/);
+    await page.getByTestId('server').fill(`127.0.0.1:${port}`);
+
+    // A nickname someone connected already has: said so.
+    const squatter = await VoiceClient.connect({ server: serverUrl, nickname: 'carol', opus });
+    bots.push(squatter);
+    await page.getByTestId('nickname').fill('carol');
+    await page.getByTestId('connect').click();
+    await expect
+      .poll(() => page.getByTestId('connect-error').textContent())
+      .toMatch(/already using that nickname/);
+    await page.getByTestId('nickname').fill('alice');
+
+    // Connect.
+    await page.getByTestId('connect').click();
+    await page.locator('[data-testid=connection][data-state=connected]').waitFor();
+    await page.screenshot({ path: join(SHOTS, 'channels.png') });
+
+    // Create a channel; the app joins it.
+    await page.getByTestId('new-channel').click();
+    await page.getByTestId('channel-name').fill('Room');
+    await page.getByTestId('channel-save').click();
+    await expect.poll(() => page.getByTestId('channel-title').textContent()).toBe('Room');
+
+    // A bot joins and speaks: the UI shows it, speaking.
+    const bob = await VoiceClient.connect({
+      server: serverUrl,
+      nickname: 'bob',
+      opus,
+      channel: 'Room',
+      record: true,
+    });
+    bots.push(bob);
+    await bob.waitReady(5000);
+    bob.startVoice(new ToneSource(BOT_HZ, -20));
+    await page.locator('[data-testid=member][data-nickname=bob][data-speaking=true]').waitFor();
+    expect(
+      await page.locator('[data-testid=channel][data-name=Room] [data-testid=count]').textContent(),
+    ).toBe('2');
+    await page.screenshot({ path: join(SHOTS, 'channel.png') });
+
+    // What the extension's microphone sends reaches the bot at level...
+    await sleep(1500);
+    const before = medianToneDbfs(bob.recording().samples, MIC_HZ, 1000);
+    expect(before).toBeGreaterThan(-24);
+    expect(before).toBeLessThan(-16);
+    // ...and muting stops it (the bot's recording), with the button showing the state.
+    await page.getByTestId('mute').click();
+    await expect.poll(() => page.getByTestId('mute').getAttribute('aria-pressed')).toBe('true');
+    await sleep(1500);
+    const after = medianToneDbfs(bob.recording().samples, MIC_HZ, 1000);
+    expect(after).toBeLessThan(-60);
+    await page.getByTestId('mute').click();
+
+    // The bot's tone comes out of the extension's speaker at level; the volume slider halves it.
+    await sleep(2000);
+    const full = medianToneDbfs(played(), BOT_HZ, 1000);
+    expect(full).toBeGreaterThan(-24);
+    expect(full).toBeLessThan(-16);
+    await page.locator('[data-testid=member][data-nickname=bob] [data-testid=volume]').fill('50');
+    await sleep(2500);
+    const half = medianToneDbfs(played(), BOT_HZ, 1000);
+    console.log(`speaker: ${full.toFixed(1)} dBFS at 100 %, ${half.toFixed(1)} dBFS at 50 %`);
+    expect(half - full).toBeGreaterThan(-7.5);
+    expect(half - full).toBeLessThan(-4.5);
+
+    // Settings persist across a reload.
+    await page.getByTestId('open-settings').click();
+    await page.getByTestId('settings').waitFor();
+    await page.screenshot({ path: join(SHOTS, 'settings.png') });
+    await page.getByTestId('theme-light').check();
+    await page.getByTestId('transmit-ptt').check();
+    await page.getByTestId('close-settings').click();
+    await page.reload();
+    await page.locator('[data-testid=connection][data-state=connected]').waitFor();
+    expect(await page.locator('html').getAttribute('data-theme')).toBe('light');
+    await page.getByTestId('open-settings').click();
+    expect(await page.getByTestId('transmit-ptt').isChecked()).toBe(true);
+    await page.screenshot({ path: join(SHOTS, 'settings-light.png') });
+    await page.getByTestId('transmit-vad').check();
+    await page.getByTestId('close-settings').click();
+
+    // The server restarts: the UI shows reconnecting, then connected and back in the channel, unaided.
+    await stopServer();
+    await page.locator('[data-testid=connection][data-state=reconnecting]').waitFor();
+    server = await startServer();
+    await page.locator('[data-testid=connection][data-state=connected]').waitFor({ timeout: 20_000 });
+    await expect
+      .poll(() => page.getByTestId('channel-title').textContent(), { timeout: 10_000 })
+      .toBe('Room');
+
+    // Readable at 800x600 too.
+    await page.setViewportSize({ width: 800, height: 600 });
+    await page.screenshot({ path: join(SHOTS, 'channel-800x600.png') });
+  }, 120_000);
+});

@@ -270,4 +270,29 @@ describe('two nodes over one Redis', () => {
     const j = await carol.ws.request('channel.join', { channelId: fresh.id });
     expect(j.voice.udpPort).toBe(n1!.udpPort);
   });
+
+  it('a resume on another node replaces the session still open on the first (SESSION_REPLACED)', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('twice');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Twice' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bye = alice.ws.waitFor('bye', () => true, 5000);
+    const again = await SignalingClient.connect({ url: n1!.wsUrl, token: alice.token });
+    try {
+      expect((await bye).code).toBe('SESSION_REPLACED');
+      expect(again.welcome).toMatchObject({ resumed: true, channelId: channel.id });
+      const id = again.welcome.user.id;
+      expect(n0!.sessions.byUser(id)).toBeUndefined();
+      expect(n1!.sessions.byUser(id)?.channelId).toBe(channel.id);
+      expect(await n1!.ctx.directory.getSession(id)).toMatchObject({
+        nodeId: 'node-1',
+        channelId: channel.id,
+      });
+      expect(await n1!.ctx.directory.channelMembers(channel.id)).toEqual([id]);
+      // One endpoint for the user in the owner's mix, not a stale second one.
+      expect(n0!.voice.channelStats()[0]!.core.stats.members).toBe(1);
+    } finally {
+      again.close();
+    }
+  });
 });

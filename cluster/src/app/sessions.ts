@@ -186,6 +186,11 @@ export class SessionManager {
       // here with its seat, controls and volumes.
       const kept = await this.ctx.directory.getSession(user.id);
       if (kept) {
+        // Still open on another node (a client that changed networks): that node lets it go.
+        if (kept.nodeId !== this.ctx.config.nodeId)
+          await this.ctx.requests
+            .request(kept.nodeId, 'member.replaced', { userId: user.id })
+            .catch(() => undefined);
         s.restore(kept);
         if (s.channelId && !(await this.#retakeSeat(s.channelId, user.id))) s.channelId = null;
         resumed = s.channelId !== null;
@@ -411,6 +416,24 @@ export class SessionManager {
         return null;
       case 'member.moved':
         await this.voiceMoved(s);
+        return null;
+      case 'member.replaced':
+        // Resumed on another node: the session ends here without leaving its channel, releasing
+        // its nickname or deleting its record (all of which the other node now holds).
+        await this.voice?.detach(s);
+        this.#clearGrace(s);
+        s.closed = true;
+        this.#byUser.delete(s.userId);
+        if (s.conn) {
+          this.#byConn.delete(s.conn.id);
+          s.conn.send({
+            t: 'bye',
+            code: 'SESSION_REPLACED',
+            message: 'this session was resumed on another node',
+          });
+          s.conn.close(4001, 'session replaced');
+        }
+        this.ctx.metrics.sessions.set(this.#byUser.size);
         return null;
       case 'member.serverMute': {
         const m = args as { channelId: ChannelId; muted: boolean };

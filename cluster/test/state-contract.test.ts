@@ -244,6 +244,13 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
         'bob',
         'ALBERT',
       ]);
+      // Excluded before paging, so `total` counts only what is left (admin `online=false`).
+      const rest = await peer.listUsers(
+        { excludeIds: [users[1]!.id, users[4]!.id] },
+        { limit: 2, offset: 0 },
+      );
+      expect(rest.total).toBe(4);
+      expect(rest.items.map((u) => u.nickname)).not.toContain('bob');
 
       const p1 = await store.listUsers({}, { limit: 4, offset: 0 });
       const p2 = await store.listUsers({}, { limit: 4, offset: 4 });

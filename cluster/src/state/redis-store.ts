@@ -277,6 +277,10 @@ export class RedisStore implements Store {
         const wanted = new Set<string>(filter.ids);
         ids = ids.filter((id) => wanted.has(id));
       }
+      if (filter.excludeIds !== undefined && filter.excludeIds.length > 0) {
+        const unwanted = new Set<string>(filter.excludeIds);
+        ids = ids.filter((id) => !unwanted.has(id));
+      }
       if (filter.q !== undefined && filter.q !== '' && ids.length > 0) {
         const q = foldKey(filter.q);
         const keys = await this.redis.hmget(this.#k('userkeys'), ...ids);

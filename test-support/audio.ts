@@ -71,3 +71,19 @@ export function quantile(xs: readonly number[], q: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
 }
+
+/**
+ * The longest stretch, in ms, from sample `from` on, where `hz` stays below `floorDb` in 20 ms
+ * windows: the audio gap a listener heard (a failover, a drain). A window at level ends a gap.
+ */
+export function longestGapMs(samples: Int16Array, hz: number, from: number, floorDb = -40): number {
+  const win = 20 * SAMPLES_PER_MS;
+  let longest = 0;
+  let run = 0;
+  for (let at = Math.max(0, from); at + win <= samples.length; at += win) {
+    if (toneDbfs(samples, hz, 48_000, at, win) < floorDb) run++;
+    else run = 0;
+    longest = Math.max(longest, run);
+  }
+  return longest * 20;
+}

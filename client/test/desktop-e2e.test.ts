@@ -20,7 +20,10 @@ import { startServerProcess, stopServerProcess } from '../../test-support/server
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const APP = join(ROOT, 'client', 'app');
-const SHOTS = join(ROOT, 'docs', 'screenshots');
+// The README's screenshots: refreshed with UPDATE_SCREENSHOTS=1; otherwise taken into the test's
+// temporary directory, so a test run never changes tracked files.
+const UPDATE_SHOTS = process.env.UPDATE_SCREENSHOTS === '1';
+let SHOTS = join(ROOT, 'docs', 'screenshots');
 const MIC_HZ = 1000;
 const BOT_HZ = 440;
 
@@ -79,6 +82,7 @@ const stopServer = (): Promise<void> => stopServerProcess(server);
 beforeAll(async () => {
   opus = await createOpus();
   tmp = mkdtempSync(join(tmpdir(), 'voice-desktop-'));
+  if (!UPDATE_SHOTS) SHOTS = tmp;
   dataDir = mkdtempSync(join(tmpdir(), 'voice-desktop-data-'));
   // The "microphone": a steady 1 kHz tone at -20 dBFS, well above the voice threshold.
   writeFileSync(join(tmp, 'mic.wav'), encodeWav(sineInt16(48_000 * 4, MIC_HZ, -20)));
@@ -219,6 +223,12 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     await expect
       .poll(() => page.getByTestId('channel-title').textContent(), { timeout: 10_000 })
       .toBe('Room');
+    // The bot came back by itself too (its VoiceClient resumed after the server's "shutting down").
+    await page.locator('[data-testid=member][data-nickname=bob]').waitFor({ timeout: 20_000 });
+    // Its audio is back, and still at 50 %: the new server session was told the volume again.
+    await expect
+      .poll(() => Math.abs(medianToneDbfs(played(), BOT_HZ, 1000) - (full - 6.02)), { timeout: 15_000 })
+      .toBeLessThan(1.5);
 
     // Readable at 800x600 too.
     await page.setViewportSize({ width: 800, height: 600 });

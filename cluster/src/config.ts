@@ -26,6 +26,46 @@ export const ConfigSchema = z
     /** Set to run as one node of a cluster; unset runs alone with the embedded store. */
     redisUrl: z.string().url().optional(),
     /**
+     * Redis connection details beyond the URL, passed to ioredis: Sentinel (then `redisUrl` may be
+     * left out and the primary is asked of the sentinels), ACL user and password, TLS. `prefix`
+     * starts every key, so clusters can share one server.
+     */
+    redis: z
+      .object({
+        sentinels: z
+          .array(z.object({ host: z.string().min(1), port: port }).strict())
+          .min(1)
+          .optional(),
+        /** The Sentinel primary group name (`mymaster`). */
+        sentinelName: z.string().min(1).optional(),
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+        tls: z.boolean().default(false),
+        prefix: z.string().max(64).default('voice:'),
+      })
+      .strict()
+      .prefault({}),
+    /** Cluster timings: leases decide failover time, the registry how soon a dead node is ignored. */
+    cluster: z
+      .object({
+        /** A channel's lease lives this long without renewal (renewed every third of it). */
+        leaseTtlMs: z.number().int().min(300).max(60_000).default(2_000),
+        /** Registry entries expire after this; nodes announce every `announceMs`. */
+        registryTtlMs: z.number().int().min(1_000).max(120_000).default(6_000),
+        announceMs: z.number().int().min(200).max(60_000).default(2_000),
+        /** Node-to-node requests (a join forwarded to the owner) fail after this. */
+        requestTimeoutMs: z.number().int().min(100).max(60_000).default(2_000),
+        /** Public signaling URL announced to other nodes; defaults to ws://host:port/ws. */
+        publicWsUrl: z.string().url().optional(),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Lifetime of a session's shared entries (record, nickname claim, online mark, seat) without a
+     * refresh. Live nodes refresh every third of it; a dead node's claims are gone after it.
+     */
+    sessionTtlMs: z.number().int().min(1_000).max(600_000).default(15_000),
+    /**
      * The mixing clock: one per frame size, cut into `slots` phases (at most one per ms). `wake:
      * thread` wakes it from a metronome thread (tick lateness p50 ~0.1 ms); `timer` uses setTimeout
      * (1 ms granular). A channel whose mean tick passes `tickBudget` of a frame lowers its encoder
@@ -125,6 +165,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'bool
   VOICE_DATA_DIR: { key: 'dataDir', type: 'string' },
   VOICE_ADMIN_TOKEN: { key: 'adminToken', type: 'string' },
   VOICE_REDIS_URL: { key: 'redisUrl', type: 'string' },
+  VOICE_SESSION_TTL_MS: { key: 'sessionTtlMs', type: 'number' },
   VOICE_LOG_LEVEL: { key: 'logLevel', type: 'string' },
   VOICE_OPUS: { key: 'opusBackend', type: 'string' },
   VOICE_TRUST_PROXY: { key: 'trustProxy', type: 'boolean' },

@@ -42,3 +42,25 @@ export function wireError(err: unknown): ProtocolError {
   if (isStorageFull(err)) return new ProtocolError('STORAGE_FULL');
   return new ProtocolError('INTERNAL');
 }
+
+/** Why a node-addressed request failed without a reply from its handler. */
+export type RequestFailure = 'TIMEOUT' | 'UNREACHABLE' | 'OVERLOADED' | 'CLOSED' | 'REMOTE';
+/** A node-addressed request failed; `code` says how (REMOTE: the handler failed with `remoteCode`). */
+export class RequestError extends Error {
+  override readonly name = 'RequestError';
+  constructor(
+    readonly code: RequestFailure,
+    message: string,
+    readonly remoteCode?: string,
+  ) {
+    super(message);
+  }
+}
+/** Redis is configured but cannot be reached right now; requests that need it answer UNAVAILABLE. */
+export class ClusterUnavailableError extends ProtocolError {
+  override readonly name = 'ClusterUnavailableError';
+  constructor(what: string, options?: { cause?: unknown }) {
+    super('UNAVAILABLE', `${what}: the cluster store is unreachable, try again shortly`);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}

@@ -19,10 +19,16 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     server.ctx.log.info({ signal }, 'stopping');
-    server.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    // SIGTERM (systemd stop, a rolling restart) drains first: this node's channels move to other
+    // nodes with their members. Alone, there is nowhere to move them and drain returns at once.
+    const before = signal === 'SIGTERM' ? server.drain() : Promise.resolve();
+    before
+      .catch((err: unknown) => server.ctx.log.warn({ err }, 'drain failed; closing anyway'))
+      .then(() => server.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -1,5 +1,3 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { us_listen_socket } from 'uWebSockets.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
@@ -15,10 +13,8 @@ import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { KeyedRateLimiter } from './ratelimit.js';
 import { mountSignaling } from './signaling/ws.js';
-import { LocalEventBus } from './state/local-bus.js';
-import { LocalSessionDirectory } from './state/local-directory.js';
-import { SqliteStore } from './state/sqlite-store.js';
-import type { EventBus, SessionDirectory, Store } from './state/types.js';
+import { ChannelRouter } from './app/voice-router.js';
+import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
 import { createOpus, loadNativeAead } from '@voice/media';
 import { nodeCryptoAead } from '@voice/protocol';
@@ -40,37 +36,17 @@ export interface RunningServer {
   readonly ctx: AppContext;
   readonly sessions: SessionManager;
   readonly voice: ServerVoicePlane;
+  /** Places channels on nodes and routes voice calls to their owner. */
+  readonly channelRouter: ChannelRouter;
+  /**
+   * Live drain: /readyz answers 503 {draining: true}, no new channel comes here, and every channel
+   * this node owns moves, with its members, to another live node. Then call close().
+   */
+  drain(): Promise<void>;
   /** Where whatever is caught is counted and logged at a bounded rate (main.ts adds the process's faults). */
   readonly boundary: Boundary;
   /** Idempotent: stops listening, closes connections, sessions, voice and the store, in that order. */
   close(): Promise<void>;
-}
-
-interface StateBackends {
-  store: Store;
-  directory: SessionDirectory;
-  bus: EventBus;
-  mode: 'embedded' | 'redis';
-}
-
-/** The one fact that picks the backends: is Redis configured? */
-function openState(config: Config, boundary: Boundary): StateBackends {
-  if (config.redisUrl) {
-    throw new ConfigError(
-      'redisUrl is set, but cluster mode is not available in this build yet; unset VOICE_REDIS_URL',
-    );
-  }
-  mkdirSync(config.dataDir, { recursive: true });
-  const store = SqliteStore.open(join(config.dataDir, 'voice.db'));
-  // A throwing listener is reported like any boundary; the other listeners still run.
-  const bus = new LocalEventBus((err) => void boundary.report('bus_listener', err));
-  return { store, directory: new LocalSessionDirectory(), bus, mode: 'embedded' };
-}
-
-async function closeState(state: StateBackends): Promise<void> {
-  await state.bus.close();
-  await state.directory.close();
-  await state.store.close();
 }
 
 /**
@@ -85,8 +61,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
   const boundary = new Boundary(log, metrics);
-  const state = openState(config, boundary);
-  const ctx: AppContext = { config, log, metrics, ...state, now: Date.now };
+  // A throwing bus listener is reported like any boundary; the other listeners still run.
+  const state = await openBackends(config, log, (err) => void boundary.report('bus_listener', err));
+  const ctx: AppContext = {
+    config,
+    log,
+    metrics,
+    store: state.store,
+    directory: state.directory,
+    bus: state.bus,
+    requests: state.requests,
+    now: Date.now,
+  };
 
   const users = new UserService(ctx);
   const channels = new ChannelService(ctx);
@@ -110,10 +96,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
     await sessions.close();
-    await closeState(state);
+    await state.close();
     throw err;
   }
-  sessions.voice = voice;
+  const channelRouter = new ChannelRouter(ctx, voice, sessions, state, () => ({
+    nodeId: config.nodeId,
+    udpHost: config.publicHost ?? config.udpHost ?? config.host,
+    udpPort: voice.port,
+  }));
+  sessions.voice = channelRouter;
   registerVoiceMetrics(metrics.registry, voice);
   log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
   let ready = false;
@@ -152,7 +143,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     limiter: requestLimiter,
     trustProxy: config.trustProxy,
   });
-  registerRoutes(router, { ctx, users, channels, sessions, loginLimiter, ready: isReady });
+  registerRoutes(router, {
+    ctx,
+    users,
+    channels,
+    sessions,
+    loginLimiter,
+    ready: () => isReady() && !channelRouter.draining,
+    draining: () => channelRouter.draining,
+  });
   app.any('/*', router.handle);
 
   let listenSocket: us_listen_socket;
@@ -182,14 +181,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // Nothing may outlive a failed start: the UDP socket, timers and the store close here.
     clearInterval(sweeper);
     await sessions.close();
+    await channelRouter.close();
     await voice.close();
-    await closeState(state);
+    await state.close();
     throw err;
   }
   const purge = new UserPurge(ctx);
   purge.start();
   const httpPort = uws.us_socket_local_port(listenSocket);
   const udpPort = voice.port;
+  channelRouter.setWsUrl(config.cluster.publicWsUrl ?? `ws://${config.host}:${httpPort}/ws`);
+  await channelRouter.announce();
   ready = true;
   const url = `http://${config.host}:${httpPort}`;
   log.info(
@@ -206,10 +208,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await purge.close();
       await sessions.close();
       closeSockets();
+      await channelRouter.close();
       await voice.close();
-      await closeState(state);
+      await state.close();
       log.info('closed');
     })());
 
-  return { config, httpPort, udpPort, url, ctx, sessions, voice, boundary, close };
+  const drain = (): Promise<void> => channelRouter.drain();
+  return { config, httpPort, udpPort, url, ctx, sessions, voice, channelRouter, boundary, drain, close };
 }

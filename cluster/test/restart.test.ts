@@ -184,7 +184,8 @@ describe('the server process (cluster/src/main.ts)', () => {
       const cases: { env?: Record<string, string>; args?: string[]; says: RegExp }[] = [
         { env: { VOICE_PORT: '99999' }, says: /port/ },
         { env: { VOICE_ADMIN_TOKEN: 'short' }, says: /adminToken must be at least 16 characters/ },
-        { env: { VOICE_REDIS_URL: 'redis://127.0.0.1:6379' }, says: /redisUrl is set/ },
+        // Cluster mode whose Redis does not answer: refused at start, not retried forever.
+        { env: { VOICE_REDIS_URL: `redis://127.0.0.1:${port}` }, says: /cannot reach Redis/ },
         { env: { VOICE_GRACE_MS: 'soon' }, says: /VOICE_GRACE_MS|graceMs/ },
         { args: ['--config', file], says: /prot/ },
         // The slow JS fallback is refused unless VOICE_ALLOW_UWS_FALLBACK=1.

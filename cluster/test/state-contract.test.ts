@@ -6,8 +6,12 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { DEFAULT_VOICE_SETTINGS, ID_PATTERN, ProtocolError, TOKEN_PATTERN } from '@voice/protocol';
 import type { ChannelId, UserId } from '@voice/protocol';
 import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../src/errors.js';
-import { LocalEventBus } from '../src/state/local-bus.js';
-import { LocalSessionDirectory } from '../src/state/local-directory.js';
+import { LocalBusHub, LocalEventBus } from '../src/state/local-bus.js';
+import { LocalDirectoryBackend, LocalSessionDirectory } from '../src/state/local-directory.js';
+import { RedisEventBus } from '../src/state/redis-bus.js';
+import { RedisSessionDirectory } from '../src/state/redis-directory.js';
+import { RedisStore } from '../src/state/redis-store.js';
+import { useTestRedis } from '../../test-support/redis.js';
 import {
   hashPassword,
   hashToken,
@@ -22,14 +26,18 @@ import type {
   BusListener,
   EventBus,
   SessionDirectory,
+  SessionRecord,
   Store,
   StoredChannel,
   StoredUser,
 } from '../src/state/types.js';
 
 /*
- * One contract suite per state interface, run against every implementation. A new implementation
- * (Redis) joins by adding one entry to the matching list below.
+ * One contract suite per state interface, run against every implementation, each with TWO
+ * instances over one backend (two SqliteStores over one file, two Redis clients over one server,
+ * two local directories or buses over one shared in-memory backend): what one instance writes, the
+ * other must see, so an implementation that shares nothing across instances fails. A new
+ * implementation joins by adding one entry to the matching list below.
  */
 
 const tempRoot = mkdtempSync(join(tmpdir(), 'voice-state-'));
@@ -37,9 +45,11 @@ afterAll(() => rmSync(tempRoot, { recursive: true, force: true }));
 let tempSeq = 0;
 const tempDbPath = (): string => join(tempRoot, `db-${++tempSeq}`, 'state.sqlite');
 
-/** A backing storage (a file, a Redis key prefix) that any number of Store instances can open in turn. */
+const { server: testRedis, newPrefix } = useTestRedis();
+
+/** A backing storage (a file, a Redis key prefix) that any number of Store instances can open. */
 interface StoreHarness {
-  /** Opens a new Store on this harness's storage. */
+  /** Opens a new Store on this harness's storage (another process's view of it). */
   open(): Promise<Store>;
   /** Removes the storage. Every opened store is closed before. */
   dispose(): Promise<void>;
@@ -49,14 +59,19 @@ interface StoreImpl {
   harness(): StoreHarness;
 }
 
+/** Two instances over one backend, as two processes of one cluster see it. */
+interface Pair<T> {
+  a: T;
+  b: T;
+}
 interface DirectoryImpl {
   name: string;
-  create(): Promise<SessionDirectory>;
+  pair(ttlMs: number): Promise<Pair<SessionDirectory>>;
 }
 
 interface BusImpl {
   name: string;
-  create(onListenerError: (err: unknown, event: BusEvent) => void): Promise<EventBus>;
+  pair(onListenerError: (err: unknown, event: BusEvent) => void): Promise<Pair<EventBus>>;
 }
 
 const storeImpls: StoreImpl[] = [
@@ -70,14 +85,59 @@ const storeImpls: StoreImpl[] = [
       };
     },
   },
+  {
+    name: 'RedisStore',
+    harness: () => {
+      const prefix = newPrefix();
+      return {
+        open: () => Promise.resolve(new RedisStore(testRedis().client(), prefix)),
+        dispose: () => Promise.resolve(),
+      };
+    },
+  },
 ];
 
 const directoryImpls: DirectoryImpl[] = [
-  { name: 'LocalSessionDirectory', create: () => Promise.resolve(new LocalSessionDirectory()) },
+  {
+    name: 'LocalSessionDirectory',
+    pair: (ttlMs) => {
+      const backend = new LocalDirectoryBackend();
+      return Promise.resolve({
+        a: new LocalSessionDirectory({ ttlMs, backend }),
+        b: new LocalSessionDirectory({ ttlMs, backend }),
+      });
+    },
+  },
+  {
+    name: 'RedisSessionDirectory',
+    pair: (ttlMs) => {
+      const prefix = newPrefix();
+      return Promise.resolve({
+        a: new RedisSessionDirectory(testRedis().client(), prefix, { ttlMs }),
+        b: new RedisSessionDirectory(testRedis().client(), prefix, { ttlMs }),
+      });
+    },
+  },
 ];
 
 const busImpls: BusImpl[] = [
-  { name: 'LocalEventBus', create: (onError) => Promise.resolve(new LocalEventBus(onError)) },
+  {
+    name: 'LocalEventBus',
+    pair: (onError) => {
+      const hub = new LocalBusHub();
+      return Promise.resolve({ a: new LocalEventBus(onError, hub), b: new LocalEventBus(onError, hub) });
+    },
+  },
+  {
+    name: 'RedisEventBus',
+    pair: async (onError) => {
+      const prefix = newPrefix();
+      const a = new RedisEventBus(testRedis().client(), testRedis().client(), prefix, onError);
+      const b = new RedisEventBus(testRedis().client(), testRedis().client(), prefix, onError);
+      await Promise.all([a.ready(), b.ready()]);
+      return { a, b };
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -109,13 +169,17 @@ const ALL = { limit: 100, offset: 0 };
 
 describe.each(storeImpls)('Store contract: $name', (impl) => {
   let harness: StoreHarness;
+  /** Writes go through `store`; reads mostly through `peer`, another instance over the same backend. */
   let store: Store;
+  let peer: Store;
   beforeEach(async () => {
     harness = impl.harness();
     store = await harness.open();
+    peer = await harness.open();
   });
   afterEach(async () => {
     await store.close();
+    await peer.close();
     await harness.dispose();
   });
 
@@ -124,10 +188,10 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       const user = makeUser('Alice', { status: 'hello' });
       const token = newToken();
       await store.createUser(user, hashToken(token));
-      expect(await store.getUser(user.id)).toEqual(user);
-      expect(await store.getUserByTokenHash(hashToken(token))).toEqual(user);
-      expect(await store.getUser(newUserId())).toBeNull();
-      expect(await store.getUserByTokenHash(hashToken(newToken()))).toBeNull();
+      expect(await peer.getUser(user.id)).toEqual(user);
+      expect(await peer.getUserByTokenHash(hashToken(token))).toEqual(user);
+      expect(await peer.getUser(newUserId())).toBeNull();
+      expect(await peer.getUserByTokenHash(hashToken(newToken()))).toBeNull();
     });
 
     it('updates only the given fields, and returns null for an unknown user', async () => {
@@ -137,7 +201,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       expect(renamed).toEqual({ ...user, nickname: 'Bobby' });
       const touched = await store.updateUser(user.id, { status: '', lastSeenAt: user.lastSeenAt + 5 });
       expect(touched).toEqual({ ...user, nickname: 'Bobby', status: '', lastSeenAt: user.lastSeenAt + 5 });
-      expect(await store.getUser(user.id)).toEqual(touched);
+      expect(await peer.getUser(user.id)).toEqual(touched);
       expect(await store.updateUser(newUserId(), { nickname: 'Ghost' })).toBeNull();
     });
 
@@ -146,8 +210,8 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       const hash = hashToken(newToken());
       await store.createUser(user, hash);
       await store.deleteToken(hash);
-      expect(await store.getUserByTokenHash(hash)).toBeNull();
-      expect(await store.getUser(user.id)).toEqual(user);
+      expect(await peer.getUserByTokenHash(hash)).toBeNull();
+      expect(await peer.getUser(user.id)).toEqual(user);
       await expect(store.deleteToken(hash)).resolves.toBeUndefined();
     });
 
@@ -163,20 +227,20 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       for (const u of users) await store.createUser(u, hashToken(newToken()));
       const nicks = (r: { items: StoredUser[] }): string[] => r.items.map((u) => u.nickname);
 
-      const all = await store.listUsers({}, ALL);
+      const all = await peer.listUsers({}, ALL);
       expect(all).toEqual({ items: users, total: 6, limit: 100, offset: 0 });
 
-      expect(nicks(await store.listUsers({ q: 'AL' }, ALL))).toEqual(['Alice', 'alina', 'ALBERT']);
-      expect(nicks(await store.listUsers({ q: 'zOË' }, ALL))).toEqual(['Zoë']);
+      expect(nicks(await peer.listUsers({ q: 'AL' }, ALL))).toEqual(['Alice', 'alina', 'ALBERT']);
+      expect(nicks(await peer.listUsers({ q: 'zOË' }, ALL))).toEqual(['Zoë']);
       // LIKE wildcards in the query are literal characters.
-      expect(nicks(await store.listUsers({ q: '%' }, ALL))).toEqual(['100%_pure']);
-      expect(nicks(await store.listUsers({ q: '_' }, ALL))).toEqual(['100%_pure']);
-      expect(nicks(await store.listUsers({ q: 'x' }, ALL))).toEqual([]);
+      expect(nicks(await peer.listUsers({ q: '%' }, ALL))).toEqual(['100%_pure']);
+      expect(nicks(await peer.listUsers({ q: '_' }, ALL))).toEqual(['100%_pure']);
+      expect(nicks(await peer.listUsers({ q: 'x' }, ALL))).toEqual([]);
 
       const ids = [users[1]!.id, users[4]!.id, newUserId()];
-      expect(nicks(await store.listUsers({ ids }, ALL))).toEqual(['bob', 'Zoë']);
-      expect(await store.listUsers({ ids: [] }, ALL)).toMatchObject({ items: [], total: 0 });
-      expect(nicks(await store.listUsers({ ids: users.map((u) => u.id), q: 'b' }, ALL))).toEqual([
+      expect(nicks(await peer.listUsers({ ids }, ALL))).toEqual(['bob', 'Zoë']);
+      expect(await peer.listUsers({ ids: [] }, ALL)).toMatchObject({ items: [], total: 0 });
+      expect(nicks(await peer.listUsers({ ids: users.map((u) => u.id), q: 'b' }, ALL))).toEqual([
         'bob',
         'ALBERT',
       ]);
@@ -186,9 +250,9 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       expect(p1).toMatchObject({ total: 6, limit: 4, offset: 0 });
       expect(p2).toMatchObject({ total: 6, limit: 4, offset: 4 });
       expect([...p1.items, ...p2.items]).toEqual(users);
-      const filtered = await store.listUsers({ q: 'al' }, { limit: 1, offset: 1 });
+      const filtered = await peer.listUsers({ q: 'al' }, { limit: 1, offset: 1 });
       expect(filtered).toEqual({ items: [users[2]], total: 3, limit: 1, offset: 1 });
-      expect(await store.listUsers({}, { limit: 10, offset: 50 })).toMatchObject({ items: [], total: 6 });
+      expect(await peer.listUsers({}, { limit: 10, offset: 50 })).toMatchObject({ items: [], total: 6 });
     });
 
     it('orders users created at the same instant by id', async () => {
@@ -210,8 +274,8 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
         voice: { bitrate: 32_000, frameMs: 10, complexity: 5 },
       });
       await store.createChannel(ch);
-      expect(await store.getChannel(ch.id)).toEqual(ch);
-      expect(await store.getChannel(newChannelId())).toBeNull();
+      expect(await peer.getChannel(ch.id)).toEqual(ch);
+      expect(await peer.getChannel(newChannelId())).toBeNull();
     });
 
     it('refuses a duplicate name regardless of case and Unicode composition', async () => {
@@ -225,7 +289,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       await expect(store.createChannel(makeChannel('cafe\u0301', owner))).rejects.toBeInstanceOf(
         ChannelNameTakenError,
       );
-      expect((await store.listChannels({}, ALL)).total).toBe(2);
+      expect((await peer.listChannels({}, ALL)).total).toBe(2);
     });
 
     it('updates fields, refuses renaming onto another name, allows re-casing its own', async () => {
@@ -272,7 +336,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       await store.createChannel(ch);
       expect(await store.deleteChannel(ch.id)).toBe(true);
       expect(await store.deleteChannel(ch.id)).toBe(false);
-      expect(await store.getChannel(ch.id)).toBeNull();
+      expect(await peer.getChannel(ch.id)).toBeNull();
       await expect(store.createChannel(makeChannel('LOBBY', owner))).resolves.toBeUndefined();
     });
 
@@ -288,15 +352,12 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       for (const c of chans) await store.createChannel(c);
       const names = (r: { items: StoredChannel[] }): string[] => r.items.map((c) => c.name);
 
-      expect(await store.listChannels({}, ALL)).toEqual({ items: chans, total: 5, limit: 100, offset: 0 });
-      expect(names(await store.listChannels({ q: 'MUS' }, ALL))).toEqual(['Music', 'music-2', 'AMUSING']);
-      expect(names(await store.listChannels({ q: '%_' }, ALL))).toEqual(['50%_off']);
-      expect(names(await store.listChannels({ ownerId: other }, ALL))).toEqual(['music-2', '50%_off']);
-      expect(names(await store.listChannels({ ownerId: owner, q: 'mus' }, ALL))).toEqual([
-        'Music',
-        'AMUSING',
-      ]);
-      expect(await store.listChannels({ ownerId: newUserId() }, ALL)).toMatchObject({ items: [], total: 0 });
+      expect(await peer.listChannels({}, ALL)).toEqual({ items: chans, total: 5, limit: 100, offset: 0 });
+      expect(names(await peer.listChannels({ q: 'MUS' }, ALL))).toEqual(['Music', 'music-2', 'AMUSING']);
+      expect(names(await peer.listChannels({ q: '%_' }, ALL))).toEqual(['50%_off']);
+      expect(names(await peer.listChannels({ ownerId: other }, ALL))).toEqual(['music-2', '50%_off']);
+      expect(names(await peer.listChannels({ ownerId: owner, q: 'mus' }, ALL))).toEqual(['Music', 'AMUSING']);
+      expect(await peer.listChannels({ ownerId: newUserId() }, ALL)).toMatchObject({ items: [], total: 0 });
 
       const page = await store.listChannels({ q: 'mus' }, { limit: 2, offset: 1 });
       expect(page).toEqual({ items: [chans[1], chans[4]], total: 3, limit: 2, offset: 1 });
@@ -313,12 +374,38 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
     });
   });
 
+  describe('concurrency across instances', () => {
+    it('gives a contested channel name to exactly one of concurrent creators on two instances', async () => {
+      const owner = newUserId();
+      const tries = Array.from({ length: 12 }, (_, i) => makeChannel(i % 2 ? 'Race' : 'rACE', owner));
+      const results = await Promise.allSettled(tries.map((c, i) => (i % 2 ? peer : store).createChannel(c)));
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of results)
+        if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ChannelNameTakenError);
+      expect((await peer.listChannels({ q: 'race' }, ALL)).total).toBe(1);
+    });
+
+    it('keeps both of two concurrent updates of different fields made on two instances', async () => {
+      const ch = makeChannel('Both', newUserId());
+      await store.createChannel(ch);
+      const t = tick();
+      const voice = { bitrate: 48_000, frameMs: 10 as const, complexity: 7 };
+      await Promise.all([
+        store.updateChannel(ch.id, { userLimit: 9, updatedAt: t }),
+        peer.updateChannel(ch.id, { voice, updatedAt: t }),
+      ]);
+      expect(await store.getChannel(ch.id)).toEqual({ ...ch, userLimit: 9, voice, updatedAt: t });
+    });
+  });
+
   describe('channel caps', () => {
     it('refuses past the total and past one owner, exactly, under concurrent creations', async () => {
       const [a, b] = [newUserId(), newUserId()];
       const caps = { maxTotal: 5, maxPerOwner: 3 };
       const results = await Promise.allSettled(
-        Array.from({ length: 8 }, (_, i) => store.createChannel(makeChannel(`a${i}`, a), caps)),
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 ? peer : store).createChannel(makeChannel(`a${i}`, a), caps),
+        ),
       );
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
       for (const r of results.filter((r) => r.status === 'rejected'))
@@ -344,7 +431,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       expect(await store.isServerMuted(c.id, u)).toBe(false);
       await store.setServerMute(c.id, u, true, tick());
       await store.setServerMute(c.id, u, true, tick()); // idempotent
-      expect(await store.isServerMuted(c.id, u)).toBe(true);
+      expect(await peer.isServerMuted(c.id, u)).toBe(true);
       expect(await store.isServerMuted(d.id, u)).toBe(false);
       expect(await store.isServerMuted(c.id, v)).toBe(false);
       await store.setServerMute(d.id, v, true, tick());
@@ -397,7 +484,7 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       const gone = [old1, old2, loggedOut, neverConnected];
       expect(new Set([...first, ...second])).toEqual(new Set(gone.map((u) => u.id)));
       expect(await store.purgeUsers(opts)).toEqual([]);
-      for (const u of gone) expect(await store.getUser(u.id)).toBeNull();
+      for (const u of gone) expect(await peer.getUser(u.id)).toBeNull();
       expect(await store.getUserByTokenHash(tokens.get(old1.id)!)).toBeNull();
       expect(await store.isServerMuted(ch.id, old1.id)).toBe(false);
       for (const u of [owner, online, fresh, connected]) expect(await store.getUser(u.id)).not.toBeNull();
@@ -417,9 +504,9 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       await store.close();
 
       store = await harness.open();
-      expect(await store.getUserByTokenHash(hash)).toEqual({ ...user, lastSeenAt: user.lastSeenAt + 1 });
-      expect(await store.getChannel(ch.id)).toEqual(ch);
-      expect(await store.isServerMuted(ch.id, user.id)).toBe(true);
+      expect(await peer.getUserByTokenHash(hash)).toEqual({ ...user, lastSeenAt: user.lastSeenAt + 1 });
+      expect(await peer.getChannel(ch.id)).toEqual(ch);
+      expect(await peer.isServerMuted(ch.id, user.id)).toBe(true);
       await expect(store.createChannel(makeChannel('KEPT', user.id))).rejects.toBeInstanceOf(
         ChannelNameTakenError,
       );
@@ -433,84 +520,126 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
 });
 
 describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
+  /** `dir` and `peer`: two processes' views of one directory. */
   let dir: SessionDirectory;
+  let peer: SessionDirectory;
   const [u1, u2, u3] = [newUserId(), newUserId(), newUserId()];
   const [c1, c2] = [newChannelId(), newChannelId()];
   beforeEach(async () => {
-    dir = await impl.create();
+    ({ a: dir, b: peer } = await impl.pair(60_000));
   });
   afterEach(async () => {
     await dir.close();
+    await peer.close();
   });
 
-  it('claims nicknames case-insensitively; only the holder releases', async () => {
+  const record = (userId: UserId, over: Partial<SessionRecord> = {}): SessionRecord => ({
+    userId,
+    nodeId: 'node-a',
+    nickname: 'Nick',
+    channelId: null,
+    selfMute: false,
+    selfDeaf: false,
+    serverMute: false,
+    volumes: {},
+    member: {
+      userId,
+      nickname: over.nickname ?? 'Nick',
+      status: '',
+      selfMute: false,
+      selfDeaf: false,
+      serverMute: false,
+      speaking: false,
+      transport: 'udp',
+      away: false,
+    },
+    ...over,
+  });
+
+  it('claims nicknames case-insensitively across instances; only the holder releases', async () => {
     expect(await dir.claimNickname('Alice', u1)).toBe(true);
-    expect(await dir.claimNickname('alice', u2)).toBe(false);
-    expect(await dir.claimNickname('ALICE', u1)).toBe(true);
-    await dir.releaseNickname('Alice', u2);
+    expect(await peer.claimNickname('alice', u2)).toBe(false);
+    expect(await peer.claimNickname('ALICE', u1)).toBe(true);
+    await peer.releaseNickname('Alice', u2);
     expect(await dir.claimNickname('aLiCe', u3)).toBe(false);
-    await dir.releaseNickname('alice', u1);
+    await peer.releaseNickname('alice', u1);
     expect(await dir.claimNickname('Alice', u2)).toBe(true);
-    expect(await dir.claimNickname('Bob', u1)).toBe(true);
+    expect(await peer.claimNickname('Bob', u1)).toBe(true);
   });
 
   it('keys nicknames by their confusable skeleton: look-alikes collide, release frees them all', async () => {
     expect(await dir.claimNickname('admin', u1)).toBe(true);
     for (const lookalike of ['аdmin', 'ａｄｍｉｎ', 'ADM\u0406N', 'adm\u0456n'])
-      expect(await dir.claimNickname(lookalike, u2), lookalike).toBe(false);
+      expect(await peer.claimNickname(lookalike, u2), lookalike).toBe(false);
     expect(await dir.claimNickname('admins', u2)).toBe(true);
     await dir.releaseNickname('ａｄｍｉｎ', u1); // the holder releases under any look-alike spelling
     expect(await dir.claimNickname('аdmin', u2)).toBe(true);
   });
 
-  it('grants a contested nickname to exactly one of concurrent claimants', async () => {
+  it('grants a contested nickname to exactly one of concurrent claimants on two instances', async () => {
     const users = Array.from({ length: 10 }, () => newUserId());
-    const results = await Promise.all(users.map((u, i) => dir.claimNickname(i % 2 ? 'race' : 'RACE', u)));
+    const results = await Promise.all(
+      users.map((u, i) => (i % 2 ? peer : dir).claimNickname(i % 3 ? 'race' : 'RACE', u)),
+    );
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
-  it('tracks who is online', async () => {
+  it('tracks who is online across instances', async () => {
     await dir.setOnline(u1, true);
+    await peer.setOnline(u2, true);
     await dir.setOnline(u2, true);
-    await dir.setOnline(u2, true);
-    expect(await dir.isOnline(u1)).toBe(true);
-    expect(await dir.isOnline(u3)).toBe(false);
-    expect((await dir.onlineUsers()).sort()).toEqual([u1, u2].sort());
-    await dir.setOnline(u1, false);
+    expect(await peer.isOnline(u1)).toBe(true);
+    expect(await peer.isOnline(u3)).toBe(false);
+    expect((await peer.onlineUsers()).sort()).toEqual([u1, u2].sort());
+    await peer.setOnline(u1, false);
     await dir.setOnline(u3, false);
     expect(await dir.isOnline(u1)).toBe(false);
     expect(await dir.onlineUsers()).toEqual([u2]);
   });
 
-  it('enforces the user limit on join; re-joining is ok; 0 means no limit', async () => {
-    expect(await dir.joinChannel(c1, u1, 2)).toEqual({ ok: true });
-    expect(await dir.joinChannel(c1, u2, 2)).toEqual({ ok: true });
-    expect(await dir.joinChannel(c1, u3, 2)).toEqual({ ok: false, reason: 'full' });
-    expect(await dir.joinChannel(c1, u1, 2)).toEqual({ ok: true });
-    expect((await dir.channelMembers(c1)).sort()).toEqual([u1, u2].sort());
-    for (let i = 0; i < 50; i++) expect(await dir.joinChannel(c2, newUserId(), 0)).toEqual({ ok: true });
-    expect((await dir.channelMembers(c2)).length).toBe(50);
+  it('stores, replaces and deletes session records visible to every instance', async () => {
+    expect(await peer.getSession(u1)).toBeNull();
+    const rec = record(u1, { channelId: c1, serverMute: true, volumes: { [u2]: 40 } });
+    await dir.putSession(rec);
+    expect(await peer.getSession(u1)).toEqual(rec);
+    const moved = { ...rec, nodeId: 'node-b', selfDeaf: true, volumes: {} };
+    await peer.putSession(moved);
+    expect(await dir.getSession(u1)).toEqual(moved);
+    await dir.deleteSession(u1);
+    expect(await peer.getSession(u1)).toBeNull();
+    expect(await peer.touch([u1, u2])).toEqual([u1, u2]);
   });
 
-  it('admits exactly `limit` of many concurrent joins', async () => {
+  it('enforces the user limit on join across instances; re-joining is ok; 0 means no limit', async () => {
+    expect(await dir.joinChannel(c1, u1, 2)).toEqual({ ok: true });
+    expect(await peer.joinChannel(c1, u2, 2)).toEqual({ ok: true });
+    expect(await dir.joinChannel(c1, u3, 2)).toEqual({ ok: false, reason: 'full' });
+    expect(await peer.joinChannel(c1, u1, 2)).toEqual({ ok: true });
+    expect((await dir.channelMembers(c1)).sort()).toEqual([u1, u2].sort());
+    for (let i = 0; i < 50; i++)
+      expect(await (i % 2 ? peer : dir).joinChannel(c2, newUserId(), 0)).toEqual({ ok: true });
+    expect((await peer.channelMembers(c2)).length).toBe(50);
+  });
+
+  it('admits exactly `limit` of many concurrent joins made on two instances', async () => {
     const users = Array.from({ length: 20 }, () => newUserId());
-    const results = await Promise.all(users.map((u) => dir.joinChannel(c1, u, 5)));
+    const results = await Promise.all(users.map((u, i) => (i % 2 ? peer : dir).joinChannel(c1, u, 5)));
     expect(results.filter((r) => r.ok)).toHaveLength(5);
     expect(results.filter((r) => !r.ok)).toEqual(
       Array.from({ length: 15 }, () => ({ ok: false, reason: 'full' })),
     );
-    const members = await dir.channelMembers(c1);
+    const members = await peer.channelMembers(c1);
     expect(members).toHaveLength(5);
     const admitted = users.filter((_, i) => results[i]!.ok);
     expect([...members].sort()).toEqual([...admitted].sort());
   });
 
-  it('leaves, counts and clears channels', async () => {
+  it('leaves, counts and clears channels across instances', async () => {
     await dir.joinChannel(c1, u1, 0);
-    await dir.joinChannel(c1, u2, 0);
+    await peer.joinChannel(c1, u2, 0);
     await dir.joinChannel(c2, u3, 0);
     const other: ChannelId = newChannelId();
-    const counts = await dir.memberCounts([c1, c2, other]);
+    const counts = await peer.memberCounts([c1, c2, other]);
     expect([...counts.entries()].sort()).toEqual(
       [
         [c1, 2],
@@ -519,14 +648,14 @@ describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
       ].sort(),
     );
 
-    expect(await dir.leaveChannel(c1, u1)).toBe(true);
+    expect(await peer.leaveChannel(c1, u1)).toBe(true);
     expect(await dir.leaveChannel(c1, u1)).toBe(false);
     expect(await dir.leaveChannel(other, u1)).toBe(false);
     expect(await dir.channelMembers(c1)).toEqual([u2]);
 
     // A slot freed by leaving can be taken again.
     expect(await dir.joinChannel(c1, u3, 2)).toEqual({ ok: true });
-    expect((await dir.clearChannel(c1)).sort()).toEqual([u2, u3].sort());
+    expect((await peer.clearChannel(c1)).sort()).toEqual([u2, u3].sort());
     expect(await dir.channelMembers(c1)).toEqual([]);
     expect(await dir.clearChannel(c1)).toEqual([]);
     expect((await dir.memberCounts([c1, c2])).get(c2)).toBe(1);
@@ -536,17 +665,68 @@ describe.each(directoryImpls)('SessionDirectory contract: $name', (impl) => {
     await dir.close();
     await expect(dir.close()).resolves.toBeUndefined();
   });
+
+  describe('expiry', () => {
+    const TTL = 800;
+    let a: SessionDirectory;
+    let b: SessionDirectory;
+    beforeEach(async () => {
+      ({ a, b } = await impl.pair(TTL));
+    });
+    afterEach(async () => {
+      await a.close();
+      await b.close();
+    });
+    const establish = async (d: SessionDirectory, userId: UserId, nickname: string): Promise<void> => {
+      expect(await d.claimNickname(nickname, userId)).toBe(true);
+      await d.setOnline(userId, true);
+      expect(await d.joinChannel(c1, userId, 2)).toEqual({ ok: true });
+      await d.putSession(record(userId, { nickname, channelId: c1 }));
+    };
+
+    it("drops a dead process's session, nickname claim, online mark and seat after the TTL", async () => {
+      await establish(a, u1, 'Ghost');
+      expect(await b.claimNickname('ghost', u2)).toBe(false);
+      await new Promise((r) => setTimeout(r, TTL + 250));
+      // Nobody touched u1: every claim of it has gone, and the seat is free for others.
+      expect(await b.getSession(u1)).toBeNull();
+      expect(await b.isOnline(u1)).toBe(false);
+      expect(await b.onlineUsers()).toEqual([]);
+      expect(await b.channelMembers(c1)).toEqual([]);
+      expect((await b.memberCounts([c1])).get(c1)).toBe(0);
+      expect(await b.claimNickname('GHOST', u2)).toBe(true);
+      expect(await b.joinChannel(c1, u3, 1)).toEqual({ ok: true });
+      expect(await b.touch([u1])).toEqual([u1]);
+    });
+
+    it('keeps what another instance touches in time', async () => {
+      await establish(a, u1, 'Kept');
+      // Touch from the other instance every third of the TTL, for twice the TTL.
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, TTL / 3));
+        expect(await b.touch([u1])).toEqual([]);
+      }
+      expect(await a.getSession(u1)).toMatchObject({ userId: u1, channelId: c1 });
+      expect(await a.isOnline(u1)).toBe(true);
+      expect(await a.channelMembers(c1)).toEqual([u1]);
+      expect(await a.claimNickname('kept', u2)).toBe(false);
+      expect(await a.joinChannel(c1, u2, 1)).toEqual({ ok: false, reason: 'full' });
+    });
+  });
 });
 
 describe.each(busImpls)('EventBus contract: $name', (impl) => {
+  /** `bus` and `peer`: two processes on one bus. */
   let bus: EventBus;
+  let peer: EventBus;
   const errors: unknown[] = [];
   beforeEach(async () => {
     errors.length = 0;
-    bus = await impl.create((err) => errors.push(err));
+    ({ a: bus, b: peer } = await impl.pair((err) => errors.push(err)));
   });
   afterEach(async () => {
     await bus.close();
+    await peer.close();
   });
 
   const deleted = (): BusEvent => ({ type: 'channel.deleted', channelId: newChannelId() });
@@ -561,16 +741,26 @@ describe.each(busImpls)('EventBus contract: $name', (impl) => {
     return { events, listener: (e) => events.push(e) };
   };
 
-  it('delivers every event to every subscriber, in publish order', async () => {
+  it('delivers every event to every subscriber of both instances, in publish order', async () => {
     const a = recorder();
     const b = recorder();
+    const remote = recorder();
     bus.subscribe(a.listener);
     bus.subscribe(b.listener);
+    peer.subscribe(remote.listener);
     const sent = [deleted(), speaking(true), speaking(false), deleted()];
     for (const e of sent) await bus.publish(e);
     await vi.waitFor(() => {
       expect(a.events).toEqual(sent);
       expect(b.events).toEqual(sent);
+      expect(remote.events).toEqual(sent);
+    });
+    // And the other way round.
+    const back = speaking(true);
+    await peer.publish(back);
+    await vi.waitFor(() => {
+      expect(a.events).toEqual([...sent, back]);
+      expect(remote.events).toEqual([...sent, back]);
     });
   });
 
@@ -598,11 +788,14 @@ describe.each(busImpls)('EventBus contract: $name', (impl) => {
       throw new Error('listener bug');
     });
     bus.subscribe(after.listener);
+    const remote = recorder();
+    peer.subscribe(remote.listener);
     const sent = [deleted(), deleted()];
     for (const e of sent) await expect(bus.publish(e)).resolves.toBeUndefined();
     await vi.waitFor(() => {
       expect(before.events).toEqual(sent);
       expect(after.events).toEqual(sent);
+      expect(remote.events).toEqual(sent);
     });
     expect(errors).toHaveLength(2);
   });
@@ -613,6 +806,12 @@ describe.each(busImpls)('EventBus contract: $name', (impl) => {
     await bus.close();
     await expect(bus.close()).resolves.toBeUndefined();
     await expect(bus.publish(deleted())).resolves.toBeUndefined();
+    // The peer still works, and the closed one hears nothing of it.
+    const alive = recorder();
+    peer.subscribe(alive.listener);
+    const marker = deleted();
+    await peer.publish(marker);
+    await vi.waitFor(() => expect(alive.events).toEqual([marker]));
     expect(r.events).toEqual([]);
   });
 });

@@ -189,6 +189,7 @@ export type ServerMessage =
   | { t: 'member.left'; channelId: ChannelId; userId: UserId; reason: LeaveReason }
   | { t: 'speaking'; channelId: ChannelId; userId: UserId; speaking: boolean }
   | { t: 'stats'; stats: ConnectionStats }
+  | { t: 'voice.moved'; channelId: ChannelId; voice: VoiceBinding }
   | { t: 'voice'; p: Uint8Array }
   | { t: 'bye'; code: ErrorCode; message: string };
 

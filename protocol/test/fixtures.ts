@@ -126,5 +126,6 @@ export const SERVER_SAMPLES: { [T in ServerMessageType]: ServerEvent<T> } = {
     },
   },
   voice: { t: 'voice', p: Uint8Array.from([0x56, 1, 1, 0]) },
+  'voice.moved': { t: 'voice.moved', channelId: CHANNEL_ID, voice: { ...BINDING, udpPort: 50_002 } },
   bye: { t: 'bye', code: 'SESSION_REPLACED', message: 'resumed elsewhere' },
 };

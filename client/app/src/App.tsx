@@ -3,7 +3,7 @@ import { ChannelList } from './ChannelList.tsx';
 import { ChannelView } from './ChannelView.tsx';
 import { ConnectScreen } from './ConnectScreen.tsx';
 import type { ExtensionLink } from './link.ts';
-import { audioSettings, saved } from './settings.ts';
+import { audioSettings, save, saved } from './settings.ts';
 import { SettingsPanel } from './SettingsPanel.tsx';
 import { view } from './store.ts';
 
@@ -23,6 +23,22 @@ export function App(props: { link: ExtensionLink }) {
   // Audio settings go to the extension whenever the link comes (back) up.
   createEffect(() => {
     if (view.linkUp) void props.link.request({ cmd: 'settings', settings: audioSettings() });
+  });
+
+  // Devices are remembered by name: when the list shows a remembered name under another id (ids
+  // can change between runs), switch to it.
+  createEffect(() => {
+    const find = (name: string, input: boolean) =>
+      name ? view.devices.find((d) => d.name === name && (input ? d.input : d.output)) : undefined;
+    const i = find(saved.inputDeviceName, true);
+    const o = find(saved.outputDeviceName, false);
+    const patch: { inputDeviceId?: number; outputDeviceId?: number } = {};
+    if (i && i.id !== saved.inputDeviceId) patch.inputDeviceId = i.id;
+    if (o && o.id !== saved.outputDeviceId) patch.outputDeviceId = o.id;
+    if (Object.keys(patch).length > 0) {
+      save(patch);
+      void props.link.request({ cmd: 'settings', settings: patch });
+    }
   });
 
   // Keyboard: push-to-talk (held) and mute toggle, while the window has focus and no field is typed in.

@@ -12,7 +12,12 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
     void props.link.request({ cmd: 'settings', settings: audioSettings() });
   };
   const pickDevice = (which: 'inputDeviceId' | 'outputDeviceId', id: number) => {
-    save({ [which]: id });
+    const name = view.devices.find((d) => d.id === id)?.name ?? '';
+    save(
+      which === 'inputDeviceId'
+        ? { inputDeviceId: id, inputDeviceName: name }
+        : { outputDeviceId: id, outputDeviceName: name },
+    );
     void props.link.request({ cmd: 'settings', settings: { [which]: id } });
   };
   const toggleTest = () => {

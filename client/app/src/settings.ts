@@ -12,6 +12,9 @@ export interface Saved extends Required<
   muteKey: string;
   inputDeviceId: number;
   outputDeviceId: number;
+  /** Device names: PortAudio's ids can change between runs (a device plugged in), names do not. */
+  inputDeviceName: string;
+  outputDeviceName: string;
   volumes: Record<string, number>;
 }
 
@@ -29,6 +32,8 @@ export const DEFAULTS: Saved = {
   outputVolume: 100,
   inputDeviceId: -1,
   outputDeviceId: -1,
+  inputDeviceName: '',
+  outputDeviceName: '',
   volumes: {},
 };
 

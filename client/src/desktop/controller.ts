@@ -337,6 +337,10 @@ export class DesktopController {
     client.startVoice(this.o.engine.source);
     if (this.muted) await client.setSelfMute(true);
     if (this.deaf) await client.setSelfDeaf(true);
+    // The server keeps volumes per session: a new one (after a restart) needs them again.
+    for (const [userId, percent] of this.volumes)
+      if (percent !== 100 && this.members.has(userId))
+        await client.setVolume(userId, percent).catch(() => undefined);
     this.pushState();
     this.pushMembers();
   }
@@ -392,8 +396,13 @@ export class DesktopController {
     const upsert = (m: ServerEvent<'member.joined'> | ServerEvent<'member.updated'>): void => {
       if (m.channelId !== client.channel?.id) return refresh();
       if (this.members.size >= SPEAKING_LIMIT && !this.members.has(m.member.userId)) return;
+      const fresh = !this.members.has(m.member.userId);
       this.members.set(m.member.userId, m.member);
       this.pushMembers();
+      // A member (back) in the channel: our volume for them lives in the server's session for us.
+      const v = this.volumes.get(m.member.userId);
+      if (fresh && v !== undefined && v !== 100)
+        void client.setVolume(m.member.userId, v).catch(() => undefined);
       refresh();
     };
     sig.on('member.joined', upsert);
@@ -459,7 +468,8 @@ export class DesktopController {
   private async refreshChannels(): Promise<void> {
     const client = this.client;
     if (!client || client.isClosed) return;
-    const { channels } = await client.signaling.request('channel.list', {});
+    // Every page: channel.list answers at most 100 channels per frame.
+    const channels = await client.signaling.allChannels();
     this.channels = new Map(channels.map((ch) => [ch.id, ch]));
     this.emit({ ev: 'channels', channels: channels.map(channelView) });
   }

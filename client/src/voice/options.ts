@@ -60,8 +60,9 @@ export interface VoiceClientOptions {
   /** Receives every played frame (the desktop app's speaker output). */
   onPlayout?: PlayoutHook;
   /**
-   * When signaling drops without the server saying why (no `bye`, not a 4xxx close), reconnect with
-   * the token within the server's grace period and carry on in the same channel (default true).
+   * When signaling drops (a lost connection, or the server shutting down: `bye` UNAVAILABLE),
+   * reconnect with the token within the server's grace period and carry on in the same channel
+   * (default true). A kick, a ban or a protocol error (another `bye`, a 4xxx close) stays final.
    * False: the client closes and emits `disconnected`, as before.
    */
   resume?: boolean;

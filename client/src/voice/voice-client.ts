@@ -538,17 +538,28 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
         m.channel.voice.complexity,
       );
     });
+    on('voice.moved', (m: ServerEvent<'voice.moved'>) => {
+      // The channel's voice moved to another server process (failover, drain): same channel, new
+      // address and key. Switch at once; the source, recording and controls carry over.
+      const channel = this.currentChannel;
+      if (!channel || m.channelId !== channel.id || this.closed) return;
+      this.startSession(++this.joinSeq, channel, m.voice, false).catch((err: unknown) =>
+        this.safeEmit('problem', err),
+      );
+    });
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
     });
-    let bye = false;
-    on('bye', () => {
-      bye = true;
+    // Why the server said goodbye, if it did. UNAVAILABLE (shutting down, e.g. a restart) is worth
+    // coming back for; anything else (kick, ban, protocol error) is final.
+    let bye: string | null = null;
+    on('bye', (m: ServerEvent<'bye'>) => {
+      bye = m.code;
     });
     on('close', (code: number, reason: string) => {
       if (this.closed || sig !== this.sig) return;
-      // The server ended it on purpose (kick, ban, protocol error): do not come back.
-      if (!(this.o.resume ?? true) || bye || code >= 4000) {
+      const final = (bye !== null && bye !== 'UNAVAILABLE') || (code >= 4000 && bye !== 'UNAVAILABLE');
+      if (!(this.o.resume ?? true) || final) {
         void this.close();
         this.safeEmit('disconnected', code, reason);
         return;

@@ -2,6 +2,7 @@ import type { ServerMessage, UserId } from '@voice/protocol';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { RequestChannel } from '../routing/types.js';
 import type { EventBus, SessionDirectory, Store } from '../state/types.js';
 
 /** What every service is built from. Passed through constructors; nothing is global. */
@@ -12,6 +13,8 @@ export interface AppContext {
   store: Store;
   directory: SessionDirectory;
   bus: EventBus;
+  /** Node-addressed request/reply (to a channel's owner, or to the node holding a session). */
+  requests: RequestChannel;
   now: () => number;
 }
 

@@ -12,12 +12,12 @@ import {
   type VoiceBinding,
   type Welcome,
 } from '@voice/protocol';
-import type { BusEvent, StoredChannel, StoredUser } from '../state/types.js';
+import type { BusEvent, SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import { hashToken } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
-import type { VoicePlane } from './voice-plane.js';
+import type { VoiceRouter } from './voice-router.js';
 
 /** One logged-in user on this node: outlives its connection by the grace period. */
 export class Session {
@@ -31,6 +31,11 @@ export class Session {
   speaking = false;
   transport: Transport = 'none';
   admin = false;
+  /**
+   * Set on a shadow: a member voiced by this node (the channel's owner) whose signaling connection
+   * is on that node. A shadow has no connection and is not one of this node's sessions.
+   */
+  remoteNode: string | null = null;
   graceTimer: NodeJS.Timeout | null = null;
   /** Listener-side volume per speaker, percent; absent means 100. */
   readonly volumes = new Map<UserId, number>();
@@ -47,6 +52,29 @@ export class Session {
   get principal(): Principal {
     return { userId: this.user.id, admin: this.admin };
   }
+  /** What must outlive this process: written to the SessionDirectory on every change. */
+  record(nodeId: string): SessionRecord {
+    return {
+      userId: this.user.id,
+      nodeId,
+      nickname: this.user.nickname,
+      channelId: this.channelId,
+      selfMute: this.selfMute,
+      selfDeaf: this.selfDeaf,
+      serverMute: this.serverMute,
+      volumes: Object.fromEntries(this.volumes),
+      member: this.member(),
+    };
+  }
+  /** Takes the seat, controls and volumes a record kept (a resume on another node, a takeover). */
+  restore(r: SessionRecord): void {
+    this.channelId = r.channelId;
+    this.selfMute = r.selfMute;
+    this.selfDeaf = r.selfDeaf;
+    this.serverMute = r.serverMute;
+    this.volumes.clear();
+    for (const [id, v] of Object.entries(r.volumes)) this.volumes.set(id as UserId, v);
+  }
   member(): Member {
     return {
       userId: this.user.id,
@@ -57,7 +85,7 @@ export class Session {
       serverMute: this.serverMute,
       speaking: this.speaking,
       transport: this.transport,
-      away: this.conn === null,
+      away: this.conn === null && this.remoteNode === null,
     };
   }
 }
@@ -65,12 +93,18 @@ export class Session {
 /**
  * Owns the sessions of this node: log-in, hello/resume, grace periods, joins and leaves, and the
  * fan-out of bus events to the connections that should see them. Closing it ends every session.
+ *
+ * The SessionDirectory is the source of truth for what must survive this process: every change
+ * of seat, controls or volumes is written there, and this node refreshes its sessions' entries
+ * every third of their TTL. A hello for a user without a session here resumes the record, so a
+ * client can come back on any node; if this process dies, its claims expire with the TTL.
  */
 export class SessionManager {
   readonly #byUser = new Map<UserId, Session>();
   readonly #byConn = new Map<number, Session>();
   readonly #unsubscribe: () => void;
-  voice: VoicePlane | null = null;
+  readonly #refresher: NodeJS.Timeout;
+  voice: VoiceRouter | null = null;
   #closed = false;
 
   constructor(
@@ -79,6 +113,38 @@ export class SessionManager {
     private readonly channels: ChannelService,
   ) {
     this.#unsubscribe = ctx.bus.subscribe((e) => this.#onBusEvent(e));
+    this.#refresher = setInterval(
+      () => void this.#refresh(),
+      Math.max(100, Math.floor(ctx.directory.ttlMs / 3)),
+    );
+    this.#refresher.unref();
+  }
+
+  /**
+   * Extends the directory entries of every session of this node (one batched call). Entries that
+   * expired anyway (the store was unreachable longer than the TTL, or restarted empty) are written
+   * again: record, nickname claim, online mark and seat.
+   */
+  async #refresh(): Promise<void> {
+    if (this.#closed || this.#byUser.size === 0) return;
+    try {
+      const expired = await this.ctx.directory.touch([...this.#byUser.keys()]);
+      for (const id of expired) {
+        const s = this.#byUser.get(id);
+        if (!s || s.closed) continue;
+        this.ctx.log.warn({ user: id }, 'session entries had expired; writing them again');
+        await this.ctx.directory.claimNickname(s.user.nickname, s.userId);
+        await this.ctx.directory.setOnline(s.userId, true);
+        if (s.channelId) await this.ctx.directory.joinChannel(s.channelId, s.userId, 0);
+        await this.#save(s);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'refreshing session entries failed; retrying next period');
+    }
+  }
+
+  #save(s: Session): Promise<void> {
+    return this.ctx.directory.putSession(s.record(this.ctx.config.nodeId));
   }
 
   get size(): number {
@@ -99,6 +165,7 @@ export class SessionManager {
     const s = new Session(hashToken(token), user);
     this.#byUser.set(user.id, s);
     await this.ctx.directory.setOnline(user.id, true);
+    await this.#save(s);
     this.#startGrace(s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
     return s;
@@ -109,14 +176,23 @@ export class SessionManager {
     if (this.#closed) throw new ProtocolError('UNAVAILABLE');
     const user = await this.users.authenticate(token);
     let s = this.#byUser.get(user.id);
-    const resumed = s !== undefined && s.everConnected;
+    let resumed = s !== undefined && s.everConnected;
     if (!s) {
       // A returning user whose session had ended (or a restarted server): take the nickname back.
       if (!(await this.ctx.directory.claimNickname(user.nickname, user.id)))
         throw new ProtocolError('NICKNAME_TAKEN');
       s = new Session(hashToken(token), user);
+      // A session kept by the directory (its node died, or the client moved to this node) resumes
+      // here with its seat, controls and volumes.
+      const kept = await this.ctx.directory.getSession(user.id);
+      if (kept) {
+        s.restore(kept);
+        if (s.channelId && !(await this.#retakeSeat(s.channelId, user.id))) s.channelId = null;
+        resumed = s.channelId !== null;
+      }
       this.#byUser.set(user.id, s);
       await this.ctx.directory.setOnline(user.id, true);
+      await this.#save(s);
     }
     if (s.conn && s.conn.id !== conn.id) {
       const old = s.conn;
@@ -139,7 +215,7 @@ export class SessionManager {
     if (s.channelId) {
       // A resuming client may be a new process that lost its sequence counter: a fresh key (and
       // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
-      if (resumed && this.voice) this.#rebind(s, await this.channels.get(s.channelId));
+      if ((resumed || !s.voice) && this.voice) await this.#rebind(s, await this.channels.get(s.channelId));
       await this.#publishMember(s);
     }
     return {
@@ -154,6 +230,13 @@ export class SessionManager {
     };
   }
 
+  /** The seat a kept record names, unless its channel is gone (a seat still held is kept). */
+  async #retakeSeat(channelId: ChannelId, userId: UserId): Promise<boolean> {
+    const ch = await this.ctx.store.getChannel(channelId);
+    if (!ch) return false;
+    return (await this.ctx.directory.joinChannel(channelId, userId, ch.userLimit)).ok;
+  }
+
   /** The connection dropped: keep the session (and its seat) for the grace period. */
   async detach(conn: Connection): Promise<void> {
     const s = this.#byConn.get(conn.id);
@@ -163,7 +246,7 @@ export class SessionManager {
     if (s.transport === 'ws') s.transport = 'none';
     this.#startGrace(s);
     if (s.channelId) {
-      this.voice?.update(s);
+      await this.voice?.update(s);
       await this.#publishMember(s);
     }
   }
@@ -176,6 +259,7 @@ export class SessionManager {
     if (s.conn) this.#byConn.delete(s.conn.id);
     if (s.channelId) await this.leave(s, reason);
     this.#byUser.delete(s.userId);
+    await this.ctx.directory.deleteSession(s.userId);
     await this.ctx.directory.releaseNickname(s.user.nickname, s.userId);
     await this.ctx.directory.setOnline(s.userId, false);
     this.ctx.metrics.sessions.set(this.#byUser.size);
@@ -190,7 +274,7 @@ export class SessionManager {
     await this.channels.admit(s.principal, ch, password);
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
-      this.#rebind(s, ch);
+      await this.#rebind(s, ch);
       await this.#publishMember(s);
     } else {
       // A server mute outlives leaving: it belongs to (channel, user) in the store until lifted.
@@ -202,29 +286,35 @@ export class SessionManager {
       s.channelId = channelId;
       s.serverMute = serverMute;
       s.speaking = false;
-      s.voice = this.voice?.attach(s, ch) ?? null;
+      s.voice = (await this.voice?.attach(s, ch)) ?? null;
+      await this.#save(s);
       await this.ctx.bus.publish({ type: 'member.joined', channelId, member: s.member() });
     }
-    return { channel: await this.channels.view(ch), members: this.members(channelId), voice: s.voice! };
+    return {
+      channel: await this.channels.view(ch),
+      members: await this.channelMembers(channelId),
+      voice: s.voice!,
+    };
   }
 
   /** New voice binding (key, voice id) in the same channel; the transport is unknown until its HELLO. */
-  #rebind(s: Session, ch: StoredChannel): void {
+  async #rebind(s: Session, ch: StoredChannel): Promise<void> {
     if (!this.voice) return;
-    s.voice = this.voice.attach(s, ch);
+    s.voice = await this.voice.attach(s, ch);
     s.transport = 'none';
   }
 
   async leave(s: Session, reason: LeaveReason): Promise<void> {
     const channelId = s.channelId;
     if (!channelId) return;
-    this.voice?.detach(s);
+    await this.voice?.detach(s);
     s.channelId = null;
     s.voice = null;
     s.speaking = false;
     s.serverMute = false;
     if (s.transport !== 'none') s.transport = 'none';
     await this.ctx.directory.leaveChannel(channelId, s.userId);
+    if (!s.closed) await this.#save(s);
     await this.ctx.bus.publish({ type: 'member.left', channelId, userId: s.userId, reason });
   }
 
@@ -235,6 +325,18 @@ export class SessionManager {
     return out;
   }
 
+  /** Every member of a channel, wherever its connection is (the directory's seats and records). */
+  async channelMembers(channelId: ChannelId): Promise<Member[]> {
+    const out = this.members(channelId);
+    const here = new Set(out.map((m) => m.userId));
+    for (const id of await this.ctx.directory.channelMembers(channelId)) {
+      if (here.has(id)) continue;
+      const r = await this.ctx.directory.getSession(id);
+      if (r?.channelId === channelId) out.push(r.member);
+    }
+    return out;
+  }
+
   async setVoiceState(
     s: Session,
     st: { selfMute?: boolean | undefined; selfDeaf?: boolean | undefined },
@@ -242,16 +344,26 @@ export class SessionManager {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
     if (st.selfMute !== undefined) s.selfMute = st.selfMute;
     if (st.selfDeaf !== undefined) s.selfDeaf = st.selfDeaf;
-    this.voice?.update(s);
+    await this.voice?.update(s);
+    await this.#save(s);
     await this.#publishMember(s);
     return s.member();
   }
 
-  setVolume(s: Session, speaker: UserId, volume: number): void {
+  async setVolume(s: Session, speaker: UserId, volume: number): Promise<void> {
     if (!s.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+    // Only members of one's channel (on any node): otherwise the volume map grows with every id a
+    // client invents.
+    const local = this.#byUser.get(speaker);
+    const speakerChannel = local
+      ? local.channelId
+      : ((await this.ctx.directory.getSession(speaker))?.channelId ?? null);
+    if (speaker === s.userId || speakerChannel !== s.channelId)
+      throw new ProtocolError('NOT_FOUND', 'that user is not another member of your channel');
     if (volume === 100) s.volumes.delete(speaker);
     else s.volumes.set(speaker, volume);
-    this.voice?.update(s);
+    await this.voice?.update(s);
+    await this.#save(s);
   }
 
   async serverMute(actor: Session, target: UserId, muted: boolean): Promise<Member> {
@@ -261,14 +373,66 @@ export class SessionManager {
       throw new ProtocolError('FORBIDDEN', 'only the channel owner or an admin may server-mute');
     }
     const t = this.#byUser.get(target);
-    if (!t || t.channelId !== actor.channelId)
+    if (!t) {
+      // Connected to another node: that node holds the session and applies it.
+      const r = await this.ctx.directory.getSession(target);
+      if (!r || r.channelId !== actor.channelId)
+        throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+      await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
+      return (await this.ctx.requests.request(r.nodeId, 'member.serverMute', {
+        userId: target,
+        channelId: actor.channelId,
+        muted,
+      })) as Member;
+    }
+    if (t.channelId !== actor.channelId)
       throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
     // Durable first: once the moderator is told, a leave, re-join or restart keeps it.
     await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
+    return this.#applyServerMute(t, muted);
+  }
+
+  async #applyServerMute(t: Session, muted: boolean): Promise<Member> {
     t.serverMute = muted;
-    this.voice?.update(t);
+    await this.voice?.update(t);
+    await this.#save(t);
     await this.#publishMember(t);
     return t.member();
+  }
+
+  /** Node-addressed requests about a session of this node (sent by the router's handler). */
+  async handleMemberRequest(op: string, args: unknown): Promise<unknown> {
+    const a = args as { userId: UserId };
+    const s = this.#byUser.get(a.userId);
+    if (!s) throw new ProtocolError('NOT_FOUND', 'that user has no session on this node');
+    switch (op) {
+      case 'member.transport':
+        await this.setTransport(s, (args as { transport: Transport }).transport);
+        return null;
+      case 'member.moved':
+        await this.voiceMoved(s);
+        return null;
+      case 'member.serverMute': {
+        const m = args as { channelId: ChannelId; muted: boolean };
+        if (s.channelId !== m.channelId)
+          throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
+        return this.#applyServerMute(s, m.muted);
+      }
+      default:
+        throw new ProtocolError('UNKNOWN_TYPE', `unknown node request ${op}`);
+    }
+  }
+
+  /**
+   * The session's channel moved to another node (failover, takeover, drain): a new binding there
+   * (fresh key and voice id), pushed to the client, which switches without user action.
+   */
+  async voiceMoved(s: Session): Promise<void> {
+    if (!s.channelId || s.closed) return;
+    const channelId = s.channelId;
+    await this.#rebind(s, await this.channels.get(channelId));
+    if (s.channelId === channelId && s.voice) s.conn?.send({ t: 'voice.moved', channelId, voice: s.voice });
+    await this.#publishMember(s);
   }
 
   /** Called by the voice plane when voice activity starts or stops. */
@@ -280,14 +444,16 @@ export class SessionManager {
 
   /** Called by the voice plane when the session's voice transport changes (UDP registered, WS fallback). */
   async setTransport(s: Session, transport: Transport): Promise<void> {
+    if (s.remoteNode !== null && this.voice) return this.voice.relayTransport(s, transport);
     if (s.transport === transport) return;
     s.transport = transport;
     await this.#publishMember(s);
   }
 
   async #publishMember(s: Session): Promise<void> {
-    if (s.channelId)
-      await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
+    if (!s.channelId) return;
+    await this.#save(s);
+    await this.ctx.bus.publish({ type: 'member.updated', channelId: s.channelId, member: s.member() });
   }
 
   /** Work no client waits for: a failure (a bus that cannot publish) is logged and counted, never unhandled. */
@@ -347,16 +513,21 @@ export class SessionManager {
       case 'member.left':
         this.broadcast({ t: 'member.left', channelId: e.channelId, userId: e.userId, reason: e.reason });
         return;
-      case 'speaking':
+      case 'speaking': {
+        // The owner's shadow detected it: this node's session (if the member is here) follows.
+        const s = this.#byUser.get(e.userId);
+        if (s && s.channelId === e.channelId) s.speaking = e.speaking;
         this.broadcast(
           { t: 'speaking', channelId: e.channelId, userId: e.userId, speaking: e.speaking },
-          (s) => s.channelId === e.channelId,
+          (x) => x.channelId === e.channelId,
         );
         return;
+      }
       case 'user.updated': {
         const s = this.#byUser.get(e.user.id);
         if (s) {
           s.user = e.user;
+          this.#background('session save', this.#save(s));
           if (s.channelId) this.#background('member update', this.#publishMember(s));
         }
         return;
@@ -367,6 +538,7 @@ export class SessionManager {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    clearInterval(this.#refresher);
     this.#unsubscribe();
     for (const s of [...this.#byUser.values()]) {
       this.#clearGrace(s);

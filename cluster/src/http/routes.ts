@@ -17,6 +17,8 @@ export interface RouteDeps {
   sessions: SessionManager;
   loginLimiter: KeyedRateLimiter;
   ready: () => boolean;
+  /** A draining node (SIGTERM in a cluster) is not ready and says why. */
+  draining?: () => boolean;
 }
 
 export function isAdminToken(ctx: AppContext, candidate: string | undefined): boolean {
@@ -63,7 +65,9 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
   router
     .add('GET', '/healthz', () => ({ status: 200, body: { ok: true } }))
     .add('GET', '/readyz', () =>
-      d.ready() ? { status: 200, body: { ready: true } } : { status: 503, body: { ready: false } },
+      d.ready()
+        ? { status: 200, body: { ready: true } }
+        : { status: 503, body: { ready: false, ...(d.draining?.() && { draining: true }) } },
     )
     .add('GET', '/metrics', async () => ({
       status: 200,
@@ -136,7 +140,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
       await principal(req);
       const id = channelId(req);
       await channels.get(id);
-      return { status: 200, body: { members: sessions.members(id) } };
+      return { status: 200, body: { members: await sessions.channelMembers(id) } };
     })
     .add('GET', '/api/v1/admin/users', async (req) => {
       await adminOnly(req);

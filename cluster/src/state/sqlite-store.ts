@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { DEFAULT_VOICE_SETTINGS, VoiceSettings, asChannelId, asUserId } from '@voice/protocol';
+import { asChannelId, asUserId } from '@voice/protocol';
 import type { ChannelId, UserId } from '@voice/protocol';
 import { ChannelLimitError, ChannelNameTakenError, StoreError } from '../errors.js';
 import type {
@@ -16,6 +16,7 @@ import type {
   StoredUser,
   UserFilter,
 } from './types.js';
+import { checkPage, foldKey, parseVoice } from './values.js';
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` holds how many have run. Append new
@@ -69,20 +70,10 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-/** The key that makes names unique and searchable regardless of case and Unicode composition. */
-const foldKey = (s: string): string => s.normalize('NFC').toLowerCase();
-
 /** `%q%` with LIKE's own wildcards escaped (with `\`), or null for "no filter". */
 function likePattern(q: string | undefined): string | null {
   if (q === undefined || q === '') return null;
   return `%${foldKey(q).replace(/[\\%_]/g, '\\$&')}%`;
-}
-
-function checkPage(page: Page): void {
-  if (!Number.isSafeInteger(page.limit) || page.limit < 0)
-    throw new TypeError(`page.limit must be a non-negative integer`);
-  if (!Number.isSafeInteger(page.offset) || page.offset < 0)
-    throw new TypeError(`page.offset must be a non-negative integer`);
 }
 
 interface UserRow {
@@ -123,16 +114,6 @@ const toUser = (r: UserRow): StoredUser => ({
   createdAt: r.created_at,
   lastSeenAt: r.last_seen_at,
 });
-
-function parseVoice(text: string): VoiceSettings {
-  try {
-    const parsed = VoiceSettings.safeParse(JSON.parse(text));
-    if (parsed.success) return parsed.data;
-  } catch {
-    // fall through: corrupt JSON
-  }
-  return { ...DEFAULT_VOICE_SETTINGS };
-}
 
 const toChannel = (r: ChannelRow): StoredChannel => ({
   id: asChannelId(r.id),

@@ -107,10 +107,44 @@ export interface Store {
 export type JoinResult = { ok: true } | { ok: false; reason: 'full' };
 
 /**
- * Live, non-durable state shared by every node: who is online, which nicknames connected users
- * hold, and who is in which channel. In Redis these are keys with leases; locally, maps.
+ * What of a session must outlive the process holding its connection: the seat, the controls and
+ * the volumes. A resume on any node, or the node that takes a channel over, reads it from here.
+ */
+export interface SessionRecord {
+  userId: UserId;
+  /** The node holding (or last holding) its signaling connection. */
+  nodeId: string;
+  nickname: string;
+  channelId: ChannelId | null;
+  selfMute: boolean;
+  selfDeaf: boolean;
+  serverMute: boolean;
+  /** Listener-side volume per speaker id, percent; absent means 100. */
+  volumes: Record<string, number>;
+  /** The member as last published, for listings made on other nodes. */
+  member: Member;
+}
+
+/**
+ * Live, non-durable state shared by every node: sessions, who is online, which nicknames connected
+ * users hold, and who is in which channel. Every entry a session made (its record, nickname claim,
+ * online mark and seat) expires `ttlMs` after it was last written or touched, so the claims of a
+ * process that died go away on their own; a live node touches its sessions well within that.
  */
 export interface SessionDirectory {
+  /** How long a session's entries live without a touch. */
+  readonly ttlMs: number;
+  /** Writes (replaces) a session record. */
+  putSession(record: SessionRecord): Promise<void>;
+  getSession(userId: UserId): Promise<SessionRecord | null>;
+  /** Removes the record (its claims stay until released or expired). */
+  deleteSession(userId: UserId): Promise<void>;
+  /**
+   * Extends the life of each user's record, nickname claim, online mark and seat. Returns the users
+   * whose record had already expired (their claims may be gone: the caller re-establishes them).
+   */
+  touch(userIds: readonly UserId[]): Promise<UserId[]>;
+
   /**
    * Claims a nickname for a connected user; false if another online user holds one with the same
    * `nicknameKey` (protocol: case-folded UTS #39 confusable skeleton, so `аdmin` collides with

@@ -423,7 +423,7 @@ export class ChannelCore {
       if (m?.active) {
         const seq = inbox.seq[i]!;
         const arrival = inbox.arrival[i]!;
-        const r = m.jitter.insert(seq, inbox.views[i]!, arrival, inbox.length[i]);
+        const r = m.stream.insert(seq, inbox.views[i]!, inbox.length[i]!, arrival);
         if (r === JitterInsert.ACCEPTED) {
           m.arrivals[seq & 63] = arrival;
           m.packetsIn++;

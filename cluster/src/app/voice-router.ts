@@ -1,0 +1,528 @@
+import {
+  ProtocolError,
+  type ChannelId,
+  type Transport,
+  type UserId,
+  type VoiceBinding,
+} from '@voice/protocol';
+import { RequestError } from '../errors.js';
+import { LeaseKeeper } from '../routing/lease-keeper.js';
+import type { LeaseStore, NodeInfo, NodeRegistry, RequestChannel } from '../routing/types.js';
+import type { SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
+import type { AppContext } from './context.js';
+import { Session } from './sessions.js';
+import type { VoicePlane } from './voice-plane.js';
+
+/**
+ * What the session layer asks of the voice path, wherever the channel's actor runs. Async because
+ * the owner of a channel may be another process.
+ */
+export interface VoiceRouter {
+  /** Where and how the session sends voice in `channel` (the owner's UDP address and a fresh key). */
+  attach(s: Session, channel: StoredChannel): Promise<VoiceBinding>;
+  detach(s: Session): Promise<void>;
+  /** Mute, deafen or volumes changed. */
+  update(s: Session): Promise<void>;
+  channelUpdated(channel: StoredChannel): void;
+  receiveWs(s: Session, packet: Uint8Array): void;
+  /** The transport of a member voiced here changed (a shadow's goes to its signaling node). */
+  relayTransport(s: Session, transport: Transport): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Requests between nodes: their names and argument shapes (replies are JSON-like values). */
+interface AttachArgs {
+  record: SessionRecord;
+  user: StoredUser;
+  channel: StoredChannel;
+}
+
+/** What the router needs of the session layer on this node (requests addressed to its sessions). */
+export interface SessionPort {
+  setTransport(s: Session, t: Transport): Promise<void>;
+  /** The channel of `s` (a session of this node) moved to another owner: rebind and tell the client. */
+  voiceMoved(s: Session): Promise<void>;
+  /** Applies a request that names a user connected to this node (`member.*` ops). */
+  handleMemberRequest(op: string, args: unknown): Promise<unknown>;
+}
+
+export interface RoutingBackends {
+  registry: NodeRegistry;
+  leases: LeaseStore;
+  requests: RequestChannel;
+}
+
+interface Owned {
+  keeper: LeaseKeeper;
+  /** Endpoints of this channel on the local plane (local sessions and shadows). */
+  members: number;
+  /** When the channel last had no member (ms), for releasing an unused lease. */
+  emptySince: number;
+}
+
+const resourceOf = (id: ChannelId): string => `channel:${id}`;
+
+/**
+ * Places each channel's actor on exactly one node and routes the session layer's voice calls to
+ * it. The owner holds the channel's lease (renewed by a LeaseKeeper); a channel nobody owns goes to
+ * the least-loaded live node of the registry. A member whose signaling connection is elsewhere is
+ * represented on the owner by a shadow Session (no connection) attached to the local plane; joins,
+ * leaves and controls reach it through the node-addressed request channel. Redis is used only
+ * here, on control events: never per packet or per tick.
+ *
+ * Alone (no Redis), the same code runs over local backends and this node owns everything.
+ */
+export class ChannelRouter implements VoiceRouter {
+  readonly #owned = new Map<ChannelId, Owned>();
+  readonly #taking = new Map<ChannelId, Promise<string | null>>();
+  /** Local sessions whose voice is on another node: the owner's id. */
+  readonly #placed = new Map<Session, string>();
+  /** Sessions (local or shadow) attached to the local plane, and their channel. */
+  readonly #attached = new Map<Session, ChannelId>();
+  /** Members voiced here whose signaling is on another node. */
+  readonly #shadows = new Map<UserId, Session>();
+  readonly #timer: NodeJS.Timeout;
+  readonly #watch: NodeJS.Timeout;
+  #watching = false;
+  readonly #unhandle: () => void;
+  readonly #me: string;
+  #draining = false;
+  #closed: Promise<void> | null = null;
+  #periods = 0;
+  #cpu = process.cpuUsage();
+  #cpuAt = performance.now();
+  #load = 0;
+  /** Voice packets over WebSocket for a channel owned elsewhere (not relayed; see ARCHITECTURE.md). */
+  wsDropped = 0;
+
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly plane: VoicePlane,
+    private readonly sessions: SessionPort,
+    private readonly routing: RoutingBackends,
+    private readonly info: () => Omit<NodeInfo, 'load' | 'draining' | 'updatedAt' | 'wsUrl'>,
+  ) {
+    this.#me = routing.requests.nodeId;
+    this.#unhandle = routing.requests.handle((op, args, from) => this.#handle(op, args, from));
+    this.#timer = setInterval(() => void this.#periodic(), ctx.config.cluster.announceMs);
+    this.#timer.unref();
+    // Members follow their channel's lease: a quarter of its TTL bounds how late a takeover is seen.
+    this.#watch = setInterval(
+      () => void this.#followOwners(),
+      Math.max(100, Math.floor(ctx.config.cluster.leaseTtlMs / 4)),
+    );
+    this.#watch.unref();
+  }
+
+  /**
+   * For each channel whose voice this node's sessions send elsewhere: if its lease is gone (the
+   * owner died) or held by another node (taken over), rebind those sessions to the owner now (the
+   * least-loaded live node takes a channel nobody holds). One GET per such channel per period.
+   */
+  async #followOwners(): Promise<void> {
+    if (this.#watching || this.#closed || this.#placed.size === 0) return;
+    this.#watching = true;
+    try {
+      const byChannel = new Map<ChannelId, { owner: string; sessions: Session[] }>();
+      for (const [s, owner] of this.#placed) {
+        if (!s.channelId) continue;
+        const e = byChannel.get(s.channelId);
+        if (e) e.sessions.push(s);
+        else byChannel.set(s.channelId, { owner, sessions: [s] });
+      }
+      for (const [id, e] of byChannel) {
+        const holder = await this.routing.leases.holder(resourceOf(id));
+        if (holder?.nodeId === e.owner) continue;
+        // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
+        // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
+        if (!holder) {
+          const again = await this.routing.requests
+            .request(e.owner, 'channel.take', { channelId: id })
+            .catch(() => null);
+          if (again === e.owner) continue;
+        }
+        this.ctx.log.warn(
+          { channel: id, was: e.owner, now: holder?.nodeId ?? null },
+          'channel owner changed: moving its members',
+        );
+        for (const s of e.sessions) await this.#move(s);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'checking channel owners failed; retrying next period');
+    } finally {
+      this.#watching = false;
+    }
+  }
+
+  async #move(s: Session): Promise<void> {
+    try {
+      if (s.remoteNode === null) await this.sessions.voiceMoved(s);
+      else await this.routing.requests.request(s.remoteNode, 'member.moved', { userId: s.userId });
+    } catch (err) {
+      this.ctx.log.warn({ err, user: s.userId }, 'moving a member to the new owner failed');
+    }
+  }
+
+  #wsUrl = '';
+  /** The signaling URL other nodes (and redirected clients) are given; known once listening. */
+  setWsUrl(url: string): void {
+    this.#wsUrl = url;
+  }
+
+  /** Announces this node now (start-up) so that it can be chosen before the first period. */
+  async announce(): Promise<void> {
+    let members = 0;
+    for (const o of this.#owned.values()) members += o.members;
+    await this.routing.registry.announce(
+      {
+        ...this.info(),
+        wsUrl: this.#wsUrl,
+        load: { channels: this.#owned.size, members, tickLateMs: 0, cpu: this.#cpuLoad() },
+        draining: this.#draining,
+        updatedAt: this.ctx.now(),
+      },
+      this.ctx.config.cluster.registryTtlMs,
+    );
+  }
+
+  get ownedChannels(): ChannelId[] {
+    return [...this.#owned.keys()];
+  }
+  /** The fencing token of an owned channel's lease (tests, diagnostics). */
+  fenceOf(id: ChannelId): number | null {
+    const o = this.#owned.get(id);
+    return o?.keeper.held ? o.keeper.holder.token : null;
+  }
+
+  /** Process CPU use since the last announcement, 0..1 per core. */
+  #cpuLoad(): number {
+    const now = performance.now();
+    const elapsedMs = now - this.#cpuAt;
+    if (elapsedMs >= 100) {
+      const used = process.cpuUsage(this.#cpu);
+      this.#load = Math.round(((used.user + used.system) / 1000 / elapsedMs) * 1000) / 1000;
+      this.#cpu = process.cpuUsage();
+      this.#cpuAt = now;
+    }
+    return this.#load;
+  }
+
+  /**
+   * Shadows whose session is gone (its signaling node died and the client never came back) leave
+   * the mix, their seat is freed, and everyone is told they left (timeout).
+   */
+  async #sweepShadows(): Promise<void> {
+    for (const [userId, shadow] of [...this.#shadows]) {
+      const r = await this.ctx.directory.getSession(userId);
+      // A live record (wherever it is now: a resume elsewhere re-attaches the shadow) keeps it.
+      if (r) continue;
+      if (this.#shadows.get(userId) !== shadow) continue;
+      this.#shadows.delete(userId);
+      const channelId = shadow.channelId;
+      this.#detachHere(shadow);
+      if (channelId) {
+        await this.ctx.directory.leaveChannel(channelId, userId);
+        await this.ctx.bus.publish({ type: 'member.left', channelId, userId, reason: 'timeout' });
+      }
+    }
+  }
+
+  async #periodic(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      // Every session TTL: drop the shadows of sessions that expired.
+      const sweepEvery = Math.max(
+        1,
+        Math.round(this.ctx.config.sessionTtlMs / this.ctx.config.cluster.announceMs),
+      );
+      if (++this.#periods % sweepEvery === 0) await this.#sweepShadows();
+      await this.announce();
+      // A lease taken for a join that never came (the requester failed) is given back.
+      const now = this.ctx.now();
+      for (const [id, o] of this.#owned)
+        if (o.members === 0 && now - o.emptySince > this.ctx.config.cluster.leaseTtlMs) this.#release(id, o);
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'announcing this node failed; retrying next period');
+    }
+  }
+
+  #release(id: ChannelId, o: Owned): void {
+    this.#owned.delete(id);
+    void o.keeper.release();
+  }
+
+  // ---- Ownership ------------------------------------------------------------------------------
+
+  /** The node owning `id`, placing the channel on the least-loaded live node if nobody does. */
+  async #ownerOf(id: ChannelId): Promise<string> {
+    if (this.#owned.get(id)?.keeper.held) return this.#me;
+    const holder = await this.routing.leases.holder(resourceOf(id));
+    if (holder) return holder.nodeId;
+    const target = await this.#leastLoaded();
+    if (target !== this.#me) {
+      try {
+        const owner = await this.routing.requests.request(target, 'channel.take', { channelId: id });
+        if (typeof owner === 'string') return owner;
+      } catch (err) {
+        this.ctx.log.warn(
+          { err, target },
+          'placing a channel on the least-loaded node failed; taking it here',
+        );
+      }
+    }
+    const owner = await this.#take(id);
+    return owner ?? (await this.routing.leases.holder(resourceOf(id)))?.nodeId ?? this.#me;
+  }
+
+  async #leastLoaded(): Promise<string> {
+    const live = (await this.routing.registry.live()).filter((n) => !n.draining);
+    if (this.#draining || live.length === 0) return live[0]?.nodeId ?? this.#me;
+    live.sort(
+      (a, b) =>
+        a.load.members - b.load.members ||
+        a.load.channels - b.load.channels ||
+        a.nodeId.localeCompare(b.nodeId),
+    );
+    return live[0]!.nodeId;
+  }
+
+  /** Takes the channel's lease here; resolves to this node's id, or null when another node won. */
+  #take(id: ChannelId): Promise<string | null> {
+    const existing = this.#owned.get(id);
+    if (existing?.keeper.held) return Promise.resolve(this.#me);
+    let p = this.#taking.get(id);
+    if (!p) {
+      p = (async () => {
+        const keeper = await LeaseKeeper.acquire(this.routing.leases, resourceOf(id), this.#me, {
+          ttlMs: this.ctx.config.cluster.leaseTtlMs,
+          onLost: (h) => this.#lost(id, h.token),
+          onRenewError: (err) =>
+            this.ctx.log.warn({ err, channel: id }, 'lease renewal failed; still mixing'),
+        });
+        if (!keeper) return null;
+        this.#owned.set(id, { keeper, members: 0, emptySince: this.ctx.now() });
+        this.ctx.log.info({ channel: id, fence: keeper.holder.token }, 'took channel');
+        return this.#me;
+      })().finally(() => this.#taking.delete(id));
+      this.#taking.set(id, p);
+    }
+    return p;
+  }
+
+  /** Another node holds the lease now: stop mixing this channel at once. */
+  #lost(id: ChannelId, token: number): void {
+    this.ctx.log.warn({ channel: id, fence: token }, 'lost the lease of a channel: it stops mixing here');
+    this.#owned.delete(id);
+    const members: Session[] = [];
+    for (const [s, ch] of [...this.#attached]) {
+      if (ch !== id) continue;
+      this.plane.detach(s);
+      this.#attached.delete(s);
+      if (s.remoteNode !== null) this.#shadows.delete(s.userId);
+      members.push(s);
+    }
+    // Every member follows the new owner (its signaling node rebinds it and tells the client).
+    for (const s of members) void this.#move(s);
+  }
+
+  // ---- VoiceRouter ----------------------------------------------------------------------------
+
+  async attach(s: Session, channel: StoredChannel): Promise<VoiceBinding> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const owner = await this.#ownerOf(channel.id);
+      if (owner === this.#me) {
+        const binding = this.#attachHere(s, channel);
+        if (binding) {
+          await this.#leaveRemote(s);
+          return binding;
+        }
+        continue;
+      }
+      try {
+        const args: AttachArgs = { record: s.record(this.#me), user: s.user, channel };
+        const binding = (await this.routing.requests.request(owner, 'voice.attach', args)) as VoiceBinding;
+        if (this.#placed.get(s) !== owner) await this.#leaveRemote(s);
+        this.#detachHere(s);
+        this.#placed.set(s, owner);
+        return { ...binding, key: new Uint8Array(binding.key) };
+      } catch (err) {
+        // The owner died or just lost its lease: ask again (the lease tells who owns it now).
+        const retry =
+          (err instanceof RequestError && err.code !== 'REMOTE') ||
+          (err instanceof ProtocolError && err.code === 'UNAVAILABLE');
+        if (!retry) throw err;
+        this.ctx.log.warn({ err, owner, channel: channel.id }, 'the channel owner did not take the join');
+      }
+    }
+    throw new ProtocolError('UNAVAILABLE', 'the channel could not be placed on a live node; try again');
+  }
+
+  #attachHere(s: Session, channel: StoredChannel): VoiceBinding | null {
+    const o = this.#owned.get(channel.id);
+    if (!o?.keeper.held) return null;
+    const before = this.#attached.get(s);
+    if (before !== channel.id) {
+      if (before !== undefined) this.#countLeave(before);
+      o.members++;
+      this.#attached.set(s, channel.id);
+    }
+    return this.plane.attach(s, channel);
+  }
+
+  #detachHere(s: Session): void {
+    const ch = this.#attached.get(s);
+    if (ch === undefined) return;
+    this.#attached.delete(s);
+    this.plane.detach(s);
+    this.#countLeave(ch);
+  }
+
+  #countLeave(id: ChannelId): void {
+    const o = this.#owned.get(id);
+    if (!o) return;
+    if (--o.members === 0) {
+      o.emptySince = this.ctx.now();
+      // Nobody left: give the channel back, so it can be placed anew when it becomes active again.
+      this.#release(id, o);
+    }
+  }
+
+  async #leaveRemote(s: Session): Promise<void> {
+    const owner = this.#placed.get(s);
+    if (owner === undefined) return;
+    this.#placed.delete(s);
+    await this.routing.requests.request(owner, 'voice.detach', { userId: s.userId }).catch((err: unknown) => {
+      // Its lease (or the shadow's session check) cleans up after a dead owner.
+      this.ctx.log.warn({ err, owner }, 'detaching from a remote owner failed');
+    });
+  }
+
+  async detach(s: Session): Promise<void> {
+    this.#detachHere(s);
+    await this.#leaveRemote(s);
+  }
+
+  async update(s: Session): Promise<void> {
+    const owner = this.#placed.get(s);
+    if (owner === undefined) {
+      if (this.#attached.has(s)) this.plane.update(s);
+      return;
+    }
+    await this.routing.requests.request(owner, 'voice.update', { record: s.record(this.#me) });
+  }
+
+  channelUpdated(channel: StoredChannel): void {
+    this.plane.channelUpdated(channel);
+  }
+
+  receiveWs(s: Session, packet: Uint8Array): void {
+    if (this.#attached.has(s)) this.plane.receiveWs(s, packet);
+    else this.wsDropped++;
+  }
+
+  // ---- Requests from other nodes --------------------------------------------------------------
+
+  async #handle(op: string, args: unknown, from: string): Promise<unknown> {
+    switch (op) {
+      case 'channel.take':
+        return this.#draining ? null : await this.#take((args as { channelId: ChannelId }).channelId);
+      case 'voice.attach': {
+        const a = args as AttachArgs;
+        let shadow = this.#shadows.get(a.record.userId);
+        if (!shadow) {
+          shadow = new Session('', a.user);
+          this.#shadows.set(a.record.userId, shadow);
+        }
+        shadow.user = a.user;
+        shadow.remoteNode = from;
+        shadow.restore(a.record);
+        const binding = this.#attachHere(shadow, a.channel);
+        if (!binding) {
+          this.#shadows.delete(a.record.userId);
+          throw new ProtocolError('UNAVAILABLE', `node ${this.#me} does not own ${a.channel.id}`);
+        }
+        return binding;
+      }
+      case 'voice.detach': {
+        const userId = (args as { userId: UserId }).userId;
+        const shadow = this.#shadows.get(userId);
+        if (shadow) {
+          this.#shadows.delete(userId);
+          this.#detachHere(shadow);
+        }
+        return null;
+      }
+      case 'voice.update': {
+        const r = (args as { record: SessionRecord }).record;
+        const shadow = this.#shadows.get(r.userId);
+        if (!shadow || !this.#attached.has(shadow)) throw new ProtocolError('NOT_IN_CHANNEL');
+        shadow.restore({ ...r, channelId: shadow.channelId });
+        this.plane.update(shadow);
+        return null;
+      }
+      default:
+        return this.sessions.handleMemberRequest(op, args);
+    }
+  }
+
+  /** A shadow's transport changed: its signaling node holds the member's state and tells everyone. */
+  relayTransport(s: Session, transport: Transport): Promise<void> {
+    if (s.remoteNode === null) return this.sessions.setTransport(s, transport);
+    return this.routing.requests
+      .request(s.remoteNode, 'member.transport', { userId: s.userId, transport })
+      .then(() => undefined);
+  }
+
+  /**
+   * Live drain (SIGTERM): stops taking channels (the registry shows this node as draining), hands
+   * each owned channel to the least-loaded other live node, and moves its members there. The local
+   * mix keeps running for each member until it has switched, so the gap is the switch itself.
+   * Resolves when every member has left this node's plane, or after `timeoutMs`.
+   */
+  async drain(timeoutMs = 5_000): Promise<void> {
+    this.#draining = true;
+    await this.announce().catch(() => {});
+    const deadline = this.ctx.now() + timeoutMs;
+    const moving: Session[] = [];
+    for (const [id, o] of [...this.#owned]) {
+      const target = await this.#leastLoaded().catch(() => this.#me);
+      if (target === this.#me) {
+        this.ctx.log.warn({ channel: id }, 'draining: no other live node takes this channel');
+        continue;
+      }
+      this.#owned.delete(id);
+      await o.keeper.release();
+      await this.routing.requests
+        .request(target, 'channel.take', { channelId: id })
+        .catch((err: unknown) =>
+          this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
+        );
+      const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
+      moving.push(...members);
+      await Promise.all(members.map((s) => this.#move(s)));
+      this.ctx.log.info(
+        { channel: id, to: target, members: members.length },
+        'draining: channel handed over',
+      );
+    }
+    while (moving.some((s) => this.#attached.has(s)) && this.ctx.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+  }
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Idempotent: stops announcing, withdraws this node, gives every lease back. */
+  close(): Promise<void> {
+    return (this.#closed ??= (async () => {
+      clearInterval(this.#timer);
+      clearInterval(this.#watch);
+      this.#unhandle();
+      for (const [id, o] of [...this.#owned]) {
+        this.#owned.delete(id);
+        await o.keeper.release();
+      }
+      await this.routing.registry.withdraw(this.#me).catch(() => {});
+    })());
+  }
+}

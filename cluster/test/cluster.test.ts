@@ -1,0 +1,273 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
+import { medianToneDbfs } from '../../test-support/audio.js';
+import { useTestRedis } from '../../test-support/redis.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/*
+ * Two nodes of one cluster in this process, over a real redis-server: signaling on either node,
+ * each channel's actor on exactly one of them, voice always to the owner.
+ */
+
+const { server: testRedis, newPrefix } = useTestRedis();
+let opus: OpusFactory;
+beforeAll(async () => {
+  opus = await createOpus();
+});
+
+const nodes: TestServer[] = [];
+const bots: VoiceClient[] = [];
+afterEach(async () => {
+  for (const b of bots.splice(0)) await b.close();
+  for (const n of nodes.splice(0)) await n.stop();
+});
+
+async function cluster(n: number, over: { sessionTtlMs?: number } = {}): Promise<TestServer[]> {
+  const prefix = newPrefix();
+  for (let i = 0; i < n; i++)
+    nodes.push(
+      await startTestServer({
+        nodeId: `node-${i}`,
+        redisUrl: testRedis().url,
+        redis: { prefix },
+        cluster: { announceMs: 500 },
+        ...over,
+      }),
+    );
+  return nodes.slice();
+}
+
+async function bot(
+  node: TestServer,
+  nickname: string,
+  channel: string,
+  create = false,
+): Promise<VoiceClient> {
+  const c = await VoiceClient.connect({
+    server: node.url,
+    nickname,
+    opus,
+    heartbeatMs: 500,
+    helloRetryMs: 200,
+    channel,
+    create,
+  });
+  bots.push(c);
+  return c;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const TONES = [440, 700, 1100] as const;
+/** Level of `hz` in what `c` played over the last second (throws if it played less). */
+const heard = (c: VoiceClient, hz: number): number => medianToneDbfs(c.recording().samples, hz, 1000);
+
+describe('two nodes over one Redis', () => {
+  it('bots on different nodes share one channel on one owner and hear each other (mix-minus, at level)', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'xa', 'Cross', true);
+    const b = await bot(n1!, 'xb', 'Cross');
+    const c = await bot(n0!, 'xc', 'Cross');
+    const trio = [a, b, c];
+    await Promise.all(trio.map((x) => x.waitReady(3000)));
+
+    // One owner: every binding is its UDP address; only it runs the channel.
+    const owners = [n0!, n1!].filter((n) => n.channelRouter.ownedChannels.length > 0);
+    expect(owners).toHaveLength(1);
+    for (const x of trio) expect(x.binding!.udpPort).toBe(owners[0]!.udpPort);
+    expect(owners[0]!.voice.channelStats()).toHaveLength(1);
+    expect([n0!, n1!].find((n) => n !== owners[0])!.voice.channelStats()).toHaveLength(0);
+
+    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(700);
+    for (const x of trio) x.clearRecording();
+    await sleep(1100);
+    for (const [i, x] of trio.entries()) {
+      for (const [j, hz] of TONES.entries()) {
+        const level = heard(x, hz);
+        if (i === j) expect(level, `bot ${i} hears its own ${hz} Hz`).toBeLessThan(-50);
+        else {
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
+          expect(level, `bot ${i} hears ${hz} Hz`).toBeLessThan(-17);
+        }
+      }
+    }
+  });
+
+  it('presence, speaking and channel events reach members on every node; joins list every member', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('alice');
+    const bob = await n1!.user('bob');
+    const created = bob.ws.waitFor('channel.created');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Lobby' });
+    expect((await created).channel.id).toBe(channel.id);
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const joined = alice.ws.waitFor('member.joined', (m) => m.member.nickname === 'bob');
+    const res = await bob.ws.request('channel.join', { channelId: channel.id });
+    await joined;
+    expect(res.members.map((m) => m.nickname).sort()).toEqual(['alice', 'bob']);
+
+    // Server mute of a member connected to the other node.
+    const muted = bob.ws.waitFor('member.updated', (m) => m.member.nickname === 'bob' && m.member.serverMute);
+    const r = await alice.ws.request('voice.serverMute', { userId: bob.ws.welcome.user.id, muted: true });
+    expect(r.member.serverMute).toBe(true);
+    await muted;
+
+    const left = alice.ws.waitFor('member.left', (m) => m.reason === 'leave');
+    await bob.ws.request('channel.leave', {});
+    expect((await left).userId).toBe(bob.ws.welcome.user.id);
+  });
+
+  it('a session resumes on another node with its seat, controls and volumes', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'mover', 'Resume', true);
+    const other = await bot(n1!, 'stays', 'Resume');
+    await Promise.all([a.waitReady(3000), other.waitReady(3000)]);
+    await a.setSelfDeaf(true);
+    await a.setVolume(other.user.id, 50);
+    const channelId = a.channel!.id;
+    await a.close();
+    bots.splice(bots.indexOf(a), 1);
+    // A bare signaling client: it restores nothing of its own, so what it gets is the server's.
+    const again = await SignalingClient.connect({ url: n1!.wsUrl, token: a.token });
+    try {
+      expect(again.welcome).toMatchObject({ resumed: true, channelId: channelId });
+      expect(again.welcome.voice!.udpPort).toBe(n0!.udpPort);
+      expect(await n1!.ctx.directory.getSession(a.user.id)).toMatchObject({
+        nodeId: 'node-1',
+        channelId: channelId,
+        selfDeaf: true,
+        volumes: { [other.user.id]: 50 },
+      });
+    } finally {
+      again.close();
+    }
+  });
+
+  it('sends zero Redis commands per voice packet or mixer tick (Redis INFO commandstats)', async () => {
+    const [n0, n1] = await cluster(2);
+    const trio = [
+      await bot(n0!, 'ra', 'Quiet', true),
+      await bot(n1!, 'rb', 'Quiet'),
+      await bot(n1!, 'rc', 'Quiet'),
+    ];
+    await Promise.all(trio.map((x) => x.waitReady(3000)));
+    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    await sleep(500);
+    const owner = [n0!, n1!].find((n) => n.channelRouter.ownedChannels.length > 0)!;
+    const total = (m: Map<string, number>): number =>
+      [...m].reduce((sum, [cmd, n]) => (cmd === 'info' ? sum : sum + n), 0);
+    const before = await testRedis().commandStats();
+    const packetsBefore = owner.voice.counters.packetsIn + owner.voice.counters.packetsOut;
+    const t0 = Date.now();
+    await sleep(3000);
+    const after = await testRedis().commandStats();
+    const elapsed = Date.now() - t0;
+    const packets = owner.voice.counters.packetsIn + owner.voice.counters.packetsOut - packetsBefore;
+    const commands = total(after) - total(before);
+    // The periodic control traffic alone, from the configuration (commands inside a Lua script are
+    // counted too): each node announces every 500 ms (MULTI, SET, SADD, EXEC); the owner renews its
+    // lease every third of 2 s (EVALSHA: GET, PEXPIRE); each node touches its sessions every 5 s
+    // (EVALSHA, then at most 8 commands per session, 3 sessions). Nothing else may run.
+    const periods = (every: number): number => Math.ceil(elapsed / every) + 1;
+    const budget = 2 * periods(500) * 4 + periods(2000 / 3) * 3 + periods(5000) * (2 + 3 * 8);
+    expect(packets, 'audio flowed through the owner').toBeGreaterThan(800);
+    expect(commands).toBeLessThanOrEqual(budget);
+    const kinds = [...after].filter(([cmd, n]) => cmd !== 'info' && n !== (before.get(cmd) ?? 0));
+    const periodic = ['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'];
+    for (const [cmd] of kinds) expect(periodic).toContain(cmd);
+  });
+
+  it('counts Redis commands per log-in, join, leave and idle channel-minute (figures for BENCHMARKS.md)', async () => {
+    const [n0, n1] = await cluster(2);
+    const total = async (): Promise<number> =>
+      [...(await testRedis().commandStats())].reduce((sum, [cmd, n]) => (cmd === 'info' ? sum : sum + n), 0);
+    const count = async (what: () => Promise<unknown>): Promise<number> => {
+      const before = await total();
+      await what();
+      return (await total()) - before;
+    };
+    const owner = await n0!.user('counter-owner');
+    const { channel } = await owner.ws.request('channel.create', { name: 'Counted' });
+    await owner.ws.request('channel.join', { channelId: channel.id });
+    // Log-in over REST and hello on the WebSocket, on the node that does not own the channel.
+    let guest!: Awaited<ReturnType<TestServer['user']>>;
+    const login = await count(async () => (guest = await n1!.user('counter-guest')));
+    const join = await count(() => guest.ws.request('channel.join', { channelId: channel.id }));
+    const leave = await count(() => guest.ws.request('channel.leave', {}));
+    // An idle channel (two members, nobody speaking) over 3 s of the periodic traffic, scaled to a
+    // minute; test timings: announce every 500 ms (production: 2 s).
+    await guest.ws.request('channel.join', { channelId: channel.id });
+    const idle = await count(() => sleep(3000));
+    const perMinute = Math.round((idle * 60) / 3);
+    console.log(
+      `redis commands: login+hello ${login}, join (remote owner) ${join}, leave ${leave}, ` +
+        `idle 2-node cluster with one 2-member channel ${perMinute}/min at announceMs 500`,
+    );
+    // Bounds that fail if a per-event path starts looping over Redis.
+    expect(login).toBeLessThan(40);
+    expect(join).toBeLessThan(60);
+    expect(leave).toBeLessThan(40);
+  });
+
+  it('two nodes racing to place one channel: exactly one owns it, every member is bound to it', async () => {
+    const [n0, n1] = await cluster(2);
+    const creator = await n0!.user('racer-0');
+    const { channel } = await creator.ws.request('channel.create', { name: 'Raced' });
+    const users = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? n1! : n0!).user(`racer-${i + 1}`)),
+    );
+    // Every join at once, half through each node: both try to place the channel.
+    const joins = await Promise.all(
+      users.map((u) => u.ws.request('channel.join', { channelId: channel.id })),
+    );
+    const owners = [n0!, n1!].filter((n) => n.channelRouter.ownedChannels.includes(channel.id));
+    expect(owners).toHaveLength(1);
+    for (const j of joins) expect(j.voice.udpPort).toBe(owners[0]!.udpPort);
+    expect(owners[0]!.voice.channelStats()).toHaveLength(1);
+  });
+
+  it("a member whose signaling node died leaves the owner's mix and the channel after the session TTL", async () => {
+    const [n0, n1] = await cluster(2, { sessionTtlMs: 1000 });
+    const alice = await n0!.user('stayer');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Orphans' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('orphan');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    const core = () => n0!.voice.channelStats()[0]!.core;
+    expect(core().stats.members).toBe(2);
+    // Node 1 goes away without a word (no leave, no detach): as a crashed process would.
+    const left = alice.ws.waitFor('member.left', (m) => m.userId === bob.ws.welcome.user.id, 8000);
+    nodes.splice(nodes.indexOf(n1!), 1);
+    await n1!.stop();
+    expect((await left).reason).toBe('timeout');
+    expect(core().stats.members).toBe(1);
+    expect(await n0!.ctx.directory.channelMembers(channel.id)).toEqual([alice.ws.welcome.user.id]);
+  });
+
+  it('drain: /readyz answers draining at once, the channel and its members move to the other node', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('drain-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Drained' });
+    const joined = await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('drain-b');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort);
+    const moved = [alice, bob].map((u) => u.ws.waitFor('voice.moved', () => true, 5000));
+    const draining = n0!.drain();
+    const ready = await fetch(`${n0!.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ ready: false, draining: true });
+    await draining;
+    for (const m of await Promise.all(moved)) expect(m.voice.udpPort).toBe(n1!.udpPort);
+    expect(n1!.channelRouter.ownedChannels).toEqual([channel.id]);
+    expect(n0!.channelRouter.ownedChannels).toEqual([]);
+    expect(n0!.voice.channelStats()).toHaveLength(0);
+    // A draining node takes no new channel: a join through it places the channel on the other.
+    const { channel: fresh } = await alice.ws.request('channel.create', { name: 'After' });
+    const carol = await n0!.user('drain-c');
+    const j = await carol.ws.request('channel.join', { channelId: fresh.id });
+    expect(j.voice.udpPort).toBe(n1!.udpPort);
+  });
+});

@@ -1,5 +1,13 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { UserId } from '@voice/protocol';
+import { createSocket } from 'node:dgram';
+import {
+  MAX_PACKET_BYTES,
+  VoiceCipher,
+  VoiceDirection,
+  VoicePacketType,
+  encodeTimeBody,
+  type UserId,
+} from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
 import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
@@ -227,6 +235,57 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     await listen([trio[2]!], 600, 300);
     expect(heard(trio[2]!, TONES[0], 600)).toBeGreaterThan(-23);
     expect(heard(trio[2]!, TONES[1], 600)).toBeGreaterThan(-23);
+  });
+
+  it('1e. a member flooding its own authenticated audio fills only its inbox quota: the others still hear each other', async () => {
+    const [a, b] = await channelOf('Flooded', ['flood-a', 'flood-b']);
+    // The flooder is a member with a valid key on its registered address: nothing stops its packets
+    // before the channel inbox, where it may hold 64 at most.
+    const f = await srv.user('flooder');
+    const binding = (await f.ws.request('channel.join', { channelId: a!.channel!.id })).voice;
+    const cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER);
+    const sock = createSocket('udp4');
+    closers.push(() => new Promise<void>((r) => sock.close(() => r())));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const buf = new Uint8Array(MAX_PACKET_BYTES);
+    let ts = 0;
+    let sequence = 0;
+    const send = (type: VoicePacketType, body: Uint8Array) => {
+      const h = { type, flags: 0, voiceId: binding.voiceId, sequence: sequence++, timestamp: ts };
+      const n = cipher.seal(h, body, buf);
+      // A copy: dgram reads the buffer after this call returns.
+      sock.send(Buffer.from(buf.subarray(0, n)), binding.udpPort, '127.0.0.1');
+    };
+    send(VoicePacketType.HELLO, encodeTimeBody(0));
+    const opusFrame = new Uint8Array(120).fill(0x55);
+    opusFrame[0] = 0x78; // a CELT 20 ms TOC: decodable or not, it must not crowd the others out
+    const core = () => srv.voice.channelStats()[0]!.core.stats;
+    const flood = setInterval(() => {
+      // 100 per tick, 50 times the rate of a real member. (600 per tick, more than the whole ring,
+      // saturates this one process before the ring: frames then go missing with or without a quota.)
+      for (let k = 0; k < 100; k++, ts += 960) send(VoicePacketType.AUDIO, opusFrame);
+    }, 20);
+    closers.push(() => clearInterval(flood));
+    // The flood starts in a silent channel and goes on while the others start talking: the flooder is
+    // the lone speaker first (forwarded as it arrives), then one of three.
+    await sleep(200);
+    a!.startVoice(new ToneSource(TONES[0], -20));
+    b!.startVoice(new ToneSource(TONES[1], -20));
+    await listen([a!, b!], 1000, 700);
+    clearInterval(flood);
+    expect(core().inboxOverQuota, 'flood packets refused at the quota').toBeGreaterThan(1000);
+    expect(heard(a!, TONES[1]), 'a hears b through the flood').toBeGreaterThan(-24);
+    expect(heard(b!, TONES[0]), 'b hears a through the flood').toBeGreaterThan(-24);
+    expect(a!.stats().lost).toBe(0);
+    expect(b!.stats().lost).toBe(0);
+    // The flooder was a lone speaker at first, forwarded as it arrived: still one frame per frame
+    // period reaches a listener (not 64 a tick, which overflowed its buffer and pushed out the others).
+    const ticks = core().ticks;
+    for (const c of [a!, b!]) {
+      expect(c.stats().audioReceived, 'one frame per period at most').toBeLessThanOrEqual(ticks + 2);
+      expect(c.stats().session!.playout.overflowDrops, 'nothing pushed out of the buffer').toBe(0);
+    }
+    expect(core().forwardDeferred, 'flood packets held back until due').toBeGreaterThan(100);
   });
 
   it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {

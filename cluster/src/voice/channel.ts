@@ -35,6 +35,13 @@ const UINT32 = 0x1_0000_0000;
 const SERVER_MARGIN_MS = 2;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
+/**
+ * How far ahead of the channel media clock a packet may be forwarded on arrival, in frames. A real
+ * speaker's next frame goes out as the next tick's (1); one more absorbs an early arrival. A packet
+ * further ahead is not due: it waits in the speaker's jitter buffer and the tick forwards it when it
+ * plays, so a sender faster than real time (a flood) reaches a listener at one frame per period.
+ */
+const FORWARD_AHEAD_FRAMES = 2;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 
@@ -173,6 +180,8 @@ export interface ChannelStats {
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
   soloGaps: number;
+  /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
+  forwardDeferred: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -238,6 +247,7 @@ export class ChannelCore {
     encoders: 0,
     forwarded: 0,
     soloGaps: 0,
+    forwardDeferred: 0,
     bufferFramesMax: 0,
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
     encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -459,6 +469,10 @@ export class ChannelCore {
           continue;
         }
         if (!solo.fwdActive) solo.fwdOffset = this.#mediaFrame - solo.rawSeq;
+        else if (((solo.rawSeq + solo.fwdOffset - this.#mediaFrame) | 0) > FORWARD_AHEAD_FRAMES)
+          // Its stream skipped ahead (its buffer dropped frames of a sender faster than real time):
+          // go on right after the newest frame sent, not ahead of the channel clock.
+          solo.fwdOffset = solo.fwdTop + solo.fwdOffset + 1 - solo.rawSeq;
         // Sent already when it arrived, to a listener that was forwarded this speaker then.
         if (wasSolo === solo && solo.rawForwarded) continue;
         this.#forward(m, solo, solo.raw, solo.rawLen, solo.rawSeq);
@@ -511,6 +525,11 @@ export class ChannelCore {
     if (!m.active) return;
     if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
+    // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
+    if (((frameIndex + m.fwdOffset - this.#mediaFrame) | 0) > FORWARD_AHEAD_FRAMES) {
+      this.stats.forwardDeferred++;
+      return;
+    }
     m.markForwarded(frameIndex);
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;

@@ -394,6 +394,54 @@ describe('voice path from the raw protocol', () => {
     for (const p of peers) p.close();
   });
 
+  it('a stalled server makes up at most 4 mixed frames, then its timestamps jump', async () => {
+    const [a, b, c] = [await srv.user('mk-a'), await srv.user('mk-b'), await srv.user('mk-c')];
+    const { channel } = await a.ws.request('channel.create', { name: 'Makeup' });
+    const peers: RawPeer[] = [];
+    for (const u of [a, b, c])
+      peers.push(new RawPeer((await u.ws.request('channel.join', { channelId: channel.id })).voice));
+    for (const p of peers) {
+      await p.bind();
+      p.send(VoicePacketType.HELLO, encodeTimeBody(0));
+    }
+    const [pa, pb, pc] = peers as [RawPeer, RawPeer, RawPeer];
+    await expect.poll(() => pc.received.length).toBe(1);
+    const frame = 960;
+    const enc = [440, 1000].map(() => opus.createEncoder({ frameSamples: frame, bitrate: 32_000 }));
+    const tones = [sineInt16(frame, 440, -20), sineInt16(frame, 1000, -20)];
+    const out = new Uint8Array(1000);
+    const t0 = performance.now();
+    // Two speakers, so the silent third receives a mix made on the server's frame clock.
+    for (let i = 0; i < 100; i++) {
+      for (const [k, p] of [pa, pb].entries()) {
+        const n = enc[k]!.encode(tones[k]!, out);
+        p.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
+      }
+      if (i === 50) {
+        const until = performance.now() + 200; // the whole process stalls: 10 frames
+        while (performance.now() < until);
+      }
+      const wait = t0 + (i + 1) * 20 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await sleep(200);
+    const mixes = pc.received.filter((r) => r.type === VoicePacketType.AUDIO);
+    expect(srv.voice.channelStats()[0]!.core.stats.encodes).toBeGreaterThan(40);
+    // From the first packet on, the start included: while only one speaker's packets had arrived, the
+    // listener was forwarded that speaker's packets as they arrived (at most 2 frames ahead).
+    const steps = mixes.slice(1).map((r, i) => ((r.ts - mixes[i]!.ts) | 0) / frame);
+    // A tick with one speaker's frame missing forwards the other's packet on arrival, up to a frame
+    // ahead of the mixes it alternates with (protocol/README.md 8.6): steps of 0 or -1 are allowed.
+    expect(Math.min(...steps), `steps ${steps.join(' ')}`).toBeGreaterThanOrEqual(-1);
+    // 10 frames stalled, 4 made up: a jump of about 6 (more if the machine delayed this process
+    // further; a server that made up every frame would show none).
+    const jump = Math.max(...steps);
+    expect(jump).toBeGreaterThanOrEqual(5);
+    expect(jump).toBeLessThanOrEqual(25);
+    expect(steps.filter((d) => d === 1).length).toBeGreaterThan(steps.length / 2);
+    for (const p of peers) p.close();
+  });
+
   it('follows a NAT rebinding on the first authenticated packet from the new address', async () => {
     const a = await srv.user('roam-a');
     const b = await srv.user('roam-b');

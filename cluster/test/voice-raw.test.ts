@@ -73,6 +73,53 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Two raw speakers send 20 ms Opus tones (440 and 1000 Hz, -20 dBFS) for `frames` frame periods
+ * in real time. `group(k, i)` for frame i of speaker k: 0 not to send it, 1 to send it now, n > 1
+ * to hold it and send the held ones together at the last frame of each group of n (a link that
+ * bunches packets).
+ */
+async function twoTones(
+  speakers: [RawPeer, RawPeer],
+  frames: number,
+  group: (k: number, i: number) => number,
+): Promise<void> {
+  const frame = 960;
+  const enc = [0, 1].map(() => opus.createEncoder({ frameSamples: frame, bitrate: 32_000 }));
+  const tones = [sineInt16(frame, 440, -20), sineInt16(frame, 1000, -20)];
+  const out = new Uint8Array(1000);
+  const held: { i: number; packet: Uint8Array }[][] = [[], []];
+  const t0 = performance.now();
+  for (let i = 0; i < frames; i++) {
+    for (const [k, p] of speakers.entries()) {
+      const g = group(k, i);
+      if (g === 0) continue;
+      const n = enc[k]!.encode(tones[k]!, out);
+      held[k]!.push({ i, packet: out.slice(0, n) });
+      if (i % g !== g - 1) continue;
+      for (const f of held[k]!.splice(0)) p.send(VoicePacketType.AUDIO, f.packet, f.i * frame);
+    }
+    const wait = t0 + (i + 1) * 20 - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  for (const e of enc) e.destroy();
+}
+
+/** Three raw peers in a new channel `name` (users `<prefix>-a/b/c`), registered with a HELLO each. */
+async function rawTrio(prefix: string, name: string): Promise<[RawPeer, RawPeer, RawPeer]> {
+  const users = [await srv.user(`${prefix}-a`), await srv.user(`${prefix}-b`), await srv.user(`${prefix}-c`)];
+  const { channel } = await users[0]!.ws.request('channel.create', { name });
+  const peers: RawPeer[] = [];
+  for (const u of users)
+    peers.push(new RawPeer((await u.ws.request('channel.join', { channelId: channel.id })).voice));
+  for (const p of peers) {
+    await p.bind();
+    p.send(VoicePacketType.HELLO, encodeTimeBody(0));
+  }
+  await expect.poll(() => peers[2]!.received.length).toBe(1);
+  return peers as [RawPeer, RawPeer, RawPeer];
+}
+
 describe('voice path from the raw protocol', () => {
   it('acknowledges HELLO and HEARTBEAT with the echoed time and counters', async () => {
     const a = await srv.user('raw-a');
@@ -344,41 +391,13 @@ describe('voice path from the raw protocol', () => {
   });
 
   it('a silent listener of two speakers gets timestamps that never step back more than a frame, bursts forwarded on arrival included', async () => {
-    const [a, b, c] = [await srv.user('ts-a'), await srv.user('ts-b'), await srv.user('ts-c')];
-    const { channel } = await a.ws.request('channel.create', { name: 'Steps' });
-    const peers: RawPeer[] = [];
-    for (const u of [a, b, c])
-      peers.push(new RawPeer((await u.ws.request('channel.join', { channelId: channel.id })).voice));
-    for (const p of peers) {
-      await p.bind();
-      p.send(VoicePacketType.HELLO, encodeTimeBody(0));
-    }
-    const [pa, pb, pc] = peers as [RawPeer, RawPeer, RawPeer];
-    await expect.poll(() => pc.received.length).toBe(1);
+    const peers = await rawTrio('ts', 'Steps');
+    const [pa, pb, pc] = peers;
     const frame = 960;
-    const enc = [0, 1].map(() => opus.createEncoder({ frameSamples: frame, bitrate: 32_000 }));
-    const tones = [sineInt16(frame, 440, -20), sineInt16(frame, 1000, -20)];
-    const out = new Uint8Array(1000);
-    const t0 = performance.now();
     // One speaker starts alone, its first 10 frames in bursts of 5 (a link that bunches packets): the
     // listener is forwarded them as they arrive. The second starts at frame 10: from then on mixes,
     // made on the server's frame clock, follow the forwarded packets.
-    const burst: { i: number; packet: Uint8Array }[] = [];
-    for (let i = 0; i < 50; i++) {
-      for (const [k, p] of [pa, pb].entries()) {
-        if (k === 1 && i < 10) continue;
-        const n = enc[k]!.encode(tones[k]!, out);
-        if (k === 0 && i < 10) {
-          burst.push({ i, packet: out.slice(0, n) });
-          if (i % 5 !== 4) continue;
-          for (const f of burst.splice(0)) p.send(VoicePacketType.AUDIO, f.packet, f.i * frame);
-          continue;
-        }
-        p.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame);
-      }
-      const wait = t0 + (i + 1) * 20 - performance.now();
-      if (wait > 0) await sleep(wait);
-    }
+    await twoTones([pa, pb], 50, (k, i) => (i >= 10 ? 1 : k === 0 ? 5 : 0));
     await sleep(200);
     const got = pc.received.filter((r) => r.type === VoicePacketType.AUDIO);
     const st = srv.voice.channelStats()[0]!.core.stats;
@@ -395,17 +414,8 @@ describe('voice path from the raw protocol', () => {
   });
 
   it('a stalled server makes up at most 4 mixed frames, then its timestamps jump', async () => {
-    const [a, b, c] = [await srv.user('mk-a'), await srv.user('mk-b'), await srv.user('mk-c')];
-    const { channel } = await a.ws.request('channel.create', { name: 'Makeup' });
-    const peers: RawPeer[] = [];
-    for (const u of [a, b, c])
-      peers.push(new RawPeer((await u.ws.request('channel.join', { channelId: channel.id })).voice));
-    for (const p of peers) {
-      await p.bind();
-      p.send(VoicePacketType.HELLO, encodeTimeBody(0));
-    }
-    const [pa, pb, pc] = peers as [RawPeer, RawPeer, RawPeer];
-    await expect.poll(() => pc.received.length).toBe(1);
+    const peers = await rawTrio('mk', 'Makeup');
+    const [pa, pb, pc] = peers;
     const frame = 960;
     const enc = [440, 1000].map(() => opus.createEncoder({ frameSamples: frame, bitrate: 32_000 }));
     const tones = [sineInt16(frame, 440, -20), sineInt16(frame, 1000, -20)];
@@ -439,6 +449,29 @@ describe('voice path from the raw protocol', () => {
     expect(jump).toBeGreaterThanOrEqual(5);
     expect(jump).toBeLessThanOrEqual(25);
     expect(steps.filter((d) => d === 1).length).toBeGreaterThan(steps.length / 2);
+    for (const p of peers) p.close();
+  });
+
+  it('a listener who starts hearing one speaker alone mid-talkspurt gets every frame, and no step back', async () => {
+    const peers = await rawTrio('lg', 'Lag');
+    const [pa, pb, pc] = peers;
+    const frame = 960;
+    // Both speak; the silent third gets mixes, each speaker is forwarded the other. From frame 30
+    // to 59 b's packets come in bunches of 4 (its server buffer grows); a stops at frame 70, and
+    // the third then hears b alone, while b's forwarding run to a goes on at the offset it started
+    // with, now behind the channel clock.
+    await twoTones([pa, pb], 120, (k, i) => (k === 0 ? (i < 70 ? 1 : 0) : i >= 30 && i < 60 ? 4 : 1));
+    await sleep(200);
+    const got = pc.received.filter((r) => r.type === VoicePacketType.AUDIO);
+    const steps = got.slice(1).map((r, i) => ((r.ts - got[i]!.ts) | 0) / frame);
+    // Seen before the fix: the third joined b's run, a step back of 2 frames (b's frames played
+    // later than the run's offset said), then a jump of 4 (the frames forwarded to a on arrival
+    // before the third joined never reached it). Now it gets mixes until the run ends.
+    expect(Math.min(...steps), `steps ${steps.join(' ')}`).toBeGreaterThanOrEqual(-1);
+    // No gap over the second after a stopped (a stall beyond the 4 frames made up would be one; a
+    // second is short enough for that to be rare even on a loaded machine).
+    const tail = steps.slice(-45);
+    expect(Math.max(...tail), `steps ${steps.join(' ')}`).toBeLessThanOrEqual(1);
     for (const p of peers) p.close();
   });
 

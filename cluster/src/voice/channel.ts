@@ -458,7 +458,7 @@ export class ChannelCore {
       if (m.deaf || m.endpoint.transport === 'none') continue;
       const solo = this.#soloSource(m, count);
       if (solo === NOBODY) continue; // hears no one this tick (e.g. the lone speaker): send nothing
-      if (solo) {
+      if (solo && !this.#lagsBehind(m, solo, wasSolo)) {
         // Hears exactly one speaker at unity gain: forward that packet, no decode-mix-encode, and
         // from now on each of its packets as it arrives (forwardOnArrival). When that speaker's frame
         // was lost, send nothing: the listener's decoder rebuilds it from FEC or conceals it in the
@@ -561,6 +561,18 @@ export class ChannelCore {
     m.fwdOffset = this.#mediaFrame + 1 - k;
     m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
     return true;
+  }
+
+  /**
+   * Whether listener `l`, not forwarded `sp` last tick, would step back if it joined `sp`'s running
+   * forwarding run now: the run's offset was fixed when it started and `sp`'s jitter buffer has
+   * grown since (its frames play later than the channel clock), so the frame would carry a
+   * timestamp the listener already had (and drop). Such a listener gets mixes (that speaker's frame,
+   * re-encoded) until the run ends.
+   */
+  #lagsBehind(l: VoiceMember, sp: VoiceMember, wasSolo: VoiceMember | null): boolean {
+    if (wasSolo === sp || !sp.fwdActive || !l.outStarted) return false;
+    return sp.rawLen === 0 || ((sp.rawSeq + sp.fwdOffset - this.#mediaFrame) | 0) < 0;
   }
 
   /** Sends speaker `sp`'s packet for frame `k` to listener `l`, on the channel's media clock. */

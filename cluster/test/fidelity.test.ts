@@ -79,10 +79,10 @@ class WarmThenSignal implements AudioSource {
 }
 
 /**
- * What a bot's encoder made of the main signal (same settings as the session's encoder, after the
- * warm-up frames), decoded locally by a fresh decoder (a talkspurt after silence starts one).
+ * `frames` frames from `frameAt` through a fresh encoder with the session's settings (after `warm`
+ * frames encoded only, to bring the encoder to the same state), decoded by a fresh decoder.
  */
-function localDecode(signal: Int16Array): Int16Array {
+function codecPath(frames: number, frameAt: (f: number, pcm: Int16Array) => void, warm = 0): Int16Array {
   const enc = opus.createEncoder({
     frameSamples: FRAME,
     fec: false,
@@ -90,12 +90,16 @@ function localDecode(signal: Int16Array): Int16Array {
     complexity: COMPLEXITY,
   });
   const dec = opus.createDecoder({ frameSamples: FRAME });
-  const frames = signal.length / FRAME;
   const out = new Int16Array(frames * FRAME);
+  const pcm = new Int16Array(FRAME);
   const pkt = new Uint8Array(1500);
-  for (let f = 0; f < WARM_FRAMES; f++) enc.encode(signal.subarray(f * FRAME, (f + 1) * FRAME), pkt);
+  for (let f = 0; f < warm; f++) {
+    frameAt(f, pcm);
+    enc.encode(pcm, pkt);
+  }
   for (let f = 0; f < frames; f++) {
-    const len = enc.encode(signal.subarray(f * FRAME, (f + 1) * FRAME), pkt);
+    frameAt(f, pcm);
+    const len = enc.encode(pcm, pkt);
     dec.decode(pkt, out.subarray(f * FRAME, (f + 1) * FRAME), len);
   }
   enc.destroy();
@@ -104,31 +108,28 @@ function localDecode(signal: Int16Array): Int16Array {
 }
 
 /**
- * What the server's mix of the two local decodes sounds like after its encoder (same settings, fresh
- * encoder; b sits `shift` samples after a: b's sample k - shift is mixed with a's sample k), decoded locally.
+ * What a bot's encoder made of the main signal (same settings as the session's encoder, after the
+ * warm-up frames), decoded locally by a fresh decoder (a talkspurt after silence starts one).
+ */
+function localDecode(signal: Int16Array): Int16Array {
+  return codecPath(
+    signal.length / FRAME,
+    (f, pcm) => pcm.set(signal.subarray(f * FRAME, (f + 1) * FRAME)),
+    WARM_FRAMES,
+  );
+}
+
+/**
+ * What the server's mix of the two local decodes sounds like after its encoder (same settings), decoded
+ * locally; b sits `shift` samples after a: b's sample k - shift is mixed with a's sample k.
  */
 function localMix(decA: Int16Array, decB: Int16Array, shift: number): Int16Array {
-  const enc = opus.createEncoder({
-    frameSamples: FRAME,
-    fec: false,
-    bitrate: BITRATE,
-    complexity: COMPLEXITY,
-  });
-  const dec = opus.createDecoder({ frameSamples: FRAME });
-  const out = new Int16Array(decA.length);
-  const pcm = new Int16Array(FRAME);
-  const pkt = new Uint8Array(1500);
-  for (let f = 0; f * FRAME < decA.length; f++) {
+  return codecPath(decA.length / FRAME, (f, pcm) => {
     for (let i = 0; i < FRAME; i++) {
       const k = f * FRAME + i;
       pcm[i] = Math.max(-32768, Math.min(32767, decA[k]! + (decB[k - shift] ?? 0)));
     }
-    const len = enc.encode(pcm, pkt);
-    dec.decode(pkt, out.subarray(f * FRAME, (f + 1) * FRAME), len);
-  }
-  enc.destroy();
-  dec.destroy();
-  return out;
+  });
 }
 
 /** Index in `rec` where `ref[from..from+960)` occurs exactly, or -1. */

@@ -393,7 +393,10 @@ export class ChannelCore {
         m.rawSeq = m.stream.packetSeq;
         m.rawForwarded = m.wasForwarded(m.rawSeq);
         const hold = now - m.arrivals[m.rawSeq & 63]!;
-        this.alignHold.record(hold);
+        // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
+        // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
+        // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
+        this.alignHold.record(hold % this.settings.frameMs);
         // A frame forwarded on arrival was not held for its solo listeners; the mix path records below.
         if (!m.rawForwarded) this.stats.holdMs.record(hold);
       } else {

@@ -128,12 +128,28 @@ export class TickScheduler {
   }
 
   #run(t: Tick): void {
-    const now = performance.now();
+    // The clock wakes in the timers phase, before this loop iteration reads the sockets: packets
+    // that arrived before the tick was due (all of them, after the process stalled) would be
+    // missed and the buffers would run dry (a slip in the mix). The check phase comes after the
+    // sockets are read.
+    const index = t.index;
+    const skipped = t.skipped;
+    const dueNow = performance.now() - t.latenessMs;
+    setImmediate(() => {
+      try {
+        this.#runSlots(index, skipped, dueNow);
+      } catch (err) {
+        this.onError(err);
+      }
+    });
+  }
+
+  #runSlots(index: number, skipped: number, dueNow: number): void {
     // After a skip the clock jumped; run every slot passed over in this frame so none loses a tick.
-    const from = t.skipped > 0 ? t.index - Math.min(t.skipped, this.slotCount - 1) : t.index;
-    for (let k = from; k <= t.index; k++) {
+    const from = skipped > 0 ? index - Math.min(skipped, this.slotCount - 1) : index;
+    for (let k = from; k <= index; k++) {
       const slot = this.#slots[k % this.slotCount]!;
-      const dueAt = now - t.latenessMs - (t.index - k) * (this.frameMs / this.slotCount);
+      const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
       for (let i = 0; i < slot.length; i++) slot[i]!.due(dueAt);
     }
   }

@@ -246,6 +246,34 @@ describe('two nodes over one Redis', () => {
     expect(await n0!.ctx.directory.channelMembers(channel.id)).toEqual([alice.ws.welcome.user.id]);
   });
 
+  it('a shadow whose directory record vanished (Redis restarted without it) stays while its signaling node holds the session', async () => {
+    const [n0, n1] = await cluster(2, { sessionTtlMs: 1000 });
+    const a = await bot(n0!, 'keepa', 'Keep', true);
+    const b = await bot(n1!, 'keepb', 'Keep');
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    const owner = [n0!, n1!].find((n) => n.channelRouter.ownedChannels.length > 0)!;
+    const remote = owner === n0 ? b : a;
+    const hzRemote = remote === a ? TONES[0] : TONES[1];
+    a.startVoice(new ToneSource(TONES[0], -20));
+    b.startVoice(new ToneSource(TONES[1], -20));
+    // The remote member's record is deleted faster than its node rewrites it, through three
+    // shadow sweeps (one per session TTL): only asking its signaling node can keep it.
+    const redis = testRedis().client();
+    const keys = async (): Promise<string[]> => redis.keys(`*sess:${remote.signaling.welcome.user.id}`);
+    expect(await keys()).toHaveLength(1);
+    const until = Date.now() + 3500;
+    while (Date.now() < until) {
+      const k = await keys();
+      if (k.length > 0) await redis.del(...k);
+      await sleep(20);
+    }
+    const local = remote === a ? b : a;
+    local.clearRecording();
+    await sleep(1100);
+    expect(heard(local, hzRemote), 'the remote member is still mixed').toBeGreaterThan(-23);
+    expect(owner.voice.channelStats()[0]!.core.stats.members).toBe(2);
+  });
+
   it('drain: /readyz answers draining at once, the channel and its members move to the other node', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('drain-a');

@@ -417,6 +417,9 @@ export class SessionManager {
       case 'member.moved':
         await this.voiceMoved(s);
         return null;
+      case 'member.present':
+        // Asked by the owner of a shadow whose directory record is missing.
+        return s.closed ? null : s.channelId;
       case 'member.replaced':
         // Resumed on another node: the session ends here without leaving its channel, releasing
         // its nickname or deleting its record (all of which the other node now holds).

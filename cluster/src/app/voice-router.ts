@@ -216,6 +216,9 @@ export class ChannelRouter implements VoiceRouter {
       const r = await this.ctx.directory.getSession(userId);
       // A live record (wherever it is now: a resume elsewhere re-attaches the shadow) keeps it.
       if (r) continue;
+      // No record is only a hint: after Redis restarted without it, the signaling node writes it
+      // again on its next refresh. The signaling node itself is the authority on its session.
+      if (await this.#stillSignaled(shadow)) continue;
       if (this.#shadows.get(userId) !== shadow) continue;
       this.#shadows.delete(userId);
       const channelId = shadow.channelId;
@@ -224,6 +227,20 @@ export class ChannelRouter implements VoiceRouter {
         await this.ctx.directory.leaveChannel(channelId, userId);
         await this.ctx.bus.publish({ type: 'member.left', channelId, userId, reason: 'timeout' });
       }
+    }
+  }
+
+  /** Whether the shadow's signaling node still holds its session in the same channel. */
+  async #stillSignaled(shadow: Session): Promise<boolean> {
+    if (shadow.remoteNode === null) return false;
+    try {
+      const present = await this.routing.requests.request(shadow.remoteNode, 'member.present', {
+        userId: shadow.userId,
+      });
+      return present === shadow.channelId;
+    } catch {
+      // No such session there (NOT_FOUND), or the node is dead: the shadow goes.
+      return false;
     }
   }
 

@@ -91,6 +91,11 @@ export class Metrics {
     help: 'WebSocket connections closed for not completing hello in time',
     registers: [this.registry],
   });
+  readonly wsVoiceRedirects = new Counter({
+    name: 'voice_ws_redirects_total',
+    help: 'voice.redirect sent: WebSocket voice arrived on a node that does not own the channel',
+    registers: [this.registry],
+  });
   readonly faults = new Counter({
     name: 'voice_faults_total',
     help: 'Process-level faults: unhandled promise rejections and uncaught exceptions',

@@ -274,6 +274,53 @@ describe('two nodes over one Redis', () => {
     expect(owner.voice.channelStats()[0]!.core.stats.members).toBe(2);
   });
 
+  it('WebSocket voice signaled on a node that does not own the channel is redirected to the owner (no relay)', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'wsa', 'Redirect', true);
+    await a.waitReady(3000);
+    const owner = [n0!, n1!].find((n) => n.channelRouter.ownedChannels.length > 0)!;
+    const other = owner === n0 ? n1! : n0!;
+    const t0 = performance.now();
+    const b = await VoiceClient.connect({
+      server: other.url,
+      nickname: 'wsb',
+      opus,
+      transport: 'ws',
+      heartbeatMs: 500,
+      helloRetryMs: 200,
+      channel: 'Redirect',
+    });
+    bots.push(b);
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no voice.redirect within 5 s')), 5000);
+      b.once('redirected', (u) => {
+        clearTimeout(timer);
+        resolve(u);
+      });
+    });
+    expect(url).toBe(`ws://127.0.0.1:${owner.httpPort}/ws`);
+    await b.waitReady(3000);
+    console.log(
+      `join on a non-owner to WebSocket voice ready on the owner: ${Math.round(performance.now() - t0)} ms`,
+    );
+    expect(other.channelRouter.wsRedirects).toBeGreaterThanOrEqual(1);
+    expect(b.stats().transport).toBe('ws');
+    // The session now lives on the owner; the first node holds nothing for it.
+    expect(owner.sessions.byUser(b.user.id)?.conn).toBeTruthy();
+    expect(other.sessions.byUser(b.user.id)).toBeUndefined();
+
+    a.startVoice(new ToneSource(TONES[0], -20));
+    b.startVoice(new ToneSource(TONES[1], -20));
+    await sleep(700);
+    const dropped = other.channelRouter.wsDropped;
+    for (const x of [a, b]) x.clearRecording();
+    await sleep(1100);
+    expect(heard(a, TONES[1]), 'a hears b (WebSocket voice)').toBeGreaterThan(-23);
+    expect(heard(b, TONES[0]), 'b hears a over the WebSocket').toBeGreaterThan(-23);
+    // Nothing reaches the first node any more: voice goes straight to the owner.
+    expect(other.channelRouter.wsDropped).toBe(dropped);
+  });
+
   it('drain: /readyz answers draining at once, the channel and its members move to the other node', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('drain-a');

@@ -190,6 +190,7 @@ export type ServerMessage =
   | { t: 'speaking'; channelId: ChannelId; userId: UserId; speaking: boolean }
   | { t: 'stats'; stats: ConnectionStats }
   | { t: 'voice.moved'; channelId: ChannelId; voice: VoiceBinding }
+  | { t: 'voice.redirect'; channelId: ChannelId; url: string }
   | { t: 'voice'; p: Uint8Array }
   | { t: 'bye'; code: ErrorCode; message: string };
 

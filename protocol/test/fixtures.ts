@@ -127,5 +127,6 @@ export const SERVER_SAMPLES: { [T in ServerMessageType]: ServerEvent<T> } = {
   },
   voice: { t: 'voice', p: Uint8Array.from([0x56, 1, 1, 0]) },
   'voice.moved': { t: 'voice.moved', channelId: CHANNEL_ID, voice: { ...BINDING, udpPort: 50_002 } },
+  'voice.redirect': { t: 'voice.redirect', channelId: CHANNEL_ID, url: 'ws://10.0.0.2:8080/ws' },
   bye: { t: 'bye', code: 'SESSION_REPLACED', message: 'resumed elsewhere' },
 };

@@ -368,6 +368,11 @@ export class DesktopController {
       // The client is back in its channel; joining again (a rekey) brings the member list.
       void this.rejoin().catch((err) => this.setState('connected', errorInfo(err)));
     });
+    // Cluster: the session moved to the channel owner's process; its events come on the new socket.
+    client.on('redirected', () => {
+      if (this.client !== client || this.closed) return;
+      this.listenSignaling(client);
+    });
     client.on('disconnected', (code, reason) => {
       if (this.client !== client || this.closed) return;
       this.client = null;
@@ -423,6 +428,11 @@ export class DesktopController {
       this.members.clear();
       this.pushMembers();
       this.pushState();
+    });
+    // Cluster: the session moved to the channel owner's process; its events come on the new socket.
+    client.on('redirected', () => {
+      if (this.client !== client || this.closed) return;
+      this.listenSignaling(client);
     });
     client.on('disconnected', (code, reason) => {
       if (this.client !== client || this.closed) return;

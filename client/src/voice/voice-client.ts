@@ -57,6 +57,8 @@ export interface VoiceClientEvents {
   reconnecting: [code: number, reason: string];
   /** Signaling is back. `restored`: the server still had the session (and its channel). */
   resumed: [restored: boolean];
+  /** The session moved to the channel owner's signaling URL (`voice.redirect`, cluster only). */
+  redirected: [url: string];
   /** A non-fatal problem (codec, socket); counted in stats too. */
   problem: [err: unknown];
 }
@@ -122,6 +124,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private deaf = false;
   private closed = false;
   private joinSeq = 0;
+  /** The signaling URL in use: the configured one, or the owner's after a `voice.redirect`. */
+  private wsUrl: string;
+  private redirecting = false;
   private pingTimer: NodeJS.Timeout | null = null;
   private signalingRtt: number | null = null;
   private serverStats: ConnectionStats | null = null;
@@ -139,6 +144,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   ) {
     super();
     this.sig = signaling;
+    this.wsUrl = o.wsUrl;
     this.rest = rest;
     this.token = token;
     this.user = signaling.welcome.user;
@@ -547,6 +553,10 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
         this.safeEmit('problem', err),
       );
     });
+    on('voice.redirect', (m: ServerEvent<'voice.redirect'>) => {
+      if (m.channelId !== this.currentChannel?.id || this.closed) return;
+      void this.redirect(m.url);
+    });
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
     });
@@ -557,7 +567,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       bye = m.code;
     });
     on('close', (code: number, reason: string) => {
-      if (this.closed || sig !== this.sig) return;
+      // During a redirect the old connection ends with SESSION_REPLACED: expected, not final.
+      if (this.closed || sig !== this.sig || this.redirecting) return;
       const final = (bye !== null && bye !== 'UNAVAILABLE') || (code >= 4000 && bye !== 'UNAVAILABLE');
       if (!(this.o.resume ?? true) || final) {
         void this.close();
@@ -582,20 +593,18 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.safeEmit('reconnecting', code, reason);
     const deadline = performance.now() + Math.max(1000, this.sig.welcome.graceMs);
     let delay = 200;
+    let attempt = 0;
     while (!this.closed) {
       try {
-        const sig = await SignalingClient.connect({
-          url: this.o.wsUrl,
-          token: this.token,
-          client: this.o.clientName,
-          ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
-          ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
-        });
+        // After a redirect, the owner's URL first, then (if it is gone) the configured one.
+        const url = attempt++ % 2 === 1 && this.wsUrl !== this.o.wsUrl ? this.o.wsUrl : this.wsUrl;
+        const sig = await this.openSignaling(url);
         if (this.closed) {
           sig.close();
           return;
         }
         this.sig = sig;
+        this.wsUrl = url;
         this.listen();
         const w = sig.welcome;
         if (seq === this.joinSeq) {
@@ -617,6 +626,59 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
         delay = Math.min(delay * 2, 2000);
       }
     }
+  }
+
+  /**
+   * Our WebSocket voice reached a node that does not run the channel's mixer (a cluster): resume the
+   * session on the owner's signaling URL, so voice takes no extra hop. The server ends the old
+   * connection (SESSION_REPLACED) once the new `hello` resumes the session; the new welcome carries
+   * a fresh binding. On failure we stay where we were (the server redirects again later).
+   */
+  private async redirect(url: string): Promise<void> {
+    if (this.redirecting || url === this.wsUrl) return;
+    let target: URL;
+    try {
+      target = new URL(url);
+      if (target.protocol !== 'ws:' && target.protocol !== 'wss:') throw new TypeError(url);
+    } catch {
+      this.safeEmit('problem', new TypeError(`voice.redirect to a URL that is not ws(s): ${url}`));
+      return;
+    }
+    this.redirecting = true;
+    const old = this.sig;
+    const seq = ++this.joinSeq;
+    try {
+      const sig = await this.openSignaling(target.toString());
+      if (this.closed) {
+        sig.close();
+        return;
+      }
+      for (const off of this.detach.splice(0)) off();
+      this.sig = sig;
+      this.wsUrl = target.toString();
+      this.listen();
+      old.close();
+      const w = sig.welcome;
+      if (seq === this.joinSeq && w.resumed && w.voice && w.channelId) await this.adopt(w.channelId, w.voice);
+      this.safeEmit('redirected', this.wsUrl);
+    } catch (err) {
+      this.safeEmit('problem', err);
+    } finally {
+      this.redirecting = false;
+      // The old connection ended while we failed to move: recover as after any drop.
+      if (!this.closed && this.sig === old && old.closed) void this.reconnect(4001, 'redirect failed');
+    }
+  }
+
+  /** A signaling connection to `url` whose `hello` carries our token (and so resumes the session). */
+  private openSignaling(url: string): Promise<SignalingClient> {
+    return SignalingClient.connect({
+      url,
+      token: this.token,
+      client: this.o.clientName,
+      ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
+      ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
+    });
   }
 
   private ping(): void {

@@ -92,8 +92,14 @@ export class ChannelRouter implements VoiceRouter {
   #cpu = process.cpuUsage();
   #cpuAt = performance.now();
   #load = 0;
-  /** Voice packets over WebSocket for a channel owned elsewhere (not relayed; see ARCHITECTURE.md). */
+  /** Voice packets over WebSocket for a channel owned elsewhere (redirected, not relayed). */
   wsDropped = 0;
+  /** `voice.redirect` messages sent (WebSocket voice for a channel owned elsewhere). */
+  wsRedirects = 0;
+  /** When each session was last redirected (at most one redirect per second per session). */
+  readonly #redirectedAt = new WeakMap<Session, number>();
+  /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
+  readonly #urls = new Map<string, { url: string; at: number }>();
 
   constructor(
     private readonly ctx: AppContext,
@@ -433,8 +439,42 @@ export class ChannelRouter implements VoiceRouter {
   }
 
   receiveWs(s: Session, packet: Uint8Array): void {
-    if (this.#attached.has(s)) this.plane.receiveWs(s, packet);
-    else this.wsDropped++;
+    if (this.#attached.has(s)) return this.plane.receiveWs(s, packet);
+    this.wsDropped++;
+    const owner = this.#placed.get(s);
+    if (owner !== undefined) void this.#redirect(s, owner);
+  }
+
+  /**
+   * WebSocket voice for a channel owned by another node is not relayed (that would add a hop and
+   * put Redis or a node-to-node link on the packet path): the client is told the owner's signaling
+   * URL and resumes its session there, so its voice goes straight to the mixer.
+   */
+  async #redirect(s: Session, owner: string): Promise<void> {
+    const now = this.ctx.now();
+    if (now - (this.#redirectedAt.get(s) ?? -Infinity) < 1000) return;
+    this.#redirectedAt.set(s, now);
+    try {
+      const url = await this.#urlOf(owner);
+      const channelId = s.channelId;
+      if (url === null || channelId === null || this.#placed.get(s) !== owner || !s.conn) return;
+      s.conn.send({ t: 'voice.redirect', channelId, url });
+      this.wsRedirects++;
+      this.ctx.metrics.wsVoiceRedirects.inc();
+    } catch (err) {
+      this.ctx.log.warn({ err, owner }, 'redirecting WebSocket voice to its owner failed');
+    }
+  }
+
+  async #urlOf(nodeId: string): Promise<string | null> {
+    const now = this.ctx.now();
+    const hit = this.#urls.get(nodeId);
+    if (hit && now - hit.at < this.ctx.config.cluster.announceMs) return hit.url;
+    const node = (await this.routing.registry.live()).find((n) => n.nodeId === nodeId);
+    if (!node?.wsUrl) return null;
+    if (this.#urls.size >= 256) this.#urls.clear();
+    this.#urls.set(nodeId, { url: node.wsUrl, at: now });
+    return node.wsUrl;
   }
 
   // ---- Requests from other nodes --------------------------------------------------------------

@@ -1,27 +1,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ChannelId, UserId } from '@voice/protocol';
-import { createOpus, toneDbfs, type OpusFactory } from '@voice/media';
-import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
+import { SignalingClient } from '../../client/src/index.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
 /**
  * Server-mute evasion: a server mute belongs to (user, channel) until someone with the right lifts
- * it, across leave and re-join, a reconnect after the session ended, and a server restart.
+ * it, across a reconnect after the session ended and a server restart. (Across leave and re-join,
+ * heard in the audio: scenarios/voice-scenarios.ts, on one server and on a cluster.)
  */
 
-let opus: OpusFactory;
 const cleanup: (() => unknown)[] = [];
-beforeAll(async () => {
-  opus = await createOpus();
-});
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function server(dataDir?: string): Promise<TestServer> {
   const srv = await startTestServer({ graceMs: 1_000 }, dataDir);
@@ -29,68 +23,7 @@ async function server(dataDir?: string): Promise<TestServer> {
   return srv;
 }
 
-/** Level of `hz` that `c` played over its last second (median of 100 ms windows). */
-function heard(c: VoiceClient, hz: number): number {
-  const s = c.recording().samples;
-  expect(s.length, 'the listener played at least a second').toBeGreaterThanOrEqual(48_000);
-  const levels: number[] = [];
-  for (let at = s.length - 48_000; at + 4800 <= s.length; at += 4800)
-    levels.push(toneDbfs(s, hz, 48_000, at, 4800));
-  levels.sort((a, b) => a - b);
-  return levels[Math.floor(levels.length / 2)]!;
-}
-
-async function listen(clients: VoiceClient[]): Promise<void> {
-  await sleep(400);
-  for (const c of clients) c.clearRecording();
-  await sleep(1100);
-}
-
 describe('server mute belongs to (user, channel)', () => {
-  it('survives leave and re-join: the listener still hears nothing until the owner lifts it', async () => {
-    const srv = await server();
-    const bot = async (nickname: string, create = false) => {
-      const c = await VoiceClient.connect({
-        server: srv.url,
-        nickname,
-        opus,
-        heartbeatMs: 500,
-        helloRetryMs: 200,
-        channel: 'Stage',
-        create,
-      });
-      cleanup.push(() => c.close());
-      await c.waitReady(3000);
-      return c;
-    };
-    const owner = await bot('stage-owner', true);
-    const loud = await bot('loud-one');
-    owner.startVoice(new ToneSource(440, -20));
-    loud.startVoice(new ToneSource(700, -20));
-    await listen([owner]);
-    expect(heard(owner, 700), 'owner hears the member before the mute').toBeGreaterThan(-23);
-
-    const r = await owner.signaling.request('voice.serverMute', { userId: loud.user.id, muted: true });
-    expect(r.member.serverMute).toBe(true);
-    const rejoined = owner.signaling.waitFor('member.joined', (m) => m.member.userId === loud.user.id, 5000);
-    await loud.leave();
-    const again = await loud.join('Stage');
-    expect(again.members.find((m) => m.userId === loud.user.id)?.serverMute).toBe(true);
-    expect((await rejoined).member.serverMute).toBe(true);
-    await loud.waitReady(3000);
-    loud.startVoice(new ToneSource(700, -20));
-    await listen([owner]);
-    expect(heard(owner, 700), 'owner hears the muted member after its re-join').toBeLessThan(-50);
-
-    await owner.signaling.request('voice.serverMute', { userId: loud.user.id, muted: false });
-    await loud.leave();
-    expect((await loud.join('Stage')).members.find((m) => m.userId === loud.user.id)?.serverMute).toBe(false);
-    await loud.waitReady(3000);
-    loud.startVoice(new ToneSource(700, -20));
-    await listen([owner]);
-    expect(heard(owner, 700), 'owner hears the member once unmuted').toBeGreaterThan(-23);
-  });
-
   it('survives a reconnect after the session ended, and a server restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'voice-mute-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -227,7 +227,8 @@ describe('signaling over WebSocket', () => {
     expect(srv.sessions.byUser(otherId)!.serverMute).toBe(true);
 
     // Volume is private to the listener: it is stored for the owner's mix only (its effect on the
-    // audio is scenario 2 of voice.test.ts); 100 is the default and clears the entry.
+    // audio is the per-listener volume scenario of scenarios/voice-scenarios.ts); 100 is the default
+    // and clears the entry.
     expect(await owner.ws.request('voice.volume', { userId: otherId, volume: 150 })).toEqual({});
     expect(srv.sessions.byUser(ownerId)!.volumes.get(otherId)).toBe(150);
     expect(srv.sessions.byUser(otherId)!.volumes.size).toBe(0);

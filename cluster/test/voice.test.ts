@@ -6,11 +6,22 @@ import {
   VoiceDirection,
   VoicePacketType,
   encodeTimeBody,
-  type UserId,
 } from '@voice/protocol';
 import { createOpus, type OpusFactory } from '@voice/media';
-import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
-import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
+import {
+  ClickSource,
+  ToneSource,
+  type VoiceClient,
+  type VoiceClientOptions,
+} from '../../client/src/index.js';
+import { clickDelays, quantile } from '../../test-support/audio.js';
+import {
+  channelOf as botsInChannel,
+  connectBot,
+  expectHearsOthers,
+  heard,
+  listen,
+} from '../../test-support/bots.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -18,7 +29,9 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
  * The voice scenarios end to end: VoiceClient bots against a real server, over real UDP on 127.0.0.1
  * (or the WebSocket fallback), with real Opus. Every assertion is on the audio a bot played out
  * (Goertzel levels, click onsets) or on the counters that describe it. Scenario 6 (forged, replayed and
- * truncated packets) is in voice-raw.test.ts.
+ * truncated packets) is in voice-raw.test.ts. Scenarios 2 (per-listener volume), 3 (server mute,
+ * deafen, self-mute) and 7 (WebSocket and UDP voice) are in scenarios/voice-scenarios.ts, which
+ * topology-single.test.ts and topology-cluster.test.ts run on one server and on a 2-process cluster.
  */
 
 let opus: OpusFactory;
@@ -42,41 +55,13 @@ afterEach(async () => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
-  const c = await VoiceClient.connect({
-    server: srv.url,
-    nickname,
-    opus,
-    heartbeatMs: 500,
-    helloRetryMs: 200,
-    ...extra,
-  });
+  const c = await connectBot(srv.url, nickname, opus, extra);
   bots.push(c);
   return c;
 }
 
-/** Bots in one channel (the first creates it), all with their voice path up. */
-async function channelOf(name: string, nicknames: string[], extra: Partial<VoiceClientOptions> = {}) {
-  const out: VoiceClient[] = [];
-  for (const [i, nick] of nicknames.entries())
-    out.push(await bot(nick, { channel: name, ...(i === 0 ? { create: true } : {}), ...extra }));
-  await Promise.all(out.map((b) => b.waitReady(3000)));
-  return out;
-}
-
-/**
- * Level of `hz` in what `c` played over the last `ms` (median of 100 ms Goertzel windows). Throws
- * when less than `ms` was played, so "not heard" cannot pass on a playout that never ran.
- */
-function heard(c: VoiceClient, hz: number, ms = 1000): number {
-  return medianToneDbfs(c.recording().samples, hz, ms);
-}
-
-/** Lets a change reach the mix (and drain the jitter buffers), then records `ms` of fresh audio. */
-async function listen(clients: VoiceClient[], ms = 1000, settleMs = 300): Promise<void> {
-  await sleep(settleMs);
-  for (const c of clients) c.clearRecording();
-  await sleep(ms + 100);
-}
+const channelOf = (name: string, nicknames: string[], extra: Partial<VoiceClientOptions> = {}) =>
+  botsInChannel((_, nick, more) => bot(nick, more), name, nicknames, extra);
 
 const TONES = [440, 700, 1100] as const;
 
@@ -85,19 +70,9 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const trio = await channelOf('Trio', ['tone-a', 'tone-b', 'tone-c']);
     trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
     await listen(trio, 1000, 700);
-    for (const [i, b] of trio.entries()) {
-      for (const [j, hz] of TONES.entries()) {
-        const level = heard(b, hz);
-        if (i === j) {
-          // Mix-minus: its own tone is at least 30 dB below the source level.
-          expect(level, `bot ${i} hears its own ${hz} Hz`).toBeLessThan(-50);
-        } else {
-          expect(level, `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
-          expect(level, `bot ${i} hears ${hz} Hz`).toBeLessThan(-17);
-        }
-      }
-      expect(b.stats().lost).toBe(0);
-    }
+    // Mix-minus: its own tone is at least 30 dB below the source level.
+    expectHearsOthers(trio, TONES);
+    for (const b of trio) expect(b.stats().lost).toBe(0);
     // Three speakers: each listener's stream is its own mix-minus, encoded once for it alone. The one
     // exception, a tick in which a speaker's frame is missing, is a lone-speaker forward; so every
     // packet sent that was not forwarded is exactly one encode, and most ticks encode three mixes.
@@ -206,12 +181,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(encodeLow).toBeLessThan(encodeHigh / 2);
     // Still the same mix, at its level.
     await listen(trio, 1000, 0);
-    for (const [i, b] of trio.entries())
-      for (const [j, hz] of TONES.entries()) {
-        if (i === j) continue;
-        expect(heard(b, hz), `bot ${i} hears ${hz} Hz at 16 kbit/s`).toBeGreaterThan(-24);
-        expect(heard(b, hz)).toBeLessThan(-16);
-      }
+    expectHearsOthers(trio, TONES, { low: -24, high: -16, own: null });
   });
 
   it('1d. encoders of mixes nobody needs any more are freed, and made again when needed', async () => {
@@ -286,89 +256,6 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
       expect(c.stats().session!.playout.overflowDrops, 'nothing pushed out of the buffer').toBe(0);
     }
     expect(core().forwardDeferred, 'flood packets held back until due').toBeGreaterThan(100);
-  });
-
-  it('2. per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB', async () => {
-    // -26 dBFS sources: two at +6 dB still peak far below the limiter's knee (-6 dBFS).
-    const [a, b, c] = await channelOf('Volume', ['vol-a', 'vol-b', 'vol-c']);
-    const trio = [a!, b!, c!];
-    trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -26)));
-    const B = 700;
-    const C = 1100;
-    await listen(trio, 1000, 700);
-    const baseAB = heard(a!, B);
-    const baseCB = heard(c!, B);
-    expect(baseAB).toBeGreaterThan(-29);
-    expect(baseAB).toBeLessThan(-23);
-
-    await a!.setVolume(b!.user.id, 0);
-    await listen(trio);
-    expect(heard(a!, B), 'a hears b at volume 0').toBeLessThan(baseAB - 30);
-    expect(heard(a!, C), 'a still hears c').toBeGreaterThan(-29);
-    expect(heard(c!, B), 'c still hears b').toBeGreaterThan(baseCB - 3);
-
-    await a!.setVolume(b!.user.id, 200);
-    await listen(trio);
-    const boostA = heard(a!, B) - baseAB;
-    expect(boostA, 'a hears b 6 dB louder').toBeGreaterThan(3);
-    expect(boostA, 'a hears b 6 dB louder').toBeLessThan(9);
-    expect(heard(a!, C), 'c unchanged for a').toBeGreaterThan(-29);
-    expect(heard(a!, C), 'c unchanged for a').toBeLessThan(-23);
-    expect(Math.abs(heard(c!, B) - baseCB), 'c hears b unchanged').toBeLessThan(3);
-  });
-
-  it('3. server mute, deafen and self-mute do what they say', async () => {
-    const [owner, b, c] = await channelOf('Moderated', ['owner', 'mod-b', 'mod-c']);
-    const all = [owner!, b!, c!];
-    all.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
-    const [A, B, C] = TONES;
-    await listen(all, 600, 500);
-    expect(heard(c!, B, 600)).toBeGreaterThan(-23);
-    const updated = (
-      by: VoiceClient,
-      who: UserId,
-      field: 'serverMute' | 'selfMute' | 'selfDeaf',
-      v: boolean,
-    ) => by.signaling.waitFor('member.updated', (m) => m.member.userId === who && m.member[field] === v);
-
-    // Server mute by the channel owner: nobody hears b, and everyone sees serverMute.
-    const seen = updated(c!, b!.user.id, 'serverMute', true);
-    const dropsBefore = srv.voice.counters.drops.muted;
-    await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: true });
-    await seen;
-    await listen(all, 800);
-    expect(heard(owner!, B, 800), 'owner hears server-muted b').toBeLessThan(-50);
-    expect(heard(c!, B, 800), 'c hears server-muted b').toBeLessThan(-50);
-    expect(heard(c!, A, 800), 'c still hears the owner').toBeGreaterThan(-23);
-    // b's client keeps sending (it was not asked to stop): the server drops its audio unread.
-    expect(srv.voice.counters.drops.muted).toBeGreaterThan(dropsBefore + 20);
-    const unmuted = updated(c!, b!.user.id, 'serverMute', false);
-    await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: false });
-    await unmuted;
-
-    // Deafen: c receives no audio packets at all and is not heard (its client keeps sending).
-    const deaf = updated(owner!, c!.user.id, 'selfDeaf', true);
-    await c!.setSelfDeaf(true);
-    await deaf;
-    await sleep(300);
-    const receivedDeaf = c!.stats().audioReceived;
-    await listen(all, 800, 0);
-    expect(c!.stats().audioReceived, 'audio packets sent to a deafened member').toBe(receivedDeaf);
-    expect(c!.stats().audioSent).toBeGreaterThan(0);
-    expect(heard(owner!, C, 800), 'owner hears deafened c').toBeLessThan(-50);
-    expect(heard(b!, C, 800), 'b hears deafened c').toBeLessThan(-50);
-    expect(heard(owner!, B, 800), 'owner hears b again').toBeGreaterThan(-23);
-    await c!.setSelfDeaf(false);
-
-    // Self-mute: b stops sending, is not heard, and the others see selfMute.
-    const selfMuted = updated(owner!, b!.user.id, 'selfMute', true);
-    await b!.setSelfMute(true);
-    expect((await selfMuted).member.selfMute).toBe(true);
-    await listen(all, 800);
-    expect(heard(owner!, B, 800), 'owner hears self-muted b').toBeLessThan(-50);
-    expect(heard(c!, B, 800), 'c hears self-muted b').toBeLessThan(-50);
-    expect(heard(c!, A, 800), 'undeafened c hears the owner').toBeGreaterThan(-23);
-    expect(c!.stats().audioReceived).toBeGreaterThan(receivedDeaf);
   });
 
   it('4. a tone survives 10% loss, reordering, duplicates and 30 ms jitter both ways', async () => {
@@ -472,31 +359,6 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(holdP50).toBeLessThan(25);
   });
 
-  it('7. a WebSocket-fallback bot and a UDP bot hear each other', async () => {
-    const udp = await bot('udp-bot', { channel: 'Mixed', create: true });
-    // Members see which transport each one uses.
-    const shown = udp.signaling.waitFor(
-      'member.updated',
-      (m) => m.member.nickname === 'ws-bot' && m.member.transport === 'ws',
-    );
-    const ws = await bot('ws-bot', { channel: 'Mixed', transport: 'ws' });
-    await Promise.all([udp.waitReady(3000), ws.waitReady(3000)]);
-    await expect.poll(() => srv.voice.endpointOf(srv.sessions.byUser(ws.user.id)!)?.transport).toBe('ws');
-    udp.startVoice(new ToneSource(440, -20));
-    ws.startVoice(new ToneSource(700, -20));
-    await listen([udp, ws], 1000, 700);
-    expect(udp.stats().transport).toBe('udp');
-    expect(ws.stats().transport).toBe('ws');
-    expect(ws.stats().session!.udp).toBeNull();
-    expect(heard(udp, 700), 'udp bot hears the ws bot').toBeGreaterThan(-23);
-    expect(heard(udp, 700)).toBeLessThan(-17);
-    expect(heard(ws, 440), 'ws bot hears the udp bot').toBeGreaterThan(-23);
-    expect(heard(ws, 440)).toBeLessThan(-17);
-    expect(heard(udp, 440)).toBeLessThan(-50);
-    expect(heard(ws, 700)).toBeLessThan(-50);
-    expect((await shown).member.userId).toBe(ws.user.id);
-  });
-
   it('8. a channel over its CPU budget lowers its encoder complexity and keeps sounding', async () => {
     // A budget of 10 µs per tick: every real tick with an encode is over it.
     await srv.stop();
@@ -515,11 +377,6 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(metrics).toMatch(/voice_channel_cpu_adaptations\{channel="[^"]+"\} [2-9]/);
     // Cheaper encoding, same mix: everyone still hears the other two tones at their level.
     await listen(trio, 1000, 300);
-    for (const [i, b] of trio.entries())
-      for (const [j, hz] of TONES.entries()) {
-        if (i === j) continue;
-        expect(heard(b, hz), `bot ${i} hears ${hz} Hz`).toBeGreaterThan(-23);
-        expect(heard(b, hz)).toBeLessThan(-17);
-      }
+    expectHearsOthers(trio, TONES, { own: null });
   });
 });

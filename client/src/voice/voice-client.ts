@@ -134,6 +134,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private lastSessionStats: VoiceSessionStats | null = null;
   private readonly detach: (() => void)[] = [];
   private listenerErrorCount = 0;
+  /** Pending `waitReady` calls, failed when the binding is void for good (left, closed). */
+  private readonly readyWaiters = new Set<(err: Error) => void>();
 
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
@@ -300,10 +302,31 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.session?.stopSending();
   }
 
-  /** Resolves once the voice path is up (a HELLO_ACK over UDP or the WebSocket, or the fallback). */
+  /**
+   * Resolves once the voice path is up (a HELLO_ACK over UDP or the WebSocket, or the fallback). A
+   * session replaced meanwhile (a rekey, `voice.moved`, a `voice.redirect`, a resume) does not end the
+   * wait: the next one's readiness does. Rejects when we leave the channel, on close, and after
+   * `timeoutMs`.
+   */
   async waitReady(timeoutMs = 5000): Promise<void> {
     if (!this.session) throw new VoiceClientError('NOT_IN_CHANNEL');
-    await this.session.whenReady(timeoutMs);
+    if (this.session.isReady) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (err: Error | null): void => {
+        clearTimeout(timer);
+        this.off('ready', onReady);
+        this.readyWaiters.delete(done);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = (): void => done(null);
+      const timer = setTimeout(
+        () => done(new VoiceClientError('NOT_READY', `voice not ready within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.on('ready', onReady);
+      this.readyWaiters.add(done);
+    });
   }
 
   /** Stops (or resumes) sending and tells the channel via `voice.state`. */
@@ -403,6 +426,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
     this.endSession(null);
+    for (const w of [...this.readyWaiters]) w(new VoiceClientError('CLOSED'));
     for (const off of this.detach.splice(0)) off();
     if (!this.signaling.closed) {
       const closedEvent = new Promise<void>((resolve) => {
@@ -520,7 +544,10 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     this.currentChannel = null;
     this.lastSessionStats = s.stats();
     s.close();
-    if (reason !== null) this.safeEmit('left', reason);
+    if (reason !== null) {
+      for (const w of [...this.readyWaiters]) w(new VoiceClientError('NOT_IN_CHANNEL'));
+      this.safeEmit('left', reason);
+    }
   }
 
   private listen(): void {

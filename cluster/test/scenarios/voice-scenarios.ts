@@ -1,0 +1,379 @@
+import { once } from 'node:events';
+import { expect } from 'vitest';
+import type { UserId } from '@voice/protocol';
+import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../../client/src/index.js';
+import { expectHearsOthers, heard, listen } from '../../../test-support/bots.js';
+import type { Topology } from './topology.js';
+
+/**
+ * The single-node voice scenarios as one list, run on every topology (topology-*.test.ts): VoiceClient
+ * bots over real UDP (or the WebSocket) on 127.0.0.1 with real Opus, asserting on the audio the bots
+ * played (Goertzel levels), the events they received, and the servers' /metrics. A scenario's i-th bot
+ * signals on `topology.url(i)`: in a cluster, members of one channel sit on different processes.
+ * Nicknames and channel names are unique across the list: one server serves all of it.
+ */
+export interface ScenarioContext {
+  readonly topology: Topology;
+  /** A bot signaling on the entry point of client `i`, closed after the scenario. */
+  bot(i: number, nickname: string, extra?: Partial<VoiceClientOptions>): Promise<VoiceClient>;
+  /** Bots 0..n-1 in one channel (bot 0 creates it), all with their voice path up. */
+  channelOf(name: string, nicknames: string[], extra?: Partial<VoiceClientOptions>): Promise<VoiceClient[]>;
+}
+
+export interface VoiceScenario {
+  readonly name: string;
+  readonly timeoutMs?: number;
+  run(s: ScenarioContext): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Every bot is bound to one process (the channel's one owner); returns its index. */
+function oneOwner(t: Topology, bots: VoiceClient[]): number {
+  const owners = new Set(bots.map((b) => t.nodeOfUdpPort(b.binding!.udpPort)));
+  expect(owners.size, 'processes mixing the channel').toBe(1);
+  return [...owners][0]!;
+}
+
+const TONES = [440, 700, 1100] as const;
+
+export const voiceScenarios: readonly VoiceScenario[] = [
+  {
+    name: 'two bots hear each other at level, never themselves',
+    async run({ channelOf, topology }) {
+      const pair = await channelOf('Pair', ['pair-a', 'pair-b']);
+      oneOwner(topology, pair);
+      pair.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+      await listen(pair, 1000, 700);
+      expectHearsOthers(pair, TONES.slice(0, 2));
+      for (const b of pair) expect(b.stats().lost, 'server packets lost on loopback').toBe(0);
+    },
+  },
+  {
+    name: 'three speakers: each hears exactly the other two tones at their level (mix-minus)',
+    async run({ channelOf, topology }) {
+      const trio = await channelOf('Trio', ['tone-a', 'tone-b', 'tone-c']);
+      oneOwner(topology, trio);
+      trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+      await listen(trio, 1000, 700);
+      expectHearsOthers(trio, TONES);
+      for (const b of trio) expect(b.stats().lost).toBe(0);
+    },
+  },
+  {
+    name: 'speaking starts and stops reach every member',
+    async run({ channelOf }) {
+      const trio = await channelOf('Speaking', ['spk-a', 'spk-b', 'spk-c']);
+      const everyOther = (speaking: boolean) =>
+        Promise.all(
+          trio.flatMap((listener) =>
+            trio
+              .filter((speaker) => speaker !== listener)
+              .map((speaker) =>
+                listener.signaling.waitFor(
+                  'speaking',
+                  (m) => m.userId === speaker.user.id && m.speaking === speaking,
+                  5000,
+                ),
+              ),
+          ),
+        );
+      const started = everyOther(true);
+      trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+      await started;
+      const stopped = everyOther(false);
+      for (const b of trio) b.stopVoice();
+      await stopped;
+    },
+  },
+  {
+    name: 'per-listener volume: 0 silences one speaker for that listener only; 200 raises it by 6 dB',
+    async run({ channelOf }) {
+      // -26 dBFS sources: two at +6 dB still peak far below the limiter's knee (-6 dBFS).
+      const [a, b, c] = await channelOf('Volume', ['vol-a', 'vol-b', 'vol-c']);
+      const trio = [a!, b!, c!];
+      trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -26)));
+      const [, B, C] = TONES;
+      await listen(trio, 1000, 700);
+      const baseAB = heard(a!, B);
+      const baseCB = heard(c!, B);
+      expect(baseAB).toBeGreaterThan(-29);
+      expect(baseAB).toBeLessThan(-23);
+
+      await a!.setVolume(b!.user.id, 0);
+      await listen(trio);
+      expect(heard(a!, B), 'a hears b at volume 0').toBeLessThan(baseAB - 30);
+      expect(heard(a!, C), 'a still hears c').toBeGreaterThan(-29);
+      expect(heard(c!, B), 'c still hears b').toBeGreaterThan(baseCB - 3);
+
+      await a!.setVolume(b!.user.id, 200);
+      await listen(trio);
+      const boostA = heard(a!, B) - baseAB;
+      expect(boostA, 'a hears b 6 dB louder').toBeGreaterThan(3);
+      expect(boostA, 'a hears b 6 dB louder').toBeLessThan(9);
+      expect(heard(a!, C), 'c unchanged for a').toBeGreaterThan(-29);
+      expect(heard(a!, C), 'c unchanged for a').toBeLessThan(-23);
+      expect(Math.abs(heard(c!, B) - baseCB), 'c hears b unchanged').toBeLessThan(3);
+    },
+  },
+  {
+    name: 'server mute, deafen and self-mute do what they say',
+    async run({ channelOf, topology }) {
+      // The owner (client 0) and b (client 1) signal on different processes in a cluster.
+      const [owner, b, c] = await channelOf('Moderated', ['owner', 'mod-b', 'mod-c']);
+      const all = [owner!, b!, c!];
+      all.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+      const [A, B, C] = TONES;
+      await listen(all, 600, 500);
+      expect(heard(c!, B, 600)).toBeGreaterThan(-23);
+      const updated = (
+        by: VoiceClient,
+        who: UserId,
+        field: 'serverMute' | 'selfMute' | 'selfDeaf',
+        v: boolean,
+      ) => by.signaling.waitFor('member.updated', (m) => m.member.userId === who && m.member[field] === v);
+      const mutedDrops = () => topology.metric('voice_packets_dropped_total', { reason: 'muted' });
+
+      // Server mute by the channel owner: nobody hears b, and everyone sees serverMute.
+      const seen = updated(c!, b!.user.id, 'serverMute', true);
+      const dropsBefore = await mutedDrops();
+      await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: true });
+      await seen;
+      await listen(all, 800);
+      expect(heard(owner!, B, 800), 'owner hears server-muted b').toBeLessThan(-50);
+      expect(heard(c!, B, 800), 'c hears server-muted b').toBeLessThan(-50);
+      expect(heard(c!, A, 800), 'c still hears the owner').toBeGreaterThan(-23);
+      // b's client keeps sending (it was not asked to stop): the server drops its audio unread.
+      expect(await mutedDrops()).toBeGreaterThan(dropsBefore + 20);
+      const unmuted = updated(c!, b!.user.id, 'serverMute', false);
+      await owner!.signaling.request('voice.serverMute', { userId: b!.user.id, muted: false });
+      await unmuted;
+
+      // Deafen: c receives no audio packets at all and is not heard (its client keeps sending).
+      const deaf = updated(owner!, c!.user.id, 'selfDeaf', true);
+      await c!.setSelfDeaf(true);
+      await deaf;
+      await sleep(300);
+      const receivedDeaf = c!.stats().audioReceived;
+      await listen(all, 800, 0);
+      expect(c!.stats().audioReceived, 'audio packets sent to a deafened member').toBe(receivedDeaf);
+      expect(c!.stats().audioSent).toBeGreaterThan(0);
+      expect(heard(owner!, C, 800), 'owner hears deafened c').toBeLessThan(-50);
+      expect(heard(b!, C, 800), 'b hears deafened c').toBeLessThan(-50);
+      expect(heard(owner!, B, 800), 'owner hears b again').toBeGreaterThan(-23);
+      await c!.setSelfDeaf(false);
+
+      // Self-mute: b stops sending, is not heard, and the others see selfMute.
+      const selfMuted = updated(owner!, b!.user.id, 'selfMute', true);
+      await b!.setSelfMute(true);
+      expect((await selfMuted).member.selfMute).toBe(true);
+      await listen(all, 800);
+      expect(heard(owner!, B, 800), 'owner hears self-muted b').toBeLessThan(-50);
+      expect(heard(c!, B, 800), 'c hears self-muted b').toBeLessThan(-50);
+      expect(heard(c!, A, 800), 'undeafened c hears the owner').toBeGreaterThan(-23);
+      expect(c!.stats().audioReceived).toBeGreaterThan(receivedDeaf);
+    },
+  },
+  {
+    name: 'a server mute survives leave and re-join until the owner lifts it',
+    async run({ channelOf }) {
+      const [owner, loud] = await channelOf('Stage', ['stage-owner', 'loud-one']);
+      owner!.startVoice(new ToneSource(440, -20));
+      loud!.startVoice(new ToneSource(700, -20));
+      await listen([owner!], 1000, 400);
+      expect(heard(owner!, 700), 'owner hears the member before the mute').toBeGreaterThan(-23);
+
+      const r = await owner!.signaling.request('voice.serverMute', { userId: loud!.user.id, muted: true });
+      expect(r.member.serverMute).toBe(true);
+      const rejoined = owner!.signaling.waitFor(
+        'member.joined',
+        (m) => m.member.userId === loud!.user.id,
+        5000,
+      );
+      await loud!.leave();
+      const again = await loud!.join('Stage');
+      expect(again.members.find((m) => m.userId === loud!.user.id)?.serverMute).toBe(true);
+      expect((await rejoined).member.serverMute).toBe(true);
+      await loud!.waitReady(3000);
+      loud!.startVoice(new ToneSource(700, -20));
+      await listen([owner!], 1000, 400);
+      expect(heard(owner!, 700), 'owner hears the muted member after its re-join').toBeLessThan(-50);
+
+      await owner!.signaling.request('voice.serverMute', { userId: loud!.user.id, muted: false });
+      await loud!.leave();
+      const unmuted = await loud!.join('Stage');
+      expect(unmuted.members.find((m) => m.userId === loud!.user.id)?.serverMute).toBe(false);
+      await loud!.waitReady(3000);
+      loud!.startVoice(new ToneSource(700, -20));
+      await listen([owner!], 1000, 400);
+      expect(heard(owner!, 700), 'owner hears the member once unmuted').toBeGreaterThan(-23);
+    },
+  },
+  {
+    name: 'WebSocket voice and UDP voice hear each other (redirected to the owner in a cluster)',
+    async run({ bot, topology }) {
+      const udp = await bot(0, 'udp-bot', { channel: 'Mixed', create: true });
+      await udp.waitReady(3000);
+      const owner = topology.nodeOfUdpPort(udp.binding!.udpPort);
+      // The WebSocket bot signals on a process that does not own the channel, where there is one.
+      const entry = (owner + 1) % topology.nodeCount;
+      const shown = udp.signaling.waitFor(
+        'member.updated',
+        (m) => m.member.nickname === 'ws-bot' && m.member.transport === 'ws',
+      );
+      const redirectsBefore = await topology.metric('voice_ws_redirects_total');
+      const ws = await bot(entry, 'ws-bot', { channel: 'Mixed', transport: 'ws' });
+      const redirected: string[] = [];
+      ws.on('redirected', (url) => redirected.push(url));
+      await Promise.all([udp.waitReady(3000), ws.waitReady(3000)]);
+      // Members see which transport each one uses (on the owner after a redirect).
+      expect((await shown).member.userId).toBe(ws.user.id);
+      if (entry !== owner) {
+        await expect.poll(() => redirected, { timeout: 5000 }).toEqual([topology.nodeWsUrl(owner)]);
+        expect(await topology.metric('voice_ws_redirects_total')).toBeGreaterThan(redirectsBefore);
+      }
+      udp.startVoice(new ToneSource(440, -20));
+      ws.startVoice(new ToneSource(700, -20));
+      await listen([udp, ws], 1000, 700);
+      expect(udp.stats().transport).toBe('udp');
+      expect(ws.stats().transport).toBe('ws');
+      expect(ws.stats().session!.udp).toBeNull();
+      expectHearsOthers([udp, ws], [440, 700]);
+      // Nothing more was redirected: the WebSocket voice stays on the owner.
+      expect(redirected.length).toBe(entry === owner ? 0 : 1);
+    },
+  },
+  {
+    name: 'a dropped signaling connection resumes: same channel, voice heard again, controls work',
+    async run({ bot }) {
+      const listener = await bot(0, 'res-listener', { channel: 'Resume', create: true });
+      const speaker = await bot(1, 'res-speaker', { channel: 'Resume', source: new ToneSource(440, -20) });
+      await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
+      await listen([listener], 1000, 500);
+      expect(heard(listener, 440)).toBeGreaterThan(-23);
+      const channelId = speaker.channel!.id;
+      const oldSignaling = speaker.signaling;
+
+      const events: string[] = [];
+      speaker.on('reconnecting', () => events.push('reconnecting'));
+      speaker.on('disconnected', () => events.push('disconnected'));
+      const resumed = once(speaker, 'resumed') as Promise<[boolean]>;
+      oldSignaling.terminate(); // the TCP connection drops without a close handshake
+      const [restored] = await resumed;
+      expect(restored).toBe(true);
+      expect(events).toEqual(['reconnecting']);
+      expect(speaker.isClosed).toBe(false);
+      expect(speaker.signaling).not.toBe(oldSignaling);
+      await speaker.waitReady(3000);
+      expect(speaker.channel?.id).toBe(channelId);
+      // Voice flows again: the listener hears the tone at its level after the resume.
+      await listen([listener], 1000, 500);
+      expect(heard(listener, 440)).toBeGreaterThan(-23);
+      expect(heard(listener, 440)).toBeLessThan(-17);
+      // And signaling works on the new connection.
+      await speaker.setSelfMute(true);
+      await listen([listener], 500, 500);
+      expect(heard(listener, 440, 500)).toBeLessThan(-60);
+    },
+  },
+  {
+    name: 'leaving one channel and joining another moves who is heard',
+    async run({ bot, channelOf }) {
+      const [a, b] = await channelOf('Room-1', ['room-a', 'room-b']);
+      const c = await bot(2, 'room-c', { channel: 'Room-2', create: true });
+      await c.waitReady(3000);
+      const [A, B, C] = TONES;
+      a!.startVoice(new ToneSource(A, -20));
+      b!.startVoice(new ToneSource(B, -20));
+      c.startVoice(new ToneSource(C, -20));
+      await listen([a!, b!, c], 1000, 700);
+      expect(heard(a!, B), 'a hears b in room 1').toBeGreaterThan(-23);
+      expect(heard(a!, C), 'a does not hear room 2').toBeLessThan(-50);
+      expect(heard(c, B), 'c does not hear room 1').toBeLessThan(-50);
+
+      const left = a!.signaling.waitFor('member.left', (m) => m.userId === b!.user.id, 5000);
+      const joined = c.signaling.waitFor('member.joined', (m) => m.member.userId === b!.user.id, 5000);
+      await b!.leave();
+      expect((await left).reason).toBe('leave');
+      await b!.join('Room-2');
+      await joined;
+      await b!.waitReady(3000);
+      expect(b!.channel!.id).toBe(c.channel!.id);
+      // The source carries over to the new channel's voice.
+      await listen([a!, b!, c], 1000, 700);
+      expect(heard(c, B), 'c hears b in room 2').toBeGreaterThan(-23);
+      expect(heard(b!, C), 'b hears c in room 2').toBeGreaterThan(-23);
+      expect(heard(b!, A), 'b no longer hears a').toBeLessThan(-50);
+      expect(heard(a!, B), 'a no longer hears b').toBeLessThan(-50);
+    },
+  },
+  {
+    name: 'channel codec update: the bitrate applies at once, the frame size when the channel next starts',
+    async run({ channelOf, topology }) {
+      const names = ['codec-a', 'codec-b', 'codec-c'];
+      const trio = await channelOf('Codec', names);
+      const owner = trio[0]!;
+      const channelId = owner.channel!.id;
+      expect(owner.binding!.frameMs).toBe(20);
+      trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+      await sleep(700);
+      /** Mean bytes per voice packet the servers sent over `ms` (32 of them header and tag). */
+      const meanBytesOut = async (ms: number): Promise<number> => {
+        const read = async () => [
+          await topology.metric('voice_bytes_out_total'),
+          await topology.metric('voice_packets_out_total'),
+        ];
+        const [b0, p0] = await read();
+        await sleep(ms);
+        const [b1, p1] = await read();
+        return (b1! - b0!) / (p1! - p0!);
+      };
+      /** Mean bytes per packet bot `c` sent over `ms` (what its own encoder makes). */
+      const meanBytesSent = async (c: VoiceClient, ms: number): Promise<number> => {
+        const read = () => c.stats().session!.udp!;
+        const s0 = read();
+        await sleep(ms);
+        const s1 = read();
+        return (s1.bytesSent - s0.bytesSent) / (s1.packetsSent - s0.packetsSent);
+      };
+      // 64 kbit/s is 160 bytes of Opus per 20 ms frame, 16 kbit/s is 40 (+32 header and tag).
+      expect(await meanBytesOut(600)).toBeGreaterThan(32 + 120);
+      expect(await meanBytesSent(trio[1]!, 600)).toBeGreaterThan(32 + 120);
+
+      // Every member hears of the update, wherever it signals; the owner's mixes and each client's
+      // encoder follow the new bitrate.
+      const updated = trio.map((b) =>
+        b.signaling.waitFor('channel.updated', (m) => m.channel.voice.bitrate === 16_000, 5000),
+      );
+      await owner.signaling.request('channel.update', { channelId, voice: { bitrate: 16_000 } });
+      await Promise.all(updated);
+      await sleep(200);
+      const out = await meanBytesOut(600);
+      expect(out).toBeLessThan(32 + 60);
+      expect(out).toBeGreaterThan(32 + 20);
+      const sent = await meanBytesSent(trio[1]!, 600);
+      expect(sent).toBeLessThan(32 + 60);
+      expect(sent).toBeGreaterThan(32 + 20);
+      await listen(trio, 1000, 0);
+      expectHearsOthers(trio, TONES, { low: -24, high: -16 });
+
+      // A new frame size waits for the channel's next start: the members keep 20 ms until all left.
+      await owner.signaling.request('channel.update', { channelId, voice: { frameMs: 10, bitrate: 64_000 } });
+      const rekeyed = await owner.join(channelId);
+      expect(rekeyed.voice.frameMs).toBe(20);
+      for (const b of trio) await b.leave();
+      for (const b of trio) await b.join(channelId);
+      await Promise.all(trio.map((b) => b.waitReady(3000)));
+      for (const b of trio) expect(b.binding!.frameMs).toBe(10);
+      oneOwner(topology, trio);
+      // The sources carry over; the mixes now come every 10 ms: about 100 packets a second each.
+      const received = trio.map((b) => b.stats().audioReceived);
+      await listen(trio, 1000, 700);
+      for (const [i, b] of trio.entries()) {
+        expect(b.stats().session!.frameMs).toBe(10);
+        expect(b.stats().audioReceived - received[i]!, 'audio packets in 1.8 s').toBeGreaterThan(150);
+      }
+      expectHearsOthers(trio, TONES);
+    },
+  },
+];

@@ -19,9 +19,14 @@ export interface Topology {
   nodeUrl(n: number): string;
   /** WebSocket URL of process `n` (what a `voice.redirect` names). */
   nodeWsUrl(n: number): string;
+  /** UDP voice port of process `n`. */
+  nodeUdpPort(n: number): number;
   /** The process whose UDP port a binding names (the channel's owner). Throws for a port of none. */
   nodeOfUdpPort(port: number): number;
-  /** Sum of a metric's samples over every process's /metrics whose labels include `labels`. */
+  /**
+   * Sum of a metric's samples over every process's /metrics whose labels include `labels` (0 when
+   * none has such a sample yet). Throws when no process knows the metric at all.
+   */
   metric(name: string, labels?: Readonly<Record<string, string>>): Promise<number>;
   stop(): Promise<void>;
 }
@@ -51,6 +56,7 @@ function topologyOf(name: string, nodes: readonly Node[], stop: () => Promise<vo
     url: (i) => node(i % nodes.length).url,
     nodeUrl: (n) => node(n).url,
     nodeWsUrl: (n) => `${node(n).url.replace(/^http/, 'ws')}/ws`,
+    nodeUdpPort: (n) => node(n).udpPort,
     nodeOfUdpPort(port) {
       const n = nodes.findIndex((x) => x.udpPort === port);
       if (n < 0) throw new Error(`UDP port ${port} belongs to no process of ${name}`);
@@ -58,10 +64,14 @@ function topologyOf(name: string, nodes: readonly Node[], stop: () => Promise<vo
     },
     async metric(metric, labels = {}) {
       let sum = 0;
+      let known = false;
       for (const x of nodes) {
         const text = await (await fetch(`${x.url}/metrics`)).text();
+        known ||= text.includes(`# TYPE ${metric} `);
         sum += sumSamples(text, metric, labels);
       }
+      // A misspelt name must not read as zero.
+      if (!known) throw new Error(`no process of ${name} exposes the metric ${metric}`);
       return sum;
     },
     stop,

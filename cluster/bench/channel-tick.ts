@@ -11,18 +11,7 @@ import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { TokenBucket } from '../src/ratelimit.js';
-import type { Session } from '../src/app/sessions.js';
-
-function fakeSession(i: number): Session {
-  // Only the fields the channel core reads: this seam is the session layer, not audio.
-  return {
-    userId: `u_bench${String(i).padStart(7, '0')}` as UserId,
-    selfMute: false,
-    selfDeaf: false,
-    serverMute: false,
-    volumes: new Map(),
-  } as unknown as Session;
-}
+import { fakeSession } from './fake-session.js';
 
 export function benchChannelTick(
   opus: OpusFactory,

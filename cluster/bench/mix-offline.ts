@@ -18,17 +18,7 @@ import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { TokenBucket } from '../src/ratelimit.js';
-import type { Session } from '../src/app/sessions.js';
-
-function fakeSession(i: number): Session {
-  return {
-    userId: `u_mixoff${String(i).padStart(8, '0')}` as UserId,
-    selfMute: false,
-    selfDeaf: false,
-    serverMute: false,
-    volumes: new Map(),
-  } as unknown as Session;
-}
+import { fakeSession } from './fake-session.js';
 
 /** What the listener plays when `speech` and `noise` are mixed by the server on ideal timing. */
 export function mixOffline(

@@ -5,7 +5,7 @@
  *
  *   node --conditions=source --import tsx cluster/bench/channel-tick.ts
  */
-import { asChannelId, DEFAULT_VOICE_SETTINGS, type UserId } from '@voice/protocol';
+import { asChannelId, DEFAULT_VOICE_SETTINGS } from '@voice/protocol';
 import { createOpus, loadNativeAead, sineInt16, type OpusFactory } from '@voice/media';
 import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';

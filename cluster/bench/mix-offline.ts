@@ -11,7 +11,6 @@ import {
   VoiceCipher,
   VoiceDirection,
   VoicePacketType,
-  type UserId,
 } from '@voice/protocol';
 import { FramePlayout, type OpusFactory } from '@voice/media';
 import { ChannelCore } from '../src/voice/channel.js';

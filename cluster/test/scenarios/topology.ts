@@ -24,9 +24,12 @@ export interface Topology {
   /** The process whose UDP port a binding names (the channel's owner). Throws for a port of none. */
   nodeOfUdpPort(port: number): number;
   /**
-   * Sum of a metric's samples over every process's /metrics whose labels include `labels` (0 when
-   * none has such a sample yet). Throws when no process knows the metric at all.
+   * The values of a metric's samples on every process's /metrics whose labels include `labels`
+   * (none yet: empty). Throws when no process knows the metric at all, so a misspelt name cannot
+   * read as nothing.
    */
+  samples(name: string, labels?: Readonly<Record<string, string>>): Promise<number[]>;
+  /** The sum of `samples(name, labels)`. */
   metric(name: string, labels?: Readonly<Record<string, string>>): Promise<number>;
   stop(): Promise<void>;
 }
@@ -62,32 +65,38 @@ function topologyOf(name: string, nodes: readonly Node[], stop: () => Promise<vo
       if (n < 0) throw new Error(`UDP port ${port} belongs to no process of ${name}`);
       return n;
     },
-    async metric(metric, labels = {}) {
-      let sum = 0;
+    async samples(metric, labels = {}) {
+      const out: number[] = [];
       let known = false;
       for (const x of nodes) {
         const text = await (await fetch(`${x.url}/metrics`)).text();
         known ||= text.includes(`# TYPE ${metric} `);
-        sum += sumSamples(text, metric, labels);
+        out.push(...matchingSamples(text, metric, labels));
       }
-      // A misspelt name must not read as zero.
       if (!known) throw new Error(`no process of ${name} exposes the metric ${metric}`);
-      return sum;
+      return out;
+    },
+    async metric(metric, labels = {}) {
+      return (await this.samples(metric, labels)).reduce((a, b) => a + b, 0);
     },
     stop,
   };
 }
 
-/** Sums the samples of `name` in Prometheus text whose labels include every one of `labels`. */
-export function sumSamples(text: string, name: string, labels: Readonly<Record<string, string>>): number {
-  let sum = 0;
+/** The values of the samples of `name` in Prometheus text whose labels include every one of `labels`. */
+export function matchingSamples(
+  text: string,
+  name: string,
+  labels: Readonly<Record<string, string>>,
+): number[] {
+  const out: number[] = [];
   for (const line of text.split('\n')) {
     const m = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) sum += Number(m[3]);
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) out.push(Number(m[3]));
   }
-  return sum;
+  return out;
 }
 
 /** One server in this process (the home-server shape). */

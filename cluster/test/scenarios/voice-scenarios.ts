@@ -300,6 +300,53 @@ export const voiceScenarios: readonly VoiceScenario[] = [
     },
   },
   {
+    name: 'joining the channel it is in rekeys (new binding, new session) and the others still hear it',
+    async run({ bot, topology }) {
+      const b = await bot(0, 'rekey-listener', { channel: 'Same', create: true });
+      await b.waitReady(3000);
+      // The rekeying member signals on a process that does not own the channel, where there is one.
+      const a = await bot(awayFromOwner(topology, b), 'rekeyer', { channel: 'Same' });
+      await a.waitReady(3000);
+      a.startVoice(new ToneSource(440, -20));
+      await sleep(800);
+      const before = a.voice!;
+      const oldKey = Buffer.from(a.binding!.key).toString('hex');
+      const again = await a.join('Same');
+      // A new binding (protocol README 8.4), adopted by a new session: a new cipher at sequence 0.
+      expect(Buffer.from(again.voice.key).toString('hex')).not.toBe(oldKey);
+      expect(again.voice.voiceId).not.toBe(before.binding.voiceId);
+      expect(a.voice).not.toBe(before);
+      expect(before.isClosed).toBe(true);
+      expect(a.binding!.voiceId).toBe(again.voice.voiceId);
+      expect(a.voice!.cipher.nextSequence).toBeLessThan(before.cipher.nextSequence);
+      await a.waitReady(3000);
+      // The source carries over and the server takes audio under the new key: the listener still hears it.
+      await listen([b], 1000, 400);
+      expect(heard(b, 440)).toBeGreaterThan(-23);
+      expect(heard(b, 440)).toBeLessThan(-17);
+      expect(a.stats().upstreamPacketsLost).toBe(0);
+      const updated = a.signaling.waitFor('member.updated', (m) => m.member.selfMute);
+      await a.setSelfMute(true);
+      expect((await updated).member.userId).toBe(a.user.id);
+      expect(a.stats().muted).toBe(true);
+    },
+  },
+  {
+    name: 'deleting a channel ends the voice of every member and its mixer, wherever they are',
+    async run({ channelOf, topology }) {
+      const [owner, member] = await channelOf('Doomed', ['doom-owner', 'doom-member']);
+      const channel = { channel: owner!.channel!.id };
+      // One process mixes it, for its two members.
+      expect(await topology.samples('voice_channel_members', channel)).toEqual([2]);
+      const left = [owner!, member!].map((c) => new Promise<string>((r) => c.once('left', r)));
+      await owner!.signaling.request('channel.delete', { channelId: owner!.channel!.id });
+      expect(await Promise.all(left)).toEqual(['deleted', 'deleted']);
+      for (const c of [owner!, member!]) expect(c.binding).toBeNull();
+      // The owning process stopped the channel's actor: no mixer figures for it anywhere.
+      await expect.poll(() => topology.samples('voice_channel_members', channel)).toEqual([]);
+    },
+  },
+  {
     name: 'leaving one channel and joining another moves who is heard',
     async run({ bot, channelOf }) {
       const [a, b] = await channelOf('Room-1', ['room-a', 'room-b']);
@@ -428,7 +475,7 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       const p50 = quantile(delays, 0.5);
       const channel = { channel: speaker!.channel!.id };
       // (The figures below are the channel's: its two members are there.)
-      expect(await topology.metric('voice_channel_members', channel)).toBe(2);
+      expect(await topology.samples('voice_channel_members', channel)).toEqual([2]);
       const holdP50 = await topology.metric('voice_channel_hold_p50_ms', channel);
       const holdP99 = await topology.metric('voice_channel_hold_p99_ms', channel);
       console.log(

@@ -13,7 +13,7 @@ import { expectHearsOthers, heard, listen } from '../../../test-support/bots.js'
 import type { Topology } from './topology.js';
 
 /**
- * The single-node voice scenarios as one list, run on every topology (topology-*.test.ts): VoiceClient
+ * The single-node voice scenarios as one list, run on every topology (topologies.test.ts): VoiceClient
  * bots over real UDP (or the WebSocket) on 127.0.0.1 with real Opus, asserting on the audio the bots
  * played (Goertzel levels), the events they received, and the servers' /metrics. A scenario's i-th bot
  * signals on `topology.url(i)`: in a cluster, members of one channel sit on different processes.
@@ -31,8 +31,8 @@ export interface VoiceScenario {
   readonly name: string;
   readonly timeoutMs?: number;
   /**
-   * A known bug, by the name of the topology it shows on: the scenario must fail there (and the run
-   * says so when it passes, so the entry goes once the bug is fixed).
+   * A known bug, by the name of the topology it shows on ('single', 'cluster-2'): the scenario must
+   * fail there (and the run says so when it passes, so the entry goes once the bug is fixed).
    */
   readonly failsOn?: Readonly<Record<string, string>>;
   run(s: ScenarioContext): Promise<void>;

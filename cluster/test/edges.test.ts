@@ -152,6 +152,39 @@ describe('HTTP boundary', () => {
     expect(((await del.json()) as { error: { code: string } }).error.code).toBe('METHOD_NOT_ALLOWED');
   });
 
+  it('answers 501 NOT_IMPLEMENTED to a method no route takes; uWS closes on a method it does not know', async () => {
+    srv = await startTestServer();
+    const requests = () =>
+      srv.ctx.metrics.value('voice_http_requests_total', { route: 'unmatched', status: '501' });
+    // PUT, OPTIONS, TRACE and CONNECT reach the router: no route of ours takes them, on any path.
+    for (const method of ['PUT', 'OPTIONS', 'TRACE', 'CONNECT']) {
+      for (const path of ['/healthz', '/api/v1/channels', '/nope']) {
+        const answer = await rawHttp(srv.httpPort, `${method} ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+        expect(answer, `${method} ${path}`).toMatch(/^HTTP\/1\.1 501 /);
+        expect(answer).not.toMatch(/\r\nallow:/i);
+        expect(answer).toMatch(/\{"error":\{"code":"NOT_IMPLEMENTED"/);
+      }
+    }
+    expect(await requests()).toBe(12);
+    expect(await srv.ctx.metrics.value('voice_errors_total', { code: 'NOT_IMPLEMENTED' })).toBe(12);
+    // A method outside uWS's nine never reaches JavaScript: the connection closes with no answer,
+    // nothing is counted, and the server goes on serving.
+    const before = (await fetch(srv.url + '/metrics').then((r) => r.text())).match(
+      /voice_http_requests_total\{[^\n]*/g,
+    );
+    for (const method of ['FOO', 'PROPFIND', 'QUERY', 'get']) {
+      expect(await rawHttp(srv.httpPort, `${method} /healthz HTTP/1.1\r\nhost: x\r\n\r\n`), method).toBe('');
+    }
+    const after = (await fetch(srv.url + '/metrics').then((r) => r.text())).match(
+      /voice_http_requests_total\{[^\n]*/g,
+    );
+    // The only new count is the first /metrics request itself.
+    expect(after?.filter((l) => !l.includes('route="GET /metrics"'))).toEqual(
+      before?.filter((l) => !l.includes('route="GET /metrics"')),
+    );
+    expect((await fetch(srv.url + '/healthz')).status).toBe(200);
+  });
+
   it('answers a full disk with 503 STORAGE_FULL, not 500 INTERNAL', async () => {
     srv = await startTestServer();
     const { token } = await srv.rest().login('writer');

@@ -66,6 +66,12 @@ function isJson(contentType: string): boolean {
  */
 export class RestRouter {
   readonly #routes: Route[] = [];
+  /**
+   * Methods some route takes, and HEAD (answered like GET's route would be, without a body).
+   * Any other method that uWS lets through (PUT, OPTIONS, TRACE, CONNECT) is 501 on every path;
+   * uWS itself closes the connection on methods outside its nine (protocol/README.md section 2).
+   */
+  readonly #implemented = new Set<string>(['HEAD']);
 
   constructor(
     private readonly deps: {
@@ -89,6 +95,7 @@ export class RestRouter {
         '/?$',
     );
     this.#routes.push({ method, pattern, keys, name: `${method} ${path}`, handler });
+    this.#implemented.add(method);
     return this;
   }
 
@@ -161,6 +168,11 @@ export class RestRouter {
         routeName = 'rate_limited';
         // Do not read the body of a refused request.
         return failWith('RATE_LIMITED');
+      }
+
+      if (!this.#implemented.has(method)) {
+        res.onData(() => {});
+        return failWith('NOT_IMPLEMENTED', `no route of this server takes ${method}`);
       }
 
       let route: Route | undefined;

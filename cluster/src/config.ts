@@ -112,6 +112,18 @@ export const ConfigSchema = z
         /** Channel creations per user: sustained rate and burst (token bucket). */
         channelCreatesPerMinute: z.number().min(0.1).max(10_000).default(6),
         channelCreateBurst: z.number().int().min(1).max(10_000).default(3),
+        /**
+         * Budgets per client address, whichever accounts it uses (many accounts from one host
+         * must not fill `maxChannels`): new users (log-ins) and channel creations, each a token
+         * bucket refilled per hour. Raise them for many users behind one address (NAT, a proxy
+         * without trustProxy). Per node; the admin token's channels are not counted.
+         */
+        newUsersPerAddressPerHour: z.number().min(0.01).max(1_000_000).default(60),
+        newUserBurstPerAddress: z.number().int().min(1).max(1_000_000).default(20),
+        channelCreatesPerAddressPerHour: z.number().min(0.01).max(1_000_000).default(20),
+        channelCreateBurstPerAddress: z.number().int().min(1).max(1_000_000).default(10),
+        /** Addresses the budgets remember; the least recently seen is forgotten first. */
+        addressesTracked: z.number().int().min(16).max(10_000_000).default(100_000),
       })
       .strict()
       .prefault({}),

@@ -10,6 +10,7 @@ import {
 import type { ChannelFilter, ChannelPatch, Page, PageResult, StoredChannel } from '../state/types.js';
 import { newChannelId } from '../state/passwords.js';
 import { KeyedRateLimiter } from '../ratelimit.js';
+import type { AddressBudget } from './address-budget.js';
 import type { AppContext, Principal } from './context.js';
 import { PasswordGuard } from './password-guard.js';
 
@@ -28,14 +29,18 @@ export interface ChannelUpdate {
 
 /**
  * Channel CRUD with the basic permission rule: the owner or an admin may edit or delete. One user
- * may own `limits.channelsPerUser` channels and create them at `channelCreatesPerMinute`; the
+ * may own `limits.channelsPerUser` channels and create them at `channelCreatesPerMinute`, and
+ * one client address create `channelCreatesPerAddressPerHour` whatever accounts it uses; the
  * admin is bound only by the server's total. Owns the channels' password checks.
  */
 export class ChannelService {
   readonly passwords: PasswordGuard;
   readonly #creations: KeyedRateLimiter;
 
-  constructor(private readonly ctx: AppContext) {
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly budget: AddressBudget,
+  ) {
     const { limits } = ctx.config;
     this.passwords = new PasswordGuard(ctx.config.passwords, ctx.metrics);
     this.#creations = new KeyedRateLimiter(
@@ -66,13 +71,15 @@ export class ChannelService {
       throw new ProtocolError('WRONG_PASSWORD');
   }
 
-  async create(who: Principal, input: ChannelInput): Promise<StoredChannel> {
+  /** Creates a channel owned by `who`, asked from `address` (the client's, for its budget). */
+  async create(who: Principal, input: ChannelInput, address: string): Promise<StoredChannel> {
     if (who.userId === null) throw new ProtocolError('FORBIDDEN', 'channels are created by a logged-in user');
     const { limits } = this.ctx.config;
     if (!who.admin && !this.#creations.take(who.userId)) {
       this.ctx.metrics.rateLimited.inc({ limit: 'channel_creations' });
       throw new RateLimitedError(60_000 / limits.channelCreatesPerMinute, 'too many channels created');
     }
+    if (!who.admin) this.budget.spend('channel_creation', address);
     const now = this.ctx.now();
     const ch: StoredChannel = {
       id: newChannelId(),

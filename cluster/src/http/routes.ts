@@ -80,7 +80,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
         throw new ProtocolError('RATE_LIMITED', 'too many log-ins from this address');
       }
       const { nickname } = parseOr400(RestBodies.login, req.body, 'login');
-      const { token, user } = await users.login(nickname);
+      const { token, user } = await users.login(nickname, req.address);
       await sessions.registerLogin(token, user);
       return { status: 201, body: { token, user: await users.view(user) } };
     })
@@ -118,7 +118,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('POST', '/api/v1/channels', async (req) => {
       const p = await principal(req);
       const body = parseOr400(RestBodies.createChannel, req.body, 'channel');
-      const ch = await channels.create(p, body);
+      const ch = await channels.create(p, body, req.address);
       return { status: 201, body: { channel: await channels.view(ch) } };
     })
     .add('GET', '/api/v1/channels/:id', async (req) => {

@@ -94,12 +94,12 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     },
     'channel.create': async (s, m) => ({
       channel: await channels.view(
-        await channels.create(s.principal, {
-          name: m.name,
-          userLimit: m.userLimit,
-          password: m.password,
-          voice: m.voice,
-        }),
+        await channels.create(
+          s.principal,
+          { name: m.name, userLimit: m.userLimit, password: m.password, voice: m.voice },
+          // A request arrives on the session's connection; no connection means no address to charge.
+          s.conn?.address ?? 'unknown',
+        ),
       ),
     }),
     'channel.update': async (s, m) => ({

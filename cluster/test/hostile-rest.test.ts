@@ -53,6 +53,8 @@ const ROUTES = [
   '/api/v1/channels',
   '/api/v1/channels/:id',
   '/api/v1/channels/:id/members',
+  '/api/v1/channels/:id/mutes',
+  '/api/v1/channels/:id/mutes/:userId',
   '/api/v1/admin/users',
   '/api/v1/admin/channels',
 ];
@@ -157,8 +159,8 @@ describe('hostile REST (random and mutated requests, real process)', () => {
           {
             weight: 4,
             arbitrary: fc
-              .tuple(fc.constantFrom(...ROUTES), paramArb(ids))
-              .map(([r, p]) => r.replace(':id', p)),
+              .tuple(fc.constantFrom(...ROUTES), paramArb(ids), paramArb(ids))
+              .map(([r, p, q]) => r.replace(':id', p).replace(':userId', q)),
           },
           {
             weight: 1,

@@ -4,6 +4,7 @@ import {
   RateLimitedError,
   type Channel,
   type ChannelId,
+  type ServerMute,
   type UserId,
   type VoiceSettings,
 } from '@voice/protocol';
@@ -124,6 +125,23 @@ export class ChannelService {
       throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may delete');
     if (!(await this.ctx.store.deleteChannel(id))) throw new ProtocolError('NOT_FOUND', 'no such channel');
     await this.ctx.bus.publish({ type: 'channel.deleted', channelId: id });
+  }
+
+  /** The server mutes stored for a channel, present members or not: its owner or an admin only. */
+  async serverMutes(who: Principal, id: ChannelId, page: Page): Promise<PageResult<ServerMute>> {
+    const ch = await this.get(id);
+    if (!this.canModerate(who, ch))
+      throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may see server mutes');
+    const res = await this.ctx.store.listServerMutes(id, page);
+    const users = await Promise.all(res.items.map((m) => this.ctx.store.getUser(m.userId)));
+    return {
+      ...res,
+      items: res.items.map((m, i) => ({
+        userId: m.userId,
+        nickname: users[i]?.nickname ?? null,
+        mutedAt: m.mutedAt,
+      })),
+    };
   }
 
   async list(filter: ChannelFilter, page: Page): Promise<PageResult<Channel>> {

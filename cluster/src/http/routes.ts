@@ -142,6 +142,18 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
       await channels.get(id);
       return { status: 200, body: { members: await sessions.channelMembers(id) } };
     })
+    .add('GET', '/api/v1/channels/:id/mutes', async (req) => {
+      const p = await principal(req);
+      const q = parseOr400(PageQuery, query(req), 'query');
+      return { status: 200, body: await channels.serverMutes(p, channelId(req), q) };
+    })
+    .add('DELETE', '/api/v1/channels/:id/mutes/:userId', async (req) => {
+      const p = await principal(req);
+      const id = channelId(req);
+      const target = parseOr400(UserIdSchema, req.params.userId, 'user id');
+      await sessions.serverMute(p, id, target, false);
+      return { status: 204 };
+    })
     .add('GET', '/api/v1/admin/users', async (req) => {
       await adminOnly(req);
       const q = parseOr400(AdminUsersQuery, query(req), 'query');

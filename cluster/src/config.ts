@@ -105,6 +105,12 @@ export const ConfigSchema = z
         requestsPerSecond: z.number().min(0.1).max(100_000).default(50),
         requestBurst: z.number().int().min(1).max(100_000).default(200),
         connectionsPerAddress: z.number().int().min(1).max(100_000).default(32),
+        /**
+         * Bytes a WebSocket may have waiting to be sent (the client not reading). A signaling
+         * message that would pass it closes the connection (4004): a client that missed events
+         * must resync, and memory per connection stays bounded.
+         */
+        wsBackpressureBytes: z.number().int().min(65_536).max(67_108_864).default(1_048_576),
         /** Bad frames tolerated per connection before it is closed. */
         maxBadFrames: z.number().int().min(1).max(10_000).default(20),
         /** Channels one user may own at once (the admin token is not limited). */

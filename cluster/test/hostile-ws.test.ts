@@ -38,6 +38,8 @@ beforeAll(async () => {
         connectionsPerAddress: 1000,
         loginsPerMinute: 10_000,
         loginBurst: 10_000,
+        // The fuzz creates channels from one address; the canaries after it must still be able to.
+        channelCreateBurstPerAddress: 100_000,
       },
     },
   );

@@ -534,4 +534,27 @@ describe('WebSocket backpressure', () => {
     expect(Math.max(...c.frames.map((f) => f.size))).toBeLessThanOrEqual(MAX_FRAME_BYTES);
     await expect.poll(() => srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
   });
+
+  it('voice to a client that stops reading is dropped past 16 KiB and counted; signaling still fits', async () => {
+    srv = await startTestServer();
+    const { token, user } = await srv.rest().login('voice-backlog');
+    const c = await rawSocket(srv.wsUrl);
+    c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
+    await expect.poll(() => c.frames.length).toBe(1);
+    (c.ws as unknown as { _socket: Socket })._socket.pause();
+    const conn = srv.sessions.byUser(user.id)!.conn!;
+    // Fallback voice frames of the largest size, sent the way the voice plane sends them.
+    const frame = encodeMessage({ t: 'voice', p: new Uint8Array(1032) });
+    let queued = 0;
+    while (conn.sendBytes(frame, true) && queued < 50_000) queued++;
+    const m = srv.ctx.metrics;
+    expect(queued, 'the kernel buffers filled, then the voice backlog').toBeLessThan(50_000);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'voice_dropped' })).toBe(1);
+    // Dropping voice does not close: signaling still has room up to the limit (1 MiB).
+    expect(conn.send({ t: 'result', re: 5, data: { ts: 1, serverTime: 2 } } as never)).toBe(true);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'closed' })).toBe(0);
+    expect(conn.sendBytes(frame, true)).toBe(false);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'voice_dropped' })).toBe(2);
+    c.ws.close();
+  });
 });

@@ -52,6 +52,18 @@ async function rawSocket(url: string): Promise<{
   return { ws, frames, closed };
 }
 
+/** A user logged in over REST, then a raw WebSocket whose hello was answered. */
+async function helloSocket(
+  srv: TestServer,
+  nickname: string,
+): Promise<Awaited<ReturnType<typeof rawSocket>> & { user: User }> {
+  const { token, user } = await srv.rest().login(nickname);
+  const c = await rawSocket(srv.wsUrl);
+  c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
+  await expect.poll(() => c.frames.length).toBe(1);
+  return { ...c, user };
+}
+
 /** `n` channels with names of 58 wide characters, straight into the store (no creation limits). */
 async function fillWithLongNames(srv: TestServer, ownerId: UserId, n: number): Promise<void> {
   const now = Date.now();
@@ -470,10 +482,8 @@ describe('no server frame exceeds the limit', () => {
 
   it('the send path refuses a frame over the limit: a result becomes INTERNAL, counted', async () => {
     srv = await startTestServer();
-    const { token, user } = await srv.rest().login('oversize');
-    const c = await rawSocket(srv.wsUrl);
-    c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
-    await expect.poll(() => c.frames.length).toBe(1);
+    const c = await helloSocket(srv, 'oversize');
+    const user = c.user;
     const conn = srv.sessions.byUser(user.id)!.conn!;
     // Answers no handler can produce today, built by hand to exercise the last guard.
     expect(conn.send({ t: 'result', re: 77, data: { pad: 'x'.repeat(MAX_FRAME_BYTES) } } as never)).toBe(
@@ -503,10 +513,7 @@ describe('WebSocket backpressure', () => {
     const { ws: owner } = await srv.user('bp-owner');
     // Large answers make the flood quick: each channel.list page is close to a full 16 KiB frame.
     await fillWithLongNames(srv, owner.welcome.user.id, 100);
-    const { token } = await srv.rest().login('never-reads');
-    const c = await rawSocket(srv.wsUrl);
-    c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
-    await expect.poll(() => c.frames.length).toBe(1);
+    const c = await helloSocket(srv, 'never-reads');
     // The client stops reading: its receive window and the server's send buffer fill, then uWS
     // holds what the server sends next.
     const socket = (c.ws as unknown as { _socket: Socket })._socket;
@@ -537,10 +544,8 @@ describe('WebSocket backpressure', () => {
 
   it('voice to a client that stops reading is dropped past 16 KiB and counted; signaling still fits', async () => {
     srv = await startTestServer();
-    const { token, user } = await srv.rest().login('voice-backlog');
-    const c = await rawSocket(srv.wsUrl);
-    c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
-    await expect.poll(() => c.frames.length).toBe(1);
+    const c = await helloSocket(srv, 'voice-backlog');
+    const user = c.user;
     (c.ws as unknown as { _socket: Socket })._socket.pause();
     const conn = srv.sessions.byUser(user.id)!.conn!;
     // Fallback voice frames of the largest size, sent the way the voice plane sends them.

@@ -142,6 +142,9 @@ describe('budgets per source address', () => {
       const r = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: `sock${i}` });
       expect(r.status, `log-in ${i}`).toBe(201);
       tokens.push(r.json.token!);
+      // A taken nickname creates nobody and costs nothing from the budget.
+      const again = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: `sock${i}` });
+      expect(again.json.error?.code).toBe('NICKNAME_TAKEN');
     }
     // The fifth account from that address: refused, with when to come back (one an hour: 3,600 s).
     const fifth = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: 'sock4' });
@@ -173,7 +176,8 @@ describe('budgets per source address', () => {
     await root.ws.request('channel.create', { name: 'ops' });
 
     // Another address logs in and creates as if nothing happened.
-    const other = await callFrom(OTHER, srv.url, 'POST', '/api/v1/login', { nickname: 'neighbour' });
+    // (with the nickname the refused log-in had claimed for a moment: it was released)
+    const other = await callFrom(OTHER, srv.url, 'POST', '/api/v1/login', { nickname: 'sock4' });
     expect(other.status).toBe(201);
     const mine = await callFrom(
       OTHER,

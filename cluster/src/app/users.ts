@@ -18,10 +18,16 @@ export class UserService {
    * from the new-user budget of `address` (the client's).
    */
   async login(nickname: string, address: string): Promise<{ token: string; user: StoredUser }> {
-    this.budget.spend('new_user', address);
     const now = this.ctx.now();
     const id = newUserId();
     if (!(await this.ctx.directory.claimNickname(nickname, id))) throw new ProtocolError('NICKNAME_TAKEN');
+    // Charged only for a user that will exist: a taken nickname costs the log-in rate, not this.
+    try {
+      this.budget.spend('new_user', address);
+    } catch (err) {
+      await this.ctx.directory.releaseNickname(nickname, id);
+      throw err;
+    }
     const user: StoredUser = { id, nickname, status: '', createdAt: now, lastSeenAt: now };
     const token = newToken();
     try {

@@ -1,6 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { ChannelIdSchema, PageQuery, ProtocolError, RestBodies, UserIdSchema } from '@voice/protocol';
+import {
+  ChannelIdSchema,
+  PageQuery,
+  ProtocolError,
+  RateLimitedError,
+  RestBodies,
+  UserIdSchema,
+} from '@voice/protocol';
 import type { ChannelService } from '../app/channels.js';
 import type { AppContext, Principal } from '../app/context.js';
 import type { SessionManager } from '../app/sessions.js';
@@ -77,7 +84,10 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('POST', '/api/v1/login', async (req) => {
       if (!d.loginLimiter.take(req.address)) {
         ctx.metrics.rateLimited.inc({ limit: 'logins' });
-        throw new ProtocolError('RATE_LIMITED', 'too many log-ins from this address');
+        throw new RateLimitedError(
+          d.loginLimiter.retryAfterMs(req.address),
+          'too many log-ins from this address',
+        );
       }
       const { nickname } = parseOr400(RestBodies.login, req.body, 'login');
       const { token, user } = await users.login(nickname, req.address);

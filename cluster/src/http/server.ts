@@ -167,7 +167,7 @@ export class RestRouter {
         this.deps.metrics.rateLimited.inc({ limit: 'http_requests' });
         routeName = 'rate_limited';
         // Do not read the body of a refused request.
-        return failWith('RATE_LIMITED');
+        return fail(new RateLimitedError(this.deps.limiter.retryAfterMs(address)));
       }
 
       if (!this.#implemented.has(method)) {

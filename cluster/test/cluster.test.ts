@@ -386,6 +386,22 @@ describe('two nodes over one Redis', () => {
     expect(j.voice.udpPort).toBe(n1!.udpPort);
   });
 
+  it('drain hands each channel to the least-loaded other node, not to any live one', async () => {
+    // Announced once at start-up: the test sets the load each node shows.
+    const [n0, , n2] = await cluster(3, { cluster: { announceMs: 60_000 } });
+    const registry = new RedisNodeRegistry(testRedis().client(), lastPrefix);
+    const alice = await n0!.user('hand-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Handed' });
+    const joined = await alice.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort); // equal loads: the tie goes to node-0
+    const busy = (await registry.get('node-1'))!;
+    await registry.announce({ ...busy, load: { ...busy.load, channels: 5, members: 50 } }, 60_000);
+    const moved = alice.ws.waitFor('voice.moved', () => true, 5000);
+    await n0!.drain();
+    expect((await moved).voice.udpPort).toBe(n2!.udpPort);
+    expect(n2!.channelRouter.ownedChannels).toEqual([channel.id]);
+  });
+
   it('a resume on another node replaces the session still open on the first (SESSION_REPLACED)', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('twice');

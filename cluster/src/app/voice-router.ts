@@ -323,8 +323,11 @@ export class ChannelRouter implements VoiceRouter {
   }
 
   async #leastLoaded(): Promise<string> {
-    const live = (await this.routing.registry.live()).filter((n) => !n.draining);
-    if (this.#draining || live.length === 0) return live[0]?.nodeId ?? this.#me;
+    // A draining node hands its channels to the least loaded of the others (not any other).
+    const live = (await this.routing.registry.live()).filter(
+      (n) => !n.draining && !(this.#draining && n.nodeId === this.#me),
+    );
+    if (live.length === 0) return this.#me;
     // A node whose ticks run late (or whose CPU is nearly full) takes new channels only if all do.
     const busy = (n: NodeInfo): number =>
       n.load.tickLateMs > OVERLOADED_TICK_LATE_MS || n.load.cpu > OVERLOADED_CPU ? 1 : 0;

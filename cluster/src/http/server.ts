@@ -67,7 +67,7 @@ function isJson(contentType: string): boolean {
 export class RestRouter {
   readonly #routes: Route[] = [];
   /**
-   * Methods some route takes, and HEAD (answered like GET's route would be, without a body).
+   * Methods some route takes, and HEAD (known but no route's: the 405 or 404 of its path, no body).
    * Any other method that uWS lets through (PUT, OPTIONS, TRACE, CONNECT) is 501 on every path;
    * uWS itself closes the connection on methods outside its nine (protocol/README.md section 2).
    */

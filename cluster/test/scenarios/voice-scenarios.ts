@@ -201,7 +201,7 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       expect(heard(owner!, 700), 'owner hears the member before the mute').toBeGreaterThan(-23);
 
       const r = await owner!.signaling.request('voice.serverMute', { userId: loud!.user.id, muted: true });
-      expect(r.member.serverMute).toBe(true);
+      expect(r.member?.serverMute).toBe(true);
       const rejoined = owner!.signaling.waitFor(
         'member.joined',
         (m) => m.member.userId === loud!.user.id,

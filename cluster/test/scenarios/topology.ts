@@ -35,11 +35,17 @@ export interface Topology {
 }
 
 /**
- * Server settings every topology shares: one server serves a whole scenario list from one address,
- * more log-ins than a client address may make by default.
+ * Server settings every topology shares: one server serves a whole scenario list to clients all on
+ * 127.0.0.1, so the per-address budgets (log-ins, new users, channel creations) would count them as
+ * one host's.
  */
 const SHARED_CONFIG = {
-  limits: { loginsPerMinute: 10_000, loginBurst: 1_000 },
+  limits: {
+    loginsPerMinute: 10_000,
+    loginBurst: 1_000,
+    newUserBurstPerAddress: 100_000,
+    channelCreateBurstPerAddress: 100_000,
+  },
 };
 
 interface Node {

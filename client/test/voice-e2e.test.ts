@@ -103,6 +103,43 @@ describe('voice end to end (real server)', () => {
 });
 
 describe('VoiceClient channel and session handling (real server)', () => {
+  it('waitReady spans a replaced session (a rekey: in a cluster, a redirect or a move) and fails only on leave or close', async () => {
+    // Every packet to the server is lost at first: no session can be ready yet.
+    const relay = await LossyRelay.start({
+      target: { host: '127.0.0.1', port: srv.udpPort },
+      clientToServer: { loss: 1 },
+      seed: 9,
+    });
+    closers.push(() => relay.close());
+    const c = await bot('waiter', {
+      channel: 'Waiting',
+      create: true,
+      udpTarget: relay.address,
+      wsFallback: false,
+      helloRetryMs: 100,
+    });
+    const first = c.voice!;
+    const ready = c.waitReady(5000);
+    // The rekey closes the session being waited on; the wait goes on for the new one.
+    await c.join('Waiting');
+    expect(first.isClosed).toBe(true);
+    relay.setConditions('clientToServer', {});
+    await ready;
+    expect(c.voice!.isReady).toBe(true);
+    expect(c.voice).not.toBe(first);
+
+    // A wait that the binding's end cuts short: leaving, then closing.
+    relay.setConditions('clientToServer', { loss: 1 });
+    await c.join('Waiting');
+    const left = expect(c.waitReady(5000)).rejects.toMatchObject({ code: 'NOT_IN_CHANNEL' });
+    await c.leave();
+    await left;
+    await c.join('Waiting');
+    const closed = expect(c.waitReady(5000)).rejects.toMatchObject({ code: 'CLOSED' });
+    await c.close();
+    await closed;
+  });
+
   it('a resumed session from another process adopts the fresh binding of its welcome', async () => {
     // resume: false, so the dropped client closes and another process takes its session over.
     const first = await bot('resumer', { channel: 'Resume', create: true, resume: false });

@@ -566,7 +566,11 @@ export class SessionManager {
       case 'speaking': {
         // The owner's shadow detected it: this node's session (if the member is here) follows.
         const s = this.#byUser.get(e.userId);
-        if (s && s.channelId === e.channelId) s.speaking = e.speaking;
+        if (s && s.channelId === e.channelId) {
+          s.speaking = e.speaking;
+          // Listings made on other nodes read the member from its record: keep its flag there.
+          this.#background('session save', this.#save(s));
+        }
         this.broadcast(
           { t: 'speaking', channelId: e.channelId, userId: e.userId, speaking: e.speaking },
           (x) => x.channelId === e.channelId,

@@ -108,12 +108,6 @@ export const voiceScenarios: readonly VoiceScenario[] = [
   },
   {
     name: 'member listings show who speaks and how, wherever the member and the lister signal',
-    failsOn: {
-      'cluster-2':
-        "a listing made on another process than the member's reads its directory record, and no " +
-        "process writes speaking changes there (sessions.ts: setSpeaking and the 'speaking' bus " +
-        'event change the in-memory Session only), so remote members show speaking: false',
-    },
     async run({ channelOf }) {
       const names = ['list-a', 'list-b', 'list-c'];
       const trio = await channelOf('Listed', names);

@@ -568,8 +568,10 @@ export class SessionManager {
         const s = this.#byUser.get(e.userId);
         if (s && s.channelId === e.channelId) {
           s.speaking = e.speaking;
-          // Listings made on other nodes read the member from its record: keep its flag there.
-          this.#background('session save', this.#save(s));
+          // Listings made on other nodes read the member from its record: keep its flag there. Best
+          // effort and counted, not logged: talkspurt edges are frequent, a Redis outage would flood
+          // the log, and the next edge writes the flag again.
+          this.#save(s).catch(() => this.ctx.metrics.backgroundErrors.inc({ task: 'speaking save' }));
         }
         this.broadcast(
           { t: 'speaking', channelId: e.channelId, userId: e.userId, speaking: e.speaking },

@@ -1,4 +1,4 @@
-import { Nickname } from '@voice/protocol';
+import { Nickname, type VoiceSettings } from '@voice/protocol';
 import type { JitterBufferOptions, OpusEncoderSettings, OpusFactory } from '@voice/media';
 import type { PlayoutHook } from './playout.js';
 import type { AudioSource } from './sources.js';
@@ -31,6 +31,8 @@ export interface VoiceClientOptions {
   /** Create `channel` when no channel has that name. */
   create?: boolean;
   password?: string;
+  /** Codec settings of `channel` when this client creates it (frame size, bitrate, complexity). */
+  voice?: Partial<VoiceSettings>;
   /** Start sending this source after the first join. */
   source?: AudioSource;
   /** Opus backend to use; share one between many clients (load tests). Default: createOpus(). */

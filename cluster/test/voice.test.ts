@@ -252,6 +252,19 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(core().forwardDeferred, 'flood packets held back until due').toBeGreaterThan(100);
   });
 
+  it('a bot that creates its channel sets its codec: frame size, bitrate and complexity', async () => {
+    const maker = await bot('codec-maker', {
+      channel: 'Codec10',
+      create: true,
+      voice: { frameMs: 10, bitrate: 48_000, complexity: 7 },
+    });
+    expect(maker.channel!.voice).toEqual({ frameMs: 10, bitrate: 48_000, complexity: 7 });
+    expect(maker.binding!.frameMs).toBe(10);
+    const joiner = await bot('codec-joiner', { channel: 'Codec10', voice: { frameMs: 20 } });
+    // Joining an existing channel takes its settings; `voice` applies only to a channel created.
+    expect(joiner.binding!.frameMs).toBe(10);
+  });
+
   it('8. a channel over its CPU budget lowers its encoder complexity and keeps sounding', async () => {
     // A budget of 10 µs per tick: every real tick with an encode is over it.
     await srv.stop();

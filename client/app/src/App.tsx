@@ -112,7 +112,11 @@ export function App(props: { link: ExtensionLink }) {
               <button class="btn btn-ghost" onClick={() => setSettingsOpen(true)} data-testid="open-settings">
                 Settings
               </button>
-              <button class="btn btn-ghost" onClick={() => void props.link.request({ cmd: 'disconnect' })}>
+              <button
+                class="btn btn-ghost"
+                onClick={() => void props.link.request({ cmd: 'disconnect' })}
+                data-testid="sign-out"
+              >
                 Sign out
               </button>
             </footer>

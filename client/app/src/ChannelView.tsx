@@ -59,6 +59,7 @@ export function ChannelView(props: { link: ExtensionLink }) {
               data-testid="member"
               data-nickname={m.nickname}
               data-speaking={String(m.speaking)}
+              data-server-muted={String(m.serverMute)}
             >
               <span class="avatar" aria-hidden="true">
                 {m.nickname.slice(0, 1).toUpperCase()}
@@ -75,7 +76,9 @@ export function ChannelView(props: { link: ExtensionLink }) {
                   <span class="badge">deafened</span>
                 </Show>
                 <Show when={m.serverMute}>
-                  <span class="badge badge-danger">server-muted</span>
+                  <span class="badge badge-danger" data-testid="server-muted">
+                    server-muted
+                  </span>
                 </Show>
                 <Show when={m.away}>
                   <span class="badge">away</span>
@@ -98,6 +101,9 @@ export function ChannelView(props: { link: ExtensionLink }) {
                 <Show when={canModerate()}>
                   <button
                     class="btn btn-small"
+                    aria-pressed={m.serverMute}
+                    data-testid="server-mute"
+                    title={`Nobody hears ${m.nickname} in this channel until you lift it`}
                     onClick={() =>
                       void props.link.request({ cmd: 'serverMute', userId: m.userId, on: !m.serverMute })
                     }
@@ -112,9 +118,15 @@ export function ChannelView(props: { link: ExtensionLink }) {
       </ul>
 
       <footer class="stats" data-testid="stats">
-        <span>Ping {fmt(view.stats?.pingMs, 'ms')}</span>
-        <span>Loss {fmt(view.stats?.lossPercent, '%', 1)}</span>
-        <span>Jitter {fmt(view.stats?.jitterMs, 'ms', 1)}</span>
+        <span data-testid="ping" title="Round trip to the server">
+          Ping {fmt(view.stats?.pingMs, 'ms', 1)}
+        </span>
+        <span data-testid="loss" title="Your packets the server did not get">
+          Loss {fmt(view.stats?.lossPercent, '%', 1)}
+        </span>
+        <span data-testid="jitter" title="Arrival jitter of what you hear">
+          Jitter {fmt(view.stats?.jitterMs, 'ms', 1)}
+        </span>
         <span>Via {view.stats?.transport ?? '—'}</span>
       </footer>
     </section>

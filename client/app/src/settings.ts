@@ -7,6 +7,8 @@ export interface Saved extends Required<
 > {
   server: string;
   nickname: string;
+  /** The server's admin token, if the person has one: sent in hello, never put back on screen. */
+  adminToken: string;
   theme: 'dark' | 'light';
   pttKey: string;
   muteKey: string;
@@ -23,6 +25,7 @@ const KEY = 'voice.settings.v1';
 export const DEFAULTS: Saved = {
   server: 'localhost:7800',
   nickname: '',
+  adminToken: '',
   theme: 'dark',
   transmit: 'vad',
   pttKey: 'KeyV',

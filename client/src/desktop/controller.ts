@@ -1,6 +1,7 @@
 import type { Channel, Member, ServerEvent } from '@voice/protocol';
 import { AudioDeviceError } from '../audio/errors.js';
 import type { AudioEngine } from '../audio/engine.js';
+import { RestClient } from '../rest.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
 import { PlayoutSource } from './playout-source.js';
@@ -47,6 +48,19 @@ function errorInfo(err: unknown): ErrorInfo {
   return { code, message: String(e?.message ?? err).slice(0, 500) };
 }
 
+/** Rejects with ADMIN_TOKEN_REJECTED unless the server takes `adminToken` on an admin-only route. */
+async function checkAdminToken(origin: string, adminToken: string): Promise<void> {
+  try {
+    await new RestClient(origin).call('GET', '/api/v1/admin/users?limit=1', undefined, adminToken);
+  } catch (err) {
+    if (err instanceof RequestError && (err.code === 'INVALID_TOKEN' || err.code === 'FORBIDDEN'))
+      throw Object.assign(new Error('The server did not accept that admin token.'), {
+        code: 'ADMIN_TOKEN_REJECTED',
+      });
+    throw err;
+  }
+}
+
 /** Only these failures are worth retrying: the server is down or restarting, not a wrong name. */
 function retryable(err: ErrorInfo): boolean {
   return [
@@ -61,6 +75,7 @@ function retryable(err: ErrorInfo): boolean {
 }
 
 const SPEAKING_LIMIT = 1000;
+const LOGOUT_TIMEOUT_MS = 1500;
 
 /**
  * The extension's brain: one VoiceClient (reconnected with back-off, session restored by token when
@@ -73,6 +88,9 @@ export class DesktopController {
   private server: string | null = null;
   private nickname: string | null = null;
   private token: string | null = null;
+  private adminToken: string | null = null;
+  /** The server accepted our admin token on the current connection. */
+  private isAdmin = false;
   /** Who we are on this server: kept while reconnecting, so the UI stays where it was. */
   private me: { id: string; nickname: string } | null = null;
   private lastError: ErrorInfo | null = null;
@@ -119,6 +137,24 @@ export class DesktopController {
     this.stopRetry();
     if (this.statsTimer) clearInterval(this.statsTimer);
     await this.dropClient();
+    await this.logout();
+  }
+
+  /**
+   * Ends the session on the server now (the app closes, or the person signs out): without it the
+   * seat and the nickname stay held for the grace period, and signing in again gets NICKNAME_TAKEN.
+   * Best effort, bounded: an unreachable server must not hold the app's exit.
+   */
+  private async logout(): Promise<void> {
+    const token = this.token;
+    this.token = null;
+    if (!token || !this.server) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new RestClient(new URL(this.server).origin).call('POST', '/api/v1/logout', undefined, token),
+      new Promise((r) => (timer = setTimeout(r, LOGOUT_TIMEOUT_MS))),
+    ]).catch(() => undefined);
+    clearTimeout(timer);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -134,8 +170,10 @@ export class DesktopController {
       case 'disconnect':
         this.stopRetry();
         this.wantedChannel = null;
-        this.token = null;
+        this.isAdmin = false;
+        // Closed first, so the server's logout close (4000) does not look like a lost connection.
         await this.dropClient();
+        await this.logout();
         this.setState('disconnected', null);
         return undefined;
       case 'channel.create': {
@@ -258,9 +296,10 @@ export class DesktopController {
     } catch {
       throw Object.assign(new Error('That is not a server address (host:port).'), { code: 'BAD_ADDRESS' });
     }
+    this.token = null;
     this.server = server;
     this.nickname = c.nickname;
-    this.token = null;
+    this.adminToken = c.adminToken ?? null;
     this.me = null;
     this.wantedChannel = null;
     this.retryDelay = this.o.backoffMs?.[0] ?? 500;
@@ -283,16 +322,23 @@ export class DesktopController {
       clientName: this.o.clientName ?? 'voice-desktop',
       playoutClock: 'pull' as const,
     };
+    const adminToken = this.adminToken;
+    // hello answers INVALID_TOKEN for a wrong admin token and for a forgotten session alike: ask
+    // an admin-only route first, so each gets its own answer (and no nickname is claimed in vain).
+    if (adminToken !== null) await checkAdminToken(new URL(base.server).origin, adminToken);
+    const admin = adminToken !== null ? { adminToken } : {};
     let client: VoiceClient;
     try {
       client = await VoiceClient.connect(
-        this.token ? { ...base, token: this.token } : { ...base, nickname: this.nickname! },
+        this.token
+          ? { ...base, ...admin, token: this.token }
+          : { ...base, ...admin, nickname: this.nickname! },
       );
     } catch (err) {
       // The server forgot the session (restarted without it): log in again, then rejoin below.
       if (!this.token || !(err instanceof RequestError) || !/TOKEN|AUTH|SESSION/.test(err.code)) throw err;
       this.token = null;
-      client = await VoiceClient.connect({ ...base, nickname: this.nickname! });
+      client = await VoiceClient.connect({ ...base, ...admin, nickname: this.nickname! });
     }
     if (epoch !== this.epoch || this.closed) {
       await client.close();
@@ -300,6 +346,7 @@ export class DesktopController {
     }
     this.client = client;
     this.token = client.token;
+    this.isAdmin = adminToken !== null;
     this.me = { id: client.user.id, nickname: client.user.nickname };
     this.listen(client);
     this.setState('connected', null);
@@ -343,6 +390,7 @@ export class DesktopController {
         await client.setVolume(userId, percent).catch(() => undefined);
     this.pushState();
     this.pushMembers();
+    this.pushStats();
   }
 
   private listen(client: VoiceClient): void {
@@ -500,7 +548,7 @@ export class DesktopController {
       server: this.server,
       userId: this.state === 'disconnected' ? null : (c?.user.id ?? this.me?.id ?? null),
       nickname: c?.user.nickname ?? this.me?.nickname ?? this.nickname,
-      isAdmin: false,
+      isAdmin: this.state !== 'disconnected' && this.isAdmin,
       channelId: c?.channel?.id ?? (this.state === 'reconnecting' ? (this.wantedChannel?.id ?? null) : null),
       muted: this.muted,
       deaf: this.deaf,

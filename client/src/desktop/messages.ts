@@ -41,6 +41,8 @@ export const Commands = {
     id,
     server: z.string().trim().min(1).max(256),
     nickname: z.string().trim().min(1).max(32),
+    /** The server's admin token (protocol README 4.1): moderation in every channel. */
+    adminToken: z.string().min(1).max(256).optional(),
   }),
   disconnect: z.object({ cmd: z.literal('disconnect'), id }),
   'channel.create': z.object({

@@ -227,6 +227,8 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     const after = medianToneDbfs(bob.recording().samples, MIC_HZ, 1000);
     expect(after).toBeLessThan(-60);
     await page.getByTestId('mute').click();
+    // Unmuted, we show as speaking again (the server's voice detector starts afresh).
+    await memberRow('alice').and(page.locator('[data-speaking=true]')).waitFor({ timeout: 3000 });
 
     // The bot's tone comes out of the extension's speaker at level; the volume slider halves it.
     await sleep(2000);
@@ -257,7 +259,9 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     await sleep(1500);
     expect(medianToneDbfs(played(), BOT_HZ, 1000)).toBeLessThan(-60);
     await memberRow('bob').getByTestId('server-mute').click();
-    await memberRow('bob').and(page.locator('[data-server-muted=false]')).waitFor();
+    await memberRow('bob').and(page.locator('[data-server-muted=false][data-speaking=true]')).waitFor({
+      timeout: 3000,
+    });
     await expect
       .poll(() => Math.abs(medianToneDbfs(played(), BOT_HZ, 1000) - half), { timeout: 5000 })
       .toBeLessThan(1.5);

@@ -4,6 +4,7 @@ import type { AudioEngine } from '../audio/engine.js';
 import { RestClient } from '../rest.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
+import type { VoiceClientOptions } from '../voice/options.js';
 import { PlayoutSource } from './playout-source.js';
 import {
   parseCommand,
@@ -24,6 +25,8 @@ export interface ControllerOptions {
   readonly clientName?: string;
   /** The sound-device library did not load: said to the UI with every state it asks for. */
   readonly backendError?: AudioDeviceError;
+  /** Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat). */
+  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs'>;
 }
 
 /** Codes the UI shows a sentence for; anything else shows its message. */
@@ -318,6 +321,7 @@ export class DesktopController {
   private async open(): Promise<void> {
     const epoch = ++this.epoch;
     const base = {
+      ...this.o.voice,
       server: this.server!,
       clientName: this.o.clientName ?? 'voice-desktop',
       playoutClock: 'pull' as const,

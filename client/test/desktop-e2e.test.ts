@@ -248,6 +248,7 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     expect(await figure('loss')).toBe(0);
     expect(await figure('jitter')).toBeGreaterThanOrEqual(0);
     expect(await figure('jitter')).toBeLessThan(100);
+    await page.evaluate('document.activeElement?.blur()');
     await page.screenshot({ path: join(SHOTS, 'channel.png') });
 
     // The channel's owner server-mutes the bot: the row says so, and its voice stops reaching us.

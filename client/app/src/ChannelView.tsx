@@ -1,4 +1,5 @@
-import { For, Show } from 'solid-js';
+import { createSignal, For, Show } from 'solid-js';
+import { explain } from './ConnectScreen.tsx';
 import type { ExtensionLink } from './link.ts';
 import { save, saved } from './settings.ts';
 import { view } from './store.ts';
@@ -10,6 +11,13 @@ function fmt(v: number | null | undefined, unit: string, digits = 0): string {
 export function ChannelView(props: { link: ExtensionLink }) {
   const channel = () => view.channels.find((c) => c.id === view.state.channelId);
   const canModerate = () => view.state.isAdmin || channel()?.ownerId === view.state.userId;
+  const [error, setError] = createSignal<string | null>(null);
+
+  const serverMute = async (userId: string, on: boolean) => {
+    setError(null);
+    const r = await props.link.request({ cmd: 'serverMute', userId, on });
+    if (!r.ok && r.error) setError(explain(r.error.code, r.error.message));
+  };
 
   const setVolume = (userId: string, percent: number) => {
     save({ volumes: { ...saved.volumes, [userId]: percent } });
@@ -49,6 +57,12 @@ export function ChannelView(props: { link: ExtensionLink }) {
           </button>
         </div>
       </header>
+
+      <Show when={error()}>
+        <div class="banner banner-error" role="alert" data-testid="channel-view-error">
+          {error()}
+        </div>
+      </Show>
 
       <ul class="members" data-testid="members">
         <For each={view.members}>
@@ -104,9 +118,7 @@ export function ChannelView(props: { link: ExtensionLink }) {
                     aria-pressed={m.serverMute}
                     data-testid="server-mute"
                     title={`Nobody hears ${m.nickname} in this channel until you lift it`}
-                    onClick={() =>
-                      void props.link.request({ cmd: 'serverMute', userId: m.userId, on: !m.serverMute })
-                    }
+                    onClick={() => void serverMute(m.userId, !m.serverMute)}
                   >
                     {m.serverMute ? 'Unmute for all' : 'Mute for all'}
                   </button>

@@ -21,6 +21,10 @@ export function explain(code: string, message: string): string {
       return 'That channel is full. Try again when someone leaves.';
     case 'WRONG_PASSWORD':
       return 'Wrong password.';
+    case 'FORBIDDEN':
+      return "Only the channel's owner or an admin can do that.";
+    case 'NOT_CONNECTED':
+      return 'Not connected to the server right now.';
     case 'RATE_LIMITED':
       return 'Too many tries. Wait a moment, then try again.';
     case 'INVALID_INPUT':

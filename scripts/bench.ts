@@ -9,6 +9,7 @@ import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
 import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
+import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -30,6 +31,10 @@ if (!quick) {
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
+  print(
+    'cluster: audio gap heard on failover (kill -9 of the owner) and live drain (SIGTERM), 4 processes, 10 tries each',
+    await benchClusterGaps({ tries: 10, log: (l) => console.log(l) }),
+  );
   for (const opus of ['libopus', 'native', 'opusscript'] as const) {
     print(
       `server (${opus} opus): capacity, channels of 10 with 2 speaking, server on one core, swarm on the other; largest step with tick lateness p99 < 10 ms, and < 2 ms`,

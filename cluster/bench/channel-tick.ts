@@ -5,24 +5,13 @@
  *
  *   node --conditions=source --import tsx cluster/bench/channel-tick.ts
  */
-import { asChannelId, DEFAULT_VOICE_SETTINGS, type UserId } from '@voice/protocol';
+import { asChannelId, DEFAULT_VOICE_SETTINGS } from '@voice/protocol';
 import { createOpus, loadNativeAead, sineInt16, type OpusFactory } from '@voice/media';
 import { ChannelCore } from '../src/voice/channel.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { TokenBucket } from '../src/ratelimit.js';
-import type { Session } from '../src/app/sessions.js';
-
-function fakeSession(i: number): Session {
-  // Only the fields the channel core reads: this seam is the session layer, not audio.
-  return {
-    userId: `u_bench${String(i).padStart(7, '0')}` as UserId,
-    selfMute: false,
-    selfDeaf: false,
-    serverMute: false,
-    volumes: new Map(),
-  } as unknown as Session;
-}
+import { fakeSession } from './fake-session.js';
 
 export function benchChannelTick(
   opus: OpusFactory,

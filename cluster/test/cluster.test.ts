@@ -4,6 +4,7 @@ import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index
 import { medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 
 /*
  * Two nodes of one cluster in this process, over a real redis-server: signaling on either node,
@@ -23,8 +24,14 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.stop();
 });
 
-async function cluster(n: number, over: { sessionTtlMs?: number } = {}): Promise<TestServer[]> {
+/** The key prefix of the last cluster started (to look at its registry). */
+let lastPrefix = '';
+async function cluster(
+  n: number,
+  over: { sessionTtlMs?: number; cluster?: { announceMs: number } } = {},
+): Promise<TestServer[]> {
   const prefix = newPrefix();
+  lastPrefix = prefix;
   for (let i = 0; i < n; i++)
     nodes.push(
       await startTestServer({
@@ -80,9 +87,14 @@ describe('two nodes over one Redis', () => {
     expect([n0!, n1!].find((n) => n !== owners[0])!.voice.channelStats()).toHaveLength(0);
 
     trio.forEach((x, i) => x.startVoice(new ToneSource(TONES[i]!, -20)));
+    // Connection figures reach every member, also those signaled on the node that does not mix.
+    const figures = trio.map((x) =>
+      x.signaling.waitFor('stats', (m) => m.stats.packetsIn > 0 && m.stats.packetsOut > 0, 5000),
+    );
     await sleep(700);
     for (const x of trio) x.clearRecording();
     await sleep(1100);
+    await Promise.all(figures);
     for (const [i, x] of trio.entries()) {
       for (const [j, hz] of TONES.entries()) {
         const level = heard(x, hz);
@@ -169,13 +181,19 @@ describe('two nodes over one Redis', () => {
     // The periodic control traffic alone, from the configuration (commands inside a Lua script are
     // counted too): each node announces every 500 ms (MULTI, SET, SADD, EXEC); the owner renews its
     // lease every third of 2 s (EVALSHA: GET, PEXPIRE); each node touches its sessions every 5 s
-    // (EVALSHA, then at most 8 commands per session, 3 sessions). Nothing else may run.
+    // (EVALSHA, then at most 8 commands per session, 3 sessions); every 2 s the owner relays the
+    // connection figures of members signaled on the other node (at most one batch per member, each
+    // a PUBLISH and its reply's PUBLISH). Nothing else may run.
     const periods = (every: number): number => Math.ceil(elapsed / every) + 1;
-    const budget = 2 * periods(500) * 4 + periods(2000 / 3) * 3 + periods(5000) * (2 + 3 * 8);
+    const budget =
+      2 * periods(500) * 4 + periods(2000 / 3) * 3 + periods(5000) * (2 + 3 * 8) + periods(2000) * 3 * 2;
     expect(packets, 'audio flowed through the owner').toBeGreaterThan(800);
     expect(commands).toBeLessThanOrEqual(budget);
     const kinds = [...after].filter(([cmd, n]) => cmd !== 'info' && n !== (before.get(cmd) ?? 0));
-    const periodic = ['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'];
+    const periodic = [
+      ...['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'],
+      'publish',
+    ];
     for (const [cmd] of kinds) expect(periodic).toContain(cmd);
   });
 
@@ -321,6 +339,28 @@ describe('two nodes over one Redis', () => {
     expect(other.channelRouter.wsDropped).toBe(dropped);
   });
 
+  it('places a new channel on a node whose ticks run late only when every node does', async () => {
+    // Announced once at start-up: the test sets the load each node shows.
+    const [n0, n1] = await cluster(2, { cluster: { announceMs: 60_000 } });
+    const registry = new RedisNodeRegistry(testRedis().client(), lastPrefix);
+    const mark = async (nodeId: string, tickLateMs: number): Promise<void> => {
+      const info = (await registry.get(nodeId))!;
+      await registry.announce({ ...info, load: { ...info.load, tickLateMs } }, 60_000);
+    };
+    const ownerOf = async (nickname: string, name: string): Promise<string> => {
+      const u = await n1!.user(nickname);
+      const { channel } = await u.ws.request('channel.create', { name });
+      await u.ws.request('channel.join', { channelId: channel.id });
+      return [n0!, n1!].find((n) => n.channelRouter.ownedChannels.includes(channel.id))!.config.nodeId;
+    };
+    // Equal loads: the tie goes to node-0.
+    expect(await ownerOf('pl1', 'Place1')).toBe('node-0');
+    await mark('node-0', 12);
+    expect(await ownerOf('pl2', 'Place2')).toBe('node-1');
+    await mark('node-1', 12);
+    expect(await ownerOf('pl3', 'Place3')).toBe('node-0');
+  });
+
   it('drain: /readyz answers draining at once, the channel and its members move to the other node', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('drain-a');
@@ -344,6 +384,22 @@ describe('two nodes over one Redis', () => {
     const carol = await n0!.user('drain-c');
     const j = await carol.ws.request('channel.join', { channelId: fresh.id });
     expect(j.voice.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('drain hands each channel to the least-loaded other node, not to any live one', async () => {
+    // Announced once at start-up: the test sets the load each node shows.
+    const [n0, , n2] = await cluster(3, { cluster: { announceMs: 60_000 } });
+    const registry = new RedisNodeRegistry(testRedis().client(), lastPrefix);
+    const alice = await n0!.user('hand-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Handed' });
+    const joined = await alice.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort); // equal loads: the tie goes to node-0
+    const busy = (await registry.get('node-1'))!;
+    await registry.announce({ ...busy, load: { ...busy.load, channels: 5, members: 50 } }, 60_000);
+    const moved = alice.ws.waitFor('voice.moved', () => true, 5000);
+    await n0!.drain();
+    expect((await moved).voice.udpPort).toBe(n2!.udpPort);
+    expect(n2!.channelRouter.ownedChannels).toEqual([channel.id]);
   });
 
   it('a resume on another node replaces the session still open on the first (SESSION_REPLACED)', async () => {

@@ -7,6 +7,7 @@ import {
   type JitterInsertResult,
 } from './jitter-buffer.js';
 import { opusPacketHasLbrr } from './opus-packet.js';
+import { TimeStretch } from './time-stretch.js';
 import { TimestampUnwrapper } from './timestamp.js';
 
 /** A frame whose peak stays below this (-40 dBFS) is quiet: catch-up may drop a frame there unheard. */
@@ -47,6 +48,14 @@ export interface FramePlayoutOptions {
    * then buffered when the lost one is due, and rebuilds it.
    */
   readonly fecHoldMs?: number;
+  /**
+   * Time-scale modification (NetEq's accelerate and preemptive expand, `TimeStretch`): excess delay
+   * in loud audio is given back by removing pitch periods, and the FEC look-ahead is grown by
+   * inserting them, instead of dropping or concealing a whole frame. Output passes through a small
+   * sync buffer, so `next()` may decode two packets or none. Off by default: the server forwards
+   * packets as they are and needs one decoded frame per packet. Default false.
+   */
+  readonly timeStretch?: boolean;
 }
 
 export interface FramePlayoutStats {
@@ -67,6 +76,12 @@ export interface FramePlayoutStats {
   readonly lookAhead: number;
   /** Of `concealed`, frames inserted to grow the buffer for the look-ahead. */
   readonly expanded: number;
+  /** Pitch periods removed (accelerate) and inserted (preemptive expand), with `timeStretch`. */
+  readonly accelerated: number;
+  readonly stretchExpanded: number;
+  /** Their total length, ms. */
+  readonly acceleratedMs: number;
+  readonly stretchExpandedMs: number;
 }
 
 function isQuiet(pcm: Int16Array, n: number): boolean {
@@ -112,6 +127,14 @@ export class FramePlayout {
   #expandPending = false;
   #expanded = 0;
   #closed = false;
+  readonly #stretch: TimeStretch | null;
+  /** Decoded audio not played yet (with timeStretch): what the splices work on. */
+  readonly #sync: Int16Array;
+  #syncLen = 0;
+  readonly #scratch: Int16Array;
+  /** Samples still to insert by preemptive expand (the look-ahead's growth). */
+  #growSamples = 0;
+  #lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
   #decoded = 0;
   #fec = 0;
   #concealed = 0;
@@ -133,7 +156,12 @@ export class FramePlayout {
     this.decoder = decoder;
     this.#drainConceal = drainConcealFrames;
     this.#fecHoldMs = fecHoldMs;
-    this.jitter = new JitterBuffer({ ...options.jitter, frameMs: this.frameMs });
+    const timeStretch = options.timeStretch ?? false;
+    this.jitter = new JitterBuffer({ ...options.jitter, frameMs: this.frameMs, timeStretch });
+    // Periods up to 15 ms, or the frame at 10 ms frames (two periods must fit the region).
+    this.#stretch = timeStretch ? new TimeStretch({ maxPeriod: Math.min(720, frameSamples) }) : null;
+    this.#sync = new Int16Array(timeStretch ? 3 * frameSamples + 720 : 0);
+    this.#scratch = new Int16Array(timeStretch ? frameSamples : 0);
   }
 
   /** Stores a packet whose header timestamp (uint32 sample position) is `timestamp`. */
@@ -167,6 +195,37 @@ export class FramePlayout {
    */
   next(nowMs: number, out: Int16Array, lateMs = 0): PlayoutFrameKind {
     if (out.length < this.frameSamples) throw new TypeError('out must hold one frame');
+    if (!this.#stretch) return this.#produce(nowMs, out, lateMs);
+    const n = this.frameSamples;
+    const sync = this.#sync;
+    const ts = this.#stretch;
+    const jb = this.jitter;
+    // Decode until a frame's worth is ready; each packet is popped at the time it will play (after
+    // what the sync buffer holds), so the jitter buffer judges the delay as heard.
+    while (this.#syncLen < n) {
+      const kind = this.#produce(nowMs + this.#syncLen / 48, this.#scratch, lateMs);
+      this.#lastKind = kind;
+      sync.set(this.#scratch, this.#syncLen);
+      this.#syncLen += n;
+      if (kind !== PlayoutFrame.DECODED) continue;
+      // Only with the next frame already buffered: accelerating brings its turn forward.
+      if (jb.shrinkMs * 48 >= ts.minPeriod && jb.headReady) {
+        const removed = ts.accelerate(sync, 0, this.#syncLen);
+        this.#syncLen -= removed;
+        jb.shrinkMs = Math.max(0, jb.shrinkMs - removed / 48);
+      } else if (this.#growSamples > 0) {
+        const added = ts.expand(sync, 0, this.#syncLen, sync.length);
+        this.#syncLen += added;
+        this.#growSamples -= added;
+      }
+    }
+    for (let i = 0; i < n; i++) out[i] = sync[i]!; // (a subarray view would allocate per frame)
+    sync.copyWithin(0, n, this.#syncLen);
+    this.#syncLen -= n;
+    return this.#lastKind;
+  }
+
+  #produce(nowMs: number, out: Int16Array, lateMs: number): PlayoutFrameKind {
     const n = this.frameSamples;
     const jb = this.jitter;
     const dec = this.decoder;
@@ -174,8 +233,10 @@ export class FramePlayout {
     if (this.#expandPending) {
       this.#expandPending = false;
       // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
-      // decoder continues across it) makes room for the look-ahead the next loss needs.
-      if (jb.delayAt(nowMs) < jb.targetDelayMs) {
+      // decoder continues across it) makes room for the look-ahead the next loss needs. With
+      // time-stretching the growth is a few inserted pitch periods instead (next()).
+      if (this.#stretch) this.#growSamples = n;
+      else if (jb.delayAt(nowMs) < jb.targetDelayMs) {
         try {
           if (dec.conceal(out) !== n) return this.#error(out);
         } catch {
@@ -276,6 +337,10 @@ export class FramePlayout {
       lost: this.#lost,
       lookAhead: this.jitter.lookAhead,
       expanded: this.#expanded,
+      accelerated: this.#stretch?.accelerated ?? 0,
+      stretchExpanded: this.#stretch?.expanded ?? 0,
+      acceleratedMs: (this.#stretch?.samplesRemoved ?? 0) / 48,
+      stretchExpandedMs: (this.#stretch?.samplesAdded ?? 0) / 48,
     };
   }
 
@@ -287,6 +352,8 @@ export class FramePlayout {
     this.#drained = -1;
     this.#lastSeq = -1;
     this.#expandPending = false;
+    this.#syncLen = 0;
+    this.#growSamples = 0;
   }
 
   /** Idempotent: frees the decoder. */

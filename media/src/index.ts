@@ -8,6 +8,7 @@ export * from './opus-addon.js';
 export * from './aead-native.js';
 export * from './jitter-buffer.js';
 export * from './frame-playout.js';
+export * from './time-stretch.js';
 export * from './mixer.js';
 export * from './level.js';
 export * from './clock.js';

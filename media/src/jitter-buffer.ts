@@ -59,6 +59,13 @@ export interface JitterBufferOptions {
    */
   readonly catchUpMs?: number;
   readonly maxCatchUpFrames?: number;
+  /**
+   * The caller time-stretches decoded audio (TimeStretch): catch-up no longer waits for quiet audio
+   * to give back excess delay in loud audio; it asks the caller to accelerate by `shrinkMs` (the
+   * excess, once it reaches a frame, less half a frame) and drops whole frames only in quiet audio,
+   * as without this. Default false.
+   */
+  readonly timeStretch?: boolean;
   /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
   readonly resetGapFrames?: number;
 }
@@ -163,6 +170,7 @@ export class JitterBuffer {
   private readonly percentile: number;
   private readonly catchUpPops: number;
   private readonly maxCatchUp: number;
+  private readonly timeStretch: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
   private readonly frameMsInv: number;
@@ -228,6 +236,7 @@ export class JitterBuffer {
       resetGapFrames = capacity * 4,
       marginMs = 0,
       peakWindowMs = 1000,
+      timeStretch = false,
     } = options;
     if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
     if (
@@ -272,6 +281,7 @@ export class JitterBuffer {
     this.percentile = delayPercentile;
     this.catchUpPops = catchUpMs > 0 ? Math.max(1, Math.round(catchUpMs / frameMs)) : 0;
     this.maxCatchUp = maxCatchUpFrames;
+    this.timeStretch = timeStretch;
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
@@ -336,6 +346,12 @@ export class JitterBuffer {
   get playing(): boolean {
     return this.state === PLAYING;
   }
+
+  /**
+   * Excess delay (ms) the caller should remove by time-stretching (with `timeStretch`): set by
+   * catch-up once per window, lowered by the caller as it accelerates.
+   */
+  shrinkMs = 0;
 
   /**
    * Whether the audio now playing is quiet (set by a caller that decodes; default true): catch-up
@@ -473,6 +489,7 @@ export class JitterBuffer {
     // kept: both users key packets by a timestamp that follows the sender's clock through pauses
     // (a pause longer than the delay window starts a new baseline, see measure()).
     this.nDrains++;
+    this.shrinkMs = 0; // a restart takes the right phase
     this.state = BUFFERING;
     this.minStored = Number.POSITIVE_INFINITY;
     return JitterPop.EMPTY;
@@ -496,6 +513,7 @@ export class JitterBuffer {
   /** Forgets the stream (buffered packets and delay history); counters are kept. */
   reset(): void {
     this.clearSlots();
+    this.shrinkMs = 0;
     this.state = IDLE;
     this.started = false;
     this.targetFrames = this.minTarget;
@@ -582,9 +600,23 @@ export class JitterBuffer {
     if (this.lastDelay < this.windowMinDelay) this.windowMinDelay = this.lastDelay;
     if (++this.windowPops < this.catchUpPops) return;
     const need = Math.max(this.targetDelay, this.peaks.percentile(100) + this.marginMs);
-    const excess = Math.floor((this.windowMinDelay - need) * this.frameMsInv);
+    const excessMs = this.windowMinDelay - need;
+    const excess = Math.floor(excessMs * this.frameMsInv);
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
+    if (this.timeStretch) {
+      // Quiet: whole frames go unheard, as below. Loud: the caller removes pitch periods instead
+      // (a few ms each, inaudible in voiced speech) rather than waiting or dropping a frame.
+      const dropped = this.quiet && excess > 0 ? Math.min(excess, this.maxCatchUp) : 0;
+      if (dropped > 0) {
+        this.skipTo(this.head + dropped);
+        this.lastDelay -= dropped * this.frameMs;
+      }
+      // A frame or more above what is needed, as for dropping; half a frame of it stays.
+      const left = excessMs - dropped * this.frameMs;
+      this.shrinkMs = left >= this.frameMs ? left - this.frameMs / 2 : 0;
+      return;
+    }
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).

@@ -38,6 +38,8 @@ export interface PlayoutOptions {
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   readonly recording: Recording | null;
   /** Frames concealed when the buffer runs dry right after audio (default 2; see FramePlayout). */
+  /** Time-scale modification in the playout (FramePlayoutOptions.timeStretch). Default true. */
+  readonly timeStretch?: boolean;
   readonly drainConcealFrames?: number;
   /**
    * 'timer' (default): a drift-free Ticker pulls one frame per frame period. 'pull': nothing runs by
@@ -143,6 +145,8 @@ export class Playout {
       frameSamples: this.frameSamples,
       decoder: options.opus.createDecoder({ frameSamples: this.frameSamples }),
       jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+      // Excess delay in speech goes by whole pitch periods, the FEC look-ahead grows the same way.
+      timeStretch: options.timeStretch ?? true,
       ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
     });
     this.frame = new Int16Array(this.frameSamples);

@@ -3,6 +3,7 @@ import {
   ProtocolError,
   PROTOCOL_VERSION,
   type ChannelId,
+  type ConnectionStats,
   type LeaveReason,
   type Member,
   type ResultMap,
@@ -466,6 +467,20 @@ export class SessionManager {
     if (!s.channelId || s.speaking === speaking) return;
     s.speaking = speaking;
     await this.ctx.bus.publish({ type: 'speaking', channelId: s.channelId, userId: s.userId, speaking });
+  }
+
+  /**
+   * A member's connection figures from the voice plane: to its connection, or (a shadow: its
+   * signaling is on another node) batched to that node by the router.
+   */
+  sendStats(s: Session, stats: ConnectionStats): void {
+    if (s.remoteNode !== null) this.voice?.relayStats(s, stats);
+    else s.conn?.send({ t: 'stats', stats });
+  }
+
+  /** Figures relayed by the channel's owner for sessions of this node. */
+  deliverStats(items: readonly { userId: UserId; stats: ConnectionStats }[]): void {
+    for (const { userId, stats } of items) this.#byUser.get(userId)?.conn?.send({ t: 'stats', stats });
   }
 
   /** Called by the voice plane when the session's voice transport changes (UDP registered, WS fallback). */

@@ -17,5 +17,7 @@ export interface VoicePlane {
   channelUpdated(channel: StoredChannel): void;
   /** Voice packet that arrived over the WebSocket fallback transport. */
   receiveWs(session: Session, packet: Uint8Array): void;
+  /** The worst channel's tick lateness p99 over the last seconds (ms): how loaded this node is. */
+  tickLatenessP99Ms(): number;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import {
   ProtocolError,
   type ChannelId,
+  type ConnectionStats,
   type Transport,
   type UserId,
   type VoiceBinding,
@@ -27,6 +28,8 @@ export interface VoiceRouter {
   receiveWs(s: Session, packet: Uint8Array): void;
   /** The transport of a member voiced here changed (a shadow's goes to its signaling node). */
   relayTransport(s: Session, transport: Transport): Promise<void>;
+  /** A shadow's connection figures, for its signaling node (batched per node). */
+  relayStats(s: Session, stats: ConnectionStats): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +47,8 @@ export interface SessionPort {
   voiceMoved(s: Session): Promise<void>;
   /** Applies a request that names a user connected to this node (`member.*` ops). */
   handleMemberRequest(op: string, args: unknown): Promise<unknown>;
+  /** Connection figures the owner relayed for sessions of this node. */
+  deliverStats(items: readonly StatsItem[]): void;
 }
 
 export interface RoutingBackends {
@@ -61,6 +66,17 @@ interface Owned {
 }
 
 const resourceOf = (id: ChannelId): string => `channel:${id}`;
+
+interface StatsItem {
+  userId: UserId;
+  stats: ConnectionStats;
+}
+/** Tick lateness p99 (ms) above which a node counts as overloaded when placing channels. */
+const OVERLOADED_TICK_LATE_MS = 2;
+/** CPU use (share of one core) above which a node counts as overloaded when placing channels. */
+const OVERLOADED_CPU = 0.85;
+/** Figures held for one signaling node between flushes (a bound: beyond it they are dropped). */
+const MAX_STATS_BATCH = 2_000;
 
 /**
  * Places each channel's actor on exactly one node and routes the session layer's voice calls to
@@ -98,6 +114,10 @@ export class ChannelRouter implements VoiceRouter {
   wsRedirects = 0;
   /** When each session was last redirected (at most one redirect per second per session). */
   readonly #redirectedAt = new WeakMap<Session, number>();
+  /** Shadows' figures waiting to go to their signaling nodes (flushed once per stats slice). */
+  readonly #statsOut = new Map<string, StatsItem[]>();
+  #statsFlush: NodeJS.Immediate | null = null;
+  statsDropped = 0;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
 
@@ -183,7 +203,12 @@ export class ChannelRouter implements VoiceRouter {
       {
         ...this.info(),
         wsUrl: this.#wsUrl,
-        load: { channels: this.#owned.size, members, tickLateMs: 0, cpu: this.#cpuLoad() },
+        load: {
+          channels: this.#owned.size,
+          members,
+          tickLateMs: this.plane.tickLatenessP99Ms(),
+          cpu: this.#cpuLoad(),
+        },
         draining: this.#draining,
         updatedAt: this.ctx.now(),
       },
@@ -298,10 +323,17 @@ export class ChannelRouter implements VoiceRouter {
   }
 
   async #leastLoaded(): Promise<string> {
-    const live = (await this.routing.registry.live()).filter((n) => !n.draining);
-    if (this.#draining || live.length === 0) return live[0]?.nodeId ?? this.#me;
+    // A draining node hands its channels to the least loaded of the others (not any other).
+    const live = (await this.routing.registry.live()).filter(
+      (n) => !n.draining && !(this.#draining && n.nodeId === this.#me),
+    );
+    if (live.length === 0) return this.#me;
+    // A node whose ticks run late (or whose CPU is nearly full) takes new channels only if all do.
+    const busy = (n: NodeInfo): number =>
+      n.load.tickLateMs > OVERLOADED_TICK_LATE_MS || n.load.cpu > OVERLOADED_CPU ? 1 : 0;
     live.sort(
       (a, b) =>
+        busy(a) - busy(b) ||
         a.load.members - b.load.members ||
         a.load.channels - b.load.channels ||
         a.nodeId.localeCompare(b.nodeId),
@@ -477,6 +509,31 @@ export class ChannelRouter implements VoiceRouter {
     return node.wsUrl;
   }
 
+  relayStats(s: Session, stats: ConnectionStats): void {
+    const node = s.remoteNode;
+    if (node === null || this.#closed) return;
+    let batch = this.#statsOut.get(node);
+    if (!batch) this.#statsOut.set(node, (batch = []));
+    if (batch.length >= MAX_STATS_BATCH) {
+      this.statsDropped++;
+      return;
+    }
+    batch.push({ userId: s.userId, stats });
+    // One message per signaling node per stats slice, whatever the number of members.
+    this.#statsFlush ??= setImmediate(() => this.#flushStats());
+  }
+
+  #flushStats(): void {
+    this.#statsFlush = null;
+    for (const [node, items] of this.#statsOut) {
+      this.#statsOut.delete(node);
+      this.routing.requests.request(node, 'member.stats', { items }).catch((err: unknown) => {
+        // Figures are refreshed every 2 s: a lost batch is only logged.
+        this.ctx.log.debug({ err, node }, 'relaying connection figures failed');
+      });
+    }
+  }
+
   // ---- Requests from other nodes --------------------------------------------------------------
 
   async #handle(op: string, args: unknown, from: string): Promise<unknown> {
@@ -515,6 +572,11 @@ export class ChannelRouter implements VoiceRouter {
         if (!shadow || !this.#attached.has(shadow)) throw new ProtocolError('NOT_IN_CHANNEL');
         shadow.restore({ ...r, channelId: shadow.channelId });
         this.plane.update(shadow);
+        return null;
+      }
+      case 'member.stats': {
+        const items = (args as { items?: unknown }).items;
+        if (Array.isArray(items)) this.sessions.deliverStats(items as StatsItem[]);
         return null;
       }
       default:
@@ -574,6 +636,8 @@ export class ChannelRouter implements VoiceRouter {
     return (this.#closed ??= (async () => {
       clearInterval(this.#timer);
       clearInterval(this.#watch);
+      if (this.#statsFlush) clearImmediate(this.#statsFlush);
+      this.#statsOut.clear();
       this.#unhandle();
       for (const [id, o] of [...this.#owned]) {
         this.#owned.delete(id);

@@ -1,5 +1,6 @@
 import {
   MAX_PACKET_BYTES,
+  MAX_PAYLOAD_BYTES,
   VoiceFlags,
   VoicePacketType,
   type ChannelId,
@@ -68,7 +69,7 @@ export class VoiceMember {
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
-  readonly raw = new Uint8Array(1000);
+  readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
   rawLen = 0;
   /** Frame index of `raw`. */
   rawSeq = 0;

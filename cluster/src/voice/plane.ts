@@ -97,6 +97,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       () => this.#auth.endpoints(),
       () => alignPhases(this.#channels.values(), this.counters),
       (err) => this.#report('voice_stats', err),
+      (session, stats) => o.sessions.sendStats(session, stats),
     );
   }
 
@@ -214,6 +215,12 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       ticksSkipped: ch.ticksSkipped,
       lateness: ch.lateness,
     }));
+  }
+
+  tickLatenessP99Ms(): number {
+    let worst = 0;
+    for (const ch of this.#channels.values()) worst = Math.max(worst, ch.lateness.percentile(99));
+    return Math.round(worst * 100) / 100;
   }
 
   /** Benchmarks: measure the clocks from now on. */

@@ -1,3 +1,5 @@
+import type { ConnectionStats } from '@voice/protocol';
+import type { Session } from '../app/sessions.js';
 import type { VoiceEndpoint } from './endpoint.js';
 
 /** How often members receive their connection figures. */
@@ -18,6 +20,8 @@ export class MemberStats {
     private readonly endpoints: () => Iterable<VoiceEndpoint>,
     private readonly onRound: () => void,
     private readonly onError: (err: unknown) => void,
+    /** Delivers a member's figures: to its connection, or to its signaling node (a shadow). */
+    private readonly deliver: (session: Session, stats: ConnectionStats) => void,
   ) {}
 
   /** Starts or stops the timer (idempotent). */
@@ -44,26 +48,22 @@ export class MemberStats {
     if (slice === 0) this.onRound();
     for (const ep of this.endpoints()) {
       if (ep.voiceId % STATS_SLICES !== slice) continue;
-      const conn = ep.session.conn;
       const m = ep.member;
-      if (!conn || !m) continue;
+      if (!m || (!ep.session.conn && ep.session.remoteNode === null)) continue;
       const w = ep.cipher.replay;
       const dr = w.received - ep.statsReceived;
       const dl = w.lost - ep.statsLost;
       ep.statsReceived = w.received;
       ep.statsLost = w.lost;
       const js = m.jitter.stats();
-      conn.send({
-        t: 'stats',
-        stats: {
-          rttMs: null,
-          lossUp: dr + dl > 0 ? dl / (dr + dl) : 0,
-          jitterMs: js.jitterMs,
-          bufferMs: js.depth * ep.channel.settings.frameMs,
-          packetsIn: m.packetsIn,
-          packetsOut: m.packetsOut,
-          concealed: js.concealed,
-        },
+      this.deliver(ep.session, {
+        rttMs: null,
+        lossUp: dr + dl > 0 ? dl / (dr + dl) : 0,
+        jitterMs: js.jitterMs,
+        bufferMs: js.depth * ep.channel.settings.frameMs,
+        packetsIn: m.packetsIn,
+        packetsOut: m.packetsOut,
+        concealed: js.concealed,
       });
     }
   }

@@ -282,6 +282,10 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
 
     // A locked channel asks for its password; a wrong one says so and keeps asking; the right one joins.
     await channelButton('Locked').click();
+    await page.getByTestId('channel-password').waitFor();
+    await page.keyboard.press('Escape');
+    await page.getByTestId('channel-password').waitFor({ state: 'detached' });
+    await channelButton('Locked').click();
     await page.getByTestId('channel-password').fill('open');
     await page.getByTestId('channel-password-join').click();
     await expect.poll(() => page.getByTestId('password-error').textContent()).toMatch(/Wrong password/);
@@ -385,7 +389,8 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     console.log(`tab: ${inSettings.controls} controls with the settings open`);
     expect(inSettings.missed).toEqual([]);
     expect(inSettings.controls).toBeGreaterThan(inChannel.controls);
-    await page.getByTestId('close-settings').click();
+    await page.keyboard.press('Escape'); // dialogs close with Escape
+    await page.getByTestId('settings').waitFor({ state: 'detached' });
 
     // Readable at 800x600 too.
     await page.setViewportSize({ width: 800, height: 600 });

@@ -1,6 +1,7 @@
 import { createSignal, For, Show } from 'solid-js';
 import type { ChannelView } from '../../src/desktop/messages.ts';
 import { explain } from './ConnectScreen.tsx';
+import { focusSoon } from './focus.ts';
 import type { ExtensionLink } from './link.ts';
 import { view } from './store.ts';
 
@@ -176,7 +177,13 @@ export function ChannelList(props: { link: ExtensionLink }) {
 
       <Show when={askPassword()}>
         {(c) => (
-          <div class="modal" role="dialog" aria-modal="true" aria-label="Channel password">
+          <div
+            class="modal"
+            role="dialog"
+            aria-modal="true"
+            aria-label="Channel password"
+            onKeyDown={(e) => e.key === 'Escape' && setAskPassword(null)}
+          >
             <form
               class="card"
               onSubmit={(e) => {
@@ -190,7 +197,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
                 <input
                   class="input"
                   type="password"
-                  autofocus
+                  ref={focusSoon}
                   value={password()}
                   onInput={(e) => setPassword(e.currentTarget.value)}
                   data-testid="channel-password"
@@ -221,6 +228,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
             role="dialog"
             aria-modal="true"
             aria-label={d().id ? 'Edit channel' : 'New channel'}
+            onKeyDown={(e) => e.key === 'Escape' && setDraft(null)}
           >
             <form class="card" onSubmit={(e) => void saveDraft(e)} data-testid="channel-form">
               <h3>{d().id ? 'Edit channel' : 'New channel'}</h3>
@@ -230,7 +238,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   class="input"
                   required
                   maxLength={64}
-                  autofocus
+                  ref={focusSoon}
                   value={d().name}
                   onInput={(e) => setDraft({ ...d(), name: e.currentTarget.value })}
                   data-testid="channel-name"

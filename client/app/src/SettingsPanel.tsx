@@ -1,4 +1,5 @@
 import { createSignal, For, onCleanup, Show } from 'solid-js';
+import { focusSoon } from './focus.ts';
 import type { ExtensionLink } from './link.ts';
 import { audioSettings, save, saved, type Saved } from './settings.ts';
 import { view } from './store.ts';
@@ -30,9 +31,13 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
   });
   const onKey = (e: KeyboardEvent) => {
     const which = capturing();
-    if (!which) return;
+    if (!which) {
+      if (e.key === 'Escape') props.onClose();
+      return;
+    }
     e.preventDefault();
-    save({ [which]: e.code });
+    // Escape cancels choosing a key rather than becoming one.
+    if (e.key !== 'Escape') save({ [which]: e.code });
     setCapturing(null);
   };
 
@@ -44,7 +49,12 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
       <div class="card settings" data-testid="settings">
         <header class="section-head">
           <h2>Settings</h2>
-          <button class="btn btn-ghost" onClick={() => props.onClose()} data-testid="close-settings">
+          <button
+            class="btn btn-ghost"
+            ref={focusSoon}
+            onClick={() => props.onClose()}
+            data-testid="close-settings"
+          >
             Close
           </button>
         </header>

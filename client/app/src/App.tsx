@@ -83,7 +83,7 @@ export function App(props: { link: ExtensionLink }) {
       </Show>
       <Show when={view.audioError}>
         <div class="banner banner-warn" role="status" data-testid="audio-banner">
-          Sound: {view.audioError}
+          {view.audioError}
         </div>
       </Show>
       <Show

@@ -299,7 +299,8 @@ export class DesktopController {
     } catch {
       throw Object.assign(new Error('That is not a server address (host:port).'), { code: 'BAD_ADDRESS' });
     }
-    this.token = null;
+    // A session left from before (a reconnection that gave up) would hold the nickname.
+    await this.logout();
     this.server = server;
     this.nickname = c.nickname;
     this.adminToken = c.adminToken ?? null;

@@ -90,6 +90,16 @@ export async function suspend(sink: PulseSink): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * Kills the PulseAudio daemon under whatever runs on it (a sound server, or a USB card, gone at
+ * once), then starts it again with the test devices. Only for the last test of a file: every
+ * stream on it dies.
+ */
+export async function killPulse(): Promise<() => Promise<void>> {
+  await run('pulseaudio', ['--kill'], { timeout: 10_000 });
+  return ensurePulseDevices;
+}
+
 /** Plays a WAV into a sink (the "microphone"), looping until killed. */
 export function playInto(sink: PulseSink, wavPath: string): ChildProcess {
   // --latency-msec: without it the first 1.5 s go missing (BRIEF); loop with a shell so it never ends.

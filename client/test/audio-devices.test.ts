@@ -17,6 +17,7 @@ import { toneLevelDbfs } from '../../test-support/levels.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import {
   ensurePulseDevices,
+  killPulse,
   playInto,
   recordFrom,
   stopPlaying,
@@ -184,7 +185,8 @@ describe('sound devices through PulseAudio null sinks', () => {
   }, 30_000);
 
   it('a device that stops delivering periods is DEVICE_FAILED, once, for input and output; the engine then opens another', async () => {
-    const engine = new AudioEngine({ backend });
+    // A shorter start window than the default 5 s, to keep the test short; the stall limit is the default.
+    const engine = new AudioEngine({ backend: DeviceBackend.load({ startMs: 2500 }) });
     cleanup.push(() => engine.close());
     const errors: { code: string; which: string; at: number }[] = [];
     engine.on('error', (e, which) => errors.push({ code: e.code, which, at: performance.now() }));
@@ -199,7 +201,7 @@ describe('sound devices through PulseAudio null sinks', () => {
     const t0 = performance.now();
     await expect.poll(() => errors.length, { timeout: 5000 }).toBe(1);
     expect(errors[0]).toMatchObject({ code: 'DEVICE_FAILED', which: 'input' });
-    // Judged after 1 s without a period, and not in the first 5 s of a stream: not at once.
+    // Judged after 1 s without a period, and not in the first 2.5 s of a stream: not at once.
     expect(errors[0]!.at - t0).toBeGreaterThan(900);
     expect(engine.inputFormat).toBeNull(); // its stream is closed
     await resumeMic();
@@ -224,4 +226,22 @@ describe('sound devices through PulseAudio null sinks', () => {
     expect(errors).toHaveLength(2);
     expect(engine.inputFormat).not.toBeNull();
   }, 40_000);
+
+  // Last: it kills the sound server (the streams' ALSA connections die with it).
+  it('the sound server dying under a running capture is DEVICE_FAILED, and the process lives', async () => {
+    const engine = new AudioEngine({ backend });
+    cleanup.push(() => engine.close());
+    const errors: AudioDeviceError[] = [];
+    engine.on('error', (e) => errors.push(e));
+    let levels = 0;
+    engine.on('level', () => levels++);
+    await engine.startInput(device('voice_mic2').id);
+    await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(5);
+    const restart = await killPulse();
+    cleanup.push(restart);
+    await expect.poll(() => errors.length, { timeout: 8000 }).toBe(1);
+    expect(errors[0]!.code).toBe('DEVICE_FAILED');
+    expect(engine.inputFormat).toBeNull();
+    await restart();
+  }, 30_000);
 });

@@ -60,6 +60,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
       return;
     }
     setError(null);
+    setPasswordError(null);
     const r = await props.link.request({
       cmd: 'join',
       channelId: c.id,
@@ -73,7 +74,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
     const msg =
       code === 'CHANNEL_FULL'
         ? `${c.name} is full (${c.userLimit} of ${c.userLimit}). Try again when someone leaves.`
-        : explain(code, r.error?.message ?? 'failed');
+        : explain(code, r.error?.message ?? 'failed', r.error?.retryAfterMs);
     // A wrong password keeps the prompt open, with the message in it.
     if (askPassword() && (code === 'WRONG_PASSWORD' || code === 'RATE_LIMITED')) setPasswordError(msg);
     else {

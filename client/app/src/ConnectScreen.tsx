@@ -4,7 +4,7 @@ import { save, saved } from './settings.ts';
 import { view } from './store.ts';
 
 /** A sentence for each failure a person can act on. */
-export function explain(code: string, message: string): string {
+export function explain(code: string, message: string, retryAfterMs?: number): string {
   switch (code) {
     case 'SERVER_DOWN':
       return 'Nothing answers at that address. Is the server running, and is the port right?';
@@ -26,7 +26,9 @@ export function explain(code: string, message: string): string {
     case 'NOT_CONNECTED':
       return 'Not connected to the server right now.';
     case 'RATE_LIMITED':
-      return 'Too many tries. Wait a moment, then try again.';
+      return retryAfterMs !== undefined
+        ? `Too many tries. Wait ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s, then try again.`
+        : 'Too many tries. Wait a moment, then try again.';
     case 'INVALID_INPUT':
       return message.charAt(0).toUpperCase() + message.slice(1) + '.';
     default:

@@ -31,7 +31,12 @@ export interface ControllerOptions {
 
 /** Codes the UI shows a sentence for; anything else shows its message. */
 function errorInfo(err: unknown): ErrorInfo {
-  if (err instanceof RequestError) return { code: err.code, message: err.message };
+  if (err instanceof RequestError)
+    return {
+      code: err.code,
+      message: err.message,
+      ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+    };
   if (err instanceof AudioDeviceError) return { code: err.code, message: err.message };
   // Our own argument checks (a nickname too short, ...): the message says what is wrong.
   if (err instanceof TypeError && !(err as { cause?: unknown }).cause)

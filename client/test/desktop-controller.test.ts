@@ -26,8 +26,10 @@ afterAll(async () => {
   await srv?.stop();
 }, 30_000);
 
-/** An extension's controller on WAV-less file audio (a steady tone in), talking through `relay`. */
-async function extension(relay: LossyRelay, nickname: string) {
+type Ext = Awaited<ReturnType<typeof extension>>;
+
+/** An extension's controller on file audio (a steady tone in), talking through `relay` if given. */
+async function extension(relay: LossyRelay | null, nickname: string) {
   const engine = new AudioEngine({
     backend: new FileBackend({ input: sineInt16(48_000 * 2, 1000, -20), maxOutputSeconds: 30 }),
     transmit: 'always',
@@ -37,7 +39,10 @@ async function extension(relay: LossyRelay, nickname: string) {
   const controller = new DesktopController({
     engine,
     send: (e) => (e.ev === 'reply' ? replies.set(e.re, e) : events.push(e)),
-    voice: { udpTarget: { host: relay.host, port: relay.port }, heartbeatMs: 1000 },
+    voice: {
+      ...(relay ? { udpTarget: { host: relay.host, port: relay.port } } : {}),
+      heartbeatMs: 1000,
+    },
   });
   closers.push(
     () => engine.close(),
@@ -55,10 +60,10 @@ async function extension(relay: LossyRelay, nickname: string) {
   await cmd({ cmd: 'connect', server: srv.url, nickname });
   const stats = (): DesktopEventOf<'stats'>[] =>
     events.filter((e): e is DesktopEventOf<'stats'> => e.ev === 'stats');
-  return { cmd, stats };
+  return { cmd, stats, controller, events };
 }
 
-describe('desktop connection figures', () => {
+describe('desktop controller against a real server', () => {
   it('show the loss of what we send, the jitter of what we hear, and the round trip, as the network makes them', async () => {
     // 20 % of our packets lost on the way up; 0-40 ms of random delay on the way down.
     const relay = await LossyRelay.start({
@@ -101,4 +106,18 @@ describe('desktop connection figures', () => {
     expect(jitter).toBeGreaterThan(4);
     expect(jitter).toBeLessThan(40);
   }, 30_000);
+
+  it('signing out, or closing the app, ends the session on the server at once: the seat and the nickname are free', async () => {
+    // Without a logout the session would hold both for the grace period (20 s).
+    const seat = async (nickname: string, channel: string, leave: (ext: Ext) => Promise<unknown>) => {
+      const ext = await extension(null, nickname);
+      const created = await ext.cmd({ cmd: 'channel.create', name: channel, userLimit: 1 });
+      await ext.cmd({ cmd: 'join', channelId: (created.data as { channelId: string }).channelId });
+      await leave(ext);
+      const other = await VoiceClient.connect({ server: srv.url, nickname, opus, channel });
+      closers.push(() => other.close());
+    };
+    await seat('carol', 'Seat', (ext) => ext.cmd({ cmd: 'disconnect' }));
+    await seat('dora', 'Seat2', (ext) => ext.controller.close());
+  }, 20_000);
 });

@@ -338,6 +338,7 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     expect(await page.locator('html').getAttribute('data-theme')).toBe('light');
     await page.getByTestId('open-settings').click();
     expect(await page.getByTestId('transmit-ptt').isChecked()).toBe(true);
+    expect(await page.getByTestId('ptt-key').textContent()).toBe('V'); // KeyV, as a person reads it
     await page.screenshot({ path: join(SHOTS, 'settings-light.png') });
     await page.getByTestId('transmit-vad').check();
     await page.getByTestId('close-settings').click();
@@ -372,8 +373,6 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     expect(await page.getByTestId('admin-token').getAttribute('placeholder')).toMatch(/Saved/);
     expect(await page.content()).not.toContain(ADMIN_TOKEN);
     expect(await controlsTabMisses()).toEqual({ controls: 6, missed: [] });
-    await page.evaluate('document.activeElement?.blur()');
-    await page.screenshot({ path: join(SHOTS, 'connect.png') });
     await page.getByTestId('connect').click();
     await page.locator('[data-testid=connection][data-state=connected]').waitFor();
 
@@ -397,8 +396,17 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     await page.keyboard.press('Escape'); // dialogs close with Escape
     await page.getByTestId('settings').waitFor({ state: 'detached' });
 
-    // Readable at 800x600 too.
+    // Readable at 800x600 too: nothing wider than the window, in the channel view and the settings.
     await page.setViewportSize({ width: 800, height: 600 });
+    const overflowX = (): Promise<number> =>
+      page.evaluate<number>(
+        `Math.max(document.documentElement.scrollWidth, ...[...document.querySelectorAll('.card, .main, .sidebar')].map((e) => e.scrollWidth - e.clientWidth + innerWidth)) - innerWidth`,
+      );
+    expect(await overflowX()).toBeLessThanOrEqual(0);
     await page.screenshot({ path: join(SHOTS, 'channel-800x600.png') });
+    await page.getByTestId('open-settings').click();
+    await page.getByTestId('settings').waitFor();
+    expect(await overflowX()).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: join(SHOTS, 'settings-800x600.png') });
   }, 120_000);
 });

@@ -4,6 +4,14 @@ import type { ExtensionLink } from './link.ts';
 import { audioSettings, save, saved, type Saved } from './settings.ts';
 import { view } from './store.ts';
 
+/** A key code as a person reads it: KeyV -> V, Digit1 -> 1, ShiftLeft -> Shift (left). */
+function keyName(code: string): string {
+  const m = /^(?:Key|Digit|Numpad)(.+)$/.exec(code);
+  if (m) return code.startsWith('Numpad') ? `Numpad ${m[1]}` : m[1]!;
+  const side = /^(.+)(Left|Right)$/.exec(code);
+  return side ? `${side[1]} (${side[2]!.toLowerCase()})` : code;
+}
+
 export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void }) {
   const [testing, setTesting] = createSignal(false);
   const [capturing, setCapturing] = createSignal<'pttKey' | 'muteKey' | null>(null);
@@ -173,14 +181,14 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
             <div class="field">
               <span>Push-to-talk key</span>
               <button class="btn" onClick={() => setCapturing('pttKey')} data-testid="ptt-key">
-                {capturing() === 'pttKey' ? 'Press a key…' : saved.pttKey}
+                {capturing() === 'pttKey' ? 'Press a key…' : keyName(saved.pttKey)}
               </button>
             </div>
           </Show>
           <div class="field">
             <span>Mute toggle (with Ctrl)</span>
             <button class="btn" onClick={() => setCapturing('muteKey')}>
-              {capturing() === 'muteKey' ? 'Press a key…' : saved.muteKey}
+              {capturing() === 'muteKey' ? 'Press a key…' : keyName(saved.muteKey)}
             </button>
           </div>
         </div>

@@ -353,6 +353,8 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
       .toBe('Room');
     // The bot came back by itself too (its VoiceClient resumed after the server's "shutting down").
     await page.locator('[data-testid=member][data-nickname=bob]').waitFor({ timeout: 20_000 });
+    // The server kept the lifted server mute lifted across its restart.
+    expect(await memberRow('bob').getAttribute('data-server-muted')).toBe('false');
     // Its audio is back, and still at 50 %: the new server session was told the volume again.
     await expect
       .poll(() => Math.abs(medianToneDbfs(played(), BOT_HZ, 1000) - (full - 6.02)), { timeout: 15_000 })

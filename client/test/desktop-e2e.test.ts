@@ -301,6 +301,13 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     await expect.poll(() => page.getByTestId('channel-title').textContent()).toBe('Locked');
     await channelButton('Room').click();
     await expect.poll(() => page.getByTestId('channel-title').textContent()).toBe('Room');
+    // A name already taken: said in the dialog, which stays open.
+    await page.getByTestId('new-channel').click();
+    await page.getByTestId('channel-name').fill('Locked');
+    await page.getByTestId('channel-save').click();
+    expect(await page.getByTestId('channel-form-error').textContent()).toMatch(/exists already/);
+    await page.keyboard.press('Escape');
+    await page.getByTestId('channel-form').waitFor({ state: 'detached' });
 
     // The owner sets, changes and removes Room's password from the edit dialog; a bot finds out.
     const roomId = bob.channel!.id;
@@ -383,6 +390,15 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     await expect.poll(() => page.getByTestId('channel-title').textContent()).toBe('Locked');
     await memberRow('dave').getByTestId('server-mute').click();
     await memberRow('dave').and(page.locator('[data-server-muted=true]')).waitFor();
+
+    // Deleting a channel asks once more, then it is gone for everyone (an admin, someone else's).
+    await page.getByRole('button', { name: 'Edit Solo' }).click();
+    await page.getByTestId('channel-delete').click();
+    expect(await page.getByTestId('channel-delete').textContent()).toMatch(/removing everyone/);
+    expect(await channelButton('Solo').count()).toBe(1);
+    await page.getByTestId('channel-delete').click();
+    await channelButton('Solo').waitFor({ state: 'detached' });
+    await page.getByTestId('channel-form').waitFor({ state: 'detached' });
 
     // Keyboard: Tab reaches every control of the channel view and of the settings.
     const inChannel = await controlsTabMisses();

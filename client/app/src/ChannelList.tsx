@@ -44,6 +44,23 @@ export function ChannelList(props: { link: ExtensionLink }) {
   const [password, setPassword] = createSignal('');
   const [error, setError] = createSignal<string | null>(null);
   const [passwordError, setPasswordError] = createSignal<string | null>(null);
+  // The channel dialog's own message (the list's banner is behind it), and a two-step delete.
+  const [formError, setFormError] = createSignal<string | null>(null);
+  const [confirmDelete, setConfirmDelete] = createSignal(false);
+  const openDraft = (d: Draft) => {
+    setFormError(null);
+    setConfirmDelete(false);
+    setDraft(d);
+  };
+  const deleteDraft = async (id: string) => {
+    if (!confirmDelete()) {
+      setConfirmDelete(true);
+      return;
+    }
+    const r = await props.link.request({ cmd: 'channel.delete', channelId: id });
+    if (r.ok) setDraft(null);
+    else if (r.error) setFormError(explain(r.error.code, r.error.message));
+  };
 
   const full = (c: ChannelView) =>
     c.userLimit > 0 && c.memberCount >= c.userLimit && c.id !== view.state.channelId;
@@ -100,7 +117,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
           ...(d.password ? { password: d.password } : {}),
         });
     if (!r.ok && r.error) {
-      setError(explain(r.error.code, r.error.message));
+      setFormError(explain(r.error.code, r.error.message));
       return;
     }
     setDraft(null);
@@ -116,7 +133,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
     <nav class="channels" aria-label="Channels">
       <div class="section-head">
         <h2>Channels</h2>
-        <button class="btn btn-small" onClick={() => setDraft(empty())} data-testid="new-channel">
+        <button class="btn btn-small" onClick={() => openDraft(empty())} data-testid="new-channel">
           + New
         </button>
       </div>
@@ -156,7 +173,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   aria-label={`Edit ${c.name}`}
                   data-testid="edit-channel"
                   onClick={() =>
-                    setDraft({
+                    openDraft({
                       id: c.id,
                       name: c.name,
                       password: '',
@@ -312,6 +329,11 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   </select>
                 </label>
               </div>
+              <Show when={formError()}>
+                <div class="banner banner-error" role="alert" data-testid="channel-form-error">
+                  {formError()}
+                </div>
+              </Show>
               <div class="row">
                 <button class="btn btn-primary" type="submit" data-testid="channel-save">
                   {d().id ? 'Save' : 'Create and join'}
@@ -320,13 +342,10 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   <button
                     class="btn btn-danger"
                     type="button"
-                    onClick={() => {
-                      void props.link
-                        .request({ cmd: 'channel.delete', channelId: d().id! })
-                        .then(() => setDraft(null));
-                    }}
+                    onClick={() => void deleteDraft(d().id!)}
+                    data-testid="channel-delete"
                   >
-                    Delete
+                    {confirmDelete() ? 'Delete, removing everyone in it' : 'Delete'}
                   </button>
                 </Show>
                 <button class="btn btn-ghost" type="button" onClick={() => setDraft(null)}>

@@ -21,6 +21,8 @@ export function explain(code: string, message: string, retryAfterMs?: number): s
       return 'That channel is full. Try again when someone leaves.';
     case 'WRONG_PASSWORD':
       return 'Wrong password.';
+    case 'CHANNEL_NAME_TAKEN':
+      return 'A channel with that name exists already. Pick another name.';
     case 'FORBIDDEN':
       return "Only the channel's owner or an admin can do that.";
     case 'NOT_CONNECTED':

@@ -347,6 +347,20 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
     expect(await page.getByTestId('transmit-ptt').isChecked()).toBe(true);
     expect(await page.getByTestId('ptt-key').textContent()).toBe('V'); // KeyV, as a person reads it
     await page.screenshot({ path: join(SHOTS, 'settings-light.png') });
+    await page.getByTestId('close-settings').click();
+
+    // Keyboard, with the window focused: push-to-talk sends only while V is held; Ctrl+M toggles mute.
+    const micAtBob = (): number => medianToneDbfs(bob.recording().samples, MIC_HZ, 500);
+    await expect.poll(micAtBob, { timeout: 5000 }).toBeLessThan(-60);
+    await page.keyboard.down('v');
+    await expect.poll(micAtBob, { timeout: 5000 }).toBeGreaterThan(-24);
+    await page.keyboard.up('v');
+    await expect.poll(micAtBob, { timeout: 5000 }).toBeLessThan(-60);
+    await page.keyboard.press('Control+m');
+    await expect.poll(() => page.getByTestId('mute').getAttribute('aria-pressed')).toBe('true');
+    await page.keyboard.press('Control+m');
+    await expect.poll(() => page.getByTestId('mute').getAttribute('aria-pressed')).toBe('false');
+    await page.getByTestId('open-settings').click();
     await page.getByTestId('transmit-vad').check();
     await page.getByTestId('close-settings').click();
 

@@ -1,6 +1,7 @@
 import { expect } from 'vitest';
 import { toneDbfs, type OpusFactory } from '@voice/media';
 import { ToneSource, VoiceClient } from '../client/src/index.js';
+import { join } from 'node:path';
 import type { ChildServer } from './child-server.js';
 
 /**
@@ -115,3 +116,28 @@ export async function expectAlive(
   const bugs = text.split('\n').filter((l) => l.startsWith('voice_boundary_errors_total{'));
   expect(bugs, 'exceptions caught at a boundary').toEqual([]);
 }
+
+/**
+ * The server's JavaScript heap in use after a full collection, in bytes: the process must run with
+ * `--expose-gc` (NODE_OPTIONS) and `scripts/memprobe.mjs` preloaded. Unlike RSS (which keeps the
+ * allocator's high-water mark after large native buffers, BENCHMARKS.md), this moves only when
+ * objects are retained, so it can bound a leak tightly.
+ */
+export async function heapUsedAfterGc(srv: ChildServer): Promise<number> {
+  const lines = () =>
+    srv
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('MEMPROBE {'));
+  const before = lines().length;
+  srv.child.kill('SIGUSR2');
+  await expect.poll(() => lines().length, { timeout: 10_000 }).toBeGreaterThan(before);
+  const figures = JSON.parse(lines().at(-1)!.slice('MEMPROBE '.length)) as { heapUsed: number };
+  return figures.heapUsed * 1048576;
+}
+
+/** The preload and options `heapUsedAfterGc` needs, for startChildServer. */
+export const MEMPROBE = {
+  env: { NODE_OPTIONS: '--expose-gc' },
+  preload: [join(import.meta.dirname, '../scripts/memprobe.mjs')],
+};

@@ -57,6 +57,13 @@ export async function startTestServer(overrides: ConfigInput = {}, dataDir?: str
       adminToken: ADMIN_TOKEN,
       logLevel: 'silent',
       ...overrides,
+      // Every test client comes from 127.0.0.1: the per-address budgets would count all of a
+      // file's users as one host's. Tests of those budgets set their own.
+      limits: {
+        newUserBurstPerAddress: 100_000,
+        channelCreateBurstPerAddress: 100_000,
+        ...overrides.limits,
+      },
     },
   });
   const server = await startServer(config, { defaultMetrics: false });

@@ -69,6 +69,28 @@ describe('VoiceClient resumes when signaling drops', () => {
     expect(heardDbfs(listener, 440, 500)).toBeLessThan(-60);
   });
 
+  it('comes back after the server closed it for not reading (4004), but not after a logout (4000)', async () => {
+    const c = await bot('slowpoke', { channel: 'Slow', create: true });
+    await c.waitReady(3000);
+    const channelId = c.channel!.id;
+    const events: string[] = [];
+    c.on('reconnecting', () => events.push('reconnecting'));
+    c.on('disconnected', () => events.push('disconnected'));
+    // What the server does when this client's unread frames reach the limit (cluster edges test).
+    const resumed = once(c, 'resumed') as Promise<[boolean]>;
+    srv.sessions.byUser(c.user.id)!.conn!.close(4004, 'too slow: messages not read');
+    expect((await resumed)[0]).toBe(true);
+    expect(events).toEqual(['reconnecting']);
+    await c.waitReady(3000);
+    expect(c.channel?.id).toBe(channelId);
+    // Any other code of ours stays final.
+    const gone = once(c, 'disconnected');
+    srv.sessions.byUser(c.user.id)!.conn!.close(4000, 'logged out');
+    await gone;
+    expect(c.isClosed).toBe(true);
+    expect(events).toEqual(['reconnecting', 'disconnected']);
+  });
+
   it('with resume off, a drop closes the client as before', async () => {
     const c = await bot('noresume', { channel: 'Off', create: true, resume: false });
     const gone = once(c, 'disconnected');

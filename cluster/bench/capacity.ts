@@ -89,6 +89,9 @@ function benchConfig(dir: string, opus: OpusChoice, clock: { slots: number; wake
         requestBurst: 1e5,
         messagesPerSecond: 1e4,
         messageBurst: 1e4,
+        // Every bench member logs in (and creates its channel) from 127.0.0.1.
+        newUserBurstPerAddress: 1e6,
+        channelCreateBurstPerAddress: 1e6,
       },
     },
   });

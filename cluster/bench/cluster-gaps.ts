@@ -47,7 +47,7 @@ export async function benchClusterGaps(
     nodes: 4,
     redisPort: await freePort(),
     portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-    logLevel: 'error',
+    logLevel: 'warn',
   });
   const bots: VoiceClient[] = [];
   try {
@@ -73,6 +73,7 @@ export async function benchClusterGaps(
     await sleep(1500);
 
     const results: Record<'failover' | 'drain', number[]> = { failover: [], drain: [] };
+    const failed = { failover: 0, drain: 0 };
     for (const kind of ['failover', 'drain'] as const) {
       for (let t = 0; t < tries; t++) {
         const owner = cluster.nodes.findIndex((n) => n.udpPort === a.binding?.udpPort);
@@ -80,6 +81,8 @@ export async function benchClusterGaps(
           // Placement chose a process that holds a bot's signaling: stopping it would measure a
           // reconnection, not a failover. Say so and stop here (what was measured is kept).
           log(`try ${t + 1}: the channel went to process ${owner + 1} (a bot's signaling); stopping`);
+          for (const n of cluster.nodes)
+            log(`  process ${n.index + 1}: ${n.output().split('\n').slice(-8).join('\n    ')}`);
           break;
         }
         const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 15_000));
@@ -88,7 +91,20 @@ export async function benchClusterGaps(
         await sleep(300);
         const at = [a.recording().samples.length, b.recording().samples.length];
         cluster.nodes[owner]!.process.kill(kind === 'failover' ? 'SIGKILL' : 'SIGTERM');
-        await Promise.all(moved);
+        const outcome = await Promise.all(moved).then(
+          () => null,
+          (err: unknown) => err,
+        );
+        if (outcome) {
+          // Counted and shown, not hidden: a member that was never moved is a failed failover.
+          failed[kind]++;
+          log(
+            `${kind} ${t + 1}/${tries}: ${outcome instanceof Error ? outcome.message : 'failed'}; bindings a ${a.binding?.udpPort} b ${b.binding?.udpPort}`,
+          );
+          for (const n of cluster.nodes)
+            log(`  process ${n.index + 1}: ${n.output().split('\n').slice(-6).join('\n    ')}`);
+          break;
+        }
         await sleep(1500);
         const gap = Math.max(
           longestGapMs(b.recording().samples, A, at[1]!, -40),
@@ -107,7 +123,9 @@ export async function benchClusterGaps(
     const d = summary(results.drain);
     return {
       failover_tries: results.failover.length,
+      failover_failed: failed.failover,
       drain_tries: results.drain.length,
+      drain_failed: failed.drain,
       failover_gap_p50_ms: f.p50,
       failover_gap_worst_ms: f.worst,
       drain_gap_p50_ms: d.p50,

@@ -105,6 +105,12 @@ export const ConfigSchema = z
         requestsPerSecond: z.number().min(0.1).max(100_000).default(50),
         requestBurst: z.number().int().min(1).max(100_000).default(200),
         connectionsPerAddress: z.number().int().min(1).max(100_000).default(32),
+        /**
+         * Bytes a WebSocket may have waiting to be sent (the client not reading). A signaling
+         * message that would pass it closes the connection (4004): a client that missed events
+         * must resync, and memory per connection stays bounded.
+         */
+        wsBackpressureBytes: z.number().int().min(65_536).max(67_108_864).default(1_048_576),
         /** Bad frames tolerated per connection before it is closed. */
         maxBadFrames: z.number().int().min(1).max(10_000).default(20),
         /** Channels one user may own at once (the admin token is not limited). */
@@ -112,6 +118,18 @@ export const ConfigSchema = z
         /** Channel creations per user: sustained rate and burst (token bucket). */
         channelCreatesPerMinute: z.number().min(0.1).max(10_000).default(6),
         channelCreateBurst: z.number().int().min(1).max(10_000).default(3),
+        /**
+         * Budgets per client address, whichever accounts it uses (many accounts from one host
+         * must not fill `maxChannels`): new users (log-ins) and channel creations, each a token
+         * bucket refilled per hour. Raise them for many users behind one address (NAT, a proxy
+         * without trustProxy). Per node; the admin token's channels are not counted.
+         */
+        newUsersPerAddressPerHour: z.number().min(0.01).max(1_000_000).default(60),
+        newUserBurstPerAddress: z.number().int().min(1).max(1_000_000).default(20),
+        channelCreatesPerAddressPerHour: z.number().min(0.01).max(1_000_000).default(20),
+        channelCreateBurstPerAddress: z.number().int().min(1).max(1_000_000).default(10),
+        /** Addresses the budgets remember; the least recently seen is forgotten first. */
+        addressesTracked: z.number().int().min(16).max(10_000_000).default(100_000),
       })
       .strict()
       .prefault({}),

@@ -86,6 +86,12 @@ export class Metrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   });
+  readonly wsBackpressure = new Counter({
+    name: 'voice_ws_backpressure_total',
+    help: 'WebSocket clients not reading: connections closed (4004) at the limit, fallback voice frames dropped',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
   readonly helloTimeouts = new Counter({
     name: 'voice_hello_timeouts_total',
     help: 'WebSocket connections closed for not completing hello in time',

@@ -21,6 +21,11 @@ export class TokenBucket {
     this.#tokens -= cost;
     return true;
   }
+  /** Milliseconds until `cost` tokens are banked (0 when they are now). */
+  msUntil(now: number = performance.now(), cost = 1): number {
+    const tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+    return tokens >= cost ? 0 : Math.ceil(((cost - tokens) / this.rate) * 1000);
+  }
 }
 
 /**
@@ -52,6 +57,10 @@ export class KeyedRateLimiter {
     this.#buckets.set(key, e);
     e.seen = now;
     return e.bucket.take(now);
+  }
+  /** Milliseconds until `key` may take again (0 for a key not tracked: its bucket would be full). */
+  retryAfterMs(key: string, now: number = performance.now()): number {
+    return this.#buckets.get(key)?.bucket.msUntil(now) ?? 0;
   }
   /**
    * Drops buckets idle long enough to have refilled completely (forgetting them changes nothing),

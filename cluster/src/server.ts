@@ -1,4 +1,5 @@
 import type { us_listen_socket } from 'uWebSockets.js';
+import { AddressBudget } from './app/address-budget.js';
 import { ChannelService } from './app/channels.js';
 import type { AppContext } from './app/context.js';
 import { SessionManager } from './app/sessions.js';
@@ -74,8 +75,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     now: Date.now,
   };
 
-  const users = new UserService(ctx);
-  const channels = new ChannelService(ctx);
+  const addressBudget = new AddressBudget(config.limits, metrics);
+  const users = new UserService(ctx, addressBudget);
+  const channels = new ChannelService(ctx, addressBudget);
   const sessions = new SessionManager(ctx, users, channels);
   let voice: ServerVoicePlane;
   let opus: Awaited<ReturnType<typeof createOpus>>;
@@ -118,6 +120,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     boundary.guard('sweeper', () => {
       requestLimiter.sweep();
       loginLimiter.sweep();
+      addressBudget.sweep();
       connectionLimiter.sweep();
     }),
     60_000,

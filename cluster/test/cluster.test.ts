@@ -123,7 +123,7 @@ describe('two nodes over one Redis', () => {
     // Server mute of a member connected to the other node.
     const muted = bob.ws.waitFor('member.updated', (m) => m.member.nickname === 'bob' && m.member.serverMute);
     const r = await alice.ws.request('voice.serverMute', { userId: bob.ws.welcome.user.id, muted: true });
-    expect(r.member.serverMute).toBe(true);
+    expect(r.member?.serverMute).toBe(true);
     await muted;
 
     const left = alice.ws.waitFor('member.left', (m) => m.reason === 'leave');

@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import {
   type Channel,
   type ServerMessage,
   type User,
+  type UserId,
 } from '@voice/protocol';
 import { pino } from 'pino';
 import { SignalingClient } from '@voice/client';
@@ -49,6 +50,35 @@ async function rawSocket(url: string): Promise<{
     ws.once('error', reject);
   });
   return { ws, frames, closed };
+}
+
+/** A user logged in over REST, then a raw WebSocket whose hello was answered. */
+async function helloSocket(
+  srv: TestServer,
+  nickname: string,
+): Promise<Awaited<ReturnType<typeof rawSocket>> & { user: User }> {
+  const { token, user } = await srv.rest().login(nickname);
+  const c = await rawSocket(srv.wsUrl);
+  c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
+  await expect.poll(() => c.frames.length).toBe(1);
+  return { ...c, user };
+}
+
+/** `n` channels with names of 58 wide characters, straight into the store (no creation limits). */
+async function fillWithLongNames(srv: TestServer, ownerId: UserId, n: number): Promise<void> {
+  const now = Date.now();
+  for (let i = 0; i < n; i++) {
+    await srv.ctx.store.createChannel({
+      id: `c_${String(i).padStart(12, '0')}` as never,
+      name: `${'語'.repeat(58)} ${String(i).padStart(4, '0')}`,
+      userLimit: 0,
+      ownerId,
+      passwordHash: null,
+      voice: { bitrate: 32_000, frameMs: 20, complexity: 9 },
+      createdAt: now + i,
+      updatedAt: now + i,
+    });
+  }
 }
 
 /** One HTTP exchange over a plain TCP socket: exactly the bytes the server wrote. */
@@ -150,6 +180,39 @@ describe('HTTP boundary', () => {
     expect(del.status).toBe(405);
     expect(del.headers.get('allow')).toBe('GET');
     expect(((await del.json()) as { error: { code: string } }).error.code).toBe('METHOD_NOT_ALLOWED');
+  });
+
+  it('answers 501 NOT_IMPLEMENTED to a method no route takes; uWS closes on a method it does not know', async () => {
+    srv = await startTestServer();
+    const requests = () =>
+      srv.ctx.metrics.value('voice_http_requests_total', { route: 'unmatched', status: '501' });
+    // PUT, OPTIONS, TRACE and CONNECT reach the router: no route of ours takes them, on any path.
+    for (const method of ['PUT', 'OPTIONS', 'TRACE', 'CONNECT']) {
+      for (const path of ['/healthz', '/api/v1/channels', '/nope']) {
+        const answer = await rawHttp(srv.httpPort, `${method} ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+        expect(answer, `${method} ${path}`).toMatch(/^HTTP\/1\.1 501 /);
+        expect(answer).not.toMatch(/\r\nallow:/i);
+        expect(answer).toMatch(/\{"error":\{"code":"NOT_IMPLEMENTED"/);
+      }
+    }
+    expect(await requests()).toBe(12);
+    expect(await srv.ctx.metrics.value('voice_errors_total', { code: 'NOT_IMPLEMENTED' })).toBe(12);
+    // A method outside uWS's nine never reaches JavaScript: the connection closes with no answer,
+    // nothing is counted, and the server goes on serving.
+    const before = (await fetch(srv.url + '/metrics').then((r) => r.text())).match(
+      /voice_http_requests_total\{[^\n]*/g,
+    );
+    for (const method of ['FOO', 'PROPFIND', 'QUERY', 'get']) {
+      expect(await rawHttp(srv.httpPort, `${method} /healthz HTTP/1.1\r\nhost: x\r\n\r\n`), method).toBe('');
+    }
+    const after = (await fetch(srv.url + '/metrics').then((r) => r.text())).match(
+      /voice_http_requests_total\{[^\n]*/g,
+    );
+    // The only new count is the first /metrics request itself.
+    expect(after?.filter((l) => !l.includes('route="GET /metrics"'))).toEqual(
+      before?.filter((l) => !l.includes('route="GET /metrics"')),
+    );
+    expect((await fetch(srv.url + '/healthz')).status).toBe(200);
   });
 
   it('answers a full disk with 503 STORAGE_FULL, not 500 INTERNAL', async () => {
@@ -354,20 +417,8 @@ describe('no server frame exceeds the limit', () => {
     const { ws: owner } = await srv.user('lister');
     const { token } = await srv.rest().login('reader');
     const ownerId = owner.welcome.user.id;
-    const now = Date.now();
     // Straight into the store: this test is about listing, not about creation limits.
-    for (let i = 0; i < 1000; i++) {
-      await srv.ctx.store.createChannel({
-        id: `c_${String(i).padStart(12, '0')}` as never,
-        name: `${'語'.repeat(58)} ${String(i).padStart(4, '0')}`,
-        userLimit: 0,
-        ownerId,
-        passwordHash: null,
-        voice: { bitrate: 32_000, frameMs: 20, complexity: 9 },
-        createdAt: now + i,
-        updatedAt: now + i,
-      });
-    }
+    await fillWithLongNames(srv, ownerId, 1000);
     const c = await rawSocket(srv.wsUrl);
     c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
     const seen = new Set<string>();
@@ -431,10 +482,8 @@ describe('no server frame exceeds the limit', () => {
 
   it('the send path refuses a frame over the limit: a result becomes INTERNAL, counted', async () => {
     srv = await startTestServer();
-    const { token, user } = await srv.rest().login('oversize');
-    const c = await rawSocket(srv.wsUrl);
-    c.ws.send(encodeMessage({ t: 'hello', id: 1, versions: [1], token }));
-    await expect.poll(() => c.frames.length).toBe(1);
+    const c = await helloSocket(srv, 'oversize');
+    const user = c.user;
     const conn = srv.sessions.byUser(user.id)!.conn!;
     // Answers no handler can produce today, built by hand to exercise the last guard.
     expect(conn.send({ t: 'result', re: 77, data: { pad: 'x'.repeat(MAX_FRAME_BYTES) } } as never)).toBe(
@@ -451,6 +500,66 @@ describe('no server frame exceeds the limit', () => {
     expect(await m.value('voice_frames_refused_total', { type: 'result' })).toBe(1);
     expect(await m.value('voice_frames_refused_total', { type: 'stats' })).toBe(1);
     expect(await m.value('voice_frames_refused_total', { type: 'encoded' })).toBe(1);
+    c.ws.close();
+  });
+});
+
+describe('WebSocket backpressure', () => {
+  it('a client that stops reading is closed with 4004 once the limit waits for it; others are served', async () => {
+    const limit = 256 * 1024;
+    srv = await startTestServer({
+      limits: { messageBurst: 10_000, messagesPerSecond: 10_000, wsBackpressureBytes: limit },
+    });
+    const { ws: owner } = await srv.user('bp-owner');
+    // Large answers make the flood quick: each channel.list page is close to a full 16 KiB frame.
+    await fillWithLongNames(srv, owner.welcome.user.id, 100);
+    const c = await helloSocket(srv, 'never-reads');
+    // The client stops reading: its receive window and the server's send buffer fill, then uWS
+    // holds what the server sends next.
+    const socket = (c.ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    const closed = () => srv.ctx.metrics.value('voice_ws_backpressure_total', { action: 'closed' });
+    let sent = 0;
+    const deadline = Date.now() + 20_000;
+    while ((await closed()) === 0 && Date.now() < deadline) {
+      // At most 32 requests in flight per connection: send in batches under that.
+      for (let i = 0; i < 30; i++)
+        c.ws.send(encodeMessage({ t: 'channel.list', id: 2 + sent++, limit: 100 }));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(await closed()).toBe(1);
+    // Someone else is served meanwhile.
+    expect((await owner.request('ping', { ts: 9 })).ts).toBe(9);
+    // Reading again, the client gets what was queued, then the close with its code.
+    socket.resume();
+    expect((await c.closed).code).toBe(4004);
+    const results = c.frames.filter((f) => f.msg?.t === 'result').length;
+    // Not every request was answered: the server stopped queueing at the limit instead of growing.
+    // Measured here: 300 sent, 282 answered (4.5 MB, nearly all of it in the kernel's socket
+    // buffers on loopback), the rest refused by the close.
+    expect(results).toBeLessThan(sent);
+    expect(Math.max(...c.frames.map((f) => f.size))).toBeLessThanOrEqual(MAX_FRAME_BYTES);
+    await expect.poll(() => srv.ctx.metrics.value('voice_ws_connections')).toBe(1);
+  });
+
+  it('voice to a client that stops reading is dropped past 16 KiB and counted; signaling still fits', async () => {
+    srv = await startTestServer();
+    const c = await helloSocket(srv, 'voice-backlog');
+    const user = c.user;
+    (c.ws as unknown as { _socket: Socket })._socket.pause();
+    const conn = srv.sessions.byUser(user.id)!.conn!;
+    // Fallback voice frames of the largest size, sent the way the voice plane sends them.
+    const frame = encodeMessage({ t: 'voice', p: new Uint8Array(1032) });
+    let queued = 0;
+    while (conn.sendBytes(frame, true) && queued < 50_000) queued++;
+    const m = srv.ctx.metrics;
+    expect(queued, 'the kernel buffers filled, then the voice backlog').toBeLessThan(50_000);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'voice_dropped' })).toBe(1);
+    // Dropping voice does not close: signaling still has room up to the limit (1 MiB).
+    expect(conn.send({ t: 'result', re: 5, data: { ts: 1, serverTime: 2 } } as never)).toBe(true);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'closed' })).toBe(0);
+    expect(conn.sendBytes(frame, true)).toBe(false);
+    expect(await m.value('voice_ws_backpressure_total', { action: 'voice_dropped' })).toBe(2);
     c.ws.close();
   });
 });

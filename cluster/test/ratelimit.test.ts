@@ -55,6 +55,33 @@ describe('KeyedRateLimiter', () => {
     expect(l.size).toBe(0);
   });
 
+  it('says exactly when a refused key may take again: never early, never later than needed', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.01, max: 100, noNaN: true }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.double({ min: 0, max: 10_000, noNaN: true }),
+        (rate, burst, idle) => {
+          const drained = () => {
+            const l = new KeyedRateLimiter(rate, burst, 4);
+            for (let i = 0; i < burst; i++) expect(l.take('k', 0)).toBe(true);
+            expect(l.take('k', 0)).toBe(false);
+            return l;
+          };
+          const l = drained();
+          expect(l.retryAfterMs('never seen', 0)).toBe(0);
+          const t = idle;
+          const wait = l.retryAfterMs('k', t);
+          if (wait === 0) return void expect(l.take('k', t)).toBe(true);
+          // One ms short of the answer is too early (the answer is rounded up to whole ms) ...
+          expect(drained().take('k', t + wait - 1)).toBe(false);
+          // ... and the answer itself is enough.
+          expect(l.take('k', t + wait)).toBe(true);
+        },
+      ),
+    );
+  });
+
   it('rejects a bad size', () => {
     expect(() => new KeyedRateLimiter(1, 1, 0)).toThrow(TypeError);
   });

@@ -15,7 +15,7 @@ afterEach(async () => {
 async function raw(
   path: string,
   init: RequestInit = {},
-): Promise<{ status: number; json: unknown; text: string }> {
+): Promise<{ status: number; json: unknown; text: string; headers: Headers }> {
   const res = await fetch(srv.url + path, init);
   const text = await res.text();
   let json: unknown;
@@ -24,7 +24,7 @@ async function raw(
   } catch {
     json = undefined;
   }
-  return { status: res.status, json, text };
+  return { status: res.status, json, text, headers: res.headers };
 }
 
 describe('REST API', () => {
@@ -266,10 +266,28 @@ describe('REST rate limits', () => {
     for (let i = 0; i < 5; i++) results.push(await code(srv.rest().login(`rl-${i}`)).catch(() => 'ok'));
     expect(results.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
     expect(results.slice(3)).toEqual(['RATE_LIMITED', 'RATE_LIMITED']);
+    // The refusal says when one log-in is back: a minute after the burst, less what refilled since.
+    const refused = await raw('/api/v1/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ nickname: 'rl-late' }),
+    });
+    const wait = (refused.json as { error: { retryAfterMs: number } }).error.retryAfterMs;
+    expect(wait).toBeGreaterThan(50_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+    expect(refused.headers.get('retry-after')).toBe(String(Math.ceil(wait / 1000)));
     let limited = 0;
-    for (let i = 0; i < 40; i++) if ((await raw('/healthz')).status === 429) limited++;
+    let lastRetry: string | null = null;
+    for (let i = 0; i < 40; i++) {
+      const r = await raw('/healthz');
+      if (r.status !== 429) continue;
+      limited++;
+      lastRetry = r.headers.get('retry-after');
+    }
     expect(limited).toBeGreaterThan(5);
-    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'logins' })).toBe(2);
+    // One request a second: back within a second.
+    expect(lastRetry).toBe('1');
+    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'logins' })).toBe(3);
     expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'http_requests' })).toBe(limited);
   });
 });

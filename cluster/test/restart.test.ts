@@ -120,9 +120,15 @@ describe('durability', () => {
     async () => {
       const dir = tmp();
       const port = await freePort();
-      // One writer creates many channels: lift the per-user channel cap and creation rate.
+      // One writer creates many channels: lift the per-user channel cap and creation rate, and the
+      // per-address budget.
       const many = {
-        limits: { channelsPerUser: 100_000, channelCreatesPerMinute: 1e4, channelCreateBurst: 1e4 },
+        limits: {
+          channelsPerUser: 100_000,
+          channelCreatesPerMinute: 1e4,
+          channelCreateBurst: 1e4,
+          channelCreateBurstPerAddress: 1e6,
+        },
       };
       const child = await startProcess(dir, port, many);
       const base = `http://127.0.0.1:${port}`;

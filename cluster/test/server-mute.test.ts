@@ -5,7 +5,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChannelId, UserId } from '@voice/protocol';
 import { createOpus, toneDbfs, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../../test-support/server.js';
+import { errorCode as code } from '../../test-support/errors.js';
 
 /**
  * Server-mute evasion: a server mute belongs to (user, channel) until someone with the right lifts
@@ -71,7 +72,7 @@ describe('server mute belongs to (user, channel)', () => {
     expect(heard(owner, 700), 'owner hears the member before the mute').toBeGreaterThan(-23);
 
     const r = await owner.signaling.request('voice.serverMute', { userId: loud.user.id, muted: true });
-    expect(r.member.serverMute).toBe(true);
+    expect(r.member?.serverMute).toBe(true);
     const rejoined = owner.signaling.waitFor('member.joined', (m) => m.member.userId === loud.user.id, 5000);
     await loud.leave();
     const again = await loud.join('Stage');
@@ -138,5 +139,115 @@ describe('server mute belongs to (user, channel)', () => {
     cleanup.push(() => ownerAgain.close());
     const other = await ownerAgain.request('channel.create', { name: 'Loud' });
     expect(await isMutedOnJoin(after, other.channel.id, targetId)).toBe(false);
+  });
+
+  it('the owner or an admin sees and lifts the stored mute of a user who is not in the channel (WS and REST)', async () => {
+    const srv = await server();
+    const owner = await srv.user('mod-owner');
+    const target = await srv.user('mod-target');
+    const bystander = await srv.user('mod-bystander');
+    const targetId = target.ws.welcome.user.id;
+    const { channel } = await owner.ws.request('channel.create', { name: 'Moderated' });
+    const muteWhileThere = async () => {
+      await owner.ws.request('channel.join', { channelId: channel.id });
+      await target.ws.request('channel.join', { channelId: channel.id });
+      const before = Date.now();
+      await owner.ws.request('voice.serverMute', { userId: targetId, muted: true });
+      // Both leave: the moderator need not be in the channel to see or lift the mute.
+      await target.ws.request('channel.leave', {});
+      await owner.ws.request('channel.leave', {});
+      return before;
+    };
+
+    const mutedAfter = await muteWhileThere();
+    const listed = await owner.ws.request('channel.mutes', { channelId: channel.id });
+    expect(listed.next).toBeNull();
+    expect(listed.mutes.map(({ userId, nickname }) => ({ userId, nickname }))).toEqual([
+      { userId: targetId, nickname: 'mod-target' },
+    ]);
+    expect(listed.mutes[0]!.mutedAt).toBeGreaterThanOrEqual(mutedAfter - 1);
+    expect(listed.mutes[0]!.mutedAt).toBeLessThanOrEqual(Date.now());
+    // Only the owner or an admin.
+    expect(await code(bystander.ws.request('channel.mutes', { channelId: channel.id }))).toBe('FORBIDDEN');
+    expect(
+      await code(
+        bystander.ws.request('voice.serverMute', { channelId: channel.id, userId: targetId, muted: false }),
+      ),
+    ).toBe('FORBIDDEN');
+    // Without channelId the request is about your own channel: you must be in one.
+    expect(await code(owner.ws.request('voice.serverMute', { userId: targetId, muted: false }))).toBe(
+      'NOT_IN_CHANNEL',
+    );
+    // An absent user cannot be newly muted, only have a stored mute lifted.
+    const stranger = bystander.ws.welcome.user.id;
+    expect(
+      await code(
+        owner.ws.request('voice.serverMute', { channelId: channel.id, userId: stranger, muted: true }),
+      ),
+    ).toBe('NOT_FOUND');
+    const lifted = await owner.ws.request('voice.serverMute', {
+      channelId: channel.id,
+      userId: targetId,
+      muted: false,
+    });
+    expect(lifted.member).toBeNull();
+    expect((await owner.ws.request('channel.mutes', { channelId: channel.id })).mutes).toEqual([]);
+    expect(
+      await code(
+        owner.ws.request('voice.serverMute', { channelId: channel.id, userId: targetId, muted: false }),
+      ),
+    ).toBe('NOT_FOUND');
+    // Lifted for real: the target joins unmuted.
+    const back = await target.ws.request('channel.join', { channelId: channel.id });
+    expect(back.members.find((m) => m.userId === targetId)?.serverMute).toBe(false);
+    await target.ws.request('channel.leave', {});
+
+    // The same over REST: list (owner or admin), lift with DELETE, 404 when nothing is stored.
+    await muteWhileThere();
+    const rest = (token: string, method: string, path: string) =>
+      fetch(`${srv.url}/api/v1/channels/${channel.id}/mutes${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+      });
+    const page = await rest(owner.token, 'GET', '?limit=10');
+    expect(page.status).toBe(200);
+    expect(await page.json()).toMatchObject({
+      items: [{ userId: targetId, nickname: 'mod-target' }],
+      total: 1,
+      limit: 10,
+      offset: 0,
+    });
+    expect((await rest(bystander.token, 'GET', '')).status).toBe(403);
+    expect((await rest(ADMIN_TOKEN, 'GET', '')).status).toBe(200);
+    expect((await rest(bystander.token, 'DELETE', `/${targetId}`)).status).toBe(403);
+    expect((await rest(ADMIN_TOKEN, 'DELETE', `/${targetId}`)).status).toBe(204);
+    expect((await rest(owner.token, 'DELETE', `/${targetId}`)).status).toBe(404);
+    expect(await (await rest(owner.token, 'GET', '')).json()).toMatchObject({ items: [], total: 0 });
+    expect((await target.ws.request('channel.join', { channelId: channel.id })).members[0]?.serverMute).toBe(
+      false,
+    );
+  });
+
+  it('a DELETE over REST unmutes a member who is in the channel, live', async () => {
+    const srv = await server();
+    const owner = await srv.user('live-owner');
+    const target = await srv.user('live-target');
+    const targetId = target.ws.welcome.user.id;
+    const { channel } = await owner.ws.request('channel.create', { name: 'Live' });
+    await owner.ws.request('channel.join', { channelId: channel.id });
+    await target.ws.request('channel.join', { channelId: channel.id });
+    await owner.ws.request('voice.serverMute', { userId: targetId, muted: true });
+    const seen = owner.ws.waitFor(
+      'member.updated',
+      (m) => m.member.userId === targetId && !m.member.serverMute,
+    );
+    const res = await fetch(`${srv.url}/api/v1/channels/${channel.id}/mutes/${targetId}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${owner.token}` },
+    });
+    expect(res.status).toBe(204);
+    await seen;
+    const members = await owner.ws.request('channel.members', { channelId: channel.id });
+    expect(members.members.find((m) => m.userId === targetId)?.serverMute).toBe(false);
   });
 });

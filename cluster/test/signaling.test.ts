@@ -222,7 +222,7 @@ describe('signaling over WebSocket', () => {
       (m) => m.member.userId === otherId && m.member.serverMute,
     );
     const r = await owner.ws.request('voice.serverMute', { userId: otherId, muted: true });
-    expect(r.member.serverMute).toBe(true);
+    expect(r.member?.serverMute).toBe(true);
     expect((await seen).member.serverMute).toBe(true);
     expect(srv.sessions.byUser(otherId)!.serverMute).toBe(true);
 

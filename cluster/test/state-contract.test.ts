@@ -451,6 +451,42 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       await store.setServerMute(gone, v, true, tick()); // no such channel: nothing is kept
       expect(await store.isServerMuted(gone, v)).toBe(false);
     });
+
+    it("lists a channel's stored mutes in pages by user id, each with when it was first set", async () => {
+      const owner = newUserId();
+      const [c, d] = [makeChannel('Listed', owner), makeChannel('Elsewhere', owner)];
+      await store.createChannel(c);
+      await store.createChannel(d);
+      const users = Array.from({ length: 7 }, () => newUserId());
+      const at = new Map<UserId, number>();
+      for (const u of users) {
+        const t = tick();
+        at.set(u, t);
+        await store.setServerMute(c.id, u, true, t);
+      }
+      // Muting again keeps the first time; lifting removes the entry; other channels are apart.
+      await store.setServerMute(c.id, users[0]!, true, tick());
+      await store.setServerMute(c.id, users[1]!, false, tick());
+      await store.setServerMute(d.id, users[2]!, true, tick());
+      const expected = users
+        .filter((u) => u !== users[1])
+        .sort()
+        .map((u) => ({ userId: u, mutedAt: at.get(u) }));
+      const pages = [];
+      for (let offset = 0; offset < 8; offset += 4)
+        pages.push(await peer.listServerMutes(c.id, { offset, limit: 4 }));
+      expect(pages.map((p) => p.total)).toEqual([6, 6]);
+      expect(pages.flatMap((p) => p.items)).toEqual(expected);
+      expect((await store.listServerMutes(d.id, { offset: 0, limit: 10 })).items).toEqual([
+        { userId: users[2], mutedAt: expect.any(Number) as number },
+      ]);
+      expect(await store.listServerMutes(newChannelId(), { offset: 0, limit: 10 })).toMatchObject({
+        items: [],
+        total: 0,
+      });
+      await store.deleteChannel(c.id);
+      expect((await store.listServerMutes(c.id, { offset: 0, limit: 10 })).total).toBe(0);
+    });
   });
 
   describe('user purge', () => {

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Channel, User } from '@voice/protocol';
 import { RequestError, RestClient } from '@voice/client';
@@ -68,6 +69,130 @@ describe('channel caps per user', () => {
     await (await srv.user('slow')).ws.request('channel.create', { name: 'three' });
     await sleep(3050);
     await fast.ws.request('channel.create', { name: 'four' });
+  });
+});
+
+/** The parts of a REST answer these tests read: a log-in's token, or an error. */
+interface Answer {
+  token?: string;
+  error?: { code: string; retryAfterMs?: number };
+}
+
+/** One REST call from a chosen loopback source address (the server listens on 127.0.0.1). */
+function callFrom(
+  from: string,
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; retryAfter: string | undefined; json: Answer }> {
+  const u = new URL(path, url);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method,
+        localAddress: from,
+        headers: {
+          ...(payload ? { 'content-type': 'application/json' } : {}),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            retryAfter: res.headers['retry-after'],
+            json: (text ? JSON.parse(text) : {}) as Answer,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('budgets per source address', () => {
+  it('many accounts from one address run out of new users and channels; another address is not touched', async () => {
+    const srv = await server({
+      limits: {
+        newUsersPerAddressPerHour: 1,
+        newUserBurstPerAddress: 4,
+        channelCreatesPerAddressPerHour: 2,
+        channelCreateBurstPerAddress: 5,
+        // Only the address budget may refuse here, not the per-user rate.
+        channelCreateBurst: 100,
+      },
+    });
+    const HOG = '127.0.0.1';
+    const OTHER = '127.0.0.2';
+    // Four accounts from one address: two through the test helpers (a moderator holding the admin
+    // token, and a WebSocket user), two over plain REST.
+    const root = await srv.user('root', { admin: true });
+    const wsHog = await srv.user('ws-hog');
+    const tokens: string[] = [wsHog.token];
+    for (let i = 0; i < 2; i++) {
+      const r = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: `sock${i}` });
+      expect(r.status, `log-in ${i}`).toBe(201);
+      tokens.push(r.json.token!);
+      // A taken nickname creates nobody and costs nothing from the budget.
+      const again = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: `sock${i}` });
+      expect(again.json.error?.code).toBe('NICKNAME_TAKEN');
+    }
+    // The fifth account from that address: refused, with when to come back (one an hour: 3,600 s).
+    const fifth = await callFrom(HOG, srv.url, 'POST', '/api/v1/login', { nickname: 'sock4' });
+    expect(fifth.status).toBe(429);
+    expect(fifth.json.error?.code).toBe('RATE_LIMITED');
+    // The time until one is back: a full hour less what refilled since the burst ran out.
+    expect(fifth.json.error?.retryAfterMs).toBeGreaterThan(3_590_000);
+    expect(fifth.json.error?.retryAfterMs).toBeLessThanOrEqual(3_600_000);
+    expect(fifth.retryAfter).toBe('3600');
+
+    // Each account is far inside its own caps (10 owned, 100 at once), yet together they stop at 5.
+    const created: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await callFrom(HOG, srv.url, 'POST', '/api/v1/channels', { name: `hog ${i}` }, tokens[i % 3]);
+      created.push(r.status);
+      if (r.status === 429) {
+        expect(r.json.error?.code).toBe('RATE_LIMITED');
+        // Two an hour: one every 1,800 s.
+        expect(r.json.error?.retryAfterMs).toBeGreaterThan(1_790_000);
+        expect(r.json.error?.retryAfterMs).toBeLessThanOrEqual(1_800_000);
+        expect(r.retryAfter).toBe('1800');
+      }
+    }
+    expect(created).toEqual([201, 201, 201, 201, 201, 429, 429]);
+
+    // Over WebSocket the address is the connection's: the same budget, the same answer.
+    expect(await code(wsHog.ws.request('channel.create', { name: 'ws hog' }))).toBe('RATE_LIMITED');
+    // The admin is bound only by the server's total.
+    await root.ws.request('channel.create', { name: 'ops' });
+
+    // Another address logs in and creates as if nothing happened.
+    // (with the nickname the refused log-in had claimed for a moment: it was released)
+    const other = await callFrom(OTHER, srv.url, 'POST', '/api/v1/login', { nickname: 'sock4' });
+    expect(other.status).toBe(201);
+    const mine = await callFrom(
+      OTHER,
+      srv.url,
+      'POST',
+      '/api/v1/channels',
+      { name: 'mine' },
+      other.json.token,
+    );
+    expect(mine.status).toBe(201);
+
+    expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'address_new_users' })).toBe(1);
+    expect(
+      await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'address_channel_creations' }),
+    ).toBe(3);
   });
 });
 

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   FRAME_TOO_LARGE: { http: 413, text: 'the frame or body is larger than the limit' },
   UNSUPPORTED_MEDIA_TYPE: { http: 415, text: 'REST bodies must be sent as content-type application/json' },
   METHOD_NOT_ALLOWED: { http: 405, text: 'this route does not take that HTTP method' },
+  NOT_IMPLEMENTED: { http: 501, text: 'no route of this server takes that HTTP method' },
   UNKNOWN_TYPE: { http: 400, text: 'unknown message type' },
   INVALID_FIELD: { http: 400, text: 'a field is missing or invalid' },
   UNSUPPORTED_VERSION: { http: 400, text: 'no protocol version in common' },

@@ -54,6 +54,15 @@ export interface Member {
   away: boolean;
 }
 
+/** A server mute stored for a channel (protocol/README.md 4.15), whether or not the user is in it. */
+export interface ServerMute {
+  userId: UserId;
+  /** The user's current nickname; null when the user no longer exists. */
+  nickname: string | null;
+  /** When the mute was set, milliseconds since the epoch. */
+  mutedAt: number;
+}
+
 /** Connection figures a member receives about itself, as Discord's connection panel shows them. */
 export interface ConnectionStats {
   rttMs: number | null;

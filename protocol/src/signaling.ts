@@ -8,7 +8,7 @@ import {
   UserIdSchema,
   VoiceSettings,
 } from './models.js';
-import type { Channel, ConnectionStats, Member, User } from './models.js';
+import type { Channel, ConnectionStats, Member, ServerMute, User } from './models.js';
 import type { ChannelId, UserId } from './ids.js';
 import type { ErrorCode } from './errors.js';
 import { MAX_PACKET_BYTES } from './voice-packet.js';
@@ -103,12 +103,24 @@ export const ClientMessages = {
     userId: UserIdSchema,
     volume: z.number().int().min(0).max(200),
   }),
-  /** Channel owner or admin: the mixer ignores this speaker. */
+  /**
+   * Channel owner or admin: the mixer ignores this speaker. `channelId` (default: your channel)
+   * names the channel; there, the stored mute of a user who is not in it may be lifted.
+   */
   'voice.serverMute': z.object({
     t: z.literal('voice.serverMute'),
     id: reqId,
     userId: UserIdSchema,
     muted: z.boolean(),
+    channelId: ChannelIdSchema.optional(),
+  }),
+  /** Channel owner or admin: one page of the server mutes stored for a channel. */
+  'channel.mutes': z.object({
+    t: z.literal('channel.mutes'),
+    id: reqId,
+    channelId: ChannelIdSchema,
+    cursor: Cursor.optional(),
+    limit: PageLimit.optional(),
   }),
   /**
    * Fallback transport: a voice packet (same bytes as over UDP) carried in a WebSocket frame.
@@ -144,7 +156,9 @@ export interface ResultMap {
   'channel.leave': Record<string, never>;
   'voice.state': { member: Member };
   'voice.volume': Record<string, never>;
-  'voice.serverMute': { member: Member };
+  /** `member` is null when the user is not in the channel (a stored mute was lifted). */
+  'voice.serverMute': { member: Member | null };
+  'channel.mutes': { mutes: ServerMute[]; next: string | null };
 }
 
 /** Where and how to send voice once joined. */

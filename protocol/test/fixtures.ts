@@ -37,6 +37,7 @@ export const CLIENT_SAMPLES: { [K in ClientMessageType]: ClientMessageOf<K> } = 
   'voice.state': { t: 'voice.state', id: 10, selfMute: true, selfDeaf: false },
   'voice.volume': { t: 'voice.volume', id: 11, userId: OTHER_USER_ID, volume: 150 },
   'voice.serverMute': { t: 'voice.serverMute', id: 0xffff_ffff, userId: OTHER_USER_ID, muted: true },
+  'channel.mutes': { t: 'channel.mutes', id: 15, channelId: CHANNEL_ID, cursor: '100', limit: 100 },
   voice: { t: 'voice', p: Uint8Array.from([0x56, 1, 1, 0, 0, 0, 0, 7]) },
 };
 
@@ -56,6 +57,7 @@ export const CLIENT_INVALID: { [K in ClientMessageType]: { patch: Record<string,
     'voice.state': { patch: { selfMute: 'yes' }, field: 'selfMute' },
     'voice.volume': { patch: { volume: 201 }, field: 'volume' },
     'voice.serverMute': { patch: { muted: 1 }, field: 'muted' },
+    'channel.mutes': { patch: { channelId: 'c_short' }, field: 'channelId' },
     voice: { patch: { p: new Uint8Array(1033) }, field: 'p' },
   };
 

@@ -561,7 +561,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       this.serverStats = m.stats;
     });
     // Why the server said goodbye, if it did. UNAVAILABLE (shutting down, e.g. a restart) is worth
-    // coming back for; anything else (kick, ban, protocol error) is final.
+    // coming back for, and so is 4004 (we fell behind reading, e.g. a stalled network); anything
+    // else (kick, ban, protocol error) is final.
     let bye: string | null = null;
     on('bye', (m: ServerEvent<'bye'>) => {
       bye = m.code;
@@ -569,7 +570,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     on('close', (code: number, reason: string) => {
       // During a redirect the old connection ends with SESSION_REPLACED: expected, not final.
       if (this.closed || sig !== this.sig || this.redirecting) return;
-      const final = (bye !== null && bye !== 'UNAVAILABLE') || (code >= 4000 && bye !== 'UNAVAILABLE');
+      const final =
+        (bye !== null && bye !== 'UNAVAILABLE') || (code >= 4000 && code !== 4004 && bye !== 'UNAVAILABLE');
       if (!(this.o.resume ?? true) || final) {
         void this.close();
         this.safeEmit('disconnected', code, reason);

@@ -4,12 +4,14 @@ import {
   RateLimitedError,
   type Channel,
   type ChannelId,
+  type ServerMute,
   type UserId,
   type VoiceSettings,
 } from '@voice/protocol';
 import type { ChannelFilter, ChannelPatch, Page, PageResult, StoredChannel } from '../state/types.js';
 import { newChannelId } from '../state/passwords.js';
 import { KeyedRateLimiter } from '../ratelimit.js';
+import type { AddressBudget } from './address-budget.js';
 import type { AppContext, Principal } from './context.js';
 import { PasswordGuard } from './password-guard.js';
 
@@ -28,14 +30,18 @@ export interface ChannelUpdate {
 
 /**
  * Channel CRUD with the basic permission rule: the owner or an admin may edit or delete. One user
- * may own `limits.channelsPerUser` channels and create them at `channelCreatesPerMinute`; the
+ * may own `limits.channelsPerUser` channels and create them at `channelCreatesPerMinute`, and
+ * one client address create `channelCreatesPerAddressPerHour` whatever accounts it uses; the
  * admin is bound only by the server's total. Owns the channels' password checks.
  */
 export class ChannelService {
   readonly passwords: PasswordGuard;
   readonly #creations: KeyedRateLimiter;
 
-  constructor(private readonly ctx: AppContext) {
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly budget: AddressBudget,
+  ) {
     const { limits } = ctx.config;
     this.passwords = new PasswordGuard(ctx.config.passwords, ctx.metrics);
     this.#creations = new KeyedRateLimiter(
@@ -66,13 +72,15 @@ export class ChannelService {
       throw new ProtocolError('WRONG_PASSWORD');
   }
 
-  async create(who: Principal, input: ChannelInput): Promise<StoredChannel> {
+  /** Creates a channel owned by `who`, asked from `address` (the client's, for its budget). */
+  async create(who: Principal, input: ChannelInput, address: string): Promise<StoredChannel> {
     if (who.userId === null) throw new ProtocolError('FORBIDDEN', 'channels are created by a logged-in user');
     const { limits } = this.ctx.config;
     if (!who.admin && !this.#creations.take(who.userId)) {
       this.ctx.metrics.rateLimited.inc({ limit: 'channel_creations' });
       throw new RateLimitedError(60_000 / limits.channelCreatesPerMinute, 'too many channels created');
     }
+    if (!who.admin) this.budget.spend('channel_creation', address);
     const now = this.ctx.now();
     const ch: StoredChannel = {
       id: newChannelId(),
@@ -117,6 +125,23 @@ export class ChannelService {
       throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may delete');
     if (!(await this.ctx.store.deleteChannel(id))) throw new ProtocolError('NOT_FOUND', 'no such channel');
     await this.ctx.bus.publish({ type: 'channel.deleted', channelId: id });
+  }
+
+  /** The server mutes stored for a channel, present members or not: its owner or an admin only. */
+  async serverMutes(who: Principal, id: ChannelId, page: Page): Promise<PageResult<ServerMute>> {
+    const ch = await this.get(id);
+    if (!this.canModerate(who, ch))
+      throw new ProtocolError('FORBIDDEN', 'only the owner or an admin may see server mutes');
+    const res = await this.ctx.store.listServerMutes(id, page);
+    const users = await Promise.all(res.items.map((m) => this.ctx.store.getUser(m.userId)));
+    return {
+      ...res,
+      items: res.items.map((m, i) => ({
+        userId: m.userId,
+        nickname: users[i]?.nickname ?? null,
+        mutedAt: m.mutedAt,
+      })),
+    };
   }
 
   async list(filter: ChannelFilter, page: Page): Promise<PageResult<Channel>> {

@@ -30,7 +30,10 @@ export interface Connection {
   readonly address: string;
   /** False when the message was dropped because the connection is backed up or closed. */
   send(msg: ServerMessage): boolean;
-  /** Sends an already encoded frame (a broadcast encodes once for all receivers). */
-  sendBytes(frame: Uint8Array): boolean;
+  /**
+   * Sends an already encoded frame (a broadcast encodes once for all receivers). A `droppable`
+   * frame (voice) is dropped while the client is backed up; others close a backed-up connection.
+   */
+  sendBytes(frame: Uint8Array, droppable?: boolean): boolean;
   close(code: number, reason: string): void;
 }

@@ -372,30 +372,39 @@ export class SessionManager {
     await this.#save(s);
   }
 
-  async serverMute(actor: Session, target: UserId, muted: boolean): Promise<Member> {
-    if (!actor.channelId) throw new ProtocolError('NOT_IN_CHANNEL');
-    const ch = await this.channels.get(actor.channelId);
-    if (!this.channels.canModerate(actor.principal, ch)) {
+  /**
+   * Sets or lifts `target`'s server mute in `channelId`, by its owner or an admin. A member is
+   * muted live (on whichever node holds it); for a user not in the channel only the stored mute
+   * can be lifted, and the answer is null.
+   */
+  async serverMute(
+    who: Principal,
+    channelId: ChannelId,
+    target: UserId,
+    muted: boolean,
+  ): Promise<Member | null> {
+    const ch = await this.channels.get(channelId);
+    if (!this.channels.canModerate(who, ch)) {
       throw new ProtocolError('FORBIDDEN', 'only the channel owner or an admin may server-mute');
     }
     const t = this.#byUser.get(target);
-    if (!t) {
-      // Connected to another node: that node holds the session and applies it.
-      const r = await this.ctx.directory.getSession(target);
-      if (!r || r.channelId !== actor.channelId)
-        throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
-      await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
-      return (await this.ctx.requests.request(r.nodeId, 'member.serverMute', {
-        userId: target,
-        channelId: actor.channelId,
-        muted,
-      })) as Member;
+    const elsewhere = t ? null : await this.ctx.directory.getSession(target);
+    if (t?.channelId !== channelId && elsewhere?.channelId !== channelId) {
+      if (muted) throw new ProtocolError('NOT_FOUND', 'that user is not in the channel');
+      if (!(await this.ctx.store.isServerMuted(channelId, target)))
+        throw new ProtocolError('NOT_FOUND', 'that user is not in the channel and has no stored mute there');
+      await this.ctx.store.setServerMute(channelId, target, false, this.ctx.now());
+      return null;
     }
-    if (t.channelId !== actor.channelId)
-      throw new ProtocolError('NOT_FOUND', 'that user is not in your channel');
     // Durable first: once the moderator is told, a leave, re-join or restart keeps it.
-    await this.ctx.store.setServerMute(ch.id, target, muted, this.ctx.now());
-    return this.#applyServerMute(t, muted);
+    await this.ctx.store.setServerMute(channelId, target, muted, this.ctx.now());
+    if (t) return this.#applyServerMute(t, muted);
+    // Connected to another node: that node holds the session and applies it.
+    return (await this.ctx.requests.request(elsewhere!.nodeId, 'member.serverMute', {
+      userId: target,
+      channelId,
+      muted,
+    })) as Member;
   }
 
   async #applyServerMute(t: Session, muted: boolean): Promise<Member> {

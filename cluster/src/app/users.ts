@@ -1,19 +1,33 @@
 import { ProtocolError, nicknameKey, type User, type UserId } from '@voice/protocol';
 import type { StoredUser } from '../state/types.js';
 import { hashToken, newToken, newUserId } from '../state/passwords.js';
+import type { AddressBudget } from './address-budget.js';
 import type { AppContext } from './context.js';
 
 const DAY_MS = 86_400_000;
 
 /** Log-in by nickname alone (the seeds' "pseudo uniquement"), tokens, and profiles. */
 export class UserService {
-  constructor(private readonly ctx: AppContext) {}
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly budget: AddressBudget,
+  ) {}
 
-  /** Creates a user holding `nickname` (unique among connected users) and its session token. */
-  async login(nickname: string): Promise<{ token: string; user: StoredUser }> {
+  /**
+   * Creates a user holding `nickname` (unique among connected users) and its session token, paid
+   * from the new-user budget of `address` (the client's).
+   */
+  async login(nickname: string, address: string): Promise<{ token: string; user: StoredUser }> {
     const now = this.ctx.now();
     const id = newUserId();
     if (!(await this.ctx.directory.claimNickname(nickname, id))) throw new ProtocolError('NICKNAME_TAKEN');
+    // Charged only for a user that will exist: a taken nickname costs the log-in rate, not this.
+    try {
+      this.budget.spend('new_user', address);
+    } catch (err) {
+      await this.ctx.directory.releaseNickname(nickname, id);
+      throw err;
+    }
     const user: StoredUser = { id, nickname, status: '', createdAt: now, lastSeenAt: now };
     const token = newToken();
     try {

@@ -1,6 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { ChannelIdSchema, PageQuery, ProtocolError, RestBodies, UserIdSchema } from '@voice/protocol';
+import {
+  ChannelIdSchema,
+  PageQuery,
+  ProtocolError,
+  RateLimitedError,
+  RestBodies,
+  UserIdSchema,
+} from '@voice/protocol';
 import type { ChannelService } from '../app/channels.js';
 import type { AppContext, Principal } from '../app/context.js';
 import type { SessionManager } from '../app/sessions.js';
@@ -77,10 +84,13 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('POST', '/api/v1/login', async (req) => {
       if (!d.loginLimiter.take(req.address)) {
         ctx.metrics.rateLimited.inc({ limit: 'logins' });
-        throw new ProtocolError('RATE_LIMITED', 'too many log-ins from this address');
+        throw new RateLimitedError(
+          d.loginLimiter.retryAfterMs(req.address),
+          'too many log-ins from this address',
+        );
       }
       const { nickname } = parseOr400(RestBodies.login, req.body, 'login');
-      const { token, user } = await users.login(nickname);
+      const { token, user } = await users.login(nickname, req.address);
       await sessions.registerLogin(token, user);
       return { status: 201, body: { token, user: await users.view(user) } };
     })
@@ -118,7 +128,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('POST', '/api/v1/channels', async (req) => {
       const p = await principal(req);
       const body = parseOr400(RestBodies.createChannel, req.body, 'channel');
-      const ch = await channels.create(p, body);
+      const ch = await channels.create(p, body, req.address);
       return { status: 201, body: { channel: await channels.view(ch) } };
     })
     .add('GET', '/api/v1/channels/:id', async (req) => {
@@ -141,6 +151,18 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
       const id = channelId(req);
       await channels.get(id);
       return { status: 200, body: { members: await sessions.channelMembers(id) } };
+    })
+    .add('GET', '/api/v1/channels/:id/mutes', async (req) => {
+      const p = await principal(req);
+      const q = parseOr400(PageQuery, query(req), 'query');
+      return { status: 200, body: await channels.serverMutes(p, channelId(req), q) };
+    })
+    .add('DELETE', '/api/v1/channels/:id/mutes/:userId', async (req) => {
+      const p = await principal(req);
+      const id = channelId(req);
+      const target = parseOr400(UserIdSchema, req.params.userId, 'user id');
+      await sessions.serverMute(p, id, target, false);
+      return { status: 204 };
     })
     .add('GET', '/api/v1/admin/users', async (req) => {
       await adminOnly(req);

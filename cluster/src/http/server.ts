@@ -66,6 +66,12 @@ function isJson(contentType: string): boolean {
  */
 export class RestRouter {
   readonly #routes: Route[] = [];
+  /**
+   * Methods some route takes, and HEAD (known but no route's: the 405 or 404 of its path, no body).
+   * Any other method that uWS lets through (PUT, OPTIONS, TRACE, CONNECT) is 501 on every path;
+   * uWS itself closes the connection on methods outside its nine (protocol/README.md section 2).
+   */
+  readonly #implemented = new Set<string>(['HEAD']);
 
   constructor(
     private readonly deps: {
@@ -89,6 +95,7 @@ export class RestRouter {
         '/?$',
     );
     this.#routes.push({ method, pattern, keys, name: `${method} ${path}`, handler });
+    this.#implemented.add(method);
     return this;
   }
 
@@ -160,7 +167,12 @@ export class RestRouter {
         this.deps.metrics.rateLimited.inc({ limit: 'http_requests' });
         routeName = 'rate_limited';
         // Do not read the body of a refused request.
-        return failWith('RATE_LIMITED');
+        return fail(new RateLimitedError(this.deps.limiter.retryAfterMs(address)));
+      }
+
+      if (!this.#implemented.has(method)) {
+        res.onData(() => {});
+        return failWith('NOT_IMPLEMENTED', `no route of this server takes ${method}`);
       }
 
       let route: Route | undefined;

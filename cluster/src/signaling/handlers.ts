@@ -94,12 +94,12 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
     },
     'channel.create': async (s, m) => ({
       channel: await channels.view(
-        await channels.create(s.principal, {
-          name: m.name,
-          userLimit: m.userLimit,
-          password: m.password,
-          voice: m.voice,
-        }),
+        await channels.create(
+          s.principal,
+          { name: m.name, userLimit: m.userLimit, password: m.password, voice: m.voice },
+          // A request arrives on the session's connection; no connection means no address to charge.
+          s.conn?.address ?? 'unknown',
+        ),
       ),
     }),
     'channel.update': async (s, m) => ({
@@ -139,7 +139,25 @@ export function createHandlers(d: HandlerDeps): { [K in Request['t']]: Handler<K
       await sessions.setVolume(s, m.userId, m.volume);
       return {};
     },
-    'voice.serverMute': async (s, m) => ({ member: await sessions.serverMute(s, m.userId, m.muted) }),
+    'voice.serverMute': async (s, m) => {
+      // Without channelId: your own channel, so you must be in one.
+      const channelId = m.channelId ?? s.channelId;
+      if (!channelId) throw new ProtocolError('NOT_IN_CHANNEL');
+      return { member: await sessions.serverMute(s.principal, channelId, m.userId, m.muted) };
+    },
+    'channel.mutes': async (s, m) => {
+      const offset = readCursor(m.cursor);
+      const page = await channels.serverMutes(s.principal, m.channelId, {
+        offset,
+        limit: m.limit ?? DEFAULT_PAGE_ITEMS,
+      });
+      const { items, next } = fitPage(page.items, offset, page.total, (mutes, cursor) => ({
+        t: 'result',
+        re: WIDEST_RE,
+        data: { mutes, next: cursor },
+      }));
+      return { mutes: items, next };
+    },
   };
 }
 

@@ -27,8 +27,11 @@ interface WsData {
 
 /** Pending requests per connection; past this the connection is flooding us. */
 const MAX_PENDING = 32;
-/** Above this many buffered bytes a slow client loses messages rather than growing our memory. */
-const MAX_BACKPRESSURE = 1 << 20;
+/**
+ * Voice over the fallback transport is dropped (and counted) once this much waits for the client:
+ * older audio is worth less than none, and signaling must not queue behind it.
+ */
+const VOICE_BACKLOG_BYTES = 16 * 1024;
 /**
  * What uWS reads of one frame. Frames up to here are read and, past CLOSE_FRAME_BYTES, closed with
  * 1009; a frame announcing more is cut off by uWS at its header (1006, nothing read), so an
@@ -38,6 +41,7 @@ const READ_FRAME_BYTES = 4 * CLOSE_FRAME_BYTES;
 /** Close codes of our own (protocol/README.md 3.7). */
 const CLOSE_TOO_MANY_BAD_FRAMES = 4002;
 const CLOSE_HELLO_TIMEOUT = 4003;
+const CLOSE_TOO_SLOW = 4004;
 
 class WsConnection implements Connection {
   open = true;
@@ -52,13 +56,21 @@ class WsConnection implements Connection {
   chain: Promise<void> = Promise.resolve();
   readonly messages: TokenBucket;
   readonly voice: TokenBucket;
+  readonly maxBackpressure: number;
   constructor(
     private readonly ws: WebSocket<WsData>,
     readonly id: number,
     readonly address: string,
-    limits: { messagesPerSecond: number; messageBurst: number; voicePacketsPerSecond: number },
+    limits: {
+      messagesPerSecond: number;
+      messageBurst: number;
+      voicePacketsPerSecond: number;
+      wsBackpressureBytes: number;
+    },
     private readonly refused: (type: string) => void,
+    private readonly backedUp: (action: 'closed' | 'voice_dropped') => void,
   ) {
+    this.maxBackpressure = limits.wsBackpressureBytes;
     this.messages = new TokenBucket(limits.messagesPerSecond, limits.messageBurst);
     this.voice = new TokenBucket(limits.voicePacketsPerSecond, Math.ceil(limits.voicePacketsPerSecond / 2));
   }
@@ -73,13 +85,28 @@ class WsConnection implements Connection {
       encodeMessage({ t: 'error', re: msg.re, code: 'INTERNAL', message: 'the answer would exceed a frame' }),
     );
   }
-  sendBytes(frame: Uint8Array): boolean {
+  /**
+   * Queues a frame unless the client has stopped reading: droppable frames (voice) are dropped
+   * past VOICE_BACKLOG_BYTES; any other frame that would pass the limit closes the connection
+   * (4004) instead, since a client that misses signaling events holds a wrong picture. Either
+   * way what waits for one client stays under the limit.
+   */
+  sendBytes(frame: Uint8Array, droppable = false): boolean {
     if (!this.open) return false;
     if (frame.byteLength > MAX_FRAME_BYTES) {
       this.refused('encoded');
       return false;
     }
-    if (this.ws.getBufferedAmount() > MAX_BACKPRESSURE) return false;
+    const waiting = this.ws.getBufferedAmount();
+    if (droppable && waiting > VOICE_BACKLOG_BYTES) {
+      this.backedUp('voice_dropped');
+      return false;
+    }
+    if (waiting + frame.byteLength > this.maxBackpressure) {
+      this.backedUp('closed');
+      this.close(CLOSE_TOO_SLOW, 'too slow: messages not read');
+      return false;
+    }
     return this.ws.send(frame, true) !== 2;
   }
   close(code: number, reason: string): void {
@@ -108,6 +135,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
 
   const countError = (code: ErrorCode) => metrics.errors.inc({ code, transport: 'ws' });
   const refused = (type: string) => metrics.framesRefused.inc({ type });
+  const backedUp = (action: 'closed' | 'voice_dropped') => metrics.wsBackpressure.inc({ action });
   const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number, retryAfterMs?: number) => {
     countError(code);
     const m: Extract<ServerMessage, { t: 'error' }> =
@@ -203,7 +231,8 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
   app.ws<WsData>('/ws', {
     compression: 0,
     maxPayloadLength: READ_FRAME_BYTES,
-    maxBackpressure: MAX_BACKPRESSURE,
+    // Ours is checked first (sendBytes); uWS's own drop, at the same bound, is never reached.
+    maxBackpressure: config.limits.wsBackpressureBytes,
     idleTimeout: Math.max(8, Math.ceil((config.heartbeatMs * 2) / 4000) * 4),
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
@@ -245,7 +274,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
     },
     open: boundary.guard('ws_open', (ws: WebSocket<WsData>) => {
       const data = ws.getUserData();
-      const c = new WsConnection(ws, data.id, data.address, config.limits, refused);
+      const c = new WsConnection(ws, data.id, data.address, config.limits, refused, backedUp);
       data.conn = c;
       conns.add(c);
       d.perAddress.set(data.address, (d.perAddress.get(data.address) ?? 0) + 1);

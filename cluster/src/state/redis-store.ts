@@ -11,6 +11,7 @@ import type {
   PurgeCriteria,
   Store,
   StoredChannel,
+  StoredServerMute,
   StoredUser,
   UserFilter,
 } from './types.js';
@@ -45,11 +46,11 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[1] .. 'user-tokens:' .. user, ARGV[2])
 return 1`);
 // KEYS chan, mutes:<ch>, user-mutes:<user>; ARGV user, 1|0, at, channel id. Nothing is kept for a
-// channel that does not exist.
+// channel that does not exist; muting again keeps the first time (as SQLite's ON CONFLICT DO NOTHING).
 const SET_MUTE = new LuaScript(`
 if ARGV[2] == '1' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
   redis.call('SADD', KEYS[3], ARGV[4])
 else
   redis.call('HDEL', KEYS[2], ARGV[1])
@@ -401,6 +402,16 @@ export class RedisStore implements Store {
       'isServerMuted',
       async () => (await this.redis.hexists(this.#k('mutes', channelId), userId)) === 1,
     );
+  }
+
+  listServerMutes(channelId: ChannelId, p: Page): Promise<PageResult<StoredServerMute>> {
+    return this.#run('listServerMutes', async () => {
+      // One hash per channel, as large as its mutes (bounded by who was ever muted there).
+      const all = Object.entries(await this.redis.hgetall(this.#k('mutes', channelId)))
+        .map(([userId, at]) => ({ userId: userId as UserId, mutedAt: Number(at) }))
+        .sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+      return page(all, p);
+    });
   }
 
   purgeUsers(opts: PurgeCriteria): Promise<UserId[]> {

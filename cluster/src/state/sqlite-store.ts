@@ -13,6 +13,7 @@ import type {
   PurgeCriteria,
   Store,
   StoredChannel,
+  StoredServerMute,
   StoredUser,
   UserFilter,
 } from './types.js';
@@ -194,6 +195,7 @@ export class SqliteStore implements Store {
   readonly #muteInsert;
   readonly #muteDelete;
   readonly #muteGet;
+  readonly #mutesTx;
   readonly #purgeCandidates;
   readonly #purgeTx;
   readonly #createUserTx;
@@ -310,6 +312,19 @@ export class SqliteStore implements Store {
     this.#muteGet = db
       .prepare<[string, string], number>('SELECT 1 FROM server_mutes WHERE channel_id = ? AND user_id = ?')
       .pluck();
+    const listMutes = db.prepare<[{ channelId: string; limit: number; offset: number }], StoredServerMute>(
+      `SELECT user_id AS userId, created_at AS mutedAt FROM server_mutes WHERE channel_id = @channelId
+       ORDER BY user_id LIMIT @limit OFFSET @offset`,
+    );
+    const countMutes = db
+      .prepare<[string], number>('SELECT count(*) FROM server_mutes WHERE channel_id = ?')
+      .pluck();
+    this.#mutesTx = db.transaction((channelId: ChannelId, p: Page): PageResult<StoredServerMute> => ({
+      items: listMutes.all({ channelId, limit: p.limit, offset: p.offset }),
+      total: countMutes.get(channelId) ?? 0,
+      limit: p.limit,
+      offset: p.offset,
+    }));
     this.#purgeCandidates = db
       .prepare<[{ staleBefore: number; unconnectedBefore: number; keep: string; limit: number }], string>(
         `SELECT u.id FROM users u
@@ -526,6 +541,10 @@ export class SqliteStore implements Store {
 
   isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean> {
     return this.#run('isServerMuted', () => this.#muteGet.get(channelId, userId) !== undefined);
+  }
+
+  listServerMutes(channelId: ChannelId, page: Page): Promise<PageResult<StoredServerMute>> {
+    return this.#run('listServerMutes', () => this.#mutesTx(channelId, page));
   }
 
   purgeUsers(opts: PurgeCriteria): Promise<UserId[]> {

@@ -10,6 +10,11 @@ export interface Page {
   limit: number;
   offset: number;
 }
+export interface StoredServerMute {
+  userId: UserId;
+  /** When the mute was set (ms since the epoch). */
+  mutedAt: number;
+}
 export interface PageResult<T> {
   items: T[];
   total: number;
@@ -92,6 +97,8 @@ export interface Store {
    */
   setServerMute(channelId: ChannelId, userId: UserId, muted: boolean, at: number): Promise<void>;
   isServerMuted(channelId: ChannelId, userId: UserId): Promise<boolean>;
+  /** One page of the mutes stored for a channel, ordered by user id; empty for an unknown channel. */
+  listServerMutes(channelId: ChannelId, page: Page): Promise<PageResult<StoredServerMute>>;
 
   /**
    * Deletes at most `limit` users (with their tokens and mutes) who own no channel, are not in

@@ -71,7 +71,7 @@ export class VoiceTransports {
       }
     } else if (ep.transport === 'ws') {
       const conn = ep.session.conn;
-      if (!conn || !conn.sendBytes(encodeMessage({ t: 'voice', p: packet.subarray(0, length) }))) {
+      if (!conn || !conn.sendBytes(encodeMessage({ t: 'voice', p: packet.subarray(0, length) }), true)) {
         c.sendErrors++;
         return;
       }

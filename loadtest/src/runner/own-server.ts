@@ -47,6 +47,8 @@ export async function startOwnServer(o: OwnServerOptions): Promise<OwnServer> {
       channelsPerUser: 1_000,
       channelCreatesPerMinute: 1_000,
       channelCreateBurst: 1_000,
+      newUserBurstPerAddress: 1_000_000,
+      channelCreateBurstPerAddress: 1_000_000,
     },
   };
   const file = join(dir, 'config.json');

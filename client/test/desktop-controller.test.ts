@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
-import { AudioEngine, FileBackend, ToneSource, VoiceClient } from '../src/index.js';
+import { AudioEngine, FileBackend, ToneSource, VoiceClient, type AudioBackend } from '../src/index.js';
 import { DesktopController } from '../src/desktop/controller.js';
 import type { DesktopEvent, DesktopEventOf } from '../src/desktop/messages.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
@@ -120,4 +120,38 @@ describe('desktop controller against a real server', () => {
     await seat('carol', 'Seat', (ext) => ext.cmd({ cmd: 'disconnect' }));
     await seat('dora', 'Seat2', (ext) => ext.controller.close());
   }, 20_000);
+
+  it('settings that keep the devices do not reopen them, even sent at once; another device does', async () => {
+    const inner = new FileBackend({ maxOutputSeconds: 5 });
+    const opened: string[] = [];
+    const backend: AudioBackend = {
+      name: 'counting',
+      listDevices: () => inner.listDevices(),
+      openInput: (o) => (opened.push(`in ${o?.deviceId}`), inner.openInput(o)),
+      openOutput: (o) => (opened.push(`out ${o?.deviceId}`), inner.openOutput(o)),
+    };
+    const engine = new AudioEngine({ backend });
+    const controller = new DesktopController({ engine, send: () => undefined });
+    closers.push(
+      () => engine.close(),
+      () => controller.close(),
+    );
+    let id = 0;
+    // What the UI sends: its whole audio settings, on every change.
+    const settings = (patch: Record<string, number>) =>
+      controller.handle({
+        cmd: 'settings',
+        id: ++id,
+        settings: { inputDeviceId: -1, outputDeviceId: -1, inputGainDb: 0, ...patch },
+      });
+    await settings({});
+    expect(opened).toEqual(['in undefined', 'out undefined']);
+    await Promise.all([settings({ inputGainDb: 3 }), settings({ inputGainDb: 6 })]);
+    expect(opened).toHaveLength(2);
+    expect(engine.gain.gainDb).toBe(6);
+    await settings({ inputDeviceId: 0, inputGainDb: 6 });
+    expect(opened).toEqual(['in undefined', 'out undefined', 'in 0']);
+    expect(engine.inputFormat).not.toBeNull();
+    expect(engine.outputFormat).not.toBeNull();
+  });
 });

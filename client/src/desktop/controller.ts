@@ -114,6 +114,9 @@ export class DesktopController {
   private readonly volumes = new Map<string, number>();
   private closed = false;
   private epoch = 0;
+  /** The devices the UI chose (undefined: the default one). */
+  private inputWanted: number | undefined;
+  private outputWanted: number | undefined;
 
   constructor(private readonly o: ControllerOptions) {
     this.retryDelay = o.backoffMs?.[0] ?? 500;
@@ -268,21 +271,24 @@ export class DesktopController {
     if (s.transmit !== undefined) e.transmit = s.transmit;
     if (s.outputVolume !== undefined) e.setOutputVolume(s.outputVolume);
     const problems: ErrorInfo[] = [];
-    if (s.inputDeviceId !== undefined || !e.inputFormat) {
-      await e
-        .startInput(s.inputDeviceId !== undefined && s.inputDeviceId >= 0 ? s.inputDeviceId : undefined)
-        .catch((err) => {
-          problems.push(errorInfo(err));
-          this.emit({ ev: 'audioError', which: 'input', error: errorInfo(err) });
-        });
+    // The UI sends its whole settings with every change (a gain slider moved): a device is
+    // (re)opened only when another one is asked for, or none runs (it failed, or never opened).
+    const id = (v: number | undefined) => (v !== undefined && v >= 0 ? v : undefined);
+    const inId = s.inputDeviceId !== undefined ? id(s.inputDeviceId) : this.inputWanted;
+    const outId = s.outputDeviceId !== undefined ? id(s.outputDeviceId) : this.outputWanted;
+    this.inputWanted = inId;
+    this.outputWanted = outId;
+    if (!e.inputRunsOn(inId)) {
+      await e.startInput(inId).catch((err) => {
+        problems.push(errorInfo(err));
+        this.emit({ ev: 'audioError', which: 'input', error: errorInfo(err) });
+      });
     }
-    if (s.outputDeviceId !== undefined || !e.outputFormat) {
-      await e
-        .startOutput(s.outputDeviceId !== undefined && s.outputDeviceId >= 0 ? s.outputDeviceId : undefined)
-        .catch((err) => {
-          problems.push(errorInfo(err));
-          this.emit({ ev: 'audioError', which: 'output', error: errorInfo(err) });
-        });
+    if (!e.outputRunsOn(outId)) {
+      await e.startOutput(outId).catch((err) => {
+        problems.push(errorInfo(err));
+        this.emit({ ev: 'audioError', which: 'output', error: errorInfo(err) });
+      });
     }
     this.pushDevices(s.inputDeviceId, s.outputDeviceId);
     if (problems.length > 0)

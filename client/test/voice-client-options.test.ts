@@ -37,6 +37,7 @@ describe('VoiceClient options', () => {
     ['a nickname with bad characters', { nickname: 'bot<1>' }, /nickname/],
     ['an empty token', { token: '' }, /token/],
     ['an unknown transport', { transport: 'tcp' }, /transport/],
+    ['a timeStretch that is not a boolean', { timeStretch: 'yes' }, /timeStretch/],
     [
       'udpTarget with the ws transport',
       { transport: 'ws', udpTarget: { host: '127.0.0.1', port: 1 } },

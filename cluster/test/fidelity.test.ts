@@ -176,6 +176,11 @@ describe('clean link through a real server (20 s of signal, real time)', () => {
           heartbeatMs: 500,
           helloRetryMs: 200,
           channel: 'Fidelity',
+          // Listeners as measuring instruments: after a stall of this machine, time-stretching
+          // would rightly give back the delay it left, and no recording could then match sample
+          // for sample. The transport's transparency is what is judged here (the playout's
+          // stretching is tested in media/test/frame-playout-stretch.test.ts).
+          timeStretch: false,
           ...(i === 0
             ? { create: true, voice: { frameMs: 20, bitrate: BITRATE, complexity: COMPLEXITY } }
             : {}),

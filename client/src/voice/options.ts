@@ -42,6 +42,11 @@ export interface VoiceClientOptions {
   /** Frames concealed when the jitter buffer runs dry right after audio (default 2). */
   drainConcealFrames?: number;
   /**
+   * Time-scale modification in the playout (default true): excess delay in speech is given back by
+   * removing pitch periods. False keeps every decoded sample (a measuring listener in tests).
+   */
+  timeStretch?: boolean;
+  /**
    * 'timer' (default): playout runs on its own frame clock. 'pull': a sound card drives it through
    * `VoiceClient.pull()` (see client/README.md).
    */
@@ -166,6 +171,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   }
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
+  if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
+    fail('timeStretch must be a boolean');
   if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')
     fail("playoutClock must be 'timer' or 'pull'");
   const wsUrl = new URL('/ws', serverUrl);

@@ -58,6 +58,8 @@ export interface VoiceSessionOptions {
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   /** Frames concealed when the jitter buffer runs dry right after audio (default 2; see Playout). */
   readonly drainConcealFrames?: number;
+  /** Time-scale modification in the playout (default true; see Playout). */
+  readonly timeStretch?: boolean;
   /** 'timer' (default): playout runs on its own clock. 'pull': the caller pulls it (`pull()`). */
   readonly playoutClock?: 'timer' | 'pull';
   readonly recording?: Recording | null;
@@ -181,6 +183,7 @@ export class VoiceSession {
       opus: o.opus,
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { clock: o.playoutClock } : {}),
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),

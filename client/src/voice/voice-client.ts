@@ -490,6 +490,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
       recording: this.rec,
       sentLog: this.sentLog,

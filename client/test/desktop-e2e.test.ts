@@ -167,6 +167,22 @@ describe('desktop app end to end (server, extension, UI in chromium)', () => {
   it('connect, create a channel, hear and see a bot, mute, volume, settings, server restart', async () => {
     await page.goto(extUrl);
     await page.getByTestId('nickname').waitFor();
+
+    // A remembered microphone that is gone (unplugged since last time) is said, shown as not found,
+    // and picking another device ends the message.
+    await page.evaluate(
+      `localStorage.setItem('voice.settings.v1', JSON.stringify({ inputDeviceId: 7, inputDeviceName: 'USB headset' }))`,
+    );
+    await page.reload();
+    await expect.poll(() => page.getByTestId('audio-banner').textContent()).toMatch(/No microphone found/);
+    await page.getByRole('button', { name: 'Settings', exact: true }).click();
+    expect(await page.getByTestId('input-device').inputValue()).toBe('7');
+    expect(await page.locator('[data-testid=input-device] option:checked').textContent()).toBe(
+      'USB headset (not found)',
+    );
+    await page.getByTestId('input-device').selectOption('-1');
+    await page.getByTestId('audio-banner').waitFor({ state: 'detached' });
+    await page.getByTestId('close-settings').click();
     await page.getByTestId('server').fill(`127.0.0.1:${port}`);
     await page.getByTestId('nickname').fill('alice');
     await page.screenshot({ path: join(SHOTS, 'connect.png') });

@@ -1,7 +1,7 @@
 import { createSignal, For, onCleanup, Show } from 'solid-js';
 import { focusSoon } from './focus.ts';
 import type { ExtensionLink } from './link.ts';
-import { audioSettings, save, saved, type Saved } from './settings.ts';
+import { audioSettings, save, saved, sendSettings, type Saved } from './settings.ts';
 import { view } from './store.ts';
 
 /** A key code as a person reads it: KeyV -> V, Digit1 -> 1, ShiftLeft -> Shift (left). */
@@ -18,7 +18,7 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
 
   const apply = (patch: Partial<Saved>) => {
     save(patch);
-    void props.link.request({ cmd: 'settings', settings: audioSettings() });
+    void sendSettings(props.link, audioSettings());
   };
   const pickDevice = (which: 'inputDeviceId' | 'outputDeviceId', id: number) => {
     const name = view.devices.find((d) => d.id === id)?.name ?? '';
@@ -27,7 +27,12 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
         ? { inputDeviceId: id, inputDeviceName: name }
         : { outputDeviceId: id, outputDeviceName: name },
     );
-    void props.link.request({ cmd: 'settings', settings: { [which]: id } });
+    void sendSettings(props.link, { [which]: id });
+  };
+  // A remembered device that is not there (unplugged): shown as such, so the person can pick another.
+  const missing = (which: 'input' | 'output') => {
+    const id = which === 'input' ? saved.inputDeviceId : saved.outputDeviceId;
+    return id >= 0 && !view.devices.some((d) => d.id === id && (which === 'input' ? d.input : d.output));
   };
   const toggleTest = () => {
     const on = !testing();
@@ -81,6 +86,11 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
               data-testid="input-device"
             >
               <option value="-1">System default</option>
+              <Show when={missing('input')}>
+                <option value={saved.inputDeviceId}>
+                  {saved.inputDeviceName || 'Your microphone'} (not found)
+                </option>
+              </Show>
               <For each={view.devices.filter((d) => d.input)}>
                 {(d) => <option value={d.id}>{d.name}</option>}
               </For>
@@ -95,6 +105,11 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
               data-testid="output-device"
             >
               <option value="-1">System default</option>
+              <Show when={missing('output')}>
+                <option value={saved.outputDeviceId}>
+                  {saved.outputDeviceName || 'Your speaker'} (not found)
+                </option>
+              </Show>
               <For each={view.devices.filter((d) => d.output)}>
                 {(d) => <option value={d.id}>{d.name}</option>}
               </For>

@@ -1,5 +1,7 @@
 import { createStore } from 'solid-js/store';
 import type { AudioSettings } from '../../src/desktop/messages.ts';
+import type { ExtensionLink } from './link.ts';
+import { setView } from './store.ts';
 
 /** What the UI remembers between runs (localStorage: the Neutralino webview keeps it too). */
 export interface Saved extends Required<
@@ -74,4 +76,13 @@ export function audioSettings(): AudioSettings {
     transmit: saved.transmit,
     outputVolume: saved.outputVolume,
   };
+}
+
+/**
+ * Sends audio settings to the extension. A success means the devices asked for are running (it
+ * reopens one that failed), so an earlier sound problem is over.
+ */
+export async function sendSettings(link: ExtensionLink, settings: AudioSettings): Promise<void> {
+  const r = await link.request({ cmd: 'settings', settings });
+  if (r.ok) setView('audioError', null);
 }

@@ -212,9 +212,15 @@ class DeviceStream implements AudioInput, AudioOutput {
       const w = io as Writable;
       // The stream buffers one period (highwaterMark): write whenever it has room, so the device's
       // consumption paces the calls to render().
+      // Period buffers are reused round a ring, not allocated per period: naudiodon copies a chunk
+      // when its write reaches the addon, and the stream holds at most highwaterMark (3 periods)
+      // plus the one that said "full" before draining, so 8 are never still in use.
+      const ring = Array.from({ length: 8 }, () => Buffer.alloc(this.periodBytes));
+      let next = 0;
       const pump = (): void => {
         while (!this.closed) {
-          const buf = Buffer.allocUnsafe(this.periodBytes);
+          const buf = ring[next]!;
+          next = (next + 1) % ring.length;
           try {
             render(buf);
           } catch (err) {

@@ -41,7 +41,7 @@ export function mixOffline(
       if (ep !== listenerEp || !opener) return;
       const r = opener.openInto(packet.subarray(0, length), plain, h);
       if (typeof r === 'number' && h.type === VoicePacketType.AUDIO)
-        playout.insert(h.timestamp, plain, r, now);
+        playout.insertTimestamp(h.timestamp, plain, r, now);
     },
     speaking: () => {},
   });
@@ -57,8 +57,9 @@ export function mixOffline(
   }
   listenerEp = eps[listenerIndex]!;
   opener = new VoiceCipher(listenerEp.key, VoiceDirection.CLIENT_TO_SERVER);
-  const encS = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9 });
-  const encN = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9 });
+  // As the client encodes (FEC off unless asked: the factory's default is on, which costs quality).
+  const encS = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9, fec: false });
+  const encN = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9, fec: false });
   const pkt = new Uint8Array(1500);
   const frames = Math.floor(speech.length / n);
   const out = new Int16Array(frames * n);

@@ -472,6 +472,19 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     expect(holdP50).toBeLessThan(25);
   });
 
+  it('a bot that creates its channel sets its codec: frame size, bitrate and complexity', async () => {
+    const maker = await bot('codec-maker', {
+      channel: 'Codec10',
+      create: true,
+      voice: { frameMs: 10, bitrate: 48_000, complexity: 7 },
+    });
+    expect(maker.channel!.voice).toEqual({ frameMs: 10, bitrate: 48_000, complexity: 7 });
+    expect(maker.binding!.frameMs).toBe(10);
+    const joiner = await bot('codec-joiner', { channel: 'Codec10', voice: { frameMs: 20 } });
+    // Joining an existing channel takes its settings; `voice` applies only to a channel created.
+    expect(joiner.binding!.frameMs).toBe(10);
+  });
+
   it('7. a WebSocket-fallback bot and a UDP bot hear each other', async () => {
     const udp = await bot('udp-bot', { channel: 'Mixed', create: true });
     // Members see which transport each one uses.

@@ -1,4 +1,4 @@
-import { Nickname } from '@voice/protocol';
+import { Nickname, type VoiceSettings } from '@voice/protocol';
 import type { JitterBufferOptions, OpusEncoderSettings, OpusFactory } from '@voice/media';
 import type { PlayoutHook } from './playout.js';
 import type { AudioSource } from './sources.js';
@@ -31,6 +31,8 @@ export interface VoiceClientOptions {
   /** Create `channel` when no channel has that name. */
   create?: boolean;
   password?: string;
+  /** Codec settings of `channel` when this client creates it (frame size, bitrate, complexity). */
+  voice?: Partial<VoiceSettings>;
   /** Start sending this source after the first join. */
   source?: AudioSource;
   /** Opus backend to use; share one between many clients (load tests). Default: createOpus(). */
@@ -173,6 +175,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
     fail('timeStretch must be a boolean');
+  if (o.voice !== undefined && (typeof o.voice !== 'object' || o.voice === null))
+    fail('voice must be an object of codec settings');
   if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')
     fail("playoutClock must be 'timer' or 'pull'");
   const wsUrl = new URL('/ws', serverUrl);

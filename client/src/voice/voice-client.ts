@@ -183,6 +183,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
           await client.join(o.channel, {
             ...(o.create !== undefined ? { create: o.create } : {}),
             ...(o.password !== undefined ? { password: o.password } : {}),
+            ...(o.voice !== undefined ? { voice: o.voice } : {}),
           });
         }
         if (o.source) client.startVoice(o.source);

@@ -71,9 +71,33 @@ export async function unplug(sink: PulseSink): Promise<() => Promise<void>> {
   const mods = await pactl('list', 'short', 'modules');
   const line = mods.split('\n').find((l) => l.includes(`sink_name=${sink}`));
   if (line) await pactl('unload-module', line.split('\t')[0]!);
+  let back = false; // twice would load a second sink, which PulseAudio names `${sink}.2`
   return async () => {
+    if (back) return;
+    back = true;
     await pactl('load-module', 'module-null-sink', `sink_name=${sink}`, 'rate=48000', 'channels=1');
   };
+}
+
+/**
+ * Suspends a sink (and so its monitor): streams on it stop getting periods, as on a device that
+ * wedges. Returns a function that resumes it.
+ */
+export async function suspend(sink: PulseSink): Promise<() => Promise<void>> {
+  await pactl('suspend-sink', sink, '1');
+  return async () => {
+    await pactl('suspend-sink', sink, '0');
+  };
+}
+
+/**
+ * Kills the PulseAudio daemon under whatever runs on it (a sound server, or a USB card, gone at
+ * once), then starts it again with the test devices. Only for the last test of a file: every
+ * stream on it dies.
+ */
+export async function killPulse(): Promise<() => Promise<void>> {
+  await run('pulseaudio', ['--kill'], { timeout: 10_000 });
+  return ensurePulseDevices;
 }
 
 /** Plays a WAV into a sink (the "microphone"), looping until killed. */

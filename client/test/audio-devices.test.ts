@@ -15,7 +15,15 @@ import {
 } from '../src/index.js';
 import { toneLevelDbfs } from '../../test-support/levels.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
-import { ensurePulseDevices, playInto, recordFrom, stopPlaying, unplug } from '../../test-support/pulse.js';
+import {
+  ensurePulseDevices,
+  killPulse,
+  playInto,
+  recordFrom,
+  stopPlaying,
+  suspend,
+  unplug,
+} from '../../test-support/pulse.js';
 
 /**
  * The device backend for real: naudiodon (PortAudio over ALSA) on PulseAudio null sinks standing in
@@ -152,7 +160,7 @@ describe('sound devices through PulseAudio null sinks', () => {
     expect(errors).toEqual([]);
   }, 60_000);
 
-  it('a missing device is a clear error; unplugging the playing sink neither crashes nor wedges the engine', async () => {
+  it('a missing device is a clear error; a sink unplugged under a stream is rescued by PulseAudio', async () => {
     const engine = new AudioEngine({ backend });
     cleanup.push(() => engine.close());
     await expect(engine.startInput(987_654)).rejects.toSatisfy(
@@ -166,16 +174,74 @@ describe('sound devices through PulseAudio null sinks', () => {
     await sleep(300);
     const plugBack = await unplug('voice_spk2');
     cleanup.push(plugBack);
-    // PulseAudio moves the streams of a removed sink to another one, so PortAudio sees no error
-    // (observed: none). Were one reported, it must arrive as DEVICE_FAILED with the stream closed.
-    // Either way the process survives and the engine stays usable. What this does NOT prove: that a
-    // real device loss is reported as DEVICE_FAILED (PulseAudio never produces one here; untested).
-    await sleep(1500);
-    if (errors.length > 0) {
-      expect(errors[0]!.code).toBe('DEVICE_FAILED');
-      expect(engine.outputFormat).toBeNull();
-    }
+    // PulseAudio moves the streams of a removed sink to another one: PortAudio sees nothing, the
+    // periods go on (so the stall watch stays quiet), and sound goes to the fallback device, as a
+    // desktop does when a headset is unplugged.
+    await sleep(2000);
+    expect(errors).toEqual([]);
+    expect(engine.outputFormat).not.toBeNull();
+    await plugBack();
+    await engine.close();
+  }, 30_000);
+
+  it('a device that stops delivering periods is DEVICE_FAILED, once, for input and output; the engine then opens another', async () => {
+    // A shorter start window than the default 5 s, to keep the test short; the stall limit is the default.
+    const engine = new AudioEngine({ backend: DeviceBackend.load({ startMs: 2500 }) });
+    cleanup.push(() => engine.close());
+    const errors: { code: string; which: string; at: number }[] = [];
+    engine.on('error', (e, which) => errors.push({ code: e.code, which, at: performance.now() }));
+    let levels = 0;
+    engine.on('level', () => levels++);
+
+    // Input: the microphone's sink is suspended under the running capture (a wedged device).
+    await engine.startInput(device('voice_mic').id);
+    await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(5); // periods flow
+    const resumeMic = await suspend('voice_mic');
+    cleanup.push(resumeMic);
+    const t0 = performance.now();
+    await expect.poll(() => errors.length, { timeout: 5000 }).toBe(1);
+    expect(errors[0]).toMatchObject({ code: 'DEVICE_FAILED', which: 'input' });
+    // Judged after 1 s without a period, and not in the first 2.5 s of a stream: not at once.
+    expect(errors[0]!.at - t0).toBeGreaterThan(900);
+    expect(engine.inputFormat).toBeNull(); // its stream is closed
+    await resumeMic();
+    await engine.startInput(device('voice_mic2').id);
+    const before = levels;
+    await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(before + 5);
+
+    // Output: the speaker's sink is suspended under the running playback.
+    await engine.startOutput(device('voice_spk2').id);
+    await sleep(2500); // started and running
+    expect(errors.map((e) => e.which)).toEqual(['input']);
+    const resumeSpk = await suspend('voice_spk2');
+    cleanup.push(resumeSpk);
+    await expect.poll(() => errors.length, { timeout: 5000 }).toBe(2);
+    expect(errors[1]).toMatchObject({ code: 'DEVICE_FAILED', which: 'output' });
+    expect(engine.outputFormat).toBeNull();
+    await resumeSpk();
     await engine.startOutput(device('voice_spk').id);
     expect(engine.outputFormat).not.toBeNull();
+    await sleep(1500);
+    // Nothing more went wrong, and the capture went on through all of it.
+    expect(errors).toHaveLength(2);
+    expect(engine.inputFormat).not.toBeNull();
+  }, 40_000);
+
+  // Last: it kills the sound server (the streams' ALSA connections die with it).
+  it('the sound server dying under a running capture is DEVICE_FAILED, and the process lives', async () => {
+    const engine = new AudioEngine({ backend });
+    cleanup.push(() => engine.close());
+    const errors: AudioDeviceError[] = [];
+    engine.on('error', (e) => errors.push(e));
+    let levels = 0;
+    engine.on('level', () => levels++);
+    await engine.startInput(device('voice_mic2').id);
+    await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(5);
+    const restart = await killPulse();
+    cleanup.push(restart);
+    await expect.poll(() => errors.length, { timeout: 8000 }).toBe(1);
+    expect(errors[0]!.code).toBe('DEVICE_FAILED');
+    expect(engine.inputFormat).toBeNull();
+    await restart();
   }, 30_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rmsDbfs, sine, toneDbfs } from '@voice/media';
+import { rmsDbfs, sine, sineInt16, toneDbfs } from '@voice/media';
 import type { ClockedSource } from '@voice/client';
 import {
   AudioEngine,
@@ -260,5 +260,34 @@ describe('engine on the file backend', () => {
     expect(levelDb(half, 1000, 96_000)).toBeCloseTo(-26.02, 1);
     expect(rmsDbfs(half.subarray(half.length - 4800))).toBeLessThan(-28);
     await engine.close();
+  });
+
+  it('device switches requested at once run one after the other: one stream each way stays open, and it plays', async () => {
+    const backend = new FileBackend({ clock: 'manual', input: sineInt16(48_000, 700, -20) });
+    const engine = new AudioEngine({ backend });
+    const fifo = new FrameFifo({ capacity: 48_000, target: 960 });
+    engine.setPlayback(fifo);
+    // The desktop controller handles commands concurrently: two "settings" at once each (re)start.
+    await Promise.all([
+      engine.startOutput(),
+      engine.startInput(),
+      engine.startOutput(),
+      engine.startInput(),
+      engine.startOutput(),
+    ]);
+    const streams = (backend as unknown as { streams: Set<{ isClosed: boolean; recording?(): Int16Array }> })
+      .streams;
+    const open = [...streams].filter((x) => !x.isClosed);
+    expect(open).toHaveLength(2); // one input, one output: none leaked
+    const speaker = open.find((x) => x.recording)!;
+    const tone = new Int16Array(sine(48_000, 1000, -20).map((v) => Math.round(v * 32767)));
+    fifo.push(tone.subarray(0, 960));
+    for (let i = 0; i < 100; i++) {
+      fifo.push(tone.subarray((i % 100) * 480, (i % 100) * 480 + 480));
+      backend.step();
+    }
+    expect(levelDb(speaker.recording!(), 1000, 48_000)).toBeCloseTo(-20, 1);
+    await engine.close();
+    expect([...streams].filter((x) => !x.isClosed)).toHaveLength(0);
   });
 });

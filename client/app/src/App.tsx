@@ -3,7 +3,7 @@ import { ChannelList } from './ChannelList.tsx';
 import { ChannelView } from './ChannelView.tsx';
 import { ConnectScreen } from './ConnectScreen.tsx';
 import type { ExtensionLink } from './link.ts';
-import { audioSettings, save, saved } from './settings.ts';
+import { audioSettings, save, saved, sendSettings } from './settings.ts';
 import { SettingsPanel } from './SettingsPanel.tsx';
 import { view } from './store.ts';
 
@@ -22,7 +22,7 @@ export function App(props: { link: ExtensionLink }) {
 
   // Audio settings go to the extension whenever the link comes (back) up.
   createEffect(() => {
-    if (view.linkUp) void props.link.request({ cmd: 'settings', settings: audioSettings() });
+    if (view.linkUp) void sendSettings(props.link, audioSettings());
   });
 
   // Devices are remembered by name: when the list shows a remembered name under another id (ids
@@ -37,7 +37,7 @@ export function App(props: { link: ExtensionLink }) {
     if (o && o.id !== saved.outputDeviceId) patch.outputDeviceId = o.id;
     if (Object.keys(patch).length > 0) {
       save(patch);
-      void props.link.request({ cmd: 'settings', settings: patch });
+      void sendSettings(props.link, patch);
     }
   });
 
@@ -83,7 +83,7 @@ export function App(props: { link: ExtensionLink }) {
       </Show>
       <Show when={view.audioError}>
         <div class="banner banner-warn" role="status" data-testid="audio-banner">
-          Sound: {view.audioError}
+          {view.audioError}
         </div>
       </Show>
       <Show
@@ -112,7 +112,11 @@ export function App(props: { link: ExtensionLink }) {
               <button class="btn btn-ghost" onClick={() => setSettingsOpen(true)} data-testid="open-settings">
                 Settings
               </button>
-              <button class="btn btn-ghost" onClick={() => void props.link.request({ cmd: 'disconnect' })}>
+              <button
+                class="btn btn-ghost"
+                onClick={() => void props.link.request({ cmd: 'disconnect' })}
+                data-testid="sign-out"
+              >
                 Sign out
               </button>
             </footer>

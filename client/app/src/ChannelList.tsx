@@ -1,6 +1,7 @@
 import { createSignal, For, Show } from 'solid-js';
 import type { ChannelView } from '../../src/desktop/messages.ts';
 import { explain } from './ConnectScreen.tsx';
+import { focusSoon } from './focus.ts';
 import type { ExtensionLink } from './link.ts';
 import { view } from './store.ts';
 
@@ -8,41 +9,95 @@ interface Draft {
   id: string | null;
   name: string;
   password: string;
+  /** Editing a locked channel: remove its password (sent as null, protocol README 4.6). */
+  removePassword: boolean;
+  hadPassword: boolean;
   userLimit: number;
   bitrate: number;
   frameMs: 10 | 20;
 }
 
-const empty = (): Draft => ({ id: null, name: '', password: '', userLimit: 0, bitrate: 32_000, frameMs: 20 });
+const empty = (): Draft => ({
+  id: null,
+  name: '',
+  password: '',
+  removePassword: false,
+  hadPassword: false,
+  userLimit: 0,
+  bitrate: 32_000,
+  frameMs: 20,
+});
+
+/** Drawn, not an emoji: a system without an emoji font shows a box for 🔒. */
+function LockIcon() {
+  return (
+    <svg class="icon" viewBox="0 0 16 16" width="12" height="12" aria-hidden="true">
+      <rect x="3" y="7" width="10" height="8" rx="1.5" fill="currentColor" />
+      <path d="M5 7V5a3 3 0 0 1 6 0v2" fill="none" stroke="currentColor" stroke-width="1.6" />
+    </svg>
+  );
+}
 
 export function ChannelList(props: { link: ExtensionLink }) {
   const [draft, setDraft] = createSignal<Draft | null>(null);
   const [askPassword, setAskPassword] = createSignal<ChannelView | null>(null);
   const [password, setPassword] = createSignal('');
   const [error, setError] = createSignal<string | null>(null);
+  const [passwordError, setPasswordError] = createSignal<string | null>(null);
+  // The channel dialog's own message (the list's banner is behind it), and a two-step delete.
+  const [formError, setFormError] = createSignal<string | null>(null);
+  const [confirmDelete, setConfirmDelete] = createSignal(false);
+  const openDraft = (d: Draft) => {
+    setFormError(null);
+    setConfirmDelete(false);
+    setDraft(d);
+  };
+  const deleteDraft = async (id: string) => {
+    if (!confirmDelete()) {
+      setConfirmDelete(true);
+      return;
+    }
+    const r = await props.link.request({ cmd: 'channel.delete', channelId: id });
+    if (r.ok) setDraft(null);
+    else if (r.error) setFormError(explain(r.error.code, r.error.message));
+  };
 
   const full = (c: ChannelView) =>
     c.userLimit > 0 && c.memberCount >= c.userLimit && c.id !== view.state.channelId;
   const mine = (c: ChannelView) => c.ownerId === view.state.userId || view.state.isAdmin;
 
+  // The server decides (the list may be a moment old): a full channel is still asked, and its
+  // CHANNEL_FULL answer becomes the message. Owners and admins need no password.
   const join = async (c: ChannelView, pw?: string) => {
-    if (full(c)) return;
-    if (c.hasPassword && pw === undefined) {
+    if (c.id === view.state.channelId) return;
+    if (c.hasPassword && pw === undefined && !mine(c)) {
       setPassword('');
+      setPasswordError(null);
       setAskPassword(c);
       return;
     }
     setError(null);
+    setPasswordError(null);
     const r = await props.link.request({
       cmd: 'join',
       channelId: c.id,
       ...(pw !== undefined ? { password: pw } : {}),
     });
-    if (!r.ok && r.error)
-      setError(
-        r.error.code === 'WRONG_PASSWORD' ? 'Wrong password.' : explain(r.error.code, r.error.message),
-      );
-    else setAskPassword(null);
+    if (r.ok) {
+      setAskPassword(null);
+      return;
+    }
+    const code = r.error?.code ?? 'ERROR';
+    const msg =
+      code === 'CHANNEL_FULL'
+        ? `${c.name} is full (${c.userLimit} of ${c.userLimit}). Try again when someone leaves.`
+        : explain(code, r.error?.message ?? 'failed', r.error?.retryAfterMs);
+    // A wrong password keeps the prompt open, with the message in it.
+    if (askPassword() && (code === 'WRONG_PASSWORD' || code === 'RATE_LIMITED')) setPasswordError(msg);
+    else {
+      setAskPassword(null);
+      setError(msg);
+    }
   };
 
   const saveDraft = async (e: Event) => {
@@ -54,7 +109,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
           cmd: 'channel.update',
           channelId: d.id,
           ...common,
-          ...(d.password ? { password: d.password } : {}),
+          ...(d.removePassword ? { password: null } : d.password ? { password: d.password } : {}),
         })
       : await props.link.request({
           cmd: 'channel.create',
@@ -62,7 +117,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
           ...(d.password ? { password: d.password } : {}),
         });
     if (!r.ok && r.error) {
-      setError(explain(r.error.code, r.error.message));
+      setFormError(explain(r.error.code, r.error.message));
       return;
     }
     setDraft(null);
@@ -78,12 +133,12 @@ export function ChannelList(props: { link: ExtensionLink }) {
     <nav class="channels" aria-label="Channels">
       <div class="section-head">
         <h2>Channels</h2>
-        <button class="btn btn-small" onClick={() => setDraft(empty())} data-testid="new-channel">
+        <button class="btn btn-small" onClick={() => openDraft(empty())} data-testid="new-channel">
           + New
         </button>
       </div>
       <Show when={error()}>
-        <div class="banner banner-error" role="alert">
+        <div class="banner banner-error" role="alert" data-testid="channel-error">
           {error()}
         </div>
       </Show>
@@ -94,13 +149,17 @@ export function ChannelList(props: { link: ExtensionLink }) {
               <button
                 class="channel-btn"
                 onClick={() => void join(c)}
-                disabled={full(c)}
                 data-testid="channel"
                 data-name={c.name}
+                data-locked={String(c.hasPassword)}
+                data-full={String(full(c))}
+                aria-label={`${c.name}${c.hasPassword ? ', locked' : ''}${full(c) ? ', full' : ''}`}
                 aria-current={c.id === view.state.channelId ? 'true' : undefined}
               >
                 <span class="channel-name">
-                  {c.hasPassword ? '🔒 ' : '# '}
+                  <Show when={c.hasPassword} fallback={<span aria-hidden="true"># </span>}>
+                    <LockIcon />
+                  </Show>
                   {c.name}
                 </span>
                 <span class="badge" data-testid="count">
@@ -112,11 +171,14 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   class="btn btn-icon"
                   title={`Edit ${c.name}`}
                   aria-label={`Edit ${c.name}`}
+                  data-testid="edit-channel"
                   onClick={() =>
-                    setDraft({
+                    openDraft({
                       id: c.id,
                       name: c.name,
                       password: '',
+                      removePassword: false,
+                      hadPassword: c.hasPassword,
                       userLimit: c.userLimit,
                       bitrate: c.bitrate,
                       frameMs: c.frameMs === 10 ? 10 : 20,
@@ -133,7 +195,13 @@ export function ChannelList(props: { link: ExtensionLink }) {
 
       <Show when={askPassword()}>
         {(c) => (
-          <div class="modal" role="dialog" aria-modal="true" aria-label="Channel password">
+          <div
+            class="modal"
+            role="dialog"
+            aria-modal="true"
+            aria-label="Channel password"
+            onKeyDown={(e) => e.key === 'Escape' && setAskPassword(null)}
+          >
             <form
               class="card"
               onSubmit={(e) => {
@@ -147,14 +215,19 @@ export function ChannelList(props: { link: ExtensionLink }) {
                 <input
                   class="input"
                   type="password"
-                  autofocus
+                  ref={focusSoon}
                   value={password()}
                   onInput={(e) => setPassword(e.currentTarget.value)}
                   data-testid="channel-password"
                 />
               </label>
+              <Show when={passwordError()}>
+                <div class="banner banner-error" role="alert" data-testid="password-error">
+                  {passwordError()}
+                </div>
+              </Show>
               <div class="row">
-                <button class="btn btn-primary" type="submit">
+                <button class="btn btn-primary" type="submit" data-testid="channel-password-join">
                   Join
                 </button>
                 <button class="btn btn-ghost" type="button" onClick={() => setAskPassword(null)}>
@@ -173,6 +246,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
             role="dialog"
             aria-modal="true"
             aria-label={d().id ? 'Edit channel' : 'New channel'}
+            onKeyDown={(e) => e.key === 'Escape' && setDraft(null)}
           >
             <form class="card" onSubmit={(e) => void saveDraft(e)} data-testid="channel-form">
               <h3>{d().id ? 'Edit channel' : 'New channel'}</h3>
@@ -182,21 +256,42 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   class="input"
                   required
                   maxLength={64}
-                  autofocus
+                  ref={focusSoon}
                   value={d().name}
                   onInput={(e) => setDraft({ ...d(), name: e.currentTarget.value })}
                   data-testid="channel-name"
                 />
               </label>
               <label class="field">
-                <span>{d().id ? 'New password (empty: keep)' : 'Password (optional)'}</span>
+                <span>
+                  {!d().id
+                    ? 'Password (optional)'
+                    : d().hadPassword
+                      ? 'New password (empty: keep the current one)'
+                      : 'Password (empty: none)'}
+                </span>
                 <input
                   class="input"
                   type="password"
+                  maxLength={128}
+                  autocomplete="new-password"
                   value={d().password}
+                  disabled={d().removePassword}
                   onInput={(e) => setDraft({ ...d(), password: e.currentTarget.value })}
+                  data-testid="channel-form-password"
                 />
               </label>
+              <Show when={d().hadPassword}>
+                <label class="radio">
+                  <input
+                    type="checkbox"
+                    checked={d().removePassword}
+                    onChange={(e) => setDraft({ ...d(), removePassword: e.currentTarget.checked })}
+                    data-testid="channel-form-remove-password"
+                  />
+                  <span>Remove the password (anyone can join)</span>
+                </label>
+              </Show>
               <div class="grid2">
                 <label class="field">
                   <span>User limit (0: none)</span>
@@ -234,6 +329,11 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   </select>
                 </label>
               </div>
+              <Show when={formError()}>
+                <div class="banner banner-error" role="alert" data-testid="channel-form-error">
+                  {formError()}
+                </div>
+              </Show>
               <div class="row">
                 <button class="btn btn-primary" type="submit" data-testid="channel-save">
                   {d().id ? 'Save' : 'Create and join'}
@@ -242,13 +342,10 @@ export function ChannelList(props: { link: ExtensionLink }) {
                   <button
                     class="btn btn-danger"
                     type="button"
-                    onClick={() => {
-                      void props.link
-                        .request({ cmd: 'channel.delete', channelId: d().id! })
-                        .then(() => setDraft(null));
-                    }}
+                    onClick={() => void deleteDraft(d().id!)}
+                    data-testid="channel-delete"
                   >
-                    Delete
+                    {confirmDelete() ? 'Delete, removing everyone in it' : 'Delete'}
                   </button>
                 </Show>
                 <button class="btn btn-ghost" type="button" onClick={() => setDraft(null)}>

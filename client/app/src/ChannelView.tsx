@@ -1,4 +1,5 @@
-import { For, Show } from 'solid-js';
+import { createSignal, For, Show } from 'solid-js';
+import { explain } from './ConnectScreen.tsx';
 import type { ExtensionLink } from './link.ts';
 import { save, saved } from './settings.ts';
 import { view } from './store.ts';
@@ -10,6 +11,13 @@ function fmt(v: number | null | undefined, unit: string, digits = 0): string {
 export function ChannelView(props: { link: ExtensionLink }) {
   const channel = () => view.channels.find((c) => c.id === view.state.channelId);
   const canModerate = () => view.state.isAdmin || channel()?.ownerId === view.state.userId;
+  const [error, setError] = createSignal<string | null>(null);
+
+  const serverMute = async (userId: string, on: boolean) => {
+    setError(null);
+    const r = await props.link.request({ cmd: 'serverMute', userId, on });
+    if (!r.ok && r.error) setError(explain(r.error.code, r.error.message));
+  };
 
   const setVolume = (userId: string, percent: number) => {
     save({ volumes: { ...saved.volumes, [userId]: percent } });
@@ -50,6 +58,12 @@ export function ChannelView(props: { link: ExtensionLink }) {
         </div>
       </header>
 
+      <Show when={error()}>
+        <div class="banner banner-error" role="alert" data-testid="channel-view-error">
+          {error()}
+        </div>
+      </Show>
+
       <ul class="members" data-testid="members">
         <For each={view.members}>
           {(m) => (
@@ -59,6 +73,7 @@ export function ChannelView(props: { link: ExtensionLink }) {
               data-testid="member"
               data-nickname={m.nickname}
               data-speaking={String(m.speaking)}
+              data-server-muted={String(m.serverMute)}
             >
               <span class="avatar" aria-hidden="true">
                 {m.nickname.slice(0, 1).toUpperCase()}
@@ -75,7 +90,9 @@ export function ChannelView(props: { link: ExtensionLink }) {
                   <span class="badge">deafened</span>
                 </Show>
                 <Show when={m.serverMute}>
-                  <span class="badge badge-danger">server-muted</span>
+                  <span class="badge badge-danger" data-testid="server-muted">
+                    server-muted
+                  </span>
                 </Show>
                 <Show when={m.away}>
                   <span class="badge">away</span>
@@ -98,9 +115,10 @@ export function ChannelView(props: { link: ExtensionLink }) {
                 <Show when={canModerate()}>
                   <button
                     class="btn btn-small"
-                    onClick={() =>
-                      void props.link.request({ cmd: 'serverMute', userId: m.userId, on: !m.serverMute })
-                    }
+                    aria-pressed={m.serverMute}
+                    data-testid="server-mute"
+                    title={`Nobody hears ${m.nickname} in this channel until you lift it`}
+                    onClick={() => void serverMute(m.userId, !m.serverMute)}
                   >
                     {m.serverMute ? 'Unmute for all' : 'Mute for all'}
                   </button>
@@ -112,9 +130,15 @@ export function ChannelView(props: { link: ExtensionLink }) {
       </ul>
 
       <footer class="stats" data-testid="stats">
-        <span>Ping {fmt(view.stats?.pingMs, 'ms')}</span>
-        <span>Loss {fmt(view.stats?.lossPercent, '%', 1)}</span>
-        <span>Jitter {fmt(view.stats?.jitterMs, 'ms', 1)}</span>
+        <span data-testid="ping" title="Round trip to the server">
+          Ping {fmt(view.stats?.pingMs, 'ms', 1)}
+        </span>
+        <span data-testid="loss" title="Your packets the server did not get">
+          Loss {fmt(view.stats?.lossPercent, '%', 1)}
+        </span>
+        <span data-testid="jitter" title="Arrival jitter of what you hear">
+          Jitter {fmt(view.stats?.jitterMs, 'ms', 1)}
+        </span>
         <span>Via {view.stats?.transport ?? '—'}</span>
       </footer>
     </section>

@@ -4,7 +4,7 @@ import { save, saved } from './settings.ts';
 import { view } from './store.ts';
 
 /** A sentence for each failure a person can act on. */
-export function explain(code: string, message: string): string {
+export function explain(code: string, message: string, retryAfterMs?: number): string {
   switch (code) {
     case 'SERVER_DOWN':
       return 'Nothing answers at that address. Is the server running, and is the port right?';
@@ -15,6 +15,22 @@ export function explain(code: string, message: string): string {
     case 'UNSUPPORTED_VERSION':
     case 'PROTOCOL_MISMATCH':
       return 'This server speaks another protocol version. Update the app or the server.';
+    case 'ADMIN_TOKEN_REJECTED':
+      return 'The server did not accept that admin token. Check it, or leave the field empty.';
+    case 'CHANNEL_FULL':
+      return 'That channel is full. Try again when someone leaves.';
+    case 'WRONG_PASSWORD':
+      return 'Wrong password.';
+    case 'CHANNEL_NAME_TAKEN':
+      return 'A channel with that name exists already. Pick another name.';
+    case 'FORBIDDEN':
+      return "Only the channel's owner or an admin can do that.";
+    case 'NOT_CONNECTED':
+      return 'Not connected to the server right now.';
+    case 'RATE_LIMITED':
+      return retryAfterMs !== undefined
+        ? `Too many tries. Wait ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s, then try again.`
+        : 'Too many tries. Wait a moment, then try again.';
     case 'INVALID_INPUT':
       return message.charAt(0).toUpperCase() + message.slice(1) + '.';
     default:
@@ -25,6 +41,8 @@ export function explain(code: string, message: string): string {
 export function ConnectScreen(props: { link: ExtensionLink; onSettings: () => void }) {
   const [server, setServer] = createSignal(saved.server);
   const [nickname, setNickname] = createSignal(saved.nickname);
+  // A saved admin token is never put back in the field: it shows as "saved", and typing replaces it.
+  const [adminToken, setAdminToken] = createSignal('');
   const [error, setError] = createSignal<string | null>(null);
   const [busy, setBusy] = createSignal(false);
 
@@ -32,14 +50,21 @@ export function ConnectScreen(props: { link: ExtensionLink; onSettings: () => vo
     e.preventDefault();
     setBusy(true);
     setError(null);
-    save({ server: server().trim(), nickname: nickname().trim() });
+    const typed = adminToken().trim();
+    save({ server: server().trim(), nickname: nickname().trim(), ...(typed ? { adminToken: typed } : {}) });
+    setAdminToken('');
     const r = await props.link.request({
       cmd: 'connect',
       server: server().trim(),
       nickname: nickname().trim(),
+      ...(saved.adminToken ? { adminToken: saved.adminToken } : {}),
     });
     setBusy(false);
-    if (!r.ok && r.error) setError(explain(r.error.code, r.error.message));
+    if (!r.ok && r.error) {
+      // A rejected admin token is not kept for next time.
+      if (r.error.code === 'ADMIN_TOKEN_REJECTED') save({ adminToken: '' });
+      setError(explain(r.error.code, r.error.message));
+    }
   };
 
   return (
@@ -70,6 +95,31 @@ export function ConnectScreen(props: { link: ExtensionLink; onSettings: () => vo
             maxLength={32}
             required
           />
+        </label>
+        <label class="field">
+          <span>Admin token (optional)</span>
+          <div class="row">
+            <input
+              class="input"
+              type="password"
+              data-testid="admin-token"
+              value={adminToken()}
+              onInput={(e) => setAdminToken(e.currentTarget.value)}
+              placeholder={saved.adminToken ? 'Saved (hidden): type to replace' : 'Only for server admins'}
+              autocomplete="off"
+              maxLength={256}
+            />
+            <Show when={saved.adminToken}>
+              <button
+                class="btn btn-ghost"
+                type="button"
+                data-testid="forget-admin-token"
+                onClick={() => save({ adminToken: '' })}
+              >
+                Forget
+              </button>
+            </Show>
+          </div>
         </label>
         <Show
           when={

@@ -1,7 +1,16 @@
 import { createSignal, For, onCleanup, Show } from 'solid-js';
+import { focusSoon } from './focus.ts';
 import type { ExtensionLink } from './link.ts';
-import { audioSettings, save, saved, type Saved } from './settings.ts';
+import { audioSettings, save, saved, sendSettings, type Saved } from './settings.ts';
 import { view } from './store.ts';
+
+/** A key code as a person reads it: KeyV -> V, Digit1 -> 1, ShiftLeft -> Shift (left). */
+function keyName(code: string): string {
+  const m = /^(?:Key|Digit|Numpad)(.+)$/.exec(code);
+  if (m) return code.startsWith('Numpad') ? `Numpad ${m[1]}` : m[1]!;
+  const side = /^(.+)(Left|Right)$/.exec(code);
+  return side ? `${side[1]} (${side[2]!.toLowerCase()})` : code;
+}
 
 export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void }) {
   const [testing, setTesting] = createSignal(false);
@@ -9,7 +18,7 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
 
   const apply = (patch: Partial<Saved>) => {
     save(patch);
-    void props.link.request({ cmd: 'settings', settings: audioSettings() });
+    void sendSettings(props.link, audioSettings());
   };
   const pickDevice = (which: 'inputDeviceId' | 'outputDeviceId', id: number) => {
     const name = view.devices.find((d) => d.id === id)?.name ?? '';
@@ -18,7 +27,12 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
         ? { inputDeviceId: id, inputDeviceName: name }
         : { outputDeviceId: id, outputDeviceName: name },
     );
-    void props.link.request({ cmd: 'settings', settings: { [which]: id } });
+    void sendSettings(props.link, { [which]: id });
+  };
+  // A remembered device that is not there (unplugged): shown as such, so the person can pick another.
+  const missing = (which: 'input' | 'output') => {
+    const id = which === 'input' ? saved.inputDeviceId : saved.outputDeviceId;
+    return id >= 0 && !view.devices.some((d) => d.id === id && (which === 'input' ? d.input : d.output));
   };
   const toggleTest = () => {
     const on = !testing();
@@ -30,9 +44,13 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
   });
   const onKey = (e: KeyboardEvent) => {
     const which = capturing();
-    if (!which) return;
+    if (!which) {
+      if (e.key === 'Escape') props.onClose();
+      return;
+    }
     e.preventDefault();
-    save({ [which]: e.code });
+    // Escape cancels choosing a key rather than becoming one.
+    if (e.key !== 'Escape') save({ [which]: e.code });
     setCapturing(null);
   };
 
@@ -44,7 +62,12 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
       <div class="card settings" data-testid="settings">
         <header class="section-head">
           <h2>Settings</h2>
-          <button class="btn btn-ghost" onClick={() => props.onClose()} data-testid="close-settings">
+          <button
+            class="btn btn-ghost"
+            ref={focusSoon}
+            onClick={() => props.onClose()}
+            data-testid="close-settings"
+          >
             Close
           </button>
         </header>
@@ -63,6 +86,11 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
               data-testid="input-device"
             >
               <option value="-1">System default</option>
+              <Show when={missing('input')}>
+                <option value={saved.inputDeviceId}>
+                  {saved.inputDeviceName || 'Your microphone'} (not found)
+                </option>
+              </Show>
               <For each={view.devices.filter((d) => d.input)}>
                 {(d) => <option value={d.id}>{d.name}</option>}
               </For>
@@ -77,6 +105,11 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
               data-testid="output-device"
             >
               <option value="-1">System default</option>
+              <Show when={missing('output')}>
+                <option value={saved.outputDeviceId}>
+                  {saved.outputDeviceName || 'Your speaker'} (not found)
+                </option>
+              </Show>
               <For each={view.devices.filter((d) => d.output)}>
                 {(d) => <option value={d.id}>{d.name}</option>}
               </For>
@@ -163,14 +196,14 @@ export function SettingsPanel(props: { link: ExtensionLink; onClose: () => void 
             <div class="field">
               <span>Push-to-talk key</span>
               <button class="btn" onClick={() => setCapturing('pttKey')} data-testid="ptt-key">
-                {capturing() === 'pttKey' ? 'Press a key…' : saved.pttKey}
+                {capturing() === 'pttKey' ? 'Press a key…' : keyName(saved.pttKey)}
               </button>
             </div>
           </Show>
           <div class="field">
             <span>Mute toggle (with Ctrl)</span>
             <button class="btn" onClick={() => setCapturing('muteKey')}>
-              {capturing() === 'muteKey' ? 'Press a key…' : saved.muteKey}
+              {capturing() === 'muteKey' ? 'Press a key…' : keyName(saved.muteKey)}
             </button>
           </div>
         </div>

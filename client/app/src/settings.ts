@@ -1,5 +1,7 @@
 import { createStore } from 'solid-js/store';
 import type { AudioSettings } from '../../src/desktop/messages.ts';
+import type { ExtensionLink } from './link.ts';
+import { setView } from './store.ts';
 
 /** What the UI remembers between runs (localStorage: the Neutralino webview keeps it too). */
 export interface Saved extends Required<
@@ -7,6 +9,8 @@ export interface Saved extends Required<
 > {
   server: string;
   nickname: string;
+  /** The server's admin token, if the person has one: sent in hello, never put back on screen. */
+  adminToken: string;
   theme: 'dark' | 'light';
   pttKey: string;
   muteKey: string;
@@ -23,6 +27,7 @@ const KEY = 'voice.settings.v1';
 export const DEFAULTS: Saved = {
   server: 'localhost:7800',
   nickname: '',
+  adminToken: '',
   theme: 'dark',
   transmit: 'vad',
   pttKey: 'KeyV',
@@ -71,4 +76,13 @@ export function audioSettings(): AudioSettings {
     transmit: saved.transmit,
     outputVolume: saved.outputVolume,
   };
+}
+
+/**
+ * Sends audio settings to the extension. A success means the devices asked for are running (it
+ * reopens one that failed), so an earlier sound problem is over.
+ */
+export async function sendSettings(link: ExtensionLink, settings: AudioSettings): Promise<void> {
+  const r = await link.request({ cmd: 'settings', settings });
+  if (r.ok) setView('audioError', null);
 }

@@ -77,9 +77,22 @@ export function apply(e: DesktopEvent): void {
       setView({ devices: e.devices, backend: e.backend });
       break;
     case 'audioError':
-      setView('audioError', `${e.which}: ${e.error.message}`);
+      setView('audioError', audioErrorText(e));
       break;
     case 'reply':
       break;
+  }
+}
+
+/** What a person can do about a sound problem. */
+function audioErrorText(e: DesktopEventOf<'audioError'>): string {
+  const device = e.which === 'input' ? 'microphone' : e.which === 'output' ? 'speaker' : 'sound system';
+  switch (e.error.code) {
+    case 'DEVICE_FAILED':
+      return `The ${device} stopped working (${e.error.message}). Pick a device in Settings.`;
+    case 'NO_DEVICE':
+      return `No ${device} found (${e.error.message}). Plug one in, then pick it in Settings.`;
+    default:
+      return `${device.charAt(0).toUpperCase()}${device.slice(1)}: ${e.error.message}`;
   }
 }

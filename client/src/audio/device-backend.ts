@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { AudioDeviceError } from './errors.js';
+import { StallWatch } from './stall-watch.js';
 import {
   bytesPerSample,
   checkStreamFormat,
@@ -33,6 +34,14 @@ interface PortAudio {
   };
 }
 
+/** How the device backend judges a stream that stopped (see StallWatch). */
+export interface DeviceBackendOptions {
+  /** No period for this long: DEVICE_FAILED (default 1000 ms). */
+  readonly stallMs?: number;
+  /** Not judged this long after a stream starts (default 5000 ms). */
+  readonly startMs?: number;
+}
+
 /**
  * Sound cards through naudiodon 2.3.6 (PortAudio, built from source at install): lists devices,
  * opens one by id, runs 10 ms periods (its `highwaterMark` is set to one period, else it hands over
@@ -43,12 +52,15 @@ interface PortAudio {
 export class DeviceBackend implements AudioBackend {
   readonly name = 'naudiodon';
 
-  private constructor(private readonly pa: PortAudio) {}
+  private constructor(
+    private readonly pa: PortAudio,
+    private readonly o: DeviceBackendOptions,
+  ) {}
 
-  static load(): DeviceBackend {
+  static load(options: DeviceBackendOptions = {}): DeviceBackend {
     try {
       const require = createRequire(import.meta.url);
-      return new DeviceBackend(require('naudiodon') as PortAudio);
+      return new DeviceBackend(require('naudiodon') as PortAudio, options);
     } catch (err) {
       throw new AudioDeviceError(
         'BACKEND_UNAVAILABLE',
@@ -131,7 +143,10 @@ export class DeviceBackend implements AudioBackend {
         cause: err,
       });
     }
-    return new DeviceStream(io, d, format, periodFrames, bytes);
+    return new DeviceStream(io, d, format, periodFrames, bytes, {
+      stallMs: this.o.stallMs ?? 1000,
+      startMs: this.o.startMs ?? 5000,
+    });
   }
 
   openInput(options: OpenOptions = {}): AudioInput {
@@ -149,6 +164,7 @@ type Io = ReturnType<PortAudio['AudioIO']>;
 class DeviceStream implements AudioInput, AudioOutput {
   private closed = false;
   private failed: ((err: Error) => void) | null = null;
+  private readonly watch: StallWatch;
 
   constructor(
     private readonly io: Io,
@@ -156,7 +172,14 @@ class DeviceStream implements AudioInput, AudioOutput {
     readonly format: StreamFormat,
     readonly periodFrames: number,
     private readonly periodBytes: number,
+    stall: { stallMs: number; startMs: number },
   ) {
+    // A sound server that dies or a device that wedges stops PortAudio's callbacks without an error
+    // (tried: PulseAudio killed or its sink suspended under a running stream): judge by the periods.
+    this.watch = new StallWatch({
+      ...stall,
+      onStall: (ms) => this.fail(new Error(`no audio from the device for ${ms} ms: it stopped`)),
+    });
     // naudiodon logs stream errors itself with console.error; ours go to onError.
     io.removeAllListeners('error');
     io.on('error', (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
@@ -177,6 +200,7 @@ class DeviceStream implements AudioInput, AudioOutput {
       const onData = handler;
       (io as Readable).on('data', (chunk: Buffer) => {
         if (this.closed) return; // PortAudio may still hand over what it had queued
+        this.watch.beat();
         try {
           onData(chunk, performance.now());
         } catch (err) {
@@ -188,9 +212,15 @@ class DeviceStream implements AudioInput, AudioOutput {
       const w = io as Writable;
       // The stream buffers one period (highwaterMark): write whenever it has room, so the device's
       // consumption paces the calls to render().
+      // Period buffers are reused round a ring, not allocated per period: naudiodon copies a chunk
+      // when its write reaches the addon, and the stream holds at most highwaterMark (3 periods)
+      // plus the one that said "full" before draining, so 8 are never still in use.
+      const ring = Array.from({ length: 8 }, () => Buffer.alloc(this.periodBytes));
+      let next = 0;
       const pump = (): void => {
         while (!this.closed) {
-          const buf = Buffer.allocUnsafe(this.periodBytes);
+          const buf = ring[next]!;
+          next = (next + 1) % ring.length;
           try {
             render(buf);
           } catch (err) {
@@ -200,26 +230,37 @@ class DeviceStream implements AudioInput, AudioOutput {
           if (!w.write(buf)) break;
         }
       };
-      w.on('drain', pump);
+      // A drain is the device taking a period: the first comes once it has started.
+      w.on('drain', () => {
+        this.watch.beat();
+        pump();
+      });
       pump();
     }
     io.start();
+    this.watch.start();
   }
 
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    this.watch.stop();
+    // naudiodon 2.3.6's abort() always throws ("Quit expects 1 argument"): the stream went on running
+    // after every device switch. quit() stops it; an output's quit first waits for its queue to
+    // play out, which a dead device never does, so the wait is bounded (the native call is then
+    // left blocked on one libuv pool thread until the device comes back).
     return new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 1000);
-      try {
-        this.io.abort(() => {
+      this.io.quit().then(
+        () => {
           clearTimeout(t);
           resolve();
-        });
-      } catch {
-        clearTimeout(t);
-        resolve();
-      }
+        },
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+      );
     });
   }
 }

@@ -62,6 +62,9 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
   pttDown = false;
   private input: AudioInput | null = null;
   private output: AudioOutput | null = null;
+  /** The device ids the open streams were asked for (undefined: the default device). */
+  private inputId: number | undefined;
+  private outputId: number | undefined;
   private capture: CaptureChain | null = null;
   private playback: PlaybackChain | null = null;
   private playSource: PullSource | null = null;
@@ -71,6 +74,12 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
   private levelEvery: number;
   private framesSinceLevel = 0;
   private closed = false;
+  /**
+   * Opening and closing a direction's stream take turns: two switches asked at once (the desktop
+   * controller runs commands concurrently) each closed the stream that was current when they began
+   * and then both opened one, and the one not kept ran on, unclosed.
+   */
+  private readonly turns = { input: Promise.resolve(), output: Promise.resolve() };
   /** Errors thrown by event listeners (caught). */
   listenerErrors = 0;
 
@@ -97,15 +106,36 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     return this.output?.format ?? null;
   }
 
+  /** Whether an input stream runs on `deviceId` (undefined: the default device). */
+  inputRunsOn(deviceId: number | undefined): boolean {
+    return this.input !== null && this.inputId === deviceId;
+  }
+
+  /** Whether an output stream runs on `deviceId` (undefined: the default device). */
+  outputRunsOn(deviceId: number | undefined): boolean {
+    return this.output !== null && this.outputId === deviceId;
+  }
+
   /** True when captured frames are being sent (before self-mute, which the session applies). */
   get transmitting(): boolean {
     return this.transmit === 'always' || (this.transmit === 'ptt' ? this.pttDown : this.meter.speaking);
   }
 
+  /** Runs `fn` after every earlier start or stop of the same direction has finished. */
+  private inTurn(which: 'input' | 'output', fn: () => Promise<void>): Promise<void> {
+    const run = this.turns[which].then(fn);
+    this.turns[which] = run.catch(() => undefined);
+    return run;
+  }
+
   /** Opens (or switches to) an input device; on failure the previous one is closed and the error thrown. */
-  async startInput(deviceId: number | undefined = this.o.inputDeviceId): Promise<void> {
+  startInput(deviceId: number | undefined = this.o.inputDeviceId): Promise<void> {
+    return this.inTurn('input', () => this.openInput(deviceId));
+  }
+
+  private async openInput(deviceId: number | undefined): Promise<void> {
     this.checkOpen();
-    await this.stopInput();
+    await this.closeInput();
     const input = this.backend.openInput({
       ...(deviceId !== undefined ? { deviceId } : {}),
       ...(this.o.inputFormat ? { format: this.o.inputFormat } : {}),
@@ -117,17 +147,22 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
       onFrame: (pcm, t) => this.onCaptured(pcm, t),
     });
     this.input = input;
+    this.inputId = deviceId;
     this.capture = capture;
     input.start(
       // Only the current input feeds the sender: a closing one may still deliver a period or two.
       (chunk, t) => {
         if (this.capture === capture) capture.write(chunk, t);
       },
-      (err) => this.deviceFailed(err, 'input'),
+      (err) => this.deviceFailed(err, 'input', input),
     );
   }
 
-  async stopInput(): Promise<void> {
+  stopInput(): Promise<void> {
+    return this.inTurn('input', () => this.closeInput());
+  }
+
+  private async closeInput(): Promise<void> {
     const i = this.input;
     this.input = null;
     this.capture = null;
@@ -135,25 +170,34 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     await i?.close();
   }
 
-  async startOutput(deviceId: number | undefined = this.o.outputDeviceId): Promise<void> {
+  startOutput(deviceId: number | undefined = this.o.outputDeviceId): Promise<void> {
+    return this.inTurn('output', () => this.openOutput(deviceId));
+  }
+
+  private async openOutput(deviceId: number | undefined): Promise<void> {
     this.checkOpen();
-    await this.stopOutput();
+    await this.closeOutput();
     const output = this.backend.openOutput({
       ...(deviceId !== undefined ? { deviceId } : {}),
       ...(this.o.outputFormat ? { format: this.o.outputFormat } : {}),
     });
     this.output = output;
+    this.outputId = deviceId;
     this.rebuildPlayback();
     output.start(
       (bytes) => {
         if (this.output === output) this.render(bytes);
         else bytes.fill(0);
       },
-      (err) => this.deviceFailed(err, 'output'),
+      (err) => this.deviceFailed(err, 'output', output),
     );
   }
 
-  async stopOutput(): Promise<void> {
+  stopOutput(): Promise<void> {
+    return this.inTurn('output', () => this.closeOutput());
+  }
+
+  private async closeOutput(): Promise<void> {
     const out = this.output;
     this.output = null;
     this.playback = null;
@@ -229,13 +273,16 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
     }
   }
 
-  private deviceFailed(err: Error, which: 'input' | 'output'): void {
+  private deviceFailed(err: Error, which: 'input' | 'output', stream: AudioInput | AudioOutput): void {
     const e =
       err instanceof AudioDeviceError
         ? err
         : new AudioDeviceError('DEVICE_FAILED', err.message, { cause: err });
-    if (which === 'input') void this.stopInput();
-    else void this.stopOutput();
+    // In turn, and only if it is still the current stream: a switch may have replaced it already.
+    void this.inTurn(which, async () => {
+      if (which === 'input' && this.input === stream) await this.closeInput();
+      if (which === 'output' && this.output === stream) await this.closeOutput();
+    });
     this.safeEmit('error', e, which);
   }
 

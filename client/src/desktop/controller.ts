@@ -1,8 +1,10 @@
 import type { Channel, Member, ServerEvent } from '@voice/protocol';
 import { AudioDeviceError } from '../audio/errors.js';
 import type { AudioEngine } from '../audio/engine.js';
+import { RestClient } from '../rest.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
+import type { VoiceClientOptions } from '../voice/options.js';
 import { PlayoutSource } from './playout-source.js';
 import {
   parseCommand,
@@ -23,11 +25,18 @@ export interface ControllerOptions {
   readonly clientName?: string;
   /** The sound-device library did not load: said to the UI with every state it asks for. */
   readonly backendError?: AudioDeviceError;
+  /** Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat). */
+  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs'>;
 }
 
 /** Codes the UI shows a sentence for; anything else shows its message. */
 function errorInfo(err: unknown): ErrorInfo {
-  if (err instanceof RequestError) return { code: err.code, message: err.message };
+  if (err instanceof RequestError)
+    return {
+      code: err.code,
+      message: err.message,
+      ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+    };
   if (err instanceof AudioDeviceError) return { code: err.code, message: err.message };
   // Our own argument checks (a nickname too short, ...): the message says what is wrong.
   if (err instanceof TypeError && !(err as { cause?: unknown }).cause)
@@ -47,6 +56,19 @@ function errorInfo(err: unknown): ErrorInfo {
   return { code, message: String(e?.message ?? err).slice(0, 500) };
 }
 
+/** Rejects with ADMIN_TOKEN_REJECTED unless the server takes `adminToken` on an admin-only route. */
+async function checkAdminToken(origin: string, adminToken: string): Promise<void> {
+  try {
+    await new RestClient(origin).call('GET', '/api/v1/admin/users?limit=1', undefined, adminToken);
+  } catch (err) {
+    if (err instanceof RequestError && (err.code === 'INVALID_TOKEN' || err.code === 'FORBIDDEN'))
+      throw Object.assign(new Error('The server did not accept that admin token.'), {
+        code: 'ADMIN_TOKEN_REJECTED',
+      });
+    throw err;
+  }
+}
+
 /** Only these failures are worth retrying: the server is down or restarting, not a wrong name. */
 function retryable(err: ErrorInfo): boolean {
   return [
@@ -61,6 +83,7 @@ function retryable(err: ErrorInfo): boolean {
 }
 
 const SPEAKING_LIMIT = 1000;
+const LOGOUT_TIMEOUT_MS = 1500;
 
 /**
  * The extension's brain: one VoiceClient (reconnected with back-off, session restored by token when
@@ -73,6 +96,9 @@ export class DesktopController {
   private server: string | null = null;
   private nickname: string | null = null;
   private token: string | null = null;
+  private adminToken: string | null = null;
+  /** The server accepted our admin token on the current connection. */
+  private isAdmin = false;
   /** Who we are on this server: kept while reconnecting, so the UI stays where it was. */
   private me: { id: string; nickname: string } | null = null;
   private lastError: ErrorInfo | null = null;
@@ -88,6 +114,9 @@ export class DesktopController {
   private readonly volumes = new Map<string, number>();
   private closed = false;
   private epoch = 0;
+  /** The devices the UI chose (undefined: the default one). */
+  private inputWanted: number | undefined;
+  private outputWanted: number | undefined;
 
   constructor(private readonly o: ControllerOptions) {
     this.retryDelay = o.backoffMs?.[0] ?? 500;
@@ -119,6 +148,24 @@ export class DesktopController {
     this.stopRetry();
     if (this.statsTimer) clearInterval(this.statsTimer);
     await this.dropClient();
+    await this.logout();
+  }
+
+  /**
+   * Ends the session on the server now (the app closes, or the person signs out): without it the
+   * seat and the nickname stay held for the grace period, and signing in again gets NICKNAME_TAKEN.
+   * Best effort, bounded: an unreachable server must not hold the app's exit.
+   */
+  private async logout(): Promise<void> {
+    const token = this.token;
+    this.token = null;
+    if (!token || !this.server) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new RestClient(new URL(this.server).origin).call('POST', '/api/v1/logout', undefined, token),
+      new Promise((r) => (timer = setTimeout(r, LOGOUT_TIMEOUT_MS))),
+    ]).catch(() => undefined);
+    clearTimeout(timer);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -134,8 +181,10 @@ export class DesktopController {
       case 'disconnect':
         this.stopRetry();
         this.wantedChannel = null;
-        this.token = null;
+        this.isAdmin = false;
+        // Closed first, so the server's logout close (4000) does not look like a lost connection.
         await this.dropClient();
+        await this.logout();
         this.setState('disconnected', null);
         return undefined;
       case 'channel.create': {
@@ -222,21 +271,24 @@ export class DesktopController {
     if (s.transmit !== undefined) e.transmit = s.transmit;
     if (s.outputVolume !== undefined) e.setOutputVolume(s.outputVolume);
     const problems: ErrorInfo[] = [];
-    if (s.inputDeviceId !== undefined || !e.inputFormat) {
-      await e
-        .startInput(s.inputDeviceId !== undefined && s.inputDeviceId >= 0 ? s.inputDeviceId : undefined)
-        .catch((err) => {
-          problems.push(errorInfo(err));
-          this.emit({ ev: 'audioError', which: 'input', error: errorInfo(err) });
-        });
+    // The UI sends its whole settings with every change (a gain slider moved): a device is
+    // (re)opened only when another one is asked for, or none runs (it failed, or never opened).
+    const id = (v: number | undefined) => (v !== undefined && v >= 0 ? v : undefined);
+    const inId = s.inputDeviceId !== undefined ? id(s.inputDeviceId) : this.inputWanted;
+    const outId = s.outputDeviceId !== undefined ? id(s.outputDeviceId) : this.outputWanted;
+    this.inputWanted = inId;
+    this.outputWanted = outId;
+    if (!e.inputRunsOn(inId)) {
+      await e.startInput(inId).catch((err) => {
+        problems.push(errorInfo(err));
+        this.emit({ ev: 'audioError', which: 'input', error: errorInfo(err) });
+      });
     }
-    if (s.outputDeviceId !== undefined || !e.outputFormat) {
-      await e
-        .startOutput(s.outputDeviceId !== undefined && s.outputDeviceId >= 0 ? s.outputDeviceId : undefined)
-        .catch((err) => {
-          problems.push(errorInfo(err));
-          this.emit({ ev: 'audioError', which: 'output', error: errorInfo(err) });
-        });
+    if (!e.outputRunsOn(outId)) {
+      await e.startOutput(outId).catch((err) => {
+        problems.push(errorInfo(err));
+        this.emit({ ev: 'audioError', which: 'output', error: errorInfo(err) });
+      });
     }
     this.pushDevices(s.inputDeviceId, s.outputDeviceId);
     if (problems.length > 0)
@@ -258,9 +310,11 @@ export class DesktopController {
     } catch {
       throw Object.assign(new Error('That is not a server address (host:port).'), { code: 'BAD_ADDRESS' });
     }
+    // A session left from before (a reconnection that gave up) would hold the nickname.
+    await this.logout();
     this.server = server;
     this.nickname = c.nickname;
-    this.token = null;
+    this.adminToken = c.adminToken ?? null;
     this.me = null;
     this.wantedChannel = null;
     this.retryDelay = this.o.backoffMs?.[0] ?? 500;
@@ -279,20 +333,28 @@ export class DesktopController {
   private async open(): Promise<void> {
     const epoch = ++this.epoch;
     const base = {
+      ...this.o.voice,
       server: this.server!,
       clientName: this.o.clientName ?? 'voice-desktop',
       playoutClock: 'pull' as const,
     };
+    const adminToken = this.adminToken;
+    // hello answers INVALID_TOKEN for a wrong admin token and for a forgotten session alike: ask
+    // an admin-only route first, so each gets its own answer (and no nickname is claimed in vain).
+    if (adminToken !== null) await checkAdminToken(new URL(base.server).origin, adminToken);
+    const admin = adminToken !== null ? { adminToken } : {};
     let client: VoiceClient;
     try {
       client = await VoiceClient.connect(
-        this.token ? { ...base, token: this.token } : { ...base, nickname: this.nickname! },
+        this.token
+          ? { ...base, ...admin, token: this.token }
+          : { ...base, ...admin, nickname: this.nickname! },
       );
     } catch (err) {
       // The server forgot the session (restarted without it): log in again, then rejoin below.
       if (!this.token || !(err instanceof RequestError) || !/TOKEN|AUTH|SESSION/.test(err.code)) throw err;
       this.token = null;
-      client = await VoiceClient.connect({ ...base, nickname: this.nickname! });
+      client = await VoiceClient.connect({ ...base, ...admin, nickname: this.nickname! });
     }
     if (epoch !== this.epoch || this.closed) {
       await client.close();
@@ -300,6 +362,7 @@ export class DesktopController {
     }
     this.client = client;
     this.token = client.token;
+    this.isAdmin = adminToken !== null;
     this.me = { id: client.user.id, nickname: client.user.nickname };
     this.listen(client);
     this.setState('connected', null);
@@ -343,6 +406,7 @@ export class DesktopController {
         await client.setVolume(userId, percent).catch(() => undefined);
     this.pushState();
     this.pushMembers();
+    this.pushStats();
   }
 
   private listen(client: VoiceClient): void {
@@ -500,7 +564,7 @@ export class DesktopController {
       server: this.server,
       userId: this.state === 'disconnected' ? null : (c?.user.id ?? this.me?.id ?? null),
       nickname: c?.user.nickname ?? this.me?.nickname ?? this.nickname,
-      isAdmin: false,
+      isAdmin: this.state !== 'disconnected' && this.isAdmin,
       channelId: c?.channel?.id ?? (this.state === 'reconnecting' ? (this.wantedChannel?.id ?? null) : null),
       muted: this.muted,
       deaf: this.deaf,

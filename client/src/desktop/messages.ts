@@ -41,6 +41,8 @@ export const Commands = {
     id,
     server: z.string().trim().min(1).max(256),
     nickname: z.string().trim().min(1).max(32),
+    /** The server's admin token (protocol README 4.1): moderation in every channel. */
+    adminToken: z.string().min(1).max(256).optional(),
   }),
   disconnect: z.object({ cmd: z.literal('disconnect'), id }),
   'channel.create': z.object({
@@ -85,7 +87,12 @@ export type CommandOf<K extends CommandName> = Extract<Command, { cmd: K }>;
 export const ConnectionStateSchema = z.enum(['disconnected', 'connecting', 'connected', 'reconnecting']);
 export type ConnectionState = z.infer<typeof ConnectionStateSchema>;
 
-const ErrorInfo = z.object({ code: z.string().max(64), message: z.string().max(500) });
+const ErrorInfo = z.object({
+  code: z.string().max(64),
+  message: z.string().max(500),
+  /** RATE_LIMITED: when the same request may succeed, ms from now. */
+  retryAfterMs: z.number().min(0).optional(),
+});
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 const ChannelView = z.object({

@@ -319,7 +319,12 @@ export class ChannelCore {
     }
     if (m.deaf) this.#mixer.removeListener(m.userId);
     else this.#mixer.setListener(m.userId, m.gains);
-    if (!m.heard) this.#setSpeaking(m, false);
+    if (!m.heard) {
+      // Not heard: no longer speaking, and the detector starts afresh, else it stays "in speech"
+      // through the mute and never says START again when the member is heard once more.
+      m.vad.reset();
+      this.#setSpeaking(m, false);
+    }
   }
 
   /**

@@ -1,0 +1,157 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
+import { AudioEngine, FileBackend, ToneSource, VoiceClient, type AudioBackend } from '../src/index.js';
+import { DesktopController } from '../src/desktop/controller.js';
+import type { DesktopEvent, DesktopEventOf } from '../src/desktop/messages.js';
+import { LossyRelay } from '../../test-support/lossy-relay.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/**
+ * The connection figures the desktop UI shows (the `stats` event) against a network whose loss and
+ * jitter the test makes: the extension's UDP goes through a lossy relay in front of a real server.
+ */
+
+let opus: OpusFactory;
+let srv: TestServer;
+const closers: (() => Promise<unknown>)[] = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  opus = await createOpus();
+  srv = await startTestServer();
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  await srv?.stop();
+}, 30_000);
+
+type Ext = Awaited<ReturnType<typeof extension>>;
+
+/** An extension's controller on file audio (a steady tone in), talking through `relay` if given. */
+async function extension(relay: LossyRelay | null, nickname: string) {
+  const engine = new AudioEngine({
+    backend: new FileBackend({ input: sineInt16(48_000 * 2, 1000, -20), maxOutputSeconds: 30 }),
+    transmit: 'always',
+  });
+  const events: DesktopEvent[] = [];
+  const replies = new Map<number, DesktopEventOf<'reply'>>();
+  const controller = new DesktopController({
+    engine,
+    send: (e) => (e.ev === 'reply' ? replies.set(e.re, e) : events.push(e)),
+    voice: {
+      ...(relay ? { udpTarget: { host: relay.host, port: relay.port } } : {}),
+      heartbeatMs: 1000,
+    },
+  });
+  closers.push(
+    () => engine.close(),
+    () => controller.close(),
+  );
+  let id = 0;
+  const cmd = async (c: Record<string, unknown>): Promise<DesktopEventOf<'reply'>> => {
+    const re = ++id;
+    await controller.handle({ ...c, id: re });
+    const r = replies.get(re)!;
+    if (!r.ok) throw new Error(`${String(c.cmd)}: ${r.error?.code} ${r.error?.message}`);
+    return r;
+  };
+  await cmd({ cmd: 'settings', settings: { transmit: 'always' } });
+  await cmd({ cmd: 'connect', server: srv.url, nickname });
+  const stats = (): DesktopEventOf<'stats'>[] =>
+    events.filter((e): e is DesktopEventOf<'stats'> => e.ev === 'stats');
+  return { cmd, stats, controller, events };
+}
+
+describe('desktop controller against a real server', () => {
+  it('show the loss of what we send, the jitter of what we hear, and the round trip, as the network makes them', async () => {
+    // 20 % of our packets lost on the way up; 0-40 ms of random delay on the way down.
+    const relay = await LossyRelay.start({
+      target: { host: '127.0.0.1', port: srv.udpPort },
+      clientToServer: { loss: 0.2 },
+      serverToClient: { jitterMs: 40 },
+      seed: 7,
+    });
+    closers.push(() => relay.close());
+    const ext = await extension(relay, 'alice');
+    const created = await ext.cmd({ cmd: 'channel.create', name: 'Lossy', frameMs: 10 });
+    const channelId = (created.data as { channelId: string }).channelId;
+    await ext.cmd({ cmd: 'join', channelId });
+    // Someone speaking, so there is something to hear (and its jitter to measure).
+    const bob = await VoiceClient.connect({ server: srv.url, nickname: 'bob', opus, channel: 'Lossy' });
+    closers.push(() => bob.close());
+    bob.startVoice(new ToneSource(440, -20));
+    await sleep(6000);
+
+    const last = ext.stats().slice(-4);
+    expect(last).toHaveLength(4);
+    for (const s of last) {
+      expect(s.transport).toBe('udp');
+      expect(s.pingMs).not.toBeNull();
+      expect(s.pingMs!).toBeGreaterThan(0);
+      expect(s.pingMs!).toBeLessThan(200);
+    }
+    // Each figure is the last heartbeat interval (1 s, 100 packets of 10 ms): over four of them,
+    // 20 % with a binomial spread of 2 % (the bounds are 4 of it).
+    const losses = last.map((s) => s.lossPercent!);
+    const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
+    console.log(
+      `loss ${losses.map((l) => l.toFixed(1)).join(' ')} %, relay ${JSON.stringify(relay.stats())}`,
+    );
+    expect(mean).toBeGreaterThan(12);
+    expect(mean).toBeLessThan(28);
+    // Uniform 0-40 ms of delay: an interarrival jitter well above loopback's fraction of a millisecond.
+    const jitter = last.at(-1)!.jitterMs!;
+    console.log(`jitter ${jitter.toFixed(1)} ms, ping ${last.at(-1)!.pingMs!.toFixed(1)} ms`);
+    expect(jitter).toBeGreaterThan(4);
+    expect(jitter).toBeLessThan(40);
+  }, 30_000);
+
+  it('signing out, or closing the app, ends the session on the server at once: the seat and the nickname are free', async () => {
+    // Without a logout the session would hold both for the grace period (20 s).
+    const seat = async (nickname: string, channel: string, leave: (ext: Ext) => Promise<unknown>) => {
+      const ext = await extension(null, nickname);
+      const created = await ext.cmd({ cmd: 'channel.create', name: channel, userLimit: 1 });
+      await ext.cmd({ cmd: 'join', channelId: (created.data as { channelId: string }).channelId });
+      await leave(ext);
+      const other = await VoiceClient.connect({ server: srv.url, nickname, opus, channel });
+      closers.push(() => other.close());
+    };
+    await seat('carol', 'Seat', (ext) => ext.cmd({ cmd: 'disconnect' }));
+    await seat('dora', 'Seat2', (ext) => ext.controller.close());
+  }, 20_000);
+
+  it('settings that keep the devices do not reopen them, even sent at once; another device does', async () => {
+    const inner = new FileBackend({ maxOutputSeconds: 5 });
+    const opened: string[] = [];
+    const backend: AudioBackend = {
+      name: 'counting',
+      listDevices: () => inner.listDevices(),
+      openInput: (o) => (opened.push(`in ${o?.deviceId}`), inner.openInput(o)),
+      openOutput: (o) => (opened.push(`out ${o?.deviceId}`), inner.openOutput(o)),
+    };
+    const engine = new AudioEngine({ backend });
+    const controller = new DesktopController({ engine, send: () => undefined });
+    closers.push(
+      () => engine.close(),
+      () => controller.close(),
+    );
+    let id = 0;
+    // What the UI sends: its whole audio settings, on every change.
+    const settings = (patch: Record<string, number>) =>
+      controller.handle({
+        cmd: 'settings',
+        id: ++id,
+        settings: { inputDeviceId: -1, outputDeviceId: -1, inputGainDb: 0, ...patch },
+      });
+    await settings({});
+    expect(opened).toEqual(['in undefined', 'out undefined']);
+    await Promise.all([settings({ inputGainDb: 3 }), settings({ inputGainDb: 6 })]);
+    expect(opened).toHaveLength(2);
+    expect(engine.gain.gainDb).toBe(6);
+    await settings({ inputDeviceId: 0, inputGainDb: 6 });
+    expect(opened).toEqual(['in undefined', 'out undefined', 'in 0']);
+    expect(engine.inputFormat).not.toBeNull();
+    expect(engine.outputFormat).not.toBeNull();
+  });
+});

@@ -256,9 +256,15 @@ describe('three server processes over one Redis (the launcher)', () => {
             `a hears b at ${20 * (i + 1)} s`,
           ).toBeGreaterThan(-23);
         }
-        // Not one dropout through the whole outage (Redis is not on the audio path).
-        expect(longestGapMs(b.recording().samples, A, at[1]!)).toBeLessThan(100);
-        expect(longestGapMs(a.recording().samples, B, at[0]!)).toBeLessThan(100);
+        // No dropout through the whole outage: Redis is not on the audio path (if it were, the gap
+        // would be the outage, 60 s). The bound leaves room for one scheduling stall of a loaded
+        // test machine (a 100 ms gap was seen once with the suite beside it), not for Redis.
+        const gaps = [
+          longestGapMs(b.recording().samples, A, at[1]!),
+          longestGapMs(a.recording().samples, B, at[0]!),
+        ];
+        console.log(`longest gaps through the outage: ${gaps.join(', ')} ms`);
+        for (const gap of gaps) expect(gap).toBeLessThan(250);
         for (const n of own.nodes) expect(n.process.exitCode).toBeNull();
 
         await own.redis.start();

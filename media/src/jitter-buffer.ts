@@ -60,10 +60,10 @@ export interface JitterBufferOptions {
   readonly catchUpMs?: number;
   readonly maxCatchUpFrames?: number;
   /**
-   * The caller time-stretches decoded audio (TimeStretch): catch-up no longer waits for quiet audio
-   * to give back excess delay in loud audio; it asks the caller to accelerate by `shrinkMs` (the
-   * excess, once it reaches a frame, less half a frame) and drops whole frames only in quiet audio,
-   * as without this. Default false.
+   * The caller time-stretches decoded audio (TimeStretch): besides the drops of catch-up (in quiet
+   * audio, or past 60 ms of excess), it asks the caller to accelerate by `shrinkMs` (the excess
+   * left, once it reaches a frame, less half a frame) rather than wait for a quiet moment.
+   * Default false.
    */
   readonly timeStretch?: boolean;
   /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
@@ -604,27 +604,21 @@ export class JitterBuffer {
     const excess = Math.floor(excessMs * this.frameMsInv);
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
-    if (this.timeStretch) {
-      // Quiet: whole frames go unheard, as below. Loud: the caller removes pitch periods instead
-      // (a few ms each, inaudible in voiced speech) rather than waiting or dropping a frame.
-      const dropped = this.quiet && excess > 0 ? Math.min(excess, this.maxCatchUp) : 0;
-      if (dropped > 0) {
-        this.skipTo(this.head + dropped);
-        this.lastDelay -= dropped * this.frameMs;
-      }
-      // A frame or more above what is needed, as for dropping; half a frame of it stays.
-      const left = excessMs - dropped * this.frameMs;
-      this.shrinkMs = left >= this.frameMs ? left - this.frameMs / 2 : 0;
-      return;
-    }
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
     const drop = this.quiet ? excess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
-    if (drop > 0) {
-      const n = Math.min(drop, this.maxCatchUp);
+    const n = drop > 0 ? Math.min(drop, this.maxCatchUp) : 0;
+    if (n > 0) {
       this.skipTo(this.head + n);
       this.lastDelay -= n * this.frameMs;
+    }
+    // A caller that time-stretches removes what is left in loud audio by pitch periods (a few ms
+    // each, inaudible in voiced speech) instead of waiting: once it is a frame or more, all of it
+    // but half a frame. The drop above remains for audio it cannot splice (loud and aperiodic).
+    if (this.timeStretch) {
+      const left = excessMs - n * this.frameMs;
+      this.shrinkMs = left >= this.frameMs ? left - this.frameMs / 2 : 0;
     }
   }
 

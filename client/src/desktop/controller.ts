@@ -488,24 +488,8 @@ export class DesktopController {
       if (mem) mem.speaking = m.speaking;
       this.emit({ ev: 'speaking', userId: m.userId, speaking: m.speaking });
     });
-    client.on('left', () => {
-      this.members.clear();
-      this.pushMembers();
-      this.pushState();
-    });
-    // Cluster: the session moved to the channel owner's process; its events come on the new socket.
-    client.on('redirected', () => {
-      if (this.client !== client || this.closed) return;
-      this.listenSignaling(client);
-    });
-    client.on('disconnected', (code, reason) => {
-      if (this.client !== client || this.closed) return;
-      this.client = null;
-      this.scheduleRetry({
-        code: 'CONNECTION_LOST',
-        message: `Connection lost (${code}${reason ? `: ${reason}` : ''})`,
-      });
-    });
+    // (The client's own events are listened to once, in listen(): this runs again on every new
+    // signaling connection, and would add them again.)
   }
 
   private scheduleRetry(why: ErrorInfo): void {

@@ -677,7 +677,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     }
     this.redirecting = true;
     const old = this.sig;
-    const seq = ++this.joinSeq;
+    // A join or leave made meanwhile wins over the resumed binding (adopt() is skipped then); a
+    // failed redirect leaves everything in flight as it was.
+    const seq = this.joinSeq;
     try {
       const sig = await this.openSignaling(target.toString());
       if (this.closed) {

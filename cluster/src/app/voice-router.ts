@@ -474,7 +474,12 @@ export class ChannelRouter implements VoiceRouter {
     if (this.#attached.has(s)) return this.plane.receiveWs(s, packet);
     this.wsDropped++;
     const owner = this.#placed.get(s);
-    if (owner !== undefined) void this.#redirect(s, owner);
+    if (owner === undefined) return;
+    // At most one redirect a second per session, checked here: no promise per dropped packet.
+    const now = this.ctx.now();
+    if (now - (this.#redirectedAt.get(s) ?? -Infinity) < 1000) return;
+    this.#redirectedAt.set(s, now);
+    void this.#redirect(s, owner);
   }
 
   /**
@@ -483,9 +488,6 @@ export class ChannelRouter implements VoiceRouter {
    * URL and resumes its session there, so its voice goes straight to the mixer.
    */
   async #redirect(s: Session, owner: string): Promise<void> {
-    const now = this.ctx.now();
-    if (now - (this.#redirectedAt.get(s) ?? -Infinity) < 1000) return;
-    this.#redirectedAt.set(s, now);
     try {
       const url = await this.#urlOf(owner);
       const channelId = s.channelId;

@@ -260,6 +260,7 @@ describe('voice path from the raw protocol', () => {
         const wait = t0 + i * 20 - performance.now();
         if (wait > 0) await sleep(wait);
       }
+      return i;
     })();
     await sleep(300);
     const send = (b: Uint8Array) => attacker.send(b, va.udpPort, '127.0.0.1');
@@ -307,7 +308,7 @@ describe('voice path from the raw protocol', () => {
     }
     await sleep(300);
     stopTalk.v = true;
-    await talk;
+    const framesSent = await talk;
     attacker.close();
     const m = srv.ctx.metrics;
     const drops = (reason: string) => m.value('voice_packets_dropped_total', { reason });
@@ -319,11 +320,17 @@ describe('voice path from the raw protocol', () => {
     // The attack moved nothing: the victim's address is still its own socket.
     const ep = srv.voice.endpointOf(srv.sessions.byUser(victim.ws.welcome.user.id)!)!;
     expect(ep.udpPort).toBe(pv.sock.address().port);
-    // Channel B kept its clock (generous bound: this is a test, not a benchmark) and kept mixing.
+    // Channel B lost nothing to the attack: each speaker received every frame the other sent
+    // (the last may still be in flight). Delivery, not tick lateness: lateness depends on the
+    // machine's load (BENCHMARKS.md measures it), the frames that arrive do not.
+    await expect
+      .poll(() => pb1.received.filter((r) => r.type === VoicePacketType.AUDIO).length)
+      .toBeGreaterThanOrEqual(framesSent - 1);
+    await expect
+      .poll(() => pb2.received.filter((r) => r.type === VoicePacketType.AUDIO).length)
+      .toBeGreaterThanOrEqual(framesSent - 1);
     const calm = srv.voice.channelStats().find((c) => c.id === chB.id)!;
-    expect(calm.lateness.percentile(99)).toBeLessThan(15);
-    expect(calm.core.stats.packetsOut).toBeGreaterThan(40);
-    expect(pb1.received.filter((r) => r.type === VoicePacketType.AUDIO).length).toBeGreaterThan(20);
+    expect(calm.core.stats.packetsOut).toBeGreaterThanOrEqual(2 * (framesSent - 1));
     for (const p of [pb1, pb2, pv]) p.close();
   });
 

@@ -186,6 +186,9 @@ describe('UDP egress', () => {
     expect(packets).toBeGreaterThanOrEqual(8 * 30);
     expect(packets / batches).toBeGreaterThan(4);
     expect(c.sendErrors).toBe(0);
+    // Each packet leaves once, in order: every member's sequence numbers only grow.
+    for (const p of peers)
+      for (let i = 1; i < p.audio.length; i++) expect(p.audio[i]!.seq).toBeGreaterThan(p.audio[i - 1]!.seq);
   });
 });
 

@@ -103,10 +103,11 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   if (!typed(env, argv[4], napi_int32_array, &result_data, &rlen) || rlen < R_SLOTS)
     THROW("result must be an Int32Array of 8");
   int32_t *result = result_data;
-  /* Every packet lies inside the batch: checked before anything is sent. */
+  /* Every packet lies inside the batch and has a port: checked before anything is sent. */
   for (int32_t i = 0; i < count; i++) {
-    int64_t off = meta[i * META_FIELDS], len = meta[i * META_FIELDS + 1];
+    int64_t off = meta[i * META_FIELDS], len = meta[i * META_FIELDS + 1], port = meta[i * META_FIELDS + 3];
     if (off < 0 || len < 0 || off + len > (int64_t)blen) THROW("a packet lies outside the batch");
+    if (port < 0 || port > 65535) THROW("port out of range");
   }
   memset(result, 0, R_SLOTS * sizeof *result);
 #ifdef __linux__

@@ -46,10 +46,12 @@ export class UdpBatch {
 
   /**
    * Queues `packet[0, length)` to `address` (IPv4 as a u32, see parseIPv4) and `port`. Returns
-   * false, queuing nothing, when the length is out of range.
+   * false, queuing nothing, when the length is out of range; a bad address or port is a TypeError.
    */
   add(packet: Uint8Array, length: number, address: number, port: number): boolean {
     if (!(length >= 0 && length <= this.maxPacketBytes && length <= packet.length)) return false;
+    if (!(address >= 0 && address <= 0xffff_ffff && port >= 0 && port <= 65_535))
+      throw new TypeError('address must be an IPv4 u32 and port 0-65535');
     if (this.#count === this.capacity || this.#bytes + length > this.#buf.length) this.flush();
     const at = this.#bytes;
     const buf = this.#buf;

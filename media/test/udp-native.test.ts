@@ -167,6 +167,12 @@ describe('batched UDP send with sendmmsg (media/native/voice_udp.c)', () => {
     expect(() => send(fd, new Uint8Array(8), new Uint32Array(8) as never, 2, r)).toThrow(TypeError);
     expect(() => send(fd, new Uint8Array(8), meta, 2, new Int32Array(7))).toThrow(TypeError);
     expect(() => send(-1, new Uint8Array(8), meta, 2, r)).toThrow(TypeError);
+    const badPort = new Int32Array([0, 4, LOOPBACK, rx.address().port, 0, 4, LOOPBACK, 65_536]);
+    expect(() => send(fd, new Uint8Array(8), badPort, 2, r)).toThrow(TypeError);
+    const batch = new UdpBatch(addon!, fd, () => {});
+    expect(() => batch.add(new Uint8Array(4), 4, LOOPBACK, -1)).toThrow(TypeError);
+    expect(() => batch.add(new Uint8Array(4), 4, -1, 9)).toThrow(TypeError);
+    expect(batch.size).toBe(0);
     expect(() => new UdpBatch(addon!, -1, () => {})).toThrow(TypeError);
     await new Promise((res) => setTimeout(res, 100));
     expect(arrived).toBe(0);

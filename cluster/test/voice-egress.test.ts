@@ -9,7 +9,9 @@ import {
   type VoiceBinding,
 } from '@voice/protocol';
 import { dgramDescriptor, loadNativeUdp, parseIPv4 } from '@voice/media';
+import { Registry } from 'prom-client';
 import { VoiceCounters } from '../src/voice/counters.js';
+import { registerVoiceMetrics } from '../src/voice/metrics.js';
 import { BatchEgress } from '../src/voice/egress-batch.js';
 import type { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
@@ -249,5 +251,22 @@ describe('BatchEgress on a real socket', () => {
     expect(bytes).toBeLessThan(16 * 1024);
     expect(counters.udpBatches).toBeGreaterThanOrEqual(2 * Math.ceil(20_000 / 512));
     egress.close();
+  });
+});
+
+describe('send errors in /metrics', () => {
+  it('are exported by reason, with the batch count', async () => {
+    const counters = new VoiceCounters();
+    const registry = new Registry();
+    registerVoiceMetrics(registry, { counters, channelStats: () => [] });
+    counters.sendFailed('would_block', 3);
+    counters.sendFailed('not_permitted');
+    counters.udpBatches = 7;
+    const text = await registry.metrics();
+    expect(text).toMatch(/^voice_send_errors_total\{reason="would_block"\} 3$/m);
+    expect(text).toMatch(/^voice_send_errors_total\{reason="not_permitted"\} 1$/m);
+    expect(text).not.toMatch(/reason="too_long"/);
+    expect(text).toMatch(/^voice_udp_send_batches_total 7$/m);
+    expect(counters.sendErrors).toBe(4);
   });
 });

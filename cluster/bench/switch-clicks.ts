@@ -32,8 +32,10 @@ export interface SwitchClicks {
  * `forward`: the listener goes from A forwarded to the shared mix and back as B speaks in bursts.
  * `own`: A and B both speak throughout, so the listener hears the shared mix; it speaks itself in
  * bursts (880 Hz), and then hears its own mix-minus, another encoder.
+ * `turns`: A and B take turns, each second, with no pause between them: the listener goes from A
+ * forwarded to B forwarded (two clients' encoders).
  */
-export type SwitchScenario = 'forward' | 'own';
+export type SwitchScenario = 'forward' | 'own' | 'turns';
 
 export function switchClicks(
   opus: OpusFactory,
@@ -49,7 +51,8 @@ export function switchClicks(
   const burst = Math.round(1000 / frameMs);
   // Every other second, from the second on: B in `forward`, the listener itself in `own`.
   const inBurst = (f: number): boolean => f >= burst && Math.floor(f / burst) % 2 === 1;
-  const bSpeaks = (f: number): boolean => (scenario === 'forward' ? inBurst(f) : true);
+  const aSpeaks = (f: number): boolean => scenario !== 'turns' || !inBurst(f);
+  const bSpeaks = (f: number): boolean => (scenario === 'own' ? true : inBurst(f));
   const lSpeaks = (f: number): boolean => scenario === 'own' && inBurst(f);
   const settings = { ...DEFAULT_VOICE_SETTINGS, frameMs, bitrate: 64_000, complexity: 9 };
   const ch = offlineChannel(opus, 'c_switchclick', settings, 3, 2);
@@ -59,19 +62,20 @@ export function switchClicks(
   const pkt = new Uint8Array(1500);
   const out = new Int16Array(frames * n);
   const frame = new Int16Array(n);
-  let seqB = 0;
-  let seqL = 0;
   for (let f = 0; f < frames; f++) {
     const now = (ch.now = f * frameMs);
-    let len = encA.encode(a.subarray(f * n, (f + 1) * n), pkt);
-    ch.push(0, f, pkt, len);
+    let len = 0;
+    if (aSpeaks(f)) {
+      len = encA.encode(a.subarray(f * n, (f + 1) * n), pkt);
+      ch.push(0, f, pkt, len);
+    }
     if (bSpeaks(f)) {
       len = encB.encode(b.subarray(f * n, (f + 1) * n), pkt);
-      ch.push(1, seqB++, pkt, len);
+      ch.push(1, f, pkt, len);
     }
     if (lSpeaks(f)) {
       len = encL.encode(l.subarray(f * n, (f + 1) * n), pkt);
-      ch.push(2, seqL++, pkt, len);
+      ch.push(2, f, pkt, len);
     }
     ch.core.tick(now);
     ch.playout.next(now + frameMs / 2, frame);
@@ -106,7 +110,7 @@ export function switchClicks(
   let ownDb = -200;
   for (let f = burst; f + 1 < frames; f++) {
     const at = f * n;
-    aLevels.push(toneDbfs(out, 440, 48_000, at, n));
+    if (aSpeaks(f) && aSpeaks(f - 2)) aLevels.push(toneDbfs(out, 440, 48_000, at, n));
     if (bSpeaks(f) && bSpeaks(f - 2)) bLevels.push(toneDbfs(out, 660, 48_000, at, n));
     ownDb = Math.max(ownDb, toneDbfs(out, 880, 48_000, at, n));
   }
@@ -133,7 +137,7 @@ export function switchClicks(
 export async function benchSwitchClicks(): Promise<Record<string, number>> {
   const opus = await createOpus();
   const out: Record<string, number> = {};
-  for (const scenario of ['forward', 'own'] as const)
+  for (const scenario of ['forward', 'own', 'turns'] as const)
     for (const ms of [20, 10] as const) {
       const r = switchClicks(opus, ms, scenario);
       out[`switch_click_${scenario}_${ms}ms_db`] = Math.round(r.switchDb * 10) / 10;
@@ -144,7 +148,7 @@ export async function benchSwitchClicks(): Promise<Record<string, number>> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const opus = await createOpus();
-  for (const scenario of ['forward', 'own'] as const)
+  for (const scenario of ['forward', 'own', 'turns'] as const)
     for (const ms of [20, 10] as const) {
       const r = switchClicks(opus, ms, scenario);
       console.log(

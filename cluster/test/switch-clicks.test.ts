@@ -16,21 +16,21 @@ beforeAll(async () => {
 });
 
 describe('stream switches at the listener', () => {
-  for (const scenario of ['forward', 'own'] as const) {
+  for (const scenario of ['forward', 'own', 'turns'] as const) {
     for (const frameMs of [20, 10] as const) {
       it(`${scenario}, ${frameMs} ms frames: no click where the listener's stream changes encoder`, () => {
         const r = switchClicks(opus, frameMs, scenario);
         expect(r.switches).toBe(5);
-        // The listener heard what it should, at level: A throughout, B while B speaks, never itself.
+        // The listener heard what it should, at level: A and B while they speak, never itself.
         expect(Math.abs(r.aDb + 20)).toBeLessThan(1.5);
         expect(Math.abs(r.bDb + 20)).toBeLessThan(1.5);
-        expect(r.ownDb).toBeLessThan(-35);
+        if (scenario === 'own') expect(r.ownDb).toBeLessThan(-40);
         // The stream away from switches is clean (Opus's own floor, about -62 dB here) ...
         expect(r.steadyDb).toBeLessThan(-55);
-        // ... and the switches are too: without priming they reach -33 to -37 dB (25-30 dB over
-        // the floor); primed, within 4 dB of it.
+        // ... and the switches are too: without priming they reach -32 to -38 dB (25-33 dB over
+        // the floor); primed, within 7 dB of it (turns: from one client's encoder to another's).
         expect(r.primes).toBeGreaterThan(0);
-        expect(r.switchDb).toBeLessThan(r.steadyDb + 6);
+        expect(r.switchDb).toBeLessThan(r.steadyDb + 8);
       });
     }
   }

@@ -11,6 +11,8 @@ import { benchUdpSend } from '../cluster/bench/udp-send.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
+import { benchSwitchClicks } from '../cluster/bench/switch-clicks.js';
+import { benchMumble } from '../cluster/bench/mumble.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -30,12 +32,20 @@ print(
   await benchUdpSend(),
 );
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
+print(
+  "listener stream switches (forwarded / shared mix / own mix-minus): broadband click near a switch and the codec's floor elsewhere",
+  await benchSwitchClicks(),
+);
 if (!quick) {
   print(
     'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed), 3 runs of 8 s',
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
+  print(
+    'side by side with Mumble 1.3 (murmurd): server CPU on the same load, channels of 10 with 2 speaking',
+    await benchMumble({ log: (s) => console.log(JSON.stringify(s)) }),
+  );
   print(
     'cluster: audio gap heard on failover (kill -9 of the owner) and live drain (SIGTERM), 4 processes, 10 tries each',
     await benchClusterGaps({ tries: 10, log: (l) => console.log(l) }),

@@ -150,6 +150,11 @@ describe('UDP egress', () => {
     expect(metrics).toMatch(new RegExp(`^voice_udp_send_batches_total ${c.udpBatches}$`, 'm'));
   });
 
+  it('starts on sendmmsg when it is required (udpSend: sendmmsg), where the addon is built', async () => {
+    srv = await startTestServer({ udpSend: 'sendmmsg' });
+    expect(srv.voice.udpEgress).toBe('sendmmsg');
+  });
+
   it('falls back to node:dgram when told to (udpSend: dgram), and delivers the same', async () => {
     srv = await startTestServer({ udpSend: 'dgram' });
     expect(srv.voice.udpEgress).toBe('dgram');

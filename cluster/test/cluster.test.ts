@@ -386,6 +386,28 @@ describe('two nodes over one Redis', () => {
     expect(j.voice.udpPort).toBe(n1!.udpPort);
   });
 
+  it('a member asked to move twice at once (the drain and its own node) switches once, to the new owner', async () => {
+    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
+    // it change first. Two rebinds would hand the client two keys (two switches, and the later reply
+    // could be the stale key: 400 ms of unanswered HELLOs, then the WebSocket fallback).
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'twice-a', 'Twice', true);
+    const b = await bot(n1!, 'twice-b', 'Twice');
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    let moves = 0;
+    b.signaling.on('voice.moved', () => moves++);
+    const session = n1!.sessions.byUser(b.user.id)!;
+    const draining = n0!.drain();
+    await n1!.sessions.voiceMoved(session);
+    await draining;
+    await b.waitReady(3000);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+    await sleep(1200); // two lease-watch periods: nothing else moves it
+    expect(moves).toBe(1);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+  });
+
   it('drain hands each channel to the least-loaded other node, not to any live one', async () => {
     // Announced once at start-up: the test sets the load each node shows.
     const [n0, , n2] = await cluster(3, { cluster: { announceMs: 60_000 } });

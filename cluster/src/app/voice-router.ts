@@ -22,6 +22,8 @@ export interface VoiceRouter {
   /** Where and how the session sends voice in `channel` (the owner's UDP address and a fresh key). */
   attach(s: Session, channel: StoredChannel): Promise<VoiceBinding>;
   detach(s: Session): Promise<void>;
+  /** Whether `s` (a session of this node) is voiced by the current holder of its channel's lease. */
+  onOwner(s: Session): Promise<boolean>;
   /** Mute, deafen or volumes changed. */
   update(s: Session): Promise<void>;
   channelUpdated(channel: StoredChannel): void;
@@ -457,6 +459,15 @@ export class ChannelRouter implements VoiceRouter {
     await this.#leaveRemote(s);
   }
 
+  async onOwner(s: Session): Promise<boolean> {
+    const id = s.channelId;
+    if (id === null) return false;
+    // Unknown (Redis unreachable) counts as not: the move goes ahead, as it would have.
+    const holder = await this.routing.leases.holder(resourceOf(id)).catch(() => null);
+    if (!holder) return false;
+    return holder.nodeId === this.#me ? this.#attached.get(s) === id : this.#placed.get(s) === holder.nodeId;
+  }
+
   async update(s: Session): Promise<void> {
     const owner = this.#placed.get(s);
     if (owner === undefined) {
@@ -553,6 +564,7 @@ export class ChannelRouter implements VoiceRouter {
         shadow.remoteNode = from;
         shadow.restore(a.record);
         const binding = this.#attachHere(shadow, a.channel);
+        this.ctx.log.debug({ step: 'voice.attach', user: a.record.userId }, 'drain trace');
         if (!binding) {
           this.#shadows.delete(a.record.userId);
           throw new ProtocolError('UNAVAILABLE', `node ${this.#me} does not own ${a.channel.id}`);
@@ -565,6 +577,7 @@ export class ChannelRouter implements VoiceRouter {
         if (shadow) {
           this.#shadows.delete(userId);
           this.#detachHere(shadow);
+          this.ctx.log.debug({ step: 'voice.detach', user: userId }, 'drain trace');
         }
         return null;
       }
@@ -602,6 +615,7 @@ export class ChannelRouter implements VoiceRouter {
    */
   async drain(timeoutMs = 5_000): Promise<void> {
     this.#draining = true;
+    this.ctx.log.debug({ step: 'drain.start' }, 'drain trace');
     await this.announce().catch(() => {});
     const deadline = this.ctx.now() + timeoutMs;
     const moving: Session[] = [];
@@ -613,14 +627,22 @@ export class ChannelRouter implements VoiceRouter {
       }
       this.#owned.delete(id);
       await o.keeper.release();
+      this.ctx.log.debug({ step: 'drain.released', channel: id }, 'drain trace');
       await this.routing.requests
         .request(target, 'channel.take', { channelId: id })
         .catch((err: unknown) =>
           this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
         );
+      this.ctx.log.debug({ step: 'drain.taken', channel: id, target }, 'drain trace');
       const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
       moving.push(...members);
-      await Promise.all(members.map((s) => this.#move(s)));
+      await Promise.all(
+        members.map((s) =>
+          this.#move(s).then(() =>
+            this.ctx.log.debug({ step: 'drain.moved', user: s.userId }, 'drain trace'),
+          ),
+        ),
+      );
       this.ctx.log.info(
         { channel: id, to: target, members: members.length },
         'draining: channel handed over',

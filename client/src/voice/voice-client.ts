@@ -614,12 +614,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Signaling dropped: reconnect with our token, with back-off, until the server's grace period
    * (from its welcome) runs out. A session the server still has comes back with its channel and a
    * fresh voice binding (protocol README 8.4); one it lost (a restart) is a new session with the same
-   * user: then we join the channel we were in again. Voice stops meanwhile (the binding is void).
+   * user: then we join the channel we were in again.
+   *
+   * Voice over UDP goes on meanwhile: it goes to the channel's mixer, not to the signaling process,
+   * and the server keeps the binding through the grace period (in a cluster, a drained process's
+   * members keep the new owner's binding while they reconnect). Voice carried inside the lost
+   * WebSocket stops.
    */
   private async reconnect(code: number, reason: string): Promise<void> {
     const channelId = this.currentChannel?.id ?? null;
     const seq = ++this.joinSeq;
-    this.endSession(null);
+    if (this.session?.transport !== 'udp') this.endSession(null);
     for (const off of this.detach.splice(0)) off();
     this.safeEmit('reconnecting', code, reason);
     const deadline = performance.now() + Math.max(1000, this.sig.welcome.graceMs);

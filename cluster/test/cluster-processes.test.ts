@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { RestClient, ToneSource, VoiceClient } from '../../client/src/index.js';
-import { launchCluster, type LaunchedCluster } from '../../deploy/cluster/launcher.js';
+import { launchCluster, type LaunchedCluster, type LaunchOptions } from '../../deploy/cluster/launcher.js';
 import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { errorCode } from '../../test-support/errors.js';
 import { freePort, freeUdpPort } from '../../test-support/server.js';
@@ -17,12 +17,7 @@ let opus: OpusFactory;
 const bots: VoiceClient[] = [];
 beforeAll(async () => {
   opus = await createOpus();
-  cluster = await launchCluster({
-    nodes: 3,
-    redisPort: await freePort(),
-    portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-    logLevel: 'warn',
-  });
+  cluster = await ownCluster(3);
 }, 90_000);
 afterAll(async () => {
   for (const b of bots.splice(0)) await b.close();
@@ -31,6 +26,17 @@ afterAll(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const TONES = [440, 700, 1100] as const;
+
+/** A cluster of its own for one test: free ports, a fresh redis-server, quiet logs. */
+async function ownCluster(nodes: number, extra: LaunchOptions = {}): Promise<LaunchedCluster> {
+  return launchCluster({
+    nodes,
+    redisPort: await freePort(),
+    portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
+    logLevel: 'warn',
+    ...extra,
+  });
+}
 
 /** A bot on `url` in `channel` (created by the first), kept in `into` for closing. */
 async function connect(
@@ -107,12 +113,7 @@ describe('three server processes over one Redis (the launcher)', () => {
     'kill -9 of the owner: members follow the new owner within 3 s, keeping channel, seats, mute and volume',
     { timeout: 90_000 },
     async () => {
-      const own = await launchCluster({
-        nodes: 3,
-        redisPort: await freePort(),
-        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-        logLevel: 'warn',
-      });
+      const own = await ownCluster(3);
       const mine: VoiceClient[] = [];
       try {
         const [n1, n2, n3] = own.nodes;
@@ -176,15 +177,47 @@ describe('three server processes over one Redis (the launcher)', () => {
   );
 
   it(
+    "kill -9 is seen by the owner's lost subscription, not by its lease expiring: with a 12 s lease, members move within 7.5 s",
+    { timeout: 90_000 },
+    async () => {
+      // The watch runs every quarter of the lease (3 s) and breaks the lease of an owner found not
+      // listening twice in a row: 3-6 s. Waiting for the lease instead takes 8-12 s after the kill.
+      const own = await ownCluster(2, { config: { cluster: { leaseTtlMs: 12_000 } } });
+      const mine: VoiceClient[] = [];
+      try {
+        const [n1, n2] = own.nodes;
+        const a = await connect(mine, n2!.url, 'ka', 'Killed', true);
+        const b = await connect(mine, n2!.url, 'kb', 'Killed');
+        await Promise.all([a.waitReady(5000), b.waitReady(5000)]);
+        for (const x of [a, b]) expect(x.binding!.udpPort).toBe(n1!.udpPort);
+        const [A, B] = TONES;
+        a.startVoice(new ToneSource(A, -20));
+        b.startVoice(new ToneSource(B, -20));
+        await sleep(1000);
+        const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 20_000));
+        const at = [a, b].map((x) => x.recording().samples.length);
+        n1!.process.kill('SIGKILL');
+        await Promise.all(moved);
+        await sleep(1000);
+        for (const x of [a, b]) expect(x.binding!.udpPort).toBe(n2!.udpPort);
+        const gapA = longestGapMs(b.recording().samples, A, at[1]!, -40);
+        const gapB = longestGapMs(a.recording().samples, B, at[0]!, -40);
+        console.log(`failover with a 12 s lease: gap heard ${gapA} ms (b hears a), ${gapB} ms (a hears b)`);
+        expect(gapA).toBeLessThan(7500);
+        expect(gapB).toBeLessThan(7500);
+        expect(medianToneDbfs(b.recording().samples, A, 500)).toBeGreaterThan(-23);
+      } finally {
+        for (const x of mine) await x.close();
+        await own.stop();
+      }
+    },
+  );
+
+  it(
     'SIGTERM drains the owner, three times in a row: each bot, signaled on the drained process or not, hears under 200 ms of gap; it exits 0',
     { timeout: 120_000 },
     async () => {
-      const own = await launchCluster({
-        nodes: 3,
-        redisPort: await freePort(),
-        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-        logLevel: 'warn',
-      });
+      const own = await ownCluster(3);
       const mine: VoiceClient[] = [];
       try {
         const [n1, n2] = own.nodes;
@@ -252,12 +285,7 @@ describe('three server processes over one Redis (the launcher)', () => {
     'a 60 s Redis outage: owners keep mixing throughout, requests answer UNAVAILABLE, all reconciles after',
     { timeout: 150_000 },
     async () => {
-      const own = await launchCluster({
-        nodes: 2,
-        redisPort: await freePort(),
-        portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-        logLevel: 'error',
-      });
+      const own = await ownCluster(2, { logLevel: 'error' });
       const mine: VoiceClient[] = [];
       try {
         const [n1, n2] = own.nodes;

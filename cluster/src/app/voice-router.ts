@@ -122,6 +122,8 @@ export class ChannelRouter implements VoiceRouter {
   statsDropped = 0;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
+  /** Owner nodes found not listening, and in how many consecutive watch periods. */
+  readonly #unreachable = new Map<string, number>();
 
   constructor(
     private readonly ctx: AppContext,
@@ -158,9 +160,24 @@ export class ChannelRouter implements VoiceRouter {
         if (e) e.sessions.push(s);
         else byChannel.set(s.channelId, { owner, sessions: [s] });
       }
+      // Whether each owner listens for requests: one check per owner node per period.
+      const alive = new Map<string, Promise<boolean>>();
       for (const [id, e] of byChannel) {
         const holder = await this.routing.leases.holder(resourceOf(id));
-        if (holder?.nodeId === e.owner) continue;
+        if (holder?.nodeId === e.owner) {
+          let up = alive.get(e.owner);
+          if (!up) alive.set(e.owner, (up = this.#ownerUp(e.owner)));
+          if (await up) continue;
+          // Dead (no subscription, twice in a row): its lease would live on for up to its TTL.
+          // Break that exact grant (compare-and-delete on node and token), so the channel is
+          // placed anew now; an owner that was only cut off learns it was superseded at its next
+          // renewal, as after an expiry.
+          const broken = await this.routing.leases.release(resourceOf(id), holder);
+          this.ctx.log.warn(
+            { channel: id, owner: e.owner, fence: holder.token, broken },
+            'channel owner unreachable: breaking its lease',
+          );
+        }
         // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
         // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
         if (!holder) {
@@ -180,6 +197,24 @@ export class ChannelRouter implements VoiceRouter {
     } finally {
       this.#watching = false;
     }
+  }
+
+  /**
+   * Whether `owner` is up, as a failure detector: down only when found not listening in two
+   * consecutive watch periods, so a subscription that is only reconnecting (a Redis restart) does
+   * not count. Counts for nodes found down are kept until they are up again (bounded by the node
+   * count; cleared past 256 entries).
+   */
+  async #ownerUp(owner: string): Promise<boolean> {
+    const up = await this.routing.requests.reachable(owner);
+    if (up) {
+      this.#unreachable.delete(owner);
+      return true;
+    }
+    const strikes = (this.#unreachable.get(owner) ?? 0) + 1;
+    if (this.#unreachable.size >= 256) this.#unreachable.clear();
+    this.#unreachable.set(owner, strikes);
+    return strikes < 2;
   }
 
   async #move(s: Session): Promise<void> {

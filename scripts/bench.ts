@@ -10,6 +10,7 @@ import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
+import { benchSwitchClicks } from '../cluster/bench/switch-clicks.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,6 +26,10 @@ print('media: jitter buffer, mixer, opus', await benchMedia());
 print('client: desktop audio engine per device period', benchAudioEngine());
 print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
+print(
+  "listener stream switches (forwarded / shared mix / own mix-minus): broadband click near a switch and the codec's floor elsewhere",
+  await benchSwitchClicks(),
+);
 if (!quick) {
   print(
     'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed), 3 runs of 8 s',

@@ -564,6 +564,7 @@ export class ChannelRouter implements VoiceRouter {
     if (!batch) this.#statsOut.set(node, (batch = []));
     if (batch.length >= MAX_STATS_BATCH) {
       this.statsDropped++;
+      this.ctx.metrics.relayedStatsDropped.inc();
       return;
     }
     batch.push({ userId: s.userId, stats });

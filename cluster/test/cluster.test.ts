@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
-import { medianToneDbfs } from '../../test-support/audio.js';
+import { toneDbfs } from '@voice/media';
+import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
@@ -411,6 +412,34 @@ describe('two nodes over one Redis', () => {
     await sleep(1200); // two lease-watch periods: nothing else moves it
     expect(moves).toBe(1);
     expect(b.binding!.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('a moved member hears its old session until the new one has audio (make-before-break on the client)', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n1!, 'mbb-a', 'Handover', true);
+    const b = await bot(n1!, 'mbb-b', 'Handover');
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    const A = TONES[0];
+    a.startVoice(new ToneSource(A, -20));
+    await sleep(1000);
+    let movedAt = 0;
+    b.signaling.once('voice.moved', () => (movedAt = performance.now()));
+    const at = b.recording().samples.length;
+    await n0!.drain();
+    await b.waitReady(3000);
+    await sleep(1000);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+    const rec = b.recording();
+    // Without a handover the old session stops at the move, and the new one cannot play within
+    // 40 ms of it (its HELLO, the new owner's first mix, its jitter buffer filling). The frame
+    // that was playing at the move may reach 20 ms past it: look at the 20 ms after that.
+    const i = Math.round((movedAt + 20 - rec.startTime) * 48);
+    expect(toneDbfs(rec.samples, A, 48_000, i, 20 * 48), 'tone 20-40 ms after the move').toBeGreaterThan(-40);
+    const gap = longestGapMs(rec.samples, A, at, -40);
+    console.log(`handover: longest gap ${gap} ms`);
+    expect(gap).toBeLessThan(200);
+    expect(medianToneDbfs(rec.samples, A, 500)).toBeGreaterThan(-23);
   });
 
   it('drain hands each channel to the least-loaded other node, not to any live one', async () => {

@@ -267,7 +267,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   /**
    * Starts voice on the binding a resumed `hello` returned. The previous process's mute and deafen
-   * state is replaced by this client's (sent with `voice.state`).
+   * state is replaced by this client's (sent with `voice.state`). A voice session kept through the
+   * reconnect hands over make-before-break, as on `voice.moved`.
    */
   private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
     const seq = ++this.joinSeq;
@@ -275,7 +276,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     const channel = channels.find((c) => c.id === channelId);
     // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
     if (!channel) return;
-    await this.startSession(seq, channel, binding, true);
+    await this.startSession(seq, channel, binding, true, true);
   }
 
   /** True when the current channel is `channel` (an id, or a name compared as resolveChannel does). */

@@ -101,6 +101,9 @@ export interface VoiceClientStats {
   session: VoiceSessionStats | null;
 }
 
+/** The longest a replaced session keeps playing while the new one has no audio yet, ms. */
+const HANDOVER_MAX_MS = 1000;
+
 /**
  * A headless voice client: REST log-in, signaling, channel join, and voice over UDP (or the WebSocket)
  * with Opus, an adaptive jitter buffer, a recording of what it played and a log of what it sent.
@@ -109,9 +112,6 @@ export interface VoiceClientStats {
  * VoiceSession (one per VoiceBinding: cipher, UDP socket, timers, tickers, codec). `close()` is
  * idempotent and closes them all.
  */
-/** The longest a replaced session keeps playing while the new one has no audio yet, ms. */
-const HANDOVER_MAX_MS = 1000;
-
 export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private sig: SignalingClient;
   readonly rest: RestClient;

@@ -122,8 +122,10 @@ export class ChannelRouter implements VoiceRouter {
   statsDropped = 0;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
-  /** Owner nodes found not listening, and in how many consecutive watch periods. */
-  readonly #unreachable = new Map<string, number>();
+  /** Owner nodes found not listening: in how many consecutive watch periods, up to which. */
+  readonly #unreachable = new Map<string, { strikes: number; round: number }>();
+  /** Watch periods run so far. */
+  #round = 0;
 
   constructor(
     private readonly ctx: AppContext,
@@ -152,6 +154,7 @@ export class ChannelRouter implements VoiceRouter {
   async #followOwners(): Promise<void> {
     if (this.#watching || this.#closed || this.#placed.size === 0) return;
     this.#watching = true;
+    this.#round++;
     try {
       const byChannel = new Map<ChannelId, { owner: string; sessions: Session[] }>();
       for (const [s, owner] of this.#placed) {
@@ -202,8 +205,8 @@ export class ChannelRouter implements VoiceRouter {
   /**
    * Whether `owner` is up, as a failure detector: down only when found not listening in two
    * consecutive watch periods, so a subscription that is only reconnecting (a Redis restart) does
-   * not count. Counts for nodes found down are kept until they are up again (bounded by the node
-   * count; cleared past 256 entries).
+   * not count. Misses are kept per node until it is up again (bounded by the node count; cleared
+   * past 256 entries).
    */
   async #ownerUp(owner: string): Promise<boolean> {
     const up = await this.routing.requests.reachable(owner);
@@ -211,9 +214,10 @@ export class ChannelRouter implements VoiceRouter {
       this.#unreachable.delete(owner);
       return true;
     }
-    const strikes = (this.#unreachable.get(owner) ?? 0) + 1;
+    const last = this.#unreachable.get(owner);
+    const strikes = last?.round === this.#round - 1 ? last.strikes + 1 : 1;
     if (this.#unreachable.size >= 256) this.#unreachable.clear();
-    this.#unreachable.set(owner, strikes);
+    this.#unreachable.set(owner, { strikes, round: this.#round });
     return strikes < 2;
   }
 

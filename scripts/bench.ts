@@ -11,6 +11,7 @@ import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
 import { benchSwitchClicks } from '../cluster/bench/switch-clicks.js';
+import { benchMumble } from '../cluster/bench/mumble.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -36,6 +37,10 @@ if (!quick) {
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
+  print(
+    'side by side with Mumble 1.3 (murmurd): server CPU on the same load, channels of 10 with 2 speaking',
+    await benchMumble({ log: (s) => console.log(JSON.stringify(s)) }),
+  );
   print(
     'cluster: audio gap heard on failover (kill -9 of the owner) and live drain (SIGTERM), 4 processes, 10 tries each',
     await benchClusterGaps({ tries: 10, log: (l) => console.log(l) }),

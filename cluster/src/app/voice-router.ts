@@ -193,7 +193,9 @@ export class ChannelRouter implements VoiceRouter {
           { channel: id, was: e.owner, now: holder?.nodeId ?? null },
           'channel owner changed: moving its members',
         );
-        for (const s of e.sessions) await this.#move(s);
+        // All at once: one after the other, the last of a channel's many members here would wait
+        // for every other one's rebind (moves of one session are serialized by the session layer).
+        await Promise.all(e.sessions.map((s) => this.#move(s)));
       }
     } catch (err) {
       this.ctx.log.warn({ err }, 'checking channel owners failed; retrying next period');

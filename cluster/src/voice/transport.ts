@@ -36,6 +36,7 @@ export class VoiceTransports {
   /** An authenticated packet arrived over `t`: mixes follow it there. */
   setTransport(ep: VoiceEndpoint, t: Exclude<Transport, 'none'>): void {
     ep.transport = t;
+    this.log.debug({ step: 'voice.first', user: ep.session.userId, transport: t }, 'drain trace');
     this.sessions
       .setTransport(ep.session, t)
       .catch((err: unknown) => this.log.error({ err }, 'transport event failed'));

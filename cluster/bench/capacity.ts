@@ -6,7 +6,7 @@
  *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
  *     [--udp-send dgram]   (the server sends with node:dgram instead of sendmmsg: side-by-side runs)
  */
-import { spawn } from 'node:child_process';
+import { spawnNiced } from './niced.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,31 +121,20 @@ async function runStep(
   const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics: false });
   const gc = watchScavenges();
   // The swarm runs niced: on a 2-core machine it must not steal the server's core.
-  const child = spawn(
-    'nice',
-    [
-      '-n',
-      '10',
-      process.execPath,
-      '--conditions=source',
-      '--import',
-      'tsx',
-      join(import.meta.dirname, '../../loadtest/src/swarm.ts'),
-      '--server',
-      server.url,
-      '--channels',
-      String(channels),
-      '--members',
-      String(membersPerChannel),
-      '--speakers',
-      '2',
-      '--seconds',
-      String(seconds),
-      '--phases',
-      String(phases),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawnNiced(join(import.meta.dirname, '../../loadtest/src/swarm.ts'), [
+    '--server',
+    server.url,
+    '--channels',
+    String(channels),
+    '--members',
+    String(membersPerChannel),
+    '--speakers',
+    '2',
+    '--seconds',
+    String(seconds),
+    '--phases',
+    String(phases),
+  ]);
   let stdout = '';
   let ready = 0;
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

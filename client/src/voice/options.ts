@@ -53,6 +53,12 @@ export interface VoiceClientOptions {
    * `VoiceClient.pull()` (see client/README.md).
    */
   playoutClock?: 'timer' | 'pull';
+  /**
+   * Apply the server's timing advances (`voice.advance`): shift the send schedule so packets reach
+   * the mixer just before its tick (default true). False ignores them (the server keeps working,
+   * with up to a frame more delay for this sender when others speak too).
+   */
+  timingAdvance?: boolean;
   /** Keep the played-out audio (default true). */
   record?: boolean;
   /**

@@ -38,6 +38,8 @@ export class VoiceCounters {
   rebinds = 0;
   /** Channel clocks moved to an earlier phase to shorten the server-added delay. */
   realigns = 0;
+  /** Timing advances sent to members (`voice.advance`): move your send phase to the tick. */
+  advances = 0;
   sendErrors = 0;
   readonly drops: Record<DropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
     DropReason,

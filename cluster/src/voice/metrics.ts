@@ -109,6 +109,11 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     () => c.rebinds,
   );
   counter(
+    'voice_timing_advances_total',
+    'Timing advances sent to members (voice.advance: move the send phase to just before the tick)',
+    () => c.advances,
+  );
+  counter(
     'voice_send_errors_total',
     'Voice sends that failed or were dropped by backpressure',
     () => c.sendErrors,

@@ -1,0 +1,77 @@
+import type { ChannelId } from '@voice/protocol';
+import type { ChannelCore, VoiceMember } from './channel.js';
+
+/** Arrival phases a member needs in one round before it is judged (a second of 20 ms frames). */
+const MIN_SAMPLES = 40;
+/** Lead before the tick kept by the latest of a member's packets (its 5th percentile), ms. */
+const LEAD_MS = 1;
+/** A member this close to its target phase is left alone (ms): no message for noise. */
+const DEADBAND_MS = 1;
+/** Rate limit: at most one advance per member per this many ms. */
+export const ADVANCE_INTERVAL_MS = 2_000;
+const PERCENTILES = [5, 95] as const;
+
+/** One timing advance for one member: move its send schedule by `shiftUs` (positive: later). */
+export interface AdvanceOrder {
+  member: VoiceMember;
+  channelId: ChannelId;
+  seq: number;
+  shiftUs: number;
+}
+
+/**
+ * The shift (ms, positive: send later) that puts a member's latest arrivals (5th percentile of
+ * their lead before the tick, `p5`) LEAD_MS before the tick, or 0 to leave it alone. Its median
+ * then sits its own spread (median less p5, its arrival jitter) plus LEAD_MS before the tick: the
+ * margin follows the member's jitter. A later send never moves a packet past its tick (the latest
+ * keep LEAD_MS); an earlier one is bounded so that the earliest (`p95`) do not cross the previous
+ * tick, where they would wait a whole frame more (a buffered frame the jitter buffer then drops).
+ */
+export function advanceFor(p5: number, p95: number, frameMs: number): number {
+  const shift = Math.max(p5 - LEAD_MS, p95 - frameMs + LEAD_MS);
+  return Math.abs(shift) < DEADBAND_MS ? 0 : shift;
+}
+
+/**
+ * Timing advance, run once per phase round (every 2 s) for a channel whose tick did not move in
+ * that round: when two or more members send, each one whose packets arrive well before the tick
+ * (or around it) is told to move the instant it cuts its frames, so that every speaker's packets
+ * reach the mixer just before the tick, not only the one the tick is phased to. The tick follows
+ * the earliest-held member (alignment.ts); the others are advanced to the tick. A lone sender is
+ * left to the tick alignment (and is forwarded on arrival anyway).
+ *
+ * Every member's phases are cleared after each round: the next one judges only arrivals after
+ * this round's orders (a client applies one within a round trip), so orders never add up twice.
+ */
+export class TimingAdvance {
+  readonly #pct = new Float64Array(PERCENTILES.length);
+  advise(core: ChannelCore, now: number, send: (order: AdvanceOrder) => void): number {
+    const members = core.members;
+    let senders = 0;
+    for (const m of members) if (m.phase.count >= MIN_SAMPLES) senders++;
+    let sent = 0;
+    for (const m of members) {
+      const h = m.phase;
+      if (
+        senders >= 2 &&
+        h.count >= MIN_SAMPLES &&
+        now - m.advancedAt >= ADVANCE_INTERVAL_MS &&
+        h.percentiles(PERCENTILES, this.#pct)
+      ) {
+        const shift = advanceFor(this.#pct[0]!, this.#pct[1]!, core.settings.frameMs);
+        if (shift !== 0) {
+          m.advancedAt = now;
+          send({ member: m, channelId: core.id, seq: ++m.advanceSeq, shiftUs: Math.round(shift * 1000) });
+          sent++;
+        }
+      }
+      h.reset();
+    }
+    return sent;
+  }
+}
+
+/** After the tick itself moved: the phases measured so far are void. */
+export function forgetPhases(core: ChannelCore): void {
+  for (const m of core.members) m.phase.reset();
+}

@@ -1,0 +1,166 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
+import { channelOf, connectBot, heard, listen } from '../../test-support/bots.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+
+/**
+ * Timing advance (issue 10): two speakers whose clocks cut frames half a frame apart, and a silent
+ * listener who hears them in the server's mix. The tick can sit just after only one of the two
+ * speakers' arrivals; the server tells the other (`voice.advance`) to move its send phase to the
+ * tick. Real server, real UDP on 127.0.0.1, real Opus; holds read from the channel's figures.
+ */
+
+let opus: OpusFactory;
+let srv: TestServer | null = null;
+const bots: VoiceClient[] = [];
+
+beforeAll(async () => {
+  opus = await createOpus();
+});
+afterEach(async () => {
+  for (const b of bots.splice(0)) await b.close();
+  await srv?.stop();
+  srv = null;
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const FRAME_MS = 20;
+const TONES = [440, 700] as const;
+
+/** Busy-waits until `at` (performance clock): the two senders' phases are set to a fraction of a ms. */
+function until(at: number): void {
+  while (performance.now() < at) {
+    // spin
+  }
+}
+
+interface Run {
+  /**
+   * Per speaker, over the measured window: p50 of the tick's phase against its arrivals (the hold
+   * of its mixed frames modulo a frame: what the advance moves; whole frames buffered on top are
+   * the jitter buffer's, which grows when the machine stalls), and of the whole hold, ms.
+   */
+  phaseP50: number[];
+  holdP50: number[];
+  channelP50: number;
+  channelP99: number;
+  advances: number;
+  sent: VoiceClient[];
+  listener: VoiceClient;
+  concealed: number;
+  late: number;
+  /** Since the server started (its phase rounds run every 2 s from the first join). */
+  elapsedMs: number;
+}
+
+/**
+ * Three bots (two speakers, half a frame apart, and a listener), run until the phase rounds settle
+ * (alignment of the tick, then advances: rounds every 2 s), then 2 s measured.
+ */
+async function run(advance: boolean, ...options: Partial<VoiceClientOptions>[]): Promise<Run> {
+  const started = performance.now();
+  srv = await startTestServer({ clock: { advance } });
+  const s = srv;
+  const made = await channelOf(
+    async (i, nick, more) => {
+      const c = await connectBot(s.url, nick, opus, { ...more, ...options[i] });
+      bots.push(c);
+      return c;
+    },
+    `Advance-${advance ? 'on' : 'off'}`,
+    ['adv-a', 'adv-b', 'adv-listener'],
+    { voice: { frameMs: FRAME_MS } },
+  );
+  const [a, b, listener] = made as [VoiceClient, VoiceClient, VoiceClient];
+  // Opposite phases: b's clock cuts its frames half a frame after a's.
+  const t0 = performance.now();
+  a.startVoice(new ToneSource(TONES[0], -20));
+  until(t0 + FRAME_MS / 2);
+  b.startVoice(new ToneSource(TONES[1], -20));
+  // Rounds at 2 s intervals: the tick moves to the earlier-held speaker, then the other is advanced
+  // (one round to measure, one to confirm); 7 s leaves a spare round for a loaded machine.
+  await sleep(7_000);
+  const ch = s.voice.channelStats()[0]!.core;
+  const speakers = [a, b].map((bot) => ch.members.find((m) => m.userId === bot.user.id)!);
+  for (const m of speakers) {
+    m.tickHoldMs.reset();
+    m.tickPhaseMs.reset();
+  }
+  ch.stats.holdMs.reset();
+  const before = { concealed: ch.stats.concealed, late: ch.stats.late };
+  await listen([listener], 2_000, 0);
+  return {
+    phaseP50: speakers.map((m) => m.tickPhaseMs.percentile(50)),
+    holdP50: speakers.map((m) => m.tickHoldMs.percentile(50)),
+    channelP50: ch.stats.holdMs.percentile(50),
+    channelP99: ch.stats.holdMs.percentile(99),
+    advances: s.voice.counters.advances,
+    sent: [a, b],
+    listener,
+    concealed: ch.stats.concealed - before.concealed,
+    late: ch.stats.late - before.late,
+    elapsedMs: performance.now() - started,
+  };
+}
+
+/** How far apart two phases are on the circle of one frame, ms. */
+function apart([a, b]: number[]): number {
+  const d = Math.abs(a! - b!) % FRAME_MS;
+  return Math.min(d, FRAME_MS - d);
+}
+
+/** The listener hears both tones at their level in the mix, with nothing lost or concealed. */
+function expectClean(r: Run): void {
+  for (const hz of TONES) {
+    expect(heard(r.listener, hz), `listener hears ${hz} Hz`).toBeGreaterThan(-23);
+    expect(heard(r.listener, hz), `listener hears ${hz} Hz`).toBeLessThan(-17);
+  }
+  expect(r.concealed, 'frames the server concealed while measuring').toBe(0);
+  expect(r.late, 'packets that missed their tick while measuring').toBe(0);
+  expect(r.listener.stats().lost).toBe(0);
+}
+
+describe('timing advance (two speakers half a frame apart, one listener hearing the mix)', () => {
+  it('moves the later speaker to the tick: both arrive at its phase, where without it one waits half a frame', async () => {
+    const off = await run(false);
+    expect(off.advances).toBe(0);
+    expectClean(off);
+    for (const b of bots.splice(0)) await b.close();
+    await srv?.stop();
+    srv = null;
+
+    const on = await run(true);
+    const line = (r: Run) =>
+      `speakers phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
+      `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, channel p50 ` +
+      `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+    console.log(`timing advance off: ${line(off)}\ntiming advance on: ${line(on)}`);
+    // Without it the two stay half a frame apart: one of them waits about half a frame at every
+    // tick. With it, both arrive at the same phase, just before the tick. How far before is the
+    // lead each member's own arrival jitter asks for: under 3 ms on a quiet machine (BENCHMARKS.md),
+    // more while the rest of the suite loads the machine; the alignment of the two does not depend
+    // on that, so that is what is asserted.
+    expect(apart(off.phaseP50)).toBeGreaterThan(6);
+    expect(on.advances).toBeGreaterThanOrEqual(1);
+    expect(apart(on.phaseP50)).toBeLessThan(3);
+    expect(Math.min(...on.phaseP50)).toBeLessThan(FRAME_MS / 2);
+    for (const b of on.sent)
+      expect(b.stats().session?.sender?.advances ?? 0).toBeLessThanOrEqual(on.advances);
+    const applied = on.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+    expect(applied).toBe(on.advances);
+    expectClean(on);
+  });
+
+  it('clients that ignore the advance keep working: heard cleanly, reminded every round', async () => {
+    // Both ignore it (whichever the tick follows, the other is the one told to move).
+    const r = await run(true, { timingAdvance: false }, { timingAdvance: false });
+    for (const b of r.sent) expect(b.stats().session?.sender?.advances).toBe(0);
+    // They stay half a frame apart, and the server repeats the advance each round (rate-limited
+    // to one per member per round).
+    expect(apart(r.phaseP50)).toBeGreaterThan(6);
+    expect(r.advances).toBeGreaterThanOrEqual(2);
+    expect(r.advances).toBeLessThanOrEqual(2 * Math.ceil(r.elapsedMs / 2_000));
+    expectClean(r);
+  });
+});

@@ -152,6 +152,16 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
     expectClean(on);
   });
 
+  it('works the same for speakers on the WebSocket fallback', async () => {
+    const r = await run(true, { transport: 'ws' }, { transport: 'ws' });
+    for (const b of r.sent) expect(b.stats().transport).toBe('ws');
+    expect(r.advances).toBeGreaterThanOrEqual(1);
+    const applied = r.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+    expect(applied).toBe(r.advances);
+    expect(apart(r.phaseP50)).toBeLessThan(3);
+    expectClean(r);
+  });
+
   it('clients that ignore the advance keep working: heard cleanly, reminded every round', async () => {
     // Both ignore it (whichever the tick follows, the other is the one told to move).
     const r = await run(true, { timingAdvance: false }, { timingAdvance: false });

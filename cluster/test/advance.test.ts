@@ -3,6 +3,7 @@ import { createOpus, type OpusFactory } from '@voice/media';
 import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
 import { channelOf, connectBot, heard, listen } from '../../test-support/bots.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { ArrivalPhases } from '../src/voice/arrival-phases.js';
 
 /**
  * Timing advance (issue 10): two speakers whose clocks cut frames half a frame apart, and a silent
@@ -43,6 +44,8 @@ interface Run {
    */
   phaseP50: number[];
   holdP50: number[];
+  /** Per speaker: when it sent its last 100 frames, modulo a frame (its own clock's phase), p50. */
+  sendPhaseP50: number[];
   channelP50: number;
   channelP99: number;
   advances: number;
@@ -92,6 +95,7 @@ async function run(advance: boolean, ...options: Partial<VoiceClientOptions>[]):
   await listen([listener], 2_000, 0);
   return {
     phaseP50: speakers.map((m) => m.tickPhaseMs.percentile(50)),
+    sendPhaseP50: [a, b].map(sendPhase),
     holdP50: speakers.map((m) => m.tickHoldMs.percentile(50)),
     channelP50: ch.stats.holdMs.percentile(50),
     channelP99: ch.stats.holdMs.percentile(99),
@@ -102,6 +106,15 @@ async function run(advance: boolean, ...options: Partial<VoiceClientOptions>[]):
     late: ch.stats.late - before.late,
     elapsedMs: performance.now() - started,
   };
+}
+
+/** The median phase of a bot's last 100 sends on the circle of one frame (performance clock), ms. */
+function sendPhase(bot: VoiceClient): number {
+  const ph = new ArrivalPhases(FRAME_MS, 100);
+  for (const f of bot.sentLog.toArray().slice(-100)) ph.record(f.sendTime);
+  const out = new Float64Array(1);
+  ph.percentiles([50], out);
+  return out[0]!;
 }
 
 /** How far apart two phases are on the circle of one frame, ms. */
@@ -122,55 +135,68 @@ function expectClean(r: Run): void {
 }
 
 describe('timing advance (two speakers half a frame apart, one listener hearing the mix)', () => {
-  it('moves the later speaker to the tick: both arrive at its phase, where without it one waits half a frame', async () => {
-    const off = await run(false);
-    expect(off.advances).toBe(0);
-    expectClean(off);
-    for (const b of bots.splice(0)) await b.close();
-    await srv?.stop();
-    srv = null;
+  // The senders are timer-driven bots in this process: a machine loaded far beyond the suite (load
+  // average over 6 on 2 cores) delays their timers together and can void the setup (the bots no
+  // longer send half a frame apart, which is asserted): such a run is retried.
+  it(
+    'moves the later speaker to the tick: both arrive at its phase, where without it one waits half a frame',
+    { retry: 2, timeout: 60_000 },
+    async () => {
+      const off = await run(false);
+      expect(off.advances).toBe(0);
+      expectClean(off);
+      for (const b of bots.splice(0)) await b.close();
+      await srv?.stop();
+      srv = null;
 
-    const on = await run(true);
-    const line = (r: Run) =>
-      `speakers phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
-      `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, channel p50 ` +
-      `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
-    console.log(`timing advance off: ${line(off)}\ntiming advance on: ${line(on)}`);
-    // Without it the two stay half a frame apart: one of them waits about half a frame at every
-    // tick. With it, both arrive at the same phase, just before the tick. How far before is the
-    // lead each member's own arrival jitter asks for: under 3 ms on a quiet machine (BENCHMARKS.md),
-    // more while the rest of the suite loads the machine; the alignment of the two does not depend
-    // on that, so that is what is asserted.
-    expect(apart(off.phaseP50)).toBeGreaterThan(6);
-    expect(on.advances).toBeGreaterThanOrEqual(1);
-    expect(apart(on.phaseP50)).toBeLessThan(3);
-    expect(Math.min(...on.phaseP50)).toBeLessThan(FRAME_MS / 2);
-    for (const b of on.sent)
-      expect(b.stats().session?.sender?.advances ?? 0).toBeLessThanOrEqual(on.advances);
-    const applied = on.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
-    expect(applied).toBe(on.advances);
-    expectClean(on);
-  });
+      const on = await run(true);
+      const line = (r: Run) =>
+        `speakers phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
+        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, sends ` +
+        `${apart(r.sendPhaseP50).toFixed(2)} ms apart, channel p50 ` +
+        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+      console.log(`timing advance off: ${line(off)}\ntiming advance on: ${line(on)}`);
+      // Without it the two stay half a frame apart: one of them waits at least 8 ms at every tick
+      // (two phases 10 ms apart on a 20 ms circle: the larger is 10 or more). With it, both arrive
+      // just before the tick. How far before is the lead each member's own arrival jitter asks for:
+      // under 3 ms on a quiet machine (BENCHMARKS.md), more while the rest of the suite loads the
+      // machine (at most a quarter frame plus the jitter), so a third of a frame is asserted.
+      expect(apart(off.sendPhaseP50), 'the two bots send half a frame apart').toBeGreaterThan(8);
+      expect(Math.max(...off.phaseP50)).toBeGreaterThan(8);
+      expect(on.advances).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...on.phaseP50)).toBeLessThan(FRAME_MS / 3);
+      for (const b of on.sent)
+        expect(b.stats().session?.sender?.advances ?? 0).toBeLessThanOrEqual(on.advances);
+      const applied = on.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+      expect(applied).toBe(on.advances);
+      expectClean(on);
+    },
+  );
 
-  it('works the same for speakers on the WebSocket fallback', async () => {
+  it('works the same for speakers on the WebSocket fallback', { retry: 2, timeout: 40_000 }, async () => {
     const r = await run(true, { transport: 'ws' }, { transport: 'ws' });
     for (const b of r.sent) expect(b.stats().transport).toBe('ws');
     expect(r.advances).toBeGreaterThanOrEqual(1);
     const applied = r.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
     expect(applied).toBe(r.advances);
-    expect(apart(r.phaseP50)).toBeLessThan(3);
+    expect(Math.max(...r.phaseP50)).toBeLessThan(FRAME_MS / 3);
     expectClean(r);
   });
 
-  it('clients that ignore the advance keep working: heard cleanly, reminded every round', async () => {
-    // Both ignore it (whichever the tick follows, the other is the one told to move).
-    const r = await run(true, { timingAdvance: false }, { timingAdvance: false });
-    for (const b of r.sent) expect(b.stats().session?.sender?.advances).toBe(0);
-    // They stay half a frame apart, and the server repeats the advance each round (rate-limited
-    // to one per member per round).
-    expect(apart(r.phaseP50)).toBeGreaterThan(6);
-    expect(r.advances).toBeGreaterThanOrEqual(2);
-    expect(r.advances).toBeLessThanOrEqual(2 * Math.ceil(r.elapsedMs / 2_000));
-    expectClean(r);
-  });
+  it(
+    'clients that ignore the advance keep working: heard cleanly, reminded every round',
+    { retry: 2, timeout: 40_000 },
+    async () => {
+      // Both ignore it (whichever the tick follows, the other is the one told to move).
+      const r = await run(true, { timingAdvance: false }, { timingAdvance: false });
+      for (const b of r.sent) expect(b.stats().session?.sender?.advances).toBe(0);
+      expect(apart(r.sendPhaseP50), 'the two bots send half a frame apart').toBeGreaterThan(8);
+      // They stay half a frame apart, and the server repeats the advance each round (rate-limited
+      // to one per member per round).
+      expect(Math.max(...r.phaseP50)).toBeGreaterThan(8);
+      expect(r.advances).toBeGreaterThanOrEqual(2);
+      expect(r.advances).toBeLessThanOrEqual(2 * Math.ceil(r.elapsedMs / 2_000));
+      expectClean(r);
+    },
+  );
 });

@@ -74,14 +74,17 @@ describe('ArrivalPhases', () => {
 });
 
 describe('advanceFor', () => {
-  it('moves the latest arrivals to 1 ms before the tick, later or (a little) earlier', () => {
-    // Half a frame early: send 9 ms later.
-    expect(advanceFor(10, 11, F)).toBeCloseTo(9, 9);
+  it('moves the latest arrivals to 1 ms plus half the spread before the tick, later or (a little) earlier', () => {
+    // Half a frame early, 0.4 ms spread: send 8.8 ms later.
+    expect(advanceFor(10, 10.4, 11, F)).toBeCloseTo(8.8, 9);
     // Around the tick (some just after it): send earlier so all precede it.
-    expect(advanceFor(-0.5, 0.8, F)).toBeCloseTo(-1.5, 9);
+    expect(advanceFor(-0.5, 0.1, 0.8, F)).toBeCloseTo(-1.8, 9);
+    // More jitter, more lead (capped at a quarter frame).
+    expect(advanceFor(10, 12, 13, F)).toBeCloseTo(8, 9);
+    expect(advanceFor(10, 19, 19.5, F)).toBeCloseTo(5, 9);
     // Close enough: nothing.
-    expect(advanceFor(1.6, 2.5, F)).toBe(0);
-    expect(advanceFor(0.2, 1.5, F)).toBe(0);
+    expect(advanceFor(1.6, 2, 2.5, F)).toBe(0);
+    expect(advanceFor(0.6, 0.8, 1.5, F)).toBe(0);
   });
 
   it('never moves a packet past its tick, nor the earliest across the previous tick', () => {
@@ -89,16 +92,17 @@ describe('advanceFor', () => {
       fc.property(
         fc.double({ min: -F / 2, max: F, maxExcluded: true, noNaN: true }),
         fc.double({ min: 0, max: F, noNaN: true }),
-        (p5, width) => {
-          const p95 = Math.min(p5 + width, F - 0.001);
-          fc.pre(p95 >= p5);
-          const s = advanceFor(p5, p95, F);
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (latest, width, at) => {
+          const earliest = Math.min(latest + width, F - 0.001);
+          fc.pre(earliest >= latest);
+          const s = advanceFor(latest, latest + at * (earliest - latest), earliest, F);
           if (s === 0) return;
           expect(Math.abs(s)).toBeGreaterThanOrEqual(1);
           // After the shift the earliest stay within the frame ahead of the tick.
-          expect(p95 - s).toBeLessThanOrEqual(F - 1 + 1e-9);
+          expect(earliest - s).toBeLessThanOrEqual(F - 1 + 1e-9);
           // And a later send leaves the latest at least 1 ms before the tick.
-          if (s > 0) expect(p5 - s).toBeGreaterThanOrEqual(1 - 1e-9);
+          if (s > 0) expect(latest - s).toBeGreaterThanOrEqual(1 - 1e-9);
         },
       ),
     );

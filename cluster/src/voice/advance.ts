@@ -3,13 +3,18 @@ import type { ChannelCore, VoiceMember } from './channel.js';
 
 /** Arrival phases a member needs in one round before it is judged (a second of 20 ms frames). */
 const MIN_SAMPLES = 40;
-/** Lead before the tick kept by the latest of a member's packets (its 5th percentile), ms. */
+/** Lead before the tick kept by the latest of a member's packets (its 2nd percentile), ms. */
 const LEAD_MS = 1;
 /** A member this close to its target phase is left alone (ms): no message for noise. */
 const DEADBAND_MS = 1;
 /** Rate limit: at most one advance per member per this many ms. */
 export const ADVANCE_INTERVAL_MS = 2_000;
-const PERCENTILES = [5, 95] as const;
+/**
+ * Where a member's latest and earliest arrivals are read: nearly the extremes of a round (about
+ * 100 frames), so that the lead covers the jitter tail, not only the bulk: a packet moved past its
+ * tick is concealed, one moved across the previous tick waits a frame more.
+ */
+const PERCENTILES = [2, 50, 98] as const;
 
 /** One timing advance for one member: move its send schedule by `shiftUs` (positive: later). */
 export interface AdvanceOrder {
@@ -20,15 +25,18 @@ export interface AdvanceOrder {
 }
 
 /**
- * The shift (ms, positive: send later) that puts a member's latest arrivals (5th percentile of
- * their lead before the tick, `p5`) LEAD_MS before the tick, or 0 to leave it alone. Its median
- * then sits its own spread (median less p5, its arrival jitter) plus LEAD_MS before the tick: the
- * margin follows the member's jitter. A later send never moves a packet past its tick (the latest
- * keep LEAD_MS); an earlier one is bounded so that the earliest (`p95`) do not cross the previous
- * tick, where they would wait a whole frame more (a buffered frame the jitter buffer then drops).
+ * The shift (ms, positive: send later) that puts a member's latest arrivals (`latest`: a low
+ * percentile of their lead before the tick) LEAD_MS plus half its spread (`median` less `latest`,
+ * its arrival jitter) before the tick, or 0 to leave it alone: the margin follows the member's
+ * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick. A later send never moves those packets past
+ * their tick; an earlier one is bounded so that the earliest (`earliest`, a high percentile) do not
+ * cross the previous tick, where they would wait a whole frame more.
  */
-export function advanceFor(p5: number, p95: number, frameMs: number): number {
-  const shift = Math.max(p5 - LEAD_MS, p95 - frameMs + LEAD_MS);
+export function advanceFor(latest: number, median: number, earliest: number, frameMs: number): number {
+  // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
+  // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
+  const lead = Math.min(LEAD_MS + Math.max(0, median - latest) / 2, frameMs / 4);
+  const shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
   return Math.abs(shift) < DEADBAND_MS ? 0 : shift;
 }
 
@@ -58,14 +66,17 @@ export class TimingAdvance {
         now - m.advancedAt >= ADVANCE_INTERVAL_MS &&
         h.percentiles(PERCENTILES, this.#pct)
       ) {
-        const shift = advanceFor(this.#pct[0]!, this.#pct[1]!, core.settings.frameMs);
-        if (shift !== 0) {
+        const shift = advanceFor(this.#pct[0]!, this.#pct[1]!, this.#pct[2]!, core.settings.frameMs);
+        // A member that missed its tick this round gets no later send: its lead is already short
+        // for its jitter (an earlier send, which lengthens it, still goes).
+        if (shift < 0 || (shift > 0 && m.missedInRound === 0)) {
           m.advancedAt = now;
           send({ member: m, channelId: core.id, seq: ++m.advanceSeq, shiftUs: Math.round(shift * 1000) });
           sent++;
         }
       }
       h.reset();
+      m.missedInRound = 0;
     }
     return sent;
   }
@@ -73,5 +84,8 @@ export class TimingAdvance {
 
 /** After the tick itself moved: the phases measured so far are void. */
 export function forgetPhases(core: ChannelCore): void {
-  for (const m of core.members) m.phase.reset();
+  for (const m of core.members) {
+    m.phase.reset();
+    m.missedInRound = 0;
+  }
 }

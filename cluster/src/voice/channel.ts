@@ -70,6 +70,8 @@ export class VoiceMember {
   readonly tickHoldMs = new Histogram({ bucketWidth: 0.25, buckets: 400, window: 512 });
   /** The same holds modulo a frame: the tick's phase against this member's arrivals. */
   readonly tickPhaseMs: Histogram;
+  /** Its frames concealed or packets too late since the last phase round (advance.ts). */
+  missedInRound = 0;
   /** Timing advances sent to this member (its binding): the last `seq`, and when (ms). */
   advanceSeq = 0;
   advancedAt = Number.NEGATIVE_INFINITY;
@@ -429,6 +431,7 @@ export class ChannelCore {
       } else {
         m.rawLen = 0;
         this.stats.concealed++;
+        m.missedInRound++;
         if (kind === PlayoutFrame.FEC) this.stats.fecRecovered++;
       }
       if (m.jitter.depth > depthMax) depthMax = m.jitter.depth;
@@ -470,6 +473,7 @@ export class ChannelCore {
           this.stats.packetsIn++;
         } else if (r === JitterInsert.LATE) {
           this.stats.late++;
+          m.missedInRound++;
           this.io.counters.drops.late++;
         } else if (r === JitterInsert.DUPLICATE) this.io.counters.drops.duplicate++;
         else this.io.counters.drops.invalid++;

@@ -10,6 +10,8 @@ import { benchAead } from '../cluster/bench/aead.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
+import { benchSwitchClicks } from '../cluster/bench/switch-clicks.js';
+import { benchMumble } from '../cluster/bench/mumble.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,12 +27,20 @@ print('media: jitter buffer, mixer, opus', await benchMedia());
 print('client: desktop audio engine per device period', benchAudioEngine());
 print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
+print(
+  "listener stream switches (forwarded / shared mix / own mix-minus): broadband click near a switch and the codec's floor elsewhere",
+  await benchSwitchClicks(),
+);
 if (!quick) {
   print(
     'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed), 3 runs of 8 s',
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
+  print(
+    'side by side with Mumble 1.3 (murmurd): server CPU on the same load, channels of 10 with 2 speaking',
+    await benchMumble({ log: (s) => console.log(JSON.stringify(s)) }),
+  );
   print(
     'cluster: audio gap heard on failover (kill -9 of the owner) and live drain (SIGTERM), 4 processes, 10 tries each',
     await benchClusterGaps({ tries: 10, log: (l) => console.log(l) }),

@@ -39,8 +39,11 @@ export interface ClickDelays {
 }
 
 /**
- * Mouth-to-ear delay of each click: from its capture time (the speaker's sent log) to its onset in the
- * listener's recording. Every click is accounted for, heard or missed; none is skipped. A click the
+ * Mouth-to-ear delay of each click: from the instant its first sample was captured to its onset in the
+ * listener's recording. The sent log dates a frame by its completion (its last sample captured, as a
+ * sound card delivers it), so a click `o` samples into a frame of `frameSamples` was captured
+ * `(frameSamples - o) / 48` ms before that: the capture frame's own duration counts, as a listener
+ * hears it. Every click is accounted for, heard or missed; none is skipped. A click the
  * speaker never sent is a broken test, so it throws. An onset found only after `windowMs` belongs to a
  * later click: the click counts as missed (keep `windowMs` under the click period).
  */
@@ -56,7 +59,7 @@ export function clickDelays(
   for (const s of clicks) {
     const f = sent.findBySourceSample(s, frameSamples);
     if (!f) throw new Error(`the click at source sample ${s} was never sent`);
-    const clickTime = f.captureTime + (s - f.sourceSample) / SAMPLES_PER_MS;
+    const clickTime = f.captureTime - (frameSamples - (s - f.sourceSample)) / SAMPLES_PER_MS;
     const from = Math.max(0, Math.round((clickTime - rec.startTime) * SAMPLES_PER_MS));
     const at = detectOnset(rec.samples, 0.1, from);
     if (at < 0 || at - from >= windowMs * SAMPLES_PER_MS) missed.push(s);

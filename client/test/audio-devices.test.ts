@@ -228,20 +228,27 @@ describe('sound devices through PulseAudio null sinks', () => {
   }, 40_000);
 
   // Last: it kills the sound server (the streams' ALSA connections die with it).
-  it('the sound server dying under a running capture is DEVICE_FAILED, and the process lives', async () => {
+  it('the sound server dying under a running capture and playback is DEVICE_FAILED for each, and the process lives', async () => {
     const engine = new AudioEngine({ backend });
     cleanup.push(() => engine.close());
-    const errors: AudioDeviceError[] = [];
-    engine.on('error', (e) => errors.push(e));
+    const errors: { code: string; which: string }[] = [];
+    engine.on('error', (e, which) => errors.push({ code: e.code, which }));
     let levels = 0;
     engine.on('level', () => levels++);
     await engine.startInput(device('voice_mic2').id);
+    await engine.startOutput(device('voice_spk').id);
     await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(5);
+    await sleep(500); // the output runs too
+    expect(engine.outputFormat).not.toBeNull();
     const restart = await killPulse();
     cleanup.push(restart);
-    await expect.poll(() => errors.length, { timeout: 8000 }).toBe(1);
-    expect(errors[0]!.code).toBe('DEVICE_FAILED');
+    await expect.poll(() => errors.length, { timeout: 8000 }).toBe(2);
+    expect(errors.map((e) => e.code)).toEqual(['DEVICE_FAILED', 'DEVICE_FAILED']);
+    expect(errors.map((e) => e.which).sort()).toEqual(['input', 'output']);
     expect(engine.inputFormat).toBeNull();
+    expect(engine.outputFormat).toBeNull();
+    // The engine still works: it closes cleanly with both streams gone.
+    await engine.close();
     await restart();
   }, 30_000);
 });

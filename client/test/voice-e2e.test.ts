@@ -93,11 +93,11 @@ describe('voice end to end (real server)', () => {
     console.log(
       `lossy click latency: ${delays.map((d) => d.toFixed(1)).join(' ')} ms, ${missed.length} missed`,
     );
-    // BENCHMARKS.md: about 57 ms through this relay (the loopback path's 25-45 ms plus the listener's
-    // jitter buffer grown for 10 ms of jitter). Measured p50 33-98 ms on 2026-11-30 with the machine
-    // at a load average of 8-13 on 2 cores: 100 ms is the claim plus two frames.
-    expect(Math.min(...delays)).toBeGreaterThan(0);
-    expect(quantile(delays, 0.5)).toBeLessThan(100);
+    // BENCHMARKS.md: about 77 ms mouth to ear through this relay (the loopback path's 45-65 ms plus
+    // the listener's jitter buffer grown for 10 ms of jitter). Measured p50 53-118 ms on 2026-11-30
+    // with the machine at a load average of 8-13 on 2 cores: 120 ms is the claim plus two frames.
+    expect(Math.min(...delays)).toBeGreaterThan(speaker.binding!.frameMs);
+    expect(quantile(delays, 0.5)).toBeLessThan(120);
     expect(relay.stats().serverToClient.forwarded).toBeGreaterThan(50);
   });
 });

@@ -146,12 +146,13 @@ describe('VoiceSession against the real server (UDP)', () => {
     await sleep(400); // the last click's whole window is recorded
     const { delays, missed } = clickDelays(clicks, speaker.sentLog, 960, listener.recording.snapshot(), 380);
     expect(missed, 'clicks not heard').toEqual([]);
-    // The server's jitter buffer and tick, the client's jitter buffer and playout tick, on loopback:
-    // README claims p50 25-45 ms (bounded at 50 ms over nine clicks in cluster/test/voice.test.ts
-    // scenario 5). Over these five clicks, one frame more: p50 measured 58-64 ms at a load average
-    // of 13 on 2 cores (2026-11-30), 25-45 ms on a quiet machine.
-    expect(Math.min(...delays)).toBeGreaterThan(0);
-    expect(quantile(delays, 0.5)).toBeLessThan(70);
+    // The capture frame, the server's jitter buffer and tick, the client's jitter buffer and playout
+    // tick, on loopback: README claims p50 45-65 ms mouth to ear (bounded at 70 ms over nine clicks
+    // in the latency scenario of cluster/test/scenarios). Over these five clicks, one frame more:
+    // p50 measured 78-84 ms at a load average of 13 on 2 cores (2026-11-30), 45-65 ms on a quiet
+    // machine. No click can beat its own capture frame.
+    expect(Math.min(...delays)).toBeGreaterThan(20);
+    expect(quantile(delays, 0.5)).toBeLessThan(90);
   });
 
   it('pauses send nothing and the next packet starts a talkspurt; mute drops frames', async () => {

@@ -102,6 +102,11 @@ export class Metrics {
     help: 'voice.redirect sent: WebSocket voice arrived on a node that does not own the channel',
     registers: [this.registry],
   });
+  readonly relayedStatsDropped = new Counter({
+    name: 'voice_relayed_stats_dropped_total',
+    help: "Connection stats of members signaled by another node not relayed: that node's batch was full",
+    registers: [this.registry],
+  });
   readonly faults = new Counter({
     name: 'voice_faults_total',
     help: 'Process-level faults: unhandled promise rejections and uncaught exceptions',

@@ -373,6 +373,22 @@ describe.each(storeImpls)('Store contract: $name', (impl) => {
       const p2 = await store.listChannels({}, { limit: 2, offset: 4 });
       expect([...p0.items, ...p1.items, ...p2.items]).toEqual(chans);
       expect([p0.total, p1.total, p2.total]).toEqual([5, 5, 5]);
+      expect(await peer.listChannels({}, { limit: 2, offset: 10 })).toEqual({
+        items: [],
+        total: 5,
+        limit: 2,
+        offset: 10,
+      });
+      expect(await peer.listChannels({ ownerId: owner }, { limit: 1, offset: 1 })).toEqual({
+        items: [chans[2]],
+        total: 3,
+        limit: 1,
+        offset: 1,
+      });
+      // A deleted channel leaves the listing and its owner's.
+      await store.deleteChannel(chans[2]!.id);
+      expect(names(await peer.listChannels({ ownerId: owner }, ALL))).toEqual(['Music', 'AMUSING']);
+      expect((await peer.listChannels({}, { limit: 1, offset: 0 })).total).toBe(4);
     });
 
     it('rejects a malformed page with TypeError', async () => {

@@ -12,6 +12,7 @@ import {
   assertFrameSamples,
   DEFAULT_ENCODER_SETTINGS,
   encoderCtlFor,
+  checkedDecodeSamples,
   OPUS_MAX_DECODE_BYTES,
   OpusCtl,
   opusPacketSamples,
@@ -150,15 +151,7 @@ export class AddonOpusDecoder implements OpusDecoder {
   decode(packet: Uint8Array, out: Int16Array, length: number = packet.length): number {
     const h = this.#live();
     if (length === 0) return this.conceal(out);
-    if (length > OPUS_MAX_DECODE_BYTES || length > packet.length)
-      throw new OpusCodecError('INVALID_PACKET', `packet of ${length} bytes`);
-    const samples = opusPacketSamples(packet, length);
-    if (samples < 0) throw new OpusCodecError('INVALID_PACKET');
-    if (samples > out.length)
-      throw new OpusCodecError(
-        'BUFFER_TOO_SMALL',
-        `packet holds ${samples} samples, output has ${out.length}`,
-      );
+    checkedDecodeSamples(packet, length, out);
     try {
       return this.addon.decode(h, packet, length, out, false);
     } catch (err) {

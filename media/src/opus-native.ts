@@ -12,10 +12,9 @@ import {
   DEFAULT_ENCODER_SETTINGS,
   encoderCtlFor,
   OPUS_APPLICATION_VOIP,
-  OPUS_MAX_DECODE_BYTES,
+  checkedDecodeSamples,
   OPUS_SAMPLE_RATE,
   OpusCtl,
-  opusPacketSamples,
   writeConcealmentPacket,
 } from './opus-packet.js';
 
@@ -191,17 +190,7 @@ export class NativeOpusDecoder implements OpusDecoder {
   decode(packet: Uint8Array, out: Int16Array, length: number = packet.length): number {
     const h = this.live();
     if (length === 0) return this.conceal(out);
-    if (length > OPUS_MAX_DECODE_BYTES || length > packet.length) {
-      throw new OpusCodecError('INVALID_PACKET', `packet of ${length} bytes`);
-    }
-    const samples = opusPacketSamples(packet, length);
-    if (samples < 0) throw new OpusCodecError('INVALID_PACKET');
-    if (samples > out.length) {
-      throw new OpusCodecError(
-        'BUFFER_TOO_SMALL',
-        `packet holds ${samples} samples, output has ${out.length}`,
-      );
-    }
+    checkedDecodeSamples(packet, length, out);
     let pcm: Buffer;
     try {
       pcm = h.decode(bufferView(packet, length));

@@ -1,3 +1,4 @@
+import { OpusCodecError } from './errors.js';
 /**
  * Opus facts shared by the backends: sample rate, CTL numbers, and just enough of the packet
  * layout (RFC 6716 section 3.1, the TOC byte) to validate packets before decoding and to build the
@@ -237,4 +238,18 @@ export function opusPacketHasLbrr(packet: Uint8Array, length: number = packet.le
   const first = packet[offset]!;
   if ((first >> (7 - silkFrames)) & 1) return true;
   return (toc & 4) !== 0 && ((first >> (6 - 2 * silkFrames)) & 1) === 1;
+}
+
+/**
+ * The samples `packet[0..length)` decodes to, checked as every backend's `decode` must before it
+ * hands the packet to libopus: a readable Opus packet within the decode limit whose frames fit `out`.
+ */
+export function checkedDecodeSamples(packet: Uint8Array, length: number, out: Int16Array): number {
+  if (length > OPUS_MAX_DECODE_BYTES || length > packet.length)
+    throw new OpusCodecError('INVALID_PACKET', `packet of ${length} bytes`);
+  const samples = opusPacketSamples(packet, length);
+  if (samples < 0) throw new OpusCodecError('INVALID_PACKET');
+  if (samples > out.length)
+    throw new OpusCodecError('BUFFER_TOO_SMALL', `packet holds ${samples} samples, output has ${out.length}`);
+  return samples;
 }

@@ -13,11 +13,10 @@ import {
   DEFAULT_ENCODER_SETTINGS,
   encoderCtlFor,
   OPUS_APPLICATION_VOIP,
-  OPUS_MAX_DECODE_BYTES,
+  checkedDecodeSamples,
   OPUS_MAX_PACKET_SAMPLES,
   OPUS_SAMPLE_RATE,
   OpusCtl,
-  opusPacketSamples,
   writeConcealmentPacket,
 } from './opus-packet.js';
 
@@ -244,17 +243,7 @@ export class OpusscriptDecoder extends WasmCoderBase implements OpusDecoder {
   decode(packet: Uint8Array, out: Int16Array, length: number = packet.length): number {
     const h = this.live();
     if (length === 0) return this.conceal(out);
-    if (length > OPUS_MAX_DECODE_BYTES || length > packet.length) {
-      throw new OpusCodecError('INVALID_PACKET', `packet of ${length} bytes`);
-    }
-    const samples = opusPacketSamples(packet, length);
-    if (samples < 0) throw new OpusCodecError('INVALID_PACKET');
-    if (samples > out.length) {
-      throw new OpusCodecError(
-        'BUFFER_TOO_SMALL',
-        `packet holds ${samples} samples, output has ${out.length}`,
-      );
-    }
+    checkedDecodeSamples(packet, length, out);
     const heap = this.m.HEAPU8;
     if (length === packet.length) heap.set(packet, this.packetPtr);
     else for (let i = 0, p = this.packetPtr; i < length; i++) heap[p + i] = packet[i]!;

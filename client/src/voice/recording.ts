@@ -96,7 +96,10 @@ export class Recording {
 
 /** One sent AUDIO frame. */
 export interface SentFrame {
-  /** performance.now() when the source produced the frame (see AudioSource.lastCaptureTime). */
+  /**
+   * performance.now() when the source produced the frame, that is when its last sample was captured
+   * (see AudioSource.lastCaptureTime): its first sample is one frame older.
+   */
   captureTime: number;
   /** performance.now() right after the packet was handed to the transport. */
   sendTime: number;

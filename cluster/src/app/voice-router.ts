@@ -531,6 +531,7 @@ export class ChannelRouter implements VoiceRouter {
     if (!batch) this.#statsOut.set(node, (batch = []));
     if (batch.length >= MAX_STATS_BATCH) {
       this.statsDropped++;
+      this.ctx.metrics.relayedStatsDropped.inc();
       return;
     }
     batch.push(item);

@@ -372,19 +372,41 @@ export class RedisStore implements Store {
   listChannels(filter: ChannelFilter, p: Page): Promise<PageResult<StoredChannel>> {
     return this.#run('listChannels', async () => {
       checkPage(p);
-      const ids = await this.redis.zrange(this.#k('channels'), '0', '-1');
-      let all: StoredChannel[] = [];
-      if (ids.length > 0) {
-        const pl = this.redis.pipeline();
-        for (const id of ids) pl.hget(this.#k('chan', id), 'json');
-        const rows = (await pl.exec()) ?? [];
-        all = rows.map(([, j]) => toChannel((j as string | null) ?? null)).filter((c) => c !== null);
-      }
       const q = filter.q === undefined || filter.q === '' ? null : foldKey(filter.q);
+      if (q === null && filter.ownerId === undefined) {
+        // The listing every client pages through: read only the page (the index gives the total).
+        const [[, total], [, ids]] = ((await this.redis
+          .multi()
+          .zcard(this.#k('channels'))
+          .zrange(this.#k('channels'), String(p.offset), String(p.offset + p.limit - 1))
+          .exec()) ?? []) as [[unknown, number], [unknown, string[]]];
+        return { items: await this.#channels(ids), total, limit: p.limit, offset: p.offset };
+      }
+      let ids: string[];
+      if (filter.ownerId !== undefined) {
+        // A user's own channels: its index, in the listing's order (creation time, then id).
+        ids = await this.redis.smembers(this.#k('owned', filter.ownerId));
+        if (ids.length > 0) {
+          const scores = await this.redis.zmscore(this.#k('channels'), ...ids);
+          const rank = new Map(ids.map((id, i) => [id, Number(scores[i] ?? Number.NaN)]));
+          ids = ids
+            .filter((id) => Number.isFinite(rank.get(id)))
+            .sort((x, y) => rank.get(x)! - rank.get(y)! || (x < y ? -1 : x > y ? 1 : 0));
+        }
+      } else ids = await this.redis.zrange(this.#k('channels'), '0', '-1');
+      let all = await this.#channels(ids);
       if (q !== null) all = all.filter((c) => foldKey(c.name).includes(q));
       if (filter.ownerId !== undefined) all = all.filter((c) => c.ownerId === filter.ownerId);
       return page(all, p);
     });
+  }
+
+  async #channels(ids: readonly string[]): Promise<StoredChannel[]> {
+    if (ids.length === 0) return [];
+    const pl = this.redis.pipeline();
+    for (const id of ids) pl.hget(this.#k('chan', id), 'json');
+    const rows = (await pl.exec()) ?? [];
+    return rows.map(([, j]) => toChannel((j as string | null) ?? null)).filter((c) => c !== null);
   }
 
   setServerMute(channelId: ChannelId, userId: UserId, muted: boolean, at: number): Promise<void> {

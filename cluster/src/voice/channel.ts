@@ -54,7 +54,12 @@ const NOBODY = Symbol('nobody');
 export class VoiceMember {
   /** Its packets to frames: jitter buffer, decode, FEC, concealment (shared with the client). */
   readonly stream: FramePlayout;
-  readonly pcm: Int16Array;
+  /** This tick's frame, and the previous tick's (the two swap every tick: nothing is copied). */
+  pcm: Int16Array;
+  prevPcm: Int16Array;
+  /** Tick whose audio `pcm` holds (decoded, FEC or concealed), and the same for `prevPcm`. */
+  pcmTick = -1;
+  prevPcmTick = -1;
   readonly frame: Float32Array;
   readonly vad: VoiceActivityDetector;
   /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
@@ -92,6 +97,9 @@ export class VoiceMember {
   rawSeq = 0;
   /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
   soloFrom: VoiceMember | null = null;
+  /** As a listener: the mix encoder it was last sent, and when. */
+  heardSlot: object | null = null;
+  heardTick = -1;
   /** As a speaker: listeners whose soloFrom is this member, as of the last tick. */
   soloListeners = 0;
   /** As a forwarded speaker: its frame index + fwdOffset = the channel media frame it goes out as. */
@@ -119,9 +127,9 @@ export class VoiceMember {
     // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
     this.stream = new FramePlayout({ frameSamples, decoder, jitter: { marginMs: SERVER_MARGIN_MS } });
     this.pcm = new Int16Array(frameSamples);
+    this.prevPcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
-    // 0.05 ms buckets over one frame: about 2 s of arrivals fit without a window.
     // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
     this.phase = new ArrivalPhases(frameMs, 128);
     this.tickPhaseMs = new Histogram({ bucketWidth: 0.05, buckets: Math.ceil(frameMs / 0.05), window: 512 });
@@ -165,10 +173,13 @@ export class VoiceMember {
 
 interface EncoderSlot {
   encoder: OpusEncoder;
+  /** The frame it encoded at `lastTick`, and the one before (swapped, not copied). */
   pcm: Int16Array;
+  prevPcm: Int16Array;
   out: Uint8Array;
   len: number;
   lastTick: number;
+  prevTick: number;
 }
 
 /** What the channel needs from the outside world, passed in so the core stays testable. */
@@ -202,6 +213,8 @@ export interface ChannelStats {
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
   soloGaps: number;
+  /** Mix encoders primed with a forwarded speaker's last frame before their first frame (a switch). */
+  encoderPrimes: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
   bufferFramesMax: number;
@@ -269,6 +282,7 @@ export class ChannelCore {
     encoders: 0,
     forwarded: 0,
     soloGaps: 0,
+    encoderPrimes: 0,
     forwardDeferred: 0,
     bufferFramesMax: 0,
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -402,6 +416,10 @@ export class ChannelCore {
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
+      const held = m.prevPcm;
+      m.prevPcm = m.pcm;
+      m.prevPcmTick = m.pcmTick;
+      m.pcm = held;
       const kind = m.stream.next(now, m.pcm, lateMs);
       if (kind === PlayoutFrame.SILENT) {
         if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
@@ -413,6 +431,7 @@ export class ChannelCore {
         continue;
       }
       this.stats.decodeUs.record((performance.now() - t0) * 1000);
+      m.pcmTick = this.#tick;
       if (kind === PlayoutFrame.DECODED) {
         const len = (m.rawLen = m.stream.packetLength);
         const src = m.stream.packet;
@@ -518,7 +537,26 @@ export class ChannelCore {
       let slot = this.#encodedBy.get(buf);
       if (!slot) {
         slot = this.#encoderFor(this.#streamKey(m));
+        // An encoder that did not run last tick starts from a state the listener's decoder never saw:
+        // that decoder holds the last frame of another stream (a forwarded speaker, another mix),
+        // and the new encoder's first frame does not overlap-add with it (a broadband click about
+        // 30 dB over the codec's floor: cluster/bench/switch-clicks.ts). Encoding that frame first,
+        // output discarded, gives the encoder the history the decoder has. One encode per switch.
+        if (slot.lastTick !== this.#tick - 1) {
+          const prime = this.#heardLastTick(m, wasSolo, slot);
+          if (prime) {
+            // A new encoder's first frame is coded as a start (no inter-frame prediction): spend it
+            // on the priming too, so the frame the listener hears is coded as a continuation.
+            if (slot.lastTick === -2) slot.encoder.encode(prime, slot.out);
+            slot.encoder.encode(prime, slot.out);
+            this.stats.encoderPrimes++;
+          }
+        }
         const t0 = performance.now();
+        const last = slot.prevPcm;
+        slot.prevPcm = slot.pcm;
+        slot.prevTick = slot.lastTick;
+        slot.pcm = last;
         limitToInt16(buf, slot.pcm);
         slot.len = slot.encoder.encode(slot.pcm, slot.out);
         this.stats.encodeUs.record((performance.now() - t0) * 1000);
@@ -529,6 +567,8 @@ export class ChannelCore {
       this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER, this.#mediaFrame);
       m.outStarted = true;
       mixed = true;
+      m.heardSlot = slot;
+      m.heardTick = this.#tick;
     }
     this.#recordHolds(count, mixed);
     // Who is forwarded to whom from now until the next tick.
@@ -628,6 +668,20 @@ export class ChannelCore {
     return sp.rawLen === 0 || ((sp.rawSeq + sp.fwdOffset - this.#mediaFrame) | 0) < 0;
   }
 
+  /**
+   * The frame listener `m` was sent last tick, when it came from another stream than `slot`: the
+   * forwarded speaker's decoded frame, or the other mix encoder's input. Null when it heard nothing
+   * last tick (its decoder restarts at a talkspurt anyway).
+   */
+  #heardLastTick(m: VoiceMember, wasSolo: VoiceMember | null, slot: EncoderSlot): Int16Array | null {
+    const prev = this.#tick - 1;
+    if (wasSolo) return wasSolo.prevPcmTick === prev ? wasSolo.prevPcm : null;
+    const heard = m.heardSlot as EncoderSlot | null;
+    if (!heard || heard === slot || m.heardTick !== prev) return null;
+    if (heard.lastTick === prev) return heard.pcm; // not encoded yet this tick
+    return heard.lastTick === this.#tick && heard.prevTick === prev ? heard.prevPcm : null;
+  }
+
   /** Sends speaker `sp`'s packet for frame `k` to listener `l`, on the channel's media clock. */
   #forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number): void {
     this.stats.forwarded++;
@@ -680,9 +734,12 @@ export class ChannelCore {
           fec: false,
         }),
         pcm: new Int16Array(this.frameSamples),
+        prevPcm: new Int16Array(this.frameSamples),
         out: new Uint8Array(1000),
         len: 0,
-        lastTick: this.#tick,
+        // Not run yet: primed before its first frame when a listener switches onto it.
+        lastTick: -2,
+        prevTick: -2,
       };
       this.#encoders.set(key, slot);
       this.stats.encoders = this.#encoders.size;

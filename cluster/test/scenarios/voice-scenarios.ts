@@ -476,7 +476,7 @@ export const voiceScenarios: readonly VoiceScenario[] = [
     },
   },
   {
-    name: 'latency: every click from one bot is counted, and heard by another within the documented 25-45 ms',
+    name: 'latency: every click from one bot is counted, and heard by another within the documented 45-65 ms mouth to ear',
     async run({ channelOf, topology }) {
       const [speaker, listener] = await channelOf('Latency', ['clicker', 'ear']);
       const periodMs = 500;
@@ -514,15 +514,16 @@ export const voiceScenarios: readonly VoiceScenario[] = [
           `all ${sorted.map((d) => d.toFixed(1)).join(' ')} ms; ` +
           `server-added p50 ${holdP50.toFixed(1)} ms, p99 ${holdP99.toFixed(1)} ms`,
       );
-      // README and BENCHMARKS claim p50 25-45 ms (capture frame + server hold of at most one frame +
-      // the listener's jitter buffer and playout tick). Measured p50 22.1-44.5 ms over ten runs
-      // (2026-11-21 and 2026-11-30), so 50 ms is the claim plus the spread seen above it.
-      expect(sorted[0]).toBeGreaterThan(0);
-      expect(p50).toBeLessThan(50);
-      // A click may meet a scheduling stall of a loaded machine (measured up to 104 ms on a quiet
+      // README and BENCHMARKS claim p50 45-65 ms mouth to ear (the 20 ms capture frame + server hold
+      // of at most one frame + the listener's jitter buffer and playout tick). Measured p50
+      // 42.1-64.5 ms over ten runs (2026-11-21 and 2026-11-30, then dated from the frame's
+      // completion: 22.1-44.5), so 70 ms is the claim plus the spread seen above it.
+      expect(sorted[0]).toBeGreaterThan(frameSamples / 48);
+      expect(p50).toBeLessThan(70);
+      // A click may meet a scheduling stall of a loaded machine (measured up to 124 ms on a quiet
       // one, over 300 ms with other tests beside it); three in four clicks are within the claim plus
       // one frame (a jitter buffer grown by one frame after a stall).
-      expect(quantile(delays, 0.75)).toBeLessThan(70);
+      expect(quantile(delays, 0.75)).toBeLessThan(90);
       // The server holds a frame until its next tick: at most one frame (20 ms), plus tick lateness.
       expect(holdP50).toBeLessThan(25);
     },

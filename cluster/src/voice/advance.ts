@@ -28,9 +28,10 @@ export interface AdvanceOrder {
  * The shift (ms, positive: send later) that puts a member's latest arrivals (`latest`: a low
  * percentile of their lead before the tick) LEAD_MS plus half its spread (`median` less `latest`,
  * its arrival jitter) before the tick, or 0 to leave it alone: the margin follows the member's
- * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick. A later send never moves those packets past
- * their tick; an earlier one is bounded so that the earliest (`earliest`, a high percentile) do not
- * cross the previous tick, where they would wait a whole frame more.
+ * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick (at most a quarter
+ * frame plus its spread). A later send never moves those packets past their tick; an earlier one
+ * is bounded so that the earliest (`earliest`, a high percentile) do not cross the previous tick,
+ * where they would wait a whole frame more.
  */
 export function advanceFor(latest: number, median: number, earliest: number, frameMs: number): number {
   // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
@@ -53,6 +54,8 @@ export function advanceFor(latest: number, median: number, earliest: number, fra
  */
 export class TimingAdvance {
   readonly #pct = new Float64Array(PERCENTILES.length);
+
+  /** Judges `core`'s members (at most one order each); returns the orders sent. */
   advise(core: ChannelCore, now: number, send: (order: AdvanceOrder) => void): number {
     const members = core.members;
     let senders = 0;

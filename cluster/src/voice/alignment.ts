@@ -24,7 +24,6 @@ export function alignPhases(
       const slots = Math.floor(hist.percentile(5) / ch.slotMs) - 1;
       moved = slots > 0 && ch.schedule.advance(slots) > 0;
       if (moved) counters.realigns++;
-      console.log('ALIGN', ch.core.id, hist.percentile(5).toFixed(2), slots, moved);
     }
     hist.reset();
     // The two never act in the same round: after the tick moved, the members' phases are void;

@@ -82,6 +82,8 @@ describe('advanceFor', () => {
     // More jitter, more lead (capped at a quarter frame).
     expect(advanceFor(10, 12, 13, F)).toBeCloseTo(8, 9);
     expect(advanceFor(10, 19, 19.5, F)).toBeCloseTo(5, 9);
+    // Spread over half a frame: no phase to move to.
+    expect(advanceFor(2, 8, 12, F)).toBe(0);
     // Close enough: nothing.
     expect(advanceFor(1.6, 2, 2.5, F)).toBe(0);
     expect(advanceFor(0.6, 0.8, 1.5, F)).toBe(0);

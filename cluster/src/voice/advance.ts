@@ -31,9 +31,12 @@ export interface AdvanceOrder {
  * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick (at most a quarter
  * frame plus its spread). A later send never moves those packets past their tick; an earlier one
  * is bounded so that the earliest (`earliest`, a high percentile) do not cross the previous tick,
- * where they would wait a whole frame more.
+ * where they would wait a whole frame more. Nothing for arrivals spread over half a frame.
  */
 export function advanceFor(latest: number, median: number, earliest: number, frameMs: number): number {
+  // Arrivals spread over half a frame or more (a stalling machine, a jittery link) have no phase
+  // to move to: an order would chase noise, and the jitter buffer covers them anyway.
+  if (earliest - latest >= frameMs / 2) return 0;
   // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
   // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
   const lead = Math.min(LEAD_MS + Math.max(0, median - latest) / 2, frameMs / 4);

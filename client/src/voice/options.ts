@@ -181,6 +181,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
     fail('timeStretch must be a boolean');
+  if (o.timingAdvance !== undefined && typeof o.timingAdvance !== 'boolean')
+    fail('timingAdvance must be a boolean');
   if (o.voice !== undefined && (typeof o.voice !== 'object' || o.voice === null))
     fail('voice must be an object of codec settings');
   if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')

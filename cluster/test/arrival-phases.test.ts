@@ -1,6 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { advanceFor } from '../src/voice/advance.js';
+import { asChannelId } from '@voice/protocol';
+import {
+  ADVANCE_INTERVAL_MS,
+  TimingAdvance,
+  advanceFor,
+  forgetPhases,
+  type AdvanceOrder,
+  type AdvisedMember,
+} from '../src/voice/advance.js';
 import { ArrivalPhases } from '../src/voice/arrival-phases.js';
 
 const F = 20;
@@ -108,5 +116,79 @@ describe('advanceFor', () => {
         },
       ),
     );
+  });
+});
+
+describe('TimingAdvance.advise', () => {
+  const member = (phases: number[], missed = 0): AdvisedMember => {
+    const phase = new ArrivalPhases(F, 128);
+    for (const p of phases) phase.record(p);
+    return { phase, missedInRound: missed, advanceSeq: 0, advancedAt: Number.NEGATIVE_INFINITY };
+  };
+  /** `n` arrivals around `at` ms before the tick, spread ±0.2 ms. */
+  const around = (at: number, n = 60) => Array.from({ length: n }, (_, i) => at - 0.2 + (0.4 * i) / n);
+  const channel = (members: AdvisedMember[]) => ({
+    id: asChannelId('c_AAAAAAAAAAAA'),
+    settings: { frameMs: F },
+    members,
+  });
+
+  it('orders only the member off the tick, once two members send; numbers orders; clears the round', () => {
+    const onTick = member(around(1.5));
+    const off = member(around(11));
+    const orders: AdvanceOrder<AdvisedMember>[] = [];
+    expect(new TimingAdvance().advise(channel([onTick, off]), 10_000, (o) => orders.push(o))).toBe(1);
+    expect(orders).toHaveLength(1);
+    expect(orders[0]!.member).toBe(off);
+    expect(orders[0]!.seq).toBe(1);
+    // Latest arrival 10.8 ms before the tick, spread 0.2: to 1.1 ms before it.
+    expect(orders[0]!.shiftUs).toBeGreaterThan(9_600);
+    expect(orders[0]!.shiftUs).toBeLessThan(9_800);
+    expect(onTick.phase.count + off.phase.count).toBe(0);
+  });
+
+  it('leaves a lone sender to the tick alignment, and a member with too few arrivals', () => {
+    const orders: unknown[] = [];
+    const adv = new TimingAdvance();
+    expect(adv.advise(channel([member(around(11))]), 10_000, (o) => orders.push(o))).toBe(0);
+    expect(
+      adv.advise(channel([member(around(11)), member(around(1.5), 0), member([])]), 10_000, () => {}),
+    ).toBe(1);
+    expect(
+      adv.advise(channel([member(around(11)), member(around(1.5, 10))]), 10_000, (o) => orders.push(o)),
+    ).toBe(0);
+    expect(orders).toHaveLength(0);
+  });
+
+  it('sends a member at most one order per 2 s, and a later send not after it missed its tick', () => {
+    const adv = new TimingAdvance();
+    const off = member(around(11));
+    const base = member(around(1.5));
+    const ch = channel([base, off]);
+    expect(adv.advise(ch, 10_000, () => {})).toBe(1);
+    // Still off (it ignores the orders): reminded only once the interval has passed.
+    for (const p of around(11)) off.phase.record(p);
+    for (const p of around(1.5)) base.phase.record(p);
+    expect(adv.advise(ch, 10_000 + ADVANCE_INTERVAL_MS - 1, () => {})).toBe(0);
+    for (const p of around(11)) off.phase.record(p);
+    for (const p of around(1.5)) base.phase.record(p);
+    const orders: AdvanceOrder<AdvisedMember>[] = [];
+    expect(adv.advise(ch, 10_000 + 2 * ADVANCE_INTERVAL_MS, (o) => orders.push(o))).toBe(1);
+    expect(orders[0]!.seq).toBe(2);
+    // Missed a tick this round: no later send; an earlier one (arrivals just after the tick) goes.
+    const late = member(around(11), 3);
+    const straddling = member([...around(0.1, 30), ...around(19.8, 30)], 3);
+    const got: AdvanceOrder<AdvisedMember>[] = [];
+    expect(adv.advise(channel([late, straddling]), 20_000, (o) => got.push(o))).toBe(1);
+    expect(got[0]!.member).toBe(straddling);
+    expect(got[0]!.shiftUs).toBeLessThan(-1_000);
+    expect(late.missedInRound).toBe(0);
+  });
+
+  it('forgetPhases voids a round (the tick itself moved)', () => {
+    const m = member(around(11), 2);
+    forgetPhases(channel([m]));
+    expect(m.phase.count).toBe(0);
+    expect(m.missedInRound).toBe(0);
   });
 });

@@ -1,5 +1,23 @@
 import type { ChannelId } from '@voice/protocol';
-import type { ChannelCore, VoiceMember } from './channel.js';
+import type { ArrivalPhases } from './arrival-phases.js';
+import type { VoiceMember } from './channel.js';
+
+/** What the advance reads and keeps per member (a `VoiceMember`). */
+export interface AdvisedMember {
+  readonly phase: ArrivalPhases;
+  /** Frames concealed or packets late since the last round. */
+  missedInRound: number;
+  /** Last order's `seq` (per binding) and when it was sent, ms. */
+  advanceSeq: number;
+  advancedAt: number;
+}
+
+/** What the advance reads of a channel (a `ChannelCore`). */
+export interface AdvisedChannel<M extends AdvisedMember> {
+  readonly id: ChannelId;
+  readonly settings: { readonly frameMs: number };
+  readonly members: readonly M[];
+}
 
 /** Arrival phases a member needs in one round before it is judged (a second of 20 ms frames). */
 const MIN_SAMPLES = 40;
@@ -17,8 +35,8 @@ export const ADVANCE_INTERVAL_MS = 2_000;
 const PERCENTILES = [2, 50, 98] as const;
 
 /** One timing advance for one member: move its send schedule by `shiftUs` (positive: later). */
-export interface AdvanceOrder {
-  member: VoiceMember;
+export interface AdvanceOrder<M extends AdvisedMember = VoiceMember> {
+  member: M;
   channelId: ChannelId;
   seq: number;
   shiftUs: number;
@@ -59,7 +77,11 @@ export class TimingAdvance {
   readonly #pct = new Float64Array(PERCENTILES.length);
 
   /** Judges `core`'s members (at most one order each); returns the orders sent. */
-  advise(core: ChannelCore, now: number, send: (order: AdvanceOrder) => void): number {
+  advise<M extends AdvisedMember>(
+    core: AdvisedChannel<M>,
+    now: number,
+    send: (order: AdvanceOrder<M>) => void,
+  ): number {
     const members = core.members;
     let senders = 0;
     for (const m of members) if (m.phase.count >= MIN_SAMPLES) senders++;
@@ -89,7 +111,7 @@ export class TimingAdvance {
 }
 
 /** After the tick itself moved: the phases measured so far are void. */
-export function forgetPhases(core: ChannelCore): void {
+export function forgetPhases(core: AdvisedChannel<AdvisedMember>): void {
   for (const m of core.members) {
     m.phase.reset();
     m.missedInRound = 0;

@@ -70,9 +70,10 @@ export class VoiceMember {
   tickHold = 0;
   /**
    * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
-   * tick), last 512: what the channel's phase and the timing advance shorten.
+   * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
+   * phase and the timing advance shorten.
    */
-  readonly tickHoldMs = new Histogram({ bucketWidth: 0.25, buckets: 400, window: 512 });
+  readonly tickHoldMs = new Histogram({ bucketWidth: 0.5, buckets: 200, window: 128 });
   /** The same holds modulo a frame: the tick's phase against this member's arrivals. */
   readonly tickPhaseMs: Histogram;
   /** Its frames concealed or packets too late since the last phase round (advance.ts). */
@@ -132,7 +133,7 @@ export class VoiceMember {
     this.vad = new VoiceActivityDetector({ frameMs });
     // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
     this.phase = new ArrivalPhases(frameMs, 128);
-    this.tickPhaseMs = new Histogram({ bucketWidth: 0.05, buckets: Math.ceil(frameMs / 0.05), window: 512 });
+    this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
     this.minusKey = `minus:${userId}`;
     this.ownKey = `own:${userId}`;
   }

@@ -7,6 +7,7 @@ import { cpus } from 'node:os';
 import { benchMedia } from '../media/bench/index.js';
 import { benchChannelTicks } from '../cluster/bench/channel-tick.js';
 import { benchAead } from '../cluster/bench/aead.js';
+import { benchUdpSend } from '../cluster/bench/udp-send.js';
 import { benchCapacity, benchFixedCost } from '../cluster/bench/capacity.js';
 import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
@@ -26,6 +27,10 @@ console.log(
 print('media: jitter buffer, mixer, opus', await benchMedia());
 print('client: desktop audio engine per device period', benchAudioEngine());
 print('server: voice packet AES-256-GCM, seal + open of a 100-byte payload', benchAead());
+print(
+  'server: voice UDP send per 132-byte datagram, node:dgram vs sendmmsg batches of 64',
+  await benchUdpSend(),
+);
 print('server: one channel actor tick (real opus, AES-GCM seal)', await benchChannelTicks());
 print(
   "listener stream switches (forwarded / shared mix / own mix-minus): broadband click near a switch and the codec's floor elsewhere",

@@ -9,6 +9,8 @@
 //   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
 //   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
 //     against node:crypto;
+//   - our batched UDP send addon (media/native/voice_udp.c, libc only) built: the voice tests run
+//     the server on it;
 //   - chromium (the desktop UI's end-to-end test), PulseAudio with its tools and ALSA's pulse plugin
 //     (the sound-device tests start PulseAudio and its null sinks themselves), and naudiodon's
 //     native binary;
@@ -167,17 +169,19 @@ if (!String(uws.App).includes('[native code]')) {
 }
 
 // 5. Our addons: Opus over the system libopus (the tests exercise its FEC decoding) and AES-256-GCM
-// over OpenSSL's EVP (the tests check it against node:crypto byte for byte).
+// over OpenSSL's EVP (the tests check it against node:crypto byte for byte), and batched UDP send
+// (sendmmsg; the voice tests run the server on it).
 for (const [header, pkg] of [
   ['/usr/include/opus/opus.h', 'libopus-dev'],
   ['/usr/include/openssl/evp.h', 'libssl-dev'],
+  ['/usr/include/netinet/in.h', 'libc6-dev'],
 ]) {
   if (existsSync(header)) continue;
   if (!aptInstall([pkg, ...(onPath('cc') ? [] : ['gcc'])]))
     fail(`${pkg} is not installed: install it (Debian: \`sudo apt-get install -y ${pkg}\`)`);
 }
 const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
-for (const addon of ['voice_opus', 'voice_aead'])
+for (const addon of ['voice_opus', 'voice_aead', 'voice_udp'])
   if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', `${addon}.node`)))
     fail(`the ${addon} addon did not build:\n${built.tail}`);
 

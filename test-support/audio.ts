@@ -80,13 +80,27 @@ export function quantile(xs: readonly number[], q: number): number {
  * windows: the audio gap a listener heard (a failover, a drain). A window at level ends a gap.
  */
 export function longestGapMs(samples: Int16Array, hz: number, from: number, floorDb = -40): number {
+  return longestGap(samples, hz, from, floorDb).ms;
+}
+
+/** The longest gap as `longestGapMs` finds it, and the sample where it starts (-1 when none). */
+export function longestGap(
+  samples: Int16Array,
+  hz: number,
+  from: number,
+  floorDb = -40,
+): { ms: number; start: number } {
   const win = 20 * SAMPLES_PER_MS;
   let longest = 0;
+  let start = -1;
   let run = 0;
   for (let at = Math.max(0, from); at + win <= samples.length; at += win) {
     if (toneDbfs(samples, hz, 48_000, at, win) < floorDb) run++;
     else run = 0;
-    longest = Math.max(longest, run);
+    if (run > longest) {
+      longest = run;
+      start = at - (run - 1) * win;
+    }
   }
-  return longest * 20;
+  return { ms: longest * 20, start };
 }

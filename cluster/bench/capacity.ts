@@ -4,8 +4,9 @@
  * until the p99 tick lateness (due time to actor start) crosses 2 ms or delivery drops.
  *
  *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
+ *     [--udp-send dgram]   (the server sends with node:dgram instead of sendmmsg: side-by-side runs)
  */
-import { spawn } from 'node:child_process';
+import { spawnNiced } from './niced.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,11 +68,20 @@ export interface CapacityOptions {
   clock?: { slots: number; wake: 'thread' | 'timer' };
   /** Send phases per frame in the swarm: 10 as independent clients, 1 all at once (worst case). */
   phases?: number;
+  /** The server's UDP egress: `auto` (sendmmsg where built) or `dgram` (for a side-by-side run). */
+  udpSend?: UdpSendChoice;
 }
+
+type UdpSendChoice = 'auto' | 'dgram';
 
 type OpusChoice = 'libopus' | 'native' | 'opusscript' | 'auto';
 
-function benchConfig(dir: string, opus: OpusChoice, clock: { slots: number; wake: 'thread' | 'timer' }) {
+function benchConfig(
+  dir: string,
+  opus: OpusChoice,
+  clock: { slots: number; wake: 'thread' | 'timer' },
+  udpSend: UdpSendChoice = 'auto',
+) {
   return loadConfig({
     env: {},
     overrides: {
@@ -81,6 +91,7 @@ function benchConfig(dir: string, opus: OpusChoice, clock: { slots: number; wake
       logLevel: 'silent',
       opusBackend: opus,
       clock,
+      udpSend,
       limits: {
         loginsPerMinute: 1e4,
         loginBurst: 1e4,
@@ -104,36 +115,26 @@ async function runStep(
   clock: { slots: number; wake: 'thread' | 'timer' },
   phases: number,
   membersPerChannel = 10,
+  udpSend: UdpSendChoice = 'auto',
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
-  const server = await startServer(benchConfig(dir, opus, clock), { defaultMetrics: false });
+  const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics: false });
   const gc = watchScavenges();
   // The swarm runs niced: on a 2-core machine it must not steal the server's core.
-  const child = spawn(
-    'nice',
-    [
-      '-n',
-      '10',
-      process.execPath,
-      '--conditions=source',
-      '--import',
-      'tsx',
-      join(import.meta.dirname, '../../loadtest/src/swarm.ts'),
-      '--server',
-      server.url,
-      '--channels',
-      String(channels),
-      '--members',
-      String(membersPerChannel),
-      '--speakers',
-      '2',
-      '--seconds',
-      String(seconds),
-      '--phases',
-      String(phases),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawnNiced(join(import.meta.dirname, '../../loadtest/src/swarm.ts'), [
+    '--server',
+    server.url,
+    '--channels',
+    String(channels),
+    '--members',
+    String(membersPerChannel),
+    '--speakers',
+    '2',
+    '--seconds',
+    String(seconds),
+    '--phases',
+    String(phases),
+  ]);
   let stdout = '';
   let ready = 0;
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -230,13 +231,14 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     opus = 'auto',
     clock = { slots: 16, wake: 'thread' },
     phases = 10,
+    udpSend = 'auto',
   } = o;
   let best = 0;
   let at: Step | null = null;
   // The issue's bound (2 ms), read from the same sweep.
   let under2 = 0;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus, clock, phases);
+    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend);
     log(s);
     const ok = s.deliveryRatio > 0.98 && s.serverCpuPct < 90;
     if (ok && s.latenessP99Ms < 2 && under2 === (at?.members ?? 0)) under2 = s.members;
@@ -292,6 +294,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       slots: { type: 'string', default: '16' },
       wake: { type: 'string', default: 'thread' },
       phases: { type: 'string', default: '10' },
+      'udp-send': { type: 'string', default: 'auto' },
     },
   });
   const r = await benchCapacity({
@@ -302,6 +305,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     opus: values.opus as 'libopus' | 'native' | 'opusscript' | 'auto',
     clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
     phases: Number(values.phases),
+    udpSend: values['udp-send'] === 'dgram' ? 'dgram' : 'auto',
   });
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

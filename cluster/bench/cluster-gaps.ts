@@ -5,14 +5,17 @@
  * measures the longest silence each bot heard from the other (20 ms windows, Goertzel), then starts
  * the process again. The owner alternates between processes 1 and 2 (placement breaks ties by id).
  *
- *   node --conditions=source --import tsx cluster/bench/cluster-gaps.ts [--tries 10]
+ * `--trace` runs the processes at debug level and prints each try's timeline: the drain's steps
+ * (`drain trace` lines) and the bots' events, in ms from the signal, with where each gap fell.
+ *
+ *   node --conditions=source --import tsx cluster/bench/cluster-gaps.ts [--tries 10] [--only drain] [--trace]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createOpus } from '@voice/media';
 import { ToneSource, VoiceClient } from '../../client/src/index.js';
 import { launchCluster } from '../../deploy/cluster/launcher.js';
-import { longestGapMs } from '../../test-support/audio.js';
+import { longestGap } from '../../test-support/audio.js';
 import { freePort, freeUdpPort } from '../../test-support/server.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -37,8 +40,29 @@ function summary(gaps: number[]): { p50: number; worst: number } {
   return { p50: s[Math.floor((s.length - 1) / 2)] ?? 0, worst: s[s.length - 1] ?? 0 };
 }
 
+type Kind = 'failover' | 'drain';
+
+/** Server log lines of the trace (and lease events) since `since` (performance.now() ms), as ms from it. */
+function traceLines(output: string, since: number): string[] {
+  const out: string[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let e: { time?: string; msg?: string; node?: string; step?: string; user?: string };
+    try {
+      e = JSON.parse(line) as typeof e;
+    } catch {
+      continue;
+    }
+    if (e.msg !== 'drain trace' && e.msg !== 'took channel') continue;
+    const t = Date.parse(e.time ?? '') - performance.timeOrigin - since;
+    if (t < -50) continue;
+    out.push(`${t.toFixed(0).padStart(6)} ms ${e.node} ${e.step ?? e.msg}${e.user ? ` ${e.user}` : ''}`);
+  }
+  return out;
+}
+
 export async function benchClusterGaps(
-  o: { tries?: number; log?: (line: string) => void } = {},
+  o: { tries?: number; only?: Kind; trace?: boolean; log?: (line: string) => void } = {},
 ): Promise<Record<string, number>> {
   const tries = o.tries ?? 10;
   const log = o.log ?? (() => {});
@@ -47,7 +71,7 @@ export async function benchClusterGaps(
     nodes: 4,
     redisPort: await freePort(),
     portsFor: async () => ({ http: await freePort(), udp: await freeUdpPort() }),
-    logLevel: 'warn',
+    logLevel: o.trace ? 'debug' : 'warn',
   });
   const bots: VoiceClient[] = [];
   try {
@@ -72,9 +96,20 @@ export async function benchClusterGaps(
     b.startVoice(new ToneSource(B, -20));
     await sleep(1500);
 
-    const results: Record<'failover' | 'drain', number[]> = { failover: [], drain: [] };
+    // Client-side events of the trace, in performance.now() ms.
+    const events: string[] = [];
+    if (o.trace) {
+      for (const [x, name] of [
+        [a, 'a'],
+        [b, 'b'],
+      ] as const) {
+        x.signaling.on('voice.moved', () => events.push(`${performance.now()} ${name} voice.moved received`));
+        x.on('ready', () => events.push(`${performance.now()} ${name} ready (HELLO_ACK)`));
+      }
+    }
+    const results: Record<Kind, number[]> = { failover: [], drain: [] };
     const failed = { failover: 0, drain: 0 };
-    for (const kind of ['failover', 'drain'] as const) {
+    for (const kind of o.only ? [o.only] : (['failover', 'drain'] as const)) {
       for (let t = 0; t < tries; t++) {
         const owner = cluster.nodes.findIndex((n) => n.udpPort === a.binding?.udpPort);
         if (owner !== 0 && owner !== 1) {
@@ -90,6 +125,8 @@ export async function benchClusterGaps(
         for (const x of [a, b]) x.clearRecording();
         await sleep(300);
         const at = [a.recording().samples.length, b.recording().samples.length];
+        events.length = 0;
+        const killedAt = performance.now();
         cluster.nodes[owner]!.process.kill(kind === 'failover' ? 'SIGKILL' : 'SIGTERM');
         const outcome = await Promise.all(moved).then(
           () => null,
@@ -106,12 +143,27 @@ export async function benchClusterGaps(
           break;
         }
         await sleep(1500);
-        const gap = Math.max(
-          longestGapMs(b.recording().samples, A, at[1]!, -40),
-          longestGapMs(a.recording().samples, B, at[0]!, -40),
-        );
+        const heard = [
+          { who: 'b hears a', rec: b.recording(), gap: longestGap(b.recording().samples, A, at[1]!, -40) },
+          { who: 'a hears b', rec: a.recording(), gap: longestGap(a.recording().samples, B, at[0]!, -40) },
+        ];
+        const gap = Math.max(...heard.map((h) => h.gap.ms));
         results[kind].push(gap);
         log(`${kind} ${t + 1}/${tries}: process ${owner + 1} stopped, gap ${gap} ms`);
+        if (o.trace) {
+          const lines = cluster.nodes.flatMap((n) => traceLines(n.output(), killedAt));
+          for (const e of events) {
+            const [ms, ...rest] = e.split(' ');
+            lines.push(`${(Number(ms) - killedAt).toFixed(0).padStart(6)} ms client ${rest.join(' ')}`);
+          }
+          for (const h of heard) {
+            // Sample i of a recording played at startTime + i / 48 ms.
+            const from = h.rec.startTime + h.gap.start / 48 - killedAt;
+            lines.push(`${from.toFixed(0).padStart(6)} ms gap ${h.who} starts (${h.gap.ms} ms)`);
+          }
+          lines.sort((x, y) => parseFloat(x) - parseFloat(y));
+          for (const l of lines) log(`  ${l}`);
+        }
         await cluster.nodes[owner]!.exited;
         const again = await cluster.restart(owner);
         // Until its start-up CPU burst has left its announced load, placement avoids a new process.
@@ -138,7 +190,20 @@ export async function benchClusterGaps(
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { tries: { type: 'string', default: '10' } } });
-  const figures = await benchClusterGaps({ tries: Number(values.tries), log: (l) => console.log(l) });
+  const { values } = parseArgs({
+    options: {
+      tries: { type: 'string', default: '10' },
+      only: { type: 'string' },
+      trace: { type: 'boolean', default: false },
+    },
+  });
+  if (values.only !== undefined && values.only !== 'drain' && values.only !== 'failover')
+    throw new TypeError('--only is drain or failover');
+  const figures = await benchClusterGaps({
+    tries: Number(values.tries),
+    ...(values.only !== undefined && { only: values.only }),
+    trace: values.trace,
+    log: (l) => console.log(l),
+  });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(32)} ${v}`);
 }

@@ -86,6 +86,11 @@ export const ConfigSchema = z
       .prefault({}),
     /** Opus implementation: auto = our libopus addon, else @discordjs/opus, else opusscript. */
     opusBackend: z.enum(['auto', 'libopus', 'native', 'opusscript']).default('auto'),
+    /**
+     * How voice UDP packets leave: auto = batched sendmmsg (our voice_udp addon, Linux) when it
+     * loads, else node:dgram; sendmmsg = refuse to start without it; dgram = one send per packet.
+     */
+    udpSend: z.enum(['auto', 'sendmmsg', 'dgram']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long a session (and its channel seat) survives a lost connection. */
     graceMs: z.number().int().min(0).max(600_000).default(20_000),
@@ -191,6 +196,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'bool
   VOICE_SESSION_TTL_MS: { key: 'sessionTtlMs', type: 'number' },
   VOICE_LOG_LEVEL: { key: 'logLevel', type: 'string' },
   VOICE_OPUS: { key: 'opusBackend', type: 'string' },
+  VOICE_UDP_SEND: { key: 'udpSend', type: 'string' },
   VOICE_TRUST_PROXY: { key: 'trustProxy', type: 'boolean' },
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },

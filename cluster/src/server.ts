@@ -17,7 +17,7 @@ import { mountSignaling } from './signaling/ws.js';
 import { ChannelRouter } from './app/voice-router.js';
 import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
-import { createOpus, loadNativeAead } from '@voice/media';
+import { createOpus, loadNativeAead, loadNativeUdp } from '@voice/media';
 import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
@@ -83,7 +83,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let opus: Awaited<ReturnType<typeof createOpus>>;
   // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
   const aead = loadNativeAead() ?? nodeCryptoAead;
+  // Batched UDP send (sendmmsg, allocation-free) when the addon is built; node:dgram otherwise.
+  const udpAddon = config.udpSend === 'dgram' ? null : loadNativeUdp();
   try {
+    if (config.udpSend === 'sendmmsg' && !udpAddon)
+      throw new ConfigError(
+        'udpSend is sendmmsg but the voice_udp addon is not built (Linux only): see scripts/build-native.mjs',
+      );
     opus = await createOpus({ backend: config.opusBackend });
     voice = await ServerVoicePlane.start({
       ctx,
@@ -93,8 +99,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       port: config.udpPort,
       publicHost: config.publicHost,
       aead,
+      udpAddon,
       report: (where, err) => void boundary.report(where, err),
     });
+    if (config.udpSend === 'sendmmsg' && voice.udpEgress !== 'sendmmsg') {
+      await voice.close();
+      throw new ConfigError('udpSend is sendmmsg but the voice socket exposes no descriptor here');
+    }
   } catch (err) {
     // No Opus backend, or the UDP port is taken: nothing opened so far may outlive the failure.
     await sessions.close();
@@ -108,7 +119,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }));
   sessions.voice = channelRouter;
   registerVoiceMetrics(metrics.registry, voice);
-  log.info({ backend: opus.backend, aead: aead.name, udpPort: voice.port }, 'voice plane ready');
+  log.info(
+    { backend: opus.backend, aead: aead.name, udpSend: voice.udpEgress, udpPort: voice.port },
+    'voice plane ready',
+  );
   let ready = false;
   let closing = false;
   const isReady = () => ready && !closing;

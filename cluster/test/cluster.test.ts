@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
-import { medianToneDbfs } from '../../test-support/audio.js';
+import { toneDbfs } from '@voice/media';
+import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
@@ -183,16 +184,21 @@ describe('two nodes over one Redis', () => {
     // lease every third of 2 s (EVALSHA: GET, PEXPIRE); each node touches its sessions every 5 s
     // (EVALSHA, then at most 8 commands per session, 3 sessions); every 2 s the owner relays the
     // connection figures of members signaled on the other node (at most one batch per member, each
-    // a PUBLISH and its reply's PUBLISH). Nothing else may run.
+    // a PUBLISH and its reply's PUBLISH); the other node watches the owner every quarter of 2 s (GET
+    // of the lease, PUBSUB NUMSUB of the owner's request channel). Nothing else may run.
     const periods = (every: number): number => Math.ceil(elapsed / every) + 1;
     const budget =
-      2 * periods(500) * 4 + periods(2000 / 3) * 3 + periods(5000) * (2 + 3 * 8) + periods(2000) * 3 * 2;
+      2 * periods(500) * 4 +
+      periods(2000 / 3) * 3 +
+      periods(5000) * (2 + 3 * 8) +
+      periods(2000) * 3 * 2 +
+      periods(500) * 2;
     expect(packets, 'audio flowed through the owner').toBeGreaterThan(800);
     expect(commands).toBeLessThanOrEqual(budget);
     const kinds = [...after].filter(([cmd, n]) => cmd !== 'info' && n !== (before.get(cmd) ?? 0));
     const periodic = [
       ...['multi', 'set', 'sadd', 'exec', 'evalsha', 'get', 'pexpire', 'hmget', 'zadd', 'zscore'],
-      'publish',
+      ...['publish', 'pubsub|numsub'],
     ];
     for (const [cmd] of kinds) expect(periodic).toContain(cmd);
   });
@@ -384,6 +390,56 @@ describe('two nodes over one Redis', () => {
     const carol = await n0!.user('drain-c');
     const j = await carol.ws.request('channel.join', { channelId: fresh.id });
     expect(j.voice.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('a member asked to move twice at once (the drain and its own node) switches once, to the new owner', async () => {
+    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
+    // it change first. Two rebinds would hand the client two keys (two switches, and the later reply
+    // could be the stale key: 400 ms of unanswered HELLOs, then the WebSocket fallback).
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n0!, 'twice-a', 'Twice', true);
+    const b = await bot(n1!, 'twice-b', 'Twice');
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    let moves = 0;
+    b.signaling.on('voice.moved', () => moves++);
+    const session = n1!.sessions.byUser(b.user.id)!;
+    const draining = n0!.drain();
+    await n1!.sessions.voiceMoved(session);
+    await draining;
+    await b.waitReady(3000);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+    await sleep(1200); // two lease-watch periods: nothing else moves it
+    expect(moves).toBe(1);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('a moved member hears its old session until the new one has audio (make-before-break on the client)', async () => {
+    const [n0, n1] = await cluster(2);
+    const a = await bot(n1!, 'mbb-a', 'Handover', true);
+    const b = await bot(n1!, 'mbb-b', 'Handover');
+    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    const A = TONES[0];
+    a.startVoice(new ToneSource(A, -20));
+    await sleep(1000);
+    let movedAt = 0;
+    b.signaling.once('voice.moved', () => (movedAt = performance.now()));
+    const at = b.recording().samples.length;
+    await n0!.drain();
+    await b.waitReady(3000);
+    await sleep(1000);
+    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+    const rec = b.recording();
+    // Without a handover the old session stops at the move, and the new one cannot play within
+    // 40 ms of it (its HELLO, the new owner's first mix, its jitter buffer filling). The frame
+    // that was playing at the move may reach 20 ms past it: look at the 20 ms after that.
+    const i = Math.round((movedAt + 20 - rec.startTime) * 48);
+    expect(toneDbfs(rec.samples, A, 48_000, i, 20 * 48), 'tone 20-40 ms after the move').toBeGreaterThan(-40);
+    const gap = longestGapMs(rec.samples, A, at, -40);
+    console.log(`handover: longest gap ${gap} ms`);
+    expect(gap).toBeLessThan(200);
+    expect(medianToneDbfs(rec.samples, A, 500)).toBeGreaterThan(-23);
   });
 
   it('drain hands each channel to the least-loaded other node, not to any live one', async () => {

@@ -293,6 +293,21 @@ describe.each(transportImpls)('RequestChannel contract over $name', (impl) => {
     expect(a.pending).toBe(0);
   });
 
+  it('tells whether a node listens, without sending it anything; a closed node stops listening at once', async () => {
+    const a = await node('a');
+    const b = await node('b');
+    const seen: string[] = [];
+    b.handle((op) => {
+      seen.push(op);
+      return Promise.resolve(null);
+    });
+    expect(await a.reachable('b')).toBe(true);
+    expect(await a.reachable('nobody')).toBe(false);
+    await b.close();
+    expect(await a.reachable('b')).toBe(false);
+    expect(seen).toEqual([]);
+  });
+
   it('answers UNAVAILABLE from a node without a handler', async () => {
     const a = await node('a');
     await node('b');

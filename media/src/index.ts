@@ -6,6 +6,8 @@ export * from './opus-wasm.js';
 export * from './opus-native.js';
 export * from './opus-addon.js';
 export * from './aead-native.js';
+export * from './udp-native.js';
+export * from './udp-batch.js';
 export * from './jitter-buffer.js';
 export * from './frame-playout.js';
 export * from './time-stretch.js';

@@ -47,6 +47,8 @@ export interface PlayoutOptions {
    */
   readonly clock?: 'timer' | 'pull';
   readonly onPlayout?: PlayoutHook;
+  /** Called once, when the first frame of audio (decoded, or rebuilt from FEC) plays. */
+  readonly onAudible?: () => void;
   /** Errors from decoding or the hook (counted either way). */
   readonly onError?: (err: unknown) => void;
 }
@@ -130,6 +132,13 @@ export class Playout {
   private readonly tickOut: Int16Array;
   /** Play silence whatever arrives (self-deafened). */
   deaf = false;
+  /**
+   * Pulled frames go neither to the recording nor to `onPlayout` (a handover: the previous
+   * session's playout is what is heard until this one has audio).
+   */
+  held = false;
+  private audible = false;
+  private readonly onAudible: (() => void) | undefined;
   private readonly s = {
     accepted: 0,
     late: 0,
@@ -154,6 +163,7 @@ export class Playout {
     this.fifoPos = this.frameSamples; // empty
     this.recording = options.recording;
     this.onPlayout = options.onPlayout;
+    this.onAudible = options.onAudible;
     this.onError = options.onError;
     this.ticker =
       (options.clock ?? 'timer') === 'timer'
@@ -165,6 +175,11 @@ export class Playout {
             onError: (err) => this.onError?.(err),
           })
         : null;
+  }
+
+  /** Whether audio (not silence or concealment) has played yet. */
+  get hasPlayedAudio(): boolean {
+    return this.audible;
   }
 
   /** The jitter buffer (its stats and settings). */
@@ -213,6 +228,7 @@ export class Playout {
       this.fifoPos += take;
       i += take;
     }
+    if (this.held) return out.length;
     this.recording?.append(out, out.length, playTime);
     if (this.onPlayout) {
       try {
@@ -228,6 +244,14 @@ export class Playout {
     const kind = this.stream.next(now, this.frame, lateMs);
     if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
     if (this.deaf) this.frame.fill(0);
+    if (!this.audible && (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC)) {
+      this.audible = true;
+      try {
+        this.onAudible?.();
+      } catch (err) {
+        this.onError?.(err);
+      }
+    }
   }
 
   private tick(t: Tick): void {

@@ -65,6 +65,12 @@ export interface VoiceSessionOptions {
   readonly recording?: Recording | null;
   readonly sentLog?: SentLog | null;
   readonly onPlayout?: PlayoutHook;
+  /**
+   * A handover: the playout starts held (nothing recorded or handed to `onPlayout`) and this is
+   * called when its first audio plays; `release()` ends the hold.
+   */
+  readonly onAudible?: () => void;
+  readonly held?: boolean;
   /** The voice path came up: a HELLO_ACK (over UDP, or over the WebSocket), or the switch to the fallback. */
   readonly onReady?: () => void;
   /** Voice moved to another transport (UDP broken -> 'ws', UDP back -> 'udp'). */
@@ -189,8 +195,15 @@ export class VoiceSession {
       ...(o.playoutClock ? { clock: o.playoutClock } : {}),
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
+      ...(o.onAudible ? { onAudible: o.onAudible } : {}),
       onError: (err) => this.problem(err),
     });
+    this.playout.held = o.held ?? false;
+  }
+
+  /** Ends a handover's hold: from the next frame on, this session's playout is what is heard. */
+  release(): void {
+    this.playout.held = false;
   }
 
   /** Opens the transports, says HELLO (UDP) and starts the playout clock. */

@@ -102,6 +102,9 @@ export interface VoiceClientStats {
   session: VoiceSessionStats | null;
 }
 
+/** The longest a replaced session keeps playing while the new one has no audio yet, ms. */
+const HANDOVER_MAX_MS = 1000;
+
 /**
  * A headless voice client: REST log-in, signaling, channel join, and voice over UDP (or the WebSocket)
  * with Opus, an adaptive jitter buffer, a recording of what it played and a log of what it sent.
@@ -119,6 +122,14 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   readonly sentLog: SentLog;
   private readonly rec: Recording | null;
   private session: VoiceSession | null = null;
+  /**
+   * The session a `voice.moved` replaced, still playing what it had buffered until the new one's
+   * first audio (make-before-break), or HANDOVER_MAX_MS. It sends nothing.
+   */
+  private outgoing: VoiceSession | null = null;
+  private outgoingTimer: NodeJS.Timeout | null = null;
+  /** Where `pull()` runs the new session's held playout during a handover (reused). */
+  private pullScratch = new Int16Array(0);
   private currentChannel: Channel | null = null;
   private source: AudioSource | null = null;
   private muted = false;
@@ -257,7 +268,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   /**
    * Starts voice on the binding a resumed `hello` returned. The previous process's mute and deafen
-   * state is replaced by this client's (sent with `voice.state`).
+   * state is replaced by this client's (sent with `voice.state`). A voice session kept through the
+   * reconnect hands over make-before-break, as on `voice.moved`.
    */
   private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
     const seq = ++this.joinSeq;
@@ -265,7 +277,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     const channel = channels.find((c) => c.id === channelId);
     // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
     if (!channel) return;
-    await this.startSession(seq, channel, binding, true);
+    await this.startSession(seq, channel, binding, true, true);
   }
 
   /** True when the current channel is `channel` (an id, or a name compared as resolveChannel does). */
@@ -369,6 +381,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * timer pulls as well. `playTime` (performance.now() ms) is when the first sample plays.
    */
   pull(out: Int16Array, playTime?: number): number {
+    const old = this.outgoing;
+    if (old) {
+      // A handover: the new session's playout runs (held) beside the old one's, which is heard
+      // until the new one has audio; that can happen within this very pull.
+      if (!this.session) return old.pull(out, playTime);
+      if (this.pullScratch.length !== out.length) this.pullScratch = new Int16Array(out.length);
+      this.session.pull(this.pullScratch, playTime);
+      if (this.outgoing === old) return old.pull(out, playTime);
+      out.set(this.pullScratch);
+      return out.length;
+    }
     if (this.session) return this.session.pull(out, playTime);
     out.fill(0);
     return out.length;
@@ -500,10 +523,20 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     channel: Channel,
     binding: VoiceBinding,
     syncState: boolean,
+    handover = false,
   ): Promise<void> {
-    this.endSession(null);
+    if (handover && this.session) {
+      // Make-before-break: the old session stops sending but keeps playing what it holds.
+      const old = this.session;
+      this.session = null;
+      this.lastSessionStats = old.stats();
+      old.stopSending();
+      this.endHandover();
+      this.outgoing = old;
+    } else if (!handover) this.endSession(null);
     const o = this.o;
-    const session = await VoiceSession.open({
+    const held = this.outgoing !== null;
+    const session: VoiceSession = await VoiceSession.open({
       binding,
       transport: o.transport,
       signaling: this.signaling,
@@ -521,6 +554,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
+      ...(held ? { held, onAudible: () => this.endHandover(session) } : {}),
       onReady: () => this.safeEmit('ready', session.transport),
       onTransport: (kind) => this.safeEmit('transport', kind),
       onProblem: (err) => this.safeEmit('problem', err),
@@ -532,6 +566,11 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     }
     this.session = session;
     this.currentChannel = channel;
+    // A channel nobody speaks in never makes the new session audible: the hold ends anyway.
+    if (held) {
+      if (session.playout.hasPlayedAudio) this.endHandover(session);
+      else this.outgoingTimer = setTimeout(() => this.endHandover(session), HANDOVER_MAX_MS);
+    }
     session.muted = this.muted;
     session.deaf = this.deaf;
     if (syncState || this.muted || this.deaf) {
@@ -540,7 +579,21 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.source) session.startSending(this.source);
   }
 
+  /**
+   * Ends a handover (all of it, or only if `to` is the current session): closes the old session
+   * and releases the new one's playout.
+   */
+  private endHandover(to?: VoiceSession): void {
+    if (to !== undefined && to !== this.session) return;
+    if (this.outgoingTimer) clearTimeout(this.outgoingTimer);
+    this.outgoingTimer = null;
+    this.outgoing?.close();
+    this.outgoing = null;
+    this.session?.release();
+  }
+
   private endSession(reason: string | null): void {
+    this.endHandover();
     const s = this.session;
     if (!s) return;
     this.session = null;
@@ -579,7 +632,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       // address and key. Switch at once; the source, recording and controls carry over.
       const channel = this.currentChannel;
       if (!channel || m.channelId !== channel.id || this.closed) return;
-      this.startSession(++this.joinSeq, channel, m.voice, false).catch((err: unknown) =>
+      this.startSession(++this.joinSeq, channel, m.voice, false, true).catch((err: unknown) =>
         this.safeEmit('problem', err),
       );
     });
@@ -622,12 +675,17 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Signaling dropped: reconnect with our token, with back-off, until the server's grace period
    * (from its welcome) runs out. A session the server still has comes back with its channel and a
    * fresh voice binding (protocol README 8.4); one it lost (a restart) is a new session with the same
-   * user: then we join the channel we were in again. Voice stops meanwhile (the binding is void).
+   * user: then we join the channel we were in again.
+   *
+   * Voice over UDP goes on meanwhile: it goes to the channel's mixer, not to the signaling process,
+   * and the server keeps the binding through the grace period (in a cluster, a drained process's
+   * members keep the new owner's binding while they reconnect). Voice carried inside the lost
+   * WebSocket stops.
    */
   private async reconnect(code: number, reason: string): Promise<void> {
     const channelId = this.currentChannel?.id ?? null;
     const seq = ++this.joinSeq;
-    this.endSession(null);
+    if (this.session?.transport !== 'udp') this.endSession(null);
     for (const off of this.detach.splice(0)) off();
     this.safeEmit('reconnecting', code, reason);
     const deadline = performance.now() + Math.max(1000, this.sig.welcome.graceMs);

@@ -42,6 +42,8 @@ export class Session {
   /** Listener-side volume per speaker, percent; absent means 100. */
   readonly volumes = new Map<UserId, number>();
   closed = false;
+  /** The move to a new owner in progress (moves of one session run one after the other). */
+  moving: Promise<void> | null = null;
 
   constructor(
     readonly tokenHash: string,
@@ -463,12 +465,31 @@ export class SessionManager {
   /**
    * The session's channel moved to another node (failover, takeover, drain): a new binding there
    * (fresh key and voice id), pushed to the client, which switches without user action.
+   *
+   * Two callers can ask at once for one move: the drain's push (`member.moved`) and this node's own
+   * lease watch, which may see the lease change first. Moves of a session therefore run one after
+   * the other, and one finding the session already voiced by the lease holder does nothing: a
+   * second rebind would cost the client a second switch, and its reply could even hand over the
+   * key the first one had already replaced.
    */
-  async voiceMoved(s: Session): Promise<void> {
-    if (!s.channelId || s.closed) return;
+  voiceMoved(s: Session): Promise<void> {
+    const next = (s.moving ?? Promise.resolve()).then(() => this.#voiceMoved(s));
+    const settled = next.catch(() => {});
+    s.moving = settled;
+    void settled.then(() => {
+      if (s.moving === settled) s.moving = null;
+    });
+    return next;
+  }
+
+  async #voiceMoved(s: Session): Promise<void> {
+    if (!s.channelId || s.closed || !this.voice) return;
+    if (await this.voice.onOwner(s)) return;
     const channelId = s.channelId;
+    this.ctx.log.debug({ step: 'moved.start', user: s.userId }, 'drain trace');
     await this.#rebind(s, await this.channels.get(channelId));
     if (s.channelId === channelId && s.voice) s.conn?.send({ t: 'voice.moved', channelId, voice: s.voice });
+    this.ctx.log.debug({ step: 'moved.sent', user: s.userId }, 'drain trace');
     await this.#publishMember(s);
   }
 

@@ -23,6 +23,8 @@ export interface VoiceRouter {
   /** Where and how the session sends voice in `channel` (the owner's UDP address and a fresh key). */
   attach(s: Session, channel: StoredChannel): Promise<VoiceBinding>;
   detach(s: Session): Promise<void>;
+  /** Whether `s` (a session of this node) is voiced by the current holder of its channel's lease. */
+  onOwner(s: Session): Promise<boolean>;
   /** Mute, deafen or volumes changed. */
   update(s: Session): Promise<void>;
   channelUpdated(channel: StoredChannel): void;
@@ -125,6 +127,10 @@ export class ChannelRouter implements VoiceRouter {
   statsDropped = 0;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
+  /** Owner nodes found not listening: in how many consecutive watch periods, up to which. */
+  readonly #unreachable = new Map<string, { strikes: number; round: number }>();
+  /** Watch periods run so far. */
+  #round = 0;
 
   constructor(
     private readonly ctx: AppContext,
@@ -153,6 +159,7 @@ export class ChannelRouter implements VoiceRouter {
   async #followOwners(): Promise<void> {
     if (this.#watching || this.#closed || this.#placed.size === 0) return;
     this.#watching = true;
+    this.#round++;
     try {
       const byChannel = new Map<ChannelId, { owner: string; sessions: Session[] }>();
       for (const [s, owner] of this.#placed) {
@@ -161,9 +168,24 @@ export class ChannelRouter implements VoiceRouter {
         if (e) e.sessions.push(s);
         else byChannel.set(s.channelId, { owner, sessions: [s] });
       }
+      // Whether each owner listens for requests: one check per owner node per period.
+      const alive = new Map<string, Promise<boolean>>();
       for (const [id, e] of byChannel) {
         const holder = await this.routing.leases.holder(resourceOf(id));
-        if (holder?.nodeId === e.owner) continue;
+        if (holder?.nodeId === e.owner) {
+          let up = alive.get(e.owner);
+          if (!up) alive.set(e.owner, (up = this.#ownerUp(e.owner)));
+          if (await up) continue;
+          // Dead (no subscription, twice in a row): its lease would live on for up to its TTL.
+          // Break that exact grant (compare-and-delete on node and token), so the channel is
+          // placed anew now; an owner that was only cut off learns it was superseded at its next
+          // renewal, as after an expiry.
+          const broken = await this.routing.leases.release(resourceOf(id), holder);
+          this.ctx.log.warn(
+            { channel: id, owner: e.owner, fence: holder.token, broken },
+            'channel owner unreachable: breaking its lease',
+          );
+        }
         // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
         // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
         if (!holder) {
@@ -176,13 +198,34 @@ export class ChannelRouter implements VoiceRouter {
           { channel: id, was: e.owner, now: holder?.nodeId ?? null },
           'channel owner changed: moving its members',
         );
-        for (const s of e.sessions) await this.#move(s);
+        // All at once: one after the other, the last of a channel's many members here would wait
+        // for every other one's rebind (moves of one session are serialized by the session layer).
+        await Promise.all(e.sessions.map((s) => this.#move(s)));
       }
     } catch (err) {
       this.ctx.log.warn({ err }, 'checking channel owners failed; retrying next period');
     } finally {
       this.#watching = false;
     }
+  }
+
+  /**
+   * Whether `owner` is up, as a failure detector: down only when found not listening in two
+   * consecutive watch periods, so a subscription that is only reconnecting (a Redis restart) does
+   * not count. Misses are kept per node until it is up again (bounded by the node count; cleared
+   * past 256 entries).
+   */
+  async #ownerUp(owner: string): Promise<boolean> {
+    const up = await this.routing.requests.reachable(owner);
+    if (up) {
+      this.#unreachable.delete(owner);
+      return true;
+    }
+    const last = this.#unreachable.get(owner);
+    const strikes = last?.round === this.#round - 1 ? last.strikes + 1 : 1;
+    if (this.#unreachable.size >= 256) this.#unreachable.clear();
+    this.#unreachable.set(owner, { strikes, round: this.#round });
+    return strikes < 2;
   }
 
   async #move(s: Session): Promise<void> {
@@ -462,6 +505,15 @@ export class ChannelRouter implements VoiceRouter {
     await this.#leaveRemote(s);
   }
 
+  async onOwner(s: Session): Promise<boolean> {
+    const id = s.channelId;
+    if (id === null) return false;
+    // Unknown (Redis unreachable) counts as not: the move goes ahead, as it would have.
+    const holder = await this.routing.leases.holder(resourceOf(id)).catch(() => null);
+    if (!holder) return false;
+    return holder.nodeId === this.#me ? this.#attached.get(s) === id : this.#placed.get(s) === holder.nodeId;
+  }
+
   async update(s: Session): Promise<void> {
     const owner = this.#placed.get(s);
     if (owner === undefined) {
@@ -567,6 +619,7 @@ export class ChannelRouter implements VoiceRouter {
         shadow.remoteNode = from;
         shadow.restore(a.record);
         const binding = this.#attachHere(shadow, a.channel);
+        this.ctx.log.debug({ step: 'voice.attach', user: a.record.userId }, 'drain trace');
         if (!binding) {
           this.#shadows.delete(a.record.userId);
           throw new ProtocolError('UNAVAILABLE', `node ${this.#me} does not own ${a.channel.id}`);
@@ -579,6 +632,7 @@ export class ChannelRouter implements VoiceRouter {
         if (shadow) {
           this.#shadows.delete(userId);
           this.#detachHere(shadow);
+          this.ctx.log.debug({ step: 'voice.detach', user: userId }, 'drain trace');
         }
         return null;
       }
@@ -616,6 +670,7 @@ export class ChannelRouter implements VoiceRouter {
    */
   async drain(timeoutMs = 5_000): Promise<void> {
     this.#draining = true;
+    this.ctx.log.debug({ step: 'drain.start' }, 'drain trace');
     await this.announce().catch(() => {});
     const deadline = this.ctx.now() + timeoutMs;
     const moving: Session[] = [];
@@ -627,14 +682,22 @@ export class ChannelRouter implements VoiceRouter {
       }
       this.#owned.delete(id);
       await o.keeper.release();
+      this.ctx.log.debug({ step: 'drain.released', channel: id }, 'drain trace');
       await this.routing.requests
         .request(target, 'channel.take', { channelId: id })
         .catch((err: unknown) =>
           this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
         );
+      this.ctx.log.debug({ step: 'drain.taken', channel: id, target }, 'drain trace');
       const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
       moving.push(...members);
-      await Promise.all(members.map((s) => this.#move(s)));
+      await Promise.all(
+        members.map((s) =>
+          this.#move(s).then(() =>
+            this.ctx.log.debug({ step: 'drain.moved', user: s.userId }, 'drain trace'),
+          ),
+        ),
+      );
       this.ctx.log.info(
         { channel: id, to: target, members: members.length },
         'draining: channel handed over',

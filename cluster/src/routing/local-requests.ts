@@ -24,6 +24,10 @@ export class LocalRequestTransport implements RequestTransport {
     return Promise.resolve(true);
   }
 
+  listening(to: string): Promise<boolean> {
+    return Promise.resolve(!this.#closed && this.hub.receivers.has(to));
+  }
+
   receive(onFrame: (frame: RequestFrame) => void): void {
     if (this.hub.receivers.has(this.nodeId)) throw new TypeError(`node ${this.nodeId} already receives here`);
     this.hub.receivers.set(this.nodeId, onFrame);

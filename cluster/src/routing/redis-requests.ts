@@ -43,6 +43,13 @@ export class RedisRequestTransport implements RequestTransport {
     this.#onFrame = onFrame;
   }
 
+  async listening(to: string): Promise<boolean> {
+    if (this.#closed) return false;
+    // PUBSUB NUMSUB answers [channel, count]: one command, nothing delivered to the node.
+    const r = (await this.pub.pubsub('NUMSUB', `${this.prefix}req:${to}`)) as [string, number];
+    return Number(r[1]) > 0;
+  }
+
   readonly #onMessage = (channel: Buffer, message: Buffer): void => {
     if (this.#closed || !channel.equals(this.#channel)) return;
     let frame: unknown;

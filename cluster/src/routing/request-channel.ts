@@ -13,6 +13,8 @@ export interface RequestTransport {
   send(to: string, frame: RequestFrame): Promise<boolean>;
   /** Sets the receiver of frames addressed to this node. */
   receive(onFrame: (frame: RequestFrame) => void): void;
+  /** Whether a receiver of `to` is listening now (sends nothing to it). */
+  listening(to: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,11 @@ export class TransportRequestChannel implements RequestChannel {
           this.#settle(id, new RequestError('UNREACHABLE', `${op} to ${to}: ${(err as Error).message}`)),
       );
     });
+  }
+
+  reachable(nodeId: string): Promise<boolean> {
+    if (this.#closed) return Promise.reject(new RequestError('CLOSED', 'the request channel is closed'));
+    return this.#transport.listening(nodeId);
   }
 
   handle(handler: RequestHandler): () => void {

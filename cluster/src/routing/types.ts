@@ -79,6 +79,12 @@ export interface RequestChannel {
   readonly nodeId: string;
   /** Sends `op(args)` to `to` and resolves with its handler's result. Rejects with RequestError. */
   request(to: string, op: string, args: unknown, timeoutMs?: number): Promise<unknown>;
+  /**
+   * Whether node `nodeId` listens for requests now. Over Redis its subscription ends with its
+   * connection, so a process that died is seen at once, long before its leases or registry entry
+   * expire.
+   */
+  reachable(nodeId: string): Promise<boolean>;
   /** Sets this node's handler (one per node); returns a function that removes it. */
   handle(handler: RequestHandler): () => void;
   close(): Promise<void>;

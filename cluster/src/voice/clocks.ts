@@ -12,6 +12,8 @@ export class ChannelClocks {
   constructor(
     private readonly clock: Config['clock'],
     private readonly log: Logger,
+    /** Called after each tick's channels have run (see TickScheduler's `afterRun`). */
+    private readonly afterTick: (() => void) | null = null,
   ) {}
 
   /** Gives `task` a phase on the clock for `frameMs`; returns its handle and the clock's slot size. */
@@ -24,7 +26,13 @@ export class ChannelClocks {
     let s = this.#schedulers.get(frameMs);
     if (!s) {
       const { slots, wake } = this.clock;
-      s = new TickScheduler(frameMs, slots, (err) => this.log.error({ err }, 'tick scheduler failed'), wake);
+      s = new TickScheduler(
+        frameMs,
+        slots,
+        (err) => this.log.error({ err }, 'tick scheduler failed'),
+        wake,
+        this.afterTick,
+      );
       this.#schedulers.set(frameMs, s);
     }
     return s;

@@ -26,6 +26,56 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/** Reasons an outgoing voice packet is lost; each is a label of voice_send_errors_total. */
+export const SEND_ERROR_REASONS = [
+  /** EAGAIN: the UDP socket's send buffer is full. */
+  'would_block',
+  /** ENOBUFS: an output queue is full. */
+  'no_buffers',
+  /** EPERM / EACCES: refused by a firewall rule (or a broadcast address). */
+  'not_permitted',
+  /** Longer than a voice packet may be, or EMSGSIZE. */
+  'too_long',
+  /** EINVAL, EADDRNOTAVAIL, ENETUNREACH, EHOSTUNREACH, ...: that destination cannot be reached. */
+  'bad_address',
+  /** node:dgram path: every send slot still in flight. */
+  'slots_full',
+  /** The socket closed under the send. */
+  'socket_closed',
+  /** WebSocket fallback: the connection is gone or its send buffer is over its bound. */
+  'ws_backpressure',
+  'other',
+] as const;
+export type SendErrorReason = (typeof SEND_ERROR_REASONS)[number];
+
+/** The send error reason of an errno code (node:dgram's `err.code`). */
+export function sendErrorReason(code: string | undefined): SendErrorReason {
+  switch (code) {
+    case 'EAGAIN':
+    case 'EWOULDBLOCK':
+      return 'would_block';
+    case 'ENOBUFS':
+      return 'no_buffers';
+    case 'EPERM':
+    case 'EACCES':
+      return 'not_permitted';
+    case 'EMSGSIZE':
+      return 'too_long';
+    case 'EINVAL':
+    case 'EDESTADDRREQ':
+    case 'EADDRNOTAVAIL':
+    case 'ENETUNREACH':
+    case 'EHOSTUNREACH':
+    case 'EAFNOSUPPORT':
+      return 'bad_address';
+    case 'ERR_SOCKET_DGRAM_NOT_RUNNING':
+    case 'EBADF':
+      return 'socket_closed';
+    default:
+      return 'other';
+  }
+}
+
 /**
  * Plain numeric counters for the packet path: incrementing a number costs nothing, and the metrics
  * registry reads them when scraped (prom-client label lookups per packet would not be free).
@@ -40,9 +90,21 @@ export class VoiceCounters {
   realigns = 0;
   /** Timing advances sent to members (`voice.advance`): move your send phase to the tick. */
   advances = 0;
+  /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */
+  udpBatches = 0;
+  /** Outgoing packets lost, all reasons (the sum of `sendErrorsBy`). */
   sendErrors = 0;
+  readonly sendErrorsBy: Record<SendErrorReason, number> = Object.fromEntries(
+    SEND_ERROR_REASONS.map((r) => [r, 0]),
+  ) as Record<SendErrorReason, number>;
   readonly drops: Record<DropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
     DropReason,
     number
   >;
+
+  /** Counts `n` outgoing packets lost for `reason`. */
+  sendFailed(reason: SendErrorReason, n = 1): void {
+    this.sendErrors += n;
+    this.sendErrorsBy[reason] += n;
+  }
 }

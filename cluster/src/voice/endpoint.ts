@@ -21,6 +21,8 @@ export class VoiceEndpoint {
   /** Transport of the latest authenticated packet: where mixes go. */
   transport: Transport = 'none';
   udpAddress = '';
+  /** `udpAddress` as a u32 (parseIPv4), for the batched egress; -1 while there is none. */
+  udpAddress32 = -1;
   udpPort = 0;
   /** Upstream loss snapshot for the 2 s stats window. */
   statsReceived = 0;

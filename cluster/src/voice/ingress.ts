@@ -8,6 +8,7 @@ import {
   writeAckBody,
   type VoiceHeader,
 } from '@voice/protocol';
+import { parseIPv4 } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { VoiceAuth } from './auth.js';
 import type { VoiceCounters } from './counters.js';
@@ -52,6 +53,7 @@ export class VoiceIngress {
     } else if (!fromRegistered || ep.transport !== 'udp') {
       if (ep.udpAddress !== '' && !fromRegistered) c.rebinds++;
       ep.udpAddress = address;
+      ep.udpAddress32 = parseIPv4(address);
       ep.udpPort = port;
       this.transports.setTransport(ep, 'udp');
     }

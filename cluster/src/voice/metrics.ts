@@ -95,6 +95,18 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
         this.inc(read());
       },
     });
+  /** A counter labelled by reason, read from a record of plain counts (reasons at 0 are left out). */
+  const byReason = (name: string, help: string, counts: Readonly<Record<string, number>>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(counts)) if (n > 0) this.inc({ reason }, n);
+      },
+    });
   counter(
     'voice_udp_packets_in_total',
     'Voice packets received (UDP and WebSocket fallback)',
@@ -114,20 +126,16 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     () => c.advances,
   );
   counter(
-    'voice_send_errors_total',
-    'Voice sends that failed or were dropped by backpressure',
-    () => c.sendErrors,
+    'voice_udp_send_batches_total',
+    'Batches of voice UDP packets sent with sendmmsg (one system call per 128 packets)',
+    () => c.udpBatches,
   );
-  new Counter({
-    name: 'voice_packets_dropped_total',
-    help: 'Incoming voice packets dropped, by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(c.drops)) if (n > 0) this.inc({ reason }, n);
-    },
-  });
+  byReason(
+    'voice_send_errors_total',
+    'Outgoing voice packets lost (send failed or dropped by backpressure), by reason',
+    c.sendErrorsBy,
+  );
+  byReason('voice_packets_dropped_total', 'Incoming voice packets dropped, by reason', c.drops);
   const perChannel = (name: string, help: string, read: (s: ChannelFigures) => number) =>
     new Gauge({
       name,

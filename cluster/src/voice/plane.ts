@@ -1,6 +1,6 @@
 import { start, stop } from 'nact';
 import type { AeadBackend, ChannelId, VoiceBinding } from '@voice/protocol';
-import type { OpusFactory } from '@voice/media';
+import type { OpusFactory, VoiceUdpAddon } from '@voice/media';
 import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
 import type { VoicePlane } from '../app/voice-plane.js';
@@ -12,6 +12,8 @@ import { ChannelActor } from './channel-actor.js';
 import type { ChannelIo } from './channel.js';
 import { ChannelClocks } from './clocks.js';
 import { VoiceCounters } from './counters.js';
+import { BatchEgress } from './egress-batch.js';
+import { DgramEgress } from './egress-dgram.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { VoiceIngress } from './ingress.js';
 import type { ChannelFigures, VoiceFigures } from './metrics.js';
@@ -39,6 +41,11 @@ export interface VoicePlaneOptions {
   report?: ((where: string, err: unknown) => void) | undefined;
   /** Bounds on authentication work for packets from foreign addresses (defaults suit a node). */
   foreignBudgets?: Partial<ForeignBudgets> | undefined;
+  /**
+   * Batched UDP send (sendmmsg, media/native/voice_udp.c) when given and the socket's descriptor
+   * can be had (Linux); null or absent: one node:dgram send per packet.
+   */
+  udpAddon?: VoiceUdpAddon | null | undefined;
 }
 
 /**
@@ -79,9 +86,16 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       (msg, address, port) => this.#receive(msg, address, port),
       (err) => log.error({ err }, 'voice UDP socket error'),
     );
-    this.#transports = new VoiceTransports(this.#socket, o.sessions, this.counters, log);
+    this.#transports = new VoiceTransports(o.sessions, this.counters, log);
     this.#ingress = new VoiceIngress(this.#auth, this.#transports, this.counters);
-    this.#clocks = new ChannelClocks(o.ctx.config.clock, log);
+    // Each tick's packets leave together once its channels have run (one sendmmsg call).
+    this.#clocks = new ChannelClocks(o.ctx.config.clock, log, () => {
+      try {
+        this.#transports.flush();
+      } catch (err) {
+        this.#report('voice_send', err);
+      }
+    });
     this.#io = {
       counters: this.counters,
       send: (ep, packet, length) => this.#transports.send(ep, packet, length),
@@ -115,6 +129,13 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     const plane = new ServerVoicePlane(o);
     try {
       await plane.#socket.bind(o.host, o.port);
+      // The descriptor is known once bound: batched sends leave from the same socket and port.
+      const fd = plane.#socket.descriptor;
+      plane.#transports.useUdp(
+        o.udpAddon && fd !== null
+          ? new BatchEgress(o.udpAddon, fd, plane.counters, (err) => plane.#report('voice_send', err))
+          : new DgramEgress(plane.#socket, plane.counters),
+      );
     } catch (err) {
       await plane.close();
       throw err;
@@ -225,6 +246,11 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       ticksSkipped: ch.ticksSkipped,
       lateness: ch.lateness,
     }));
+  }
+
+  /** How UDP packets leave: `sendmmsg` (batched, native) or `dgram`. */
+  get udpEgress(): 'sendmmsg' | 'dgram' | null {
+    return this.#transports.udpEgress;
   }
 
   tickLatenessP99Ms(): number {

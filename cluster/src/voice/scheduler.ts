@@ -32,6 +32,12 @@ export class TickScheduler {
     private readonly onError: (err: unknown) => void = () => {},
     /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
     private readonly wake: TickerWake = 'timer',
+    /**
+     * Runs once the tasks due at a wake-up have done their work: the voice plane sends the
+     * tick's batched packets there. Tasks that defer their work with setImmediate (nact runs each
+     * dispatched message in its own) queue it before this, so it runs after them.
+     */
+    private readonly afterRun: (() => void) | null = null,
   ) {
     if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
@@ -152,6 +158,7 @@ export class TickScheduler {
       const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
       for (let i = 0; i < slot.length; i++) slot[i]!.due(dueAt);
     }
+    if (this.afterRun) setImmediate(this.afterRun);
   }
 
   /** The clock's own wake-up lateness (not the channels'), p50 and p99, ms. */

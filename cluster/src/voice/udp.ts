@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns';
 import { isIPv4 } from 'node:net';
+import { dgramDescriptor } from '@voice/media';
 
 /** What the UDP socket hands each datagram to. */
 export type DatagramHandler = (msg: Buffer, address: string, port: number) => void;
@@ -13,6 +14,11 @@ export class VoiceSocket {
   readonly #socket: Socket;
   #closed = false;
   port = 0;
+  /**
+   * The bound socket's descriptor (Linux), for batched sends with sendmmsg from the same socket
+   * and port; null where Node does not expose it (then every send goes through dgram).
+   */
+  descriptor: number | null = null;
 
   constructor(onDatagram: DatagramHandler, onError: (err: Error) => void) {
     this.#socket = createSocket({
@@ -48,6 +54,7 @@ export class VoiceSocket {
       });
     });
     this.port = this.#socket.address().port;
+    this.descriptor = dgramDescriptor(this.#socket);
   }
 
   get closed(): boolean {

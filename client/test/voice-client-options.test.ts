@@ -38,6 +38,7 @@ describe('VoiceClient options', () => {
     ['an empty token', { token: '' }, /token/],
     ['an unknown transport', { transport: 'tcp' }, /transport/],
     ['a timeStretch that is not a boolean', { timeStretch: 'yes' }, /timeStretch/],
+    ['a timingAdvance that is not a boolean', { timingAdvance: 1 }, /timingAdvance/],
     ['codec settings that are not an object', { voice: 10 }, /voice/],
     [
       'udpTarget with the ws transport',

@@ -76,6 +76,11 @@ export const ConfigSchema = z
         slots: z.number().int().min(1).max(20).default(16),
         wake: z.enum(['thread', 'timer']).default('thread'),
         tickBudget: z.number().gt(0).max(1).default(0.1),
+        /**
+         * Timing advance: tell each sending member (`voice.advance`) how to move the instant it
+         * cuts frames so its packets arrive just before the channel's tick (two or more speakers).
+         */
+        advance: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

@@ -3,7 +3,7 @@ import { Histogram, type HistogramSnapshot } from './histogram.js';
 
 /** Passed to `onTick`. The same object is reused for every tick: copy what you keep. */
 export interface Tick {
-  /** Tick number k; it was due at start + (k + 1) * period. Skipped ticks' numbers are not seen. */
+  /** Tick number k; it was due at start + (k + 1) * period (+ the `shift()`s). Skipped ticks' numbers are not seen. */
   index: number;
   /** When it was due, ms since `start()` (hrtime-based). */
   dueMs: number;
@@ -72,6 +72,8 @@ export class Ticker {
   private readonly tick: Tick = { index: 0, dueMs: 0, latenessMs: 0, skipped: 0 };
   private readonly lateness = new Histogram({ bucketWidth: 0.02, buckets: 5000 });
   private origin = 0;
+  /** Sum of the `shift()`s: tick k is due at (k + 1) * period + offset after start. */
+  private offset = 0;
   /** First tick index not fired yet. */
   private k = 0;
   /** Ticks jumped over and not yet reported (the next fired tick carries them). */
@@ -195,6 +197,25 @@ export class Ticker {
     this.lateness.reset();
   }
 
+  /**
+   * Moves every later tick by `ms` (negative: earlier), less than one period either way: a sender
+   * changes the phase at which it cuts frames (a timing advance) without a gap in tick indices. A
+   * tick moved into the past fires at once. Only with the `timer` wake (the metronome thread keeps
+   * its own grid).
+   */
+  shift(ms: number): void {
+    if (!Number.isFinite(ms) || Math.abs(ms) >= this.periodMs)
+      throw new TypeError(`shift must be a finite number of ms within one period (${this.periodMs})`);
+    if (this.wakeBy !== 'timer') throw new TypeError('shift needs wake "timer"');
+    this.offset += ms;
+    if (this.state === 'running' && this.timer !== null) {
+      // The armed timer aims at the old due time: aim again.
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.poll();
+    }
+  }
+
   private elapsedMs(): number {
     return this.clock() - this.origin;
   }
@@ -226,15 +247,15 @@ export class Ticker {
     // Idle phases are passed over without firing; `this.k` moves only when a tick fires, so a
     // phase that becomes active meanwhile is still found.
     let k = this.nextActive(this.k);
-    let due = (k + 1) * this.periodMs;
+    let due = (k + 1) * this.periodMs + this.offset;
     if (now - due > this.maxLate * this.periodMs) {
       // Jump to the most recent due tick instead of bursting through the missed ones.
-      const latest = Math.floor(now / this.periodMs) - 1;
+      const latest = Math.floor((now - this.offset) / this.periodMs) - 1;
       this.pendingSkipped += latest - this.k;
       this.nSkipped += latest - this.k;
       this.k = latest;
       k = this.nextActive(latest);
-      due = (k + 1) * this.periodMs;
+      due = (k + 1) * this.periodMs + this.offset;
     }
     const wait = due - now;
     // A beat can land a few microseconds early (two threads reading the clock): that is on time.

@@ -90,6 +90,40 @@ describe('Ticker', () => {
     expect(n).toBe(count);
   });
 
+  it('shift() moves every later tick by the shift, later or earlier, without skipping an index', async () => {
+    const fired: { index: number; dueMs: number; at: number }[] = [];
+    const ticker = new Ticker({
+      periodMs: 20,
+      onTick: (t: Tick) => fired.push({ index: t.index, dueMs: t.dueMs, at: performance.now() }),
+    });
+    const t0 = performance.now();
+    ticker.start();
+    await sleep(110); // ticks 0-4 fire (due 20..100 ms)
+    const firstLate = fired.length;
+    ticker.shift(7);
+    await sleep(100);
+    const firstEarly = fired.length;
+    ticker.shift(-12);
+    await sleep(100);
+    ticker.close();
+    fired.forEach((f, i) => expect(f.index).toBe(i));
+    expect(firstLate).toBeGreaterThan(2);
+    expect(firstEarly).toBeGreaterThan(firstLate + 2);
+    expect(fired.length).toBeGreaterThan(firstEarly + 2);
+    // Due times: on the grid, then 7 ms later, then 5 ms earlier than the grid.
+    for (const [i, f] of fired.entries()) {
+      const shift = i < firstLate ? 0 : i < firstEarly ? 7 : -5;
+      expect(f.dueMs).toBeCloseTo((i + 1) * 20 + shift, 9);
+      // And when they fired: never before due (the start time is read just before start()).
+      expect(f.at - t0).toBeGreaterThanOrEqual(f.dueMs - 0.5);
+    }
+    expect(() => ticker.shift(20)).toThrow(TypeError);
+    expect(() => ticker.shift(Number.NaN)).toThrow(TypeError);
+    const threaded = new Ticker({ periodMs: 20, wake: 'thread', onTick: () => undefined });
+    expect(() => threaded.shift(1)).toThrow(TypeError);
+    threaded.close();
+  });
+
   it('validates its period', () => {
     expect(() => new Ticker({ periodMs: 0, onTick: () => undefined })).toThrow(TypeError);
   });

@@ -189,6 +189,24 @@ export interface Welcome {
   graceMs: number;
 }
 
+/** Largest |shiftUs| of a `voice.advance`: under one frame of the longest frame size (20 ms). */
+export const MAX_ADVANCE_US = 19_999;
+
+/**
+ * Timing advance (server to client, no reply): send every later AUDIO packet `shiftUs`
+ * microseconds later (negative: earlier) than you would have, on your own clock, so that your
+ * packets reach the mixer just before its tick. Relative to your current schedule; `seq` counts
+ * the advances of one binding from 1 (apply each `seq` once). Timestamps do not change: they count
+ * samples, the advance moves send time. See protocol/README.md section 8.7.
+ */
+export const VoiceAdvance = z.object({
+  t: z.literal('voice.advance'),
+  channelId: ChannelIdSchema,
+  seq: z.number().int().min(1).max(0xffff_ffff),
+  shiftUs: z.number().int().min(-MAX_ADVANCE_US).max(MAX_ADVANCE_US),
+});
+export type VoiceAdvance = z.infer<typeof VoiceAdvance>;
+
 export type LeaveReason = 'leave' | 'disconnect' | 'timeout' | 'deleted' | 'moved';
 
 /** Server-to-client messages. */
@@ -205,6 +223,7 @@ export type ServerMessage =
   | { t: 'stats'; stats: ConnectionStats }
   | { t: 'voice.moved'; channelId: ChannelId; voice: VoiceBinding }
   | { t: 'voice.redirect'; channelId: ChannelId; url: string }
+  | VoiceAdvance
   | { t: 'voice'; p: Uint8Array }
   | { t: 'bye'; code: ErrorCode; message: string };
 

@@ -5,9 +5,11 @@ import {
   CLIENT_MESSAGE_TYPES,
   ERROR_CODES,
   ERROR_CODE_LIST,
+  MAX_ADVANCE_US,
   MAX_FRAME_BYTES,
   ProtocolError,
   SUPPORTED_VERSIONS,
+  VoiceAdvance,
   decodeClientMessage,
   decodeRaw,
   decodeServerMessage,
@@ -255,6 +257,45 @@ describe('server messages', () => {
         expect(typeof decodeServerMessage(b).ok).toBe('boolean');
       }),
       { numRuns: 1000 },
+    );
+  });
+});
+
+describe('voice.advance', () => {
+  const channelId = SERVER_SAMPLES['voice.advance'].channelId;
+
+  it('any valid advance round-trips and validates; the shift stays under one 20 ms frame', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 0xffff_ffff }),
+        fc.integer({ min: -MAX_ADVANCE_US, max: MAX_ADVANCE_US }),
+        (seq, shiftUs) => {
+          const msg = { t: 'voice.advance' as const, channelId, seq, shiftUs };
+          const r = decodeServerMessage(encodeMessage(msg));
+          expect(r.ok && VoiceAdvance.parse(r.value)).toEqual(msg);
+        },
+      ),
+    );
+    expect(MAX_ADVANCE_US).toBeLessThan(20_000);
+  });
+
+  it('refuses a shift of a frame or more, a fractional or missing shift, and a seq outside 1..2^32-1', () => {
+    const ok = { t: 'voice.advance', channelId, seq: 1, shiftUs: 0 };
+    expect(VoiceAdvance.safeParse(ok).success).toBe(true);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.record({ shiftUs: fc.oneof(fc.integer({ min: 20_000 }), fc.integer({ max: -20_000 })) }),
+          fc.record({ shiftUs: fc.double({ noInteger: true }) }),
+          fc.record({ shiftUs: fc.constant(undefined) }),
+          fc.record({ seq: fc.oneof(fc.integer({ max: 0 }), fc.constantFrom(2 ** 32, 2 ** 40)) }),
+          fc.record({ channelId: fc.string({ maxLength: 20 }) }),
+        ),
+        (patch) => {
+          const r = decodeServerMessage(raw({ ...ok, ...patch }));
+          expect(r.ok && VoiceAdvance.safeParse(r.value).success).toBe(false);
+        },
+      ),
     );
   });
 });

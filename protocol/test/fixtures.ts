@@ -130,5 +130,6 @@ export const SERVER_SAMPLES: { [T in ServerMessageType]: ServerEvent<T> } = {
   voice: { t: 'voice', p: Uint8Array.from([0x56, 1, 1, 0]) },
   'voice.moved': { t: 'voice.moved', channelId: CHANNEL_ID, voice: { ...BINDING, udpPort: 50_002 } },
   'voice.redirect': { t: 'voice.redirect', channelId: CHANNEL_ID, url: 'ws://10.0.0.2:8080/ws' },
+  'voice.advance': { t: 'voice.advance', channelId: CHANNEL_ID, seq: 3, shiftUs: -1_250 },
   bye: { t: 'bye', code: 'SESSION_REPLACED', message: 'resumed elsewhere' },
 };

@@ -53,6 +53,12 @@ export interface VoiceClientOptions {
    * `VoiceClient.pull()` (see client/README.md).
    */
   playoutClock?: 'timer' | 'pull';
+  /**
+   * Apply the server's timing advances (`voice.advance`): shift the send schedule so packets reach
+   * the mixer just before its tick (default true). False ignores them (the server keeps working,
+   * with up to a frame more delay for this sender when others speak too).
+   */
+  timingAdvance?: boolean;
   /** Keep the played-out audio (default true). */
   record?: boolean;
   /**
@@ -175,6 +181,8 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
     fail('timeStretch must be a boolean');
+  if (o.timingAdvance !== undefined && typeof o.timingAdvance !== 'boolean')
+    fail('timingAdvance must be a boolean');
   if (o.voice !== undefined && (typeof o.voice !== 'object' || o.voice === null))
     fail('voice must be an object of codec settings');
   if (o.playoutClock !== undefined && o.playoutClock !== 'timer' && o.playoutClock !== 'pull')

@@ -34,6 +34,11 @@ export interface SenderStats {
   dropped: number;
   /** Ticks the clock skipped because the event loop was late (a gap in timestamps). */
   skippedTicks: number;
+  /** Timing advances applied (`voice.advance`), and their sum, ms (positive: later). */
+  advances: number;
+  advancedMs: number;
+  /** Timing advances not applied: a clocked source (a device) cuts frames when it delivers them. */
+  advancesIgnored: number;
 }
 
 /**
@@ -61,6 +66,9 @@ export class Sender {
     mutedFrames: 0,
     dropped: 0,
     skippedTicks: 0,
+    advances: 0,
+    advancedMs: 0,
+    advancesIgnored: 0,
   };
 
   constructor(private readonly o: SenderOptions) {
@@ -93,6 +101,28 @@ export class Sender {
     if (isClockedSource(src)) {
       src.attach(this.frameSamples, (pcm, captureTime, active) => this.deliver(pcm, captureTime, active));
     } else this.ticker.start();
+  }
+
+  /**
+   * A timing advance: every later frame is cut and sent `ms` later (negative: earlier), taken
+   * modulo one frame. Timestamps do not move (they count samples; this moves send time only), so
+   * the receiver sees no gap. A timer-driven source reads the same audio whenever it is asked, so
+   * the shift costs nothing. A clocked source (a device) delivers frames on its own period: not
+   * applied there (counted in `advancesIgnored`); returns whether it was applied.
+   */
+  advance(ms: number): boolean {
+    if (!Number.isFinite(ms)) throw new TypeError('advance must be a finite number of ms');
+    if (this.closed) return false;
+    if (isClockedSource(this.o.source)) {
+      this.s.advancesIgnored++;
+      return false;
+    }
+    const shift = ms % this.o.frameMs;
+    if (shift === 0) return true;
+    this.ticker.shift(shift);
+    this.s.advances++;
+    this.s.advancedMs += shift;
+    return true;
   }
 
   private tick(t: Tick): void {

@@ -125,6 +125,8 @@ export class VoiceSession {
   /** Unwrapped timestamp of the next frame a sender starts with. */
   private nextTs = 0;
   private readonly epoch = performance.now();
+  /** Newest `voice.advance` seq applied under this binding. */
+  private advanceSeq = 0;
   private udp: UdpTransport | null = null;
   private ws: WsTransport | null = null;
   private sender: Sender | null = null;
@@ -311,6 +313,16 @@ export class VoiceSession {
 
   get sending(): boolean {
     return this.sender !== null;
+  }
+
+  /**
+   * A timing advance from the server (`voice.advance`, numbered per binding): see Sender.advance.
+   * Each `seq` applies once (a repeat or an older one is ignored). False when not applied.
+   */
+  advance(seq: number, ms: number): boolean {
+    if (seq <= this.advanceSeq) return false;
+    this.advanceSeq = seq;
+    return this.sender?.advance(ms) ?? false;
   }
 
   set deaf(v: boolean) {

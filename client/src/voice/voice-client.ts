@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import {
   ID_PATTERN,
+  VoiceAdvance,
   asChannelId,
   type Channel,
   type ChannelId,
@@ -641,6 +642,13 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     });
     on('stats', (m: ServerEvent<'stats'>) => {
       this.serverStats = m.stats;
+    });
+    on('voice.advance', (m: unknown) => {
+      // The server is trusted but checked: a shift out of range must not move the send clock.
+      const a = VoiceAdvance.safeParse(m);
+      if (!a.success || a.data.channelId !== this.currentChannel?.id || this.o.timingAdvance === false)
+        return;
+      this.session?.advance(a.data.seq, a.data.shiftUs / 1000);
     });
     // Why the server said goodbye, if it did. UNAVAILABLE (shutting down, e.g. a restart) is worth
     // coming back for, and so is 4004 (we fell behind reading, e.g. a stalled network); anything

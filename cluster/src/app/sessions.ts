@@ -10,6 +10,7 @@ import {
   type ServerMessage,
   type Transport,
   type UserId,
+  type VoiceAdvance,
   type VoiceBinding,
   type Welcome,
 } from '@voice/protocol';
@@ -18,7 +19,7 @@ import { hashToken } from '../state/passwords.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
-import type { VoiceRouter } from './voice-router.js';
+import type { StatsItem, VoiceRouter } from './voice-router.js';
 
 /** One logged-in user on this node: outlives its connection by the grace period. */
 export class Session {
@@ -508,9 +509,19 @@ export class SessionManager {
     else s.conn?.send({ t: 'stats', stats });
   }
 
-  /** Figures relayed by the channel's owner for sessions of this node. */
-  deliverStats(items: readonly { userId: UserId; stats: ConnectionStats }[]): void {
-    for (const { userId, stats } of items) this.#byUser.get(userId)?.conn?.send({ t: 'stats', stats });
+  /** A timing advance from the voice plane: to the member's connection, or relayed as `sendStats`. */
+  sendAdvance(s: Session, advance: VoiceAdvance): void {
+    if (s.remoteNode !== null) this.voice?.relayAdvance(s, advance);
+    else s.conn?.send(advance);
+  }
+
+  /** Figures and timing advances relayed by the channel's owner for sessions of this node. */
+  deliverStats(items: readonly StatsItem[]): void {
+    for (const { userId, stats, advance } of items) {
+      const conn = this.#byUser.get(userId)?.conn;
+      if (stats) conn?.send({ t: 'stats', stats });
+      if (advance) conn?.send(advance);
+    }
   }
 
   /** Called by the voice plane when the session's voice transport changes (UDP registered, WS fallback). */

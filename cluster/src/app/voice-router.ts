@@ -4,6 +4,7 @@ import {
   type ConnectionStats,
   type Transport,
   type UserId,
+  type VoiceAdvance,
   type VoiceBinding,
 } from '@voice/protocol';
 import { RequestError } from '../errors.js';
@@ -32,6 +33,8 @@ export interface VoiceRouter {
   relayTransport(s: Session, transport: Transport): Promise<void>;
   /** A shadow's connection figures, for its signaling node (batched per node). */
   relayStats(s: Session, stats: ConnectionStats): void;
+  /** A shadow's timing advance, for its signaling node (in the same batches as the figures). */
+  relayAdvance(s: Session, advance: VoiceAdvance): void;
   close(): Promise<void>;
 }
 
@@ -69,9 +72,11 @@ interface Owned {
 
 const resourceOf = (id: ChannelId): string => `channel:${id}`;
 
-interface StatsItem {
+/** What the owner relays to a member's signaling node, batched: its figures or a timing advance. */
+export interface StatsItem {
   userId: UserId;
-  stats: ConnectionStats;
+  stats?: ConnectionStats;
+  advance?: VoiceAdvance;
 }
 /** Tick lateness p99 (ms) above which a node counts as overloaded when placing channels. */
 const OVERLOADED_TICK_LATE_MS = 2;
@@ -564,6 +569,14 @@ export class ChannelRouter implements VoiceRouter {
   }
 
   relayStats(s: Session, stats: ConnectionStats): void {
+    this.#relay(s, { userId: s.userId, stats });
+  }
+
+  relayAdvance(s: Session, advance: VoiceAdvance): void {
+    this.#relay(s, { userId: s.userId, advance });
+  }
+
+  #relay(s: Session, item: StatsItem): void {
     const node = s.remoteNode;
     if (node === null || this.#closed) return;
     let batch = this.#statsOut.get(node);
@@ -573,7 +586,7 @@ export class ChannelRouter implements VoiceRouter {
       this.ctx.metrics.relayedStatsDropped.inc();
       return;
     }
-    batch.push({ userId: s.userId, stats });
+    batch.push(item);
     // One message per signaling node per stats slice, whatever the number of members.
     this.#statsFlush ??= setImmediate(() => this.#flushStats());
   }

@@ -25,6 +25,7 @@ import {
 } from '@voice/media';
 import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
+import { ArrivalPhases } from './arrival-phases.js';
 import { PacketInbox } from './inbox.js';
 import { OveruseDetector } from './overuse.js';
 
@@ -63,6 +64,23 @@ export class VoiceMember {
   readonly vad: VoiceActivityDetector;
   /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
   readonly arrivals = new Float64Array(64);
+  /** Arrival phase (hold modulo a frame) of its frames since the last phase round (advance.ts). */
+  readonly phase: ArrivalPhases;
+  /** This tick's hold of its frame (arrival to the tick), ms. */
+  tickHold = 0;
+  /**
+   * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
+   * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
+   * phase and the timing advance shorten.
+   */
+  readonly tickHoldMs = new Histogram({ bucketWidth: 0.5, buckets: 200, window: 128 });
+  /** The same holds modulo a frame: the tick's phase against this member's arrivals. */
+  readonly tickPhaseMs: Histogram;
+  /** Its frames concealed or packets too late since the last phase round (advance.ts). */
+  missedInRound = 0;
+  /** Timing advances sent to this member (its binding): the last `seq`, and when (ms). */
+  advanceSeq = 0;
+  advancedAt = Number.NEGATIVE_INFINITY;
   /** What the mixer honours, copied from the session on every update. */
   heard = true;
   deaf = false;
@@ -113,6 +131,9 @@ export class VoiceMember {
     this.prevPcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
+    // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
+    this.phase = new ArrivalPhases(frameMs, 128);
+    this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
     this.minusKey = `minus:${userId}`;
     this.ownKey = `own:${userId}`;
   }
@@ -422,12 +443,15 @@ export class ChannelCore {
         // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
-        this.alignHold.record(hold % this.settings.frameMs);
-        // A frame forwarded on arrival was not held for its solo listeners; the mix path records below.
-        if (!m.rawForwarded) this.stats.holdMs.record(hold);
+        const phase = hold % this.settings.frameMs;
+        this.alignHold.record(phase);
+        m.phase.record(phase);
+        // Recorded once this tick's sends are known (#recordHolds).
+        m.tickHold = hold;
       } else {
         m.rawLen = 0;
         this.stats.concealed++;
+        m.missedInRound++;
         if (kind === PlayoutFrame.FEC) this.stats.fecRecovered++;
       }
       if (m.jitter.depth > depthMax) depthMax = m.jitter.depth;
@@ -469,6 +493,7 @@ export class ChannelCore {
           this.stats.packetsIn++;
         } else if (r === JitterInsert.LATE) {
           this.stats.late++;
+          m.missedInRound++;
           this.io.counters.drops.late++;
         } else if (r === JitterInsert.DUPLICATE) this.io.counters.drops.duplicate++;
         else this.io.counters.drops.invalid++;
@@ -480,6 +505,7 @@ export class ChannelCore {
   #mixAndSend(count: number): void {
     this.#mixer.mix(this.#speakerIds, this.#speakerFrames, count);
     this.#encodedBy.clear();
+    let mixed = false;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const wasSolo = m.soloFrom;
@@ -541,9 +567,11 @@ export class ChannelCore {
       }
       this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER, this.#mediaFrame);
       m.outStarted = true;
+      mixed = true;
       m.heardSlot = slot;
       m.heardTick = this.#tick;
     }
+    this.#recordHolds(count, mixed);
     // Who is forwarded to whom from now until the next tick.
     const members = this.members;
     for (let i = 0; i < members.length; i++) members[i]!.soloListeners = 0;
@@ -556,6 +584,22 @@ export class ChannelCore {
       if (sp.soloListeners === 0) {
         if (sp.fwdActive) sp.endForwarding();
       } else if (sp.rawLen > 0 && sp.spokeTick === this.#tick) sp.markForwarded(sp.rawSeq);
+    }
+  }
+
+  /**
+   * Server-added delay of this tick's frames: a frame that went out in a mix (or forwarded at the
+   * tick) waited for the tick; one forwarded on arrival to every listener who got it was not held
+   * (forwardOnArrival records that). With two speakers and a listener, each speaker's frame is
+   * forwarded to the other on arrival and mixed for the listener: the mix's wait is the delay.
+   */
+  #recordHolds(count: number, mixed: boolean): void {
+    for (let s = 0; s < count; s++) {
+      const sp = this.#speakerMembers[s]!;
+      if (sp.rawLen === 0 || (sp.rawForwarded && !mixed)) continue;
+      this.stats.holdMs.record(sp.tickHold);
+      sp.tickHoldMs.record(sp.tickHold);
+      sp.tickPhaseMs.record(sp.tickHold % this.settings.frameMs);
     }
   }
 

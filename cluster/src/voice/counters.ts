@@ -88,6 +88,8 @@ export class VoiceCounters {
   rebinds = 0;
   /** Channel clocks moved to an earlier phase to shorten the server-added delay. */
   realigns = 0;
+  /** Timing advances sent to members (`voice.advance`): move your send phase to the tick. */
+  advances = 0;
   /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */
   udpBatches = 0;
   /** Outgoing packets lost, all reasons (the sum of `sendErrorsBy`). */

@@ -121,6 +121,11 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     () => c.rebinds,
   );
   counter(
+    'voice_timing_advances_total',
+    'Timing advances sent to members (voice.advance: move the send phase to just before the tick)',
+    () => c.advances,
+  );
+  counter(
     'voice_udp_send_batches_total',
     'Batches of voice UDP packets sent with sendmmsg (one system call per 128 packets)',
     () => c.udpBatches,

@@ -5,6 +5,7 @@ import type { AppContext } from '../app/context.js';
 import type { Session, SessionManager } from '../app/sessions.js';
 import type { VoicePlane } from '../app/voice-plane.js';
 import type { StoredChannel } from '../state/types.js';
+import { TimingAdvance, type AdvanceOrder } from './advance.js';
 import { alignPhases } from './alignment.js';
 import { VoiceAuth, type ForeignBudgets } from './auth.js';
 import { ChannelActor } from './channel-actor.js';
@@ -67,6 +68,8 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #ingress: VoiceIngress;
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
+  /** Timing advances to the members' signaling (config `clock.advance`), or null when off. */
+  readonly #advance: { by: TimingAdvance; send: (order: AdvanceOrder) => void } | null;
   #closed = false;
   #lastErrorLog = -Infinity;
   port = 0;
@@ -107,9 +110,16 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
         else log.info({ channel, complexity }, 'channel encoder complexity raised one step');
       },
     };
+    this.#advance = o.ctx.config.clock.advance
+      ? {
+          by: new TimingAdvance(),
+          send: ({ member, channelId, seq, shiftUs }) =>
+            o.sessions.sendAdvance(member.endpoint.session, { t: 'voice.advance', channelId, seq, shiftUs }),
+        }
+      : null;
     this.#stats = new MemberStats(
       () => this.#auth.endpoints(),
-      () => alignPhases(this.#channels.values(), this.counters),
+      () => alignPhases(this.#channels.values(), this.counters, this.#advance, performance.now()),
       (err) => this.#report('voice_stats', err),
       (session, stats) => o.sessions.sendStats(session, stats),
     );

@@ -601,6 +601,47 @@ export const voiceScenarios: readonly VoiceScenario[] = [
     },
   },
   {
+    name: 'timing advance: of two speakers half a frame apart, the one off the tick is told to move, wherever it signals',
+    timeoutMs: 30_000,
+    async run({ bot, topology }) {
+      // One server serves the whole list: count only the advances sent from here on.
+      const before = await topology.metric('voice_timing_advances_total');
+      const sent = async () => (await topology.metric('voice_timing_advances_total')) - before;
+      const listener = await bot(0, 'adv-listener', {
+        channel: 'Advance',
+        create: true,
+        voice: { frameMs: 20 },
+      });
+      await listener.waitReady(3000);
+      // The speakers signal on a process that does not mix the channel, where there is one: their
+      // advances go through the owner's relay to that process.
+      const entry = awayFromOwner(topology, listener);
+      const a = await bot(entry, 'adv-speaker-a', { channel: 'Advance' });
+      const b = await bot(entry, 'adv-speaker-b', { channel: 'Advance' });
+      await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+      const t0 = performance.now();
+      a.startVoice(new ToneSource(TONES[0], -20));
+      while (performance.now() < t0 + 10) {
+        // half a frame apart
+      }
+      b.startVoice(new ToneSource(TONES[1], -20));
+      const applied = () =>
+        (a.stats().session?.sender?.advances ?? 0) + (b.stats().session?.sender?.advances ?? 0);
+      await expect.poll(sent, { timeout: 12_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+      // Every advance sent reached its speaker and was applied (a round may send one more meanwhile).
+      await expect
+        .poll(async () => applied() - (await sent()), {
+          timeout: 3000,
+        })
+        .toBe(0);
+      await listen([listener], 1000, 300);
+      for (const hz of [TONES[0], TONES[1]]) {
+        expect(heard(listener, hz), `listener hears ${hz} Hz`).toBeGreaterThan(-23);
+        expect(heard(listener, hz), `listener hears ${hz} Hz`).toBeLessThan(-17);
+      }
+    },
+  },
+  {
     name: 'every member receives stats about its own stream, wherever it signals',
     async run({ channelOf }) {
       const trio = await channelOf('Stats', ['stats-a', 'stats-b', 'stats-c']);

@@ -1,0 +1,104 @@
+/**
+ * End to end with two speakers, with and without the timing advance (`clock.advance`): two bots
+ * click every 500 ms (a quarter second apart), their timer-driven senders cutting 20 ms frames half
+ * a frame apart, and a third bot hears the server's mix. Per run and per setting: each speaker's
+ * click delay p50 (from the click's capture to its onset played by the listener) and the server's
+ * hold p50 of its mixed frames, after 7 s for the phase rounds to settle.
+ *
+ *   node --conditions=source --import tsx cluster/bench/advance-latency.ts [--runs 3] [--seconds 6]
+ */
+import { parseArgs } from 'node:util';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { ClickSource, VoiceClient } from '../../client/src/index.js';
+import { clickDelays, quantile } from '../../test-support/audio.js';
+import { startTestServer } from '../../test-support/server.js';
+
+const FRAME_MS = 20;
+const PERIOD_MS = 500;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Figures {
+  clickP50: number[];
+  missed: number;
+  holdP50: number[];
+  advances: number;
+}
+
+async function once(opus: OpusFactory, advance: boolean, seconds: number): Promise<Figures> {
+  const srv = await startTestServer({ clock: { advance } });
+  const bots: VoiceClient[] = [];
+  try {
+    for (const [i, nickname] of ['lat-a', 'lat-b', 'lat-ear'].entries()) {
+      bots.push(
+        await VoiceClient.connect({
+          server: srv.url,
+          nickname,
+          opus,
+          channel: 'Latency',
+          ...(i === 0 ? { create: true, voice: { frameMs: FRAME_MS } } : {}),
+        }),
+      );
+    }
+    await Promise.all(bots.map((b) => b.waitReady(3000)));
+    const [a, b, ear] = bots as [VoiceClient, VoiceClient, VoiceClient];
+    const clicks = [
+      new ClickSource({ atMs: 600, periodMs: PERIOD_MS }),
+      new ClickSource({ atMs: 600 + PERIOD_MS / 2, periodMs: PERIOD_MS }),
+    ];
+    const t0 = performance.now();
+    a.startVoice(clicks[0]);
+    while (performance.now() < t0 + FRAME_MS / 2) {
+      // half a frame apart
+    }
+    b.startVoice(clicks[1]);
+    await sleep(7_000);
+    const core = srv.voice.channelStats()[0]!.core;
+    const members = [a, b].map((bot) => core.members.find((m) => m.userId === bot.user.id)!);
+    for (const m of members) m.tickHoldMs.reset();
+    const from = clicks.map((c) => c.position);
+    ear.clearRecording();
+    await sleep(seconds * 1000);
+    const holdP50 = members.map((m) => m.tickHoldMs.percentile(50));
+    const upTo = clicks.map((c) => c.position - 48 * 300);
+    await sleep(PERIOD_MS);
+    let missed = 0;
+    const clickP50 = [a, b].map((bot, i) => {
+      const own = clicks[i]!.clickSamples(upTo[i]!).filter((s) => s >= from[i]!);
+      const r = clickDelays(own, bot.sentLog, FRAME_MS * 48, ear.recording(), PERIOD_MS / 2 - 10);
+      missed += r.missed.length;
+      return r.delays.length > 0 ? quantile(r.delays, 0.5) : Number.NaN;
+    });
+    return { clickP50, missed, holdP50, advances: srv.voice.counters.advances };
+  } finally {
+    for (const bot of bots) await bot.close();
+    await srv.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '6' } },
+  });
+  const runs = Number(values.runs);
+  const seconds = Number(values.seconds);
+  if (!(Number.isInteger(runs) && runs > 0) || !(seconds > 0)) throw new TypeError('--runs and --seconds');
+  const opus = await createOpus();
+  const f = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
+  for (let r = 1; r <= runs; r++) {
+    for (const advance of [false, true]) {
+      const x = await once(opus, advance, seconds);
+      console.log(
+        `run ${r} advance ${advance ? 'on ' : 'off'}: click p50 ${f(x.clickP50)} ms ` +
+          `(missed ${x.missed}), server hold p50 ${f(x.holdP50)} ms, advances ${x.advances}`,
+      );
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,119 @@
+import type { ChannelId } from '@voice/protocol';
+import type { ArrivalPhases } from './arrival-phases.js';
+import type { VoiceMember } from './channel.js';
+
+/** What the advance reads and keeps per member (a `VoiceMember`). */
+export interface AdvisedMember {
+  readonly phase: ArrivalPhases;
+  /** Frames concealed or packets late since the last round. */
+  missedInRound: number;
+  /** Last order's `seq` (per binding) and when it was sent, ms. */
+  advanceSeq: number;
+  advancedAt: number;
+}
+
+/** What the advance reads of a channel (a `ChannelCore`). */
+export interface AdvisedChannel<M extends AdvisedMember> {
+  readonly id: ChannelId;
+  readonly settings: { readonly frameMs: number };
+  readonly members: readonly M[];
+}
+
+/** Arrival phases a member needs in one round before it is judged (a second of 20 ms frames). */
+const MIN_SAMPLES = 40;
+/** Lead before the tick kept by the latest of a member's packets (its 2nd percentile), ms. */
+const LEAD_MS = 1;
+/** A member this close to its target phase is left alone (ms): no message for noise. */
+const DEADBAND_MS = 1;
+/** Rate limit: at most one advance per member per this many ms. */
+export const ADVANCE_INTERVAL_MS = 2_000;
+/**
+ * Where a member's latest and earliest arrivals are read: nearly the extremes of a round (about
+ * 100 frames), so that the lead covers the jitter tail, not only the bulk: a packet moved past its
+ * tick is concealed, one moved across the previous tick waits a frame more.
+ */
+const PERCENTILES = [2, 50, 98] as const;
+
+/** One timing advance for one member: move its send schedule by `shiftUs` (positive: later). */
+export interface AdvanceOrder<M extends AdvisedMember = VoiceMember> {
+  member: M;
+  channelId: ChannelId;
+  seq: number;
+  shiftUs: number;
+}
+
+/**
+ * The shift (ms, positive: send later) that puts a member's latest arrivals (`latest`: a low
+ * percentile of their lead before the tick) LEAD_MS plus half its spread (`median` less `latest`,
+ * its arrival jitter) before the tick, or 0 to leave it alone: the margin follows the member's
+ * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick (at most a quarter
+ * frame plus its spread). A later send never moves those packets past their tick; an earlier one
+ * is bounded so that the earliest (`earliest`, a high percentile) do not cross the previous tick,
+ * where they would wait a whole frame more. Nothing for arrivals spread over half a frame.
+ */
+export function advanceFor(latest: number, median: number, earliest: number, frameMs: number): number {
+  // Arrivals spread over half a frame or more (a stalling machine, a jittery link) have no phase
+  // to move to: an order would chase noise, and the jitter buffer covers them anyway.
+  if (earliest - latest >= frameMs / 2) return 0;
+  // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
+  // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
+  const lead = Math.min(LEAD_MS + Math.max(0, median - latest) / 2, frameMs / 4);
+  const shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
+  return Math.abs(shift) < DEADBAND_MS ? 0 : shift;
+}
+
+/**
+ * Timing advance, run once per phase round (every 2 s) for a channel whose tick did not move in
+ * that round: when two or more members send, each one whose packets arrive well before the tick
+ * (or around it) is told to move the instant it cuts its frames, so that every speaker's packets
+ * reach the mixer just before the tick, not only the one the tick is phased to. The tick follows
+ * the earliest-held member (alignment.ts); the others are advanced to the tick. A lone sender is
+ * left to the tick alignment (and is forwarded on arrival anyway).
+ *
+ * Every member's phases are cleared after each round: the next one judges only arrivals after
+ * this round's orders (a client applies one within a round trip), so orders never add up twice.
+ */
+export class TimingAdvance {
+  readonly #pct = new Float64Array(PERCENTILES.length);
+
+  /** Judges `core`'s members (at most one order each); returns the orders sent. */
+  advise<M extends AdvisedMember>(
+    core: AdvisedChannel<M>,
+    now: number,
+    send: (order: AdvanceOrder<M>) => void,
+  ): number {
+    const members = core.members;
+    let senders = 0;
+    for (const m of members) if (m.phase.count >= MIN_SAMPLES) senders++;
+    let sent = 0;
+    for (const m of members) {
+      const h = m.phase;
+      if (
+        senders >= 2 &&
+        h.count >= MIN_SAMPLES &&
+        now - m.advancedAt >= ADVANCE_INTERVAL_MS &&
+        h.percentiles(PERCENTILES, this.#pct)
+      ) {
+        const shift = advanceFor(this.#pct[0]!, this.#pct[1]!, this.#pct[2]!, core.settings.frameMs);
+        // A member that missed its tick this round gets no later send: its lead is already short
+        // for its jitter (an earlier send, which lengthens it, still goes).
+        if (shift < 0 || (shift > 0 && m.missedInRound === 0)) {
+          m.advancedAt = now;
+          send({ member: m, channelId: core.id, seq: ++m.advanceSeq, shiftUs: Math.round(shift * 1000) });
+          sent++;
+        }
+      }
+      h.reset();
+      m.missedInRound = 0;
+    }
+    return sent;
+  }
+}
+
+/** After the tick itself moved: the phases measured so far are void. */
+export function forgetPhases(core: AdvisedChannel<AdvisedMember>): void {
+  for (const m of core.members) {
+    m.phase.reset();
+    m.missedInRound = 0;
+  }
+}

@@ -1,0 +1,202 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createOpus, type OpusFactory } from '@voice/media';
+import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
+import { channelOf, connectBot, heard, listen } from '../../test-support/bots.js';
+import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { ArrivalPhases } from '../src/voice/arrival-phases.js';
+
+/**
+ * Timing advance (issue 10): two speakers whose clocks cut frames half a frame apart, and a silent
+ * listener who hears them in the server's mix. The tick can sit just after only one of the two
+ * speakers' arrivals; the server tells the other (`voice.advance`) to move its send phase to the
+ * tick. Real server, real UDP on 127.0.0.1, real Opus; holds read from the channel's figures.
+ */
+
+let opus: OpusFactory;
+let srv: TestServer | null = null;
+const bots: VoiceClient[] = [];
+
+beforeAll(async () => {
+  opus = await createOpus();
+});
+afterEach(async () => {
+  for (const b of bots.splice(0)) await b.close();
+  await srv?.stop();
+  srv = null;
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const FRAME_MS = 20;
+const TONES = [440, 700] as const;
+
+/** Busy-waits until `at` (performance clock): the two senders' phases are set to a fraction of a ms. */
+function until(at: number): void {
+  while (performance.now() < at) {
+    // spin
+  }
+}
+
+interface Run {
+  /**
+   * Per speaker, over the measured window: p50 of the tick's phase against its arrivals (the hold
+   * of its mixed frames modulo a frame: what the advance moves; whole frames buffered on top are
+   * the jitter buffer's, which grows when the machine stalls), and of the whole hold, ms.
+   */
+  phaseP50: number[];
+  holdP50: number[];
+  /** Per speaker: when it sent its last 100 frames, modulo a frame (its own clock's phase), p50. */
+  sendPhaseP50: number[];
+  channelP50: number;
+  channelP99: number;
+  advances: number;
+  sent: VoiceClient[];
+  listener: VoiceClient;
+  concealed: number;
+  late: number;
+  /** Since the server started (its phase rounds run every 2 s from the first join). */
+  elapsedMs: number;
+}
+
+/**
+ * Three bots (two speakers, half a frame apart, and a listener), run until the phase rounds settle
+ * (alignment of the tick, then advances: rounds every 2 s), then 2 s measured.
+ */
+async function run(advance: boolean, ...options: Partial<VoiceClientOptions>[]): Promise<Run> {
+  const started = performance.now();
+  srv = await startTestServer({ clock: { advance } });
+  const s = srv;
+  const made = await channelOf(
+    async (i, nick, more) => {
+      const c = await connectBot(s.url, nick, opus, { ...more, ...options[i] });
+      bots.push(c);
+      return c;
+    },
+    `Advance-${advance ? 'on' : 'off'}`,
+    ['adv-a', 'adv-b', 'adv-listener'],
+    { voice: { frameMs: FRAME_MS } },
+  );
+  const [a, b, listener] = made as [VoiceClient, VoiceClient, VoiceClient];
+  // Opposite phases: b's clock cuts its frames half a frame after a's.
+  const t0 = performance.now();
+  a.startVoice(new ToneSource(TONES[0], -20));
+  until(t0 + FRAME_MS / 2);
+  b.startVoice(new ToneSource(TONES[1], -20));
+  // Rounds at 2 s intervals: the tick moves to the earlier-held speaker, then the other is advanced
+  // (one round to measure, one to confirm); 7 s leaves a spare round for a loaded machine.
+  await sleep(7_000);
+  const ch = s.voice.channelStats()[0]!.core;
+  const speakers = [a, b].map((bot) => ch.members.find((m) => m.userId === bot.user.id)!);
+  for (const m of speakers) {
+    m.tickHoldMs.reset();
+    m.tickPhaseMs.reset();
+  }
+  ch.stats.holdMs.reset();
+  const before = { concealed: ch.stats.concealed, late: ch.stats.late };
+  await listen([listener], 2_000, 0);
+  return {
+    phaseP50: speakers.map((m) => m.tickPhaseMs.percentile(50)),
+    sendPhaseP50: [a, b].map(sendPhase),
+    holdP50: speakers.map((m) => m.tickHoldMs.percentile(50)),
+    channelP50: ch.stats.holdMs.percentile(50),
+    channelP99: ch.stats.holdMs.percentile(99),
+    advances: s.voice.counters.advances,
+    sent: [a, b],
+    listener,
+    concealed: ch.stats.concealed - before.concealed,
+    late: ch.stats.late - before.late,
+    elapsedMs: performance.now() - started,
+  };
+}
+
+/** The median phase of a bot's last 100 sends on the circle of one frame (performance clock), ms. */
+function sendPhase(bot: VoiceClient): number {
+  const ph = new ArrivalPhases(FRAME_MS, 100);
+  for (const f of bot.sentLog.toArray().slice(-100)) ph.record(f.sendTime);
+  const out = new Float64Array(1);
+  ph.percentiles([50], out);
+  return out[0]!;
+}
+
+/** How far apart two phases are on the circle of one frame, ms. */
+function apart([a, b]: number[]): number {
+  const d = Math.abs(a! - b!) % FRAME_MS;
+  return Math.min(d, FRAME_MS - d);
+}
+
+/** The listener hears both tones at their level in the mix, with nothing lost or concealed. */
+function expectClean(r: Run): void {
+  for (const hz of TONES) {
+    expect(heard(r.listener, hz), `listener hears ${hz} Hz`).toBeGreaterThan(-23);
+    expect(heard(r.listener, hz), `listener hears ${hz} Hz`).toBeLessThan(-17);
+  }
+  expect(r.concealed, 'frames the server concealed while measuring').toBe(0);
+  expect(r.late, 'packets that missed their tick while measuring').toBe(0);
+  expect(r.listener.stats().lost).toBe(0);
+}
+
+describe('timing advance (two speakers half a frame apart, one listener hearing the mix)', () => {
+  // The senders are timer-driven bots in this process: a machine loaded far beyond the suite (load
+  // average over 6 on 2 cores) delays their timers together and can void the setup (the bots no
+  // longer send half a frame apart, which is asserted): such a run is retried.
+  it(
+    'moves the later speaker to the tick: both arrive at its phase, where without it one waits half a frame',
+    { retry: 2, timeout: 60_000 },
+    async () => {
+      const off = await run(false);
+      expect(off.advances).toBe(0);
+      expectClean(off);
+      for (const b of bots.splice(0)) await b.close();
+      await srv?.stop();
+      srv = null;
+
+      const on = await run(true);
+      const line = (r: Run) =>
+        `speakers phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
+        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, sends ` +
+        `${apart(r.sendPhaseP50).toFixed(2)} ms apart, channel p50 ` +
+        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+      console.log(`timing advance off: ${line(off)}\ntiming advance on: ${line(on)}`);
+      // Without it the two stay half a frame apart: one of them waits at least 8 ms at every tick
+      // (two phases 10 ms apart on a 20 ms circle: the larger is 10 or more). With it, both arrive
+      // just before the tick. How far before is the lead each member's own arrival jitter asks for:
+      // under 3 ms on a quiet machine (BENCHMARKS.md), more while the rest of the suite loads the
+      // machine (at most a quarter frame plus the jitter), so a third of a frame is asserted.
+      expect(apart(off.sendPhaseP50), 'the two bots send half a frame apart').toBeGreaterThan(8);
+      expect(Math.max(...off.phaseP50)).toBeGreaterThan(8);
+      expect(on.advances).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...on.phaseP50)).toBeLessThan(FRAME_MS / 3);
+      for (const b of on.sent)
+        expect(b.stats().session?.sender?.advances ?? 0).toBeLessThanOrEqual(on.advances);
+      const applied = on.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+      expect(applied).toBe(on.advances);
+      expectClean(on);
+    },
+  );
+
+  it('works the same for speakers on the WebSocket fallback', { retry: 2, timeout: 40_000 }, async () => {
+    const r = await run(true, { transport: 'ws' }, { transport: 'ws' });
+    for (const b of r.sent) expect(b.stats().transport).toBe('ws');
+    expect(r.advances).toBeGreaterThanOrEqual(1);
+    const applied = r.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+    expect(applied).toBe(r.advances);
+    expect(Math.max(...r.phaseP50)).toBeLessThan(FRAME_MS / 3);
+    expectClean(r);
+  });
+
+  it(
+    'clients that ignore the advance keep working: heard cleanly, reminded every round',
+    { retry: 2, timeout: 40_000 },
+    async () => {
+      // Both ignore it (whichever the tick follows, the other is the one told to move).
+      const r = await run(true, { timingAdvance: false }, { timingAdvance: false });
+      for (const b of r.sent) expect(b.stats().session?.sender?.advances).toBe(0);
+      expect(apart(r.sendPhaseP50), 'the two bots send half a frame apart').toBeGreaterThan(8);
+      // They stay half a frame apart, and the server repeats the advance each round (rate-limited
+      // to one per member per round).
+      expect(Math.max(...r.phaseP50)).toBeGreaterThan(8);
+      expect(r.advances).toBeGreaterThanOrEqual(2);
+      expect(r.advances).toBeLessThanOrEqual(2 * Math.ceil(r.elapsedMs / 2_000));
+      expectClean(r);
+    },
+  );
+});

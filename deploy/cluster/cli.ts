@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { launchCluster } from './launcher.js';
 
 /**
- * `npm run cluster -- [--nodes N] [--base-port 7800] [--host 127.0.0.1] [--redis-url URL]`:
+ * `npm run cluster -- [--nodes N] [--base-port 7800] [--host 127.0.0.1] [--redis-url URL] [--config FILE]`:
  * a redis-server and N server processes on this machine until Ctrl-C, which stops them all.
+ * `--config` is a JSON configuration every node starts from (limits, codec defaults); the launcher
+ * sets each node's ports, ids, data directory and Redis.
  */
 const { values } = parseArgs({
   options: {
@@ -11,13 +14,24 @@ const { values } = parseArgs({
     'base-port': { type: 'string' },
     host: { type: 'string' },
     'redis-url': { type: 'string' },
+    config: { type: 'string' },
   },
 });
+let config: Record<string, unknown> | undefined;
+if (values.config !== undefined) {
+  const parsed: unknown = JSON.parse(readFileSync(values.config, 'utf8'));
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    process.stderr.write(`--config ${values.config}: not a JSON object\n`);
+    process.exit(2);
+  }
+  config = parsed as Record<string, unknown>;
+}
 const cluster = await launchCluster({
   ...(values.nodes !== undefined && { nodes: Number(values.nodes) }),
   ...(values['base-port'] !== undefined && { basePort: Number(values['base-port']) }),
   ...(values.host !== undefined && { host: values.host }),
   ...(values['redis-url'] !== undefined && { redisUrl: values['redis-url'] }),
+  ...(config !== undefined && { config }),
   stdio: 'inherit',
 });
 process.stdout.write(

@@ -375,12 +375,22 @@ export class RedisStore implements Store {
       const q = filter.q === undefined || filter.q === '' ? null : foldKey(filter.q);
       if (q === null && filter.ownerId === undefined) {
         // The listing every client pages through: read only the page (the index gives the total).
-        const [[, total], [, ids]] = ((await this.redis
-          .multi()
-          .zcard(this.#k('channels'))
-          .zrange(this.#k('channels'), String(p.offset), String(p.offset + p.limit - 1))
-          .exec()) ?? []) as [[unknown, number], [unknown, string[]]];
-        return { items: await this.#channels(ids), total, limit: p.limit, offset: p.offset };
+        const [card, range] =
+          (await this.redis
+            .multi()
+            .zcard(this.#k('channels'))
+            .zrange(this.#k('channels'), String(p.offset), String(p.offset + p.limit - 1))
+            .exec()) ?? [];
+        // A failed command inside the transaction comes back as its entry's error, not as a throw.
+        const failed = card?.[0] ?? range?.[0];
+        if (failed || !card || !range) throw failed ?? new Error('listChannels: transaction aborted');
+        const ids = range[1] as string[];
+        return {
+          items: await this.#channels(ids),
+          total: card[1] as number,
+          limit: p.limit,
+          offset: p.offset,
+        };
       }
       let ids: string[];
       if (filter.ownerId !== undefined) {

@@ -99,7 +99,7 @@ export class VoiceMember {
   /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
   soloFrom: VoiceMember | null = null;
   /** As a listener: the mix encoder it was last sent, and when. */
-  heardSlot: object | null = null;
+  heardSlot: EncoderSlot | null = null;
   heardTick = -1;
   /** As a speaker: listeners whose soloFrom is this member, as of the last tick. */
   soloListeners = 0;
@@ -214,7 +214,7 @@ export interface ChannelStats {
   forwarded: number;
   /** Listener-frames not sent because the lone speaker's frame was lost (the client conceals). */
   soloGaps: number;
-  /** Mix encoders primed with a forwarded speaker's last frame before their first frame (a switch). */
+  /** Mix encoders primed with the frame a listener was sent last tick before their first frame (a switch). */
   encoderPrimes: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
@@ -540,9 +540,10 @@ export class ChannelCore {
         slot = this.#encoderFor(this.#streamKey(m));
         // An encoder that did not run last tick starts from a state the listener's decoder never saw:
         // that decoder holds the last frame of another stream (a forwarded speaker, another mix),
-        // and the new encoder's first frame does not overlap-add with it (a broadband click about
-        // 30 dB over the codec's floor: cluster/bench/switch-clicks.ts). Encoding that frame first,
-        // output discarded, gives the encoder the history the decoder has. One encode per switch.
+        // and the new encoder's first frame does not overlap-add with it (a broadband click up to
+        // 33 dB over the codec's floor: cluster/bench/switch-clicks.ts). Encoding that frame
+        // first, output discarded, gives the encoder the history the decoder has. One encode per
+        // switch.
         if (slot.lastTick !== this.#tick - 1) {
           const prime = this.#heardLastTick(m, wasSolo, slot);
           if (prime) {
@@ -677,7 +678,7 @@ export class ChannelCore {
   #heardLastTick(m: VoiceMember, wasSolo: VoiceMember | null, slot: EncoderSlot): Int16Array | null {
     const prev = this.#tick - 1;
     if (wasSolo) return wasSolo.prevPcmTick === prev ? wasSolo.prevPcm : null;
-    const heard = m.heardSlot as EncoderSlot | null;
+    const heard = m.heardSlot;
     if (!heard || heard === slot || m.heardTick !== prev) return null;
     if (heard.lastTick === prev) return heard.pcm; // not encoded yet this tick
     return heard.lastTick === this.#tick && heard.prevTick === prev ? heard.prevPcm : null;

@@ -72,7 +72,7 @@ export interface CapacityOptions {
   udpSend?: UdpSendChoice;
 }
 
-type UdpSendChoice = 'auto' | 'dgram';
+type UdpSendChoice = 'auto' | 'dgram' | 'sendmmsg';
 
 type OpusChoice = 'libopus' | 'native' | 'opusscript' | 'auto';
 
@@ -284,6 +284,12 @@ export async function benchFixedCost(opus: OpusChoice = 'auto'): Promise<Record<
   };
 }
 
+/** `--udp-send`: a typo must not measure another egress than the one named (sendmmsg needs the addon). */
+function udpSendChoice(v: string | undefined): UdpSendChoice {
+  if (v === undefined || v === 'auto' || v === 'dgram' || v === 'sendmmsg') return v ?? 'auto';
+  throw new TypeError(`--udp-send must be auto, dgram or sendmmsg, not ${v}`);
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
     options: {
@@ -305,7 +311,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     opus: values.opus as 'libopus' | 'native' | 'opusscript' | 'auto',
     clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
     phases: Number(values.phases),
-    udpSend: values['udp-send'] === 'dgram' ? 'dgram' : 'auto',
+    udpSend: udpSendChoice(values['udp-send']),
   });
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

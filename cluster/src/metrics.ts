@@ -104,7 +104,7 @@ export class Metrics {
   });
   readonly relayedStatsDropped = new Counter({
     name: 'voice_relayed_stats_dropped_total',
-    help: "Connection stats of members signaled by another node not relayed: that node's batch was full",
+    help: "Connection stats or timing advances for members signaled by another node not relayed: that node's batch was full",
     registers: [this.registry],
   });
   readonly faults = new Counter({

@@ -45,6 +45,7 @@ async function connect(
   nickname: string,
   channel: string,
   create = false,
+  recordMaxSeconds?: number,
 ): Promise<VoiceClient> {
   const c = await VoiceClient.connect({
     server: url,
@@ -54,6 +55,7 @@ async function connect(
     helloRetryMs: 200,
     channel,
     create,
+    ...(recordMaxSeconds !== undefined ? { recordMaxSeconds } : {}),
   });
   into.push(c);
   return c;
@@ -252,7 +254,7 @@ describe('three server processes over one Redis (the launcher)', () => {
                 });
               }),
           );
-          // Each try measures its own recording (a bounded one stops growing when full).
+          // Each try measures from its own start (a full recording drops its oldest half).
           for (const x of [a, b]) x.clearRecording();
           await sleep(300);
           const at = [a, b].map((x) => x.recording().samples.length);
@@ -289,8 +291,10 @@ describe('three server processes over one Redis (the launcher)', () => {
       const mine: VoiceClient[] = [];
       try {
         const [n1, n2] = own.nodes;
-        const a = await connect(mine, n1!.url, 'oa', 'Outage', true);
-        const b = await connect(mine, n2!.url, 'ob', 'Outage');
+        // The recordings must hold the whole outage (over 60 s): a full one drops its oldest half,
+        // and the gap check would then start half-way through.
+        const a = await connect(mine, n1!.url, 'oa', 'Outage', true, 120);
+        const b = await connect(mine, n2!.url, 'ob', 'Outage', false, 120);
         await Promise.all([a.waitReady(5000), b.waitReady(5000)]);
         const [A, B, C] = TONES;
         a.startVoice(new ToneSource(A, -20));

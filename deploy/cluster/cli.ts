@@ -19,9 +19,15 @@ const { values } = parseArgs({
 });
 let config: Record<string, unknown> | undefined;
 if (values.config !== undefined) {
-  const parsed: unknown = JSON.parse(readFileSync(values.config, 'utf8'));
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    process.stderr.write(`--config ${values.config}: not a JSON object\n`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(values.config, 'utf8'));
+  } catch (err) {
+    parsed = err;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || parsed instanceof Error) {
+    const why = parsed instanceof Error ? parsed.message : 'not a JSON object';
+    process.stderr.write(`--config ${values.config}: ${why}\n`);
     process.exit(2);
   }
   config = parsed as Record<string, unknown>;

@@ -180,7 +180,7 @@ export async function launchCluster(opts: LaunchOptions = {}): Promise<LaunchedC
           udpPort,
           dataDir,
           redisUrl,
-          logLevel: opts.logLevel ?? 'info',
+          logLevel: opts.logLevel ?? opts.config?.['logLevel'] ?? 'info',
           ...opts.configFor?.(i),
         },
         null,

@@ -304,6 +304,8 @@ export class DesktopController {
   private async connect(c: CommandOf<'connect'>): Promise<unknown> {
     this.stopRetry();
     await this.dropClient();
+    // Rights come from this connection's token only (set once it opens).
+    this.isAdmin = false;
     const server = /^[a-z]+:\/\//i.test(c.server) ? c.server : `http://${c.server}`;
     try {
       new URL(server);

@@ -259,7 +259,9 @@ export class Playout {
     if (t.skipped > 0) {
       this.flushTicks(true);
       this.s.framesSkipped += t.skipped;
-      this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
+      // Held (a handover): the previous session records this stretch, as it plays it.
+      if (!this.held)
+        this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
     }
     if (this.qLen === this.qDue.length) this.flushTicks(true);
     const i = (this.qHead + this.qLen) % this.qDue.length;

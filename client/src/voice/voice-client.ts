@@ -534,31 +534,15 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       this.endHandover();
       this.outgoing = old;
     } else if (!handover) this.endSession(null);
-    const o = this.o;
     const held = this.outgoing !== null;
-    const session: VoiceSession = await VoiceSession.open({
-      binding,
-      transport: o.transport,
-      signaling: this.signaling,
-      udpTarget: o.udpTarget ?? voiceTarget(binding.udpHost, binding.udpPort, o.serverUrl.hostname),
-      ...(o.bindHost !== undefined ? { bindHost: o.bindHost } : {}),
-      heartbeatMs: o.heartbeatMs,
-      helloRetryMs: o.helloRetryMs,
-      wsFallback: o.wsFallback,
-      opus: this.opus,
-      encoder: { complexity: channel.voice.complexity, ...o.encoder },
-      ...(o.jitter ? { jitter: o.jitter } : {}),
-      ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
-      ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
-      ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
-      recording: this.rec,
-      sentLog: this.sentLog,
-      ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
-      ...(held ? { held, onAudible: () => this.endHandover(session) } : {}),
-      onReady: () => this.safeEmit('ready', session.transport),
-      onTransport: (kind) => this.safeEmit('transport', kind),
-      onProblem: (err) => this.safeEmit('problem', err),
-    });
+    let session: VoiceSession;
+    try {
+      session = await this.openSession(channel, binding, held);
+    } catch (err) {
+      // No new session: the old one, held for the handover, must not play on by itself.
+      if (held && this.session === null) this.endHandover();
+      throw err;
+    }
     if (seq !== this.joinSeq || this.closed) {
       // A later join (or close) overtook this one.
       session.close();
@@ -583,6 +567,36 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Ends a handover (all of it, or only if `to` is the current session): closes the old session
    * and releases the new one's playout.
    */
+  /** A VoiceSession for `binding` with this client's options; `held` plays nothing until audible. */
+  private async openSession(channel: Channel, binding: VoiceBinding, held: boolean): Promise<VoiceSession> {
+    const o = this.o;
+    const session: VoiceSession = await VoiceSession.open({
+      binding,
+      transport: o.transport,
+      signaling: this.signaling,
+      udpTarget: o.udpTarget ?? voiceTarget(binding.udpHost, binding.udpPort, o.serverUrl.hostname),
+      ...(o.bindHost !== undefined ? { bindHost: o.bindHost } : {}),
+      heartbeatMs: o.heartbeatMs,
+      helloRetryMs: o.helloRetryMs,
+      wsFallback: o.wsFallback,
+      opus: this.opus,
+      encoder: { complexity: channel.voice.complexity, ...o.encoder },
+      ...(o.jitter ? { jitter: o.jitter } : {}),
+      ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+      ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
+      ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
+      recording: this.rec,
+      sentLog: this.sentLog,
+      ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
+      ...(held ? { held, onAudible: () => this.endHandover(session) } : {}),
+      onReady: () => this.safeEmit('ready', session.transport),
+      onTransport: (kind) => this.safeEmit('transport', kind),
+      onProblem: (err) => this.safeEmit('problem', err),
+    });
+
+    return session;
+  }
+
   private endHandover(to?: VoiceSession): void {
     if (to !== undefined && to !== this.session) return;
     if (this.outgoingTimer) clearTimeout(this.outgoingTimer);

@@ -124,7 +124,6 @@ export class ChannelRouter implements VoiceRouter {
   /** Shadows' figures waiting to go to their signaling nodes (flushed once per stats slice). */
   readonly #statsOut = new Map<string, StatsItem[]>();
   #statsFlush: NodeJS.Immediate | null = null;
-  statsDropped = 0;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
   /** Owner nodes found not listening: in how many consecutive watch periods, up to which. */
@@ -194,10 +193,9 @@ export class ChannelRouter implements VoiceRouter {
             .catch(() => null);
           if (again === e.owner) continue;
         }
-        this.ctx.log.warn(
-          { channel: id, was: e.owner, now: holder?.nodeId ?? null },
-          'channel owner changed: moving its members',
-        );
+        // (A lease broken above has no holder now: its dead owner is not the new one.)
+        const now = holder && holder.nodeId !== e.owner ? holder.nodeId : null;
+        this.ctx.log.warn({ channel: id, was: e.owner, now }, 'channel owner changed: moving its members');
         // All at once: one after the other, the last of a channel's many members here would wait
         // for every other one's rebind (moves of one session are serialized by the session layer).
         await Promise.all(e.sessions.map((s) => this.#move(s)));
@@ -582,7 +580,6 @@ export class ChannelRouter implements VoiceRouter {
     let batch = this.#statsOut.get(node);
     if (!batch) this.#statsOut.set(node, (batch = []));
     if (batch.length >= MAX_STATS_BATCH) {
-      this.statsDropped++;
       this.ctx.metrics.relayedStatsDropped.inc();
       return;
     }

@@ -406,7 +406,6 @@ export class RedisStore implements Store {
       } else ids = await this.redis.zrange(this.#k('channels'), '0', '-1');
       let all = await this.#channels(ids);
       if (q !== null) all = all.filter((c) => foldKey(c.name).includes(q));
-      if (filter.ownerId !== undefined) all = all.filter((c) => c.ownerId === filter.ownerId);
       return page(all, p);
     });
   }

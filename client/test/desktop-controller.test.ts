@@ -144,12 +144,14 @@ describe('desktop controller against a real server', () => {
         id: ++id,
         settings: { inputDeviceId: -1, outputDeviceId: -1, inputGainDb: 0, ...patch },
       });
-    await settings({});
+    // Two at once before any device runs (the UI's first settings, and a slider moved): one open each.
+    await Promise.all([settings({}), settings({ inputGainDb: 1 })]);
     expect(opened).toEqual(['in undefined', 'out undefined']);
     await Promise.all([settings({ inputGainDb: 3 }), settings({ inputGainDb: 6 })]);
     expect(opened).toHaveLength(2);
     expect(engine.gain.gainDb).toBe(6);
-    await settings({ inputDeviceId: 0, inputGainDb: 6 });
+    // Two at once asking for the same other device: it opens once.
+    await Promise.all([settings({ inputDeviceId: 0, inputGainDb: 6 }), settings({ inputDeviceId: 0 })]);
     expect(opened).toEqual(['in undefined', 'out undefined', 'in 0']);
     expect(engine.inputFormat).not.toBeNull();
     expect(engine.outputFormat).not.toBeNull();

@@ -1,42 +1,14 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, type OpusFactory } from '@voice/media';
-import { ClickSource, ToneSource, VoiceClient, type VoiceClientOptions } from '../src/index.js';
-import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
+import { describe, expect, it } from 'vitest';
+import { ClickSource, ToneSource } from '../src/index.js';
+import { clickDelays, quantile } from '../../test-support/audio.js';
+import { heard } from '../../test-support/bots.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
 /** End-to-end smoke against a real server: two bots in one channel, one speaks, the other listens. */
 
-let opus: OpusFactory;
-let srv: TestServer;
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  opus = await createOpus();
-});
-beforeEach(async () => {
-  srv = await startTestServer();
-});
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
-  const c = await VoiceClient.connect({ server: srv.url, nickname, opus, heartbeatMs: 500, ...extra });
-  closers.push(() => c.close());
-  return c;
-}
-
-/**
- * Level of `hz` over the last `ms` of what `c` played: the median of 100 ms Goertzel windows, so a
- * concealed or dropped frame (a phase jump that cancels a long window) does not decide the result.
- */
-function heardDbfs(c: VoiceClient, hz: number, ms: number): number {
-  return medianToneDbfs(c.recording().samples, hz, ms);
-}
+const fx = voiceFixture();
+const bot = fx.bot;
 
 describe('voice end to end (real server)', () => {
   it.each(['udp', 'ws'] as const)(
@@ -48,7 +20,7 @@ describe('voice end to end (real server)', () => {
       await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
       speaker.startVoice(new ToneSource(440, -20));
       await sleep(2000);
-      const level = heardDbfs(listener, 440, 1000);
+      const level = heard(listener, 440, 1000);
       expect(level).toBeGreaterThan(-23);
       expect(level).toBeLessThan(-17);
       const ls = listener.stats();
@@ -60,18 +32,18 @@ describe('voice end to end (real server)', () => {
       expect(ss.audioSent).toBeGreaterThan(50);
       expect(ss.upstreamPacketsLost).toBe(0);
       // The speaker does not hear itself (mix-minus).
-      expect(heardDbfs(speaker, 440, 1000)).toBeLessThan(-60);
+      expect(heard(speaker, 440, 1000)).toBeLessThan(-60);
     },
   );
 
   it('measures click latency and survives a lossy path', async () => {
     const speaker = await bot('clicker', { channel: 'Lossy', create: true });
     const relay = await LossyRelay.start({
-      target: { host: '127.0.0.1', port: srv.udpPort },
+      target: { host: '127.0.0.1', port: fx.srv.udpPort },
       serverToClient: { loss: 0.05, jitterMs: 10 },
       seed: 5,
     });
-    closers.push(() => relay.close());
+    fx.defer(() => relay.close());
     const listener = await bot('far-listener', { channel: 'Lossy', udpTarget: relay.address });
     await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
     const click = new ClickSource({ atMs: 500, periodMs: 400 });
@@ -106,11 +78,11 @@ describe('VoiceClient channel and session handling (real server)', () => {
   it('waitReady spans a replaced session (a rekey: in a cluster, a redirect or a move) and fails only on leave or close', async () => {
     // Every packet to the server is lost at first: no session can be ready yet.
     const relay = await LossyRelay.start({
-      target: { host: '127.0.0.1', port: srv.udpPort },
+      target: { host: '127.0.0.1', port: fx.srv.udpPort },
       clientToServer: { loss: 1 },
       seed: 9,
     });
-    closers.push(() => relay.close());
+    fx.defer(() => relay.close());
     const c = await bot('waiter', {
       channel: 'Waiting',
       create: true,
@@ -158,7 +130,7 @@ describe('VoiceClient channel and session handling (real server)', () => {
     await listener.waitReady(3000);
     second.startVoice(new ToneSource(440, -20));
     await sleep(1500);
-    expect(heardDbfs(listener, 440, 500)).toBeGreaterThan(-24);
+    expect(heard(listener, 440, 500)).toBeGreaterThan(-24);
 
     // Again, asking for the channel it is already in: the resumed binding serves, no extra join.
     const secondKey = Buffer.from(second.binding!.key).toString('hex');
@@ -174,7 +146,7 @@ describe('VoiceClient channel and session handling (real server)', () => {
     await third.waitReady(3000);
     listener.clearRecording();
     await sleep(1200);
-    expect(heardDbfs(listener, 700, 500)).toBeGreaterThan(-24);
+    expect(heard(listener, 700, 500)).toBeGreaterThan(-24);
   });
 
   it('ends voice when the channel is deleted, and leave() voids the binding', async () => {

@@ -1,38 +1,19 @@
 import { once } from 'node:events';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, type OpusFactory } from '@voice/media';
-import { VoiceClient, type VoiceClientOptions } from '../src/index.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { describe, expect, it } from 'vitest';
+import { toneDbfs } from '@voice/media';
+import { ToneSource } from '../src/index.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
 /**
  * Signaling drops (network loss). The resume itself (same channel, voice heard again, controls work)
  * is a voice scenario in cluster/test/scenarios/voice-scenarios.ts, run on one server and on a cluster.
  */
 
-let opus: OpusFactory;
-let srv: TestServer;
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  opus = await createOpus();
-});
-beforeEach(async () => {
-  srv = await startTestServer();
-});
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv.stop();
-});
-
-async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
-  const c = await VoiceClient.connect({ server: srv.url, nickname, opus, heartbeatMs: 500, ...extra });
-  closers.push(() => c.close());
-  return c;
-}
+const fx = voiceFixture();
 
 describe('VoiceClient resumes when signaling drops', () => {
   it('comes back after the server closed it for not reading (4004), but not after a logout (4000)', async () => {
-    const c = await bot('slowpoke', { channel: 'Slow', create: true });
+    const c = await fx.bot('slowpoke', { channel: 'Slow', create: true });
     await c.waitReady(3000);
     const channelId = c.channel!.id;
     const events: string[] = [];
@@ -40,24 +21,69 @@ describe('VoiceClient resumes when signaling drops', () => {
     c.on('disconnected', () => events.push('disconnected'));
     // What the server does when this client's unread frames reach the limit (cluster edges test).
     const resumed = once(c, 'resumed') as Promise<[boolean]>;
-    srv.sessions.byUser(c.user.id)!.conn!.close(4004, 'too slow: messages not read');
+    fx.srv.sessions.byUser(c.user.id)!.conn!.close(4004, 'too slow: messages not read');
     expect((await resumed)[0]).toBe(true);
     expect(events).toEqual(['reconnecting']);
     await c.waitReady(3000);
     expect(c.channel?.id).toBe(channelId);
     // Any other code of ours stays final.
     const gone = once(c, 'disconnected');
-    srv.sessions.byUser(c.user.id)!.conn!.close(4000, 'logged out');
+    fx.srv.sessions.byUser(c.user.id)!.conn!.close(4000, 'logged out');
     await gone;
     expect(c.isClosed).toBe(true);
     expect(events).toEqual(['reconnecting', 'disconnected']);
   });
 
   it('with resume off, a drop closes the client as before', async () => {
-    const c = await bot('noresume', { channel: 'Off', create: true, resume: false });
+    const c = await fx.bot('noresume', { channel: 'Off', create: true, resume: false });
     const gone = once(c, 'disconnected');
     c.signaling.terminate();
     await gone;
     expect(c.isClosed).toBe(true);
+  });
+
+  it('a resume, then joining the same channel again (what the desktop app does on resume), plays on without a gap', async () => {
+    const speaker = await fx.bot('steady', { channel: 'Steady', create: true });
+    const listener = await fx.bot('ear', { channel: 'Steady' });
+    await Promise.all([speaker.waitReady(3000), listener.waitReady(3000)]);
+    speaker.startVoice(new ToneSource(440, -20));
+    await sleep(1500); // the listener's jitter buffer has settled on the tone
+    const channelId = listener.channel!.id;
+    const voiceBefore = listener.voice!;
+    listener.clearRecording();
+    // The desktop controller joins the channel again as soon as the client says it resumed.
+    let rejoined: ReturnType<typeof listener.join> | null = null;
+    listener.once('resumed', () => {
+      rejoined = listener.join(channelId);
+    });
+    const resumed = once(listener, 'resumed');
+    await sleep(200);
+    listener.signaling.terminate();
+    await resumed;
+    const join = await rejoined!;
+    expect(join.channel.id).toBe(channelId);
+    expect(join.members.map((m) => m.userId).sort()).toEqual([speaker.user.id, listener.user.id].sort());
+    await listener.waitReady(3000);
+    expect(listener.voice).not.toBe(voiceBefore);
+    await sleep(800);
+    expect(voiceBefore.isClosed).toBe(true); // the handovers are over
+    // Each 20 ms window of what was played, from before the drop to well after the join (frame
+    // aligned: the recording restarted at a frame), holds the tone (-20 dBFS). Both rebindings
+    // (the resume's, the join's) void the old binding at the server at once, so the old session
+    // conceals a frame or two until the new one has audio: Opus's concealment of the tone stays
+    // within 11 dB of it (measured -30 to -31 dBFS). A session ended before the new one plays
+    // leaves silent or faded-in frames (measured -39 to -91 dBFS).
+    const { samples } = listener.recording();
+    const win = 20 * 48;
+    expect(samples.length).toBeGreaterThan(48 * 900);
+    const low: string[] = [];
+    let concealed = 0;
+    for (let at = 0; at + win <= samples.length; at += win) {
+      const db = toneDbfs(samples, 440, 48_000, at, win);
+      if (!(db > -35)) low.push(`${at / 48} ms: ${db.toFixed(1)} dBFS`);
+      else if (db < -26) concealed++;
+    }
+    console.log(`resume and rejoin: ${concealed} frames 6-15 dB under the tone, ${low.length} gaps`);
+    expect(low, 'frames without the tone').toEqual([]);
   });
 });

@@ -1,5 +1,4 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpus, type OpusFactory } from '@voice/media';
+import { describe, expect, it } from 'vitest';
 import type { VoiceBinding } from '@voice/protocol';
 import {
   ClickSource,
@@ -13,29 +12,14 @@ import {
 } from '../src/index.js';
 import { clickDelays, medianToneDbfs, quantile } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
 /**
  * VoiceSession (one binding: cipher, transports, sender, playout) against the real server: members join
  * over raw signaling, and each session carries one member's voice over real UDP (or the WebSocket).
  */
 
-let opus: OpusFactory;
-let srv: TestServer;
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  opus = await createOpus();
-});
-beforeEach(async () => {
-  srv = await startTestServer();
-});
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const fx = voiceFixture();
 
 interface Member {
   ws: SignalingClient;
@@ -55,7 +39,7 @@ async function member(
   extra: Partial<VoiceSessionOptions> = {},
   frameMs: 10 | 20 = 20,
 ): Promise<Member> {
-  const { ws } = await srv.user(nickname);
+  const { ws } = await fx.srv.user(nickname);
   const { channels } = await ws.request('channel.list', {});
   const id =
     channels.find((c) => c.name === channel)?.id ??
@@ -68,21 +52,21 @@ async function member(
     transport: 'udp',
     signaling: ws,
     udpTarget: { host: binding.udpHost, port: binding.udpPort },
-    opus,
+    opus: fx.opus,
     recording,
     sentLog,
     heartbeatMs: 100,
     helloRetryMs: 100,
     ...extra,
   });
-  closers.push(() => session.close());
+  fx.defer(() => session.close());
   return { ws, binding, session, recording, sentLog };
 }
 
 /** The server's view of a member's voice endpoint. */
 function endpoint(m: Member) {
-  const s = srv.sessions.byUser(m.ws.welcome.user.id);
-  return s ? srv.voice.endpointOf(s) : undefined;
+  const s = fx.srv.sessions.byUser(m.ws.welcome.user.id);
+  return s ? fx.srv.voice.endpointOf(s) : undefined;
 }
 
 /** Level of `hz` over the last `ms` of the recording: the median of 100 ms Goertzel windows. */
@@ -191,12 +175,12 @@ describe('VoiceSession against the real server (UDP)', () => {
 
   it('counts loss, concealment and upstream loss through a lossy relay', async () => {
     const relay = await LossyRelay.start({
-      target: { host: '127.0.0.1', port: srv.udpPort },
+      target: { host: '127.0.0.1', port: fx.srv.udpPort },
       clientToServer: { loss: 0.1 },
       serverToClient: { loss: 0.1, duplicate: 0.05, jitterMs: 15 },
       seed: 11,
     });
-    closers.push(() => relay.close());
+    fx.defer(() => relay.close());
     // No WebSocket fallback: three lost heartbeats in a row would move voice off the path under test.
     const via = { udpTarget: relay.address, heartbeatMs: 200, wsFallback: false };
     const speaker = await member('lossy-speaker', 'Lossy', via);
@@ -221,11 +205,11 @@ describe('VoiceSession against the real server (UDP)', () => {
   it('falls back to the WebSocket while UDP is blocked, and returns when it passes again', async () => {
     // A firewall: the relay drops everything both ways until it is lifted.
     const relay = await LossyRelay.start({
-      target: { host: '127.0.0.1', port: srv.udpPort },
+      target: { host: '127.0.0.1', port: fx.srv.udpPort },
       clientToServer: { loss: 1 },
       serverToClient: { loss: 1 },
     });
-    closers.push(() => relay.close());
+    fx.defer(() => relay.close());
     const transports: string[] = [];
     const blocked = await member('blocked', 'Fallback', {
       udpTarget: relay.address,

@@ -122,9 +122,12 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
   }
 
   /** Runs `fn` after every earlier start or stop of the same direction has finished. */
-  private inTurn(which: 'input' | 'output', fn: () => Promise<void>): Promise<void> {
+  private inTurn<T>(which: 'input' | 'output', fn: () => Promise<T>): Promise<T> {
     const run = this.turns[which].then(fn);
-    this.turns[which] = run.catch(() => undefined);
+    this.turns[which] = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 
@@ -156,6 +159,18 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
       },
       (err) => this.deviceFailed(err, 'input', input),
     );
+  }
+
+  /**
+   * Opens an input on `deviceId` unless one runs on it already; resolves true when it opened one.
+   * Judged in the direction's turn, so settings sent at once open a device once.
+   */
+  ensureInput(deviceId: number | undefined): Promise<boolean> {
+    return this.inTurn('input', async () => {
+      if (this.inputRunsOn(deviceId)) return false;
+      await this.openInput(deviceId);
+      return true;
+    });
   }
 
   stopInput(): Promise<void> {
@@ -191,6 +206,15 @@ export class AudioEngine extends EventEmitter<AudioEngineEvents> {
       },
       (err) => this.deviceFailed(err, 'output', output),
     );
+  }
+
+  /** As ensureInput, for the output. */
+  ensureOutput(deviceId: number | undefined): Promise<boolean> {
+    return this.inTurn('output', async () => {
+      if (this.outputRunsOn(deviceId)) return false;
+      await this.openOutput(deviceId);
+      return true;
+    });
   }
 
   stopOutput(): Promise<void> {

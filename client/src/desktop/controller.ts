@@ -278,18 +278,13 @@ export class DesktopController {
     const outId = s.outputDeviceId !== undefined ? id(s.outputDeviceId) : this.outputWanted;
     this.inputWanted = inId;
     this.outputWanted = outId;
-    if (!e.inputRunsOn(inId)) {
-      await e.startInput(inId).catch((err) => {
-        problems.push(errorInfo(err));
-        this.emit({ ev: 'audioError', which: 'input', error: errorInfo(err) });
-      });
-    }
-    if (!e.outputRunsOn(outId)) {
-      await e.startOutput(outId).catch((err) => {
-        problems.push(errorInfo(err));
-        this.emit({ ev: 'audioError', which: 'output', error: errorInfo(err) });
-      });
-    }
+    // "Runs on it already?" is judged in the engine's turn: two settings sent at once open once.
+    const failed = (which: 'input' | 'output') => (err: unknown) => {
+      problems.push(errorInfo(err));
+      this.emit({ ev: 'audioError', which, error: errorInfo(err) });
+    };
+    await e.ensureInput(inId).catch(failed('input'));
+    await e.ensureOutput(outId).catch(failed('output'));
     this.pushDevices(s.inputDeviceId, s.outputDeviceId);
     if (problems.length > 0)
       throw new AudioDeviceError('NO_DEVICE', problems.map((p) => p.message).join('; '));

@@ -236,8 +236,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Joins a channel by id (`c_...`) or by name, creating it when `create` is set and no channel has
    * that name, then starts voice with the binding from the join result. Leaves the previous channel's
    * voice (the server does the same). Joining the channel we are in rekeys: the server answers with a
-   * new binding, and voice restarts on it with a new cipher. The result holds every member, however
-   * many pages the server sent them in.
+   * new binding, and voice moves to it with a new cipher, make-before-break as on `voice.moved` (the
+   * desktop app joins again after every resume: what the old session holds plays on until the new
+   * one has audio). The result holds every member, however many pages the server sent them in.
    */
   async join(channel: string, options: JoinOptions = {}): Promise<JoinResult> {
     if (typeof channel !== 'string' || channel.trim() === '')
@@ -255,7 +256,10 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       this.currentChannel = result.channel;
       return this.withAllMembers(result);
     }
-    await this.startSession(seq, result.channel, result.voice, false);
+    // The channel we are in (a rekey, or the desktop app joining again after a resume): hand over
+    // make-before-break as on `voice.moved`, so what the old session holds plays on meanwhile.
+    const rekey = this.session !== null && this.currentChannel?.id === result.channel.id;
+    await this.startSession(seq, result.channel, result.voice, false, rekey);
     return this.withAllMembers(result);
   }
 
@@ -525,15 +529,21 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     syncState: boolean,
     handover = false,
   ): Promise<void> {
-    if (handover && this.session) {
+    const old = this.session;
+    // A session that has played no audio has nothing to keep playing: it ends at once.
+    if (handover && old && (this.outgoing !== null || old.playout.hasPlayedAudio)) {
       // Make-before-break: the old session stops sending but keeps playing what it holds.
-      const old = this.session;
       this.session = null;
       this.lastSessionStats = old.stats();
       old.stopSending();
-      this.endHandover();
-      this.outgoing = old;
-    } else if (!handover) this.endSession(null);
+      if (this.outgoing) {
+        // A handover already under way: `old` is held and has played nothing, the outgoing session
+        // is what is heard. It plays on; the held one gives way to the newer binding.
+        if (this.outgoingTimer) clearTimeout(this.outgoingTimer);
+        this.outgoingTimer = null;
+        old.close();
+      } else this.outgoing = old;
+    } else if (!handover || old) this.endSession(null);
     const held = this.outgoing !== null;
     let session: VoiceSession;
     try {

@@ -1,3 +1,4 @@
+import { createConnection, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
 import { AudioEngine, FileBackend, ToneSource, VoiceClient, type AudioBackend } from '../src/index.js';
@@ -27,6 +28,46 @@ afterAll(async () => {
 }, 30_000);
 
 type Ext = Awaited<ReturnType<typeof extension>>;
+
+/**
+ * A TCP proxy in front of the server that, once `hold()` is called, forwards nothing more that
+ * clients send (their connections stay open, their requests unanswered), and says which held
+ * connections carried a request for `path` and whether the client has closed them since.
+ */
+async function holdingProxy(port: number) {
+  const held: { socket: Socket; data: string }[] = [];
+  let holding = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = createConnection({ port, host: '127.0.0.1' });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    let mine: { socket: Socket; data: string } | null = null;
+    client.on('data', (d: Buffer) => {
+      if (!holding) return void upstream.write(d);
+      if (!mine) held.push((mine = { socket: client, data: '' }));
+      mine.data += d.toString('latin1');
+    });
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  return {
+    url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`,
+    hold: () => void (holding = true),
+    /** Held connections that carried a request for `path`: true for each the client has closed. */
+    requests: (path: string) =>
+      held.filter((h) => h.data.includes(` ${path} HTTP/1.1`)).map((h) => h.socket.destroyed),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
 
 /** An extension's controller on file audio (a steady tone in), talking through `relay` if given. */
 async function extension(relay: LossyRelay | null, nickname: string) {
@@ -119,6 +160,29 @@ describe('desktop controller against a real server', () => {
     };
     await seat('carol', 'Seat', (ext) => ext.cmd({ cmd: 'disconnect' }));
     await seat('dora', 'Seat2', (ext) => ext.controller.close());
+  }, 20_000);
+
+  it('a logout the server does not answer is abandoned in time: close() returns and the request is aborted', async () => {
+    const proxy = await holdingProxy(srv.httpPort);
+    closers.push(() => proxy.close());
+    const engine = new AudioEngine({ backend: new FileBackend({ maxOutputSeconds: 5 }) });
+    const replies: DesktopEventOf<'reply'>[] = [];
+    const controller = new DesktopController({
+      engine,
+      send: (e) => void (e.ev === 'reply' && replies.push(e)),
+    });
+    closers.push(() => engine.close());
+    await controller.handle({ cmd: 'connect', id: 1, server: proxy.url, nickname: 'erin' });
+    expect(replies[0]?.ok).toBe(true);
+    proxy.hold();
+    const t0 = performance.now();
+    await controller.close();
+    const took = performance.now() - t0;
+    // The signaling close waits up to 1 s for the server's answer, then the logout up to LOGOUT_TIMEOUT_MS (1.5 s).
+    expect(took).toBeLessThan(1000 + 1500 + 500);
+    expect(proxy.requests('/api/v1/logout')).toHaveLength(1);
+    // The abandoned request does not hold its connection (and a socket of the extension) open.
+    await expect.poll(() => proxy.requests('/api/v1/logout'), { timeout: 500 }).toEqual([true]);
   }, 20_000);
 
   it('settings that keep the devices do not reopen them, even sent at once; another device does', async () => {

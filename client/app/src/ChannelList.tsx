@@ -88,10 +88,7 @@ export function ChannelList(props: { link: ExtensionLink }) {
       return;
     }
     const code = r.error?.code ?? 'ERROR';
-    const msg =
-      code === 'CHANNEL_FULL'
-        ? `${c.name} is full (${c.userLimit} of ${c.userLimit}). Try again when someone leaves.`
-        : explain(code, r.error?.message ?? 'failed', r.error?.retryAfterMs);
+    const msg = explain(code, r.error?.message ?? 'failed', r.error?.retryAfterMs, c);
     // A wrong password keeps the prompt open, with the message in it.
     if (askPassword() && (code === 'WRONG_PASSWORD' || code === 'RATE_LIMITED')) setPasswordError(msg);
     else {

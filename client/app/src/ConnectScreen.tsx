@@ -3,8 +3,13 @@ import type { ExtensionLink } from './link.ts';
 import { save, saved } from './settings.ts';
 import { view } from './store.ts';
 
-/** A sentence for each failure a person can act on. */
-export function explain(code: string, message: string, retryAfterMs?: number): string {
+/** A sentence for each failure a person can act on; `channel`: the one a join was for. */
+export function explain(
+  code: string,
+  message: string,
+  retryAfterMs?: number,
+  channel?: { name: string; userLimit: number },
+): string {
   switch (code) {
     case 'SERVER_DOWN':
       return 'Nothing answers at that address. Is the server running, and is the port right?';
@@ -17,8 +22,10 @@ export function explain(code: string, message: string, retryAfterMs?: number): s
       return 'This server speaks another protocol version. Update the app or the server.';
     case 'ADMIN_TOKEN_REJECTED':
       return 'The server did not accept that admin token. Check it, or leave the field empty.';
-    case 'CHANNEL_FULL':
-      return 'That channel is full. Try again when someone leaves.';
+    case 'CHANNEL_FULL': {
+      const n = channel?.userLimit;
+      return `${channel ? `${channel.name} is full (${n} of ${n})` : 'That channel is full'}. Try again when someone leaves.`;
+    }
     case 'WRONG_PASSWORD':
       return 'Wrong password.';
     case 'CHANNEL_NAME_TAKEN':

@@ -160,12 +160,10 @@ export class DesktopController {
     const token = this.token;
     this.token = null;
     if (!token || !this.server) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new RestClient(new URL(this.server).origin).call('POST', '/api/v1/logout', undefined, token),
-      new Promise((r) => (timer = setTimeout(r, LOGOUT_TIMEOUT_MS))),
-    ]).catch(() => undefined);
-    clearTimeout(timer);
+    // Aborted, not just no longer awaited: an abandoned request would hold its connection open.
+    await new RestClient(new URL(this.server).origin, undefined, LOGOUT_TIMEOUT_MS)
+      .call('POST', '/api/v1/logout', undefined, token)
+      .catch(() => undefined);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import type { AeadBackend, AeadKey } from '@voice/protocol';
+import { builtAddonUrl, loadAddon } from './native-addon.js';
 
 type Handle = object;
 
@@ -13,7 +13,7 @@ export interface VoiceAeadAddon {
 }
 
 /** Where the build script puts the addon (relative to media/src and media/dist alike). */
-export const AEAD_ADDON_PATH = new URL('../native/build/voice_aead.node', import.meta.url);
+export const AEAD_ADDON_PATH = builtAddonUrl('voice_aead');
 
 class NativeAeadKey implements AeadKey {
   readonly #h: Handle;
@@ -41,14 +41,11 @@ class NativeAeadKey implements AeadKey {
  * (never throws), so callers fall back to protocol's `nodeCryptoAead`.
  */
 export function loadNativeAead(path: URL = AEAD_ADDON_PATH): AeadBackend | null {
-  let addon: VoiceAeadAddon;
-  try {
-    const mod = createRequire(import.meta.url)(path.pathname) as Partial<VoiceAeadAddon>;
+  const addon = loadAddon<VoiceAeadAddon>(path, (mod) => {
     if (typeof mod.create !== 'function' || typeof mod.seal !== 'function' || typeof mod.open !== 'function')
-      return null;
-    addon = mod as VoiceAeadAddon;
+      return false;
     // Self-check: a sealed packet opens, and a flipped bit does not.
-    const k = new NativeAeadKey(addon, new Uint8Array(32).fill(1));
+    const k = new NativeAeadKey(mod as VoiceAeadAddon, new Uint8Array(32).fill(1));
     const nonce = new Uint8Array(12);
     const packet = new Uint8Array(16 + 4 + 16).fill(7);
     const out = new Uint8Array(4);
@@ -57,10 +54,9 @@ export function loadNativeAead(path: URL = AEAD_ADDON_PATH): AeadBackend | null 
     packet[17]! ^= 1;
     const bad = k.open(nonce, packet, packet.length, out) === -1;
     k.close();
-    if (!good || !bad) return null;
-  } catch {
-    return null;
-  }
+    return good && bad;
+  });
+  if (!addon) return null;
   return {
     name: `openssl-evp (${addon.version()})`,
     create: (key) => new NativeAeadKey(addon, key),

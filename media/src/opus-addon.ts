@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type {
   OpusDecoder,
   OpusDecoderOptions,
@@ -8,6 +7,7 @@ import type {
   OpusFactory,
 } from './codec.js';
 import { OpusCodecError } from './errors.js';
+import { builtAddonUrl, loadAddon } from './native-addon.js';
 import {
   assertFrameSamples,
   DEFAULT_ENCODER_SETTINGS,
@@ -40,18 +40,14 @@ export interface VoiceOpusAddon {
 }
 
 /** Where the build script puts the addon (relative to media/src and media/dist alike). */
-export const ADDON_PATH = new URL('../native/build/voice_opus.node', import.meta.url);
+export const ADDON_PATH = builtAddonUrl('voice_opus');
 
 /** Loads the addon when it was built; null otherwise (never throws). */
 export function loadVoiceOpusAddon(path: URL = ADDON_PATH): VoiceOpusAddon | null {
-  try {
-    const mod = createRequire(import.meta.url)(path.pathname) as Partial<VoiceOpusAddon>;
-    return typeof mod.createEncoder === 'function' && typeof mod.decode === 'function'
-      ? (mod as VoiceOpusAddon)
-      : null;
-  } catch {
-    return null;
-  }
+  return loadAddon<VoiceOpusAddon>(
+    path,
+    (mod) => typeof mod.createEncoder === 'function' && typeof mod.decode === 'function',
+  );
 }
 
 function failed(err: unknown): OpusCodecError {

@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { builtAddonUrl, loadAddon } from './native-addon.js';
 
 /** The addon's exports (see media/native/voice_udp.c). */
 export interface VoiceUdpAddon {
@@ -34,7 +34,7 @@ export const UdpResult = {
 export const UDP_RESULT_SLOTS = 8;
 
 /** Where the build script puts the addon (relative to media/src and media/dist alike). */
-export const UDP_ADDON_PATH = new URL('../native/build/voice_udp.node', import.meta.url);
+export const UDP_ADDON_PATH = builtAddonUrl('voice_udp');
 
 /**
  * Batched UDP send with sendmmsg(2) in our own addon (media/native/voice_udp.c, built by
@@ -44,19 +44,13 @@ export const UDP_ADDON_PATH = new URL('../native/build/voice_udp.node', import.m
  */
 export function loadNativeUdp(path: URL = UDP_ADDON_PATH): VoiceUdpAddon | null {
   if (process.platform !== 'linux') return null;
-  try {
-    const mod = createRequire(import.meta.url)(path.pathname) as Partial<VoiceUdpAddon>;
+  return loadAddon<VoiceUdpAddon>(path, (mod) => {
     if (typeof mod.send !== 'function' || typeof mod.available !== 'function' || !mod.available())
-      return null;
-    const addon = mod as VoiceUdpAddon;
+      return false;
     // Self-check: an empty batch sends nothing and reports nothing.
     const result = new Int32Array(UDP_RESULT_SLOTS).fill(-1);
-    if (addon.send(0, new Uint8Array(0), new Int32Array(0), 0, result) !== 0 || result.some((v) => v !== 0))
-      return null;
-    return addon;
-  } catch {
-    return null;
-  }
+    return mod.send(0, new Uint8Array(0), new Int32Array(0), 0, result) === 0 && result.every((v) => v === 0);
+  });
 }
 
 /**

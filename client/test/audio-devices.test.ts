@@ -2,17 +2,24 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, encodeWav, sineInt16, type OpusFactory } from '@voice/media';
 import {
   AudioDeviceError,
   AudioEngine,
+  DEFAULT_STALL_MS,
   DeviceBackend,
+  EXTENSION_POOL_SIZE,
+  INPUT_QUEUE_PERIODS,
+  maxAbandonedFor,
+  OUTPUT_PERIODS_AHEAD,
   PlayoutSource,
   ToneSource,
   VoiceClient,
   type AudioDeviceInfo,
 } from '../src/index.js';
+import { stallCheckMs, stallReportWithinMs } from '../src/audio/stall-watch.js';
 import { toneLevelDbfs } from '../../test-support/levels.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import {
@@ -42,6 +49,33 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 // windows and "present" on the median.
 const levelDb = toneLevelDbfs;
 
+/**
+ * The latest a stall may be reported after the device stopped, ms: the watch's bound for the
+ * default stall limit, after the `queued` 10 ms periods the stream still had; when this process's
+ * event loop was blocked longer than the watch tolerates (`blockedMs`), the watch restarts its
+ * window by design, and the bound moves by that much.
+ */
+function detectionBoundMs(queued: number, blockedMs: number): number {
+  const within = stallReportWithinMs(DEFAULT_STALL_MS);
+  const tolerated = within - DEFAULT_STALL_MS - stallCheckMs(DEFAULT_STALL_MS);
+  return queued * 10 + within + (blockedMs > tolerated ? DEFAULT_STALL_MS + blockedMs : 0);
+}
+
+/** Starts measuring event-loop delay; the returned function stops and gives the longest, ms. */
+function startLoopWatch(): () => number {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  return () => {
+    h.disable();
+    return h.max / 1e6;
+  };
+}
+
+// This process runs libuv's default pool of 4, where the bound on stuck closes would be 1; the
+// extension runs 16. A healthy output's close here took up to 2.1 s under load (counted abandoned
+// after 1 s until it finished), so the tests that are not about the bound get the extension's.
+const EXTENSION_MAX_ABANDONED = maxAbandonedFor(EXTENSION_POOL_SIZE);
+
 function device(name: string): AudioDeviceInfo {
   const d = backend.listDevices().find((x) => x.name === name);
   if (!d)
@@ -62,7 +96,7 @@ function tone(hz: number): string {
 
 beforeAll(async () => {
   await ensurePulseDevices();
-  backend = DeviceBackend.load();
+  backend = DeviceBackend.load({ maxAbandoned: EXTENSION_MAX_ABANDONED });
   tmp = mkdtempSync(join(tmpdir(), 'voice-devices-'));
   opus = await createOpus();
   srv = await startTestServer();
@@ -186,7 +220,10 @@ describe('sound devices through PulseAudio null sinks', () => {
 
   it('a device that stops delivering periods is DEVICE_FAILED, once, for input and output; the engine then opens another', async () => {
     // A shorter start window than the default 5 s, to keep the test short; the stall limit is the default.
-    const engine = new AudioEngine({ backend: DeviceBackend.load({ startMs: 2500 }) });
+    const START_MS = 2500;
+    const engine = new AudioEngine({
+      backend: DeviceBackend.load({ startMs: START_MS, maxAbandoned: EXTENSION_MAX_ABANDONED }),
+    });
     cleanup.push(() => engine.close());
     const errors: { code: string; which: string; at: number }[] = [];
     engine.on('error', (e, which) => errors.push({ code: e.code, which, at: performance.now() }));
@@ -194,15 +231,20 @@ describe('sound devices through PulseAudio null sinks', () => {
     engine.on('level', () => levels++);
 
     // Input: the microphone's sink is suspended under the running capture (a wedged device).
+    const started = performance.now();
     await engine.startInput(device('voice_mic').id);
     await expect.poll(() => levels, { timeout: 8000 }).toBeGreaterThan(5); // periods flow
+    await sleep(started + START_MS - performance.now()); // past the start window: judged from now on
+    let stalled = startLoopWatch();
     const resumeMic = await suspend('voice_mic');
     cleanup.push(resumeMic);
     const t0 = performance.now();
     await expect.poll(() => errors.length, { timeout: 5000 }).toBe(1);
     expect(errors[0]).toMatchObject({ code: 'DEVICE_FAILED', which: 'input' });
-    // Judged after 1 s without a period, and not in the first 2.5 s of a stream: not at once.
+    // Judged after 1 s without a period, and not in the first 2.5 s of a stream: not at once. And
+    // in time: the watch's bound, plus the periods PortAudio had queued before the device stopped.
     expect(errors[0]!.at - t0).toBeGreaterThan(900);
+    expect(errors[0]!.at - t0).toBeLessThan(detectionBoundMs(INPUT_QUEUE_PERIODS, stalled()));
     expect(engine.inputFormat).toBeNull(); // its stream is closed
     await resumeMic();
     await engine.startInput(device('voice_mic2').id);
@@ -211,12 +253,19 @@ describe('sound devices through PulseAudio null sinks', () => {
 
     // Output: the speaker's sink is suspended under the running playback.
     await engine.startOutput(device('voice_spk2').id);
-    await sleep(2500); // started and running
+    await sleep(START_MS); // started, running, and past the start window
     expect(errors.map((e) => e.which)).toEqual(['input']);
+    stalled = startLoopWatch();
     const resumeSpk = await suspend('voice_spk2');
     cleanup.push(resumeSpk);
+    const t1 = performance.now();
     await expect.poll(() => errors.length, { timeout: 5000 }).toBe(2);
     expect(errors[1]).toMatchObject({ code: 'DEVICE_FAILED', which: 'output' });
+    expect(errors[1]!.at - t1).toBeGreaterThan(900);
+    expect(errors[1]!.at - t1).toBeLessThan(detectionBoundMs(OUTPUT_PERIODS_AHEAD, stalled()));
+    console.log(
+      `stall reported ${(errors[0]!.at - t0).toFixed(0)} ms (input), ${(errors[1]!.at - t1).toFixed(0)} ms (output) after the device stopped`,
+    );
     expect(engine.outputFormat).toBeNull();
     await resumeSpk();
     await engine.startOutput(device('voice_spk').id);
@@ -226,6 +275,35 @@ describe('sound devices through PulseAudio null sinks', () => {
     expect(errors).toHaveLength(2);
     expect(engine.inputFormat).not.toBeNull();
   }, 40_000);
+
+  it('a close stuck on a dead device is abandoned and counted; at the bound no stream opens (DEVICES_STUCK) until it finishes', async () => {
+    // Each stuck close holds a libuv pool thread: the bound keeps them from taking the pool.
+    const b = DeviceBackend.load({ maxAbandoned: 1 });
+    const out = b.openOutput({ deviceId: device('voice_spk2').id });
+    out.start(
+      (buf) => buf.fill(0),
+      () => undefined,
+    );
+    await sleep(1000); // running
+    const resume = await suspend('voice_spk2');
+    cleanup.push(resume);
+    await sleep(200);
+    // An output's quit() waits for its queue to play out, which a suspended sink never does.
+    const t0 = performance.now();
+    await out.close();
+    expect(performance.now() - t0).toBeGreaterThan(900);
+    expect(b.stats()).toEqual({ abandoned: 1, maxAbandoned: 1, abandonedTotal: 1, refused: 0 });
+    expect(() => b.openInput({ deviceId: device('voice_mic').id })).toThrow(
+      expect.objectContaining({ code: 'DEVICES_STUCK' }),
+    );
+    expect(b.stats().refused).toBe(1);
+    // The device comes back: the stuck quit() finishes, and its slot is free again.
+    await resume();
+    await expect.poll(() => b.stats().abandoned, { timeout: 5000 }).toBe(0);
+    const input = b.openInput({ deviceId: device('voice_mic').id });
+    await input.close();
+    expect(b.stats()).toEqual({ abandoned: 0, maxAbandoned: 1, abandonedTotal: 1, refused: 1 });
+  }, 20_000);
 
   // Last: it kills the sound server (the streams' ALSA connections die with it).
   it('the sound server dying under a running capture and playback is DEVICE_FAILED for each, and the process lives', async () => {

@@ -1,14 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { WebSocketServer } from 'ws';
 import { freePort } from '../../test-support/server.js';
+import { EXTENSION_POOL_SIZE } from '../src/audio/device-backend.js';
 import { COMMAND_EVENT, EVENT_EVENT, parseEvent, type DesktopEvent } from '../src/desktop/messages.js';
 
 const MAIN = fileURLToPath(new URL('../src/desktop/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const LAUNCHER = fileURLToPath(new URL('../app/extension/voice-extension', import.meta.url));
 
 /** Starts the extension as Neutralino would: a shell command, credentials on stdin, then stdin closed. */
 function startExtension(args: string[]): ChildProcess {
@@ -136,5 +141,27 @@ describe('Neutralino extension handshake', () => {
     const [code] = (await once(ext, 'exit')) as [number];
     expect(code).toBe(1);
     expect(stderr).toContain('voice extension:');
+  });
+
+  it('the launcher starts the extension with a libuv pool of EXTENSION_POOL_SIZE, unless UV_THREADPOOL_SIZE says otherwise', () => {
+    // The packaged layout (README): the launcher, node/bin/node, app/client/dist/desktop/main.js,
+    // whose stand-in reports the environment the process started with.
+    const dir = mkdtempSync(join(tmpdir(), 'voice-launcher-'));
+    try {
+      copyFileSync(LAUNCHER, join(dir, 'voice-extension'));
+      mkdirSync(join(dir, 'node', 'bin'), { recursive: true });
+      symlinkSync(process.execPath, join(dir, 'node', 'bin', 'node'));
+      mkdirSync(join(dir, 'app', 'client', 'dist', 'desktop'), { recursive: true });
+      writeFileSync(
+        join(dir, 'app', 'client', 'dist', 'desktop', 'main.js'),
+        'console.log(JSON.stringify({ pool: process.env.UV_THREADPOOL_SIZE, args: process.argv.slice(2) }));',
+      );
+      const run = (env: Record<string, string>): unknown =>
+        JSON.parse(execFileSync('/bin/sh', [join(dir, 'voice-extension'), '--dev'], { env }).toString());
+      expect(run({})).toEqual({ pool: String(EXTENSION_POOL_SIZE), args: ['--dev'] });
+      expect(run({ UV_THREADPOOL_SIZE: '32' })).toEqual({ pool: '32', args: ['--dev'] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -34,28 +34,103 @@ interface PortAudio {
   };
 }
 
-/** How the device backend judges a stream that stopped (see StallWatch). */
+/** How the device backend judges a stream that stopped (see StallWatch), and how many it abandons. */
 export interface DeviceBackendOptions {
-  /** No period for this long: DEVICE_FAILED (default 1000 ms). */
+  /** No period for this long: DEVICE_FAILED (default DEFAULT_STALL_MS). */
   readonly stallMs?: number;
   /** Not judged this long after a stream starts (default 5000 ms). */
   readonly startMs?: number;
+  /**
+   * Streams whose close may be left stuck at once (default: maxAbandonedFor the process's libuv
+   * pool). Each holds a libuv pool thread until its device comes back; at the bound, opening a
+   * stream fails with DEVICES_STUCK rather than take the threads fs, crypto and dns need.
+   */
+  readonly maxAbandoned?: number;
+}
+
+/** No period for this long is a dead device, ms. */
+export const DEFAULT_STALL_MS = 1000;
+
+/**
+ * Periods PortAudio's thread may queue for an input (naudiodon's `maxQueue`): 8 (80 ms at 10 ms)
+ * ride out an event-loop stall without losing audio (its default 2 loses audio after 20 ms).
+ */
+export const INPUT_QUEUE_PERIODS = 8;
+
+/**
+ * Periods written ahead to an output (its `highwaterMark`): with one, each write waits for the
+ * previous one to reach PortAudio and the device is fed at about half its rate.
+ */
+export const OUTPUT_PERIODS_AHEAD = 3;
+
+/** How long a close waits for naudiodon's quit() before leaving it to finish (or not) alone, ms. */
+const QUIT_WAIT_MS = 1000;
+
+/**
+ * libuv pool threads kept for everything but stuck closes: the two running streams' reads and
+ * writes (naudiodon runs each as pool work), and libuv's default pool of four for fs, crypto, dns.
+ */
+const POOL_RESERVED = 6;
+
+/**
+ * The libuv pool size the desktop launcher (client/app/extension/voice-extension, .cmd) starts the
+ * extension with unless UV_THREADPOOL_SIZE is set: room for POOL_RESERVED and 10 stuck closes.
+ */
+export const EXTENSION_POOL_SIZE = 16;
+
+/**
+ * The libuv pool size of this process, read as libuv reads UV_THREADPOOL_SIZE when the pool starts
+ * (default 4, at least 1, at most 1024). Only the environment the process started with counts: the
+ * pool starts before the first line of an ES module entry runs, so the launcher sets it.
+ */
+export function libuvPoolSize(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number.parseInt(env.UV_THREADPOOL_SIZE ?? '', 10);
+  return Number.isFinite(n) ? Math.min(1024, Math.max(1, n)) : 4;
+}
+
+/** Stuck closes allowed in a pool of `poolSize` threads: what POOL_RESERVED leaves, at least one. */
+export function maxAbandonedFor(poolSize: number): number {
+  return Math.max(1, poolSize - POOL_RESERVED);
+}
+
+/** Counters of streams abandoned in a close that did not finish. */
+export interface AbandonedStats {
+  /** Stuck now (each holds a pool thread). */
+  readonly abandoned: number;
+  /** The bound on `abandoned`. */
+  readonly maxAbandoned: number;
+  /** Ever abandoned; `abandoned` goes down again when a stuck close finishes. */
+  readonly abandonedTotal: number;
+  /** Opens refused with DEVICES_STUCK at the bound. */
+  readonly refused: number;
 }
 
 /**
  * Sound cards through naudiodon 2.3.6 (PortAudio, built from source at install): lists devices,
- * opens one by id, runs 10 ms periods (its `highwaterMark` is set to one period, else it hands over
- * 16 KiB at a time). PortAudio has no unsigned 16-bit format: devices run f32 or i16. Where naudiodon
- * has no binary (macOS on arm64), `load()` throws BACKEND_UNAVAILABLE and the app says so; the file
- * backend still works.
+ * opens one by id, runs 10 ms periods (an input hands over one period at a time, an output is
+ * written OUTPUT_PERIODS_AHEAD periods ahead). PortAudio has no unsigned 16-bit format: devices run
+ * f32 or i16. Where naudiodon has no binary (macOS on arm64), `load()` throws BACKEND_UNAVAILABLE and
+ * the app says so; the file backend still works. A stream that stops delivering periods is
+ * DEVICE_FAILED (StallWatch); a close stuck on a dead device is abandoned, counted and bounded.
  */
 export class DeviceBackend implements AudioBackend {
   readonly name = 'naudiodon';
 
+  private readonly maxAbandoned: number;
+  private readonly stuck = { abandoned: 0, abandonedTotal: 0, refused: 0 };
+
   private constructor(
     private readonly pa: PortAudio,
     private readonly o: DeviceBackendOptions,
-  ) {}
+  ) {
+    const max = o.maxAbandoned ?? maxAbandonedFor(libuvPoolSize());
+    if (!Number.isInteger(max) || max < 1) throw new TypeError('maxAbandoned must be an integer >= 1');
+    this.maxAbandoned = max;
+  }
+
+  stats(): AbandonedStats {
+    return { ...this.stuck, maxAbandoned: this.maxAbandoned };
+  }
 
   static load(options: DeviceBackendOptions = {}): DeviceBackend {
     try {
@@ -81,7 +156,7 @@ export class DeviceBackend implements AudioBackend {
     }));
   }
 
-  /** The device by id, or the host's default ('default' by name on ALSA, else the first fitting one). */
+  /** The device by id, or the host's default: 'default' by name (ALSA), else 'pulse', else the first that fits. */
   private pick(deviceId: number | undefined, input: boolean): AudioDeviceInfo {
     const fits = (d: AudioDeviceInfo): boolean => (input ? d.maxInputChannels : d.maxOutputChannels) > 0;
     const list = this.listDevices().filter(fits);
@@ -114,6 +189,13 @@ export class DeviceBackend implements AudioBackend {
   }
 
   private open(input: boolean, o: OpenOptions): DeviceStream {
+    if (this.stuck.abandoned >= this.maxAbandoned) {
+      this.stuck.refused++;
+      throw new AudioDeviceError(
+        'DEVICES_STUCK',
+        `${this.stuck.abandoned} streams are stuck closing on devices that stopped responding (at most ${this.maxAbandoned}): restart the app`,
+      );
+    }
     const d = this.pick(o.deviceId, input);
     const format = this.formatFor(d, input, o);
     const periodMs = o.periodMs ?? 10;
@@ -126,14 +208,11 @@ export class DeviceBackend implements AudioBackend {
       sampleRate: format.sampleRate,
       deviceId: d.id,
       framesPerBuffer: periodFrames,
-      // Input: one period per 'data' event. Output: three periods in flight, else each write waits for
-      // the previous one to reach PortAudio and the device is fed at about half its rate.
-      highwaterMark: input ? bytes : 3 * bytes,
+      // Input: one period per 'data' event (the default hands over 16 KiB at a time).
+      highwaterMark: input ? bytes : OUTPUT_PERIODS_AHEAD * bytes,
       // An xrun ("output underflow") is not fatal: with closeOnError PortAudio's stream would close.
       closeOnError: false,
-      // Periods PortAudio's thread may queue for us: 8 (80 ms at 10 ms) rides out an event-loop stall
-      // without losing input (the default 2 drops audio after a 20 ms stall).
-      maxQueue: 8,
+      maxQueue: INPUT_QUEUE_PERIODS,
     };
     let io;
     try {
@@ -143,10 +222,18 @@ export class DeviceBackend implements AudioBackend {
         cause: err,
       });
     }
-    return new DeviceStream(io, d, format, periodFrames, bytes, {
-      stallMs: this.o.stallMs ?? 1000,
-      startMs: this.o.startMs ?? 5000,
-    });
+    return new DeviceStream(
+      io,
+      d,
+      format,
+      periodFrames,
+      bytes,
+      { stallMs: this.o.stallMs ?? DEFAULT_STALL_MS, startMs: this.o.startMs ?? 5000 },
+      (stuck) => {
+        this.stuck.abandoned += stuck ? 1 : -1;
+        if (stuck) this.stuck.abandonedTotal++;
+      },
+    );
   }
 
   openInput(options: OpenOptions = {}): AudioInput {
@@ -173,6 +260,8 @@ class DeviceStream implements AudioInput, AudioOutput {
     readonly periodFrames: number,
     private readonly periodBytes: number,
     stall: { stallMs: number; startMs: number },
+    /** A close left its quit() running (true), and that quit() finished after all (false). */
+    private readonly onAbandoned: (stuck: boolean) => void,
   ) {
     // A sound server that dies or a device that wedges stops PortAudio's callbacks without an error
     // (tried: PulseAudio killed or its sink suspended under a running stream): judge by the periods.
@@ -210,11 +299,11 @@ class DeviceStream implements AudioInput, AudioOutput {
     } else {
       const render = handler as RenderHandler;
       const w = io as Writable;
-      // The stream buffers one period (highwaterMark): write whenever it has room, so the device's
-      // consumption paces the calls to render().
+      // The stream takes OUTPUT_PERIODS_AHEAD periods (highwaterMark): write while it has room, so
+      // the device's consumption paces the calls to render().
       // Period buffers are reused round a ring, not allocated per period: naudiodon copies a chunk
-      // when its write reaches the addon, and the stream holds at most highwaterMark (3 periods)
-      // plus the one that said "full" before draining, so 8 are never still in use.
+      // when its write reaches the addon, and the stream holds at most OUTPUT_PERIODS_AHEAD chunks
+      // (the write that fills it says "full"), so a ring of 8 is never still in use.
       const ring = Array.from({ length: 8 }, () => Buffer.alloc(this.periodBytes));
       let next = 0;
       const pump = (): void => {
@@ -230,7 +319,7 @@ class DeviceStream implements AudioInput, AudioOutput {
           if (!w.write(buf)) break;
         }
       };
-      // A drain is the device taking a period: the first comes once it has started.
+      // A drain is the device having taken what was written ahead: the first comes once it has started.
       w.on('drain', () => {
         this.watch.beat();
         pump();
@@ -245,22 +334,24 @@ class DeviceStream implements AudioInput, AudioOutput {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     this.watch.stop();
-    // naudiodon 2.3.6's abort() always throws ("Quit expects 1 argument"): the stream went on running
-    // after every device switch. quit() stops it; an output's quit first waits for its queue to
-    // play out, which a dead device never does, so the wait is bounded (the native call is then
-    // left blocked on one libuv pool thread until the device comes back).
+    // naudiodon 2.3.6's abort() always throws ("Quit expects 1 argument"), so it cannot stop a
+    // stream; quit() does. An output's quit first waits for its queue to play out, which a dead
+    // device never does (and a live one under load took up to 2 s here), so the wait is bounded.
+    // The native call is then abandoned, blocked on a libuv pool thread until it finishes (the
+    // device comes back): the backend counts those and bounds them.
     return new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 1000);
-      this.io.quit().then(
-        () => {
-          clearTimeout(t);
-          resolve();
-        },
-        () => {
-          clearTimeout(t);
-          resolve();
-        },
-      );
+      let abandoned = false;
+      const t = setTimeout(() => {
+        abandoned = true;
+        this.onAbandoned(true);
+        resolve();
+      }, QUIT_WAIT_MS);
+      const done = (): void => {
+        clearTimeout(t);
+        if (abandoned) this.onAbandoned(false);
+        resolve();
+      };
+      this.io.quit().then(done, done);
     });
   }
 }

@@ -6,6 +6,11 @@ export const AUDIO_ERROR_CODES = {
   NO_DEVICE: 'no such audio device',
   /** The device refused to open with the wanted format or went away while running. */
   DEVICE_FAILED: 'the audio device failed',
+  /**
+   * Streams left stuck on dead devices (a close that never finished) hold every thread allowed for
+   * them: no stream opens until one of those devices comes back, or the app restarts.
+   */
+  DEVICES_STUCK: 'audio devices that stopped responding hold every thread allowed for them: restart the app',
   /** The stream was closed. */
   CLOSED: 'the audio stream is closed',
 } as const;

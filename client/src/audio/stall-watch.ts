@@ -1,3 +1,20 @@
+/** How often a watch looks by default, ms: a tenth of stallMs, at least 10. */
+export function stallCheckMs(stallMs: number): number {
+  return Math.max(10, Math.round(stallMs / 10));
+}
+
+/** A check this many periods late means our own event loop was blocked: that window is not judged. */
+const LATE_CHECKS = 3;
+
+/**
+ * The latest a watch with the default check period reports a stall, ms after the device's last
+ * period, while the event loop is not blocked: stallMs, plus a check period to look, plus the
+ * lateness a check may have and still judge. A longer block restarts the window instead.
+ */
+export function stallReportWithinMs(stallMs: number): number {
+  return stallMs + (1 + LATE_CHECKS) * stallCheckMs(stallMs);
+}
+
 export interface StallWatchOptions {
   /** This long without a period is a stall, ms. */
   readonly stallMs: number;
@@ -31,7 +48,7 @@ export class StallWatch {
   constructor(private readonly o: StallWatchOptions) {
     if (!(o.stallMs > 0) || !(o.startMs > 0)) throw new TypeError('stallMs and startMs must be > 0');
     this.now = o.now ?? (() => performance.now());
-    this.checkMs = o.checkMs ?? Math.max(10, Math.round(o.stallMs / 10));
+    this.checkMs = o.checkMs ?? stallCheckMs(o.stallMs);
   }
 
   start(): void {
@@ -53,7 +70,7 @@ export class StallWatch {
 
   private check(): void {
     const now = this.now();
-    const late = now - this.lastCheck > 3 * this.checkMs;
+    const late = now - this.lastCheck > LATE_CHECKS * this.checkMs;
     this.lastCheck = now;
     if (late) {
       this.lastBeat = Math.max(this.lastBeat, now - this.checkMs);

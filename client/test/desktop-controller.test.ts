@@ -1,6 +1,7 @@
 import { createConnection, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
+import { asUserId } from '@voice/protocol';
 import { AudioEngine, FileBackend, ToneSource, VoiceClient, type AudioBackend } from '../src/index.js';
 import { DesktopController } from '../src/desktop/controller.js';
 import type { DesktopEvent, DesktopEventOf } from '../src/desktop/messages.js';
@@ -183,6 +184,68 @@ describe('desktop controller against a real server', () => {
     expect(proxy.requests('/api/v1/logout')).toHaveLength(1);
     // The abandoned request does not hold its connection (and a socket of the extension) open.
     await expect.poll(() => proxy.requests('/api/v1/logout'), { timeout: 500 }).toEqual([true]);
+  }, 20_000);
+
+  it('after a resume the extension shows the members again without joining again (a rekey would void the binding the audio just moved to)', async () => {
+    const engine = new AudioEngine({
+      backend: new FileBackend({ input: sineInt16(48_000 * 2, 1000, -20), maxOutputSeconds: 30 }),
+      transmit: 'always',
+    });
+    const events: DesktopEvent[] = [];
+    const replies = new Map<number, DesktopEventOf<'reply'>>();
+    let bindingAtResume: unknown = null;
+    let wasReconnecting = false;
+    const controller = new DesktopController({
+      engine,
+      send: (e) => {
+        if (e.ev === 'reply') return void replies.set(e.re, e);
+        events.push(e);
+        if (e.ev !== 'state') return;
+        if (e.connection === 'reconnecting') wasReconnecting = true;
+        // The state goes back to connected as the client says it resumed, before anything else
+        // is asked of the server: the binding the resume issued.
+        if (e.connection === 'connected' && wasReconnecting && bindingAtResume === null)
+          bindingAtResume = srv.sessions.byUser(asUserId(e.userId!))?.voice ?? null;
+      },
+    });
+    closers.push(
+      () => engine.close(),
+      () => controller.close(),
+    );
+    let id = 0;
+    const cmd = async (c: Record<string, unknown>): Promise<DesktopEventOf<'reply'>> => {
+      await controller.handle({ ...c, id: ++id });
+      const r = replies.get(id)!;
+      if (!r.ok) throw new Error(`${String(c.cmd)}: ${r.error?.code} ${r.error?.message}`);
+      return r;
+    };
+    const me = asUserId(
+      ((await cmd({ cmd: 'connect', server: srv.url, nickname: 'fay' })).data as { userId: string }).userId,
+    );
+    const created = await cmd({ cmd: 'channel.create', name: 'Resumed' });
+    await cmd({ cmd: 'join', channelId: (created.data as { channelId: string }).channelId });
+    const gus = await VoiceClient.connect({ server: srv.url, nickname: 'gus', opus, channel: 'Resumed' });
+    closers.push(() => gus.close());
+    await expect
+      .poll(() => events.findLast((e): e is DesktopEventOf<'members'> => e.ev === 'members')?.members.length)
+      .toBe(2);
+    const membersBefore = events.length;
+    // What the server does to a client that does not read (a stalled network): the client resumes.
+    srv.sessions.byUser(me)!.conn!.close(4004, 'too slow: messages not read');
+    await expect.poll(() => bindingAtResume).not.toBeNull();
+    // The member list comes back for the UI...
+    await expect
+      .poll(() =>
+        events
+          .slice(membersBefore)
+          .findLast((e): e is DesktopEventOf<'members'> => e.ev === 'members' && e.members.length > 0)
+          ?.members.map((m) => m.nickname)
+          .sort(),
+      )
+      .toEqual(['fay', 'gus']);
+    await sleep(500);
+    // ...and the server still has the resume's binding: nobody asked for another.
+    expect(srv.sessions.byUser(me)?.voice).toBe(bindingAtResume);
   }, 20_000);
 
   it('settings that keep the devices do not reopen them, even sent at once; another device does', async () => {

@@ -395,10 +395,34 @@ export class DesktopController {
     client.startVoice(this.o.engine.source);
     if (this.muted) await client.setSelfMute(true);
     if (this.deaf) await client.setSelfDeaf(true);
-    // The server keeps volumes per session: a new one (after a restart) needs them again.
+    await this.applyVolumes(client);
+    this.pushState();
+    this.pushMembers();
+    this.pushStats();
+  }
+
+  /** The server keeps volumes per session: a new one (after a restart) needs them again. */
+  private async applyVolumes(client: VoiceClient): Promise<void> {
     for (const [userId, percent] of this.volumes)
       if (percent !== 100 && this.members.has(userId))
         await client.setVolume(userId, percent).catch(() => undefined);
+  }
+
+  /**
+   * The client is back (its voice, mute and deafen state carried over): it only lacks the member
+   * list. Not by joining again: joining the channel it is in is a rekey, which voids the binding
+   * its audio has just moved to and costs another switch.
+   */
+  private async afterResume(client: VoiceClient, restored: boolean): Promise<void> {
+    const channel = client.channel;
+    if (!channel || channel.id !== this.wantedChannel?.id) return this.rejoin();
+    const sig = client.signaling;
+    const first = await sig.request('channel.members', { channelId: channel.id });
+    const members = await sig.allMembers(channel.id, first.members, first.next);
+    if (this.client !== client || client.channel?.id !== channel.id) return;
+    this.members = new Map(members.map((m) => [m.userId, m]));
+    // A session the server had lost (it restarted) was joined again by the client: a new one.
+    if (!restored) await this.applyVolumes(client);
     this.pushState();
     this.pushMembers();
     this.pushStats();
@@ -419,13 +443,12 @@ export class DesktopController {
         message: `Connection lost (${code}${reason ? `: ${reason}` : ''})`,
       });
     });
-    client.on('resumed', () => {
+    client.on('resumed', (restored) => {
       if (this.client !== client || this.closed) return;
       this.listenSignaling(client);
       this.setState('connected', null);
       void this.refreshChannels().catch(() => undefined);
-      // The client is back in its channel; joining again (a rekey) brings the member list.
-      void this.rejoin().catch((err) => this.setState('connected', errorInfo(err)));
+      void this.afterResume(client, restored).catch((err) => this.setState('connected', errorInfo(err)));
     });
     // Cluster: the session moved to the channel owner's process; its events come on the new socket.
     client.on('redirected', () => {

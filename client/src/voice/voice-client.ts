@@ -530,20 +530,21 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     handover = false,
   ): Promise<void> {
     const old = this.session;
-    // A session that has played no audio has nothing to keep playing: it ends at once.
-    if (handover && old && (this.outgoing !== null || old.playout.hasPlayedAudio)) {
-      // Make-before-break: the old session stops sending but keeps playing what it holds.
+    if (old && handover) {
       this.session = null;
       this.lastSessionStats = old.stats();
-      old.stopSending();
-      if (this.outgoing) {
-        // A handover already under way: `old` is held and has played nothing, the outgoing session
-        // is what is heard. It plays on; the held one gives way to the newer binding.
+      if (this.outgoing === null && old.playout.hasPlayedAudio) {
+        // Make-before-break: the old session stops sending but keeps playing what it holds.
+        old.stopSending();
+        this.outgoing = old;
+      } else {
+        // Nothing of `old` is heard: it has played no audio, or a handover is already under way
+        // (`old` is its held session; the outgoing one is heard and plays on until the new one).
         if (this.outgoingTimer) clearTimeout(this.outgoingTimer);
         this.outgoingTimer = null;
         old.close();
-      } else this.outgoing = old;
-    } else if (!handover || old) this.endSession(null);
+      }
+    } else if (!handover) this.endSession(null);
     const held = this.outgoing !== null;
     let session: VoiceSession;
     try {

@@ -236,9 +236,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    * Joins a channel by id (`c_...`) or by name, creating it when `create` is set and no channel has
    * that name, then starts voice with the binding from the join result. Leaves the previous channel's
    * voice (the server does the same). Joining the channel we are in rekeys: the server answers with a
-   * new binding, and voice moves to it with a new cipher, make-before-break as on `voice.moved` (the
-   * desktop app joins again after every resume: what the old session holds plays on until the new
-   * one has audio). The result holds every member, however many pages the server sent them in.
+   * new binding, and voice moves to it with a new cipher, make-before-break as on `voice.moved` (what
+   * the old session holds plays on until the new one has audio). The result holds every member,
+   * however many pages the server sent them in.
    */
   async join(channel: string, options: JoinOptions = {}): Promise<JoinResult> {
     if (typeof channel !== 'string' || channel.trim() === '')
@@ -256,8 +256,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       this.currentChannel = result.channel;
       return this.withAllMembers(result);
     }
-    // The channel we are in (a rekey, or the desktop app joining again after a resume): hand over
-    // make-before-break as on `voice.moved`, so what the old session holds plays on meanwhile.
+    // The channel we are in (a rekey, perhaps right after a resume): hand over make-before-break
+    // as on `voice.moved`, so what the old session holds plays on meanwhile.
     const rekey = this.session !== null && this.currentChannel?.id === result.channel.id;
     await this.startSession(seq, result.channel, result.voice, false, rekey);
     return this.withAllMembers(result);

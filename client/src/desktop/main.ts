@@ -10,7 +10,7 @@
  * It exits by itself when its UI goes away (Neutralino's socket drops), after closing everything.
  */
 import { parseArgs } from 'node:util';
-import { DeviceBackend } from '../audio/device-backend.js';
+import { DeviceBackend, EXTENSION_POOL_SIZE, libuvPoolSize } from '../audio/device-backend.js';
 import { AudioDeviceError } from '../audio/errors.js';
 import { AudioEngine } from '../audio/engine.js';
 import { FileBackend } from '../audio/file-backend.js';
@@ -39,6 +39,12 @@ async function main(): Promise<void> {
       ...(values.out ? { outputPath: values.out } : {}),
     });
   } else {
+    // Too late to change here (the pool has started): the launcher sets it.
+    if (libuvPoolSize() < EXTENSION_POOL_SIZE)
+      process.stderr.write(
+        `voice extension: UV_THREADPOOL_SIZE is ${libuvPoolSize()}, the launcher sets ${EXTENSION_POOL_SIZE}: ` +
+          'fewer sound streams stuck on dead devices are allowed before opening one is refused\n',
+      );
     try {
       backend = DeviceBackend.load();
     } catch (err) {

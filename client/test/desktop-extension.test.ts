@@ -157,7 +157,11 @@ describe('Neutralino extension handshake', () => {
         'console.log(JSON.stringify({ pool: process.env.UV_THREADPOOL_SIZE, args: process.argv.slice(2) }));',
       );
       const run = (env: Record<string, string>): unknown =>
-        JSON.parse(execFileSync('/bin/sh', [join(dir, 'voice-extension'), '--dev'], { env }).toString());
+        JSON.parse(
+          execFileSync('/bin/sh', [join(dir, 'voice-extension'), '--dev'], {
+            env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+          }).toString(),
+        );
       expect(run({})).toEqual({ pool: String(EXTENSION_POOL_SIZE), args: ['--dev'] });
       expect(run({ UV_THREADPOOL_SIZE: '32' })).toEqual({ pool: '32', args: ['--dev'] });
     } finally {

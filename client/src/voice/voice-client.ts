@@ -277,8 +277,22 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    */
   private async adopt(channelId: ChannelId, binding: VoiceBinding): Promise<void> {
     const seq = ++this.joinSeq;
-    const channels = await this.signaling.allChannels();
-    const channel = channels.find((c) => c.id === channelId);
+    const listed = this.signaling.allChannels();
+    const known = this.currentChannel?.id === channelId ? this.currentChannel : null;
+    if (known) {
+      // The channel we were in: voice moves to the new binding at once. The server voided the old
+      // one when it issued this, so the old session plays on only what it holds: waiting for the
+      // channel list first cost a round trip of silence (3 frames at 30 ms each way). Settings
+      // changed while we were away apply when the list comes.
+      listed.catch(() => undefined);
+      await this.startSession(seq, known, binding, true, true);
+      const channel = (await listed).find((c) => c.id === channelId);
+      if (!channel || seq !== this.joinSeq || this.currentChannel?.id !== channelId) return;
+      this.currentChannel = channel;
+      this.session?.updateCodec(this.o.encoder?.bitrate ?? channel.voice.bitrate, channel.voice.complexity);
+      return;
+    }
+    const channel = (await listed).find((c) => c.id === channelId);
     // Deleted meanwhile: the channel.deleted event voids the binding; nothing to start.
     if (!channel) return;
     await this.startSession(seq, channel, binding, true, true);

@@ -133,9 +133,9 @@ export class DeviceBackend implements AudioBackend {
   }
 
   static load(options: DeviceBackendOptions = {}): DeviceBackend {
+    let pa: PortAudio;
     try {
-      const require = createRequire(import.meta.url);
-      return new DeviceBackend(require('naudiodon') as PortAudio, options);
+      pa = createRequire(import.meta.url)('naudiodon') as PortAudio;
     } catch (err) {
       throw new AudioDeviceError(
         'BACKEND_UNAVAILABLE',
@@ -143,6 +143,7 @@ export class DeviceBackend implements AudioBackend {
         { cause: err },
       );
     }
+    return new DeviceBackend(pa, options);
   }
 
   listDevices(): AudioDeviceInfo[] {

@@ -280,9 +280,9 @@ describe('sound devices through PulseAudio null sinks', () => {
   it('a close stuck on a dead device is abandoned and counted; at the bound no stream opens (DEVICES_STUCK) until it finishes', async () => {
     // Each stuck close holds a libuv pool thread: the bound keeps them from taking the pool. It
     // follows the pool size as libuv reads it (1-1024, default 4), keeping 6 threads for the rest.
-    expect([undefined, '16', '0', '5000', 'x'].map((v) => libuvPoolSize({ UV_THREADPOOL_SIZE: v }))).toEqual([
-      4, 16, 1, 1024, 4,
-    ]);
+    expect(
+      [undefined, '16', '0', '5000', 'x', '-2'].map((v) => libuvPoolSize({ UV_THREADPOOL_SIZE: v })),
+    ).toEqual([4, 16, 1, 1024, 1, 1024]);
     expect([EXTENSION_POOL_SIZE, 4].map(maxAbandonedFor)).toEqual([10, 1]);
     expect(() => DeviceBackend.load({ maxAbandoned: 0 })).toThrow(TypeError);
     const b = DeviceBackend.load({ maxAbandoned: 1 });

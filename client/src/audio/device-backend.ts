@@ -79,13 +79,16 @@ const POOL_RESERVED = 6;
 export const EXTENSION_POOL_SIZE = 16;
 
 /**
- * The libuv pool size of this process, read as libuv reads UV_THREADPOOL_SIZE when the pool starts
- * (default 4, at least 1, at most 1024). Only the environment the process started with counts: the
- * pool starts before the first line of an ES module entry runs, so the launcher sets it.
+ * The libuv pool size of this process, read as libuv reads UV_THREADPOOL_SIZE when the pool starts:
+ * 4 when unset, else its atoi() into an unsigned count, 0 (or no number) taken as 1, more than 1024
+ * as 1024. Only the environment the process started with counts: the pool starts before the first
+ * line of an ES module entry runs, so the launcher sets it.
  */
 export function libuvPoolSize(env: NodeJS.ProcessEnv = process.env): number {
-  const n = Number.parseInt(env.UV_THREADPOOL_SIZE ?? '', 10);
-  return Number.isFinite(n) ? Math.min(1024, Math.max(1, n)) : 4;
+  const v = env.UV_THREADPOOL_SIZE;
+  if (v === undefined) return 4;
+  const n = Number.parseInt(v, 10) || 0;
+  return n === 0 ? 1 : n < 0 || n > 1024 ? 1024 : n;
 }
 
 /** Stuck closes allowed in a pool of `poolSize` threads: what POOL_RESERVED leaves, at least one. */

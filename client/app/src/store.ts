@@ -92,6 +92,8 @@ function audioErrorText(e: DesktopEventOf<'audioError'>): string {
       return `The ${device} stopped working (${e.error.message}). Pick a device in Settings.`;
     case 'NO_DEVICE':
       return `No ${device} found (${e.error.message}). Plug one in, then pick it in Settings.`;
+    case 'DEVICES_STUCK':
+      return 'Sound devices that stopped responding hold what the app may use for sound. Plug them back in, or restart the app.';
     default:
       return `${device.charAt(0).toUpperCase()}${device.slice(1)}: ${e.error.message}`;
   }

@@ -1,10 +1,11 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
 import { toneDbfs } from '@voice/media';
 import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import type { Session, SessionManager } from '../src/app/sessions.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 
 /*
@@ -21,6 +22,7 @@ beforeAll(async () => {
 const nodes: TestServer[] = [];
 const bots: VoiceClient[] = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const b of bots.splice(0)) await b.close();
   for (const n of nodes.splice(0)) await n.stop();
 });
@@ -392,26 +394,102 @@ describe('two nodes over one Redis', () => {
     expect(j.voice.udpPort).toBe(n1!.udpPort);
   });
 
-  it('a member asked to move twice at once (the drain and its own node) switches once, to the new owner', async () => {
-    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
-    // it change first. Two rebinds would hand the client two keys (two switches, and the later reply
-    // could be the stale key: 400 ms of unanswered HELLOs, then the WebSocket fallback).
+  /**
+   * A channel on node-0 with `a` signaled there and `b` signaled on node-1, both sending a tone and
+   * ready. `intercept` sees each `member.moved` node-1 receives for `b` (from node-0's drain) with
+   * the handler that applies it, and decides when it runs. Resolves once the drain is done.
+   */
+  async function drainWhileMoving(
+    name: string,
+    intercept: (
+      apply: () => Promise<unknown>,
+      session: Session,
+      sessions: SessionManager,
+    ) => Promise<unknown>,
+  ): Promise<{ a: VoiceClient; b: VoiceClient; n1: TestServer; drained: Promise<void> }> {
     const [n0, n1] = await cluster(2);
-    const a = await bot(n0!, 'twice-a', 'Twice', true);
-    const b = await bot(n1!, 'twice-b', 'Twice');
+    const a = await bot(n0!, `${name}-a`, name, true);
+    const b = await bot(n1!, `${name}-b`, name);
     await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
     expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    a.startVoice(new ToneSource(TONES[0], -20));
+    b.startVoice(new ToneSource(TONES[1], -20));
+    const session = n1!.sessions.byUser(b.user.id)!;
+    const handle = n1!.sessions.handleMemberRequest.bind(n1!.sessions);
+    vi.spyOn(n1!.sessions, 'handleMemberRequest').mockImplementation((op, args) =>
+      op === 'member.moved' && (args as { userId: string }).userId === b.user.id
+        ? intercept(() => handle(op, args), session, n1!.sessions)
+        : handle(op, args),
+    );
+    return { a, b, n1: n1!, drained: n0!.drain() };
+  }
+
+  /**
+   * What `b` ends with is what the owner holds: its binding is the endpoint node-1 mixes it with
+   * (voice id and key), voice goes over UDP, and both members hear each other at level.
+   */
+  async function expectOneBinding(a: VoiceClient, b: VoiceClient, n1: TestServer): Promise<void> {
+    await b.waitReady(3000);
+    await sleep(1200); // two lease-watch periods: nothing else moves it
+    expect(b.binding!.udpPort).toBe(n1.udpPort);
+    const held = n1.voice.endpointOf(n1.sessions.byUser(b.user.id)!);
+    expect(held, 'node-1 mixes b').toBeDefined();
+    expect(b.binding!.voiceId, 'the voice id b sends with').toBe(held!.voiceId);
+    expect(Buffer.from(b.binding!.key).equals(Buffer.from(held!.key)), 'the key b sends with').toBe(true);
+    expect(b.voice!.transport, 'b over UDP (a stale key falls back to the WebSocket)').toBe('udp');
+    for (const x of [a, b]) x.clearRecording();
+    await sleep(1100);
+    expect(heard(a, TONES[1]), 'a hears b').toBeGreaterThan(-23);
+    expect(heard(b, TONES[0]), 'b hears a').toBeGreaterThan(-23);
+  }
+
+  it('a member asked to move twice at once (the drain and its own node) switches once, to the key the new owner holds', async () => {
+    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
+    // it change at the same moment. Two rebinds at once would each attach with a fresh key, and the
+    // one whose reply came back last is not always the one the owner kept.
+    let twice = false;
+    const { a, b, n1, drained } = await drainWhileMoving('Twice', (apply, session, sessions) => {
+      if (twice) return apply();
+      twice = true;
+      // Both moves start before either is awaited.
+      return Promise.all([apply(), sessions.voiceMoved(session)]).then(() => null);
+    });
     let moves = 0;
     b.signaling.on('voice.moved', () => moves++);
-    const session = n1!.sessions.byUser(b.user.id)!;
-    const draining = n0!.drain();
-    await n1!.sessions.voiceMoved(session);
-    await draining;
-    await b.waitReady(3000);
-    expect(b.binding!.udpPort).toBe(n1!.udpPort);
-    await sleep(1200); // two lease-watch periods: nothing else moves it
+    await drained;
+    expect(twice, 'the drain asked node-1 to move b').toBe(true);
+    await expectOneBinding(a, b, n1);
     expect(moves).toBe(1);
-    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('a resume that runs into a move ends with the binding the new owner holds', async () => {
+    // The drain's `member.moved` reaches node-1 while b's client is resuming there (its connection
+    // dropped): the move's rebind and the resume's run at once unless serialized.
+    let resuming: (() => void) | null = null;
+    const { a, b, n1, drained } = await drainWhileMoving('Race', async (apply) => {
+      // Hold the move until the resume's hello is being handled, then run both.
+      await new Promise<void>((r) => {
+        resuming = r;
+        b.signaling.terminate();
+      });
+      return apply();
+    });
+    const attach = n1.sessions.attach.bind(n1.sessions);
+    let raced = false;
+    vi.spyOn(n1.sessions, 'attach').mockImplementation((...args) => {
+      const welcome = attach(...args);
+      if (resuming) {
+        raced = true;
+        resuming();
+        resuming = null;
+      }
+      return welcome;
+    });
+    const resumed = new Promise<boolean>((r) => b.once('resumed', r));
+    await drained;
+    expect(raced, 'the move ran while the resume was handled').toBe(true);
+    expect(await resumed).toBe(true);
+    await expectOneBinding(a, b, n1);
   });
 
   it('a moved member hears its old session until the new one has audio (make-before-break on the client)', async () => {

@@ -6,6 +6,7 @@ import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import type { Session, SessionManager } from '../src/app/sessions.js';
+import { RedisLeaseStore } from '../src/routing/redis-leases.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 
 /*
@@ -490,6 +491,60 @@ describe('two nodes over one Redis', () => {
     expect(raced, 'the move ran while the resume was handled').toBe(true);
     expect(await resumed).toBe(true);
     await expectOneBinding(a, b, n1);
+  });
+
+  it('an owner found not listening in one watch period keeps its lease; in two consecutive ones its lease is broken', async () => {
+    // A subscription reconnecting (a Redis restart) misses one period; a killed process misses every
+    // one. What node-1 learns from PUBSUB NUMSUB about node-0 is what the test decides here.
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('miss-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Missed' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('miss-b');
+    const joined = await bob.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort);
+    const leases = new RedisLeaseStore(testRedis().client(), lastPrefix);
+    const grant = (await leases.holder(`channel:${channel.id}`))!;
+    expect(grant.nodeId).toBe('node-0');
+
+    let silent = 0;
+    let asked = 0;
+    const reachable = n1!.ctx.requests.reachable.bind(n1!.ctx.requests);
+    vi.spyOn(n1!.ctx.requests, 'reachable').mockImplementation((node) => {
+      if (node !== 'node-0') return reachable(node);
+      asked++;
+      if (silent === 0) return reachable(node);
+      silent--;
+      return Promise.resolve(false);
+    });
+    let moves = 0;
+    bob.ws.on('voice.moved', () => moves++);
+    const watchMs = 500; // a quarter of the 2 s lease
+    /** Waits until node-1's lease watch has asked about node-0 `n` more times. */
+    const periods = async (n: number): Promise<void> => {
+      const until = asked + n;
+      const deadline = Date.now() + 8 * n * watchMs;
+      while (asked < until) {
+        // It asks only while its member's channel is still on node-0 under that grant.
+        if (Date.now() > deadline)
+          throw new Error(`node-1 stopped asking about node-0 (${until - asked} periods to go)`);
+        await sleep(50);
+      }
+    };
+
+    silent = 1;
+    await periods(3); // the miss, then two periods that find it listening
+    expect(await leases.holder(`channel:${channel.id}`), 'one miss: the same grant').toEqual(grant);
+    expect(n0!.channelRouter.fenceOf(channel.id)).toBe(grant.token);
+    expect(moves, 'one miss: nobody moves').toBe(0);
+
+    silent = 2;
+    const moved = bob.ws.waitFor('voice.moved', () => true, 10 * watchMs);
+    await periods(2);
+    await moved;
+    expect(silent).toBe(0);
+    const now = await leases.holder(`channel:${channel.id}`);
+    expect(now?.token, 'two misses in a row: that grant was broken').not.toBe(grant.token);
   });
 
   it('a moved member hears its old session until the new one has audio (make-before-break on the client)', async () => {

@@ -126,8 +126,8 @@ export class ChannelRouter implements VoiceRouter {
   #statsFlush: NodeJS.Immediate | null = null;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
-  /** Owner nodes found not listening: in how many consecutive watch periods, up to which. */
-  readonly #unreachable = new Map<string, { strikes: number; round: number }>();
+  /** Owner nodes found not listening: the watch period that last found each so. */
+  readonly #missedIn = new Map<string, number>();
   /** Watch periods run so far. */
   #round = 0;
 
@@ -210,20 +210,20 @@ export class ChannelRouter implements VoiceRouter {
   /**
    * Whether `owner` is up, as a failure detector: down only when found not listening in two
    * consecutive watch periods, so a subscription that is only reconnecting (a Redis restart) does
-   * not count. Misses are kept per node until it is up again (bounded by the node count; cleared
-   * past 256 entries).
+   * not count. A node is asked about at most once a period, so it is down when the period before
+   * this one found it not listening too. Misses are kept per node until it is up again (bounded by
+   * the node count; cleared past 256 entries).
    */
   async #ownerUp(owner: string): Promise<boolean> {
     const up = await this.routing.requests.reachable(owner);
     if (up) {
-      this.#unreachable.delete(owner);
+      this.#missedIn.delete(owner);
       return true;
     }
-    const last = this.#unreachable.get(owner);
-    const strikes = last?.round === this.#round - 1 ? last.strikes + 1 : 1;
-    if (this.#unreachable.size >= 256) this.#unreachable.clear();
-    this.#unreachable.set(owner, { strikes, round: this.#round });
-    return strikes < 2;
+    const before = this.#missedIn.get(owner);
+    if (this.#missedIn.size >= 256) this.#missedIn.clear();
+    this.#missedIn.set(owner, this.#round);
+    return before !== this.#round - 1;
   }
 
   async #move(s: Session): Promise<void> {

@@ -25,7 +25,7 @@ import type { StatsItem, VoiceRouter } from './voice-router.js';
 
 /**
  * Binding changes of one session waiting or running, past which a client's (or a node's) request
- * for one more is refused: a client sends one request at a time per connection, and a move
+ * for one more is refused: a client has no use for more than one or two at once, and a move
  * refused is asked again by the next lease-watch period.
  */
 const MAX_BINDING_CHANGES = 8;
@@ -623,7 +623,10 @@ export class SessionManager {
           if (s.channelId === e.channelId)
             this.#background(
               'leave on delete',
-              s.bindings.run(() => this.#leave(s, 'deleted')),
+              // Still there when its turn comes (a join queued before may have taken it elsewhere).
+              s.bindings.run(async () => {
+                if (s.channelId === e.channelId) await this.#leave(s, 'deleted');
+              }),
             );
         }
         return;

@@ -7,6 +7,7 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
 let srv: TestServer;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Opens a plain WebSocket (no hello) and reports the upgrade's status: 101 with the socket, or the
@@ -270,6 +271,26 @@ describe('signaling over WebSocket', () => {
     expect(again.voice.voiceId).not.toBe(joined.voice.voiceId);
     expect(srv.voice.endpointOf(s)!.voiceId).toBe(again.voice.voiceId);
     expect(Buffer.from(again.voice.key).equals(Buffer.from(srv.voice.endpointOf(s)!.key))).toBe(true);
+  });
+
+  it('a leave still waiting its turn when the session is resumed on another node leaves nothing: that node holds the seat', async () => {
+    const { ws } = await srv.user('handed');
+    const { channel } = await ws.request('channel.create', { name: 'Handed' });
+    await ws.request('channel.join', { channelId: channel.id });
+    const id = ws.welcome.user.id;
+    const s = srv.sessions.byUser(id)!;
+    // A change in progress (say a move) holds the session's turn while the leave comes in.
+    let release!: () => void;
+    const busy = s.bindings.run(() => new Promise<void>((r) => (release = r)));
+    const left = ws.request('channel.leave', {});
+    while (s.bindings.size < 2) await sleep(5);
+    // Another node resumed the session and tells this one (as its request handler would).
+    const replaced = srv.sessions.handleMemberRequest('member.replaced', { userId: id });
+    release();
+    await Promise.all([busy, replaced]);
+    await left.catch(() => undefined); // its connection is closed by the replacement
+    expect(await srv.ctx.directory.channelMembers(channel.id)).toEqual([id]);
+    expect(srv.voice.endpointOf(s)).toBeUndefined();
   });
 
   it('an admin connection may moderate any channel', async () => {

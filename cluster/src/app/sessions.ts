@@ -349,9 +349,14 @@ export class SessionManager {
     s.transport = 'none';
   }
 
-  /** Leaves the session's channel (in turn with its other binding changes). */
+  /**
+   * Leaves the session's channel (in turn with its other binding changes). Nothing to do once the
+   * session ended meanwhile: its end left, or (replaced) another node holds its seat now.
+   */
   leave(s: Session, reason: LeaveReason): Promise<void> {
-    return this.#turn(s, () => this.#leave(s, reason));
+    return this.#turn(s, async () => {
+      if (!s.closed) await this.#leave(s, reason);
+    });
   }
 
   async #leave(s: Session, reason: LeaveReason): Promise<void> {

@@ -29,7 +29,10 @@ export class BindingChain {
     return this.size >= this.max ? null : this.run(work);
   }
 
-  /** Runs `work` in turn, past the bound: only for what happens once per session (its end). */
+  /**
+   * Runs `work` in turn, past the bound: only for what the server itself must do (a session
+   * ending, its channel deleted).
+   */
   run<T>(work: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       void this.#limit(async () => {

@@ -6,6 +6,7 @@ import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 import type { Session, SessionManager } from '../src/app/sessions.js';
+import { RequestError } from '../src/errors.js';
 import { RedisLeaseStore } from '../src/routing/redis-leases.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 
@@ -299,6 +300,66 @@ describe('two nodes over one Redis', () => {
     await sleep(1100);
     expect(heard(local, hzRemote), 'the remote member is still mixed').toBeGreaterThan(-23);
     expect(owner.voice.channelStats()[0]!.core.stats.members).toBe(2);
+  });
+
+  it('a shadow whose signaling node does not answer at one sweep stays (a subscription reconnecting); unanswered at two in a row, it goes', async () => {
+    // After a Redis restart the records can be gone while a node's request subscription is still
+    // reconnecting: one unanswered `member.present` must not end a live member's voice.
+    const [n0, n1] = await cluster(2, { sessionTtlMs: 1000 });
+    const alice = await n0!.user('sweep-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Sweep' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('sweep-b');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    const bobId = bob.ws.welcome.user.id;
+    expect(n0!.channelRouter.ownedChannels).toEqual([channel.id]);
+    // node-0 owns the channel and holds bob's shadow; bob's record keeps vanishing, so every sweep
+    // (one per session TTL) asks node-1, and node-1 does not answer as often as the test says.
+    const redis = testRedis().client();
+    let deleting = true;
+    const wiping = (async () => {
+      while (deleting) {
+        const k = await redis.keys(`${lastPrefix}*sess:${bobId}`);
+        if (k.length > 0) await redis.del(...k);
+        await sleep(20);
+      }
+    })();
+    let unanswered = 0;
+    let asked = 0;
+    const request = n0!.ctx.requests.request.bind(n0!.ctx.requests);
+    vi.spyOn(n0!.ctx.requests, 'request').mockImplementation((to, op, args, timeoutMs) => {
+      if (op !== 'member.present') return request(to, op, args, timeoutMs);
+      asked++;
+      if (unanswered === 0) return request(to, op, args, timeoutMs);
+      unanswered--;
+      return Promise.reject(new RequestError('UNREACHABLE', `${op}: node ${to} is not listening`));
+    });
+    const members = () => n0!.voice.channelStats()[0]!.core.stats.members;
+    const sweeps = async (n: number): Promise<void> => {
+      const until = asked + n;
+      const deadline = Date.now() + 8000 * n;
+      while (asked < until) {
+        if (Date.now() > deadline) throw new Error(`no shadow sweep asked node-1 (${until - asked} to go)`);
+        await sleep(50);
+      }
+    };
+    let left = 0;
+    alice.ws.on('member.left', (m: { userId: string }) => void (m.userId === bobId && left++));
+    try {
+      unanswered = 1;
+      await sweeps(3); // the unanswered one, then two answered
+      expect(left, 'one unanswered sweep: bob stays').toBe(0);
+      expect(members()).toBe(2);
+
+      unanswered = 2;
+      const gone = alice.ws.waitFor('member.left', (m) => m.userId === bobId, 20_000);
+      await sweeps(2);
+      expect((await gone).reason).toBe('timeout');
+      expect(members()).toBe(1);
+    } finally {
+      deleting = false;
+      await wiping;
+    }
   });
 
   it('WebSocket voice signaled on a node that does not own the channel is redirected to the owner (no relay)', async () => {

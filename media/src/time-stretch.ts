@@ -23,7 +23,15 @@ export interface TimeStretchOptions {
   readonly quietPeak?: number;
 }
 
-export class TimeStretch {
+/** What a TimeStretch has done so far. */
+export interface StretchCounts {
+  readonly accelerated: number;
+  readonly expanded: number;
+  readonly samplesRemoved: number;
+  readonly samplesAdded: number;
+}
+
+export class TimeStretch implements StretchCounts {
   readonly minPeriod: number;
   readonly maxPeriod: number;
   readonly minCorrelation: number;
@@ -53,9 +61,10 @@ export class TimeStretch {
   /**
    * Removes one period from buf[start, start+length) in place. Returns the samples removed (0 when
    * the region is too short or not periodic enough); the region is then length - removed long.
+   * `maxRemove` bounds the period (a caller that must not remove more than its excess).
    */
-  accelerate(buf: Int16Array, start: number, length: number): number {
-    const p = this.#period(buf, start, length);
+  accelerate(buf: Int16Array, start: number, length: number, maxRemove = Number.POSITIVE_INFINITY): number {
+    const p = this.#period(buf, start, length, maxRemove);
     if (p === 0) return 0;
     for (let i = 0; i < p; i++) {
       const w = (i + 0.5) / p;
@@ -85,7 +94,7 @@ export class TimeStretch {
     return p;
   }
 
-  /** The best period for a splice in the region, or 0 (too short, no room, or not periodic). */
+  /** The best period for a splice in the region, at most `room`, or 0 (too short, or not periodic). */
   #period(buf: Int16Array, start: number, length: number, room = Number.POSITIVE_INFINITY): number {
     const hi = Math.min(this.maxPeriod, Math.floor(length / 2), room);
     if (hi < this.minPeriod) return 0;

@@ -1,0 +1,116 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FramePlayout, createOpus, toneDbfs, type OpusFactory } from '../src/index.js';
+import { voiced } from './signals.js';
+
+/**
+ * A time-stretched playout with the server's settings (cluster VoiceMember: a 2 ms margin, the
+ * excess given back whole, only a frame-late packet a delay peak), pulled at exact 20 ms ticks on a
+ * virtual clock: a buffer that a late burst grew is given back to the delay it ran at before, by
+ * pitch periods, in loud audio; a clean link at any phase is never stretched.
+ */
+
+const N = 960;
+const FRAMES = 300;
+let opus: OpusFactory;
+let packets: Uint8Array[];
+let src: Int16Array;
+
+beforeAll(async () => {
+  opus = await createOpus();
+  src = voiced((FRAMES + 1) * N);
+  // No in-band FEC: a stall's skipped frame would count as a loss and turn on the FEC look-ahead.
+  const enc = opus.createEncoder({ frameSamples: N, bitrate: 64_000, complexity: 9, fec: false });
+  const buf = new Uint8Array(1500);
+  packets = Array.from({ length: FRAMES }, (_, f) =>
+    buf.slice(0, enc.encode(src.subarray(f * N, (f + 1) * N), buf)),
+  );
+  enc.destroy();
+});
+
+/**
+ * Plays the packets; packet f arrives at `arrival(f)` (ms), pulls at f * 20 + 10. Returns the
+ * output, the playout delay after each pull and the playout's counters.
+ */
+function play(arrival: (f: number) => number, timeStretch = true) {
+  const p = new FramePlayout({
+    frameSamples: N,
+    decoder: opus.createDecoder({ frameSamples: N }),
+    timeStretch,
+    jitter: { marginMs: 2, stretchKeepMs: 0, peakMinMs: 20 },
+  });
+  const order = packets.map((_, f) => f).sort((x, y) => arrival(x) - arrival(y) || x - y);
+  const out = new Int16Array(FRAMES * N);
+  const frame = new Int16Array(N);
+  const delays: number[] = [];
+  let next = 0;
+  for (let t = 0; t < FRAMES; t++) {
+    const now = t * 20 + 10;
+    while (next < order.length && arrival(order[next]!) <= now) {
+      const f = order[next++]!;
+      p.insert(f, packets[f]!, packets[f]!.length, arrival(f));
+    }
+    p.next(now, frame);
+    out.set(frame, t * N);
+    delays.push(p.jitter.stats().delayMs);
+  }
+  const st = p.stats();
+  const jb = p.jitter.stats();
+  p.close();
+  return { out, delays, st, jb };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Packets 3 ms before their pull, except those cut in [from, from + stallMs), held until its end. */
+const stalled =
+  (from: number, stallMs: number, shiftAt = Infinity, shiftMs = 0) =>
+  (f: number) => {
+    const t = f * 20 + 7 + (f >= shiftAt ? shiftMs : 0);
+    return t >= from && t < from + stallMs ? from + stallMs : t;
+  };
+
+describe('FramePlayout with the server settings: a grown buffer shrinks back', () => {
+  it('never stretches a clean link, at any phase of the arrivals against the pulls', () => {
+    for (const phase of [1, 7, 12, 18, 19.5]) {
+      const r = play((f) => f * 20 + 10 - phase);
+      expect({ phase, acc: r.st.accelerated, exp: r.st.stretchExpanded }).toEqual({ phase, acc: 0, exp: 0 });
+      const plain = play((f) => f * 20 + 10 - phase, false);
+      expect(Buffer.from(r.out.buffer).equals(Buffer.from(plain.out.buffer)), `phase ${phase}`).toBe(true);
+    }
+  });
+
+  for (const stallMs of [25, 40]) {
+    it(`gives back what a ${stallMs} ms stall added within 2 s, by pitch periods, with no frame dropped`, () => {
+      const at = 100 * 20;
+      const r = play(stalled(at, stallMs));
+      const plain = play(stalled(at, stallMs), false);
+      const before = median(r.delays.slice(60, 100));
+      // Both grew by a frame or more; without stretching it stays (loud audio: nothing is dropped).
+      expect(median(plain.delays.slice(110, 200)) - before).toBeGreaterThan(15);
+      expect(median(r.delays.slice(103, 110)) - before).toBeGreaterThan(15);
+      // With it, 2 s after the stall, the delay is back to within one pitch period (150 Hz: 6.7 ms).
+      const after = median(r.delays.slice(200, 210));
+      expect(after - before, `before ${before}, after ${after}`).toBeLessThan(48_000 / 150 / 48);
+      expect(after - before).toBeGreaterThan(-3);
+      expect(r.st.accelerated).toBeGreaterThan(0);
+      expect(r.jb.overflowDrops).toBe(0);
+      // The audio stays at its level in every frame after the stall's own concealment.
+      const ref = toneDbfs(src, 150, 48_000, 0, 48_000);
+      for (let f = 110; f < FRAMES; f++)
+        expect(toneDbfs(r.out, 150, 48_000, f * N, N), `frame ${f}`).toBeGreaterThan(ref - 2);
+    });
+  }
+
+  it('also after the arrivals moved later than the target (a timing advance), by its floor', () => {
+    // From frame 50 the packets come 2 ms later (1 ms before the pull): the delay sits below the
+    // target, so the grown frame is less than a frame over it; judged against the talkspurt's
+    // lowest delay it is a frame of growth.
+    const at = 120 * 20;
+    const r = play(stalled(at, 25, 50, 2));
+    const before = median(r.delays.slice(90, 120));
+    const after = median(r.delays.slice(220, 230));
+    expect(median(r.delays.slice(125, 135)) - before).toBeGreaterThan(15);
+    expect(after - before, `before ${before}, after ${after}`).toBeLessThan(48_000 / 150 / 48);
+    expect(r.jb.overflowDrops).toBe(0);
+  });
+});

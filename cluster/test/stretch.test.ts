@@ -78,6 +78,9 @@ interface Run {
   concealedAfter: number;
   /** The listener's recording from 200 ms after the stall to the end, and its 20 ms levels per tone. */
   levels: { a: number[]; b: number[] };
+  /** The channel's accelerations as /metrics reported them at the end, and as its stats did. */
+  scraped: number;
+  counted: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
@@ -125,6 +128,9 @@ async function run(timeStretch: boolean): Promise<Run> {
   clearInterval(sampler);
   const rec = listener.recording().samples;
   const jb1 = mb.jitter.stats();
+  const counted = core.stats.accelerated;
+  const metrics = await (await fetch(`${s.url}/metrics`)).text();
+  const scraped = Number(/^voice_channel_accelerated\{channel="[^"]+"\} (\d+)$/m.exec(metrics)?.[1] ?? NaN);
 
   const within = (from: number, to: number) =>
     holds.filter((h) => h.at >= released + from && h.at < released + to);
@@ -148,6 +154,8 @@ async function run(timeStretch: boolean): Promise<Run> {
     dropped: jb1.overflowDrops - jb0.overflowDrops,
     concealedAfter: core.stats.concealed - concealed1,
     levels,
+    scraped,
+    counted,
   };
 }
 
@@ -180,6 +188,9 @@ describe('time-stretch on the server (a late burst grows a member buffer in loud
       expect(on.after - on.before, fmt(on)).toBeLessThan(48_000 / F0_B / 48 + 1.5);
       expect(on.depthAfter, fmt(on)).toBe(on.depthBefore);
       expect(on.accelerated, fmt(on)).toBeGreaterThan(0);
+      // /metrics reports the channel's count (a tick may have run between the two reads).
+      expect(on.scraped).toBeGreaterThanOrEqual(on.counted);
+      expect(on.scraped).toBeLessThanOrEqual(on.counted + 2);
       expect(on.dropped, fmt(on)).toBe(0);
       expect(on.concealedAfter, fmt(on)).toBe(0);
       // The listener heard both voices at their level in every 20 ms window after the stall: a whole

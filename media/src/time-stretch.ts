@@ -104,18 +104,23 @@ export class TimeStretch implements StretchCounts {
       const a = v < 0 ? -v : v;
       if (a > peak) peak = a;
     }
-    // Coarse search every 2 samples, then refine around the best lag.
+    // Coarse search on every 4th lag and every 4th sample (12 kHz: voice's periodicity is below
+    // 4 kHz), 16 times cheaper than a full one, then the best lag refined at full resolution; the
+    // splice is judged on the full-resolution correlation, so a coarse miss only means no splice.
     let best = 0;
     let bestC = -2;
-    for (let p = this.minPeriod; p <= hi; p += 2) {
-      const c = this.#correlation(buf, start, p);
+    for (let p = this.minPeriod; p <= hi; p += 4) {
+      const c = this.#correlation(buf, start, p, 4);
       if (c > bestC) {
         bestC = c;
         best = p;
       }
     }
-    for (let p = Math.max(this.minPeriod, best - 1); p <= Math.min(hi, best + 1); p++) {
-      const c = this.#correlation(buf, start, p);
+    bestC = -2;
+    const from = Math.max(this.minPeriod, best - 3);
+    const to = Math.min(hi, best + 3);
+    for (let p = from; p <= to; p++) {
+      const c = this.#correlation(buf, start, p, 1);
       if (c > bestC) {
         bestC = c;
         best = p;
@@ -126,12 +131,12 @@ export class TimeStretch implements StretchCounts {
     return bestC >= this.minCorrelation ? best : 0;
   }
 
-  /** Normalised correlation of x[0,p) and x[p,2p). */
-  #correlation(buf: Int16Array, start: number, p: number): number {
+  /** Normalised correlation of x[0,p) and x[p,2p), on every `stride`-th sample. */
+  #correlation(buf: Int16Array, start: number, p: number, stride: number): number {
     let xy = 0;
     let xx = 0;
     let yy = 0;
-    for (let i = 0; i < p; i++) {
+    for (let i = 0; i < p; i += stride) {
       const x = buf[start + i]!;
       const y = buf[start + p + i]!;
       xy += x * y;

@@ -563,10 +563,6 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (this.source) session.startSending(this.source);
   }
 
-  /**
-   * Ends a handover (all of it, or only if `to` is the current session): closes the old session
-   * and releases the new one's playout.
-   */
   /** A VoiceSession for `binding` with this client's options; `held` plays nothing until audible. */
   private async openSession(channel: Channel, binding: VoiceBinding, held: boolean): Promise<VoiceSession> {
     const o = this.o;
@@ -593,10 +589,13 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       onTransport: (kind) => this.safeEmit('transport', kind),
       onProblem: (err) => this.safeEmit('problem', err),
     });
-
     return session;
   }
 
+  /**
+   * Ends a handover (all of it, or only if `to` is the current session): closes the old session
+   * and releases the new one's playout.
+   */
   private endHandover(to?: VoiceSession): void {
     if (to !== undefined && to !== this.session) return;
     if (this.outgoingTimer) clearTimeout(this.outgoingTimer);

@@ -27,6 +27,7 @@ import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
 import { PacketInbox } from './inbox.js';
+import { StretchTotals, type StretchFigures } from './stretch-totals.js';
 import { OveruseDetector } from './overuse.js';
 
 export const SAMPLE_RATE = 48_000;
@@ -212,7 +213,7 @@ export interface ChannelIo {
   counters: VoiceCounters;
 }
 
-export interface ChannelStats {
+export interface ChannelStats extends StretchFigures {
   members: number;
   speakers: number;
   ticks: number;
@@ -234,15 +235,6 @@ export interface ChannelStats {
   soloGaps: number;
   /** Mix encoders primed with the frame a listener was sent last tick before their first frame (a switch). */
   encoderPrimes: number;
-  /**
-   * Members' time-stretching (ChannelCoreOptions.timeStretch): pitch periods removed (accelerate,
-   * giving back delay a late burst added) and inserted (preemptive expand, growing the FEC
-   * look-ahead), and their total length in ms; members who left included.
-   */
-  accelerated: number;
-  stretchExpanded: number;
-  acceleratedMs: number;
-  stretchExpandedMs: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
   bufferFramesMax: number;
@@ -333,8 +325,7 @@ export class ChannelCore {
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
-  /** Stretch counts of members who left (ChannelStats.accelerated and the rest add the present). */
-  readonly #stretchGone = { accelerated: 0, expanded: 0, removed: 0, added: 0 };
+  readonly #stretch = new StretchTotals();
 
   constructor(
     readonly id: ChannelId,
@@ -381,13 +372,7 @@ export class ChannelCore {
     m.soloFrom = null;
     m.endForwarding();
     const ts = m.stream.stretch;
-    if (ts) {
-      const gone = this.#stretchGone;
-      gone.accelerated += ts.accelerated;
-      gone.expanded += ts.expanded;
-      gone.removed += ts.samplesRemoved;
-      gone.added += ts.samplesAdded;
-    }
+    if (ts) this.#stretch.retire(ts);
     m.stream.close();
     this.stats.members = this.members.length;
   }
@@ -463,11 +448,7 @@ export class ChannelCore {
     this.stats.ticks++;
     let count = 0;
     let depthMax = 0;
-    const gone = this.#stretchGone;
-    let accelerated = gone.accelerated;
-    let expanded = gone.expanded;
-    let removed = gone.removed;
-    let added = gone.added;
+    this.#stretch.begin();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
@@ -477,12 +458,7 @@ export class ChannelCore {
       m.pcm = held;
       const kind = m.stream.next(now, m.pcm, lateMs);
       const ts = m.stream.stretch;
-      if (ts) {
-        accelerated += ts.accelerated;
-        expanded += ts.expanded;
-        removed += ts.samplesRemoved;
-        added += ts.samplesAdded;
-      }
+      if (ts) this.#stretch.add(ts);
       // With time-stretching a tick may produce no new frame (the playout held one, decoded
       // earlier, after a preemptive expand): its audio is mixed, nothing is counted twice.
       const fresh = m.stream.produced > 0;
@@ -541,10 +517,7 @@ export class ChannelCore {
     }
     this.stats.bufferFramesMax = depthMax;
     this.stats.speakers = count;
-    this.stats.accelerated = accelerated;
-    this.stats.stretchExpanded = expanded;
-    this.stats.acceleratedMs = removed / (SAMPLE_RATE / 1000);
-    this.stats.stretchExpandedMs = added / (SAMPLE_RATE / 1000);
+    this.#stretch.publish(this.stats);
     // Silence: send nothing. Clients play silence when their buffer runs dry.
     if (count > 0) this.#mixAndSend(count);
     else if (this.#lastSpeakers > 0) this.#endTalkspurts();

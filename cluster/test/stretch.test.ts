@@ -78,6 +78,8 @@ interface Run {
   concealedAfter: number;
   /** The listener's recording from 200 ms after the stall to the end, and its 20 ms levels per tone. */
   levels: { a: number[]; b: number[] };
+  /** Frames the listener's own playout concealed, and its underruns, while recording. */
+  listenerConcealed: number;
   /** The channel's accelerations as /metrics reported them at the end, and as its stats did. */
   scraped: number;
   counted: number;
@@ -124,9 +126,13 @@ async function run(timeStretch: boolean): Promise<Run> {
   await sleep(100);
   const concealed1 = core.stats.concealed;
   listener.clearRecording();
+  const heard0 = listener.stats().session!.playout;
   await sleep(1_900);
   clearInterval(sampler);
   const rec = listener.recording().samples;
+  const heard1 = listener.stats().session!.playout;
+  const listenerConcealed =
+    heard1.framesConcealed - heard0.framesConcealed + (heard1.underruns - heard0.underruns);
   const jb1 = mb.jitter.stats();
   const counted = core.stats.accelerated;
   const metrics = await (await fetch(`${s.url}/metrics`)).text();
@@ -154,6 +160,7 @@ async function run(timeStretch: boolean): Promise<Run> {
     dropped: jb1.overflowDrops - jb0.overflowDrops,
     concealedAfter: core.stats.concealed - concealed1,
     levels,
+    listenerConcealed,
     scraped,
     counted,
   };
@@ -181,6 +188,9 @@ describe('time-stretch on the server (a late burst grows a member buffer in loud
         `machine calm (no peak mode): ${fmt(on)}`,
       ).toBeLessThan(CALM_TARGET_MS);
       expect(on.before, `no earlier stall left b's buffer grown: ${fmt(on)}`).toBeLessThan(CALM_TARGET_MS);
+      // The listener is the instrument: when its own playout ran dry (this process stalled), its
+      // concealment would be taken for the server's.
+      expect(on.listenerConcealed, `the listener's playout never ran dry: ${fmt(on)}`).toBe(0);
       // The stall grew b's buffer by a frame or two ...
       expect(on.grown - on.before, fmt(on)).toBeGreaterThan(12);
       // ... and 2 s after it, b's frames wait as long as before, to within one pitch period (the

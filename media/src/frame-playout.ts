@@ -144,8 +144,9 @@ export class FramePlayout {
    */
   produced = 0;
   /**
-   * Where the audio of the last decoded packet starts in the frame `next()` returned when it was
-   * decoded, in samples: 0 without timeStretch; with it, what the sync buffer held before it.
+   * Where the audio of the last decoded packet starts, in samples after the start of the frame
+   * `next()` returned when it was decoded: 0 without timeStretch; with it, what the sync buffer
+   * held before it (past the frame's end when acceleration decoded it ahead).
    */
   packetOffset = 0;
   #decoded = 0;
@@ -225,13 +226,7 @@ export class FramePlayout {
     // Decode until a frame's worth is ready; each packet is popped at the time it will play (after
     // what the sync buffer holds), so the jitter buffer judges the delay as heard.
     while (this.#syncLen < n) {
-      const kind = this.#produce(nowMs + this.#syncLen / 48, this.#scratch, lateMs);
-      this.#lastKind = kind;
-      this.produced++;
-      sync.set(this.#scratch, this.#syncLen);
-      if (kind === PlayoutFrame.DECODED) this.packetOffset = this.#syncLen;
-      this.#syncLen += n;
-      if (kind !== PlayoutFrame.DECODED) continue;
+      if (this.#append(nowMs, lateMs) !== PlayoutFrame.DECODED) continue;
       // At most the excess asked for plus the cushion the buffer keeps, rounded: a period may pass
       // the excess by up to the shortest period (2.5 ms; a server's margin and the fact that a
       // packet is popped at its tick, not at its virtual play time, absorb it), else a residue of up
@@ -243,6 +238,15 @@ export class FramePlayout {
           : 0;
       if (most > 0 && !jb.headReady) most = Math.min(most, this.#syncLen - n);
       if (most >= ts.minPeriod) {
+        // Two of the longest periods must fit the region, or a low voice's period is not found (at
+        // 10 ms frames a frame holds two 5 ms periods, and voices go down to 15 ms): with the next
+        // packet buffered, decode it now, as accelerating brings its turn forward anyway.
+        if (
+          this.#syncLen < 2 * ts.maxPeriod &&
+          jb.headReady &&
+          this.#append(nowMs, lateMs) !== PlayoutFrame.DECODED
+        )
+          continue;
         const removed = ts.accelerate(sync, 0, this.#syncLen, most);
         this.#syncLen -= removed;
         // The splice is at the region's start: what follows it, this packet too, moves up.
@@ -258,6 +262,17 @@ export class FramePlayout {
     sync.copyWithin(0, n, this.#syncLen);
     this.#syncLen -= n;
     return this.#lastKind;
+  }
+
+  /** Produces one frame at the sync buffer's end (timeStretch): popped when it will play. */
+  #append(nowMs: number, lateMs: number): PlayoutFrameKind {
+    const kind = this.#produce(nowMs + this.#syncLen / 48, this.#scratch, lateMs);
+    this.#lastKind = kind;
+    this.produced++;
+    this.#sync.set(this.#scratch, this.#syncLen);
+    if (kind === PlayoutFrame.DECODED) this.packetOffset = this.#syncLen;
+    this.#syncLen += this.frameSamples;
+    return kind;
   }
 
   #produce(nowMs: number, out: Int16Array, lateMs: number): PlayoutFrameKind {

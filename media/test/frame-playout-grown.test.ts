@@ -15,42 +15,50 @@ let opus: OpusFactory;
 let packets: Uint8Array[];
 let src: Int16Array;
 
+/** `frames` packets of `signal` cut in frames of `n` samples. */
+function encode(signal: Int16Array, n: number, frames: number): Uint8Array[] {
+  // No in-band FEC: a stall's skipped frame would count as a loss and turn on the FEC look-ahead.
+  const enc = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9, fec: false });
+  const buf = new Uint8Array(1500);
+  const out = Array.from({ length: frames }, (_, f) =>
+    buf.slice(0, enc.encode(signal.subarray(f * n, (f + 1) * n), buf)),
+  );
+  enc.destroy();
+  return out;
+}
+
 beforeAll(async () => {
   opus = await createOpus();
   src = voiced((FRAMES + 1) * N);
-  // No in-band FEC: a stall's skipped frame would count as a loss and turn on the FEC look-ahead.
-  const enc = opus.createEncoder({ frameSamples: N, bitrate: 64_000, complexity: 9, fec: false });
-  const buf = new Uint8Array(1500);
-  packets = Array.from({ length: FRAMES }, (_, f) =>
-    buf.slice(0, enc.encode(src.subarray(f * N, (f + 1) * N), buf)),
-  );
-  enc.destroy();
+  packets = encode(src, N, FRAMES);
 });
 
 /**
  * Plays the packets; packet f arrives at `arrival(f)` (ms), pulls at f * 20 + 10. Returns the
  * output, the playout delay after each pull and the playout's counters.
  */
-function play(arrival: (f: number) => number, timeStretch = true) {
+function play(arrival: (f: number) => number, timeStretch = true, n = N, list = packets) {
+  const ms = n / 48;
   const p = new FramePlayout({
-    frameSamples: N,
-    decoder: opus.createDecoder({ frameSamples: N }),
+    frameSamples: n,
+    decoder: opus.createDecoder({ frameSamples: n }),
     timeStretch,
-    jitter: { marginMs: 2, stretchKeepMs: 0, peakMinMs: 20 },
+    jitter: { marginMs: 2, stretchKeepMs: 0, peakMinMs: ms },
   });
-  const order = packets.map((_, f) => f).sort((x, y) => arrival(x) - arrival(y) || x - y);
-  const out = new Int16Array(FRAMES * N);
-  const frame = new Int16Array(N);
+  const frames = list.length;
+  const order = list.map((_, f) => f).sort((x, y) => arrival(x) - arrival(y) || x - y);
+  const out = new Int16Array(frames * n);
+  const frame = new Int16Array(n);
   const delays: number[] = [];
   let next = 0;
-  for (let t = 0; t < FRAMES; t++) {
-    const now = t * 20 + 10;
+  for (let t = 0; t < frames; t++) {
+    const now = t * ms + ms / 2;
     while (next < order.length && arrival(order[next]!) <= now) {
       const f = order[next++]!;
-      p.insert(f, packets[f]!, packets[f]!.length, arrival(f));
+      p.insert(f, list[f]!, list[f]!.length, arrival(f));
     }
     p.next(now, frame);
-    out.set(frame, t * N);
+    out.set(frame, t * n);
     delays.push(p.jitter.stats().delayMs);
   }
   const st = p.stats();
@@ -100,6 +108,23 @@ describe('FramePlayout with the server settings: a grown buffer shrinks back', (
         expect(toneDbfs(r.out, 150, 48_000, f * N, N), `frame ${f}`).toBeGreaterThan(ref - 2);
     });
   }
+
+  it('at 10 ms frames too: a 40 ms stall given back within 2 s', () => {
+    const n = 480;
+    const list = encode(src, n, 2 * FRAMES);
+    const at = 200 * 10;
+    const arrival = (f: number) => {
+      const t = f * 10 + 3;
+      return t >= at && t < at + 40 ? at + 40 : t;
+    };
+    const r = play(arrival, true, n, list);
+    const before = median(r.delays.slice(120, 200));
+    expect(median(r.delays.slice(206, 220)) - before).toBeGreaterThan(15);
+    const after = median(r.delays.slice(400, 420));
+    expect(after - before, `before ${before}, after ${after}`).toBeLessThan(48_000 / 150 / 48);
+    expect(r.st.accelerated).toBeGreaterThan(0);
+    expect(r.jb.overflowDrops).toBe(0);
+  });
 
   it('also after the arrivals moved later than the target (a timing advance), by its floor', () => {
     // From frame 50 the packets come 2 ms later (1 ms before the pull): the delay sits below the

@@ -39,6 +39,7 @@ const FRAME = 960;
 const F0_A = 125;
 const F0_B = 175;
 const STALL_MS = 40;
+const FRAME_MS = 20;
 
 /** A voiced-like signal: `f0` and two harmonics, -16 dBFS peak, phase-continuous, never quiet. */
 class Voiced implements AudioSource {
@@ -98,7 +99,7 @@ async function run(timeStretch: boolean): Promise<Run> {
     bots.push(c);
     return c;
   };
-  const a = await join('st-a', { create: true, voice: { frameMs: 20 } });
+  const a = await join('st-a', { create: true, voice: { frameMs: FRAME_MS } });
   const b = await join('st-b', { udpTarget: relay.address, wsFallback: false });
   const listener = await join('st-l', {});
   await Promise.all([a, b, listener].map((c) => c.waitReady(3000)));
@@ -193,9 +194,12 @@ describe('time-stretch on the server (a late burst grows a member buffer in loud
       expect(on.listenerConcealed, `the listener's playout never ran dry: ${fmt(on)}`).toBe(0);
       // The stall grew b's buffer by a frame or two ...
       expect(on.grown - on.before, fmt(on)).toBeGreaterThan(12);
-      // ... and 2 s after it, b's frames wait as long as before, to within one pitch period (the
-      // stretch's step: what is left under a period stays), given back by acceleration alone.
-      expect(on.after - on.before, fmt(on)).toBeLessThan(48_000 / F0_B / 48 + 1.5);
+      // ... and 2 s after it, the frame is given back, by acceleration alone. What may stay is under
+      // a pitch period (the step: 5.7 ms here) plus how far the buffer's need (the highest arrival
+      // delay of the last second, plus its margin) sits above where the timing advance had put b's
+      // arrivals: on a calm machine a few tenths of a ms, under load a few ms. Half a frame: a kept
+      // frame is 20 ms or more.
+      expect(on.after - on.before, fmt(on)).toBeLessThan(FRAME_MS / 2);
       expect(on.depthAfter, fmt(on)).toBe(on.depthBefore);
       expect(on.accelerated, fmt(on)).toBeGreaterThan(0);
       // /metrics reports the channel's count (a tick may have run between the two reads).

@@ -125,6 +125,13 @@ const PEAKS = 8;
 const PEAK_GROUP_MS = 100;
 const PEAK_HOLD_MS = 20_000;
 
+/**
+ * A resume after running dry this close (ms of media) to the frame then due continues the
+ * talkspurt; further is a new one (senders stop for a pause only after their voice detector's
+ * hangover, hundreds of ms).
+ */
+const RESUME_GAP_MS = 100;
+
 /** Excess delay (ms) that catch-up removes even in loud audio. */
 const LOUD_EXCESS_MS = 60;
 
@@ -479,10 +486,12 @@ export class JitterBuffer {
       // off when catchUpMs is 0. Not at the first start: nothing was expected yet.)
       const due =
         Math.floor((nowMs - lateMs - this.targetDelay - this.expectedArrival(0)) * this.frameMsInv) - 1;
-      // Resuming with the very frame that was due when the buffer ran dry continues the talkspurt
-      // (a stall or a burst of late packets): the floor from before stays. Anything else (the first
-      // start, a talkspurt after a pause: its frame indices jumped) has a new phase, and a new floor.
-      if (this.head !== this.drainedHead) this.floorDelay = Number.POSITIVE_INFINITY;
+      // Resuming within RESUME_GAP_MS of media after the frame that was due when the buffer ran dry
+      // continues the talkspurt (a stall, a burst of late packets, a loss among them): the floor
+      // from before stays. Anything else (the first start, a talkspurt after a pause: its frame
+      // indices jumped further) has a new phase, and a new floor.
+      if (this.drainedHead < 0 || (this.head - this.drainedHead) * this.frameMs > RESUME_GAP_MS)
+        this.floorDelay = Number.POSITIVE_INFINITY;
       if (this.catchUpPops > 0 && resumed && due > this.head) {
         const to = due < this.newest ? due : this.newest;
         const before = this.nOverflow;

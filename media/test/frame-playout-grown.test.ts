@@ -109,6 +109,20 @@ describe('FramePlayout with the server settings: a grown buffer shrinks back', (
     });
   }
 
+  it('also when a packet among the late ones was lost (the resume continues the talkspurt)', () => {
+    const at = 100 * 20;
+    const late = stalled(at, 40, 50, 2);
+    // The arrivals moved 2 ms later at frame 50 (so the grown frame is less than a frame over the
+    // target, and only the floor finds it), and frame 100, the first of the two held, never
+    // arrives: the buffer resumes at 101, still the same talkspurt.
+    const r = play((f) => (f === 100 ? Number.POSITIVE_INFINITY : late(f)));
+    const before = median(r.delays.slice(60, 100));
+    expect(median(r.delays.slice(103, 110)) - before).toBeGreaterThan(15);
+    const after = median(r.delays.slice(200, 210));
+    expect(after - before, `before ${before}, after ${after}`).toBeLessThan(48_000 / 150 / 48);
+    expect(r.st.accelerated).toBeGreaterThan(0);
+  });
+
   it('at 10 ms frames too: a 40 ms stall given back within 2 s', () => {
     const n = 480;
     const list = encode(src, n, 2 * FRAMES);

@@ -13,6 +13,7 @@ import { benchQuality } from '../cluster/bench/quality.js';
 import { benchClusterGaps } from '../cluster/bench/cluster-gaps.js';
 import { benchSwitchClicks } from '../cluster/bench/switch-clicks.js';
 import { benchMumble } from '../cluster/bench/mumble.js';
+import { benchFanout } from '../cluster/bench/fanout.js';
 import { benchAudioEngine } from '../client/bench/audio.js';
 
 const quick = process.argv.includes('--quick');
@@ -42,6 +43,10 @@ if (!quick) {
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());
+  print(
+    'server: presence fan-out, 300 users joining channels of 10 one after another (every join and member update goes to every session)',
+    { ...(await benchFanout(30)) },
+  );
   print(
     'side by side with Mumble 1.3 (murmurd): server CPU on the same load, channels of 10 with 2 speaking',
     await benchMumble({ log: (s) => console.log(JSON.stringify(s)) }),

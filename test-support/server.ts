@@ -3,7 +3,13 @@ import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, startServer, type ConfigInput, type RunningServer } from '../cluster/src/index.js';
+import {
+  loadConfig,
+  startServer,
+  type ConfigInput,
+  type RunningServer,
+  type StartOptions,
+} from '../cluster/src/index.js';
 import { RestClient, SignalingClient } from '../client/src/index.js';
 
 /** A free TCP port on 127.0.0.1 (bind to 0, read, close). */
@@ -45,7 +51,11 @@ export interface TestServer extends RunningServer {
 }
 
 /** Starts a real server on free ports with a fresh data directory (or the given one). */
-export async function startTestServer(overrides: ConfigInput = {}, dataDir?: string): Promise<TestServer> {
+export async function startTestServer(
+  overrides: ConfigInput = {},
+  dataDir?: string,
+  start: Omit<StartOptions, 'defaultMetrics'> = {},
+): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'voice-test-'));
   const config = loadConfig({
     env: {},
@@ -66,7 +76,7 @@ export async function startTestServer(overrides: ConfigInput = {}, dataDir?: str
       },
     },
   });
-  const server = await startServer(config, { defaultMetrics: false });
+  const server = await startServer(config, { ...start, defaultMetrics: false });
   const wsUrl = `ws://127.0.0.1:${server.httpPort}/ws`;
   const clients: SignalingClient[] = [];
   const t: TestServer = {

@@ -76,7 +76,7 @@ type UdpSendChoice = 'auto' | 'dgram' | 'sendmmsg';
 
 type OpusChoice = 'libopus' | 'native' | 'opusscript' | 'auto';
 
-function benchConfig(
+export function benchConfig(
   dir: string,
   opus: OpusChoice,
   clock: { slots: number; wake: 'thread' | 'timer' },

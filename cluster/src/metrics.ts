@@ -30,6 +30,11 @@ export class Metrics {
     labelNames: ['type'] as const,
     registers: [this.registry],
   });
+  readonly wsFramesSent = new Counter({
+    name: 'voice_ws_frames_sent_total',
+    help: 'Signaling frames written to WebSocket clients',
+    registers: [this.registry],
+  });
   readonly wsConnections = new Gauge({
     name: 'voice_ws_connections',
     help: 'Open WebSocket connections',

@@ -17,7 +17,7 @@ import { mountSignaling } from './signaling/ws.js';
 import { ChannelRouter } from './app/voice-router.js';
 import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
-import { createOpus, loadNativeAead, loadNativeUdp } from '@voice/media';
+import { createOpus, loadNativeAead, loadNativeUdp, type VoiceUdpAddon } from '@voice/media';
 import { nodeCryptoAead } from '@voice/protocol';
 import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
 
@@ -27,6 +27,11 @@ export interface StartOptions {
   allowUwsFallback?: boolean;
   /** Default metrics (event loop lag, memory) cost a timer; tests turn them off. */
   defaultMetrics?: boolean;
+  /**
+   * The sendmmsg addon to use instead of loading media/native's build; null runs as a machine
+   * where it is not built (tests of the fallback and of `udpSend: 'sendmmsg'`'s refusal).
+   */
+  udpAddon?: VoiceUdpAddon | null;
 }
 
 export interface RunningServer {
@@ -84,7 +89,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // Persistent OpenSSL contexts (allocation-free) when the addon is built; node:crypto otherwise.
   const aead = loadNativeAead() ?? nodeCryptoAead;
   // Batched UDP send (sendmmsg, allocation-free) when the addon is built; node:dgram otherwise.
-  const udpAddon = config.udpSend === 'dgram' ? null : loadNativeUdp();
+  const udpAddon =
+    config.udpSend === 'dgram' ? null : opts.udpAddon !== undefined ? opts.udpAddon : loadNativeUdp();
   try {
     if (config.udpSend === 'sendmmsg' && !udpAddon)
       throw new ConfigError(

@@ -110,6 +110,22 @@ describe('start-up', () => {
     await a.stop();
   });
 
+  it("udpSend 'sendmmsg' refuses to start where the voice_udp addon is missing; 'auto' sends with dgram there", async () => {
+    const { startTestServer } = await import('../../test-support/server.js');
+    const refused = startTestServer({ udpSend: 'sendmmsg' }, undefined, { udpAddon: null });
+    await expect(refused).rejects.toThrow(ConfigError);
+    await expect(refused).rejects.toThrow(/voice_udp addon is not built/);
+    const fallback = await startTestServer({ udpSend: 'auto' }, undefined, { udpAddon: null });
+    expect(fallback.voice.udpEgress).toBe('dgram');
+    await fallback.stop();
+    // Here the addon is built (npm test provisions it): 'auto' and 'sendmmsg' both take it.
+    for (const udpSend of ['auto', 'sendmmsg'] as const) {
+      const batched = await startTestServer({ udpSend });
+      expect(batched.voice.udpEgress).toBe('sendmmsg');
+      await batched.stop();
+    }
+  });
+
   it('a failed start-up (UDP port taken) closes the store it opened', async () => {
     const { createSocket } = await import('node:dgram');
     const { readdirSync, readlinkSync } = await import('node:fs');

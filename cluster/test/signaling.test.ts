@@ -60,10 +60,13 @@ describe('signaling over WebSocket', () => {
 
   it('answers ping with the client timestamp', async () => {
     const { ws } = await srv.user('pinger');
+    const framesBefore = await srv.ctx.metrics.value('voice_ws_frames_sent_total');
     const t0 = performance.now();
     const r = await ws.request('ping', { ts: t0 });
     expect(r.ts).toBe(t0);
     expect(Math.abs(r.serverTime - Date.now())).toBeLessThan(5_000);
+    // The answer is one frame written, and counted.
+    expect((await srv.ctx.metrics.value('voice_ws_frames_sent_total')) - framesBefore).toBe(1);
   });
 
   it('creates, lists, updates and deletes channels and tells everyone', async () => {

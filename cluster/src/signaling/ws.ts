@@ -69,6 +69,7 @@ class WsConnection implements Connection {
     },
     private readonly refused: (type: string) => void,
     private readonly backedUp: (action: 'closed' | 'voice_dropped') => void,
+    private readonly sent: () => void,
   ) {
     this.maxBackpressure = limits.wsBackpressureBytes;
     this.messages = new TokenBucket(limits.messagesPerSecond, limits.messageBurst);
@@ -107,6 +108,7 @@ class WsConnection implements Connection {
       this.close(CLOSE_TOO_SLOW, 'too slow: messages not read');
       return false;
     }
+    this.sent();
     return this.ws.send(frame, true) !== 2;
   }
   close(code: number, reason: string): void {
@@ -136,6 +138,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
   const countError = (code: ErrorCode) => metrics.errors.inc({ code, transport: 'ws' });
   const refused = (type: string) => metrics.framesRefused.inc({ type });
   const backedUp = (action: 'closed' | 'voice_dropped') => metrics.wsBackpressure.inc({ action });
+  const sent = () => metrics.wsFramesSent.inc();
   const reply = (c: WsConnection, code: ErrorCode, message: string, re?: number, retryAfterMs?: number) => {
     countError(code);
     const m: Extract<ServerMessage, { t: 'error' }> =
@@ -274,7 +277,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
     },
     open: boundary.guard('ws_open', (ws: WebSocket<WsData>) => {
       const data = ws.getUserData();
-      const c = new WsConnection(ws, data.id, data.address, config.limits, refused, backedUp);
+      const c = new WsConnection(ws, data.id, data.address, config.limits, refused, backedUp, sent);
       data.conn = c;
       conns.add(c);
       d.perAddress.set(data.address, (d.perAddress.get(data.address) ?? 0) + 1);

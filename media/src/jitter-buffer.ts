@@ -79,6 +79,13 @@ export interface JitterBufferOptions {
    * of it back (0): its callers then remove no more than `shrinkMs`.
    */
   readonly stretchKeepMs?: number;
+  /**
+   * With `timeStretch`: stretch only what a re-buffer added to the playout schedule in this
+   * talkspurt (a burst's growth), never a frame of excess from any other cause (default false).
+   * A server mixing at its tick sets it: its mixes must then be sample-exact on a clean link,
+   * where the timing advance, not the stretch, moves the phase.
+   */
+  readonly stretchGrowthOnly?: boolean;
   /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
   readonly resetGapFrames?: number;
 }
@@ -193,6 +200,7 @@ export class JitterBuffer {
   private readonly timeStretch: boolean;
   /** Excess delay kept after stretching, ms (`stretchKeepMs`). */
   readonly stretchKeepMs: number;
+  private readonly stretchGrowthOnly: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
   private readonly peakMinMs: number;
@@ -232,8 +240,14 @@ export class JitterBuffer {
   // Catch-up window: the smallest playout delay seen over it.
   private windowPops = 0;
   private windowMinDelay = Number.POSITIVE_INFINITY;
-  /** With timeStretch: the lowest window delay of this talkspurt (growth is judged against it). */
-  private floorDelay = Number.POSITIVE_INFINITY;
+  /**
+   * With timeStretch, the playout schedule: when a frame plays less its media time (pop time -
+   * frame index * frameMs), which only a re-buffer, a drop or a stretch moves (not the arrivals, not
+   * the delay baseline); its smallest over the window, and over this talkspurt (the floor growth is
+   * judged against).
+   */
+  private windowMinSchedule = Number.POSITIVE_INFINITY;
+  private floorSchedule = Number.POSITIVE_INFINITY;
   /** The frame due when the buffer last ran dry (-1: not since the stream started). */
   private drainedHead = -1;
 
@@ -266,6 +280,7 @@ export class JitterBuffer {
       peakMinMs = 0,
       timeStretch = false,
       stretchKeepMs = frameMs / 2,
+      stretchGrowthOnly = false,
     } = options;
     if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
     if (
@@ -315,6 +330,7 @@ export class JitterBuffer {
     this.maxCatchUp = maxCatchUpFrames;
     this.timeStretch = timeStretch;
     this.stretchKeepMs = stretchKeepMs;
+    this.stretchGrowthOnly = stretchGrowthOnly;
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
@@ -491,7 +507,7 @@ export class JitterBuffer {
       // from before stays. Anything else (the first start, a talkspurt after a pause: its frame
       // indices jumped further) has a new phase, and a new floor.
       if (this.drainedHead < 0 || (this.head - this.drainedHead) * this.frameMs > RESUME_GAP_MS)
-        this.floorDelay = Number.POSITIVE_INFINITY;
+        this.floorSchedule = Number.POSITIVE_INFINITY;
       if (this.catchUpPops > 0 && resumed && due > this.head) {
         const to = due < this.newest ? due : this.newest;
         const before = this.nOverflow;
@@ -503,6 +519,7 @@ export class JitterBuffer {
       this.started = true;
       this.windowPops = 0;
       this.windowMinDelay = Number.POSITIVE_INFINITY;
+      this.windowMinSchedule = Number.POSITIVE_INFINITY;
     }
 
     this.lastDelay = nowMs - lateMs - this.expectedArrival(this.head);
@@ -555,7 +572,7 @@ export class JitterBuffer {
   reset(): void {
     this.clearSlots();
     this.shrinkMs = 0;
-    this.floorDelay = Number.POSITIVE_INFINITY;
+    this.floorSchedule = Number.POSITIVE_INFINITY;
     this.state = IDLE;
     this.started = false;
     this.targetFrames = this.minTarget;
@@ -641,13 +658,17 @@ export class JitterBuffer {
 
   private catchUp(): void {
     if (this.lastDelay < this.windowMinDelay) this.windowMinDelay = this.lastDelay;
+    // (The delay plus the baseline it is measured from: pop time less the frame's media time.)
+    const schedule = this.lastDelay + this.dqVal[this.dqStart]!;
+    if (schedule < this.windowMinSchedule) this.windowMinSchedule = schedule;
     if (++this.windowPops < this.catchUpPops) return;
     const need = Math.max(this.targetDelay, this.peaks.percentile(100) + this.marginMs);
-    const minDelay = this.windowMinDelay;
-    const excessMs = minDelay - need;
+    const excessMs = this.windowMinDelay - need;
     const excess = Math.floor(excessMs * this.frameMsInv);
+    const minSchedule = this.windowMinSchedule;
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
+    this.windowMinSchedule = Number.POSITIVE_INFINITY;
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
@@ -659,21 +680,22 @@ export class JitterBuffer {
     }
     // A caller that time-stretches removes what is left in loud audio by pitch periods (a few ms
     // each, inaudible in voiced speech) instead of waiting: all of the excess over `need` but
-    // `stretchKeepMs`, once it is a frame or more, or once the delay rose half a frame above the
-    // lowest it ran at in this talkspurt (a burst's re-buffer grew it; given back down to that
-    // floor). The floor tells growth from phase: a clean link's delay stays at its floor whatever
-    // its phase (the tick against the arrivals, up to a frame, which time-stretching must leave
-    // alone), while a buffer grown by one frame after a burst can have less than a frame over
-    // `need` (the arrivals moved later than the target since: a timing advance). The drop above
-    // remains for audio it cannot splice (loud and aperiodic).
+    // `stretchKeepMs`, once it is a frame or more, or once the playout schedule moved half a frame
+    // later than the earliest it ran at in this talkspurt (a burst's re-buffer grew the buffer;
+    // given back down to that floor). The schedule tells growth from phase and from a moved
+    // baseline: on a clean link it never moves, whatever the tick's phase against the arrivals
+    // (up to a frame, which time-stretching must leave alone) and wherever the arrivals go (a
+    // timing advance, an early packet that lowers the transit baseline and so raises every delay),
+    // while a buffer grown by one frame after a burst can have less than a frame over `need`.
+    // The drop above remains for audio it cannot splice (loud and aperiodic).
     if (this.timeStretch) {
       const f = this.frameMs;
-      const delay = minDelay - n * f;
       const left = excessMs - n * f;
-      const grown = delay - this.floorDelay;
-      const give = left >= f ? left : grown >= f / 2 ? Math.min(left, grown) : 0;
+      const sched = minSchedule - n * f;
+      const grown = sched - this.floorSchedule;
+      const give = left >= f && !this.stretchGrowthOnly ? left : grown >= f / 2 ? Math.min(left, grown) : 0;
       this.shrinkMs = give > this.stretchKeepMs ? give - this.stretchKeepMs : 0;
-      if (delay < this.floorDelay) this.floorDelay = delay;
+      if (sched < this.floorSchedule) this.floorSchedule = sched;
     }
   }
 

@@ -43,7 +43,7 @@ function play(arrival: (f: number) => number, timeStretch = true, n = N, list = 
     frameSamples: n,
     decoder: opus.createDecoder({ frameSamples: n }),
     timeStretch,
-    jitter: { marginMs: 2, stretchKeepMs: 0, peakMinMs: ms },
+    jitter: { marginMs: 2, stretchKeepMs: 0, stretchGrowthOnly: true, peakMinMs: ms },
   });
   const frames = list.length;
   const order = list.map((_, f) => f).sort((x, y) => arrival(x) - arrival(y) || x - y);
@@ -84,6 +84,20 @@ describe('FramePlayout with the server settings: a grown buffer shrinks back', (
       expect({ phase, acc: r.st.accelerated, exp: r.st.stretchExpanded }).toEqual({ phase, acc: 0, exp: 0 });
       const plain = play((f) => f * 20 + 10 - phase, false);
       expect(Buffer.from(r.out.buffer).equals(Buffer.from(plain.out.buffer)), `phase ${phase}`).toBe(true);
+    }
+  });
+
+  it('never stretches a clean link whose arrival baseline moves (one packet early lowers every delay’s base)', () => {
+    // Packets 3 ms before their pull; at frame 120 one comes 15 ms early (a sender catching up):
+    // the delays, measured from the earliest transit, all read 15 ms more for a window, while the
+    // playout schedule does not move.
+    // (At every phase of the catch-up window: the judgement comes once per 15 pulls.)
+    for (let early = 120; early < 135; early++) {
+      const arrival = (f: number) => f * 20 + 7 - (f === early ? 15 : 0);
+      const r = play(arrival);
+      const plain = play(arrival, false);
+      expect({ early, acc: r.st.accelerated, exp: r.st.stretchExpanded }).toEqual({ early, acc: 0, exp: 0 });
+      expect(Buffer.from(r.out.buffer).equals(Buffer.from(plain.out.buffer))).toBe(true);
     }
   });
 

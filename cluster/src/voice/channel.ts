@@ -137,14 +137,22 @@ export class VoiceMember {
     // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
     // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
     // it (stretchKeepMs 0): the tick pops at a fixed phase, so no cushion is needed beyond the margin.
+    // Only what a re-buffer added (stretchGrowthOnly): a clean link's mixes stay sample-exact, and
+    // its phase is the timing advance's to move.
     // Only a packet a frame later than the target is a delay peak (NetEq asks twice the target, or
     // 78 ms more): with a target of a few ms, scheduling noise would otherwise put the buffer in
-    // peak mode, and the next real burst's delay would be held for seconds, not given back.
+    // peak mode, and the next real burst's delay would be held for seconds, not given back. (With
+    // time-stretching off, the buffer is as it was: a burst's frame stays anyway.)
     this.stream = new FramePlayout({
       frameSamples,
       decoder,
       timeStretch,
-      jitter: { marginMs: SERVER_MARGIN_MS, stretchKeepMs: 0, peakMinMs: frameMs },
+      jitter: {
+        marginMs: SERVER_MARGIN_MS,
+        stretchKeepMs: 0,
+        stretchGrowthOnly: true,
+        peakMinMs: timeStretch ? frameMs : 0,
+      },
     });
     this.pcm = new Int16Array(frameSamples);
     this.prevPcm = new Int16Array(frameSamples);

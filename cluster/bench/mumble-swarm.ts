@@ -1,8 +1,9 @@
 /**
  * The same load as loadtest/src/swarm.ts, against a Mumble 1.3 server (murmurd), for the
  * side-by-side benchmark (cluster/bench/mumble.ts): channels of `members`, `speakers` of them
- * sending the same pre-encoded 32 kbit/s Opus frames at 20 ms over UDP (OCB2-AES128, as Mumble
- * clients do), at 10 phases spread over the frame; everyone counts what arrives.
+ * sending the load generator's own pre-encoded 32 kbit/s Opus frames at 20 ms over UDP
+ * (OCB2-AES128, as Mumble clients do), at 10 phases spread over the frame; everyone counts the
+ * voice packets that arrive.
  *
  *   node --conditions=source --import tsx cluster/bench/mumble-swarm.ts --port 64738 \
  *     --channels 10 --members 10 --speakers 2 --seconds 10
@@ -10,7 +11,8 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { connect, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { createOpus, sineInt16 } from '@voice/media';
+import { createOpus } from '@voice/media';
+import { encodeToneFrames } from '../../loadtest/src/voice/tone-frames.js';
 import { frame, MumbleEncrypter, MumbleMsg, mumbleVarint, pbDecode, pbEncode } from './mumble-protocol.js';
 
 interface Member {
@@ -19,6 +21,7 @@ interface Member {
   session: number;
   crypt: MumbleEncrypter;
   speaker: boolean;
+  /** Voice packets received (UDP ping replies are not counted). */
   received: number;
   seq: number;
 }
@@ -27,7 +30,7 @@ export interface MumbleSwarmResult {
   members: number;
   packetsSent: number;
   packetsReceived: number;
-  /** Received / expected: a listener expects each speaker's packet but its own. */
+  /** Voice received / expected: a listener expects each speaker's packet but its own. */
   deliveryRatio: number;
   setupMs: number;
 }
@@ -96,6 +99,9 @@ class Control {
   }
 }
 
+/** The longest UDP ping reply: OCB2 header (4), type byte, a varint timestamp under 2^28 (4). */
+const MAX_PING_REPLY_BYTES = 4 + 1 + 4;
+
 async function join(
   port: number,
   name: string,
@@ -132,7 +138,12 @@ async function join(
     received: 0,
     seq: 0,
   };
-  udp.on('message', () => void member.received++);
+  // Only voice counts. The plaintext of a UDP ping reply is its header byte and the varint
+  // timestamp we sent (under 2^28: 4 bytes), so the datagram is at most 4 + 5 bytes; a voice
+  // packet carries one of our Opus frames (checked longer than that at start-up) after its header.
+  udp.on('message', (d: Buffer) => {
+    if (d.length > MAX_PING_REPLY_BYTES) member.received++;
+  });
   return { ctl, member };
 }
 
@@ -148,14 +159,10 @@ export async function runMumbleSwarm(o: {
 }): Promise<MumbleSwarmResult> {
   const log = o.log ?? (() => {});
   const t0 = performance.now();
-  const opus = await createOpus();
-  const enc = opus.createEncoder({ frameSamples: 960, bitrate: 32_000 });
-  const pcm = sineInt16(48_000, 440, -18);
-  const scratch = new Uint8Array(1000);
-  const frames: Uint8Array[] = [];
-  for (let f = 0; f < 50; f++)
-    frames.push(scratch.slice(0, enc.encode(pcm.subarray(f * 960, (f + 1) * 960), scratch)));
-  enc.destroy();
+  const frames = encodeToneFrames(await createOpus());
+  // A voice packet is told from a ping reply by its length (see join): every frame must be longer.
+  if (frames.some((f) => f.length <= MAX_PING_REPLY_BYTES))
+    throw new Error('an Opus frame is as short as a ping reply: voice could not be counted apart');
   const members: Member[] = [];
   const controls: Control[] = [];
   const plain = Buffer.alloc(1100);
@@ -247,11 +254,10 @@ export async function runMumbleSwarm(o: {
     log('done sending');
     await new Promise((r) => setTimeout(r, 300));
     const received = members.reduce((a, m) => (m === admin.member ? a : a + m.received), 0);
-    // Each member hears every speaker of its channel but itself, one packet per frame each, plus
-    // its UDP pings' replies (about one per 5 s).
+    // Each member hears every speaker of its channel but itself, one packet per frame each.
     const perChannelSpeakers = Math.min(o.speakers, o.members);
     const heardPerFrame = o.channels * (o.members * perChannelSpeakers - perChannelSpeakers);
-    const expected = heardPerFrame * (frameNo + 1) + (members.length - 1) * Math.floor(o.seconds / 5);
+    const expected = heardPerFrame * (frameNo + 1);
     return {
       members: members.length - 1,
       packetsSent: sent,

@@ -238,12 +238,16 @@ describe('three server processes over one Redis (the launcher)', () => {
           [a, 0],
           [b, 1],
         ]);
+        const wasCut = new Set<VoiceClient>();
         for (let t = 0; t < 3; t++) {
           const owner = own.nodes.findIndex((n) => n.udpPort === a.binding?.udpPort);
           expect(owner, `try ${t + 1}: the owner is a live process`).toBeGreaterThanOrEqual(0);
           expect(b.binding?.udpPort).toBe(a.binding?.udpPort);
           const moved = [a, b].map((x) => x.signaling.waitFor('voice.moved', () => true, 10_000));
           const cut = [a, b].filter((x) => signaledOn.get(x) === owner);
+          // What this test is for: each drain ends the WebSocket of one of the two bots.
+          expect(cut, `try ${t + 1}: one bot is signaled on the drained process`).toHaveLength(1);
+          for (const x of cut) wasCut.add(x);
           const resumed = cut.map(
             (x) =>
               new Promise<void>((resolve, reject) => {
@@ -276,6 +280,7 @@ describe('three server processes over one Redis (the launcher)', () => {
           expect(medianToneDbfs(b.recording().samples, A, 500)).toBeGreaterThan(-23);
           expect(medianToneDbfs(a.recording().samples, B, 500)).toBeGreaterThan(-23);
         }
+        expect(wasCut.size, 'both bots were signaled on a drained process once at least').toBe(2);
       } finally {
         for (const x of mine) await x.close();
         await own.stop();

@@ -1,10 +1,13 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { SignalingClient, ToneSource, VoiceClient } from '../../client/src/index.js';
 import { toneDbfs } from '@voice/media';
 import { longestGapMs, medianToneDbfs } from '../../test-support/audio.js';
 import { useTestRedis } from '../../test-support/redis.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import type { Session, SessionManager } from '../src/app/sessions.js';
+import { RequestError } from '../src/errors.js';
+import { RedisLeaseStore } from '../src/routing/redis-leases.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 
 /*
@@ -21,6 +24,7 @@ beforeAll(async () => {
 const nodes: TestServer[] = [];
 const bots: VoiceClient[] = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const b of bots.splice(0)) await b.close();
   for (const n of nodes.splice(0)) await n.stop();
 });
@@ -298,6 +302,66 @@ describe('two nodes over one Redis', () => {
     expect(owner.voice.channelStats()[0]!.core.stats.members).toBe(2);
   });
 
+  it('a shadow whose signaling node does not answer at one sweep stays (a subscription reconnecting); unanswered at two in a row, it goes', async () => {
+    // After a Redis restart the records can be gone while a node's request subscription is still
+    // reconnecting: one unanswered `member.present` must not end a live member's voice.
+    const [n0, n1] = await cluster(2, { sessionTtlMs: 1000 });
+    const alice = await n0!.user('sweep-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Sweep' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('sweep-b');
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    const bobId = bob.ws.welcome.user.id;
+    expect(n0!.channelRouter.ownedChannels).toEqual([channel.id]);
+    // node-0 owns the channel and holds bob's shadow; bob's record keeps vanishing, so every sweep
+    // (one per session TTL) asks node-1, and node-1 does not answer as often as the test says.
+    const redis = testRedis().client();
+    let deleting = true;
+    const wiping = (async () => {
+      while (deleting) {
+        const k = await redis.keys(`${lastPrefix}*sess:${bobId}`);
+        if (k.length > 0) await redis.del(...k);
+        await sleep(20);
+      }
+    })();
+    let unanswered = 0;
+    let asked = 0;
+    const request = n0!.ctx.requests.request.bind(n0!.ctx.requests);
+    vi.spyOn(n0!.ctx.requests, 'request').mockImplementation((to, op, args, timeoutMs) => {
+      if (op !== 'member.present') return request(to, op, args, timeoutMs);
+      asked++;
+      if (unanswered === 0) return request(to, op, args, timeoutMs);
+      unanswered--;
+      return Promise.reject(new RequestError('UNREACHABLE', `${op}: node ${to} is not listening`));
+    });
+    const members = () => n0!.voice.channelStats()[0]!.core.stats.members;
+    const sweeps = async (n: number): Promise<void> => {
+      const until = asked + n;
+      const deadline = Date.now() + 8000 * n;
+      while (asked < until) {
+        if (Date.now() > deadline) throw new Error(`no shadow sweep asked node-1 (${until - asked} to go)`);
+        await sleep(50);
+      }
+    };
+    let left = 0;
+    alice.ws.on('member.left', (m: { userId: string }) => void (m.userId === bobId && left++));
+    try {
+      unanswered = 1;
+      await sweeps(3); // the unanswered one, then two answered
+      expect(left, 'one unanswered sweep: bob stays').toBe(0);
+      expect(members()).toBe(2);
+
+      unanswered = 2;
+      const gone = alice.ws.waitFor('member.left', (m) => m.userId === bobId, 20_000);
+      await sweeps(2);
+      expect((await gone).reason).toBe('timeout');
+      expect(members()).toBe(1);
+    } finally {
+      deleting = false;
+      await wiping;
+    }
+  });
+
   it('WebSocket voice signaled on a node that does not own the channel is redirected to the owner (no relay)', async () => {
     const [n0, n1] = await cluster(2);
     const a = await bot(n0!, 'wsa', 'Redirect', true);
@@ -392,26 +456,156 @@ describe('two nodes over one Redis', () => {
     expect(j.voice.udpPort).toBe(n1!.udpPort);
   });
 
-  it('a member asked to move twice at once (the drain and its own node) switches once, to the new owner', async () => {
-    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
-    // it change first. Two rebinds would hand the client two keys (two switches, and the later reply
-    // could be the stale key: 400 ms of unanswered HELLOs, then the WebSocket fallback).
+  /**
+   * A channel on node-0 with `a` signaled there and `b` signaled on node-1, both sending a tone and
+   * ready. `intercept` sees each `member.moved` node-1 receives for `b` (from node-0's drain) with
+   * the handler that applies it, and decides when it runs. Resolves once the drain is done.
+   */
+  async function drainWhileMoving(
+    name: string,
+    intercept: (
+      apply: () => Promise<unknown>,
+      session: Session,
+      sessions: SessionManager,
+    ) => Promise<unknown>,
+  ): Promise<{ a: VoiceClient; b: VoiceClient; n1: TestServer; drained: Promise<void> }> {
     const [n0, n1] = await cluster(2);
-    const a = await bot(n0!, 'twice-a', 'Twice', true);
-    const b = await bot(n1!, 'twice-b', 'Twice');
+    const a = await bot(n0!, `${name}-a`, name, true);
+    const b = await bot(n1!, `${name}-b`, name);
     await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
     expect(b.binding!.udpPort).toBe(n0!.udpPort);
+    a.startVoice(new ToneSource(TONES[0], -20));
+    b.startVoice(new ToneSource(TONES[1], -20));
+    const session = n1!.sessions.byUser(b.user.id)!;
+    const handle = n1!.sessions.handleMemberRequest.bind(n1!.sessions);
+    vi.spyOn(n1!.sessions, 'handleMemberRequest').mockImplementation((op, args) =>
+      op === 'member.moved' && (args as { userId: string }).userId === b.user.id
+        ? intercept(() => handle(op, args), session, n1!.sessions)
+        : handle(op, args),
+    );
+    return { a, b, n1: n1!, drained: n0!.drain() };
+  }
+
+  /**
+   * What `b` ends with is what the owner holds: its binding is the endpoint node-1 mixes it with
+   * (voice id and key), voice goes over UDP, and both members hear each other at level.
+   */
+  async function expectOneBinding(a: VoiceClient, b: VoiceClient, n1: TestServer): Promise<void> {
+    await b.waitReady(3000);
+    await sleep(1200); // two lease-watch periods: nothing else moves it
+    expect(b.binding!.udpPort).toBe(n1.udpPort);
+    const held = n1.voice.endpointOf(n1.sessions.byUser(b.user.id)!);
+    expect(held, 'node-1 mixes b').toBeDefined();
+    expect(b.binding!.voiceId, 'the voice id b sends with').toBe(held!.voiceId);
+    expect(Buffer.from(b.binding!.key).equals(Buffer.from(held!.key)), 'the key b sends with').toBe(true);
+    expect(b.voice!.transport, 'b over UDP (a stale key falls back to the WebSocket)').toBe('udp');
+    for (const x of [a, b]) x.clearRecording();
+    await sleep(1100);
+    expect(heard(a, TONES[1]), 'a hears b').toBeGreaterThan(-23);
+    expect(heard(b, TONES[0]), 'b hears a').toBeGreaterThan(-23);
+  }
+
+  it('a member asked to move twice at once (the drain and its own node) switches once, to the key the new owner holds', async () => {
+    // The drain pushes `member.moved`; the member's signaling node also watches the lease and may see
+    // it change at the same moment. Two rebinds at once would each attach with a fresh key, and the
+    // one whose reply came back last is not always the one the owner kept.
+    let twice = false;
+    const { a, b, n1, drained } = await drainWhileMoving('Twice', (apply, session, sessions) => {
+      if (twice) return apply();
+      twice = true;
+      // Both moves start before either is awaited.
+      return Promise.all([apply(), sessions.voiceMoved(session)]).then(() => null);
+    });
     let moves = 0;
     b.signaling.on('voice.moved', () => moves++);
-    const session = n1!.sessions.byUser(b.user.id)!;
-    const draining = n0!.drain();
-    await n1!.sessions.voiceMoved(session);
-    await draining;
-    await b.waitReady(3000);
-    expect(b.binding!.udpPort).toBe(n1!.udpPort);
-    await sleep(1200); // two lease-watch periods: nothing else moves it
+    await drained;
+    expect(twice, 'the drain asked node-1 to move b').toBe(true);
+    await expectOneBinding(a, b, n1);
     expect(moves).toBe(1);
-    expect(b.binding!.udpPort).toBe(n1!.udpPort);
+  });
+
+  it('a resume that runs into a move ends with the binding the new owner holds', async () => {
+    // The drain's `member.moved` reaches node-1 while b's client is resuming there (its connection
+    // dropped): the move's rebind and the resume's run at once unless serialized.
+    let resuming: (() => void) | null = null;
+    const { a, b, n1, drained } = await drainWhileMoving('Race', async (apply) => {
+      // Hold the move until the resume's hello is being handled, then run both.
+      await new Promise<void>((r) => {
+        resuming = r;
+        b.signaling.terminate();
+      });
+      return apply();
+    });
+    const attach = n1.sessions.attach.bind(n1.sessions);
+    let raced = false;
+    vi.spyOn(n1.sessions, 'attach').mockImplementation((...args) => {
+      const welcome = attach(...args);
+      if (resuming) {
+        raced = true;
+        resuming();
+        resuming = null;
+      }
+      return welcome;
+    });
+    const resumed = new Promise<boolean>((r) => b.once('resumed', r));
+    await drained;
+    await expect.poll(() => raced, { timeout: 5000 }).toBe(true); // the move ran while the resume was handled
+    expect(await resumed).toBe(true);
+    await expectOneBinding(a, b, n1);
+  });
+
+  it('an owner found not listening in one watch period keeps its lease; in two consecutive ones its lease is broken', async () => {
+    // A subscription reconnecting (a Redis restart) misses one period; a killed process misses every
+    // one. What node-1 learns from PUBSUB NUMSUB about node-0 is what the test decides here.
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('miss-a');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Missed' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bob = await n1!.user('miss-b');
+    const joined = await bob.ws.request('channel.join', { channelId: channel.id });
+    expect(joined.voice.udpPort).toBe(n0!.udpPort);
+    const leases = new RedisLeaseStore(testRedis().client(), lastPrefix);
+    const grant = (await leases.holder(`channel:${channel.id}`))!;
+    expect(grant.nodeId).toBe('node-0');
+
+    let silent = 0;
+    let asked = 0;
+    const reachable = n1!.ctx.requests.reachable.bind(n1!.ctx.requests);
+    vi.spyOn(n1!.ctx.requests, 'reachable').mockImplementation((node) => {
+      if (node !== 'node-0') return reachable(node);
+      asked++;
+      if (silent === 0) return reachable(node);
+      silent--;
+      return Promise.resolve(false);
+    });
+    let moves = 0;
+    bob.ws.on('voice.moved', () => moves++);
+    const watchMs = 500; // a quarter of the 2 s lease
+    /** Waits until node-1's lease watch has asked about node-0 `n` more times. */
+    const periods = async (n: number): Promise<void> => {
+      const until = asked + n;
+      const deadline = Date.now() + 8 * n * watchMs;
+      while (asked < until) {
+        // It asks only while its member's channel is still on node-0 under that grant.
+        if (Date.now() > deadline)
+          throw new Error(`node-1 stopped asking about node-0 (${until - asked} periods to go)`);
+        await sleep(50);
+      }
+    };
+
+    silent = 1;
+    await periods(3); // the miss, then two periods that find it listening
+    expect(await leases.holder(`channel:${channel.id}`), 'one miss: the same grant').toEqual(grant);
+    expect(n0!.channelRouter.fenceOf(channel.id)).toBe(grant.token);
+    expect(moves, 'one miss: nobody moves').toBe(0);
+
+    silent = 2;
+    const moved = bob.ws.waitFor('voice.moved', () => true, 10 * watchMs);
+    await periods(2);
+    await moved;
+    expect(silent).toBe(0);
+    const now = await leases.holder(`channel:${channel.id}`);
+    expect(now?.token, 'two misses in a row: that grant was broken').not.toBe(grant.token);
   });
 
   it('a moved member hears its old session until the new one has audio (make-before-break on the client)', async () => {

@@ -7,6 +7,7 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
 import { errorCode as code } from '../../test-support/errors.js';
 
 let srv: TestServer;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Opens a plain WebSocket (no hello) and reports the upgrade's status: 101 with the socket, or the
@@ -241,6 +242,58 @@ describe('signaling over WebSocket', () => {
     expect(srv.sessions.byUser(ownerId)!.volumes.get(otherId)).toBe(150);
     await owner.ws.request('voice.volume', { userId: otherId, volume: 100 });
     expect(srv.sessions.byUser(ownerId)!.volumes.has(otherId)).toBe(false);
+  });
+
+  it('voice binding changes of one session wait their turn, at most 8: more are refused (RATE_LIMITED) and counted', async () => {
+    const { ws } = await srv.user('rejoiner');
+    const { channel } = await ws.request('channel.create', { name: 'Rejoin' });
+    const joined = await ws.request('channel.join', { channelId: channel.id });
+    const s = srv.sessions.byUser(ws.welcome.user.id)!;
+    // A connection's requests run one at a time; moves are what other nodes and the lease watch
+    // ask for, as many as they like: 30 at once, the first runs, 7 wait, the rest are refused.
+    const outcomes = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        srv.sessions.voiceMoved(s).then(
+          () => 'ran',
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'ran')).toHaveLength(8);
+    const refused = outcomes.filter((o) => o !== 'ran');
+    for (const e of refused) expect(e).toMatchObject({ code: 'RATE_LIMITED', retryAfterMs: 1000 });
+    expect(refused).toHaveLength(22);
+    expect(
+      await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'session_binding_changes' }),
+    ).toBe(22);
+    // Nothing moved (this node owns the channel): the join's binding is still the one mixed with.
+    const held = srv.voice.endpointOf(s)!;
+    expect(held.voiceId).toBe(joined.voice.voiceId);
+    // The chain drained: a re-join (a rekey) goes through, and its answer is the binding now held.
+    const again = await ws.request('channel.join', { channelId: channel.id });
+    expect(again.voice.voiceId).not.toBe(joined.voice.voiceId);
+    expect(srv.voice.endpointOf(s)!.voiceId).toBe(again.voice.voiceId);
+    expect(Buffer.from(again.voice.key).equals(Buffer.from(srv.voice.endpointOf(s)!.key))).toBe(true);
+  });
+
+  it('a leave still waiting its turn when the session is resumed on another node leaves nothing: that node holds the seat', async () => {
+    const { ws } = await srv.user('handed');
+    const { channel } = await ws.request('channel.create', { name: 'Handed' });
+    await ws.request('channel.join', { channelId: channel.id });
+    const id = ws.welcome.user.id;
+    const s = srv.sessions.byUser(id)!;
+    // A change in progress (say a move) holds the session's turn while the leave comes in.
+    let release!: () => void;
+    const busy = s.bindings.run(() => new Promise<void>((r) => (release = r)));
+    const left = ws.request('channel.leave', {});
+    while (s.bindings.size < 2) await sleep(5);
+    // Another node resumed the session and tells this one (as its request handler would).
+    const replaced = srv.sessions.handleMemberRequest('member.replaced', { userId: id });
+    release();
+    await Promise.all([busy, replaced]);
+    await left.catch(() => undefined); // its connection is closed by the replacement
+    expect(await srv.ctx.directory.channelMembers(channel.id)).toEqual([id]);
+    expect(srv.voice.endpointOf(s)).toBeUndefined();
   });
 
   it('an admin connection may moderate any channel', async () => {

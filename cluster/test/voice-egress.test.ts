@@ -13,6 +13,8 @@ import { Registry } from 'prom-client';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { registerVoiceMetrics } from '../src/voice/metrics.js';
 import { BatchEgress } from '../src/voice/egress-batch.js';
+import { DgramEgress } from '../src/voice/egress-dgram.js';
+import { VoiceSocket } from '../src/voice/udp.js';
 import type { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -279,6 +281,39 @@ describe('BatchEgress on a real socket', () => {
     expect(bytes).toBeLessThan(16 * 1024);
     expect(counters.udpBatches).toBeGreaterThanOrEqual(2 * Math.ceil(20_000 / 512));
     egress.close();
+  });
+});
+
+describe('a socket closed under the egress', () => {
+  it('costs each packet one socket_closed, whichever egress sends (sendmmsg: EBADF; dgram: not running)', async () => {
+    const rx = await bound();
+    const ep = {
+      udpAddress: '127.0.0.1',
+      udpAddress32: parseIPv4('127.0.0.1'),
+      udpPort: rx.address().port,
+    } as VoiceEndpoint;
+    for (const kind of ['sendmmsg', 'dgram'] as const) {
+      const sock = new VoiceSocket(
+        () => {},
+        () => {},
+      );
+      await sock.bind('127.0.0.1', 0);
+      const counters = new VoiceCounters();
+      const reported: unknown[] = [];
+      const egress =
+        kind === 'sendmmsg'
+          ? new BatchEgress(addon!, sock.descriptor!, counters, (e) => reported.push(e))
+          : new DgramEgress(sock, counters);
+      // The descriptor closes now (the callback comes later): nothing in between can reuse it.
+      const closed = sock.close();
+      for (let i = 0; i < 3; i++) egress.send(new Uint8Array([i]), 1, ep);
+      egress.flush();
+      await closed;
+      expect({ ...counters.sendErrorsBy }, kind).toMatchObject({ socket_closed: 3, other: 0 });
+      expect(counters.sendErrors, kind).toBe(3);
+      expect(reported, kind).toEqual([]);
+      egress.close();
+    }
   });
 });
 

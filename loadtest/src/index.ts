@@ -10,5 +10,6 @@ export * from './voice/pre-encoded-opus.js';
 export * from './voice/click-meter.js';
 export * from './swarm.js';
 export * from './voice/lean-plane.js';
+export * from './voice/tone-frames.js';
 export * from './engine/lean-user.js';
 export * from './engine/session.js';

@@ -34,6 +34,7 @@ enum {
   R_TOO_LONG,     /* EMSGSIZE */
   R_BAD_ADDRESS,  /* EINVAL, EDESTADDRREQ, EADDRNOTAVAIL, ENETUNREACH, EHOSTUNREACH, EAFNOSUPPORT */
   R_OTHER,        /* any other errno */
+  R_CLOSED,       /* EBADF / ENOTSOCK: fd is no longer the socket (closed under us; the rest dropped) */
   R_LAST_ERRNO,   /* the last errno seen (0 if none), for a log line */
   R_SLOTS
 };
@@ -74,6 +75,9 @@ static int reason_of(int err) {
     case EHOSTUNREACH:
     case EAFNOSUPPORT:
       return R_BAD_ADDRESS;
+    case EBADF:
+    case ENOTSOCK:
+      return R_CLOSED;
     default:
       return R_OTHER;
   }
@@ -81,7 +85,7 @@ static int reason_of(int err) {
 #endif
 
 /*
- * send(fd, batch: Uint8Array, meta: Int32Array, count, result: Int32Array(8)) -> datagrams sent.
+ * send(fd, batch: Uint8Array, meta: Int32Array, count, result: Int32Array(9)) -> datagrams sent.
  * meta[4i..4i+3] = offset in batch, length, IPv4 address (host order, as int32), port.
  * result is overwritten with this call's outcome (see the enum above).
  */
@@ -101,7 +105,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   if (napi_get_value_int32(env, argv[3], &count) != napi_ok || count < 0 || (size_t)count * META_FIELDS > mlen)
     THROW("count out of range of meta");
   if (!typed(env, argv[4], napi_int32_array, &result_data, &rlen) || rlen < R_SLOTS)
-    THROW("result must be an Int32Array of 8");
+    THROW("result must be an Int32Array of 9");
   int32_t *result = result_data;
   /* Every packet lies inside the batch and has a port: checked before anything is sent. */
   for (int32_t i = 0; i < count; i++) {
@@ -142,9 +146,10 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     int err = r < 0 ? errno : EAGAIN;
     int reason = reason_of(err);
     result[R_LAST_ERRNO] = err;
-    if (reason == R_AGAIN || reason == R_NOBUFS) {
-      /* The socket or the device queue is full: the rest would fail too. Drop them now (voice is
-       * real time: a late packet is worth nothing, and a queue here would be unbounded). */
+    if (reason == R_AGAIN || reason == R_NOBUFS || reason == R_CLOSED) {
+      /* The socket or the device queue is full, or the socket is gone: the rest would fail too.
+       * Drop them now (voice is real time: a late packet is worth nothing, and a queue here would
+       * be unbounded), counted under the same reason. */
       result[reason] += count - done;
       done = count;
     } else {

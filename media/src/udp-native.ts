@@ -28,10 +28,12 @@ export const UdpResult = {
   /** EINVAL, EADDRNOTAVAIL, ENETUNREACH, ...: that destination cannot be sent to. */
   BAD_ADDRESS: 5,
   OTHER: 6,
+  /** EBADF / ENOTSOCK: the descriptor is no longer the socket, closed under the send (the rest of the batch is dropped). */
+  CLOSED: 7,
   /** The last errno seen in the call, 0 if none. */
-  LAST_ERRNO: 7,
+  LAST_ERRNO: 8,
 } as const;
-export const UDP_RESULT_SLOTS = 8;
+export const UDP_RESULT_SLOTS = 9;
 
 /** Where the build script puts the addon (relative to media/src and media/dist alike). */
 export const UDP_ADDON_PATH = new URL('../native/build/voice_udp.node', import.meta.url);

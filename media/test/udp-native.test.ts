@@ -1,4 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { closeSync, openSync } from 'node:fs';
+import { constants } from 'node:os';
 import { isIPv4 } from 'node:net';
 import v8 from 'node:v8';
 import fc from 'fast-check';
@@ -96,7 +98,7 @@ describe('batched UDP send with sendmmsg (media/native/voice_udp.c)', () => {
     batch.flush();
     expect(batch.size).toBe(0);
     // One flush, one outcome: all 400 accepted by the kernel, no error.
-    expect(results).toEqual([[400, 0, 0, 0, 0, 0, 0, 0]]);
+    expect(results).toEqual([[400, 0, 0, 0, 0, 0, 0, 0, 0]]);
     const got = await Promise.all(received);
     for (let d = 0; d < receivers.length; d++) {
       expect(got[d]!.length).toBe(perDest);
@@ -150,6 +152,28 @@ describe('batched UDP send with sendmmsg (media/native/voice_udp.c)', () => {
     ]);
     expect(result[UdpResult.LAST_ERRNO]).toBeGreaterThan(0);
     expect((await received).length).toBe(3);
+  });
+
+  it('counts a whole batch as closed when the descriptor is no longer the socket (EBADF, ENOTSOCK)', async () => {
+    const rx = await bound();
+    const meta = new Int32Array(3 * UDP_META_FIELDS);
+    for (let i = 0; i < 3; i++) meta.set([0, 4, LOOPBACK | 0, rx.address().port], i * UDP_META_FIELDS);
+    const nowhere = openSync('/dev/null', 'r');
+    try {
+      // A descriptor number nothing holds (the socket was closed), and one reused by a file.
+      for (const [fd, errno] of [
+        [1 << 30, constants.errno.EBADF],
+        [nowhere, constants.errno.ENOTSOCK],
+      ] as const) {
+        const r = new Int32Array(UDP_RESULT_SLOTS);
+        expect(addon!.send(fd, new Uint8Array(4), meta, 3, r)).toBe(0);
+        expect(r[UdpResult.CLOSED], `errno ${errno}`).toBe(3);
+        expect(r[UdpResult.LAST_ERRNO]).toBe(errno);
+        expect(r.reduce((a, v) => a + v, 0)).toBe(3 + errno);
+      }
+    } finally {
+      closeSync(nowhere);
+    }
   });
 
   it('refuses bad arguments with a TypeError before sending anything, never a crash', async () => {

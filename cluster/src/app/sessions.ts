@@ -2,6 +2,7 @@ import {
   encodeMessage,
   ProtocolError,
   PROTOCOL_VERSION,
+  RateLimitedError,
   type ChannelId,
   type ConnectionStats,
   type LeaveReason,
@@ -16,10 +17,20 @@ import {
 } from '@voice/protocol';
 import type { BusEvent, SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import { hashToken } from '../state/passwords.js';
+import { BindingChain } from './binding-chain.js';
 import type { ChannelService } from './channels.js';
 import type { AppContext, Connection, Principal } from './context.js';
 import type { UserService } from './users.js';
 import type { StatsItem, VoiceRouter } from './voice-router.js';
+
+/**
+ * Binding changes of one session waiting or running, past which a client's (or a node's) request
+ * for one more is refused: a client has no use for more than one or two at once, and a move
+ * refused is asked again by the next lease-watch period.
+ */
+const MAX_BINDING_CHANGES = 8;
+/** When a refused binding change may be asked again. */
+const BINDING_RETRY_MS = 1_000;
 
 /** One logged-in user on this node: outlives its connection by the grace period. */
 export class Session {
@@ -42,8 +53,8 @@ export class Session {
   /** Listener-side volume per speaker, percent; absent means 100. */
   readonly volumes = new Map<UserId, number>();
   closed = false;
-  /** The move to a new owner in progress (moves of one session run one after the other). */
-  moving: Promise<void> | null = null;
+  /** Every change of this session's voice binding runs in this chain, one at a time. */
+  readonly bindings = new BindingChain(MAX_BINDING_CHANGES);
 
   constructor(
     readonly tokenHash: string,
@@ -221,22 +232,40 @@ export class SessionManager {
     this.#byConn.set(conn.id, s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
     if (resumed) this.ctx.metrics.sessionsResumed.inc();
-    if (s.channelId) {
-      // A resuming client may be a new process that lost its sequence counter: a fresh key (and
-      // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
-      if ((resumed || !s.voice) && this.voice) await this.#rebind(s, await this.channels.get(s.channelId));
-      await this.#publishMember(s);
-    }
-    return {
-      version,
-      server: `voice/${PROTOCOL_VERSION}`,
-      user: { ...s.user, online: true },
-      resumed,
-      channelId: s.channelId,
-      voice: s.voice,
-      heartbeatMs: this.ctx.config.heartbeatMs,
-      graceMs: this.ctx.config.graceMs,
-    };
+    const session = s;
+    return this.#turn(session, async () => {
+      if (session.closed) throw new ProtocolError('SESSION_REPLACED', 'this session ended meanwhile');
+      if (session.channelId) {
+        // A resuming client may be a new process that lost its sequence counter: a fresh key (and
+        // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
+        if ((resumed || !session.voice) && this.voice)
+          await this.#rebind(session, await this.channels.get(session.channelId));
+        await this.#publishMember(session);
+      }
+      return {
+        version,
+        server: `voice/${PROTOCOL_VERSION}`,
+        user: { ...session.user, online: true },
+        resumed,
+        channelId: session.channelId,
+        voice: session.voice,
+        heartbeatMs: this.ctx.config.heartbeatMs,
+        graceMs: this.ctx.config.graceMs,
+      };
+    });
+  }
+
+  /**
+   * Runs a binding change a client or another node asked for in the session's chain; refused with
+   * RATE_LIMITED (and counted) when the chain is full.
+   */
+  #turn<T>(s: Session, work: () => Promise<T>): Promise<T> {
+    const running = s.bindings.tryRun(work);
+    if (running) return running;
+    this.ctx.metrics.rateLimited.inc({ limit: 'session_binding_changes' });
+    return Promise.reject(
+      new RateLimitedError(BINDING_RETRY_MS, 'too many voice changes of this session at once; retry'),
+    );
   }
 
   /** The seat a kept record names, unless its channel is gone (a seat still held is kept). */
@@ -266,7 +295,8 @@ export class SessionManager {
     s.closed = true;
     this.#clearGrace(s);
     if (s.conn) this.#byConn.delete(s.conn.id);
-    if (s.channelId) await this.leave(s, reason);
+    // After the changes already asked for (a move in flight would attach it again otherwise).
+    await s.bindings.run(() => this.#leave(s, reason));
     this.#byUser.delete(s.userId);
     await this.ctx.directory.deleteSession(s.userId);
     await this.ctx.directory.releaseNickname(s.user.nickname, s.userId);
@@ -281,6 +311,12 @@ export class SessionManager {
   ): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
     const ch = await this.channels.get(channelId);
     await this.channels.admit(s.principal, ch, password);
+    return this.#turn(s, () => this.#join(s, ch));
+  }
+
+  async #join(s: Session, ch: StoredChannel): Promise<Omit<ResultMap['channel.join'], 'membersNext'>> {
+    if (s.closed) throw new ProtocolError('SESSION_REPLACED', 'this session ended meanwhile');
+    const channelId = ch.id;
     if (s.channelId === channelId) {
       // Joining the channel you are in rebinds voice with a fresh key (see attach).
       await this.#rebind(s, ch);
@@ -291,7 +327,7 @@ export class SessionManager {
       const serverMute = await this.ctx.store.isServerMuted(channelId, s.userId);
       const res = await this.ctx.directory.joinChannel(channelId, s.userId, ch.userLimit);
       if (!res.ok) throw new ProtocolError('CHANNEL_FULL', `the channel is full (${ch.userLimit} members)`);
-      if (s.channelId) await this.leave(s, 'moved');
+      if (s.channelId) await this.#leave(s, 'moved');
       s.channelId = channelId;
       s.serverMute = serverMute;
       s.speaking = false;
@@ -313,7 +349,17 @@ export class SessionManager {
     s.transport = 'none';
   }
 
-  async leave(s: Session, reason: LeaveReason): Promise<void> {
+  /**
+   * Leaves the session's channel (in turn with its other binding changes). Nothing to do once the
+   * session ended meanwhile: its end left, or (replaced) another node holds its seat now.
+   */
+  leave(s: Session, reason: LeaveReason): Promise<void> {
+    return this.#turn(s, async () => {
+      if (!s.closed) await this.#leave(s, reason);
+    });
+  }
+
+  async #leave(s: Session, reason: LeaveReason): Promise<void> {
     const channelId = s.channelId;
     if (!channelId) return;
     await this.voice?.detach(s);
@@ -435,11 +481,12 @@ export class SessionManager {
         return s.closed ? null : s.channelId;
       case 'member.replaced':
         // Resumed on another node: the session ends here without leaving its channel, releasing
-        // its nickname or deleting its record (all of which the other node now holds).
-        await this.voice?.detach(s);
-        this.#clearGrace(s);
+        // its nickname or deleting its record (all of which the other node now holds). In turn, so
+        // that no move in flight attaches it again after this detach.
         s.closed = true;
+        this.#clearGrace(s);
         this.#byUser.delete(s.userId);
+        await s.bindings.run(async () => this.voice?.detach(s));
         if (s.conn) {
           this.#byConn.delete(s.conn.id);
           s.conn.send({
@@ -467,19 +514,12 @@ export class SessionManager {
    * (fresh key and voice id), pushed to the client, which switches without user action.
    *
    * Two callers can ask at once for one move: the drain's push (`member.moved`) and this node's own
-   * lease watch, which may see the lease change first. Moves of a session therefore run one after
-   * the other, and one finding the session already voiced by the lease holder does nothing: a
-   * second rebind would cost the client a second switch, and its reply could even hand over the
-   * key the first one had already replaced.
+   * lease watch, which may see the lease change first. Moves run in the session's binding chain
+   * like every other change, and one finding the session already voiced by the lease holder does
+   * nothing: a second rebind would cost the client a second switch.
    */
   voiceMoved(s: Session): Promise<void> {
-    const next = (s.moving ?? Promise.resolve()).then(() => this.#voiceMoved(s));
-    const settled = next.catch(() => {});
-    s.moving = settled;
-    void settled.then(() => {
-      if (s.moving === settled) s.moving = null;
-    });
-    return next;
+    return this.#turn(s, () => this.#voiceMoved(s));
   }
 
   async #voiceMoved(s: Session): Promise<void> {
@@ -585,7 +625,14 @@ export class SessionManager {
       case 'channel.deleted':
         this.broadcast({ t: 'channel.deleted', channelId: e.channelId });
         for (const s of this.#byUser.values()) {
-          if (s.channelId === e.channelId) this.#background('leave on delete', this.leave(s, 'deleted'));
+          if (s.channelId === e.channelId)
+            this.#background(
+              'leave on delete',
+              // Still there when its turn comes (a join queued before may have taken it elsewhere).
+              s.bindings.run(async () => {
+                if (s.channelId === e.channelId) await this.#leave(s, 'deleted');
+              }),
+            );
         }
         return;
       case 'member.joined':

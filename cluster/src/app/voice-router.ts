@@ -126,10 +126,14 @@ export class ChannelRouter implements VoiceRouter {
   #statsFlush: NodeJS.Immediate | null = null;
   /** Owners' signaling URLs from the registry, briefly cached (bounded by the node count). */
   readonly #urls = new Map<string, { url: string; at: number }>();
-  /** Owner nodes found not listening: in how many consecutive watch periods, up to which. */
-  readonly #unreachable = new Map<string, { strikes: number; round: number }>();
+  /** Owner nodes found not listening: the watch period that last found each so. */
+  readonly #missedIn = new Map<string, number>();
   /** Watch periods run so far. */
   #round = 0;
+  /** Shadow sweeps run so far. */
+  #sweeps = 0;
+  /** Shadows whose signaling node did not answer: the sweep that last found it so. */
+  readonly #unansweredIn = new WeakMap<Session, number>();
 
   constructor(
     private readonly ctx: AppContext,
@@ -210,20 +214,20 @@ export class ChannelRouter implements VoiceRouter {
   /**
    * Whether `owner` is up, as a failure detector: down only when found not listening in two
    * consecutive watch periods, so a subscription that is only reconnecting (a Redis restart) does
-   * not count. Misses are kept per node until it is up again (bounded by the node count; cleared
-   * past 256 entries).
+   * not count. A node is asked about at most once a period, so it is down when the period before
+   * this one found it not listening too. Misses are kept per node until it is up again (bounded by
+   * the node count; cleared past 256 entries).
    */
   async #ownerUp(owner: string): Promise<boolean> {
     const up = await this.routing.requests.reachable(owner);
     if (up) {
-      this.#unreachable.delete(owner);
+      this.#missedIn.delete(owner);
       return true;
     }
-    const last = this.#unreachable.get(owner);
-    const strikes = last?.round === this.#round - 1 ? last.strikes + 1 : 1;
-    if (this.#unreachable.size >= 256) this.#unreachable.clear();
-    this.#unreachable.set(owner, { strikes, round: this.#round });
-    return strikes < 2;
+    const before = this.#missedIn.get(owner);
+    if (this.#missedIn.size >= 256) this.#missedIn.clear();
+    this.#missedIn.set(owner, this.#round);
+    return before !== this.#round - 1;
   }
 
   async #move(s: Session): Promise<void> {
@@ -289,13 +293,14 @@ export class ChannelRouter implements VoiceRouter {
    * the mix, their seat is freed, and everyone is told they left (timeout).
    */
   async #sweepShadows(): Promise<void> {
+    const sweep = ++this.#sweeps;
     for (const [userId, shadow] of [...this.#shadows]) {
       const r = await this.ctx.directory.getSession(userId);
       // A live record (wherever it is now: a resume elsewhere re-attaches the shadow) keeps it.
       if (r) continue;
       // No record is only a hint: after Redis restarted without it, the signaling node writes it
       // again on its next refresh. The signaling node itself is the authority on its session.
-      if (await this.#stillSignaled(shadow)) continue;
+      if (await this.#stillSignaled(shadow, sweep)) continue;
       if (this.#shadows.get(userId) !== shadow) continue;
       this.#shadows.delete(userId);
       const channelId = shadow.channelId;
@@ -307,17 +312,27 @@ export class ChannelRouter implements VoiceRouter {
     }
   }
 
-  /** Whether the shadow's signaling node still holds its session in the same channel. */
-  async #stillSignaled(shadow: Session): Promise<boolean> {
+  /**
+   * Whether the shadow's signaling node still holds its session in the same channel. A node that
+   * does not answer (not listening, no reply in time) counts as gone only at the second sweep in a
+   * row: after a Redis restart the records are missing while its request subscription may still be
+   * reconnecting, and one sweep then would end a live member's voice (as the lease watch allows
+   * one missed period). A dead node's shadows go one sweep later than an answer would take them.
+   */
+  async #stillSignaled(shadow: Session, sweep: number): Promise<boolean> {
     if (shadow.remoteNode === null) return false;
     try {
       const present = await this.routing.requests.request(shadow.remoteNode, 'member.present', {
         userId: shadow.userId,
       });
+      this.#unansweredIn.delete(shadow);
       return present === shadow.channelId;
-    } catch {
-      // No such session there (NOT_FOUND), or the node is dead: the shadow goes.
-      return false;
+    } catch (err) {
+      // It answered: no such session there (NOT_FOUND).
+      if (err instanceof RequestError && err.code === 'REMOTE') return false;
+      const before = this.#unansweredIn.get(shadow);
+      this.#unansweredIn.set(shadow, sweep);
+      return before !== sweep - 1;
     }
   }
 

@@ -40,7 +40,7 @@ export const SEND_ERROR_REASONS = [
   'bad_address',
   /** node:dgram path: every send slot still in flight. */
   'slots_full',
-  /** The socket closed under the send. */
+  /** The socket closed under the send (EBADF, ENOTSOCK), or the egress closed with packets queued. */
   'socket_closed',
   /** WebSocket fallback: the connection is gone or its send buffer is over its bound. */
   'ws_backpressure',
@@ -70,6 +70,7 @@ export function sendErrorReason(code: string | undefined): SendErrorReason {
       return 'bad_address';
     case 'ERR_SOCKET_DGRAM_NOT_RUNNING':
     case 'EBADF':
+    case 'ENOTSOCK':
       return 'socket_closed';
     default:
       return 'other';
@@ -92,8 +93,6 @@ export class VoiceCounters {
   advances = 0;
   /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */
   udpBatches = 0;
-  /** Outgoing packets lost, all reasons (the sum of `sendErrorsBy`). */
-  sendErrors = 0;
   readonly sendErrorsBy: Record<SendErrorReason, number> = Object.fromEntries(
     SEND_ERROR_REASONS.map((r) => [r, 0]),
   ) as Record<SendErrorReason, number>;
@@ -102,9 +101,15 @@ export class VoiceCounters {
     number
   >;
 
+  /** Outgoing packets lost, all reasons. */
+  get sendErrors(): number {
+    let n = 0;
+    for (const r of SEND_ERROR_REASONS) n += this.sendErrorsBy[r];
+    return n;
+  }
+
   /** Counts `n` outgoing packets lost for `reason`. */
   sendFailed(reason: SendErrorReason, n = 1): void {
-    this.sendErrors += n;
     this.sendErrorsBy[reason] += n;
   }
 }

@@ -7,22 +7,15 @@ import type { VoiceEndpoint } from './endpoint.js';
 /** Packets a batch holds before it is sent early: a slot's ticks at 500 members are about 60. */
 export const BATCH_PACKETS = 512;
 
-/** The addon's error slots, and the reasons they are counted under (same order). */
-const RESULT_SLOTS = [
-  UdpResult.WOULD_BLOCK,
-  UdpResult.NO_BUFFERS,
-  UdpResult.NOT_PERMITTED,
-  UdpResult.TOO_LONG,
-  UdpResult.BAD_ADDRESS,
-  UdpResult.OTHER,
-] as const;
-const RESULT_REASONS: readonly SendErrorReason[] = [
-  'would_block',
-  'no_buffers',
-  'not_permitted',
-  'too_long',
-  'bad_address',
-  'other',
+/** Each error slot of the addon's result, and the reason its datagrams are counted under. */
+const RESULT_REASONS: readonly { slot: number; reason: SendErrorReason }[] = [
+  { slot: UdpResult.WOULD_BLOCK, reason: 'would_block' },
+  { slot: UdpResult.NO_BUFFERS, reason: 'no_buffers' },
+  { slot: UdpResult.NOT_PERMITTED, reason: 'not_permitted' },
+  { slot: UdpResult.TOO_LONG, reason: 'too_long' },
+  { slot: UdpResult.BAD_ADDRESS, reason: 'bad_address' },
+  { slot: UdpResult.CLOSED, reason: 'socket_closed' },
+  { slot: UdpResult.OTHER, reason: 'other' },
 ];
 
 /**
@@ -101,9 +94,10 @@ export class BatchEgress implements UdpEgress {
 
   #count(r: Int32Array): void {
     this.counters.udpBatches++;
-    for (let i = 0; i < RESULT_SLOTS.length; i++) {
-      const n = r[RESULT_SLOTS[i]!]!;
-      if (n > 0) this.counters.sendFailed(RESULT_REASONS[i]!, n);
+    for (let i = 0; i < RESULT_REASONS.length; i++) {
+      const { slot, reason } = RESULT_REASONS[i]!;
+      const n = r[slot]!;
+      if (n > 0) this.counters.sendFailed(reason, n);
     }
   }
 

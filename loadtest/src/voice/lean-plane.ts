@@ -9,7 +9,8 @@ import {
   type AeadBackend,
   type VoiceBinding,
 } from '@voice/protocol';
-import { Ticker, loadNativeAead, type OpusFactory, sineInt16 } from '@voice/media';
+import { Ticker, loadNativeAead, type OpusFactory } from '@voice/media';
+import { encodeToneFrames } from './tone-frames.js';
 
 /**
  * The cheapest voice users the generator has: registered over UDP like a client, speakers sending
@@ -42,7 +43,7 @@ export class LeanMember {
 }
 
 export class LeanPlane {
-  readonly frames: Uint8Array[] = [];
+  readonly frames: readonly Uint8Array[];
   private readonly phases: number;
   private readonly byPhase: LeanMember[][];
   private readonly members = new Set<LeanMember>();
@@ -67,16 +68,7 @@ export class LeanPlane {
   constructor(private readonly o: LeanPlaneOptions) {
     this.phases = Math.max(1, Math.min(20, Math.round(o.phases ?? 10)));
     this.byPhase = Array.from({ length: this.phases }, () => []);
-    // Pre-encode 1 s of tone: speaking costs a seal and a send per packet, no encode.
-    const enc = o.opus.createEncoder({ frameSamples: 960, bitrate: 32_000 });
-    const pcm = sineInt16(48_000, 440, -18);
-    const scratch = new Uint8Array(1000);
-    try {
-      for (let f = 0; f < 50; f++)
-        this.frames.push(scratch.slice(0, enc.encode(pcm.subarray(f * 960, (f + 1) * 960), scratch)));
-    } finally {
-      enc.destroy();
-    }
+    this.frames = encodeToneFrames(o.opus);
   }
 
   /** Opens the member's UDP socket, sends its HELLO; a speaker talks from the next tick on. */

@@ -76,6 +76,9 @@ class Link {
   };
   private held: { packets: Buffer[]; deliver: Deliver } | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
+  /** A stall in progress: every packet waits here until it ends (bounded by the stall's length). */
+  private stalled: { packets: Buffer[]; deliver: Deliver }[] | null = null;
+  private stallDone: (() => void) | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
 
@@ -91,6 +94,11 @@ class Link {
     if (this.closed) return;
     const c = this.conditions;
     this.counters.received++;
+    if (this.stalled) {
+      this.counters.delayed++;
+      this.stalled.push({ packets: [packet], deliver });
+      return;
+    }
     if ((c.loss ?? 0) > 0 && this.rand() < c.loss!) {
       this.counters.dropped++;
       return;
@@ -108,6 +116,28 @@ class Link {
     }
     for (const p of copies) this.send(p, deliver);
     this.release();
+  }
+
+  /**
+   * Holds every packet for the next `ms`, then sends them all at once, in order (a sender's stall or
+   * a jitter burst: the first one is `ms` late, the last on time). Resolves once they are sent.
+   */
+  stall(ms: number): Promise<void> {
+    if (!(ms > 0 && ms <= 10_000)) throw new TypeError('ms must be in (0, 10000]');
+    if (this.stalled || this.closed) return Promise.resolve();
+    const queue: { packets: Buffer[]; deliver: Deliver }[] = [];
+    this.stalled = queue;
+    return new Promise((resolve) => {
+      this.stallDone = resolve;
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        this.stalled = null;
+        this.stallDone = null;
+        if (!this.closed) for (const q of queue) for (const p of q.packets) this.send(p, q.deliver);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
   }
 
   private release(): void {
@@ -139,6 +169,9 @@ class Link {
     this.held = null;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.stalled = null;
+    this.stallDone?.();
+    this.stallDone = null;
   }
 }
 
@@ -212,6 +245,11 @@ export class LossyRelay {
   /** Where clients send (`udpTarget` of a VoiceClient). */
   get address(): { host: string; port: number } {
     return { host: this.host, port: this.port };
+  }
+
+  /** Holds one direction's packets for `ms`, then sends them in a burst (Link.stall). */
+  stall(direction: Direction, ms: number): Promise<void> {
+    return this.links[direction].stall(ms);
   }
 
   /** Changes one direction's impairments from now on. */

@@ -18,14 +18,17 @@ export function benchChannelTick(
   members: number,
   speakers: number,
   ticks = 1500,
+  timeStretch = true,
 ): { p50Us: number; p99Us: number; meanUs: number; encodesPerTick: number } {
   const frame = 960;
   let sent = 0;
-  const core = new ChannelCore(asChannelId('c_benchbenchben'), DEFAULT_VOICE_SETTINGS, opus, {
-    counters: new VoiceCounters(),
-    send: () => void sent++,
-    speaking: () => {},
-  });
+  const core = new ChannelCore(
+    asChannelId('c_benchbenchben'),
+    DEFAULT_VOICE_SETTINGS,
+    opus,
+    { counters: new VoiceCounters(), send: () => void sent++, speaking: () => {} },
+    { timeStretch },
+  );
   const eps: VoiceEndpoint[] = [];
   for (let i = 0; i < members; i++) {
     // Sealed as the server seals: persistent OpenSSL contexts when built, else node:crypto.
@@ -98,6 +101,9 @@ export async function benchChannelTicks(): Promise<Record<string, number>> {
       out[`${k}_p99_us`] = Math.round(r.p99Us);
       out[`${k}_encodes_per_tick`] = Math.round(r.encodesPerTick * 10) / 10;
     }
+    // The members' time-stretching on a clean link (nothing to stretch: its sync-buffer copies).
+    const r = benchChannelTick(opus, 10, 2, 1500, false);
+    out[`${backend}_tick_10m_2s_nostretch_mean_us`] = Math.round(r.meanUs);
   }
   return out;
 }

@@ -81,6 +81,11 @@ export const ConfigSchema = z
          * cuts frames so its packets arrive just before the channel's tick (two or more speakers).
          */
         advance: z.boolean().default(true),
+        /**
+         * Time-stretch the members' playouts: a buffer a late burst grew gives the frame back by
+         * pitch periods within about 1.5 s even in loud speech (else only in a quiet moment).
+         */
+        timeStretch: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

@@ -7,7 +7,7 @@ import {
   type JitterInsertResult,
 } from './jitter-buffer.js';
 import { opusPacketHasLbrr } from './opus-packet.js';
-import { TimeStretch } from './time-stretch.js';
+import { TimeStretch, type StretchCounts } from './time-stretch.js';
 import { TimestampUnwrapper } from './timestamp.js';
 
 /** A frame whose peak stays below this (-40 dBFS) is quiet: catch-up may drop a frame there unheard. */
@@ -52,8 +52,8 @@ export interface FramePlayoutOptions {
    * Time-scale modification (NetEq's accelerate and preemptive expand, `TimeStretch`): excess delay
    * in loud audio is given back by removing pitch periods, and the FEC look-ahead is grown by
    * inserting them, instead of dropping or concealing a whole frame. Output passes through a small
-   * sync buffer, so `next()` may decode two packets or none. Off by default: the server forwards
-   * packets as they are and needs one decoded frame per packet. Default false.
+   * sync buffer, so `next()` may decode two packets or none (`produced` says which). Default false
+   * (the client's playout and the server's channel members turn it on).
    */
   readonly timeStretch?: boolean;
 }
@@ -135,6 +135,20 @@ export class FramePlayout {
   /** Samples still to insert by preemptive expand (the look-ahead's growth). */
   #growSamples = 0;
   #lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
+  /**
+   * Frames produced (decoded, rebuilt, concealed or silent) by the last `next()`: always 1 without
+   * timeStretch. With it, 0 when the sync buffer already held a frame (after a preemptive expand:
+   * the frame returned is audio decoded earlier, and `next()` repeats the kind it last produced),
+   * or 2 or more when acceleration brought the next packets' turn forward (all but the last
+   * DECODED; `packet` is the last one's).
+   */
+  produced = 0;
+  /**
+   * Where the audio of the last decoded packet starts, in samples after the start of the frame
+   * `next()` returned when it was decoded: 0 without timeStretch; with it, what the sync buffer
+   * held before it (past the frame's end when acceleration decoded it ahead).
+   */
+  packetOffset = 0;
   #decoded = 0;
   #fec = 0;
   #concealed = 0;
@@ -177,6 +191,11 @@ export class FramePlayout {
     return r;
   }
 
+  /** The time-stretcher's counts (null without timeStretch): read without allocating. */
+  get stretch(): StretchCounts | null {
+    return this.#stretch;
+  }
+
   /** The packet the last DECODED frame came from (valid until the next insert). */
   get packet(): Uint8Array {
     return this.jitter.packet;
@@ -195,23 +214,43 @@ export class FramePlayout {
    */
   next(nowMs: number, out: Int16Array, lateMs = 0): PlayoutFrameKind {
     if (out.length < this.frameSamples) throw new TypeError('out must hold one frame');
-    if (!this.#stretch) return this.#produce(nowMs, out, lateMs);
+    if (!this.#stretch) {
+      this.produced = 1;
+      return this.#produce(nowMs, out, lateMs);
+    }
     const n = this.frameSamples;
     const sync = this.#sync;
     const ts = this.#stretch;
     const jb = this.jitter;
+    this.produced = 0;
     // Decode until a frame's worth is ready; each packet is popped at the time it will play (after
     // what the sync buffer holds), so the jitter buffer judges the delay as heard.
     while (this.#syncLen < n) {
-      const kind = this.#produce(nowMs + this.#syncLen / 48, this.#scratch, lateMs);
-      this.#lastKind = kind;
-      sync.set(this.#scratch, this.#syncLen);
-      this.#syncLen += n;
-      if (kind !== PlayoutFrame.DECODED) continue;
-      // Only with the next frame already buffered: accelerating brings its turn forward.
-      if (jb.shrinkMs * 48 >= ts.minPeriod && jb.headReady) {
-        const removed = ts.accelerate(sync, 0, this.#syncLen);
+      if (this.#append(nowMs, lateMs) !== PlayoutFrame.DECODED) continue;
+      // At most the excess asked for plus the cushion the buffer keeps, rounded: a period may pass
+      // the excess by up to the shortest period (2.5 ms; a server's margin and the fact that a
+      // packet is popped at its tick, not at its virtual play time, absorb it), else a residue of up
+      // to a period would stay. Without the next frame buffered, at most what the sync buffer holds
+      // beyond this call's frame: further would bring the next packet's turn before it is here.
+      let most =
+        jb.shrinkMs * 48 >= ts.minPeriod
+          ? Math.floor((jb.shrinkMs + jb.stretchKeepMs) * 48) + ts.minPeriod
+          : 0;
+      if (most > 0 && !jb.headReady) most = Math.min(most, this.#syncLen - n);
+      if (most >= ts.minPeriod) {
+        // Two of the longest periods must fit the region, or a low voice's period is not found (at
+        // 10 ms frames a frame holds two 5 ms periods, and voices go down to 15 ms): with the next
+        // packet buffered, decode it now, as accelerating brings its turn forward anyway.
+        if (
+          this.#syncLen < 2 * ts.maxPeriod &&
+          jb.headReady &&
+          this.#append(nowMs, lateMs) !== PlayoutFrame.DECODED
+        )
+          continue;
+        const removed = ts.accelerate(sync, 0, this.#syncLen, most);
         this.#syncLen -= removed;
+        // The splice is at the region's start: what follows it, this packet too, moves up.
+        this.packetOffset = Math.max(0, this.packetOffset - removed);
         jb.shrinkMs = Math.max(0, jb.shrinkMs - removed / 48);
       } else if (this.#growSamples > 0) {
         const added = ts.expand(sync, 0, this.#syncLen, sync.length);
@@ -223,6 +262,17 @@ export class FramePlayout {
     sync.copyWithin(0, n, this.#syncLen);
     this.#syncLen -= n;
     return this.#lastKind;
+  }
+
+  /** Produces one frame at the sync buffer's end (timeStretch): popped when it will play. */
+  #append(nowMs: number, lateMs: number): PlayoutFrameKind {
+    const kind = this.#produce(nowMs + this.#syncLen / 48, this.#scratch, lateMs);
+    this.#lastKind = kind;
+    this.produced++;
+    this.#sync.set(this.#scratch, this.#syncLen);
+    if (kind === PlayoutFrame.DECODED) this.packetOffset = this.#syncLen;
+    this.#syncLen += this.frameSamples;
+    return kind;
   }
 
   #produce(nowMs: number, out: Int16Array, lateMs: number): PlayoutFrameKind {

@@ -53,6 +53,13 @@ export interface JitterBufferOptions {
    */
   readonly peakWindowMs?: number;
   /**
+   * A late packet counts as a delay peak (see notePeak) only when its relative delay passes the
+   * target by more than this, ms (default 0). A server whose target is a few ms sets it, so that
+   * scheduling noise of a few ms is not taken for a recurring stall: else one real burst after it
+   * is held in peak mode for seconds instead of being given back.
+   */
+  readonly peakMinMs?: number;
+  /**
    * Catch-up: when the delay stayed a frame or more above target for this long (ms), the excess
    * frames are dropped (at most `maxCatchUpFrames` at once, default 8). Default 300 ms; 0 disables
    * catch-up (and the dropping of a stalled sender's backlog).
@@ -62,10 +69,23 @@ export interface JitterBufferOptions {
   /**
    * The caller time-stretches decoded audio (TimeStretch): besides the drops of catch-up (in quiet
    * audio, or past 60 ms of excess), it asks the caller to accelerate by `shrinkMs` (the excess
-   * left, once it reaches a frame, less half a frame) rather than wait for a quiet moment.
+   * left, once it reaches a frame, less `stretchKeepMs`) rather than wait for a quiet moment.
    * Default false.
    */
   readonly timeStretch?: boolean;
+  /**
+   * With `timeStretch`: excess delay (ms) left after stretching, a cushion against the estimate's
+   * noise (default half a frame). A server that pops at its tick, not at a device's pace, gives all
+   * of it back (0): its callers then remove no more than `shrinkMs`.
+   */
+  readonly stretchKeepMs?: number;
+  /**
+   * With `timeStretch`: stretch only what a re-buffer added to the playout schedule in this
+   * talkspurt (a burst's growth), never a frame of excess from any other cause (default false).
+   * A server mixing at its tick sets it: its mixes must then be sample-exact on a clean link,
+   * where the timing advance, not the stretch, moves the phase.
+   */
+  readonly stretchGrowthOnly?: boolean;
   /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
   readonly resetGapFrames?: number;
 }
@@ -111,6 +131,13 @@ export interface JitterStats {
 const PEAKS = 8;
 const PEAK_GROUP_MS = 100;
 const PEAK_HOLD_MS = 20_000;
+
+/**
+ * A resume after running dry this close (ms of media) to the frame then due continues the
+ * talkspurt; further is a new one (senders stop for a pause only after their voice detector's
+ * hangover, hundreds of ms).
+ */
+const RESUME_GAP_MS = 100;
 
 /** Excess delay (ms) that catch-up removes even in loud audio. */
 const LOUD_EXCESS_MS = 60;
@@ -171,8 +198,12 @@ export class JitterBuffer {
   private readonly catchUpPops: number;
   private readonly maxCatchUp: number;
   private readonly timeStretch: boolean;
+  /** Excess delay kept after stretching, ms (`stretchKeepMs`). */
+  readonly stretchKeepMs: number;
+  private readonly stretchGrowthOnly: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
+  private readonly peakMinMs: number;
   private readonly frameMsInv: number;
   /** Extra frames of target while the caller wants FEC look-ahead. */
   private lookAheadFrames = 0;
@@ -209,6 +240,16 @@ export class JitterBuffer {
   // Catch-up window: the smallest playout delay seen over it.
   private windowPops = 0;
   private windowMinDelay = Number.POSITIVE_INFINITY;
+  /**
+   * With timeStretch, the playout schedule: when a frame plays less its media time (pop time -
+   * frame index * frameMs), which only a re-buffer, a drop or a stretch moves (not the arrivals, not
+   * the delay baseline); its smallest over the window, and over this talkspurt (the floor growth is
+   * judged against).
+   */
+  private windowMinSchedule = Number.POSITIVE_INFINITY;
+  private floorSchedule = Number.POSITIVE_INFINITY;
+  /** The frame due when the buffer last ran dry (-1: not since the stream started). */
+  private drainedHead = -1;
 
   private nReceived = 0;
   private nLate = 0;
@@ -236,7 +277,10 @@ export class JitterBuffer {
       resetGapFrames = capacity * 4,
       marginMs = 0,
       peakWindowMs = 1000,
+      peakMinMs = 0,
       timeStretch = false,
+      stretchKeepMs = frameMs / 2,
+      stretchGrowthOnly = false,
     } = options;
     if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
     if (
@@ -263,6 +307,9 @@ export class JitterBuffer {
       throw new TypeError('delayPercentile must be in (0, 100]');
     if (!(marginMs >= 0 && marginMs < 1000)) throw new TypeError('marginMs must be in [0, 1000)');
     if (!(peakWindowMs >= frameMs)) throw new TypeError('peakWindowMs must be >= frameMs');
+    if (!(peakMinMs >= 0 && peakMinMs < 1000)) throw new TypeError('peakMinMs must be in [0, 1000)');
+    if (!(stretchKeepMs >= 0 && stretchKeepMs <= frameMs))
+      throw new TypeError('stretchKeepMs must be in [0, frameMs]');
     this.frameMs = frameMs;
     this.capacity = capacity;
     this.maxPacketBytes = maxPacketBytes;
@@ -282,9 +329,12 @@ export class JitterBuffer {
     this.catchUpPops = catchUpMs > 0 ? Math.max(1, Math.round(catchUpMs / frameMs)) : 0;
     this.maxCatchUp = maxCatchUpFrames;
     this.timeStretch = timeStretch;
+    this.stretchKeepMs = stretchKeepMs;
+    this.stretchGrowthOnly = stretchGrowthOnly;
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
+    this.peakMinMs = peakMinMs;
     this.frameMsInv = 1 / frameMs;
     this.targetDelay = (minTargetFrames - 1) * frameMs + marginMs;
     this.window = Math.max(8, Math.round(delayWindowMs / frameMs));
@@ -452,6 +502,12 @@ export class JitterBuffer {
       // off when catchUpMs is 0. Not at the first start: nothing was expected yet.)
       const due =
         Math.floor((nowMs - lateMs - this.targetDelay - this.expectedArrival(0)) * this.frameMsInv) - 1;
+      // Resuming within RESUME_GAP_MS of media after the frame that was due when the buffer ran dry
+      // continues the talkspurt (a stall, a burst of late packets, a loss among them): the floor
+      // from before stays. Anything else (the first start, a talkspurt after a pause: its frame
+      // indices jumped further) has a new phase, and a new floor.
+      if (this.drainedHead < 0 || (this.head - this.drainedHead) * this.frameMs > RESUME_GAP_MS)
+        this.floorSchedule = Number.POSITIVE_INFINITY;
       if (this.catchUpPops > 0 && resumed && due > this.head) {
         const to = due < this.newest ? due : this.newest;
         const before = this.nOverflow;
@@ -463,6 +519,7 @@ export class JitterBuffer {
       this.started = true;
       this.windowPops = 0;
       this.windowMinDelay = Number.POSITIVE_INFINITY;
+      this.windowMinSchedule = Number.POSITIVE_INFINITY;
     }
 
     this.lastDelay = nowMs - lateMs - this.expectedArrival(this.head);
@@ -490,6 +547,7 @@ export class JitterBuffer {
     // (a pause longer than the delay window starts a new baseline, see measure()).
     this.nDrains++;
     this.shrinkMs = 0; // a restart takes the right phase
+    this.drainedHead = this.head;
     this.state = BUFFERING;
     this.minStored = Number.POSITIVE_INFINITY;
     return JitterPop.EMPTY;
@@ -514,6 +572,7 @@ export class JitterBuffer {
   reset(): void {
     this.clearSlots();
     this.shrinkMs = 0;
+    this.floorSchedule = Number.POSITIVE_INFINITY;
     this.state = IDLE;
     this.started = false;
     this.targetFrames = this.minTarget;
@@ -549,6 +608,7 @@ export class JitterBuffer {
 
   private restart(ext: number, raw: number): void {
     this.state = BUFFERING;
+    this.drainedHead = -1;
     this.started = false;
     this.head = ext;
     this.newest = ext;
@@ -598,12 +658,17 @@ export class JitterBuffer {
 
   private catchUp(): void {
     if (this.lastDelay < this.windowMinDelay) this.windowMinDelay = this.lastDelay;
+    // (The delay plus the baseline it is measured from: pop time less the frame's media time.)
+    const schedule = this.lastDelay + this.dqVal[this.dqStart]!;
+    if (schedule < this.windowMinSchedule) this.windowMinSchedule = schedule;
     if (++this.windowPops < this.catchUpPops) return;
     const need = Math.max(this.targetDelay, this.peaks.percentile(100) + this.marginMs);
     const excessMs = this.windowMinDelay - need;
     const excess = Math.floor(excessMs * this.frameMsInv);
+    const minSchedule = this.windowMinSchedule;
     this.windowPops = 0;
     this.windowMinDelay = Number.POSITIVE_INFINITY;
+    this.windowMinSchedule = Number.POSITIVE_INFINITY;
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
@@ -614,11 +679,23 @@ export class JitterBuffer {
       this.lastDelay -= n * this.frameMs;
     }
     // A caller that time-stretches removes what is left in loud audio by pitch periods (a few ms
-    // each, inaudible in voiced speech) instead of waiting: once it is a frame or more, all of it
-    // but half a frame. The drop above remains for audio it cannot splice (loud and aperiodic).
+    // each, inaudible in voiced speech) instead of waiting: all of the excess over `need` but
+    // `stretchKeepMs`, once it is a frame or more, or once the playout schedule moved half a frame
+    // later than the earliest it ran at in this talkspurt (a burst's re-buffer grew the buffer;
+    // given back down to that floor). The schedule tells growth from phase and from a moved
+    // baseline: on a clean link it never moves, whatever the tick's phase against the arrivals
+    // (up to a frame, which time-stretching must leave alone) and wherever the arrivals go (a
+    // timing advance, an early packet that lowers the transit baseline and so raises every delay),
+    // while a buffer grown by one frame after a burst can have less than a frame over `need`.
+    // The drop above remains for audio it cannot splice (loud and aperiodic).
     if (this.timeStretch) {
-      const left = excessMs - n * this.frameMs;
-      this.shrinkMs = left >= this.frameMs ? left - this.frameMs / 2 : 0;
+      const f = this.frameMs;
+      const left = excessMs - n * f;
+      const sched = minSchedule - n * f;
+      const grown = sched - this.floorSchedule;
+      const give = left >= f && !this.stretchGrowthOnly ? left : grown >= f / 2 ? Math.min(left, grown) : 0;
+      this.shrinkMs = give > this.stretchKeepMs ? give - this.stretchKeepMs : 0;
+      if (sched < this.floorSchedule) this.floorSchedule = sched;
     }
   }
 
@@ -656,7 +733,7 @@ export class JitterBuffer {
     const rel = transit - this.dqVal[this.dqStart]!;
     this.delays.record(rel);
     this.peaks.record(rel);
-    if (rel > this.targetDelay) this.notePeak(rel, nowMs);
+    if (rel > this.targetDelay + this.peakMinMs) this.notePeak(rel, nowMs);
     if (++this.sinceRetarget >= 16) {
       this.sinceRetarget = 0;
       this.retarget();

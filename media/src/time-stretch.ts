@@ -23,7 +23,15 @@ export interface TimeStretchOptions {
   readonly quietPeak?: number;
 }
 
-export class TimeStretch {
+/** What a TimeStretch has done so far. */
+export interface StretchCounts {
+  readonly accelerated: number;
+  readonly expanded: number;
+  readonly samplesRemoved: number;
+  readonly samplesAdded: number;
+}
+
+export class TimeStretch implements StretchCounts {
   readonly minPeriod: number;
   readonly maxPeriod: number;
   readonly minCorrelation: number;
@@ -53,9 +61,10 @@ export class TimeStretch {
   /**
    * Removes one period from buf[start, start+length) in place. Returns the samples removed (0 when
    * the region is too short or not periodic enough); the region is then length - removed long.
+   * `maxRemove` bounds the period (a caller that must not remove more than its excess).
    */
-  accelerate(buf: Int16Array, start: number, length: number): number {
-    const p = this.#period(buf, start, length);
+  accelerate(buf: Int16Array, start: number, length: number, maxRemove = Number.POSITIVE_INFINITY): number {
+    const p = this.#period(buf, start, length, maxRemove);
     if (p === 0) return 0;
     for (let i = 0; i < p; i++) {
       const w = (i + 0.5) / p;
@@ -85,7 +94,7 @@ export class TimeStretch {
     return p;
   }
 
-  /** The best period for a splice in the region, or 0 (too short, no room, or not periodic). */
+  /** The best period for a splice in the region, at most `room`, or 0 (too short, or not periodic). */
   #period(buf: Int16Array, start: number, length: number, room = Number.POSITIVE_INFINITY): number {
     const hi = Math.min(this.maxPeriod, Math.floor(length / 2), room);
     if (hi < this.minPeriod) return 0;
@@ -95,18 +104,23 @@ export class TimeStretch {
       const a = v < 0 ? -v : v;
       if (a > peak) peak = a;
     }
-    // Coarse search every 2 samples, then refine around the best lag.
+    // Coarse search on every 4th lag and every 4th sample (12 kHz: voice's periodicity is below
+    // 4 kHz), 16 times cheaper than a full one, then the best lag refined at full resolution; the
+    // splice is judged on the full-resolution correlation, so a coarse miss only means no splice.
     let best = 0;
     let bestC = -2;
-    for (let p = this.minPeriod; p <= hi; p += 2) {
-      const c = this.#correlation(buf, start, p);
+    for (let p = this.minPeriod; p <= hi; p += 4) {
+      const c = this.#correlation(buf, start, p, 4);
       if (c > bestC) {
         bestC = c;
         best = p;
       }
     }
-    for (let p = Math.max(this.minPeriod, best - 1); p <= Math.min(hi, best + 1); p++) {
-      const c = this.#correlation(buf, start, p);
+    bestC = -2;
+    const from = Math.max(this.minPeriod, best - 3);
+    const to = Math.min(hi, best + 3);
+    for (let p = from; p <= to; p++) {
+      const c = this.#correlation(buf, start, p, 1);
       if (c > bestC) {
         bestC = c;
         best = p;
@@ -117,12 +131,12 @@ export class TimeStretch {
     return bestC >= this.minCorrelation ? best : 0;
   }
 
-  /** Normalised correlation of x[0,p) and x[p,2p). */
-  #correlation(buf: Int16Array, start: number, p: number): number {
+  /** Normalised correlation of x[0,p) and x[p,2p), on every `stride`-th sample. */
+  #correlation(buf: Int16Array, start: number, p: number, stride: number): number {
     let xy = 0;
     let xx = 0;
     let yy = 0;
-    for (let i = 0; i < p; i++) {
+    for (let i = 0; i < p; i += stride) {
       const x = buf[start + i]!;
       const y = buf[start + p + i]!;
       xy += x * y;

@@ -375,6 +375,19 @@ describe('JitterBuffer adaptation', () => {
     expect(stats.staleDrops).toBeGreaterThanOrEqual(10);
   });
 
+  it('with peakMinMs, scheduling noise is not a recurring peak: a later burst is not held', () => {
+    // Every 300 ms one packet 8 ms late (noise above a 2 ms margin), then at 6 s one 40 ms burst.
+    const jitter = (i: number): number => (i === 300 ? 40 : i === 301 ? 20 : i % 15 === 7 ? 8 : 0);
+    const opts = { marginMs: 2, catchUpMs: 300 };
+    const held = simulate(600, jitter, new JitterBuffer(opts));
+    const noisy = simulate(600, jitter, new JitterBuffer({ ...opts, peakMinMs: 20 }));
+    // Without it each 8 ms packet is a peak: peak mode, and the burst's 40 ms stays the target.
+    expect(held.seconds[9]!.target).toBeGreaterThanOrEqual(3);
+    // With it, only the burst passes the target by a frame: a single peak, forgotten.
+    expect(noisy.seconds[9]!.target).toBe(1);
+    expect(noisy.stats.targetDelayMs).toBeLessThan(12);
+  });
+
   it('caps the target at maxTargetFrames under huge jitter', () => {
     const { seconds } = simulate(1000, () => random() * 400);
     expect(seconds[seconds.length - 1]!.target).toBe(10);

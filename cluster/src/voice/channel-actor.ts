@@ -24,6 +24,8 @@ export interface ChannelActorDeps {
   log: Logger;
   /** Share of a frame a tick may use before the channel lowers its encoder complexity. */
   tickBudget: number;
+  /** Time-stretch the members' playouts (ChannelCoreOptions.timeStretch). */
+  timeStretch: boolean;
 }
 
 /**
@@ -54,6 +56,7 @@ export class ChannelActor implements ScheduledTask {
   ) {
     this.core = new ChannelCore(channel.id, channel.voice, deps.opus, deps.io, {
       tickBudgetMs: channel.voice.frameMs * deps.tickBudget,
+      timeStretch: deps.timeStretch,
     });
     this.#actor = spawn(
       deps.system,

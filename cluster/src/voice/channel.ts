@@ -27,6 +27,7 @@ import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
 import { PacketInbox } from './inbox.js';
+import { StretchTotals, type StretchFigures } from './stretch-totals.js';
 import { OveruseDetector } from './overuse.js';
 
 export const SAMPLE_RATE = 48_000;
@@ -66,8 +67,13 @@ export class VoiceMember {
   readonly arrivals = new Float64Array(64);
   /** Arrival phase (hold modulo a frame) of its frames since the last phase round (advance.ts). */
   readonly phase: ArrivalPhases;
-  /** This tick's hold of its frame (arrival to the tick), ms. */
+  /**
+   * This tick's hold of its frame, ms: arrival to the tick, plus where the frame's audio starts in
+   * the tick's output (after audio a time-stretched playout still held).
+   */
   tickHold = 0;
+  /** The same without that offset, modulo a frame: the tick's phase against its arrival. */
+  tickPhase = 0;
   /**
    * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
    * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
@@ -96,6 +102,8 @@ export class VoiceMember {
   rawLen = 0;
   /** Frame index of `raw`. */
   rawSeq = 0;
+  /** This tick's frame is audio its playout held (time-stretch), not a packet: no gap to count. */
+  rawHeld = false;
   /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
   soloFrom: VoiceMember | null = null;
   /** As a listener: the mix encoder it was last sent, and when. */
@@ -124,9 +132,28 @@ export class VoiceMember {
     frameSamples: number,
     frameMs: number,
     decoder: OpusDecoder,
+    timeStretch: boolean,
   ) {
     // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
-    this.stream = new FramePlayout({ frameSamples, decoder, jitter: { marginMs: SERVER_MARGIN_MS } });
+    // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
+    // it (stretchKeepMs 0): the tick pops at a fixed phase, so no cushion is needed beyond the margin.
+    // Only what a re-buffer added (stretchGrowthOnly): a clean link's mixes stay sample-exact, and
+    // its phase is the timing advance's to move.
+    // Only a packet a frame later than the target is a delay peak (NetEq asks twice the target, or
+    // 78 ms more): with a target of a few ms, scheduling noise would otherwise put the buffer in
+    // peak mode, and the next real burst's delay would be held for seconds, not given back. (With
+    // time-stretching off, the buffer is as it was: a burst's frame stays anyway.)
+    this.stream = new FramePlayout({
+      frameSamples,
+      decoder,
+      timeStretch,
+      jitter: {
+        marginMs: SERVER_MARGIN_MS,
+        stretchKeepMs: 0,
+        stretchGrowthOnly: true,
+        peakMinMs: timeStretch ? frameMs : 0,
+      },
+    });
     this.pcm = new Int16Array(frameSamples);
     this.prevPcm = new Int16Array(frameSamples);
     this.frame = new Float32Array(frameSamples);
@@ -194,7 +221,7 @@ export interface ChannelIo {
   counters: VoiceCounters;
 }
 
-export interface ChannelStats {
+export interface ChannelStats extends StretchFigures {
   members: number;
   speakers: number;
   ticks: number;
@@ -237,6 +264,11 @@ export interface ChannelCoreOptions {
   readonly inboxQuota?: number;
   /** Mean tick time above which encoder complexity steps down (default: a tenth of the frame). */
   readonly tickBudgetMs?: number;
+  /**
+   * Time-stretch the members' playouts (FramePlayoutOptions.timeStretch; default true): a buffer a
+   * late burst grew shrinks back by pitch periods in loud audio, not only in a quiet moment.
+   */
+  readonly timeStretch?: boolean;
 }
 
 /**
@@ -284,6 +316,10 @@ export class ChannelCore {
     forwarded: 0,
     soloGaps: 0,
     encoderPrimes: 0,
+    accelerated: 0,
+    stretchExpanded: 0,
+    acceleratedMs: 0,
+    stretchExpandedMs: 0,
     forwardDeferred: 0,
     bufferFramesMax: 0,
     decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -296,6 +332,8 @@ export class ChannelCore {
   readonly #overuse: OveruseDetector;
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
+  readonly #timeStretch: boolean;
+  readonly #stretch = new StretchTotals();
 
   constructor(
     readonly id: ChannelId,
@@ -312,6 +350,7 @@ export class ChannelCore {
     });
     this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
+    this.#timeStretch = options.timeStretch ?? true;
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -321,6 +360,7 @@ export class ChannelCore {
       this.frameSamples,
       this.settings.frameMs,
       this.opus.createDecoder({ frameSamples: this.frameSamples }),
+      this.#timeStretch,
     );
     ep.member = m;
     this.members.push(m);
@@ -339,6 +379,8 @@ export class ChannelCore {
     for (const l of this.members) if (l.soloFrom === m) l.soloFrom = null;
     m.soloFrom = null;
     m.endForwarding();
+    const ts = m.stream.stretch;
+    if (ts) this.#stretch.retire(ts);
     m.stream.close();
     this.stats.members = this.members.length;
   }
@@ -414,6 +456,7 @@ export class ChannelCore {
     this.stats.ticks++;
     let count = 0;
     let depthMax = 0;
+    this.#stretch.begin();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
@@ -422,18 +465,28 @@ export class ChannelCore {
       m.prevPcmTick = m.pcmTick;
       m.pcm = held;
       const kind = m.stream.next(now, m.pcm, lateMs);
+      const ts = m.stream.stretch;
+      if (ts) this.#stretch.add(ts);
+      // With time-stretching a tick may produce no new frame (the playout held one, decoded
+      // earlier, after a preemptive expand): its audio is mixed, nothing is counted twice.
+      const fresh = m.stream.produced > 0;
       if (kind === PlayoutFrame.SILENT) {
         if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
         continue;
       }
       if (kind === PlayoutFrame.ERROR) {
         // Corrupt, or another frame size than the channel's: refuse rather than garble.
-        this.io.counters.drops.decode_error++;
+        if (fresh) this.io.counters.drops.decode_error++;
         continue;
       }
-      this.stats.decodeUs.record((performance.now() - t0) * 1000);
+      if (fresh) this.stats.decodeUs.record((performance.now() - t0) * 1000);
       m.pcmTick = this.#tick;
-      if (kind === PlayoutFrame.DECODED) {
+      m.rawHeld = !fresh;
+      if (!fresh) {
+        // No packet of its own this tick: a lone listener is sent nothing (the packets were all
+        // forwarded), others hear it in the mix.
+        m.rawLen = 0;
+      } else if (kind === PlayoutFrame.DECODED) {
         const len = (m.rawLen = m.stream.packetLength);
         const src = m.stream.packet;
         for (let b = 0; b < len; b++) m.raw[b] = src[b]!;
@@ -446,8 +499,10 @@ export class ChannelCore {
         const phase = hold % this.settings.frameMs;
         this.alignHold.record(phase);
         m.phase.record(phase);
-        // Recorded once this tick's sends are known (#recordHolds).
-        m.tickHold = hold;
+        // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
+        // the audio a stretched playout played before this packet's (0 when nothing was stretched).
+        m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
+        m.tickPhase = phase;
       } else {
         m.rawLen = 0;
         this.stats.concealed++;
@@ -470,6 +525,7 @@ export class ChannelCore {
     }
     this.stats.bufferFramesMax = depthMax;
     this.stats.speakers = count;
+    this.#stretch.publish(this.stats);
     // Silence: send nothing. Clients play silence when their buffer runs dry.
     if (count > 0) this.#mixAndSend(count);
     else if (this.#lastSpeakers > 0) this.#endTalkspurts();
@@ -520,7 +576,7 @@ export class ChannelCore {
         // speaker's own stream, which a server-encoded frame in between would break.
         m.soloFrom = solo;
         if (solo.rawLen === 0) {
-          this.stats.soloGaps++;
+          if (!solo.rawHeld) this.stats.soloGaps++;
           continue;
         }
         if (!solo.fwdActive) solo.fwdOffset = this.#mediaFrame - solo.rawSeq;
@@ -600,7 +656,7 @@ export class ChannelCore {
       if (sp.rawLen === 0 || (sp.rawForwarded && !mixed)) continue;
       this.stats.holdMs.record(sp.tickHold);
       sp.tickHoldMs.record(sp.tickHold);
-      sp.tickPhaseMs.record(sp.tickHold % this.settings.frameMs);
+      sp.tickPhaseMs.record(sp.tickPhase);
     }
   }
 

@@ -34,6 +34,26 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.fecRecovered,
   ],
   [
+    'voice_channel_accelerated',
+    "Pitch periods removed from members' playouts (time-stretch: delay a late burst added, given back)",
+    (s) => s.core.stats.accelerated,
+  ],
+  [
+    'voice_channel_accelerated_ms',
+    'Total length of the pitch periods removed, ms',
+    (s) => s.core.stats.acceleratedMs,
+  ],
+  [
+    'voice_channel_stretch_expanded',
+    "Pitch periods inserted into members' playouts (time-stretch: growing the FEC look-ahead)",
+    (s) => s.core.stats.stretchExpanded,
+  ],
+  [
+    'voice_channel_stretch_expanded_ms',
+    'Total length of the pitch periods inserted, ms',
+    (s) => s.core.stats.stretchExpandedMs,
+  ],
+  [
     'voice_channel_inbox_overflows',
     'Packets dropped because the actor inbox was full',
     (s) => s.core.stats.inboxOverflows,

@@ -222,6 +222,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       io: this.#io,
       log: this.o.ctx.log,
       tickBudget: this.o.ctx.config.clock.tickBudget,
+      timeStretch: this.o.ctx.config.clock.timeStretch,
     });
     const { handle, slotMs } = this.#clocks.add(channel.voice.frameMs, ch);
     ch.schedule = handle;

@@ -23,8 +23,16 @@ export class TokenBucket {
   }
   /** Milliseconds until `cost` tokens are banked (0 when they are now). */
   msUntil(now: number = performance.now(), cost = 1): number {
-    const tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
-    return tokens >= cost ? 0 : Math.ceil(((cost - tokens) / this.rate) * 1000);
+    // Tokens banked `ms` from now, computed exactly as take() will compute them then.
+    const at = (ms: number) =>
+      Math.min(this.burst, this.#tokens + ((now + ms - this.#last) / 1000) * this.rate);
+    if (at(0) >= cost) return 0;
+    let ms = Math.ceil(((cost - at(0)) / this.rate) * 1000);
+    // Floating point can put that a millisecond off either way: the answer is what take() finds
+    // enough, and a millisecond less is not.
+    while (at(ms) < cost) ms++;
+    while (ms > 1 && at(ms - 1) >= cost) ms--;
+    return ms;
   }
 }
 

@@ -23,6 +23,8 @@ export class TokenBucket {
   }
   /** Milliseconds until `cost` tokens are banked (0 when they are now). */
   msUntil(now: number = performance.now(), cost = 1): number {
+    // More than the bucket holds never comes: the search below would not end.
+    if (!(cost <= this.burst)) throw new TypeError(`cost ${cost} exceeds the burst of ${this.burst}`);
     // Tokens banked `ms` from now, computed exactly as take() will compute them then.
     const at = (ms: number) =>
       Math.min(this.burst, this.#tokens + ((now + ms - this.#last) / 1000) * this.rate);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { KeyedRateLimiter } from '../src/ratelimit.js';
+import { KeyedRateLimiter, TokenBucket } from '../src/ratelimit.js';
 
 // Rate so low that a drained bucket stays drained for the test: take() is then true exactly when
 // the key had no bucket (new, or evicted), which makes eviction observable from outside.
@@ -80,6 +80,12 @@ describe('KeyedRateLimiter', () => {
         },
       ),
     );
+  });
+
+  it('refuses to say when a cost above the burst is banked (it never is)', () => {
+    const b = new TokenBucket(10, 2, 0);
+    expect(() => b.msUntil(0, 3)).toThrow(TypeError);
+    expect(b.msUntil(0, 2)).toBe(0);
   });
 
   it('rejects a bad size', () => {

@@ -35,6 +35,8 @@ export interface QualityOptions {
   readonly losses?: readonly number[];
   readonly paths?: readonly QualityPath[];
   readonly log?: (line: string) => void;
+  /** Writes each run's reference and degraded signal (48 kHz WAV) into this directory. */
+  readonly dump?: string;
 }
 
 /**
@@ -63,14 +65,26 @@ function tools(): string | null {
   }
 }
 
-/** `seconds` of espeak-ng speech at 48 kHz. */
+/** Silence after the speech, inside the scored signal: longer than any path's delay. */
+const TAIL_SAMPLES = 48 * 200;
+
+/**
+ * `seconds` of espeak-ng speech at 48 kHz, then 200 ms of digital silence. The cut falls mid-word;
+ * every path delays the speech by the codec's look-ahead (6.5 ms per encode), so without the tail
+ * the scored window ended before the last 6.5-13 ms of speech came out, and each path filled that
+ * gap its own way: Opus alone with zeros, the real-time paths with the playout's concealment of the
+ * talkspurt's end. That alone cost Opus alone 0.27 PESQ against the sample-identical forwarded path.
+ */
 function speech(dir: string, seconds: number): Int16Array {
   const raw = join(dir, 'speech-raw.wav');
   const wav = join(dir, 'speech-48k.wav');
   execFileSync('espeak-ng', ['-w', raw, '-s', '160', `${TEXT} ${TEXT}`]);
   execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', wav]);
   const s = decodeWav(readFileSync(wav)).samples;
-  return s.slice(0, Math.min(s.length, seconds * 48_000));
+  const spoken = Math.min(s.length, seconds * 48_000);
+  const out = new Int16Array(spoken + TAIL_SAMPLES);
+  out.set(s.subarray(0, spoken));
+  return out;
 }
 
 /** PESQ-WB of `deg` against `ref` (both 48 kHz): resampled to 16 kHz by sox, scored by `pesq`. */
@@ -95,20 +109,32 @@ print(pesq(16000, load(sys.argv[1]), load(sys.argv[2]), 'wb'))
   return Number(out.toString().trim());
 }
 
-/** Offset of `ref` in `rec` (best correlation of 2 s of speech) within [lo, hi]. */
+/**
+ * Offset of `ref` in `rec` (best correlation of 2 s of speech) within [lo, hi]: a coarse search
+ * every 4th lag, then every lag within 3 of the best, so every path is cut at the same sample (the
+ * coarse grid alone left the real-time paths up to 2 samples off where Opus alone was exact).
+ */
 function align(rec: Int16Array, ref: Int16Array, lo: number, hi: number): number {
   const at = Math.min(48_000, Math.floor(ref.length / 4));
   const len = Math.min(96_000, ref.length - at);
-  let best = lo;
-  let bestC = Number.NEGATIVE_INFINITY;
-  for (let off = Math.max(lo, -at); off <= hi; off += 4) {
+  const corr = (off: number): number => {
     let c = 0;
     for (let k = 0; k < len; k += 2) c += (rec[at + off + k] ?? 0) * ref[at + k]!;
+    return c;
+  };
+  const first = Math.max(lo, -at);
+  let best = first;
+  let bestC = Number.NEGATIVE_INFINITY;
+  const consider = (off: number): void => {
+    const c = corr(off);
     if (c > bestC) {
       bestC = c;
       best = off;
     }
-  }
+  };
+  for (let off = first; off <= hi; off += 4) consider(off);
+  const coarse = best;
+  for (let off = Math.max(first, coarse - 3); off <= Math.min(hi, coarse + 3); off++) consider(off);
   return best;
 }
 
@@ -237,6 +263,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     losses = [0, 0.05, 0.1],
     paths = ['opus-alone', 'mix-ideal', 'forwarded', 'mixed'],
     log = () => {},
+    dump,
   } = options;
   const missing = tools();
   if (missing) {
@@ -269,6 +296,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
           for (const path of paths) {
             // Ideal timing has no loss to model (and the same bytes every run).
             if (path === 'mix-ideal' && loss > 0) continue;
+            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? (fec ? '_fec' : '_nofec') : ''}`;
             const samples: Sample[] = [];
             for (let r = 0; r < runs; r++) {
               const seed = 1000 + r;
@@ -285,13 +313,16 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
                         name: `q${k++}`,
                         seed,
                       });
+              if (dump) {
+                writeFileSync(join(dump, 'ref.wav'), encodeWav(ref, 48_000));
+                writeFileSync(join(dump, `${key}_run${r}.wav`), encodeWav(res.deg, 48_000));
+              }
               samples.push({
                 pesq: pesq(dir, ref, res.deg),
                 concealedPerMin: res.concealed / minutes,
                 dropsPerMin: res.drops / minutes,
               });
             }
-            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? (fec ? '_fec' : '_nofec') : ''}`;
             const s = summary(samples);
             log(`${key} ${JSON.stringify(s)}`);
             for (const [name, v] of Object.entries(s)) figures[`${key}_${name}`] = v;
@@ -313,6 +344,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds: { type: 'string' },
       frames: { type: 'string' },
       paths: { type: 'string' },
+      losses: { type: 'string' },
+      dump: { type: 'string' },
     },
   });
   const figures = await benchQuality({
@@ -320,6 +353,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     seconds: Number(values.seconds ?? 8),
     ...(values.frames ? { frames: values.frames.split(',').map((f) => (f === '10' ? 10 : 20)) } : {}),
     ...(values.paths ? { paths: values.paths.split(',') as QualityPath[] } : {}),
+    ...(values.losses ? { losses: values.losses.split(',').map(Number) } : {}),
+    ...(values.dump ? { dump: values.dump } : {}),
     log: (l) => console.log(l),
   });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(56)} ${v}`);

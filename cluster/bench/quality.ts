@@ -20,8 +20,8 @@ import { FramePlayout, createOpus, decodeWav, encodeWav, type OpusFactory } from
 import { VoiceClient, WavSource } from '../../client/src/index.js';
 import { LossyRelay, mulberry32 } from '../../test-support/lossy-relay.js';
 import { mixOffline } from './mix-offline.js';
-import { loadConfig } from '../src/config.js';
-import { startServer, type RunningServer } from '../src/server.js';
+import { type RunningServer } from '../src/server.js';
+import { startLoopbackServer } from './loopback-server.js';
 
 const TEXT =
   'The quick brown fox jumps over the lazy dog. A voice chat must sound like the person talking, ' +
@@ -272,19 +272,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
   }
   const dir = mkdtempSync(join(tmpdir(), 'voice-quality-'));
   const opus = await createOpus();
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      host: '127.0.0.1',
-      port: 0,
-      udpPort: 0,
-      dataDir: dir,
-      logLevel: 'silent',
-      // Every bot of every run logs in from 127.0.0.1 as a new user.
-      limits: { newUserBurstPerAddress: 1e6, channelCreateBurstPerAddress: 1e6 },
-    },
-  });
-  const server = await startServer(config, { defaultMetrics: false });
+  const server = await startLoopbackServer(dir);
   const figures: Record<string, number> = {};
   try {
     const ref = speech(dir, seconds);

@@ -157,6 +157,15 @@ describe('load-test voice user (real server, real Opus)', () => {
       expect(d).toBeGreaterThan(20);
       expect(d).toBeLessThan(900);
     }
+    // Each click's listener part (its frame's wait in the jitter buffer beyond the earliest
+    // arrival) is recorded with it; what is left is the capture frame, the Opus look-ahead (6.5 ms
+    // per encode) and the transit, so at least 20 + 6.5 ms (less half a millisecond of onset).
+    const waits = histograms.get('voice.e2e_part.listener_wait')!;
+    expect(waits).toHaveLength(delays.length);
+    const rest = delays.map((d, i) => d - waits[i]!).sort((a, b) => a - b);
+    expect(rest[Math.floor(rest.length / 2)]).toBeGreaterThan(26);
+    expect(histograms.get('voice.e2e_part.listener_target')).toHaveLength(delays.length);
+    expect(histograms.get('voice.playout.target_delay_ms')).toHaveLength(4);
   });
 });
 

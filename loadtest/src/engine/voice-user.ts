@@ -1,4 +1,4 @@
-import { VoiceClient, type VoiceClientStats } from '@voice/client';
+import { VoiceClient, type VoiceClientOptions, type VoiceClientStats } from '@voice/client';
 import type { OpusFactory } from '@voice/media';
 import { ClickMeter } from '../voice/click-meter.js';
 import { monoMs, perfToMono } from '../voice/clock.js';
@@ -19,6 +19,8 @@ export interface VoiceUserOptions {
   readonly bank: FrameBank;
   readonly signal: AbortSignal;
   readonly udpTarget?: { host: string; port: number };
+  /** Jitter-buffer overrides for this user's playout (e2e-parts.ts's A/B runs). */
+  readonly jitter?: VoiceClientOptions['jitter'];
 }
 
 /**
@@ -43,6 +45,7 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
     toMono,
   });
   let counting = false;
+  let client: VoiceClient | null = null;
   const meter = new ClickMeter({
     clickPeriodMs: s.clickPeriodMs,
     toMono,
@@ -52,9 +55,16 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       if (!counting) return;
       m.histogram('voice.e2e_delay', ms);
       m.counter('voice.clicks_heard');
+      // The listener's part of this click's delay: how long its frame waited in the jitter buffer
+      // beyond the earliest arrival the buffer has seen, and the wait the buffer aims for.
+      const jb = client?.voice?.playout.jitter.stats();
+      if (jb) {
+        m.histogram('voice.e2e_part.listener_wait', jb.delayMs);
+        m.histogram('voice.e2e_part.listener_target', jb.targetDelayMs);
+      }
     },
   });
-  const client = await timed(m, 'connect', () =>
+  client = await timed(m, 'connect', () =>
     VoiceClient.connect({
       server: o.server,
       nickname: o.nickname,
@@ -65,6 +75,7 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       ...(o.udpTarget && s.transport === 'udp' ? { udpTarget: o.udpTarget } : {}),
       opus: new PreEncodedOpus(o.opus, o.bank, talker.cue),
       record: false,
+      ...(o.jitter ? { jitter: o.jitter } : {}),
       onPlayout: meter.hook,
       requestTimeoutMs: 15_000,
     }),
@@ -120,4 +131,16 @@ function report(
   m.counter('voice.frames_concealed', b.concealed - a.concealed);
   m.counter('voice.audio_sent', b.audioSent - a.audioSent);
   if (expected > 0) m.histogram('voice.delivered_pct', (100 * received) / expected);
+  // What decides the listener's wait at the end of the window: the jitter buffer's target, the
+  // arrival-delay percentile it follows, and how often it restarted or ran dry.
+  const p = b.session?.playout;
+  const q = a.session?.playout;
+  if (p && q) {
+    m.histogram('voice.playout.target_delay_ms', p.targetDelayMs);
+    m.histogram('voice.playout.delay_p95_ms', p.delayP95Ms);
+    m.counter('voice.playout.resets', p.resets - q.resets);
+    m.counter('voice.playout.drains', p.drains - q.drains);
+    m.counter('voice.playout.stall_waits', p.stallWaits - q.stallWaits);
+    m.counter('voice.playout.overflow_drops', p.overflowDrops - q.overflowDrops);
+  }
 }

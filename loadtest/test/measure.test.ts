@@ -44,6 +44,26 @@ describe('Talker', () => {
     );
   });
 
+  it('one click per click instant in the whole channel: the first seat of the talking pair clicks', () => {
+    // Two talkers clicking at the same instant reach the listeners' mix up to a frame apart (each
+    // waits for the tick at its own phase) and the meter heard two clicks, the later one late.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.double({ min: 0, max: 19.999, noNaN: true }),
+        (k, before) => {
+          const now = k * 1000 + 20 - before;
+          const clicks = Array.from({ length: 10 }, (_, seat) => {
+            const t = talker(seat, () => now);
+            return t.read(new Int16Array(960), 0) && t.cue.variant >= 0 ? seat : -1;
+          }).filter((seat) => seat >= 0);
+          expect(clicks).toHaveLength(1);
+          expect(clicks[0]! % 2).toBe(0);
+        },
+      ),
+    );
+  });
+
   it('sends background frames between clicks, and nothing off its turn', () => {
     const t = talker(0, () => 1500);
     t.talksAt = () => true;

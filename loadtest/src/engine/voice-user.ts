@@ -105,8 +105,9 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       if (o.seat === s.seats - 1) m.histogram('voice.join_to_first_audio', meter.firstAudioAt - joinAt);
     }
     report(m, a, b, elapsed, s.frameMs);
-    // Every member always hears another talker, so it should hear every click of the window.
-    m.counter('voice.clicks_expected', Math.floor(elapsed / s.clickPeriodMs));
+    // Every member always hears another talker, and one talker of each turn clicks: a member
+    // hears every click of the window but its own.
+    m.counter('voice.clicks_expected', Math.floor(elapsed / s.clickPeriodMs) - (talker.clicksSent - clicks0));
     m.counter('voice.clicks_sent', talker.clicksSent - clicks0);
     await sleep(s.lingerSeconds * 1000, o.signal);
   } finally {

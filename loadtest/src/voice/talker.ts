@@ -26,8 +26,11 @@ export interface FrameCue {
 
 /**
  * The audio a load-test user "captures": nothing while it is not its turn (a client with voice
- * activity detection sends nothing), else the bank's tone with a click placed on each multiple of
- * `clickPeriodMs`. Turns follow the shared clock, so users in different threads agree on who talks
+ * activity detection sends nothing), else the bank's tone, with a click placed on each multiple of
+ * `clickPeriodMs` when this seat is the first of its group of talkers. One click per instant in a
+ * channel: two talkers clicking at once reach the listeners' mix up to a frame apart (each frame
+ * waits for the tick at its own phase), and the listener's meter counted two clicks, the later one
+ * with a delay that was not any click's. Turns follow the shared clock, so users in different threads agree on who talks
  * without talking to each other. It writes no samples: the paired encoder (PreEncodedOpus) sends the
  * bank's frame named by `cue`.
  *
@@ -46,6 +49,7 @@ export class Talker implements AudioSource {
   framesSent = 0;
   private readonly turns: number;
   private readonly myTurn: number;
+  private readonly clicker: boolean;
 
   constructor(private readonly o: TalkerOptions) {
     if (!Number.isInteger(o.seats) || o.seats < 1) throw new TypeError('seats must be an integer >= 1');
@@ -57,6 +61,7 @@ export class Talker implements AudioSource {
     if (!(o.clickPeriodMs >= 2 * o.bank.frameMs)) throw new TypeError('clickPeriodMs must be >= 2 frames');
     this.turns = Math.ceil(o.seats / o.speakers);
     this.myTurn = Math.floor(o.seat / o.speakers);
+    this.clicker = o.seat % o.speakers === 0;
     this.cue = { frame: o.bank.loop[0]!, variant: -1 };
   }
 
@@ -79,7 +84,7 @@ export class Talker implements AudioSource {
     const click = Math.ceil(start / p) * p;
     const cue = this.cue;
     this.loopIndex = (this.loopIndex + 1) % bank.loop.length;
-    if (click < end) {
+    if (click < end && this.clicker) {
       const k = Math.min(f - 1, Math.max(0, Math.round(click - start)));
       cue.variant = k;
       cue.frame = bank.clicks[k]!;

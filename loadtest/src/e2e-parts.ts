@@ -135,12 +135,7 @@ const wait = q('voice.e2e_part.listener_wait', 0.5);
 const sortedHolds = [...holds].sort((a, b) => a - b);
 const hold = sortedHolds[Math.floor(sortedHolds.length / 2)] ?? Number.NaN;
 const r = (x: number) => x.toFixed(1);
-const perClick = (p: number): number => {
-  const d = hist.get('voice.e2e_delay') ?? [];
-  const w = hist.get('voice.e2e_part.listener_wait') ?? [];
-  const xs = d.map((x, i) => x - (w[i] ?? Number.NaN)).sort((a, b) => a - b);
-  return xs.length === 0 ? Number.NaN : xs[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
-};
+const perClick = (p: number): number => q('voice.e2e_part.before_listener', p);
 console.log(
   JSON.stringify({
     channels,
@@ -160,9 +155,8 @@ console.log(
     listener_target_p50: r(q('voice.e2e_part.listener_target', 0.5)),
     listener_target_max: r(q('voice.e2e_part.listener_target', 1)),
     rest: r(e2e - f - lookAhead - hold - wait),
-    // Per click (the two histograms are filled in the same callback, so index i is one click).
-    e2e_minus_wait_p50: r(perClick(0.5)),
-    e2e_minus_wait_min_max: `${r(perClick(0))}-${r(perClick(1))}`,
+    before_listener_p50: r(perClick(0.5)),
+    before_listener_min_max: `${r(perClick(0))}-${r(perClick(1))}`,
     end_target_p50_max: `${r(q('voice.playout.target_delay_ms', 0.5))}/${r(q('voice.playout.target_delay_ms', 1))}`,
     end_delay_p95_p50_max: `${r(q('voice.playout.delay_p95_ms', 0.5))}/${r(q('voice.playout.delay_p95_ms', 1))}`,
     counters: Object.fromEntries([...counters].filter(([k]) => /^(errors|voice\.playout)\./.test(k))),

@@ -56,11 +56,15 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       m.histogram('voice.e2e_delay', ms);
       m.counter('voice.clicks_heard');
       // The listener's part of this click's delay: how long its frame waited in the jitter buffer
-      // beyond the earliest arrival the buffer has seen, and the wait the buffer aims for.
+      // beyond the earliest arrival the buffer has seen, and the wait the buffer aims for. The rest
+      // is the capture frame, the Opus look-ahead (6.5 ms per encode) and the transit with the
+      // server's hold (measured from the earliest arrival: a stream that moved later, e.g. to a
+      // mix sent at the tick, shows its move in the wait until the window forgets the earlier one).
       const jb = client?.voice?.playout.jitter.stats();
       if (jb) {
         m.histogram('voice.e2e_part.listener_wait', jb.delayMs);
         m.histogram('voice.e2e_part.listener_target', jb.targetDelayMs);
+        m.histogram('voice.e2e_part.before_listener', ms - jb.delayMs);
       }
     },
   });

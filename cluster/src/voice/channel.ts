@@ -27,7 +27,7 @@ import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
 import { PacketInbox } from './inbox.js';
-import { StretchTotals, type StretchFigures } from './stretch-totals.js';
+import { StretchTotals, readStretchFigures, type StretchFigures } from './stretch-totals.js';
 import { OveruseDetector } from './overuse.js';
 
 export const SAMPLE_RATE = 48_000;
@@ -300,40 +300,40 @@ export class ChannelCore {
   /** Outgoing media clock, in frames: advances with time, not with ticks run. */
   #mediaFrame = 0;
   #lastSpeakers = 0;
-  readonly stats: ChannelStats = {
-    members: 0,
-    speakers: 0,
-    ticks: 0,
-    packetsIn: 0,
-    packetsOut: 0,
-    late: 0,
-    concealed: 0,
-    fecRecovered: 0,
-    inboxOverflows: 0,
-    inboxOverQuota: 0,
-    encodes: 0,
-    encoders: 0,
-    forwarded: 0,
-    soloGaps: 0,
-    encoderPrimes: 0,
-    accelerated: 0,
-    stretchExpanded: 0,
-    acceleratedMs: 0,
-    stretchExpandedMs: 0,
-    forwardDeferred: 0,
-    bufferFramesMax: 0,
-    decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
-    encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
-    holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
-    tickUs: new Histogram({ bucketWidth: 20, buckets: 1000, window: 4096 }),
-    complexity: 0,
-    cpuAdaptations: 0,
-  };
+  /** Summed when read (a metrics scrape), from the members' own counts: nothing per tick. */
+  readonly #stretch = new StretchTotals(this.members);
+  readonly stats: ChannelStats = readStretchFigures(
+    {
+      members: 0,
+      speakers: 0,
+      ticks: 0,
+      packetsIn: 0,
+      packetsOut: 0,
+      late: 0,
+      concealed: 0,
+      fecRecovered: 0,
+      inboxOverflows: 0,
+      inboxOverQuota: 0,
+      encodes: 0,
+      encoders: 0,
+      forwarded: 0,
+      soloGaps: 0,
+      encoderPrimes: 0,
+      forwardDeferred: 0,
+      bufferFramesMax: 0,
+      decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+      encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+      holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
+      tickUs: new Histogram({ bucketWidth: 20, buckets: 1000, window: 4096 }),
+      complexity: 0,
+      cpuAdaptations: 0,
+    },
+    this.#stretch,
+  );
   readonly #overuse: OveruseDetector;
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
-  readonly #stretch = new StretchTotals();
 
   constructor(
     readonly id: ChannelId,
@@ -456,7 +456,6 @@ export class ChannelCore {
     this.stats.ticks++;
     let count = 0;
     let depthMax = 0;
-    this.#stretch.begin();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
@@ -465,8 +464,6 @@ export class ChannelCore {
       m.prevPcmTick = m.pcmTick;
       m.pcm = held;
       const kind = m.stream.next(now, m.pcm, lateMs);
-      const ts = m.stream.stretch;
-      if (ts) this.#stretch.add(ts);
       // With time-stretching a tick may produce no new frame (the playout held one, decoded
       // earlier, after a preemptive expand): its audio is mixed, nothing is counted twice.
       const fresh = m.stream.produced > 0;
@@ -525,7 +522,6 @@ export class ChannelCore {
     }
     this.stats.bufferFramesMax = depthMax;
     this.stats.speakers = count;
-    this.#stretch.publish(this.stats);
     // Silence: send nothing. Clients play silence when their buffer runs dry.
     if (count > 0) this.#mixAndSend(count);
     else if (this.#lastSpeakers > 0) this.#endTalkspurts();

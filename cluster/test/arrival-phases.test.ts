@@ -92,6 +92,12 @@ describe('advanceFor', () => {
     expect(advanceFor(10, 19, 19.5, F)).toBeCloseTo(5, 9);
     // Spread over half a frame: no phase to move to.
     expect(advanceFor(2, 8, 12, F)).toBe(0);
+    // Members whose jitter buffer asks a 2 ms margin before a pop: the lead is that plus 0.5 ms,
+    // so a buffer that starts afresh takes the same tick (with 1 ms it would take the next one).
+    expect(advanceFor(10, 10.4, 11, F, 2)).toBeCloseTo(7.3, 9);
+    expect(advanceFor(1.5, 1.7, 2.2, F, 2)).toBeCloseTo(-1.1, 9);
+    // ... at most a quarter frame.
+    expect(advanceFor(6, 6.4, 7, 10, 2)).toBeCloseTo(3.5, 9);
     // Close enough: nothing.
     expect(advanceFor(1.6, 2, 2.5, F)).toBe(0);
     expect(advanceFor(0.6, 0.8, 1.5, F)).toBe(0);

@@ -35,7 +35,7 @@ export const SAMPLE_RATE = 48_000;
 export const MAX_SPEAKERS = 32;
 const UINT32 = 0x1_0000_0000;
 /** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
-const SERVER_MARGIN_MS = 2;
+export const SERVER_MARGIN_MS = 2;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
 /**

@@ -71,7 +71,9 @@ export function advanceFor(
   // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
   const base = Math.max(LEAD_MS, marginMs + MARGIN_SLACK_MS);
   const lead = Math.min(base + Math.max(0, median - latest) / 2, frameMs / 4);
-  const shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
+  let shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
+  // A sender applies it modulo a frame: whole frames of hold are the jitter buffer's to give back.
+  if (shift >= frameMs) shift %= frameMs;
   return Math.abs(shift) < DEADBAND_MS ? 0 : shift;
 }
 

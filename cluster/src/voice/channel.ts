@@ -35,7 +35,7 @@ export const SAMPLE_RATE = 48_000;
 export const MAX_SPEAKERS = 32;
 const UINT32 = 0x1_0000_0000;
 /** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
-const SERVER_MARGIN_MS = 2;
+export const SERVER_MARGIN_MS = 2;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
 /**
@@ -65,7 +65,10 @@ export class VoiceMember {
   readonly vad: VoiceActivityDetector;
   /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
   readonly arrivals = new Float64Array(64);
-  /** Arrival phase (hold modulo a frame) of its frames since the last phase round (advance.ts). */
+  /**
+   * Arrival phase of its frames since the last phase round (advance.ts): the hold less the whole
+   * frames its buffer means to hold, on a line.
+   */
   readonly phase: ArrivalPhases;
   /**
    * This tick's hold of its frame, ms: arrival to the tick, plus where the frame's audio starts in
@@ -159,7 +162,7 @@ export class VoiceMember {
     this.frame = new Float32Array(frameSamples);
     this.vad = new VoiceActivityDetector({ frameMs });
     // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
-    this.phase = new ArrivalPhases(frameMs, 128);
+    this.phase = new ArrivalPhases(frameMs, 128, false);
     this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
     this.minusKey = `minus:${userId}`;
     this.ownKey = `own:${userId}`;
@@ -493,9 +496,13 @@ export class ChannelCore {
         // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
-        const phase = hold % this.settings.frameMs;
+        const f = this.settings.frameMs;
+        const phase = hold % f;
         this.alignHold.record(phase);
-        m.phase.record(phase);
+        // The advance reads the hold less the whole frames the buffer means to hold, on a line: a
+        // hold of a frame plus 1 ms where the buffer needs 3 ms is 21 ms of phase (send later by
+        // 18), not 1 (modulo a frame), which an earlier send would only lengthen by a frame.
+        m.phase.record(hold - f * Math.floor(Math.max(0, m.jitter.targetDelayMs - SERVER_MARGIN_MS) / f));
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);

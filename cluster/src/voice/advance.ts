@@ -1,6 +1,6 @@
 import type { ChannelId } from '@voice/protocol';
 import type { ArrivalPhases } from './arrival-phases.js';
-import type { VoiceMember } from './channel.js';
+import type { VoiceMember } from './member.js';
 
 /** What the advance reads and keeps per member (a `VoiceMember`). */
 export interface AdvisedMember {

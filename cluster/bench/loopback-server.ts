@@ -5,7 +5,12 @@
 import { loadConfig } from '../src/config.js';
 import { startServer, type RunningServer } from '../src/server.js';
 
-export function startLoopbackServer(dataDir: string): Promise<RunningServer> {
+export interface LoopbackServerOptions {
+  /** The channels' `clock.timeStretch` (default: the product's). */
+  readonly timeStretch?: boolean;
+}
+
+export function startLoopbackServer(dataDir: string, o: LoopbackServerOptions = {}): Promise<RunningServer> {
   const config = loadConfig({
     env: {},
     overrides: {
@@ -15,6 +20,7 @@ export function startLoopbackServer(dataDir: string): Promise<RunningServer> {
       dataDir,
       logLevel: 'silent',
       limits: { newUserBurstPerAddress: 1e6, channelCreateBurstPerAddress: 1e6 },
+      ...(o.timeStretch !== undefined ? { clock: { timeStretch: o.timeStretch } } : {}),
     },
   });
   return startServer(config, { defaultMetrics: false });

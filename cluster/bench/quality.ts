@@ -2,12 +2,14 @@
  * Speech quality: PESQ (ITU-T P.862 wideband, the `pesq` package from PyPI, in this benchmark only)
  * of espeak-ng speech sent by one bot and recorded by another through a real server on loopback, in
  * real time, against Opus alone (encode, packet loss, the product's playout, decode, no network).
- * Paths: forwarded (one speaker), mixed (a second member sends quiet noise, so the server mixes),
+ * Paths: forwarded (one speaker), mixed (a second member sends digital silence, so the server mixes),
  * 10 and 20 ms frames, upstream loss 0 / 5 % (with 20 ms jitter) / 10 % through the lossy relay,
  * FEC off and on. Per path: mean, min and max over the runs, and concealed frames and dropped frames
  * (catch-up and stale) per minute at the listener.
  *
  *   node --conditions=source --import tsx cluster/bench/quality.ts [--runs 3] [--seconds 8]
+ *     [--frames 20,10] [--losses 0,0.05,0.1] [--paths opus-alone,mix-ideal,forwarded,mixed]
+ *     [--server-stretch on|off] [--dump DIR]
  *
  * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
  */
@@ -37,6 +39,8 @@ export interface QualityOptions {
   readonly log?: (line: string) => void;
   /** Writes each run's reference and degraded signal (48 kHz WAV) into this directory. */
   readonly dump?: string;
+  /** The server's `clock.timeStretch` for the real-time paths (default: the product's). */
+  readonly serverTimeStretch?: boolean;
 }
 
 /**
@@ -266,6 +270,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     paths = ['opus-alone', 'mix-ideal', 'forwarded', 'mixed'],
     log = () => {},
     dump,
+    serverTimeStretch,
   } = options;
   const missing = tools();
   if (missing) {
@@ -274,7 +279,10 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
   }
   const dir = mkdtempSync(join(tmpdir(), 'voice-quality-'));
   const opus = await createOpus();
-  const server = await startLoopbackServer(dir);
+  const server = await startLoopbackServer(
+    dir,
+    serverTimeStretch !== undefined ? { timeStretch: serverTimeStretch } : {},
+  );
   const figures: Record<string, number> = {};
   try {
     const ref = speech(dir, seconds);
@@ -336,6 +344,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       paths: { type: 'string' },
       losses: { type: 'string' },
       dump: { type: 'string' },
+      'server-stretch': { type: 'string' },
     },
   });
   const figures = await benchQuality({
@@ -345,6 +354,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(values.paths ? { paths: values.paths.split(',') as QualityPath[] } : {}),
     ...(values.losses ? { losses: values.losses.split(',').map(Number) } : {}),
     ...(values.dump ? { dump: values.dump } : {}),
+    ...(values['server-stretch'] ? { serverTimeStretch: values['server-stretch'] !== 'off' } : {}),
     log: (l) => console.log(l),
   });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(56)} ${v}`);

@@ -23,6 +23,7 @@ import { startLoopbackServer } from '../../cluster/bench/loopback-server.js';
 import type { MetricSink } from './engine/metrics.js';
 import { parseVoiceStep } from './engine/options.js';
 import { runVoiceUser } from './engine/voice-user.js';
+import { monoMs } from './voice/clock.js';
 import { FrameBank } from './voice/frame-bank.js';
 
 const { values: v } = parseArgs({
@@ -59,12 +60,19 @@ const step = parseVoiceStep({
 /** A sink that keeps every histogram value and counter. */
 const hist = new Map<string, number[]>();
 const counters = new Map<string, number>();
+/** Which second of its turn the last click heard was captured in (turns start on the shared clock). */
+let turnSecond = 0;
 const sink: MetricSink = {
   counter: (name, value = 1) => void counters.set(name, (counters.get(name) ?? 0) + value),
   histogram: (name, value) => {
-    let h = hist.get(name);
-    if (!h) hist.set(name, (h = []));
-    h.push(value);
+    // The meter reports a click as it plays: its capture was `value` ms ago.
+    if (name === 'voice.e2e_delay') turnSecond = Math.floor(((monoMs() - value) % step.turnMs) / 1000);
+    const key = name === 'voice.e2e_part.before_listener' ? `${name}.turn_s${turnSecond}` : null;
+    for (const k of key ? [name, key] : [name]) {
+      let h = hist.get(k);
+      if (!h) hist.set(k, (h = []));
+      h.push(value);
+    }
   },
   error: (code) => void counters.set(`errors.${code}`, (counters.get(`errors.${code}`) ?? 0) + 1),
 };
@@ -157,6 +165,12 @@ console.log(
     rest: r(e2e - f - lookAhead - hold - wait),
     before_listener_p50: r(perClick(0.5)),
     before_listener_min_max: `${r(perClick(0))}-${r(perClick(1))}`,
+    // Per second of the turn the click was captured in (a new pair of talkers each turn).
+    before_listener_p50_by_turn_second: [...hist.keys()]
+      .filter((k) => k.startsWith('voice.e2e_part.before_listener.turn_s'))
+      .sort()
+      .map((k) => `${k.slice(-1)}: ${r(q(k, 0.5))} (${hist.get(k)!.length})`)
+      .join(', '),
     end_target_p50_max: `${r(q('voice.playout.target_delay_ms', 0.5))}/${r(q('voice.playout.target_delay_ms', 1))}`,
     end_delay_p95_p50_max: `${r(q('voice.playout.delay_p95_ms', 0.5))}/${r(q('voice.playout.delay_p95_ms', 1))}`,
     counters: Object.fromEntries([...counters].filter(([k]) => /^(errors|voice\.playout)\./.test(k))),

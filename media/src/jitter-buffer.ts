@@ -511,13 +511,13 @@ export class JitterBuffer {
     if (this.state === IDLE) return JitterPop.EMPTY;
     if (this.state === BUFFERING) {
       if (this.stored === 0) return JitterPop.EMPTY;
-      // Start once the oldest packet's expected arrival is the target delay ago (a packet that came
-      // late counts from when it was expected, so the phase is restored after an underrun), or a new
-      // talkspurt at the schedule the last one played at.
-      if (
-        nowMs < this.expectedArrival(this.minStored) + this.targetDelay &&
-        !this.resumesSchedule(nowMs - lateMs)
-      )
+      // Start once the oldest packet's expected arrival is the target delay before this pop's play
+      // time (a packet that came late counts from when it was expected, so the phase is restored
+      // after an underrun), or a new talkspurt at the schedule the last one played at. Judged at the
+      // play time, not when a late pop runs: a packet that came after the play time would set a
+      // schedule its successors, coming as late, miss.
+      const playAt = nowMs - lateMs;
+      if (playAt < this.expectedArrival(this.minStored) + this.targetDelay && !this.resumesSchedule(playAt))
         return JitterPop.EMPTY;
       // Start (or resume after a drain) at the oldest buffered packet; a gap before it is a pause.
       const resumed = this.started;

@@ -194,6 +194,29 @@ describe('JitterBuffer basics', () => {
     expect(() => new JitterBuffer({ marginMs: 1, quietDropMarginMs: 2 })).toThrow(TypeError);
   });
 
+  it('judges a start at the play time: a late pop does not start on a packet that came after it', () => {
+    // Packets 5 ms after the ticks' due times; the first pop runs 10 ms late (this process stalled).
+    const run = (firstLateMs: number) => {
+      const jb = new JitterBuffer({ marginMs: 2 });
+      const out: (string | number)[] = [];
+      let next = 0;
+      for (let t = 0; t < 12; t++) {
+        const late = t === 0 ? firstLateMs : 0;
+        const now = t * 20 + late;
+        for (; next * 20 + 5 <= now; next++) jb.insert(next, payload(next), next * 20 + 5);
+        const r = jb.pop(now, late);
+        out.push(r === JitterPop.PACKET ? jb.packetSeq : r === JitterPop.MISSING ? 'M' : 'E');
+      }
+      return { out, stats: jb.stats() };
+    };
+    // Packet 0 came 5 ms after the first pop's play time: the start waits for the next tick, where
+    // every later packet is on time too.
+    const { out, stats } = run(10);
+    expect(out).toEqual(['E', 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(stats).toMatchObject({ drains: 0, concealed: 0, lost: 0, late: 0 });
+    expect(run(0).out).toEqual(out);
+  });
+
   it('drops invalid packets and restarts on a sequence jump', () => {
     const jb = new JitterBuffer({ maxPacketBytes: 100 });
     expect(jb.insert(1, new Uint8Array(0), 0)).toBe(JitterInsert.INVALID);

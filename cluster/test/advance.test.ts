@@ -226,8 +226,9 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
         `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances}`;
       console.log(`after a pause: ${line}`);
       expect(r.advances, line).toBeGreaterThanOrEqual(1);
-      // The phase (hold modulo a frame) is the advance's; the whole hold must be that phase alone.
-      for (const h of r.holdP50) expect(h, line).toBeLessThan(FRAME_MS / 3);
+      // The phase (hold modulo a frame) is the advance's (the first test judges how close it gets);
+      // here the whole hold must be that phase alone, not a frame more.
+      for (const h of r.holdP50) expect(h, line).toBeLessThan(FRAME_MS);
       expectClean(r);
     },
   );

@@ -67,7 +67,7 @@ const sink: MetricSink = {
   histogram: (name, value) => {
     // The meter reports a click as it plays: its capture was `value` ms ago.
     if (name === 'voice.e2e_delay') turnSecond = Math.floor(((monoMs() - value) % step.turnMs) / 1000);
-    const key = name === 'voice.e2e_part.before_listener' ? `${name}.turn_s${turnSecond}` : null;
+    const key = name.startsWith('voice.e2e') ? `${name}.turn_s${turnSecond}` : null;
     for (const k of key ? [name, key] : [name]) {
       let h = hist.get(k);
       if (!h) hist.set(k, (h = []));
@@ -144,6 +144,13 @@ const sortedHolds = [...holds].sort((a, b) => a - b);
 const hold = sortedHolds[Math.floor(sortedHolds.length / 2)] ?? Number.NaN;
 const r = (x: number) => x.toFixed(1);
 const perClick = (p: number): number => q('voice.e2e_part.before_listener', p);
+/** p50 (and count) of a per-click histogram by the second of the turn the click was captured in. */
+const byTurnSecond = (name: string): string =>
+  [...hist.keys()]
+    .filter((k) => k.startsWith(`${name}.turn_s`))
+    .sort()
+    .map((k) => `${k.slice(k.lastIndexOf('s') + 1)}: ${r(q(k, 0.5))} (${hist.get(k)!.length})`)
+    .join(', ');
 console.log(
   JSON.stringify({
     channels,
@@ -166,11 +173,9 @@ console.log(
     before_listener_p50: r(perClick(0.5)),
     before_listener_min_max: `${r(perClick(0))}-${r(perClick(1))}`,
     // Per second of the turn the click was captured in (a new pair of talkers each turn).
-    before_listener_p50_by_turn_second: [...hist.keys()]
-      .filter((k) => k.startsWith('voice.e2e_part.before_listener.turn_s'))
-      .sort()
-      .map((k) => `${k.slice(-1)}: ${r(q(k, 0.5))} (${hist.get(k)!.length})`)
-      .join(', '),
+    e2e_p50_by_turn_second: byTurnSecond('voice.e2e_delay'),
+    before_listener_p50_by_turn_second: byTurnSecond('voice.e2e_part.before_listener'),
+    listener_wait_p50_by_turn_second: byTurnSecond('voice.e2e_part.listener_wait'),
     end_target_p50_max: `${r(q('voice.playout.target_delay_ms', 0.5))}/${r(q('voice.playout.target_delay_ms', 1))}`,
     end_delay_p95_p50_max: `${r(q('voice.playout.delay_p95_ms', 0.5))}/${r(q('voice.playout.delay_p95_ms', 1))}`,
     counters: Object.fromEntries([...counters].filter(([k]) => /^(errors|voice\.playout)\./.test(k))),

@@ -9,6 +9,7 @@ import {
 } from '@voice/protocol';
 import { RequestError } from '../errors.js';
 import { LeaseKeeper } from '../routing/lease-keeper.js';
+import { SuspectNodes } from '../routing/suspects.js';
 import type { LeaseStore, NodeInfo, NodeRegistry, RequestChannel } from '../routing/types.js';
 import type { SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import type { AppContext } from './context.js';
@@ -82,6 +83,8 @@ export interface StatsItem {
 const OVERLOADED_TICK_LATE_MS = 2;
 /** CPU use (share of one core) above which a node counts as overloaded when placing channels. */
 const OVERLOADED_CPU = 0.85;
+/** Why a placement passed over the node least-loaded order put first (`voice_placement_fallbacks_total`). */
+type FallbackReason = 'suspect' | 'stale' | 'timeout' | 'unreachable' | 'refused' | 'error';
 /** Figures held for one signaling node between flushes (a bound: beyond it they are dropped). */
 const MAX_STATS_BATCH = 2_000;
 
@@ -134,6 +137,11 @@ export class ChannelRouter implements VoiceRouter {
   #sweeps = 0;
   /** Shadows whose signaling node did not answer: the sweep that last found it so. */
   readonly #unansweredIn = new WeakMap<Session, number>();
+  /**
+   * Nodes that failed to take a channel lately: placement passes them over for two announce
+   * periods, after which a node that stays dead or hung has a stale registry entry instead.
+   */
+  readonly #suspects: SuspectNodes;
 
   constructor(
     private readonly ctx: AppContext,
@@ -143,6 +151,7 @@ export class ChannelRouter implements VoiceRouter {
     private readonly info: () => Omit<NodeInfo, 'load' | 'draining' | 'updatedAt' | 'wsUrl'>,
   ) {
     this.#me = routing.requests.nodeId;
+    this.#suspects = new SuspectNodes({ holdMs: 2 * ctx.config.cluster.announceMs, now: ctx.now });
     this.#unhandle = routing.requests.handle((op, args, from) => this.#handle(op, args, from));
     this.#timer = setInterval(() => void this.#periodic(), ctx.config.cluster.announceMs);
     this.#timer.unref();
@@ -369,26 +378,49 @@ export class ChannelRouter implements VoiceRouter {
     if (holder) return holder.nodeId;
     const target = await this.#leastLoaded();
     if (target !== this.#me) {
+      // Short of the request timeout: taking the channel here instead is always safe (the lease
+      // decides), so a dead or hung node costs this join at most this much, and no later one.
+      let reason: FallbackReason;
       try {
-        const owner = await this.routing.requests.request(target, 'channel.take', { channelId: id });
+        const owner = await this.routing.requests.request(
+          target,
+          'channel.take',
+          { channelId: id },
+          this.ctx.config.cluster.takeTimeoutMs,
+        );
+        this.#suspects.clear(target);
         if (typeof owner === 'string') return owner;
+        reason = 'refused'; // draining
       } catch (err) {
+        reason =
+          err instanceof RequestError && err.code === 'TIMEOUT'
+            ? 'timeout'
+            : err instanceof RequestError && err.code === 'UNREACHABLE'
+              ? 'unreachable'
+              : 'error';
+        if (reason !== 'error') this.#suspects.mark(target);
         this.ctx.log.warn(
           { err, target },
           'placing a channel on the least-loaded node failed; taking it here',
         );
       }
+      this.ctx.metrics.placementFallbacks.inc({ reason });
     }
     const owner = await this.#take(id);
     return owner ?? (await this.routing.leases.holder(resourceOf(id)))?.nodeId ?? this.#me;
   }
 
+  /**
+   * The least-loaded live node that is worth asking: a node this one found not answering lately
+   * (suspect), or whose registry entry missed two refreshes (stale: dead or hung, its entry not yet
+   * expired), is passed over, and the placement counted as a fallback. This node itself is never
+   * passed over (it knows it is alive); with no other candidate it takes the channel.
+   */
   async #leastLoaded(): Promise<string> {
     // A draining node hands its channels to the least loaded of the others (not any other).
     const live = (await this.routing.registry.live()).filter(
       (n) => !n.draining && !(this.#draining && n.nodeId === this.#me),
     );
-    if (live.length === 0) return this.#me;
     // A node whose ticks run late (or whose CPU is nearly full) takes new channels only if all do.
     const busy = (n: NodeInfo): number =>
       n.load.tickLateMs > OVERLOADED_TICK_LATE_MS || n.load.cpu > OVERLOADED_CPU ? 1 : 0;
@@ -399,7 +431,26 @@ export class ChannelRouter implements VoiceRouter {
         a.load.channels - b.load.channels ||
         a.nodeId.localeCompare(b.nodeId),
     );
-    return live[0]!.nodeId;
+    const staleMs = 2 * this.ctx.config.cluster.announceMs;
+    let passed: FallbackReason | null = null;
+    let chosen = this.#me;
+    for (const n of live) {
+      const skip =
+        n.nodeId === this.#me
+          ? null
+          : this.#suspects.has(n.nodeId)
+            ? 'suspect'
+            : n.ageMs > staleMs
+              ? 'stale'
+              : null;
+      if (skip === null) {
+        chosen = n.nodeId;
+        break;
+      }
+      passed ??= skip;
+    }
+    if (passed) this.ctx.metrics.placementFallbacks.inc({ reason: passed });
+    return chosen;
   }
 
   /** Takes the channel's lease here; resolves to this node's id, or null when another node won. */

@@ -201,10 +201,8 @@ export class ChannelRouter implements VoiceRouter {
         // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
         // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
         if (!holder) {
-          const again = await this.routing.requests
-            .request(e.owner, 'channel.take', { channelId: id })
-            .catch(() => null);
-          if (again === e.owner) continue;
+          const again = await this.#askToTake(e.owner, id);
+          if ('owner' in again && again.owner === e.owner) continue;
         }
         // (A lease broken above has no holder now: its dead owner is not the new one.)
         const now = holder && holder.nodeId !== e.owner ? holder.nodeId : null;
@@ -378,36 +376,43 @@ export class ChannelRouter implements VoiceRouter {
     if (holder) return holder.nodeId;
     const target = await this.#leastLoaded();
     if (target !== this.#me) {
-      // Short of the request timeout: taking the channel here instead is always safe (the lease
-      // decides), so a dead or hung node costs this join at most this much, and no later one.
-      let reason: FallbackReason;
-      try {
-        const owner = await this.routing.requests.request(
-          target,
-          'channel.take',
-          { channelId: id },
-          this.ctx.config.cluster.takeTimeoutMs,
-        );
-        this.#suspects.clear(target);
-        if (typeof owner === 'string') return owner;
-        reason = 'refused'; // draining
-      } catch (err) {
-        reason =
-          err instanceof RequestError && err.code === 'TIMEOUT'
-            ? 'timeout'
-            : err instanceof RequestError && err.code === 'UNREACHABLE'
-              ? 'unreachable'
-              : 'error';
-        if (reason !== 'error') this.#suspects.mark(target);
-        this.ctx.log.warn(
-          { err, target },
-          'placing a channel on the least-loaded node failed; taking it here',
-        );
-      }
-      this.ctx.metrics.placementFallbacks.inc({ reason });
+      const r = await this.#askToTake(target, id);
+      if ('owner' in r) return r.owner;
+      this.ctx.metrics.placementFallbacks.inc({ reason: r.reason });
+      this.ctx.log.warn(
+        { err: r.err, target, reason: r.reason },
+        'placing a channel on the least-loaded node failed; taking it here',
+      );
     }
     const owner = await this.#take(id);
     return owner ?? (await this.routing.leases.holder(resourceOf(id)))?.nodeId ?? this.#me;
+  }
+
+  /**
+   * Asks `target` to take channel `id`, waiting at most `cluster.takeTimeoutMs`: short of the
+   * request timeout, since the asker can always take the channel itself instead (the lease
+   * decides), so a dead or hung node costs one placement at most this much. A node that does not
+   * answer becomes suspect, so the next placements do not ask it again.
+   */
+  async #askToTake(
+    target: string,
+    id: ChannelId,
+  ): Promise<{ owner: string } | { reason: FallbackReason; err?: unknown }> {
+    try {
+      const owner = await this.routing.requests.request(
+        target,
+        'channel.take',
+        { channelId: id },
+        this.ctx.config.cluster.takeTimeoutMs,
+      );
+      this.#suspects.clear(target);
+      return typeof owner === 'string' ? { owner } : { reason: 'refused' }; // refused: draining
+    } catch (err) {
+      const code = err instanceof RequestError ? err.code : null;
+      const reason = code === 'TIMEOUT' ? 'timeout' : code === 'UNREACHABLE' ? 'unreachable' : 'error';
+      if (reason !== 'error') this.#suspects.mark(target);
+      return { reason, err };
+    }
   }
 
   /**
@@ -746,11 +751,15 @@ export class ChannelRouter implements VoiceRouter {
       this.#owned.delete(id);
       await o.keeper.release();
       this.ctx.log.debug({ step: 'drain.released', channel: id }, 'drain trace');
-      await this.routing.requests
-        .request(target, 'channel.take', { channelId: id })
-        .catch((err: unknown) =>
-          this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
+      // Failed: the members' nodes place the channel anew when they move them.
+      const r = await this.#askToTake(target, id);
+      if (!('owner' in r)) {
+        this.ctx.metrics.placementFallbacks.inc({ reason: r.reason });
+        this.ctx.log.warn(
+          { err: r.err, target, reason: r.reason },
+          'draining: handing a channel over failed',
         );
+      }
       this.ctx.log.debug({ step: 'drain.taken', channel: id, target }, 'drain trace');
       const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
       moving.push(...members);

@@ -199,7 +199,8 @@ export class ChannelRouter implements VoiceRouter {
           );
         }
         // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
-        // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
+        // alive, takes it again and nobody moves. A dead owner fails at once, a hung one after the
+        // take timeout (then it is suspect, and the members' placement passes it over).
         if (!holder) {
           const again = await this.#askToTake(e.owner, id);
           if ('owner' in again && again.owner === e.owner) continue;
@@ -436,6 +437,8 @@ export class ChannelRouter implements VoiceRouter {
         a.load.channels - b.load.channels ||
         a.nodeId.localeCompare(b.nodeId),
     );
+    // Every node of a cluster runs with the same timings (one configuration, as the launcher and
+    // the deploy files give them), so this node's announce period is everyone's.
     const staleMs = 2 * this.ctx.config.cluster.announceMs;
     let passed: FallbackReason | null = null;
     let chosen = this.#me;

@@ -118,6 +118,11 @@ if (!onPath('redis-server')) {
     fail('redis-server still not on PATH after apt-get install (is /usr/bin on PATH?)');
 }
 
+// iproute2 (ip, tc) for the egress pressure test: it gives a private network namespace's loopback a
+// rate-limited queue (cluster/test/voice-egress-pressure.test.ts).
+if (!(onPath('ip') && onPath('tc')) && !aptInstall(['iproute2']))
+  fail('ip and tc are not on PATH: install iproute2 (Debian: `sudo apt-get install -y iproute2`)');
+
 // 3. better-sqlite3's native binary (built by its install script, which npm may have skipped).
 let sqliteErr = sqliteError();
 if (sqliteErr) {

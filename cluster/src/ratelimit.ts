@@ -25,16 +25,21 @@ export class TokenBucket {
   msUntil(now: number = performance.now(), cost = 1): number {
     // More than the bucket holds never comes: the search below would not end.
     if (!(cost <= this.burst)) throw new TypeError(`cost ${cost} exceeds the burst of ${this.burst}`);
-    // Tokens banked `ms` from now, computed exactly as take() will compute them then.
-    const at = (ms: number) =>
-      Math.min(this.burst, this.#tokens + ((now + ms - this.#last) / 1000) * this.rate);
-    if (at(0) >= cost) return 0;
-    let ms = Math.ceil(((cost - at(0)) / this.rate) * 1000);
+    const banked = this.#bankedAt(now, 0);
+    if (banked >= cost) return 0;
+    let ms = Math.ceil(((cost - banked) / this.rate) * 1000);
     // Floating point can put that a millisecond off either way: the answer is what take() finds
     // enough, and a millisecond less is not.
-    while (at(ms) < cost) ms++;
-    while (ms > 1 && at(ms - 1) >= cost) ms--;
+    while (this.#bankedAt(now, ms) < cost) ms++;
+    while (ms > 1 && this.#bankedAt(now, ms - 1) >= cost) ms--;
     return ms;
+  }
+  /**
+   * Tokens banked `ms` after `now`, computed exactly as take() will compute them then. A method, not
+   * a closure over `now`: a refusal is the flood path and allocates nothing.
+   */
+  #bankedAt(now: number, ms: number): number {
+    return Math.min(this.burst, this.#tokens + ((now + ms - this.#last) / 1000) * this.rate);
   }
 }
 

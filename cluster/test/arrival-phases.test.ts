@@ -81,6 +81,26 @@ describe('ArrivalPhases', () => {
   });
 });
 
+describe('ArrivalPhases on a line (the advance: holds less the frames the buffer means to hold)', () => {
+  it('keeps values as recorded, negative or over a frame, and reads plain percentiles', () => {
+    const ph = new ArrivalPhases(F, 8, false);
+    // A buffer that took the tick after its arrivals' (hold 19.6-20.5 ms, needing 3): not "around
+    // the tick" as on the circle, but a frame early.
+    for (const v of [19.6, 20.5, 19.8, 20.1, 20.3]) ph.record(v);
+    const out = new Float64Array(3);
+    expect(ph.percentiles([2, 50, 98], out)).toBe(true);
+    expect([...out]).toEqual([19.6, 20.1, 20.5]);
+    // So the advance sends it later (by 16.85 ms: its holds then sit 2.75-3.65 ms before the tick)
+    // where the circle would send it earlier, a frame more hold.
+    expect(advanceFor(out[0]!, out[1]!, out[2]!, F, 2)).toBeCloseTo(16.85, 9);
+    ph.reset();
+    ph.record(-0.4); // held less than its look-ahead frame asks
+    ph.record(45); // two frames more than meant
+    expect(ph.percentiles([0, 100], out)).toBe(true);
+    expect([out[0], out[1]]).toEqual([-0.4, 45]);
+  });
+});
+
 describe('advanceFor', () => {
   it('moves the latest arrivals to 1 ms plus half the spread before the tick, later or (a little) earlier', () => {
     // Half a frame early, 0.4 ms spread: send 8.8 ms later.
@@ -92,6 +112,14 @@ describe('advanceFor', () => {
     expect(advanceFor(10, 19, 19.5, F)).toBeCloseTo(5, 9);
     // Spread over half a frame: no phase to move to.
     expect(advanceFor(2, 8, 12, F)).toBe(0);
+    // Members whose jitter buffer asks a 2 ms margin before a pop: the lead is that plus 0.5 ms,
+    // so a buffer that starts afresh takes the same tick (with 1 ms it would take the next one).
+    expect(advanceFor(10, 10.4, 11, F, 2)).toBeCloseTo(7.3, 9);
+    expect(advanceFor(1.5, 1.7, 2.2, F, 2)).toBeCloseTo(-1.1, 9);
+    // Whole frames of hold are the buffer's: the shift is taken modulo a frame, as senders do.
+    expect(advanceFor(41, 41.2, 41.6, F, 2)).toBeCloseTo(18.4, 9);
+    // ... at most a quarter frame.
+    expect(advanceFor(6, 6.4, 7, 10, 2)).toBeCloseTo(3.5, 9);
     // Close enough: nothing.
     expect(advanceFor(1.6, 2, 2.5, F)).toBe(0);
     expect(advanceFor(0.6, 0.8, 1.5, F)).toBe(0);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { KeyedRateLimiter, TokenBucket } from '../src/ratelimit.js';
+import { newSpaceUsed } from '../../test-support/heap.js';
 
 // Rate so low that a drained bucket stays drained for the test: take() is then true exactly when
 // the key had no bucket (new, or evicted), which makes eviction observable from outside.
@@ -86,6 +87,26 @@ describe('KeyedRateLimiter', () => {
     const b = new TokenBucket(10, 2, 0);
     expect(() => b.msUntil(0, 3)).toThrow(TypeError);
     expect(b.msUntil(0, 2)).toBe(0);
+  });
+
+  it('answers a refusal without allocating: 100,000 msUntil on a drained bucket', () => {
+    // A refusal is the flood path: each one asks when to come back.
+    const b = new TokenBucket(5, 2, 0);
+    b.take(0, 2);
+    const run = (): number => {
+      let waits = 0;
+      for (let i = 0; i < 100_000; i++) waits += b.msUntil(i / 1000);
+      return waits;
+    };
+    // Drained throughout (about 200 ms each); the warm-up runs let V8 optimise, or the interpreter
+    // boxes the doubles it computes.
+    for (let k = 0; k < 5; k++) expect(run()).toBeGreaterThan(100_000 * 100);
+    const before = newSpaceUsed();
+    run();
+    const bytes = newSpaceUsed() - before;
+    // A scavenge during the loop would make this negative and prove nothing: refuse that.
+    expect(bytes).toBeGreaterThanOrEqual(0);
+    expect(bytes).toBeLessThan(16 * 1024);
   });
 
   it('rejects a bad size', () => {

@@ -84,6 +84,8 @@ interface Run {
   /** The channel's accelerations as /metrics reported them at the end, and as its stats did. */
   scraped: number;
   counted: number;
+  /** Its stats once b (whose playout stretched) has left the channel: a counter never goes down. */
+  countedAfterLeave: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
@@ -148,7 +150,7 @@ async function run(timeStretch: boolean): Promise<Run> {
     levels.a.push(toneDbfs(rec, F0_A, 48_000, at, FRAME));
     levels.b.push(toneDbfs(rec, F0_B, 48_000, at, FRAME));
   }
-  return {
+  const result = {
     before: median(pre.map((h) => h.hold)),
     grown: median(within(200, 800).map((h) => h.hold)),
     after: median(within(1_700, 2_000).map((h) => h.hold)),
@@ -165,6 +167,9 @@ async function run(timeStretch: boolean): Promise<Run> {
     scraped,
     counted,
   };
+  await b.leave();
+  await expect.poll(() => core.members.includes(mb), { timeout: 3000 }).toBe(false);
+  return { ...result, countedAfterLeave: core.stats.accelerated };
 }
 
 /** Highest target delay (ms) of a run whose machine did not stall: p95 of the arrival jitter + margin. */
@@ -205,6 +210,8 @@ describe('time-stretch on the server (a late burst grows a member buffer in loud
       // /metrics reports the channel's count (a tick may have run between the two reads).
       expect(on.scraped).toBeGreaterThanOrEqual(on.counted);
       expect(on.scraped).toBeLessThanOrEqual(on.counted + 2);
+      // b's accelerations stay in the channel's count when it leaves.
+      expect(on.countedAfterLeave).toBeGreaterThanOrEqual(on.counted);
       expect(on.dropped, fmt(on)).toBe(0);
       expect(on.concealedAfter, fmt(on)).toBe(0);
       // The listener heard both voices at their level in every 20 ms window after the stall: a whole

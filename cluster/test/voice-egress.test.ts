@@ -1,5 +1,4 @@
 import { createSocket, type Socket } from 'node:dgram';
-import v8 from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   VoiceCipher,
@@ -17,13 +16,12 @@ import { DgramEgress } from '../src/voice/egress-dgram.js';
 import { VoiceSocket } from '../src/voice/udp.js';
 import type { VoiceEndpoint } from '../src/voice/endpoint.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { newSpaceUsed } from '../../test-support/heap.js';
 
 // scripts/provision.mjs builds the addon before the tests: its absence is a failure, not a skip.
 const addon = loadNativeUdp();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const newSpaceUsed = () =>
-  v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
 
 const sockets: Socket[] = [];
 let srv: TestServer | null = null;

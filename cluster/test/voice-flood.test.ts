@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { randomFillSync } from 'node:crypto';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSocket } from 'node:dgram';
+import { describe, expect, it } from 'vitest';
 import {
   HEADER_BYTES,
   TAG_BYTES,
@@ -11,9 +10,9 @@ import {
   encodeTimeBody,
   writeHeader,
 } from '@voice/protocol';
-import { createOpus, toneDbfs, type OpusFactory } from '@voice/media';
-import { ToneSource, VoiceClient } from '../../client/src/index.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { toneDbfs } from '@voice/media';
+import { ToneSource, type VoiceClient } from '../../client/src/index.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 import { DEFAULT_FOREIGN_BUDGETS } from '../src/voice/auth.js';
 
 /**
@@ -23,21 +22,7 @@ import { DEFAULT_FOREIGN_BUDGETS } from '../src/voice/auth.js';
  * but the member's registered one. The members must keep every frame at level meanwhile.
  */
 
-let opus: OpusFactory;
-let srv: TestServer;
-const closers: (() => unknown)[] = [];
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-beforeAll(async () => {
-  opus = await createOpus();
-});
-beforeEach(async () => {
-  srv = await startTestServer();
-});
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv.stop();
-});
+const fx = voiceFixture();
 
 /**
  * The attacker runs in its own thread (the server and the bots share this one's event loop, which a
@@ -121,40 +106,36 @@ function frameLevels(samples: Int16Array, hz: number): number[] {
 describe('forged-packet flood from many addresses', () => {
   it('sheds the flood before decryption and the members keep every frame at level', async () => {
     const [A_HZ, B_HZ] = [500, 1000]; // whole cycles per 20 ms frame
-    const a = await VoiceClient.connect({
-      server: srv.url,
-      nickname: 'flood-a',
-      opus,
-      channel: 'Flood',
-      create: true,
-    });
-    closers.push(() => a.close());
-    const b = await VoiceClient.connect({ server: srv.url, nickname: 'flood-b', opus, channel: 'Flood' });
-    closers.push(() => b.close());
-    await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+    // The product's voice timers (client/src/voice/options.ts), as this test always ran, not the
+    // bots' quick ones: with a heartbeat every 500 ms, three unanswered while this process is
+    // saturated would move a member's voice to the WebSocket, which is not what is measured here.
+    const [a, b] = (await fx.channel('Flood', ['flood-a', 'flood-b'], {
+      heartbeatMs: 5000,
+      helloRetryMs: 1000,
+    })) as [VoiceClient, VoiceClient];
     a.startVoice(new ToneSource(A_HZ, -20));
     b.startVoice(new ToneSource(B_HZ, -20));
     await sleep(800); // jitter buffers settle
 
-    const voiceIds = [a, b].map((c) => srv.voice.endpointOf(srv.sessions.byUser(c.user.id)!)!.voiceId);
+    const voiceIds = [a, b].map((c) => fx.srv.voice.endpointOf(fx.srv.sessions.byUser(c.user.id)!)!.voiceId);
     const SIZE = HEADER_BYTES + 80 + TAG_BYTES;
     const FLOOD_MS = 2000;
     // About 12,500 packets a second (50 every 4 ms), over 253 addresses and both voice ids.
     const packets = forgedPackets(voiceIds, 40_000, SIZE);
     const attacker = startAttacker({
-      port: srv.voice.port,
+      port: fx.srv.voice.port,
       packets,
       size: SIZE,
       ms: FLOOD_MS,
       perBatch: 50,
       batchMs: 4,
     });
-    closers.push(() => attacker.worker.terminate());
+    fx.defer(() => attacker.worker.terminate());
     const ready = await attacker.next();
     expect(ready).toEqual({ addresses: 253 });
 
     const before = { a: a.stats(), b: b.stats() };
-    const auth0 = await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'AUTH_FAILED' });
+    const auth0 = await fx.srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'AUTH_FAILED' });
     a.clearRecording();
     b.clearRecording();
     attacker.worker.postMessage('go');
@@ -168,7 +149,7 @@ describe('forged-packet flood from many addresses', () => {
     const recA = a.recording().samples;
     const recB = b.recording().samples;
 
-    const m = srv.ctx.metrics;
+    const m = fx.srv.ctx.metrics;
     const drops = async (reason: string) => m.value('voice_packets_dropped_total', { reason });
     const authFailed = (await drops('AUTH_FAILED')) - auth0;
     const shed =
@@ -185,7 +166,7 @@ describe('forged-packet flood from many addresses', () => {
     // The members' own packets went through: the replay window moved only with real packets and
     // neither address was taken over.
     for (const c of [a, b]) {
-      const ep = srv.voice.endpointOf(srv.sessions.byUser(c.user.id)!)!;
+      const ep = fx.srv.voice.endpointOf(fx.srv.sessions.byUser(c.user.id)!)!;
       expect(ep.udpAddress).toBe('127.0.0.1');
       expect(ep.cipher.replay.highest).toBeLessThan(0x4000_0000);
     }
@@ -206,19 +187,19 @@ describe('forged-packet flood from many addresses', () => {
   });
 
   it('a member still registers (first packet, new port) while its voice id is flooded from elsewhere', async () => {
-    const u = await srv.user('flood-late');
+    const u = await fx.srv.user('flood-late');
     const { channel } = await u.ws.request('channel.create', { name: 'Late' });
     const { voice } = await u.ws.request('channel.join', { channelId: channel.id });
     const SIZE = HEADER_BYTES + 80 + TAG_BYTES;
     const attacker = startAttacker({
-      port: srv.voice.port,
+      port: fx.srv.voice.port,
       packets: forgedPackets([voice.voiceId], 20_000, SIZE),
       size: SIZE,
       ms: 1500,
       perBatch: 50,
       batchMs: 4,
     });
-    closers.push(() => attacker.worker.terminate());
+    fx.defer(() => attacker.worker.terminate());
     expect(await attacker.next()).toEqual({ addresses: 253 });
     attacker.worker.postMessage('go');
     await sleep(300); // the flood has drained this voice id's budget for foreign addresses
@@ -233,9 +214,7 @@ describe('forged-packet flood from many addresses', () => {
     let seq = 0;
     let answered = 0;
     for (let move = 0; move < 5; move++) {
-      const sock = createSocket('udp4');
-      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-      closers.push(() => sock.close());
+      const sock = await fx.udp();
       let acked = false;
       sock.on('message', (m) => void (cipher.open(m, out).ok && (acked = true)));
       const n = cipher.seal(
@@ -248,11 +227,15 @@ describe('forged-packet flood from many addresses', () => {
       if (acked) answered++;
     }
     expect(answered, 'HELLOs answered during the flood, of 5').toBe(5);
-    expect(srv.voice.endpointOf(srv.sessions.byUser(u.ws.welcome.user.id)!)!.udpAddress).toBe('127.0.0.1');
+    expect(fx.srv.voice.endpointOf(fx.srv.sessions.byUser(u.ws.welcome.user.id)!)!.udpAddress).toBe(
+      '127.0.0.1',
+    );
     const done = await attacker.next();
     expect(done.error).toBeUndefined();
     // The flood itself was still shed.
-    const shed = await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'foreign_voice_id' });
+    const shed = await fx.srv.ctx.metrics.value('voice_packets_dropped_total', {
+      reason: 'foreign_voice_id',
+    });
     expect(shed).toBeGreaterThan((done.sent as number) * 0.8);
   });
 });

@@ -1,5 +1,4 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSocket } from 'node:dgram';
+import { describe, expect, it } from 'vitest';
 import {
   MAX_PACKET_BYTES,
   VoiceCipher,
@@ -7,16 +6,9 @@ import {
   VoicePacketType,
   encodeTimeBody,
 } from '@voice/protocol';
-import { createOpus, type OpusFactory } from '@voice/media';
-import { ToneSource, type VoiceClient, type VoiceClientOptions } from '../../client/src/index.js';
-import {
-  channelOf as botsInChannel,
-  connectBot,
-  expectHearsOthers,
-  heard,
-  listen,
-} from '../../test-support/bots.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { ToneSource } from '../../client/src/index.js';
+import { expectHearsOthers, heard, listen } from '../../test-support/bots.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
 /**
  * The voice scenarios end to end: VoiceClient bots against a real server, over real UDP on 127.0.0.1
@@ -28,34 +20,8 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
  * 2-process cluster. What stays here is the mixer's own work, read from the server's internals.
  */
 
-let opus: OpusFactory;
-let srv: TestServer;
-const bots: VoiceClient[] = [];
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  // One Opus factory for every bot (and the server has its own).
-  opus = await createOpus();
-});
-beforeEach(async () => {
-  srv = await startTestServer();
-});
-afterEach(async () => {
-  for (const b of bots.splice(0)) await b.close();
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function bot(nickname: string, extra: Partial<VoiceClientOptions> = {}): Promise<VoiceClient> {
-  const c = await connectBot(srv.url, nickname, opus, extra);
-  bots.push(c);
-  return c;
-}
-
-const channelOf = (name: string, nicknames: string[], extra: Partial<VoiceClientOptions> = {}) =>
-  botsInChannel((_, nick, more) => bot(nick, more), name, nicknames, extra);
+const fx = voiceFixture();
+const { bot, channel: channelOf } = fx;
 
 const TONES = [440, 700, 1100] as const;
 
@@ -70,7 +36,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     // Three speakers: each listener's stream is its own mix-minus, encoded once for it alone. The one
     // exception, a tick in which a speaker's frame is missing, is a lone-speaker forward; so every
     // packet sent that was not forwarded is exactly one encode, and most ticks encode three mixes.
-    const st = srv.voice.channelStats()[0]!.core.stats;
+    const st = fx.srv.voice.channelStats()[0]!.core.stats;
     expect(st.packetsOut - st.forwarded).toBe(st.encodes);
     expect(st.encodes).toBeLessThanOrEqual(3 * st.ticks);
     expect(st.encodes).toBeGreaterThan(3 * 50);
@@ -82,7 +48,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     a!.startVoice(new ToneSource(TONES[0], -20));
     b!.startVoice(new ToneSource(TONES[1], -20));
     await sleep(700);
-    const st = srv.voice.channelStats()[0]!.core.stats;
+    const st = fx.srv.voice.channelStats()[0]!.core.stats;
     const before = { ticks: st.ticks, encodes: st.encodes, forwarded: st.forwarded, packetsIn: st.packetsIn };
     await listen(five, 1000, 0);
     const ticks = st.ticks - before.ticks;
@@ -112,7 +78,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const trio = await channelOf('Solo', ['solo-a', 'solo-b', 'solo-c']);
     trio[0]!.startVoice(new ToneSource(TONES[0], -20));
     await listen(trio, 1000, 700);
-    const st = srv.voice.channelStats()[0]!.core.stats;
+    const st = fx.srv.voice.channelStats()[0]!.core.stats;
     expect(st.encodes).toBe(0);
     expect(st.forwarded).toBe(st.packetsOut);
     // Two listeners, each packet once to each, when it arrives (the last one or two may not be
@@ -128,13 +94,12 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
   it('1c. bitrate and complexity change live: the next mixes are encoded with the new settings', async () => {
     // A budget of a whole frame: the CPU overuse detector (scenario 8) must not lower the complexity
     // on its own on a loaded machine, or the comparison below would compare two low settings.
-    await srv.stop();
-    srv = await startTestServer({ clock: { tickBudget: 1 } });
+    await fx.restart({ clock: { tickBudget: 1 } });
     const trio = await channelOf('Live', ['live-a', 'live-b', 'live-c']);
     trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
     await sleep(700);
-    const core = srv.voice.channelStats()[0]!.core;
-    const c = srv.voice.counters;
+    const core = fx.srv.voice.channelStats()[0]!.core;
+    const c = fx.srv.voice.counters;
     /** Mean bytes per packet the server sent over `ms` (header and tag included: 32 bytes). */
     const meanBytesOut = async (ms: number): Promise<number> => {
       const [p0, b0] = [c.packetsOut, c.bytesOut];
@@ -181,7 +146,7 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
   it('1d. encoders of mixes nobody needs any more are freed, and made again when needed', async () => {
     const trio = await channelOf('Idle', ['idle-a', 'idle-b', 'idle-c']);
     trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
-    const st = () => srv.voice.channelStats()[0]!.core.stats;
+    const st = () => fx.srv.voice.channelStats()[0]!.core.stats;
     // Three speakers: three mix-minus streams, one encoder each.
     await expect.poll(() => st().encoders, { timeout: 3000 }).toBe(3);
     // One speaker left: the two others are forwarded its packets, so no mix is encoded, and the
@@ -205,12 +170,10 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     const [a, b] = await channelOf('Flooded', ['flood-a', 'flood-b']);
     // The flooder is a member with a valid key on its registered address: nothing stops its packets
     // before the channel inbox, where it may hold 64 at most.
-    const f = await srv.user('flooder');
+    const f = await fx.srv.user('flooder');
     const binding = (await f.ws.request('channel.join', { channelId: a!.channel!.id })).voice;
     const cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER);
-    const sock = createSocket('udp4');
-    closers.push(() => new Promise<void>((r) => sock.close(() => r())));
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const sock = await fx.udp();
     const buf = new Uint8Array(MAX_PACKET_BYTES);
     let ts = 0;
     let sequence = 0;
@@ -223,13 +186,13 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
     send(VoicePacketType.HELLO, encodeTimeBody(0));
     const opusFrame = new Uint8Array(120).fill(0x55);
     opusFrame[0] = 0x78; // a CELT 20 ms TOC: decodable or not, it must not crowd the others out
-    const core = () => srv.voice.channelStats()[0]!.core.stats;
+    const core = () => fx.srv.voice.channelStats()[0]!.core.stats;
     const flood = setInterval(() => {
       // 100 per tick, 50 times the rate of a real member. (600 per tick, more than the whole ring,
       // saturates this one process before the ring: frames then go missing with or without a quota.)
       for (let k = 0; k < 100; k++, ts += 960) send(VoicePacketType.AUDIO, opusFrame);
     }, 20);
-    closers.push(() => clearInterval(flood));
+    fx.defer(() => clearInterval(flood));
     // The flood starts in a silent channel and goes on while the others start talking: the flooder is
     // the lone speaker first (forwarded as it arrives), then one of three.
     await sleep(200);
@@ -267,18 +230,17 @@ describe('voice scenarios (bots, real server, UDP on 127.0.0.1, Opus)', () => {
 
   it('8. a channel over its CPU budget lowers its encoder complexity and keeps sounding', async () => {
     // A budget of 10 µs per tick: every real tick with an encode is over it.
-    await srv.stop();
-    srv = await startTestServer({ clock: { tickBudget: 0.0005 } });
+    await fx.restart({ clock: { tickBudget: 0.0005 } });
     const trio = await channelOf('Busy', ['busy-a', 'busy-b', 'busy-c']);
     trio.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
     // One decision per 50 ticks (1 s): after two, 9 -> 7 -> 5.
     await expect
-      .poll(() => srv.voice.channelStats()[0]?.core.stats.complexity, { timeout: 5000, interval: 100 })
+      .poll(() => fx.srv.voice.channelStats()[0]?.core.stats.complexity, { timeout: 5000, interval: 100 })
       .toBeLessThanOrEqual(5);
-    const stats = srv.voice.channelStats()[0]!.core.stats;
+    const stats = fx.srv.voice.channelStats()[0]!.core.stats;
     expect(stats.cpuAdaptations).toBeGreaterThanOrEqual(2);
     expect(stats.tickUs.percentile(50)).toBeGreaterThan(10);
-    const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+    const metrics = await (await fetch(`${fx.srv.url}/metrics`)).text();
     expect(metrics).toMatch(/voice_channel_complexity\{channel="[^"]+"\} [1-5]\n/);
     expect(metrics).toMatch(/voice_channel_cpu_adaptations\{channel="[^"]+"\} [2-9]/);
     // Cheaper encoding, same mix: everyone still hears the other two tones at their level.

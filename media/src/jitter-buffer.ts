@@ -139,6 +139,9 @@ const PEAK_HOLD_MS = 20_000;
  */
 const RESUME_GAP_MS = 100;
 
+/** A pause longer than this (ms of media) starts the next talkspurt at the target, not the last schedule. */
+const RESUME_SCHEDULE_MS = 10_000;
+
 /** Excess delay (ms) that catch-up removes even in loud audio. */
 const LOUD_EXCESS_MS = 60;
 
@@ -164,7 +167,9 @@ const PLAYING = 2;
  *
  * Playout: the buffer starts (and restarts after draining) at the first pop at least the target delay
  * after the oldest buffered packet's expected arrival: the start phase is chosen, not inherited from
- * whenever the first packet came. A hole with newer packets behind it is MISSING (conceal); running
+ * whenever the first packet came. A new talkspurt (after a pause, not an underrun) may also start at
+ * the schedule the last one played at, whichever comes first: a phase that held through a talkspurt
+ * is not given up for a frame more delay because the target asks a margin the arrivals never needed. A hole with newer packets behind it is MISSING (conceal); running
  * dry is EMPTY and re-buffers, which is how a talkspurt ends and how the delay grows after an
  * underrun. When the delay stayed a frame or more above max(target, the peak relative delay of the
  * last `peakWindowMs`) for `catchUpMs`, the excess frames are dropped.
@@ -250,6 +255,8 @@ export class JitterBuffer {
   private floorSchedule = Number.POSITIVE_INFINITY;
   /** The frame due when the buffer last ran dry (-1: not since the stream started). */
   private drainedHead = -1;
+  /** When the last packet played, less its media time (NaN: none since the stream started). */
+  private lastSchedule = Number.NaN;
 
   private nReceived = 0;
   private nLate = 0;
@@ -492,8 +499,13 @@ export class JitterBuffer {
     if (this.state === BUFFERING) {
       if (this.stored === 0) return JitterPop.EMPTY;
       // Start once the oldest packet's expected arrival is the target delay ago (a packet that came
-      // late counts from when it was expected, so the phase is restored after an underrun).
-      if (nowMs < this.expectedArrival(this.minStored) + this.targetDelay) return JitterPop.EMPTY;
+      // late counts from when it was expected, so the phase is restored after an underrun), or a new
+      // talkspurt at the schedule the last one played at.
+      if (
+        nowMs < this.expectedArrival(this.minStored) + this.targetDelay &&
+        !this.resumesSchedule(nowMs - lateMs)
+      )
+        return JitterPop.EMPTY;
       // Start (or resume after a drain) at the oldest buffered packet; a gap before it is a pause.
       const resumed = this.started;
       this.head = this.minStored;
@@ -528,6 +540,7 @@ export class JitterBuffer {
     const slot = this.head & this.mask;
     const len = this.slotLen[slot]!;
     if (len !== 0) {
+      this.lastSchedule = nowMs - lateMs - this.head * this.frameMs;
       this.packet = this.views[slot]!;
       this.packetLength = len;
       this.packetSeq = this.head >>> 0;
@@ -609,6 +622,7 @@ export class JitterBuffer {
   private restart(ext: number, raw: number): void {
     this.state = BUFFERING;
     this.drainedHead = -1;
+    this.lastSchedule = Number.NaN;
     this.started = false;
     this.head = ext;
     this.newest = ext;
@@ -654,6 +668,26 @@ export class JitterBuffer {
   /** Expected arrival of frame `ext`: the window's smallest transit plus its media time (NaN before any). */
   private expectedArrival(ext: number): number {
     return this.dqLen === 0 ? Number.NaN : this.dqVal[this.dqStart]! + ext * this.frameMs;
+  }
+
+  /**
+   * Whether a new talkspurt may start now (`playAt`: this pop's play time) at the playout schedule
+   * the last one ended on: its oldest frame is buffered, its frame indices jumped past
+   * RESUME_GAP_MS (a pause, not an underrun: an underrun re-buffers to the target, which is how the
+   * delay grows), the pause was under RESUME_SCHEDULE_MS (sender and receiver clocks drift), and
+   * this pop plays it at that schedule or later (ticks come a frame apart: half a frame tells the
+   * tick on that schedule from the one before it). A schedule that worked through a talkspurt
+   * works for the next one on the same link: the target alone would pick the next tick whenever
+   * the arrivals' lead before the tick is under it, a whole frame more (a server whose timing
+   * advance keeps its senders' arrivals about a millisecond before the tick), and keep it through
+   * loud speech. If the arrivals did move later, the next frame underruns and re-buffers.
+   */
+  private resumesSchedule(playAt: number): boolean {
+    const k = this.minStored;
+    if (this.drainedHead < 0 || Number.isNaN(this.lastSchedule)) return false;
+    const gapMs = (k - this.drainedHead) * this.frameMs;
+    if (gapMs <= RESUME_GAP_MS || gapMs > RESUME_SCHEDULE_MS) return false;
+    return playAt - k * this.frameMs >= this.lastSchedule - this.frameMs / 2;
   }
 
   private catchUp(): void {

@@ -1,4 +1,3 @@
-import v8 from 'node:v8';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -12,6 +11,7 @@ import {
   type VoicePacketType as VoicePacketTypeT,
 } from '@voice/protocol';
 import { loadNativeAead } from '../src/index.js';
+import { newSpaceUsed } from '../../test-support/heap.js';
 
 // scripts/provision.mjs builds the addon before the tests (libssl-dev): its absence is a failure.
 const native = loadNativeAead();
@@ -22,9 +22,6 @@ function cipherPair(backend: AeadBackend, key: Uint8Array) {
     client: new VoiceCipher(key, VoiceDirection.CLIENT_TO_SERVER, backend),
   };
 }
-
-const newSpaceUsed = () =>
-  v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
 
 describe('AES-256-GCM over OpenSSL EVP (media/native/voice_aead.c)', () => {
   it('loads and passes its self-check', () => {

@@ -131,6 +131,43 @@ describe('JitterBuffer basics', () => {
     expect(withMargin.stats.delayMs).toBeLessThan(20 + 2 + 1);
   });
 
+  it('starts a new talkspurt at the schedule the last one played at, when its first frame is there', () => {
+    // Pops at every 20 ms tick. Arrivals spread over 2 ms (p95 of relative delay 2, margin 2: a
+    // target of 4 ms after the earliest). The first talkspurt arrives 6-8 ms before the ticks; after
+    // 3 s its sender moves 5 ms later (as a timing advance asks), 1-3 ms before the ticks: still on
+    // time, once its delay window forgot the earlier arrivals under the target, which asks 4 ms.
+    // After a pause of 20 frames the next talkspurt arrives at that same phase.
+    const run = (pauseFrames: number) => {
+      const jb = new JitterBuffer({ marginMs: 2 });
+      const lead = (k: number) => (k < 150 ? 6 : 1) + (k % 2) * 2;
+      const heldAt: number[] = [];
+      let next = 0;
+      const last = 300 + pauseFrames;
+      for (let t = 0; t <= last + 3; t++) {
+        const tick = t * 20;
+        for (; next <= last; next++) {
+          if (next >= 250 && next < 250 + pauseFrames) continue; // the pause: nothing sent
+          const at = next * 20 - lead(next);
+          if (at > tick) break;
+          jb.insert(next, payload(next), at);
+        }
+        const r = step(jb, tick);
+        if (typeof r === 'number') heldAt[r] = tick - (r * 20 - lead(r));
+      }
+      return { heldAt, stats: jb.stats() };
+    };
+    const { heldAt, stats } = run(20);
+    expect(heldAt[100]).toBe(6); // the first talkspurt plays each frame at the tick it leads
+    expect(heldAt[200]).toBe(1); // and keeps playing at it after the move: on time
+    // The next talkspurt starts at that tick too (the target alone would wait for the next one: a
+    // frame more, 21-23 ms, for the whole talkspurt), and plays to its end without an underrun.
+    for (let k = 270; k <= 320; k++) expect(heldAt[k], `frame ${k}`).toBe(k % 2 ? 3 : 1);
+    expect(stats).toMatchObject({ lost: 0, concealed: 0, late: 0, drains: 2 });
+    // A pause over 10 s: the schedule is not trusted after that long (clocks drift); the target rules.
+    const long = run(600).heldAt;
+    expect(long[860]).toBeGreaterThan(20);
+  });
+
   it('drops invalid packets and restarts on a sequence jump', () => {
     const jb = new JitterBuffer({ maxPacketBytes: 100 });
     expect(jb.insert(1, new Uint8Array(0), 0)).toBe(JitterInsert.INVALID);

@@ -2,7 +2,6 @@ import { createSocket, type Socket } from 'node:dgram';
 import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isIPv4 } from 'node:net';
-import v8 from 'node:v8';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -14,13 +13,11 @@ import {
   loadNativeUdp,
   parseIPv4,
 } from '../src/index.js';
+import { newSpaceUsed } from '../../test-support/heap.js';
 
 // scripts/provision.mjs builds the addon before the tests (Linux, libc6-dev): its absence is a failure.
 const addon = loadNativeUdp();
 const LOOPBACK = parseIPv4('127.0.0.1');
-
-const newSpaceUsed = () =>
-  v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
 
 const open: Socket[] = [];
 afterEach(async () => {

@@ -1,6 +1,6 @@
 import type { ChannelId } from '@voice/protocol';
 import type { ArrivalPhases } from './arrival-phases.js';
-import type { VoiceMember } from './channel.js';
+import type { VoiceMember } from './member.js';
 
 /** What the advance reads and keeps per member (a `VoiceMember`). */
 export interface AdvisedMember {
@@ -23,6 +23,8 @@ export interface AdvisedChannel<M extends AdvisedMember> {
 const MIN_SAMPLES = 40;
 /** Lead before the tick kept by the latest of a member's packets (its 2nd percentile), ms. */
 const LEAD_MS = 1;
+/** What that lead keeps above the members' jitter-buffer margin, ms (see `advanceFor`). */
+const MARGIN_SLACK_MS = 0.5;
 /** A member this close to its target phase is left alone (ms): no message for noise. */
 const DEADBAND_MS = 1;
 /** Rate limit: at most one advance per member per this many ms. */
@@ -44,21 +46,34 @@ export interface AdvanceOrder<M extends AdvisedMember = VoiceMember> {
 
 /**
  * The shift (ms, positive: send later) that puts a member's latest arrivals (`latest`: a low
- * percentile of their lead before the tick) LEAD_MS plus half its spread (`median` less `latest`,
- * its arrival jitter) before the tick, or 0 to leave it alone: the margin follows the member's
- * jitter, and its median then sits 1.5 spreads plus LEAD_MS before the tick (at most a quarter
- * frame plus its spread). A later send never moves those packets past their tick; an earlier one
- * is bounded so that the earliest (`earliest`, a high percentile) do not cross the previous tick,
- * where they would wait a whole frame more. Nothing for arrivals spread over half a frame.
+ * percentile of their lead before the tick) a base lead plus half its spread (`median` less
+ * `latest`, its arrival jitter) before the tick, or 0 to leave it alone: the margin follows the
+ * member's jitter, and its median then sits 1.5 spreads plus the base before the tick (at most a
+ * quarter frame plus its spread). The base is LEAD_MS, or `marginMs` (the phase margin the
+ * member's jitter buffer asks before a pop when it starts playing) plus MARGIN_SLACK_MS if more:
+ * arrivals closer to the tick than that play on time while a talkspurt lasts, but a buffer that
+ * starts afresh (a talkspurt after a long pause) would take the next tick, a whole frame more. A
+ * later send never moves those packets past their tick; an earlier one is bounded so that the
+ * earliest (`earliest`, a high percentile) do not cross the previous tick, where they would wait a
+ * whole frame more. Nothing for arrivals spread over half a frame.
  */
-export function advanceFor(latest: number, median: number, earliest: number, frameMs: number): number {
+export function advanceFor(
+  latest: number,
+  median: number,
+  earliest: number,
+  frameMs: number,
+  marginMs = 0,
+): number {
   // Arrivals spread over half a frame or more (a stalling machine, a jittery link) have no phase
   // to move to: an order would chase noise, and the jitter buffer covers them anyway.
   if (earliest - latest >= frameMs / 2) return 0;
   // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
   // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
-  const lead = Math.min(LEAD_MS + Math.max(0, median - latest) / 2, frameMs / 4);
-  const shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
+  const base = Math.max(LEAD_MS, marginMs + MARGIN_SLACK_MS);
+  const lead = Math.min(base + Math.max(0, median - latest) / 2, frameMs / 4);
+  let shift = Math.max(latest - lead, earliest - frameMs + LEAD_MS);
+  // A sender applies it modulo a frame: whole frames of hold are the jitter buffer's to give back.
+  if (shift >= frameMs) shift %= frameMs;
   return Math.abs(shift) < DEADBAND_MS ? 0 : shift;
 }
 
@@ -75,6 +90,14 @@ export function advanceFor(latest: number, median: number, earliest: number, fra
  */
 export class TimingAdvance {
   readonly #pct = new Float64Array(PERCENTILES.length);
+
+  readonly marginMs: number;
+
+  /** `marginMs`: the members' jitter-buffer phase margin (JitterBufferOptions.marginMs). */
+  constructor(marginMs = 0) {
+    if (!(marginMs >= 0)) throw new TypeError('marginMs must be >= 0');
+    this.marginMs = marginMs;
+  }
 
   /** Judges `core`'s members (at most one order each); returns the orders sent. */
   advise<M extends AdvisedMember>(
@@ -94,7 +117,13 @@ export class TimingAdvance {
         now - m.advancedAt >= ADVANCE_INTERVAL_MS &&
         h.percentiles(PERCENTILES, this.#pct)
       ) {
-        const shift = advanceFor(this.#pct[0]!, this.#pct[1]!, this.#pct[2]!, core.settings.frameMs);
+        const shift = advanceFor(
+          this.#pct[0]!,
+          this.#pct[1]!,
+          this.#pct[2]!,
+          core.settings.frameMs,
+          this.marginMs,
+        );
         // A member that missed its tick this round gets no later send: its lead is already short
         // for its jitter (an earlier send, which lengthens it, still goes).
         if (shift < 0 || (shift > 0 && m.missedInRound === 0)) {

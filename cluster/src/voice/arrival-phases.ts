@@ -1,9 +1,14 @@
 /**
- * One member's arrival phases against its channel's tick: for each frame the tick took, how long
- * before that tick its packet arrived, modulo a frame (the hold less the whole frames buffered).
- * A bounded ring, preallocated; nothing is allocated per packet or per judgement.
+ * Arrival phases against a tick: for each frame, how long before the tick its packet arrived. A
+ * bounded ring, preallocated; nothing is allocated per packet or per judgement.
  *
- * The phases live on a circle of one frame: a member whose packets arrive right at the tick has
+ * The timing advance records, per member, its hold less the whole frames its jitter buffer means
+ * to hold (look-ahead, a grown target), read on a line (`circular` false): a member whose buffer
+ * took the tick after the one its arrivals lead (it restarted just after a tick) reads as a
+ * frame early, and is told to send later, not earlier.
+ *
+ * Circular (the default, for send instants on a sender's own clock): the phases live on a circle
+ * of one frame: a member whose packets arrive right at the tick has
  * some just before it (phase near 0) and some just after the previous one (near a frame). Its
  * percentiles are read from the cluster, starting after the largest empty arc of the circle, so
  * such a member reads as arriving from slightly after the tick (negative) to slightly before it.
@@ -14,9 +19,14 @@ export class ArrivalPhases {
   #count = 0;
   #next = 0;
 
+  /**
+   * `circular` false: values are kept as recorded (a hold less the whole frames its buffer means
+   * to hold, which may be negative or over a frame) and read on a line, not a circle.
+   */
   constructor(
     readonly frameMs: number,
     capacity = 128,
+    readonly circular = true,
   ) {
     if (!(frameMs > 0)) throw new TypeError('frameMs must be positive');
     if (!Number.isInteger(capacity) || capacity < 1)
@@ -33,7 +43,7 @@ export class ArrivalPhases {
   record(phaseMs: number): void {
     if (!Number.isFinite(phaseMs)) return;
     const f = this.frameMs;
-    this.#ring[this.#next] = ((phaseMs % f) + f) % f;
+    this.#ring[this.#next] = this.circular ? ((phaseMs % f) + f) % f : phaseMs;
     this.#next = (this.#next + 1) % this.#ring.length;
     if (this.#count < this.#ring.length) this.#count++;
   }
@@ -54,6 +64,11 @@ export class ArrivalPhases {
     const s = this.#sorted.subarray(0, n);
     s.set(this.#ring.subarray(0, n));
     s.sort();
+    if (!this.circular) {
+      for (let k = 0; k < ps.length; k++)
+        out[k] = s[Math.min(n - 1, Math.max(0, Math.ceil((ps[k]! / 100) * n) - 1))]!;
+      return true;
+    }
     const f = this.frameMs;
     // The cluster starts after the largest gap between neighbours on the circle.
     let start = 0;

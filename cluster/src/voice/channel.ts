@@ -1,41 +1,32 @@
 import {
   MAX_PACKET_BYTES,
-  MAX_PAYLOAD_BYTES,
   VoiceFlags,
   VoicePacketType,
   type ChannelId,
-  type UserId,
   type VoiceHeader,
   type VoiceSettings,
 } from '@voice/protocol';
 import {
-  FramePlayout,
   Histogram,
   JitterInsert,
   MixGroups,
   PlayoutFrame,
   VadEvent,
-  VoiceActivityDetector,
   int16ToFloat,
   limitToInt16,
-  type JitterBuffer,
-  type OpusDecoder,
-  type OpusEncoder,
   type OpusFactory,
 } from '@voice/media';
 import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
-import { ArrivalPhases } from './arrival-phases.js';
 import { PacketInbox } from './inbox.js';
-import { StretchTotals, type StretchFigures } from './stretch-totals.js';
+import { StretchTotals, readStretchFigures, type StretchFigures } from './stretch-totals.js';
 import { OveruseDetector } from './overuse.js';
+import { VoiceMember, type EncoderSlot } from './member.js';
 
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
 export const MAX_SPEAKERS = 32;
 const UINT32 = 0x1_0000_0000;
-/** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
-const SERVER_MARGIN_MS = 2;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
 /**
@@ -50,165 +41,6 @@ const ENCODER_IDLE_TICKS = 100;
 
 /** `#soloSource` result for a listener who hears no one this tick. */
 const NOBODY = Symbol('nobody');
-
-/** One member of a channel, as the actor sees it. Owned by the actor. */
-export class VoiceMember {
-  /** Its packets to frames: jitter buffer, decode, FEC, concealment (shared with the client). */
-  readonly stream: FramePlayout;
-  /** This tick's frame, and the previous tick's (the two swap every tick: nothing is copied). */
-  pcm: Int16Array;
-  prevPcm: Int16Array;
-  /** Tick whose audio `pcm` holds (decoded, FEC or concealed), and the same for `prevPcm`. */
-  pcmTick = -1;
-  prevPcmTick = -1;
-  readonly frame: Float32Array;
-  readonly vad: VoiceActivityDetector;
-  /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
-  readonly arrivals = new Float64Array(64);
-  /** Arrival phase (hold modulo a frame) of its frames since the last phase round (advance.ts). */
-  readonly phase: ArrivalPhases;
-  /**
-   * This tick's hold of its frame, ms: arrival to the tick, plus where the frame's audio starts in
-   * the tick's output (after audio a time-stretched playout still held).
-   */
-  tickHold = 0;
-  /** The same without that offset, modulo a frame: the tick's phase against its arrival. */
-  tickPhase = 0;
-  /**
-   * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
-   * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
-   * phase and the timing advance shorten.
-   */
-  readonly tickHoldMs = new Histogram({ bucketWidth: 0.5, buckets: 200, window: 128 });
-  /** The same holds modulo a frame: the tick's phase against this member's arrivals. */
-  readonly tickPhaseMs: Histogram;
-  /** Its frames concealed or packets too late since the last phase round (advance.ts). */
-  missedInRound = 0;
-  /** Timing advances sent to this member (its binding): the last `seq`, and when (ms). */
-  advanceSeq = 0;
-  advancedAt = Number.NEGATIVE_INFINITY;
-  /** What the mixer honours, copied from the session on every update. */
-  heard = true;
-  deaf = false;
-  gains: Map<string, number> | undefined = undefined;
-  speaking = false;
-  outStarted = false;
-  packetsIn = 0;
-  packetsOut = 0;
-  /** Tick in which this member was last mixed as a speaker. */
-  spokeTick = -1;
-  /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
-  readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
-  rawLen = 0;
-  /** Frame index of `raw`. */
-  rawSeq = 0;
-  /** This tick's frame is audio its playout held (time-stretch), not a packet: no gap to count. */
-  rawHeld = false;
-  /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
-  soloFrom: VoiceMember | null = null;
-  /** As a listener: the mix encoder it was last sent, and when. */
-  heardSlot: EncoderSlot | null = null;
-  heardTick = -1;
-  /** As a speaker: listeners whose soloFrom is this member, as of the last tick. */
-  soloListeners = 0;
-  /** As a forwarded speaker: its frame index + fwdOffset = the channel media frame it goes out as. */
-  fwdOffset = 0;
-  fwdActive = false;
-  /** Frames already forwarded: the newest index and a bitmask of the 32 before it. */
-  fwdTop = 0;
-  fwdMask = 0;
-  /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
-  rawForwarded = false;
-  /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
-  readonly minusKey: string;
-  readonly ownKey: string;
-  active = true;
-  /** Packets of this member waiting in the channel inbox (its per-member quota). */
-  inboxQueued = 0;
-
-  constructor(
-    readonly endpoint: VoiceEndpoint,
-    readonly userId: UserId,
-    frameSamples: number,
-    frameMs: number,
-    decoder: OpusDecoder,
-    timeStretch: boolean,
-  ) {
-    // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
-    // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
-    // it (stretchKeepMs 0): the tick pops at a fixed phase, so no cushion is needed beyond the margin.
-    // Only what a re-buffer added (stretchGrowthOnly): a clean link's mixes stay sample-exact, and
-    // its phase is the timing advance's to move.
-    // Only a packet a frame later than the target is a delay peak (NetEq asks twice the target, or
-    // 78 ms more): with a target of a few ms, scheduling noise would otherwise put the buffer in
-    // peak mode, and the next real burst's delay would be held for seconds, not given back. (With
-    // time-stretching off, the buffer is as it was: a burst's frame stays anyway.)
-    this.stream = new FramePlayout({
-      frameSamples,
-      decoder,
-      timeStretch,
-      jitter: {
-        marginMs: SERVER_MARGIN_MS,
-        stretchKeepMs: 0,
-        stretchGrowthOnly: true,
-        peakMinMs: timeStretch ? frameMs : 0,
-      },
-    });
-    this.pcm = new Int16Array(frameSamples);
-    this.prevPcm = new Int16Array(frameSamples);
-    this.frame = new Float32Array(frameSamples);
-    this.vad = new VoiceActivityDetector({ frameMs });
-    // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
-    this.phase = new ArrivalPhases(frameMs, 128);
-    this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
-    this.minusKey = `minus:${userId}`;
-    this.ownKey = `own:${userId}`;
-  }
-
-  get jitter(): JitterBuffer {
-    return this.stream.jitter;
-  }
-
-  /** Whether frame `k` of this speaker went out already in the current forwarding run. */
-  wasForwarded(k: number): boolean {
-    if (!this.fwdActive) return false;
-    const d = (this.fwdTop - k) | 0;
-    if (d < 0) return false;
-    if (d === 0 || d > 32) return true; // too old to forward now either way
-    return ((this.fwdMask >>> (d - 1)) & 1) === 1;
-  }
-
-  markForwarded(k: number): void {
-    if (!this.fwdActive) {
-      this.fwdActive = true;
-      this.fwdTop = k;
-      this.fwdMask = 0;
-      return;
-    }
-    const d = (k - this.fwdTop) | 0;
-    if (d > 0) {
-      this.fwdMask = d >= 32 ? 0 : ((this.fwdMask << d) | (1 << (d - 1))) >>> 0;
-      this.fwdTop = k;
-    } else if (d < 0 && d >= -32) this.fwdMask = (this.fwdMask | (1 << (-d - 1))) >>> 0;
-  }
-
-  /** Ends a forwarding run: the next one starts with a new media-clock offset. */
-  endForwarding(): void {
-    this.fwdActive = false;
-    this.soloListeners = 0;
-  }
-}
-
-interface EncoderSlot {
-  encoder: OpusEncoder;
-  /** The frame it encoded at `lastTick`, and the one before (swapped, not copied). */
-  pcm: Int16Array;
-  prevPcm: Int16Array;
-  out: Uint8Array;
-  len: number;
-  lastTick: number;
-  prevTick: number;
-}
 
 /** What the channel needs from the outside world, passed in so the core stays testable. */
 export interface ChannelIo {
@@ -300,40 +132,40 @@ export class ChannelCore {
   /** Outgoing media clock, in frames: advances with time, not with ticks run. */
   #mediaFrame = 0;
   #lastSpeakers = 0;
-  readonly stats: ChannelStats = {
-    members: 0,
-    speakers: 0,
-    ticks: 0,
-    packetsIn: 0,
-    packetsOut: 0,
-    late: 0,
-    concealed: 0,
-    fecRecovered: 0,
-    inboxOverflows: 0,
-    inboxOverQuota: 0,
-    encodes: 0,
-    encoders: 0,
-    forwarded: 0,
-    soloGaps: 0,
-    encoderPrimes: 0,
-    accelerated: 0,
-    stretchExpanded: 0,
-    acceleratedMs: 0,
-    stretchExpandedMs: 0,
-    forwardDeferred: 0,
-    bufferFramesMax: 0,
-    decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
-    encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
-    holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
-    tickUs: new Histogram({ bucketWidth: 20, buckets: 1000, window: 4096 }),
-    complexity: 0,
-    cpuAdaptations: 0,
-  };
+  /** Summed when read (a metrics scrape), from the members' own counts: nothing per tick. */
+  readonly #stretch = new StretchTotals(this.members);
+  readonly stats: ChannelStats = readStretchFigures(
+    {
+      members: 0,
+      speakers: 0,
+      ticks: 0,
+      packetsIn: 0,
+      packetsOut: 0,
+      late: 0,
+      concealed: 0,
+      fecRecovered: 0,
+      inboxOverflows: 0,
+      inboxOverQuota: 0,
+      encodes: 0,
+      encoders: 0,
+      forwarded: 0,
+      soloGaps: 0,
+      encoderPrimes: 0,
+      forwardDeferred: 0,
+      bufferFramesMax: 0,
+      decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+      encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
+      holdMs: new Histogram({ bucketWidth: 0.5, buckets: 800, window: 4096 }),
+      tickUs: new Histogram({ bucketWidth: 20, buckets: 1000, window: 4096 }),
+      complexity: 0,
+      cpuAdaptations: 0,
+    },
+    this.#stretch,
+  );
   readonly #overuse: OveruseDetector;
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
-  readonly #stretch = new StretchTotals();
 
   constructor(
     readonly id: ChannelId,
@@ -456,7 +288,6 @@ export class ChannelCore {
     this.stats.ticks++;
     let count = 0;
     let depthMax = 0;
-    this.#stretch.begin();
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const t0 = performance.now();
@@ -465,8 +296,6 @@ export class ChannelCore {
       m.prevPcmTick = m.pcmTick;
       m.pcm = held;
       const kind = m.stream.next(now, m.pcm, lateMs);
-      const ts = m.stream.stretch;
-      if (ts) this.#stretch.add(ts);
       // With time-stretching a tick may produce no new frame (the playout held one, decoded
       // earlier, after a preemptive expand): its audio is mixed, nothing is counted twice.
       const fresh = m.stream.produced > 0;
@@ -496,9 +325,10 @@ export class ChannelCore {
         // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
-        const phase = hold % this.settings.frameMs;
+        const f = this.settings.frameMs;
+        const phase = hold % f;
         this.alignHold.record(phase);
-        m.phase.record(phase);
+        m.recordPhase(hold);
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
@@ -525,7 +355,6 @@ export class ChannelCore {
     }
     this.stats.bufferFramesMax = depthMax;
     this.stats.speakers = count;
-    this.#stretch.publish(this.stats);
     // Silence: send nothing. Clients play silence when their buffer runs dry.
     if (count > 0) this.#mixAndSend(count);
     else if (this.#lastSpeakers > 0) this.#endTalkspurts();

@@ -30,7 +30,10 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export const SEND_ERROR_REASONS = [
   /** EAGAIN: the UDP socket's send buffer is full. */
   'would_block',
-  /** ENOBUFS: an output queue is full. */
+  /**
+   * ENOBUFS: an output queue is full. Linux drops such a datagram silently for a UDP socket without
+   * IP_RECVERR (ours): it shows in /proc/net/snmp Udp SndbufErrors, seldom here.
+   */
   'no_buffers',
   /** EPERM / EACCES: refused by a firewall rule (or a broadcast address). */
   'not_permitted',

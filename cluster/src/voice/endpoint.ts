@@ -8,7 +8,8 @@ import {
 import { TimestampUnwrapper } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { TokenBucket } from '../ratelimit.js';
-import type { ChannelCore, VoiceMember } from './channel.js';
+import type { ChannelCore } from './channel.js';
+import type { VoiceMember } from './member.js';
 
 /**
  * A session's voice state while it is in a channel: its key and cipher (with the replay window),

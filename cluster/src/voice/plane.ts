@@ -10,6 +10,7 @@ import { alignPhases } from './alignment.js';
 import { VoiceAuth, type ForeignBudgets } from './auth.js';
 import { ChannelActor } from './channel-actor.js';
 import type { ChannelIo } from './channel.js';
+import { SERVER_MARGIN_MS } from './member.js';
 import { ChannelClocks } from './clocks.js';
 import { VoiceCounters } from './counters.js';
 import { BatchEgress } from './egress-batch.js';
@@ -112,7 +113,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     };
     this.#advance = o.ctx.config.clock.advance
       ? {
-          by: new TimingAdvance(),
+          by: new TimingAdvance(SERVER_MARGIN_MS),
           send: ({ member, channelId, seq, shiftUs }) =>
             o.sessions.sendAdvance(member.endpoint.session, { t: 'voice.advance', channelId, seq, shiftUs }),
         }

@@ -3,42 +3,33 @@ import type { StretchCounts } from '@voice/media';
 /** What a channel reports of its members' time-stretching (ChannelStats), members who left included. */
 export interface StretchFigures {
   /** Pitch periods removed (accelerate: giving back delay a late burst added). */
-  accelerated: number;
+  readonly accelerated: number;
   /** Pitch periods inserted (preemptive expand: growing the FEC look-ahead). */
-  stretchExpanded: number;
+  readonly stretchExpanded: number;
   /** Their total length, ms. */
-  acceleratedMs: number;
-  stretchExpandedMs: number;
+  readonly acceleratedMs: number;
+  readonly stretchExpandedMs: number;
+}
+
+/** A member as the totals see it: its playout's running counts (null when it does not stretch). */
+export interface StretchSource {
+  readonly stream: { readonly stretch: StretchCounts | null };
 }
 
 /**
- * A channel's members' time-stretch counts, summed once per tick without allocating: each member's
- * playout keeps its own running counts, so the channel adds them up (`begin`, `add` per member,
- * `publish`) and keeps those of members who left (`retire`), so its totals never go back.
+ * A channel's members' time-stretch counts, summed when read: each member's playout keeps its own
+ * running counts, so nothing is added up per tick for figures a metrics scrape reads a few times a
+ * minute. The counts of members who left are kept (`retire`, called as one leaves the list), so the
+ * totals never go back.
  */
-export class StretchTotals {
+export class StretchTotals implements StretchFigures {
   #goneAccelerated = 0;
   #goneExpanded = 0;
   #goneRemoved = 0;
   #goneAdded = 0;
-  #accelerated = 0;
-  #expanded = 0;
-  #removed = 0;
-  #added = 0;
 
-  begin(): void {
-    this.#accelerated = this.#goneAccelerated;
-    this.#expanded = this.#goneExpanded;
-    this.#removed = this.#goneRemoved;
-    this.#added = this.#goneAdded;
-  }
-
-  add(c: StretchCounts): void {
-    this.#accelerated += c.accelerated;
-    this.#expanded += c.expanded;
-    this.#removed += c.samplesRemoved;
-    this.#added += c.samplesAdded;
-  }
+  /** `members`: the channel's own list, read (never changed) at each read of a figure. */
+  constructor(private readonly members: readonly StretchSource[]) {}
 
   /** A member leaves: its counts stay in the totals. */
   retire(c: StretchCounts): void {
@@ -48,11 +39,39 @@ export class StretchTotals {
     this.#goneAdded += c.samplesAdded;
   }
 
-  /** Writes this tick's sums into `out` (samples at 48 kHz to ms). */
-  publish(out: StretchFigures): void {
-    out.accelerated = this.#accelerated;
-    out.stretchExpanded = this.#expanded;
-    out.acceleratedMs = this.#removed / 48;
-    out.stretchExpandedMs = this.#added / 48;
+  get accelerated(): number {
+    return this.#sum('accelerated', this.#goneAccelerated);
   }
+
+  get stretchExpanded(): number {
+    return this.#sum('expanded', this.#goneExpanded);
+  }
+
+  /** Samples at 48 kHz, in ms. */
+  get acceleratedMs(): number {
+    return this.#sum('samplesRemoved', this.#goneRemoved) / 48;
+  }
+
+  get stretchExpandedMs(): number {
+    return this.#sum('samplesAdded', this.#goneAdded) / 48;
+  }
+
+  #sum(count: keyof StretchCounts, gone: number): number {
+    let n = gone;
+    for (let i = 0; i < this.members.length; i++) n += this.members[i]!.stream.stretch?.[count] ?? 0;
+    return n;
+  }
+}
+
+/**
+ * Makes `target`'s stretch figures read through to `totals`: enumerable getters, so a scrape, a
+ * spread copy or a log line sums them when it reads them, and nothing is kept up to date per tick.
+ */
+export function readStretchFigures<T extends object>(target: T, totals: StretchFigures): T & StretchFigures {
+  return Object.defineProperties(target, {
+    accelerated: { get: () => totals.accelerated, enumerable: true },
+    stretchExpanded: { get: () => totals.stretchExpanded, enumerable: true },
+    acceleratedMs: { get: () => totals.acceleratedMs, enumerable: true },
+    stretchExpandedMs: { get: () => totals.stretchExpandedMs, enumerable: true },
+  }) as T & StretchFigures;
 }

@@ -1,0 +1,188 @@
+import { MAX_PAYLOAD_BYTES, type UserId } from '@voice/protocol';
+import {
+  FramePlayout,
+  Histogram,
+  VoiceActivityDetector,
+  type JitterBuffer,
+  type OpusDecoder,
+  type OpusEncoder,
+} from '@voice/media';
+import type { VoiceEndpoint } from './endpoint.js';
+import { ArrivalPhases } from './arrival-phases.js';
+
+/** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
+export const SERVER_MARGIN_MS = 2;
+
+/** One mix encoder of a channel (a stream key: the shared mix, or one member's mix-minus). */
+export interface EncoderSlot {
+  encoder: OpusEncoder;
+  /** The frame it encoded at `lastTick`, and the one before (swapped, not copied). */
+  pcm: Int16Array;
+  prevPcm: Int16Array;
+  out: Uint8Array;
+  len: number;
+  lastTick: number;
+  prevTick: number;
+}
+
+/** One member of a channel, as the actor sees it. Owned by the actor. */
+export class VoiceMember {
+  /** Its packets to frames: jitter buffer, decode, FEC, concealment (shared with the client). */
+  readonly stream: FramePlayout;
+  /** This tick's frame, and the previous tick's (the two swap every tick: nothing is copied). */
+  pcm: Int16Array;
+  prevPcm: Int16Array;
+  /** Tick whose audio `pcm` holds (decoded, FEC or concealed), and the same for `prevPcm`. */
+  pcmTick = -1;
+  prevPcmTick = -1;
+  readonly frame: Float32Array;
+  readonly vad: VoiceActivityDetector;
+  /** Arrival time by sequence (low bits), to measure how long the server held each frame. */
+  readonly arrivals = new Float64Array(64);
+  /**
+   * Arrival phase of its frames since the last phase round (advance.ts): the hold less the whole
+   * frames its buffer means to hold, on a line.
+   */
+  readonly phase: ArrivalPhases;
+  /**
+   * This tick's hold of its frame, ms: arrival to the tick, plus where the frame's audio starts in
+   * the tick's output (after audio a time-stretched playout still held).
+   */
+  tickHold = 0;
+  /** The same without that offset, modulo a frame: the tick's phase against its arrival. */
+  tickPhase = 0;
+  /**
+   * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
+   * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
+   * phase and the timing advance shorten.
+   */
+  readonly tickHoldMs = new Histogram({ bucketWidth: 0.5, buckets: 200, window: 128 });
+  /** The same holds modulo a frame: the tick's phase against this member's arrivals. */
+  readonly tickPhaseMs: Histogram;
+  /** Its frames concealed or packets too late since the last phase round (advance.ts). */
+  missedInRound = 0;
+  /** Timing advances sent to this member (its binding): the last `seq`, and when (ms). */
+  advanceSeq = 0;
+  advancedAt = Number.NEGATIVE_INFINITY;
+  /** What the mixer honours, copied from the session on every update. */
+  heard = true;
+  deaf = false;
+  gains: Map<string, number> | undefined = undefined;
+  speaking = false;
+  outStarted = false;
+  packetsIn = 0;
+  packetsOut = 0;
+  /** Tick in which this member was last mixed as a speaker. */
+  spokeTick = -1;
+  /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
+  readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
+  rawLen = 0;
+  /** Frame index of `raw`. */
+  rawSeq = 0;
+  /** This tick's frame is audio its playout held (time-stretch), not a packet: no gap to count. */
+  rawHeld = false;
+  /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
+  soloFrom: VoiceMember | null = null;
+  /** As a listener: the mix encoder it was last sent, and when. */
+  heardSlot: EncoderSlot | null = null;
+  heardTick = -1;
+  /** As a speaker: listeners whose soloFrom is this member, as of the last tick. */
+  soloListeners = 0;
+  /** As a forwarded speaker: its frame index + fwdOffset = the channel media frame it goes out as. */
+  fwdOffset = 0;
+  fwdActive = false;
+  /** Frames already forwarded: the newest index and a bitmask of the 32 before it. */
+  fwdTop = 0;
+  fwdMask = 0;
+  /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
+  rawForwarded = false;
+  /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
+  readonly minusKey: string;
+  readonly ownKey: string;
+  active = true;
+  /** Packets of this member waiting in the channel inbox (its per-member quota). */
+  inboxQueued = 0;
+
+  constructor(
+    readonly endpoint: VoiceEndpoint,
+    readonly userId: UserId,
+    frameSamples: number,
+    readonly frameMs: number,
+    decoder: OpusDecoder,
+    timeStretch: boolean,
+  ) {
+    // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
+    // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
+    // it (stretchKeepMs 0): the tick pops at a fixed phase, so no cushion is needed beyond the margin.
+    // Only what a re-buffer added (stretchGrowthOnly): a clean link's mixes stay sample-exact, and
+    // its phase is the timing advance's to move.
+    // Only a packet a frame later than the target is a delay peak (NetEq asks twice the target, or
+    // 78 ms more): with a target of a few ms, scheduling noise would otherwise put the buffer in
+    // peak mode, and the next real burst's delay would be held for seconds, not given back. (With
+    // time-stretching off, the buffer is as it was: a burst's frame stays anyway.)
+    this.stream = new FramePlayout({
+      frameSamples,
+      decoder,
+      timeStretch,
+      jitter: {
+        marginMs: SERVER_MARGIN_MS,
+        stretchKeepMs: 0,
+        stretchGrowthOnly: true,
+        peakMinMs: timeStretch ? frameMs : 0,
+      },
+    });
+    this.pcm = new Int16Array(frameSamples);
+    this.prevPcm = new Int16Array(frameSamples);
+    this.frame = new Float32Array(frameSamples);
+    this.vad = new VoiceActivityDetector({ frameMs });
+    // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
+    this.phase = new ArrivalPhases(frameMs, 128, false);
+    this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
+    this.minusKey = `minus:${userId}`;
+    this.ownKey = `own:${userId}`;
+  }
+
+  get jitter(): JitterBuffer {
+    return this.stream.jitter;
+  }
+
+  /**
+   * Records a mixed frame's hold for the timing advance: less the whole frames its buffer means to
+   * hold (look-ahead, a grown target), on a line. A hold of a frame plus 1 ms where the buffer needs
+   * 3 ms is 21 ms of phase (send later by 18), not 1 (modulo a frame), which an earlier send would
+   * only lengthen by a frame.
+   */
+  recordPhase(holdMs: number): void {
+    const f = this.frameMs;
+    this.phase.record(holdMs - f * Math.floor(Math.max(0, this.jitter.targetDelayMs - SERVER_MARGIN_MS) / f));
+  }
+
+  /** Whether frame `k` of this speaker went out already in the current forwarding run. */
+  wasForwarded(k: number): boolean {
+    if (!this.fwdActive) return false;
+    const d = (this.fwdTop - k) | 0;
+    if (d < 0) return false;
+    if (d === 0 || d > 32) return true; // too old to forward now either way
+    return ((this.fwdMask >>> (d - 1)) & 1) === 1;
+  }
+
+  markForwarded(k: number): void {
+    if (!this.fwdActive) {
+      this.fwdActive = true;
+      this.fwdTop = k;
+      this.fwdMask = 0;
+      return;
+    }
+    const d = (k - this.fwdTop) | 0;
+    if (d > 0) {
+      this.fwdMask = d >= 32 ? 0 : ((this.fwdMask << d) | (1 << (d - 1))) >>> 0;
+      this.fwdTop = k;
+    } else if (d < 0 && d >= -32) this.fwdMask = (this.fwdMask | (1 << (-d - 1))) >>> 0;
+  }
+
+  /** Ends a forwarding run: the next one starts with a new media-clock offset. */
+  endForwarding(): void {
+    this.fwdActive = false;
+    this.soloListeners = 0;
+  }
+}

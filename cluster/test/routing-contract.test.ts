@@ -159,6 +159,25 @@ describe.each(registryImpls)('NodeRegistry contract: $name', (impl) => {
   });
 });
 
+describe('RedisNodeRegistry entry ages', () => {
+  it('an entry written without its TTL (a node of the previous version) counts as fresh, not as stale', async () => {
+    const prefix = newPrefix();
+    const redis = testRedis().client();
+    const registry = new RedisNodeRegistry(redis, prefix);
+    await redis
+      .multi()
+      .set(`${prefix}node:old`, JSON.stringify(info('old')), 'PX', 5000)
+      .sadd(`${prefix}nodes`, 'old')
+      .exec();
+    await registry.announce(info('new'), 5000);
+    await sleep(300);
+    const ages = new Map((await registry.live()).map((n) => [n.nodeId, n.ageMs]));
+    expect(ages.get('old')).toBe(0);
+    expect(ages.get('new')).toBeGreaterThanOrEqual(290);
+    expect(await registry.get('new')).toEqual(info('new'));
+  });
+});
+
 describe.each(leaseImpls)('LeaseStore contract: $name', (impl) => {
   let a: LeaseStore;
   let b: LeaseStore;

@@ -47,6 +47,14 @@ export interface JitterBufferOptions {
    */
   readonly marginMs?: number;
   /**
+   * The margin catch-up keeps when it drops a frame in quiet audio, ms (default `marginMs`). A
+   * consumer popping at a fixed tick sets it lower: a start takes the next tick whenever the first
+   * packet leads the tick by less than `marginMs`, a whole frame of excess less the margin, which
+   * catch-up would otherwise never count as a frame to drop. Once a window's arrivals all came this
+   * long before their turn, the schedule is safe without the rest of the margin.
+   */
+  readonly quietDropMarginMs?: number;
+  /**
    * The largest relative delay seen over this window (ms, default 1000) also bounds the target from
    * below before the buffer shrinks: a burst of late packets keeps the delay it needed this long,
    * then catch-up gives it back.
@@ -208,6 +216,7 @@ export class JitterBuffer {
   private readonly stretchGrowthOnly: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
+  private readonly quietDropMarginMs: number;
   private readonly peakMinMs: number;
   private readonly frameMsInv: number;
   /** Extra frames of target while the caller wants FEC look-ahead. */
@@ -283,6 +292,7 @@ export class JitterBuffer {
       maxCatchUpFrames = 8,
       resetGapFrames = capacity * 4,
       marginMs = 0,
+      quietDropMarginMs = marginMs,
       peakWindowMs = 1000,
       peakMinMs = 0,
       timeStretch = false,
@@ -313,6 +323,8 @@ export class JitterBuffer {
     if (!(delayPercentile > 0 && delayPercentile <= 100))
       throw new TypeError('delayPercentile must be in (0, 100]');
     if (!(marginMs >= 0 && marginMs < 1000)) throw new TypeError('marginMs must be in [0, 1000)');
+    if (!(quietDropMarginMs >= 0 && quietDropMarginMs <= marginMs))
+      throw new TypeError('quietDropMarginMs must be in [0, marginMs]');
     if (!(peakWindowMs >= frameMs)) throw new TypeError('peakWindowMs must be >= frameMs');
     if (!(peakMinMs >= 0 && peakMinMs < 1000)) throw new TypeError('peakMinMs must be in [0, 1000)');
     if (!(stretchKeepMs >= 0 && stretchKeepMs <= frameMs))
@@ -341,6 +353,7 @@ export class JitterBuffer {
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
+    this.quietDropMarginMs = quietDropMarginMs;
     this.peakMinMs = peakMinMs;
     this.frameMsInv = 1 / frameMs;
     this.targetDelay = (minTargetFrames - 1) * frameMs + marginMs;
@@ -498,13 +511,13 @@ export class JitterBuffer {
     if (this.state === IDLE) return JitterPop.EMPTY;
     if (this.state === BUFFERING) {
       if (this.stored === 0) return JitterPop.EMPTY;
-      // Start once the oldest packet's expected arrival is the target delay ago (a packet that came
-      // late counts from when it was expected, so the phase is restored after an underrun), or a new
-      // talkspurt at the schedule the last one played at.
-      if (
-        nowMs < this.expectedArrival(this.minStored) + this.targetDelay &&
-        !this.resumesSchedule(nowMs - lateMs)
-      )
+      // Start once the oldest packet's expected arrival is the target delay before this pop's play
+      // time (a packet that came late counts from when it was expected, so the phase is restored
+      // after an underrun), or a new talkspurt at the schedule the last one played at. Judged at the
+      // play time, not when a late pop runs: a packet that came after the play time would set a
+      // schedule its successors, coming as late, miss.
+      const playAt = nowMs - lateMs;
+      if (playAt < this.expectedArrival(this.minStored) + this.targetDelay && !this.resumesSchedule(playAt))
         return JitterPop.EMPTY;
       // Start (or resume after a drain) at the oldest buffered packet; a gap before it is a pause.
       const resumed = this.started;
@@ -706,7 +719,8 @@ export class JitterBuffer {
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
-    const drop = this.quiet ? excess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
+    const quietExcess = Math.floor((excessMs + this.marginMs - this.quietDropMarginMs) * this.frameMsInv);
+    const drop = this.quiet ? quietExcess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
     const n = drop > 0 ? Math.min(drop, this.maxCatchUp) : 0;
     if (n > 0) {
       this.skipTo(this.head + n);

@@ -83,24 +83,30 @@ export function longestGapMs(samples: Int16Array, hz: number, from: number, floo
   return longestGap(samples, hz, from, floorDb).ms;
 }
 
-/** The longest gap as `longestGapMs` finds it, and the sample where it starts (-1 when none). */
+/**
+ * The longest gap as `longestGapMs` finds it, and the sample where it starts (-1 when none); and
+ * `silentMs`, every window below the floor added up (gaps apart from the longest count too).
+ */
 export function longestGap(
   samples: Int16Array,
   hz: number,
   from: number,
   floorDb = -40,
-): { ms: number; start: number } {
+): { ms: number; start: number; silentMs: number } {
   const win = 20 * SAMPLES_PER_MS;
   let longest = 0;
   let start = -1;
   let run = 0;
+  let silent = 0;
   for (let at = Math.max(0, from); at + win <= samples.length; at += win) {
-    if (toneDbfs(samples, hz, 48_000, at, win) < floorDb) run++;
-    else run = 0;
+    if (toneDbfs(samples, hz, 48_000, at, win) < floorDb) {
+      run++;
+      silent++;
+    } else run = 0;
     if (run > longest) {
       longest = run;
       start = at - (run - 1) * win;
     }
   }
-  return { ms: longest * 20, start };
+  return { ms: longest * 20, start, silentMs: silent * 20 };
 }

@@ -109,6 +109,7 @@ export async function benchClusterGaps(
     }
     const results: Record<Kind, number[]> = { failover: [], drain: [] };
     const failed = { failover: 0, drain: 0 };
+    const framesLost: Record<Kind, number[]> = { failover: [], drain: [] };
     for (const kind of o.only ? [o.only] : (['failover', 'drain'] as const)) {
       for (let t = 0; t < tries; t++) {
         const owner = cluster.nodes.findIndex((n) => n.udpPort === a.binding?.udpPort);
@@ -126,6 +127,9 @@ export async function benchClusterGaps(
         await sleep(300);
         const at = [a.recording().samples.length, b.recording().samples.length];
         events.length = 0;
+        // The listeners' sessions before the switch, and what their playout concealed so far.
+        const before = [a.voice, b.voice];
+        const concealedBefore = before.map((v) => v?.stats().playout.framesConcealed ?? 0);
         const killedAt = performance.now();
         cluster.nodes[owner]!.process.kill(kind === 'failover' ? 'SIGKILL' : 'SIGTERM');
         const outcome = await Promise.all(moved).then(
@@ -149,7 +153,21 @@ export async function benchClusterGaps(
         ];
         const gap = Math.max(...heard.map((h) => h.gap.ms));
         results[kind].push(gap);
-        log(`${kind} ${t + 1}/${tries}: process ${owner + 1} stopped, gap ${gap} ms`);
+        // Frames each member lost over the switch: 20 ms windows without the talker (silence) and
+        // frames its playout concealed, in the old session after the signal and in the new one.
+        const lost = [b, a].map((x, i) => {
+          const old = before[1 - i];
+          const concealed =
+            (old?.stats().playout.framesConcealed ?? 0) -
+            concealedBefore[1 - i]! +
+            (x.voice !== old ? (x.voice?.stats().playout.framesConcealed ?? 0) : 0);
+          return { silent: heard[i]!.gap.silentMs / 20, concealed };
+        });
+        for (const l of lost) framesLost[kind].push(l.silent + l.concealed);
+        log(
+          `${kind} ${t + 1}/${tries}: process ${owner + 1} stopped, gap ${gap} ms; frames lost (silent + concealed): ` +
+            lost.map((l, i) => `${i === 0 ? 'b' : 'a'} ${l.silent} + ${l.concealed}`).join(', '),
+        );
         if (o.trace) {
           const lines = cluster.nodes.flatMap((n) => traceLines(n.output(), killedAt));
           for (const e of events) {
@@ -173,6 +191,7 @@ export async function benchClusterGaps(
     }
     const f = summary(results.failover);
     const d = summary(results.drain);
+    const dl = summary(framesLost.drain);
     return {
       failover_tries: results.failover.length,
       failover_failed: failed.failover,
@@ -182,6 +201,8 @@ export async function benchClusterGaps(
       failover_gap_worst_ms: f.worst,
       drain_gap_p50_ms: d.p50,
       drain_gap_worst_ms: d.worst,
+      drain_frames_lost_p50: dl.p50,
+      drain_frames_lost_worst: dl.worst,
     };
   } finally {
     for (const c of bots) await c.close();

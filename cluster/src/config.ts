@@ -55,6 +55,12 @@ export const ConfigSchema = z
         announceMs: z.number().int().min(200).max(60_000).default(2_000),
         /** Node-to-node requests (a join forwarded to the owner) fail after this. */
         requestTimeoutMs: z.number().int().min(100).max(60_000).default(2_000),
+        /**
+         * Asking the least-loaded node to take a channel fails after this (then this node takes it:
+         * always safe, the lease decides), so a join never waits a full request timeout on a node
+         * that died or hangs. A healthy take is one Redis round trip each way and one SET NX.
+         */
+        takeTimeoutMs: z.number().int().min(50).max(60_000).default(500),
         /** Public signaling URL announced to other nodes; defaults to ws://host:port/ws. */
         publicWsUrl: z.string().url().optional(),
       })

@@ -112,6 +112,12 @@ export class Metrics {
     help: "Connection stats or timing advances for members signaled by another node not relayed: that node's batch was full",
     registers: [this.registry],
   });
+  readonly placementFallbacks = new Counter({
+    name: 'voice_placement_fallbacks_total',
+    help: 'Nodes a channel placement passed over, by reason: suspect (it failed to answer lately), stale (its registry entry missed two refreshes), timeout, unreachable or refused (asked, it did not take the channel, so this node took it), error',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly faults = new Counter({
     name: 'voice_faults_total',
     help: 'Process-level faults: unhandled promise rejections and uncaught exceptions',

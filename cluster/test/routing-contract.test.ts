@@ -9,7 +9,7 @@ import { RedisLeaseStore } from '../src/routing/redis-leases.js';
 import { RedisNodeRegistry } from '../src/routing/redis-registry.js';
 import { RedisRequestTransport } from '../src/routing/redis-requests.js';
 import { TransportRequestChannel, type RequestTransport } from '../src/routing/request-channel.js';
-import type { LeaseHolder, LeaseStore, NodeInfo, NodeRegistry } from '../src/routing/types.js';
+import type { LeaseHolder, LeaseStore, LiveNode, NodeInfo, NodeRegistry } from '../src/routing/types.js';
 import { useTestRedis } from '../../test-support/redis.js';
 
 /*
@@ -121,7 +121,8 @@ describe.each(registryImpls)('NodeRegistry contract: $name', (impl) => {
   it("shows each node's announcement to the other, replaced by the newest", async () => {
     await a.announce(info('n1', 1), 5000);
     await b.announce(info('n2', 2), 5000);
-    const byId = (l: NodeInfo[]) => l.sort((x, y) => x.nodeId.localeCompare(y.nodeId));
+    const byId = (l: LiveNode[]) =>
+      l.sort((x, y) => x.nodeId.localeCompare(y.nodeId)).map(({ ageMs: _, ...n }) => n);
     expect(byId(await b.live())).toEqual([info('n1', 1), info('n2', 2)]);
     await a.announce({ ...info('n1', 7), draining: true }, 5000);
     expect(await b.get('n1')).toEqual({ ...info('n1', 7), draining: true });
@@ -137,6 +138,43 @@ describe.each(registryImpls)('NodeRegistry contract: $name', (impl) => {
     await sleep(500);
     expect((await a.live()).map((n) => n.nodeId)).toEqual(['stays']);
     expect(await b.get('short')).toBeNull();
+  });
+
+  it("lists each entry's age by the registry's clock: it grows until the node announces again", async () => {
+    const ageOf = async (): Promise<number> => (await b.live()).find((n) => n.nodeId === 'n1')!.ageMs;
+    // An age is at most the time since the announcement began (plus Redis's millisecond rounding).
+    let t0 = performance.now();
+    await a.announce(info('n1'), 5000);
+    const fresh = await ageOf();
+    expect(fresh).toBeGreaterThanOrEqual(0);
+    expect(fresh).toBeLessThanOrEqual(performance.now() - t0 + 2);
+    await sleep(400);
+    const old = await ageOf();
+    // Timers fire late, never early (less the clocks' rounding).
+    expect(old).toBeGreaterThanOrEqual(390);
+    expect(old).toBeLessThanOrEqual(performance.now() - t0 + 2);
+    t0 = performance.now();
+    await a.announce(info('n1'), 5000);
+    expect(await ageOf()).toBeLessThanOrEqual(performance.now() - t0 + 2);
+  });
+});
+
+describe('RedisNodeRegistry entry ages', () => {
+  it('an entry written without its TTL (a node of the previous version) counts as fresh, not as stale', async () => {
+    const prefix = newPrefix();
+    const redis = testRedis().client();
+    const registry = new RedisNodeRegistry(redis, prefix);
+    await redis
+      .multi()
+      .set(`${prefix}node:old`, JSON.stringify(info('old')), 'PX', 5000)
+      .sadd(`${prefix}nodes`, 'old')
+      .exec();
+    await registry.announce(info('new'), 5000);
+    await sleep(300);
+    const ages = new Map((await registry.live()).map((n) => [n.nodeId, n.ageMs]));
+    expect(ages.get('old')).toBe(0);
+    expect(ages.get('new')).toBeGreaterThanOrEqual(290);
+    expect(await registry.get('new')).toEqual(info('new'));
   });
 });
 

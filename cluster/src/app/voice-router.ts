@@ -9,6 +9,7 @@ import {
 } from '@voice/protocol';
 import { RequestError } from '../errors.js';
 import { LeaseKeeper } from '../routing/lease-keeper.js';
+import { SuspectNodes } from '../routing/suspects.js';
 import type { LeaseStore, NodeInfo, NodeRegistry, RequestChannel } from '../routing/types.js';
 import type { SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import type { AppContext } from './context.js';
@@ -82,6 +83,8 @@ export interface StatsItem {
 const OVERLOADED_TICK_LATE_MS = 2;
 /** CPU use (share of one core) above which a node counts as overloaded when placing channels. */
 const OVERLOADED_CPU = 0.85;
+/** Why a placement passed over the node least-loaded order put first (`voice_placement_fallbacks_total`). */
+type FallbackReason = 'suspect' | 'stale' | 'timeout' | 'unreachable' | 'refused' | 'error';
 /** Figures held for one signaling node between flushes (a bound: beyond it they are dropped). */
 const MAX_STATS_BATCH = 2_000;
 
@@ -134,6 +137,11 @@ export class ChannelRouter implements VoiceRouter {
   #sweeps = 0;
   /** Shadows whose signaling node did not answer: the sweep that last found it so. */
   readonly #unansweredIn = new WeakMap<Session, number>();
+  /**
+   * Nodes that failed to take a channel lately: placement passes them over for two announce
+   * periods, after which a node that stays dead or hung has a stale registry entry instead.
+   */
+  readonly #suspects: SuspectNodes;
 
   constructor(
     private readonly ctx: AppContext,
@@ -143,6 +151,7 @@ export class ChannelRouter implements VoiceRouter {
     private readonly info: () => Omit<NodeInfo, 'load' | 'draining' | 'updatedAt' | 'wsUrl'>,
   ) {
     this.#me = routing.requests.nodeId;
+    this.#suspects = new SuspectNodes({ holdMs: 2 * ctx.config.cluster.announceMs, now: ctx.now });
     this.#unhandle = routing.requests.handle((op, args, from) => this.#handle(op, args, from));
     this.#timer = setInterval(() => void this.#periodic(), ctx.config.cluster.announceMs);
     this.#timer.unref();
@@ -190,12 +199,11 @@ export class ChannelRouter implements VoiceRouter {
           );
         }
         // Nobody holds it (Redis came back after an outage longer than the lease): the owner, if
-        // alive, takes it again and nobody moves. A dead owner does not answer (fails at once).
+        // alive, takes it again and nobody moves. A dead owner fails at once, a hung one after the
+        // take timeout (then it is suspect, and the members' placement passes it over).
         if (!holder) {
-          const again = await this.routing.requests
-            .request(e.owner, 'channel.take', { channelId: id })
-            .catch(() => null);
-          if (again === e.owner) continue;
+          const again = await this.#askToTake(e.owner, id);
+          if ('owner' in again && again.owner === e.owner) continue;
         }
         // (A lease broken above has no holder now: its dead owner is not the new one.)
         const now = holder && holder.nodeId !== e.owner ? holder.nodeId : null;
@@ -369,26 +377,56 @@ export class ChannelRouter implements VoiceRouter {
     if (holder) return holder.nodeId;
     const target = await this.#leastLoaded();
     if (target !== this.#me) {
-      try {
-        const owner = await this.routing.requests.request(target, 'channel.take', { channelId: id });
-        if (typeof owner === 'string') return owner;
-      } catch (err) {
-        this.ctx.log.warn(
-          { err, target },
-          'placing a channel on the least-loaded node failed; taking it here',
-        );
-      }
+      const r = await this.#askToTake(target, id);
+      if ('owner' in r) return r.owner;
+      this.ctx.metrics.placementFallbacks.inc({ reason: r.reason });
+      this.ctx.log.warn(
+        { err: r.err, target, reason: r.reason },
+        'placing a channel on the least-loaded node failed; taking it here',
+      );
     }
     const owner = await this.#take(id);
     return owner ?? (await this.routing.leases.holder(resourceOf(id)))?.nodeId ?? this.#me;
   }
 
+  /**
+   * Asks `target` to take channel `id`, waiting at most `cluster.takeTimeoutMs`: short of the
+   * request timeout, since the asker can always take the channel itself instead (the lease
+   * decides), so a dead or hung node costs one placement at most this much. A node that does not
+   * answer becomes suspect, so the next placements do not ask it again.
+   */
+  async #askToTake(
+    target: string,
+    id: ChannelId,
+  ): Promise<{ owner: string } | { reason: FallbackReason; err?: unknown }> {
+    try {
+      const owner = await this.routing.requests.request(
+        target,
+        'channel.take',
+        { channelId: id },
+        this.ctx.config.cluster.takeTimeoutMs,
+      );
+      this.#suspects.clear(target);
+      return typeof owner === 'string' ? { owner } : { reason: 'refused' }; // refused: draining
+    } catch (err) {
+      const code = err instanceof RequestError ? err.code : null;
+      const reason = code === 'TIMEOUT' ? 'timeout' : code === 'UNREACHABLE' ? 'unreachable' : 'error';
+      if (reason !== 'error') this.#suspects.mark(target);
+      return { reason, err };
+    }
+  }
+
+  /**
+   * The least-loaded live node that is worth asking: a node this one found not answering lately
+   * (suspect), or whose registry entry missed two refreshes (stale: dead or hung, its entry not yet
+   * expired), is passed over, and the placement counted as a fallback. This node itself is never
+   * passed over (it knows it is alive); with no other candidate it takes the channel.
+   */
   async #leastLoaded(): Promise<string> {
     // A draining node hands its channels to the least loaded of the others (not any other).
     const live = (await this.routing.registry.live()).filter(
       (n) => !n.draining && !(this.#draining && n.nodeId === this.#me),
     );
-    if (live.length === 0) return this.#me;
     // A node whose ticks run late (or whose CPU is nearly full) takes new channels only if all do.
     const busy = (n: NodeInfo): number =>
       n.load.tickLateMs > OVERLOADED_TICK_LATE_MS || n.load.cpu > OVERLOADED_CPU ? 1 : 0;
@@ -399,7 +437,28 @@ export class ChannelRouter implements VoiceRouter {
         a.load.channels - b.load.channels ||
         a.nodeId.localeCompare(b.nodeId),
     );
-    return live[0]!.nodeId;
+    // Every node of a cluster runs with the same timings (one configuration, as the launcher and
+    // the deploy files give them), so this node's announce period is everyone's.
+    const staleMs = 2 * this.ctx.config.cluster.announceMs;
+    let passed: FallbackReason | null = null;
+    let chosen = this.#me;
+    for (const n of live) {
+      const skip =
+        n.nodeId === this.#me
+          ? null
+          : this.#suspects.has(n.nodeId)
+            ? 'suspect'
+            : n.ageMs > staleMs
+              ? 'stale'
+              : null;
+      if (skip === null) {
+        chosen = n.nodeId;
+        break;
+      }
+      passed ??= skip;
+    }
+    if (passed) this.ctx.metrics.placementFallbacks.inc({ reason: passed });
+    return chosen;
   }
 
   /** Takes the channel's lease here; resolves to this node's id, or null when another node won. */
@@ -695,11 +754,15 @@ export class ChannelRouter implements VoiceRouter {
       this.#owned.delete(id);
       await o.keeper.release();
       this.ctx.log.debug({ step: 'drain.released', channel: id }, 'drain trace');
-      await this.routing.requests
-        .request(target, 'channel.take', { channelId: id })
-        .catch((err: unknown) =>
-          this.ctx.log.warn({ err, target }, 'draining: handing a channel over failed'),
+      // Failed: the members' nodes place the channel anew when they move them.
+      const r = await this.#askToTake(target, id);
+      if (!('owner' in r)) {
+        this.ctx.metrics.placementFallbacks.inc({ reason: r.reason });
+        this.ctx.log.warn(
+          { err: r.err, target, reason: r.reason },
+          'draining: handing a channel over failed',
         );
+      }
       this.ctx.log.debug({ step: 'drain.taken', channel: id, target }, 'drain trace');
       const members = [...this.#attached].filter(([, ch]) => ch === id).map(([s]) => s);
       moving.push(...members);

@@ -1,8 +1,14 @@
-import type { NodeInfo, NodeRegistry } from './types.js';
+import type { LiveNode, NodeInfo, NodeRegistry } from './types.js';
+
+interface Entry {
+  info: NodeInfo;
+  announcedAt: number;
+  expiresAt: number;
+}
 
 /** Shared in-memory registry table (what the Redis server is to Redis registries). */
 export class LocalRegistryBackend {
-  readonly nodes = new Map<string, { info: NodeInfo; expiresAt: number }>();
+  readonly nodes = new Map<string, Entry>();
   constructor(readonly now: () => number = Date.now) {}
 }
 
@@ -10,21 +16,23 @@ export class LocalRegistryBackend {
 export class LocalNodeRegistry implements NodeRegistry {
   constructor(private readonly backend: LocalRegistryBackend = new LocalRegistryBackend()) {}
 
-  #live(nodeId: string): NodeInfo | null {
+  #entry(nodeId: string, now: number): Entry | null {
     const e = this.backend.nodes.get(nodeId);
     if (!e) return null;
-    if (e.expiresAt <= this.backend.now()) {
+    if (e.expiresAt <= now) {
       this.backend.nodes.delete(nodeId);
       return null;
     }
-    return structuredClone(e.info);
+    return e;
   }
 
   announce(info: NodeInfo, ttlMs: number): Promise<void> {
     if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new TypeError('ttlMs must be a positive integer');
+    const now = this.backend.now();
     this.backend.nodes.set(info.nodeId, {
       info: structuredClone(info),
-      expiresAt: this.backend.now() + ttlMs,
+      announcedAt: now,
+      expiresAt: now + ttlMs,
     });
     return Promise.resolve();
   }
@@ -33,13 +41,15 @@ export class LocalNodeRegistry implements NodeRegistry {
     return Promise.resolve();
   }
   get(nodeId: string): Promise<NodeInfo | null> {
-    return Promise.resolve(this.#live(nodeId));
+    const e = this.#entry(nodeId, this.backend.now());
+    return Promise.resolve(e ? structuredClone(e.info) : null);
   }
-  live(): Promise<NodeInfo[]> {
-    const out: NodeInfo[] = [];
+  live(): Promise<LiveNode[]> {
+    const now = this.backend.now();
+    const out: LiveNode[] = [];
     for (const id of [...this.backend.nodes.keys()]) {
-      const info = this.#live(id);
-      if (info) out.push(info);
+      const e = this.#entry(id, now);
+      if (e) out.push({ ...structuredClone(e.info), ageMs: now - e.announcedAt });
     }
     return Promise.resolve(out);
   }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { NodeInfo, NodeRegistry } from './types.js';
+import type { LiveNode, NodeInfo, NodeRegistry } from './types.js';
 
 const NodeInfoSchema = z.object({
   nodeId: z.string().min(1),
@@ -10,14 +10,17 @@ const NodeInfoSchema = z.object({
   load: z.object({ channels: z.number(), members: z.number(), tickLateMs: z.number(), cpu: z.number() }),
   draining: z.boolean(),
   updatedAt: z.number(),
-}) satisfies z.ZodType<NodeInfo>;
+  /** The TTL the entry was announced with, for its age. */
+  ttlMs: z.number().int().positive().optional(),
+}) satisfies z.ZodType<NodeInfo & { ttlMs?: number | undefined }>;
 
 /** Bound on the ids index scan; a cluster has a handful of nodes, not thousands. */
 const MAX_NODES = 1024;
 
 /**
  * One key per node (`<prefix>node:<id>`, JSON, PX ttl) plus a set of ids to find them. Liveness is
- * the key's expiry on the Redis server, so it needs no agreement between the nodes' clocks; ids
+ * the key's expiry on the Redis server, and an entry's age is its TTL as announced (kept in the
+ * value) less what PTTL says is left, so neither needs agreement between the nodes' clocks; ids
  * whose key expired are pruned from the set when listed.
  */
 export class RedisNodeRegistry implements NodeRegistry {
@@ -37,7 +40,7 @@ export class RedisNodeRegistry implements NodeRegistry {
     if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new TypeError('ttlMs must be a positive integer');
     await this.redis
       .multi()
-      .set(this.#key(info.nodeId), JSON.stringify(info), 'PX', ttlMs)
+      .set(this.#key(info.nodeId), JSON.stringify({ ...info, ttlMs }), 'PX', ttlMs)
       .sadd(this.#index, info.nodeId)
       .exec();
   }
@@ -47,19 +50,30 @@ export class RedisNodeRegistry implements NodeRegistry {
   }
 
   async get(nodeId: string): Promise<NodeInfo | null> {
-    return parse(await this.redis.get(this.#key(nodeId)));
+    const entry = parse(await this.redis.get(this.#key(nodeId)));
+    if (!entry) return null;
+    const { ttlMs: _, ...info } = entry;
+    return info;
   }
 
-  async live(): Promise<NodeInfo[]> {
+  async live(): Promise<LiveNode[]> {
     const ids = await this.redis.srandmember(this.#index, MAX_NODES);
     if (ids.length === 0) return [];
-    const values = await this.redis.mget(ids.map((id) => this.#key(id)));
-    const out: NodeInfo[] = [];
+    // One round trip (a pipeline): every value and what is left of its TTL.
+    const tx = this.redis.pipeline().mget(ids.map((id) => this.#key(id)));
+    for (const id of ids) tx.pttl(this.#key(id));
+    const replies = (await tx.exec()) ?? [];
+    const values = (replies[0]?.[1] ?? []) as (string | null)[];
+    const out: LiveNode[] = [];
     const gone: string[] = [];
-    values.forEach((v, i) => {
-      const info = parse(v);
-      if (info) out.push(info);
-      else gone.push(ids[i]!);
+    ids.forEach((id, i) => {
+      const entry = parse(values[i] ?? null);
+      const left = Number(replies[i + 1]?.[1]);
+      if (!entry) return void gone.push(id);
+      const { ttlMs, ...info } = entry;
+      // An entry from a node that did not store its TTL (an older version) counts as fresh.
+      const ageMs = ttlMs === undefined || !(left >= 0) ? 0 : Math.max(0, ttlMs - left);
+      out.push({ ...info, ageMs });
     });
     if (gone.length > 0) await this.redis.srem(this.#index, ...gone);
     return out;
@@ -70,7 +84,7 @@ export class RedisNodeRegistry implements NodeRegistry {
   }
 }
 
-function parse(v: string | null): NodeInfo | null {
+function parse(v: string | null): (NodeInfo & { ttlMs?: number | undefined }) | null {
   if (v === null) return null;
   try {
     const r = NodeInfoSchema.safeParse(JSON.parse(v));

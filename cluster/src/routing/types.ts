@@ -27,8 +27,18 @@ export interface NodeInfo {
   load: NodeLoad;
   /** A draining node takes no new channels. */
   draining: boolean;
-  /** Announcing node's clock, ms; for display only (liveness is the entry's expiry). */
+  /** Announcing node's clock, ms; for display only (liveness is the entry's expiry and age). */
   updatedAt: number;
+}
+
+/**
+ * A registry entry as listed: what the node announced, and how long ago by the registry's own
+ * clock (the Redis server's, not the nodes': their clocks need not agree). A node announces every
+ * period; an entry older than two periods belongs to a node that stopped (dead or hung) before its
+ * TTL ran out.
+ */
+export interface LiveNode extends NodeInfo {
+  ageMs: number;
 }
 
 /** Live nodes. An entry disappears when not announced again within its TTL. */
@@ -38,8 +48,8 @@ export interface NodeRegistry {
   /** Removes the entry now (clean shutdown). */
   withdraw(nodeId: string): Promise<void>;
   get(nodeId: string): Promise<NodeInfo | null>;
-  /** Every node whose entry has not expired, in no particular order. */
-  live(): Promise<NodeInfo[]>;
+  /** Every node whose entry has not expired, with its age, in no particular order. */
+  live(): Promise<LiveNode[]>;
   close(): Promise<void>;
 }
 

@@ -89,9 +89,11 @@ export const ConfigSchema = z
         advance: z.boolean().default(true),
         /**
          * Time-stretch the members' playouts: a buffer a late burst grew gives the frame back by
-         * pitch periods within about 1.5 s even in loud speech (else only in a quiet moment).
+         * pitch periods within about 1.5 s even in loud speech (else only in a quiet moment, which
+         * speech has between words). Off by default: on a jittery, lossy link it cost the mixed
+         * path 0.5-0.7 of PESQ (BENCHMARKS.md, "Speech quality"), for delay speech gives back anyway.
          */
-        timeStretch: z.boolean().default(true),
+        timeStretch: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -50,12 +50,20 @@ export interface FramePlayoutOptions {
   readonly fecHoldMs?: number;
   /**
    * Time-scale modification (NetEq's accelerate and preemptive expand, `TimeStretch`): excess delay
-   * in loud audio is given back by removing pitch periods, and the FEC look-ahead is grown by
-   * inserting them, instead of dropping or concealing a whole frame. Output passes through a small
+   * in loud audio is given back by removing pitch periods instead of dropping a whole frame (and,
+   * with `growLookAheadByStretch`, the FEC look-ahead is grown by inserting them). Output passes through a small
    * sync buffer, so `next()` may decode two packets or none (`produced` says which). Default false
    * (the client's playout and the server's channel members turn it on).
    */
   readonly timeStretch?: boolean;
+  /**
+   * With `timeStretch`: grow the FEC look-ahead by inserting pitch periods (preemptive expand)
+   * instead of one concealed frame. Default false: on a lossy link with 20 ms of jitter the
+   * inserted periods cost the forwarded path about 0.3 of PESQ with FEC (3.18 against 3.46,
+   * BENCHMARKS.md "Speech quality"); the look-ahead grows after a loss, where one more concealed
+   * frame is heard less than periods spliced into the speech around it.
+   */
+  readonly growLookAheadByStretch?: boolean;
 }
 
 export interface FramePlayoutStats {
@@ -128,6 +136,7 @@ export class FramePlayout {
   #expanded = 0;
   #closed = false;
   readonly #stretch: TimeStretch | null;
+  readonly #growByStretch: boolean;
   /** Decoded audio not played yet (with timeStretch): what the splices work on. */
   readonly #sync: Int16Array;
   #syncLen = 0;
@@ -174,6 +183,7 @@ export class FramePlayout {
     this.jitter = new JitterBuffer({ ...options.jitter, frameMs: this.frameMs, timeStretch });
     // Periods up to 15 ms, or the frame at 10 ms frames (two periods must fit the region).
     this.#stretch = timeStretch ? new TimeStretch({ maxPeriod: Math.min(720, frameSamples) }) : null;
+    this.#growByStretch = options.growLookAheadByStretch === true;
     this.#sync = new Int16Array(timeStretch ? 3 * frameSamples + 720 : 0);
     this.#scratch = new Int16Array(timeStretch ? frameSamples : 0);
   }
@@ -285,7 +295,7 @@ export class FramePlayout {
       // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
       // decoder continues across it) makes room for the look-ahead the next loss needs. With
       // time-stretching the growth is a few inserted pitch periods instead (next()).
-      if (this.#stretch) this.#growSamples = n;
+      if (this.#stretch && this.#growByStretch) this.#growSamples = n;
       else if (jb.delayAt(nowMs) < jb.targetDelayMs) {
         try {
           if (dec.conceal(out) !== n) return this.#error(out);

@@ -29,12 +29,18 @@ function encodeAll(
 }
 
 /** Plays `packets` (each arriving 3 ms after its frame starts, unless lost) with and without stretching. */
-function playBoth(opus: OpusFactory, packets: Uint8Array[], lost = new Set<number>()) {
+function playBoth(
+  opus: OpusFactory,
+  packets: Uint8Array[],
+  lost = new Set<number>(),
+  growLookAheadByStretch = false,
+) {
   return [false, true].map((timeStretch) => {
     const p = new FramePlayout({
       frameSamples: N,
       decoder: opus.createDecoder({ frameSamples: N }),
       timeStretch,
+      growLookAheadByStretch,
     });
     const out = new Int16Array(packets.length * N);
     const frame = new Int16Array(N);
@@ -126,7 +132,7 @@ describe('FramePlayout with time-stretching (accelerate, preemptive expand)', ()
     expect(Buffer.from(stretched.out.buffer).equals(Buffer.from(plain.out.buffer))).toBe(true);
   });
 
-  it('grows the FEC look-ahead after a loss by inserting pitch periods, not a concealed frame; the next loss is rebuilt from FEC', async () => {
+  it('grows the FEC look-ahead after a loss by one concealed frame by default, by inserted pitch periods if asked; the next loss is rebuilt from FEC either way', async () => {
     const opus = await createOpus({ backend: 'libopus' });
     const frames = 200;
     // A tone whose pitch changes every frame (as in frame-playout.test.ts): the encoder marks it
@@ -143,7 +149,12 @@ describe('FramePlayout with time-stretching (accelerate, preemptive expand)', ()
     const packets = encodeAll(opus, src, frames, { fec: true, packetLossPercent: 10, signal: 'voice' });
     const lost = new Set([50, 150]);
     expect(opusPacketHasLbrr(packets[151]!, packets[151]!.length)).toBe(true);
-    const [plain, stretched] = playBoth(opus, packets, lost);
+    // By default a stretching playout grows it as a plain one does: one concealed frame.
+    const [, byFrame] = playBoth(opus, packets, lost);
+    expect(byFrame.st.fecRecovered).toBe(1);
+    expect(byFrame.st.expanded).toBe(1);
+    expect(byFrame.st.stretchExpandedMs).toBe(0);
+    const [plain, stretched] = playBoth(opus, packets, lost, true);
     // Both turn the look-ahead on after the first loss and rebuild the second from FEC.
     expect(plain.st.fecRecovered).toBe(1);
     expect(stretched.st.fecRecovered).toBe(1);

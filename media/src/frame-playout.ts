@@ -51,9 +51,10 @@ export interface FramePlayoutOptions {
   /**
    * Time-scale modification (NetEq's accelerate and preemptive expand, `TimeStretch`): excess delay
    * in loud audio is given back by removing pitch periods instead of dropping a whole frame (and,
-   * with `growLookAheadByStretch`, the FEC look-ahead is grown by inserting them). Output passes through a small
-   * sync buffer, so `next()` may decode two packets or none (`produced` says which). Default false
-   * (the client's playout and the server's channel members turn it on).
+   * with `growLookAheadByStretch`, the FEC look-ahead is grown by inserting them). Output passes
+   * through a small sync buffer, so `next()` may decode two packets or none (`produced` says which).
+   * Default false
+   * (the client's playout turns it on; the server's channel members with `clock.timeStretch`).
    */
   readonly timeStretch?: boolean;
   /**

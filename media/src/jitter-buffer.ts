@@ -47,14 +47,6 @@ export interface JitterBufferOptions {
    */
   readonly marginMs?: number;
   /**
-   * The margin catch-up keeps when it drops a frame in quiet audio, ms (default `marginMs`). A
-   * consumer popping at a fixed tick sets it lower: a start takes the next tick whenever the first
-   * packet leads the tick by less than `marginMs`, a whole frame of excess less the margin, which
-   * catch-up would otherwise never count as a frame to drop. Once a window's arrivals all came this
-   * long before their turn, the schedule is safe without the rest of the margin.
-   */
-  readonly quietDropMarginMs?: number;
-  /**
    * The largest relative delay seen over this window (ms, default 1000) also bounds the target from
    * below before the buffer shrinks: a burst of late packets keeps the delay it needed this long,
    * then catch-up gives it back.
@@ -216,7 +208,6 @@ export class JitterBuffer {
   private readonly stretchGrowthOnly: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
-  private readonly quietDropMarginMs: number;
   private readonly peakMinMs: number;
   private readonly frameMsInv: number;
   /** Extra frames of target while the caller wants FEC look-ahead. */
@@ -292,7 +283,6 @@ export class JitterBuffer {
       maxCatchUpFrames = 8,
       resetGapFrames = capacity * 4,
       marginMs = 0,
-      quietDropMarginMs = marginMs,
       peakWindowMs = 1000,
       peakMinMs = 0,
       timeStretch = false,
@@ -323,8 +313,6 @@ export class JitterBuffer {
     if (!(delayPercentile > 0 && delayPercentile <= 100))
       throw new TypeError('delayPercentile must be in (0, 100]');
     if (!(marginMs >= 0 && marginMs < 1000)) throw new TypeError('marginMs must be in [0, 1000)');
-    if (!(quietDropMarginMs >= 0 && quietDropMarginMs <= marginMs))
-      throw new TypeError('quietDropMarginMs must be in [0, marginMs]');
     if (!(peakWindowMs >= frameMs)) throw new TypeError('peakWindowMs must be >= frameMs');
     if (!(peakMinMs >= 0 && peakMinMs < 1000)) throw new TypeError('peakMinMs must be in [0, 1000)');
     if (!(stretchKeepMs >= 0 && stretchKeepMs <= frameMs))
@@ -353,7 +341,6 @@ export class JitterBuffer {
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
-    this.quietDropMarginMs = quietDropMarginMs;
     this.peakMinMs = peakMinMs;
     this.frameMsInv = 1 / frameMs;
     this.targetDelay = (minTargetFrames - 1) * frameMs + marginMs;
@@ -691,9 +678,8 @@ export class JitterBuffer {
    * this pop plays it at that schedule or later (ticks come a frame apart: half a frame tells the
    * tick on that schedule from the one before it). A schedule that worked through a talkspurt
    * works for the next one on the same link: the target alone would pick the next tick whenever
-   * the arrivals' lead before the tick is under it, a whole frame more (a server whose timing
-   * advance keeps its senders' arrivals about a millisecond before the tick), and keep it through
-   * loud speech. If the arrivals did move later, the next frame underruns and re-buffers.
+   * the arrivals' lead before the tick is under its margin, a whole frame more, and keep it
+   * through loud speech. If the arrivals did move later, the next frame underruns and re-buffers.
    */
   private resumesSchedule(playAt: number): boolean {
     const k = this.minStored;
@@ -719,8 +705,7 @@ export class JitterBuffer {
     // Excess is dropped where it cannot be heard (the caller says the audio is quiet, as NetEq
     // accelerates in low-energy audio); in loud audio it waits for a quiet moment or the talkspurt's
     // end (a restart takes the right phase), unless it reaches LOUD_EXCESS_MS (then one frame stays).
-    const quietExcess = Math.floor((excessMs + this.marginMs - this.quietDropMarginMs) * this.frameMsInv);
-    const drop = this.quiet ? quietExcess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
+    const drop = this.quiet ? excess : excess * this.frameMs >= LOUD_EXCESS_MS ? excess - 1 : 0;
     const n = drop > 0 ? Math.min(drop, this.maxCatchUp) : 0;
     if (n > 0) {
       this.skipTo(this.head + n);

@@ -10,7 +10,7 @@ import {
 import { RequestError } from '../errors.js';
 import { LeaseKeeper } from '../routing/lease-keeper.js';
 import { SuspectNodes } from '../routing/suspects.js';
-import type { LeaseStore, NodeInfo, NodeRegistry, RequestChannel } from '../routing/types.js';
+import type { LeaseStore, LiveNode, NodeInfo, NodeRegistry, RequestChannel } from '../routing/types.js';
 import type { SessionRecord, StoredChannel, StoredUser } from '../state/types.js';
 import type { AppContext } from './context.js';
 import { Session } from './sessions.js';
@@ -419,7 +419,7 @@ export class ChannelRouter implements VoiceRouter {
   /**
    * The least-loaded live node that is worth asking: a node this one found not answering lately
    * (suspect), or whose registry entry missed two refreshes (stale: dead or hung, its entry not yet
-   * expired), is passed over, and the placement counted as a fallback. This node itself is never
+   * expired), is passed over, each one counted as a fallback. This node itself is never
    * passed over (it knows it is alive); with no other candidate it takes the channel.
    */
   async #leastLoaded(): Promise<string> {
@@ -440,25 +440,19 @@ export class ChannelRouter implements VoiceRouter {
     // Every node of a cluster runs with the same timings (one configuration, as the launcher and
     // the deploy files give them), so this node's announce period is everyone's.
     const staleMs = 2 * this.ctx.config.cluster.announceMs;
-    let passed: FallbackReason | null = null;
-    let chosen = this.#me;
     for (const n of live) {
-      const skip =
-        n.nodeId === this.#me
-          ? null
-          : this.#suspects.has(n.nodeId)
-            ? 'suspect'
-            : n.ageMs > staleMs
-              ? 'stale'
-              : null;
-      if (skip === null) {
-        chosen = n.nodeId;
-        break;
-      }
-      passed ??= skip;
+      const skip = this.#passOver(n, staleMs);
+      if (skip === null) return n.nodeId;
+      this.ctx.metrics.placementFallbacks.inc({ reason: skip });
     }
-    if (passed) this.ctx.metrics.placementFallbacks.inc({ reason: passed });
-    return chosen;
+    return this.#me;
+  }
+
+  /** Why placement passes `n` over, or null to ask it (this node, alive, is never passed over). */
+  #passOver(n: LiveNode, staleMs: number): FallbackReason | null {
+    if (n.nodeId === this.#me) return null;
+    if (this.#suspects.has(n.nodeId)) return 'suspect';
+    return n.ageMs > staleMs ? 'stale' : null;
   }
 
   /** Takes the channel's lease here; resolves to this node's id, or null when another node won. */

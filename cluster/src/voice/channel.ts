@@ -325,8 +325,7 @@ export class ChannelCore {
         // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
-        const f = this.settings.frameMs;
-        const phase = hold % f;
+        const phase = hold % this.settings.frameMs;
         this.alignHold.record(phase);
         m.recordPhase(hold);
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts

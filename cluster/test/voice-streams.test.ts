@@ -6,6 +6,7 @@ import {
   encodeTimeBody,
   readStreamSource,
   type ChannelId,
+  type UserId,
 } from '@voice/protocol';
 import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
 import { toneLevelDbfs } from '../../test-support/levels.js';
@@ -37,7 +38,7 @@ const TONES = [440, 700, 1100];
 interface Member {
   sig: RawSignaling;
   peer: RawPeer;
-  userId: string;
+  userId: UserId;
 }
 
 /** Members `names` in a new channel (the first creates it), each with `streams[i]` in its hello. */

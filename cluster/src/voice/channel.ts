@@ -590,7 +590,9 @@ export class ChannelCore {
     // Listeners that mix themselves: the packet as sent, now (README 8.8), whatever else happens.
     if (this.#streams.forward(m, this.members, payload, length, timestamp, flags, arrival) > 0) {
       this.stats.streamed = this.#streams.sent;
-      this.stats.holdMs.record(performance.now() - arrival);
+      // Held 0: sent in the handler of its arrival, out with the egress's flush in the same turn.
+      // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
+      this.stats.holdMs.record(0);
     }
     if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;

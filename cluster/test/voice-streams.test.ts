@@ -229,6 +229,33 @@ describe('several streams (README 8.8)', () => {
     expect(got.length + budget + quota).toBe(100);
   });
 
+  it(
+    'sends no timing advance to speakers every listener streams (nobody waits for a tick to hear them)',
+    { timeout: 30_000 },
+    async () => {
+      // Time-stretching decodes every member (its splices need audio): only the routing keeps the
+      // streamed speakers' arrivals out of the advance's rounds then.
+      await srv.stop();
+      srv = await startTestServer({ clock: { timeStretch: true } });
+      const [, [a, b]] = await channel(['adv-a', 'adv-b', 'adv-l'], [4, 4, 4]);
+      const enc = opus.createEncoder({ frameSamples: FRAME, bitrate: 32_000 });
+      const out = new Uint8Array(1000);
+      const n = enc.encode(sineInt16(FRAME, 440, -20), out);
+      enc.destroy();
+      // Half a frame apart for 7 s (three phase rounds): mixed, one of them would be told to move.
+      const t0 = performance.now();
+      for (let j = 0; j < 700; j++) {
+        const wait = t0 + j * 10 - performance.now();
+        if (wait > 0) await sleep(wait);
+        const f = j >> 1;
+        (j % 2 === 0 ? a! : b!).peer.send(VoicePacketType.AUDIO, out.subarray(0, n), f * FRAME);
+      }
+      expect(streamsOf(a!.peer).length).toBeGreaterThan(300);
+      for (const m of [a!, b!]) expect(m.sig.events.filter((e) => e.t === 'voice.advance')).toEqual([]);
+      expect(await metric('voice_timing_advances_total')).toBe(0);
+    },
+  );
+
   it('grants min(hello streams, voice.maxStreams) and refuses a streams field out of range', async () => {
     const { token } = await srv.rest().login('grant-a');
     for (const bad of [0, 9, 2.5, '4', -1]) {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { asChannelId, DEFAULT_VOICE_SETTINGS, VoiceCipher, VoiceDirection, VoicePacketType } from '@voice/protocol';
+import {
+  asChannelId,
+  DEFAULT_VOICE_SETTINGS,
+  VoiceCipher,
+  VoiceDirection,
+  VoicePacketType,
+} from '@voice/protocol';
 import { createOpus, loadNativeAead } from '@voice/media';
 import { fakeSession } from '../bench/fake-session.js';
 import { TokenBucket } from '../src/ratelimit.js';
@@ -48,7 +54,8 @@ describe('the STREAM path', () => {
       // would be boxed at the call, an allocation of the test's own).
       const t0 = Math.ceil(performance.now()) + 20;
       const run = (n: number) => {
-        for (let i = 0; i < n; i++, k++) core.forwardOnArrival(speaker, k, payload, 80, t0 + k * 20, k * 960, 0);
+        for (let i = 0; i < n; i++, k++)
+          core.forwardOnArrival(speaker, k, payload, 80, t0 + k * 20, k * 960, 0);
       };
       run(20_000); // warm up
       const before = newSpaceUsed();

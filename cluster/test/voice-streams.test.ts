@@ -162,7 +162,10 @@ describe('several streams (README 8.8)', () => {
   });
 
   it('a listener without streams in the same channel hears the mix at level; the streaming listener still gets streams', async () => {
-    const [channelId, [a, b, l, old]] = await channel(['mx-a', 'mx-b', 'mx-l', 'mx-old'], [4, 4, 4, undefined]);
+    const [channelId, [a, b, l, old]] = await channel(
+      ['mx-a', 'mx-b', 'mx-l', 'mx-old'],
+      [4, 4, 4, undefined],
+    );
     expect(old!.sig.welcome.streams).toBe(1);
     await speak([a!, b!], 100);
     await sleep(300);
@@ -179,7 +182,10 @@ describe('several streams (README 8.8)', () => {
   });
 
   it('more speakers than granted, a volume set, or deafened: the mix, or nothing; streams again when the rule holds', async () => {
-    const [, [a, b, c, l]] = await channel(['k2-a', 'k2-b', 'k2-c', 'k2-l'], [undefined, undefined, undefined, 2]);
+    const [, [a, b, c, l]] = await channel(
+      ['k2-a', 'k2-b', 'k2-c', 'k2-l'],
+      [undefined, undefined, undefined, 2],
+    );
     expect(l!.sig.welcome.streams).toBe(2);
     const phase: number[] = [];
     // 60 frames each: A, B and C speak; A and B; A and B with A's volume at 50 %; A and B, deafened.
@@ -259,7 +265,9 @@ describe('several streams (README 8.8)', () => {
   it('grants min(hello streams, voice.maxStreams) and refuses a streams field out of range', async () => {
     const { token } = await srv.rest().login('grant-a');
     for (const bad of [0, 9, 2.5, '4', -1]) {
-      const code = await RawSignaling.refusal(RawSignaling.connect(srv.wsUrl, token, { streams: bad as never }));
+      const code = await RawSignaling.refusal(
+        RawSignaling.connect(srv.wsUrl, token, { streams: bad as never }),
+      );
       expect(code, `streams ${String(bad)}`).toBe('INVALID_FIELD');
     }
     const ask = async (streams: number | undefined, s = srv) => {

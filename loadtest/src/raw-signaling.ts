@@ -51,7 +51,11 @@ export class RawSignaling {
   }
 
   /** Opens `wsUrl` and sends hello with `token` and `extra` (e.g. `{streams: 4}`). */
-  static async connect(wsUrl: string, token: string, extra: Partial<Body<'hello'>> = {}): Promise<RawSignaling> {
+  static async connect(
+    wsUrl: string,
+    token: string,
+    extra: Partial<Body<'hello'>> = {},
+  ): Promise<RawSignaling> {
     const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());

@@ -71,7 +71,7 @@ describe('FramePlayout.skip', () => {
     const pcm = voiced(frames * FRAME);
     // A moving spectrum as well: a glide over the buzz.
     for (let i = 0; i < pcm.length; i++)
-      pcm[i] = pcm[i]! / 2 + Math.round(4000 * Math.sin((2 * Math.PI * (600 * i + i * i / 400)) / 48_000));
+      pcm[i] = pcm[i]! / 2 + Math.round(4000 * Math.sin((2 * Math.PI * (600 * i + (i * i) / 400)) / 48_000));
     const enc = opus.createEncoder({ frameSamples: FRAME, bitrate: 32_000, complexity: 9, fec: false });
     const buf = new Uint8Array(1000);
     const packets: Uint8Array[] = [];

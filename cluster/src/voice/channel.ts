@@ -203,7 +203,7 @@ export class ChannelCore {
     this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
     this.#timeStretch = options.timeStretch ?? true;
-    this.#streams = new StreamForwarder(io.counters, io.send);
+    this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
   }
 
@@ -437,7 +437,8 @@ export class ChannelCore {
     }
     if (!m.heard) return false;
     const speech =
-      kind === PlayoutFrame.FEC || (kind === PlayoutFrame.DECODED && m.stream.packetLength > SILENT_PACKET_BYTES);
+      kind === PlayoutFrame.FEC ||
+      (kind === PlayoutFrame.DECODED && m.stream.packetLength > SILENT_PACKET_BYTES);
     const ev = m.vad.update(speech ? UNDECODED_SPEECH_DBFS : -120);
     if (ev === VadEvent.START) this.#setSpeaking(m, true);
     else if (ev === VadEvent.STOP) this.#setSpeaking(m, false);

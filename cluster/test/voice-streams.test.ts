@@ -159,6 +159,15 @@ describe('several streams (README 8.8)', () => {
     expect(await metric('voice_channel_decodes', `channel="${channelId}"`)).toBe(0);
     // Voice activity still reaches the members, judged from the packets.
     expect(l!.sig.events.some((e) => e.t === 'speaking' && e.userId === a!.userId && e.speaking)).toBe(true);
+    // The speakers' jitter buffers still run undecoded: their own figures count every packet, and
+    // the listener's count the STREAM packets it was sent (the stats round is every 2 s).
+    const last = (m: Member) => m.sig.events.findLast((e) => e.t === 'stats');
+    await expect
+      .poll(() => (last(a!)?.t === 'stats' ? last(a!)!.stats.packetsIn : 0), { timeout: 5_000 })
+      .toBeGreaterThanOrEqual(55);
+    await expect
+      .poll(() => (last(l!)?.t === 'stats' ? last(l!)!.stats.packetsOut : 0), { timeout: 5_000 })
+      .toBeGreaterThanOrEqual(streams.length);
   });
 
   it('a listener without streams in the same channel hears the mix at level; the streaming listener still gets streams', async () => {

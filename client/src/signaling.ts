@@ -27,6 +27,8 @@ export interface SignalingOptions {
   adminToken?: string;
   client?: string;
   requestTimeoutMs?: number;
+  /** `hello.streams`: speakers this client can receive as STREAM packets and mix (protocol README 8.8). */
+  streams?: number;
 }
 
 interface Pending {
@@ -103,6 +105,7 @@ export class SignalingClient extends EventEmitter {
         token: opts.token,
         ...(opts.client ? { client: opts.client } : {}),
         ...(opts.adminToken ? { adminToken: opts.adminToken } : {}),
+        ...(opts.streams !== undefined ? { streams: opts.streams } : {}),
       });
     } catch (err) {
       c.close();

@@ -25,8 +25,11 @@ export interface ControllerOptions {
   readonly clientName?: string;
   /** The sound-device library did not load: said to the UI with every state it asks for. */
   readonly backendError?: AudioDeviceError;
-  /** Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat). */
-  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs'>;
+  /**
+   * Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat;
+   * `--streams`: how many speakers to receive separately, VoiceClient's default 4 otherwise).
+   */
+  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs' | 'streams'>;
 }
 
 /** Codes the UI shows a sentence for; anything else shows its message. */

@@ -9,6 +9,7 @@ import {
   type Tick,
 } from '@voice/media';
 import type { Recording } from './recording.js';
+import { SourcePlayouts, type SourcePlayoutsStats } from './source-playouts.js';
 import { SAMPLE_RATE } from './sources.js';
 
 /** Called once per played frame with the audio (valid during the call only) and its play time. */
@@ -47,14 +48,27 @@ export interface PlayoutOptions {
    */
   readonly clock?: 'timer' | 'pull';
   readonly onPlayout?: PlayoutHook;
+  /**
+   * Speakers received as STREAM packets and mixed here, at most this many at once (the granted
+   * `streams`, protocol README 8.8); 0 or 1 (default): the server mixes, STREAM packets are refused.
+   */
+  readonly sources?: number;
+  /** The clock (ms) frames are produced at; default performance.now (tests drive a virtual one). */
+  readonly now?: () => number;
   /** Called once, when the first frame of audio (decoded, or rebuilt from FEC) plays. */
   readonly onAudible?: () => void;
   /** Errors from decoding or the hook (counted either way). */
   readonly onError?: (err: unknown) => void;
 }
 
+/**
+ * Every field is a number (callers diff two snapshots). With sources (STREAM), the totals (accepted
+ * ... decodeErrors) count the mix and every source together; the jitter figures are the mix's, or
+ * while sources play and the mix does not, those of the source buffering the most. Per-source
+ * figures: `Playout.sourceStats()`.
+ */
 export interface PlayoutStats {
-  /** AUDIO packets accepted into the jitter buffer. */
+  /** Packets accepted into a jitter buffer (AUDIO, and STREAM of every source). */
   accepted: number;
   late: number;
   duplicates: number;
@@ -104,6 +118,9 @@ export class Playout {
   readonly frameMs: number;
   readonly frameSamples: number;
   readonly stream: FramePlayout;
+  /** The speakers received as STREAM packets (null unless granted 2 or more). */
+  readonly sources: SourcePlayouts | null;
+  private readonly now: () => number;
   private readonly frame: Int16Array;
   private fifoPos: number;
   private readonly ticker: Ticker | null;
@@ -145,6 +162,8 @@ export class Playout {
     duplicates: 0,
     invalid: 0,
     framesSkipped: 0,
+    /** Frames in which nothing was heard (the mix and every source silent). */
+    framesSilent: 0,
   };
 
   constructor(options: PlayoutOptions) {
@@ -158,6 +177,22 @@ export class Playout {
       timeStretch: options.timeStretch ?? true,
       ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
     });
+    this.now = options.now ?? (() => performance.now());
+    const sources = options.sources ?? 0;
+    this.sources =
+      sources >= 2
+        ? new SourcePlayouts({
+            max: sources,
+            frameSamples: this.frameSamples,
+            opus: options.opus,
+            // The same settings as the mix: a source is played exactly as a forwarded AUDIO stream.
+            jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+            timeStretch: options.timeStretch ?? true,
+            ...(options.drainConcealFrames !== undefined
+              ? { drainConcealFrames: options.drainConcealFrames }
+              : {}),
+          })
+        : null;
     this.frame = new Int16Array(this.frameSamples);
     this.tickOut = new Int16Array(this.frameSamples);
     this.fifoPos = this.frameSamples; // empty
@@ -189,7 +224,7 @@ export class Playout {
 
   start(): void {
     if (this.closed || !this.ticker || this.ticker.running) return;
-    this.origin = performance.now();
+    this.origin = this.now();
     this.ticker.start();
   }
 
@@ -204,11 +239,24 @@ export class Playout {
   }
 
   /**
+   * Stores one opened STREAM payload (source, then Opus; protocol README 8.8) with its header's
+   * timestamp and flags. Returns the jitter buffer's verdict, or -1 when refused (no streams were
+   * granted, a bad source, or every source playout busy: counted in `stats().sources`).
+   */
+  insertStream(payload: Uint8Array, length: number, timestamp: number, flags: number, now: number): number {
+    if (!this.sources) {
+      this.s.invalid++;
+      return -1;
+    }
+    return this.sources.insert(payload, length, timestamp, flags, now);
+  }
+
+  /**
    * Fills `out` with the next `out.length` samples of playout (48 kHz mono) and returns that count.
    * `playTime` (performance.now() ms, default now) is when the first sample plays: it goes to the
    * recording and to `onPlayout`. Never throws for bad audio: decode errors play silence.
    */
-  pull(out: Int16Array, playTime: number = performance.now()): number {
+  pull(out: Int16Array, playTime: number = this.now()): number {
     if (this.closed) {
       out.fill(0);
       return out.length;
@@ -219,7 +267,7 @@ export class Playout {
       if (this.fifoPos === n) {
         // The jitter buffer judges the delay at the time the frame plays, not when this runs: a
         // late pull (this process stalled) must not look like an excess to drop.
-        const now = performance.now();
+        const now = this.now();
         this.produce(now, Math.max(0, now - (playTime + i / 48)));
         this.fifoPos = 0;
       }
@@ -243,8 +291,16 @@ export class Playout {
   private produce(now: number, lateMs: number): void {
     const kind = this.stream.next(now, this.frame, lateMs);
     if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
+    let audio = kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC;
+    const mixSound = kind !== PlayoutFrame.SILENT && kind !== PlayoutFrame.ERROR;
+    let sourcesHeard = 0;
+    if (this.sources) {
+      sourcesHeard = this.sources.mixInto(now, lateMs, this.frame, mixSound) - (mixSound ? 1 : 0);
+      audio ||= this.sources.audible;
+    }
+    if (kind === PlayoutFrame.SILENT && sourcesHeard === 0) this.s.framesSilent++;
     if (this.deaf) this.frame.fill(0);
-    if (!this.audible && (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC)) {
+    if (!this.audible && audio) {
       this.audible = true;
       try {
         this.onAudible?.();
@@ -283,9 +339,7 @@ export class Playout {
       const now = performance.now();
       if (
         !force &&
-        jb.playing &&
-        !jb.headReady &&
-        jb.buffered === 0 &&
+        ((jb.playing && !jb.headReady && jb.buffered === 0) || this.sources?.waiting === true) &&
         (this.qLate[i] === 1 ? now - this.qAt[i]! < STALL_WAIT_MS : now - this.qDue[i]! < TIMER_GRACE_MS)
       ) {
         if (this.waitedTick !== i) {
@@ -306,17 +360,24 @@ export class Playout {
   }
 
   stats(): PlayoutStats {
-    const j = this.stream.jitter.stats();
+    const mixJitter = this.stream.jitter;
+    // While sources play and the mix does not, the figures of what is heard are the sources'.
+    const lead = (!mixJitter.playing && this.sources?.deepest()) || mixJitter;
+    const j = lead.stats();
     const p = this.stream.stats();
+    const t = this.sources?.totals();
     return {
       ...this.s,
-      framesPlayed: p.decoded,
-      framesConcealed: p.concealed + p.fecRecovered,
-      fecRecovered: p.fecRecovered,
-      framesExpanded: p.expanded,
-      underruns: p.underruns,
-      framesSilent: p.silent,
-      decodeErrors: p.decodeErrors,
+      accepted: this.s.accepted + (t?.accepted ?? 0),
+      late: this.s.late + (t?.late ?? 0),
+      duplicates: this.s.duplicates + (t?.duplicates ?? 0),
+      invalid: this.s.invalid + (t?.invalid ?? 0),
+      framesPlayed: p.decoded + (t?.decoded ?? 0),
+      framesConcealed: p.concealed + p.fecRecovered + (t ? t.concealed + t.fecRecovered : 0),
+      fecRecovered: p.fecRecovered + (t?.fecRecovered ?? 0),
+      framesExpanded: p.expanded + (t?.expanded ?? 0),
+      underruns: p.underruns + (t?.underruns ?? 0),
+      decodeErrors: p.decodeErrors + (t?.decodeErrors ?? 0),
       jitterMs: j.jitterMs,
       bufferMs: j.depth * this.frameMs,
       targetMs: j.target * this.frameMs,
@@ -331,10 +392,16 @@ export class Playout {
     };
   }
 
+  /** The speakers received as separate streams (null when none were granted). */
+  sourceStats(): SourcePlayoutsStats | null {
+    return this.sources?.stats() ?? null;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.ticker?.close();
     this.stream.close();
+    this.sources?.close();
   }
 }

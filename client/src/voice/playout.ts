@@ -272,7 +272,8 @@ export class Playout {
         this.fifoPos = 0;
       }
       const take = Math.min(n - this.fifoPos, out.length - i);
-      out.set(this.frame.subarray(this.fifoPos, this.fifoPos + take), i);
+      // A loop, not set(subarray()): a view would allocate per pull.
+      for (let j = 0; j < take; j++) out[i + j] = this.frame[this.fifoPos + j]!;
       this.fifoPos += take;
       i += take;
     }

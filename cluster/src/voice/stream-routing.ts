@@ -1,0 +1,43 @@
+import type { VoiceMember } from './member.js';
+
+/**
+ * The rule of protocol README 8.8, judged at each tick before the playouts pop: which listeners take
+ * the speakers they hear as STREAM packets (forwarded on arrival, no mix) and which need the mix, and
+ * which speakers some mix needs (only they are decoded; the timing advance is only for them).
+ *
+ * A listener streams while it was granted 2 or more streams, is not deafened, has a transport, hears
+ * at most its grant of senders, and set no volume other than 100 for any of them. `senders` are the
+ * members whose audio plays now or is buffered (`VoiceMember.sending`), `count` of them.
+ * Sets `streamMode` on every member and `inMix` on every sender; allocates nothing. Returns whether
+ * any listener needs a mix this tick.
+ */
+export function routeStreams(
+  members: readonly VoiceMember[],
+  senders: readonly VoiceMember[],
+  count: number,
+): boolean {
+  for (let s = 0; s < count; s++) senders[s]!.inMix = false;
+  let needMix = false;
+  for (let i = 0; i < members.length; i++) {
+    const l = members[i]!;
+    const live = !l.deaf && l.endpoint.transport !== 'none';
+    let heard = 0;
+    let custom = false;
+    for (let s = 0; s < count; s++) {
+      const sp = senders[s]!;
+      if (sp === l) continue;
+      heard++;
+      if ((l.gains?.get(sp.userId) ?? 1) !== 1) custom = true;
+    }
+    l.streamMode = live && l.streams >= 2 && heard <= l.streams && !custom;
+    if (!live || l.streamMode) continue;
+    // A mixed listener: every sender it hears (not at volume 0) goes into its mix.
+    for (let s = 0; s < count; s++) {
+      const sp = senders[s]!;
+      if (sp === l || (l.gains?.get(sp.userId) ?? 1) === 0) continue;
+      sp.inMix = true;
+      needMix = true;
+    }
+  }
+  return needMix;
+}

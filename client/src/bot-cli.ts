@@ -12,12 +12,19 @@
  */
 import { parseArgs } from 'node:util';
 import { writeWav } from '@voice/media';
-import { ToneSource, VoiceClient, WavSource, type AudioSource, type VoiceClientStats } from './index.js';
+import {
+  PRODUCT_STREAMS,
+  ToneSource,
+  VoiceClient,
+  WavSource,
+  type AudioSource,
+  type VoiceClientStats,
+} from './index.js';
 
 const USAGE = `usage: voice-bot --server http://127.0.0.1:7800 (--nick NAME | --token TOKEN) --channel NAME_OR_ID
                  [--create] [--password PW] [--tone HZ [--dbfs DB] | --wav FILE [--loop]]
                  [--record FILE.wav] [--seconds N] [--transport udp|ws] [--heartbeat-ms MS] [--stats-ms MS]
-                 [--streams 1-8 (speakers received separately and mixed here; default 4, 1: the server mixes)]`;
+                 [--streams 1-8 (speakers received separately and mixed here; default 4; 1: the server mixes)]`;
 
 function die(message: string): never {
   process.stderr.write(`voice-bot: ${message}\n${USAGE}\n`);
@@ -114,8 +121,8 @@ async function main(): Promise<void> {
   const seconds = num('seconds', args.seconds, 0, 1e7);
   const heartbeatMs = num('heartbeat-ms', args['heartbeat-ms'], 50, 60_000);
   const statsMs = num('stats-ms', args['stats-ms'], 100, 3_600_000) ?? 2000;
-  const streams = num('streams', args.streams, 1, 8);
-  if (streams !== undefined && !Number.isInteger(streams)) die('--streams must be an integer in [1, 8]');
+  const streams = num('streams', args.streams, 1, 8) ?? PRODUCT_STREAMS;
+  if (!Number.isInteger(streams)) die('--streams must be an integer in [1, 8]');
 
   let source: AudioSource | undefined;
   try {
@@ -135,7 +142,7 @@ async function main(): Promise<void> {
     create: args.create,
     ...(args.password !== undefined ? { password: args.password } : {}),
     ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
-    ...(streams !== undefined ? { streams } : {}),
+    streams,
     ...(source ? { source } : {}),
     record: args.record !== undefined,
     // A timed recording keeps the whole run (up to a day); an open-ended one keeps the default window.

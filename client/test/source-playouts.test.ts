@@ -10,9 +10,10 @@ import {
   createVoiceHeader,
   writeStreamSource,
 } from '@voice/protocol';
-import { createOpus, opusPacketHasLbrr, sineInt16, toneDbfs, type OpusFactory } from '@voice/media';
+import { createOpus, opusPacketHasLbrr, sineInt16, type OpusFactory } from '@voice/media';
 import { Playout, SOURCE_FREE_AFTER_MS, type PlayoutOptions } from '../src/index.js';
 import { newSpaceUsed } from '../../test-support/heap.js';
+import { findFrame, level, minus, nonZero } from '../../test-support/pcm-match.js';
 
 /**
  * The client's playout of several speakers' STREAM packets (protocol README 8.8), no server: packets
@@ -158,39 +159,6 @@ class Rig {
     this.chunks.forEach((c, i) => r.set(c, i * FRAME));
     return r;
   }
-}
-
-/** The first offset in [from, to) where `signal` holds `ref`'s first frame sample for sample, or -1. */
-function findFrame(signal: Int32Array | Int16Array, ref: Int16Array, from: number, to: number): number {
-  for (let o = from; o < to && o + FRAME <= signal.length; o++) {
-    let i = 0;
-    while (i < FRAME && signal[o + i] === ref[i]) i++;
-    if (i === FRAME) return o;
-  }
-  return -1;
-}
-
-/** `signal` minus `ref` placed at `offset` (as Int32: nothing clips). */
-function minus(signal: Int32Array | Int16Array, ref: Int16Array, offset: number): Int32Array {
-  const r = Int32Array.from(signal);
-  for (let i = 0; i < ref.length && offset + i < r.length; i++) r[offset + i]! -= ref[i]!;
-  return r;
-}
-
-/** Samples in [from, to) where `residual` is not zero. */
-function nonZero(residual: Int32Array, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) if (residual[i] !== 0) n++;
-  return n;
-}
-
-/** Level of `hz` in `signal[from, to)`, dBFS. */
-function level(signal: Int16Array | Int32Array, hz: number, from: number, to: number): number {
-  return toneDbfs(
-    Float32Array.from(signal.subarray(from, to), (v) => v / 32768),
-    hz,
-    48_000,
-  );
 }
 
 describe('Playout of STREAM sources (virtual clock, real Opus)', () => {

@@ -4,7 +4,7 @@ import type { AudioEngine } from '../audio/engine.js';
 import { RestClient } from '../rest.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
-import type { VoiceClientOptions } from '../voice/options.js';
+import { PRODUCT_STREAMS, type VoiceClientOptions } from '../voice/options.js';
 import { PlayoutSource } from './playout-source.js';
 import {
   parseCommand,
@@ -335,6 +335,8 @@ export class DesktopController {
       server: this.server!,
       clientName: this.o.clientName ?? 'voice-desktop',
       playoutClock: 'pull' as const,
+      // Speakers come as sent and are mixed here (README 8.8), unless the launcher says otherwise.
+      streams: this.o.voice?.streams ?? PRODUCT_STREAMS,
     };
     const adminToken = this.adminToken;
     // hello answers INVALID_TOKEN for a wrong admin token and for a forgotten session alike: ask

@@ -35,8 +35,10 @@ export interface VoiceClientOptions {
   voice?: Partial<VoiceSettings>;
   /**
    * Speakers this client asks to receive as separate streams and mixes itself (`hello.streams`,
-   * 1-8, default 4; protocol README 8.8): no server mix, no wait for its tick, no second Opus
-   * generation. The server grants at most this (Welcome.streams); 1 asks for mixes only.
+   * 1-8; protocol README 8.8): no server mix, no wait for its tick, no second Opus generation. The
+   * server grants at most this (Welcome.streams). Default 1, mixes only: the library's callers
+   * (tests of the server's mix, load tests) measure the mix; the desktop app and the bot CLI ask
+   * for PRODUCT_STREAMS.
    */
   streams?: number;
   /** Start sending this source after the first join. */
@@ -90,8 +92,10 @@ export interface VoiceClientOptions {
 /** Bounded so that a client left running does not grow: a minute of audio and of sent frames. */
 export const DEFAULT_RECORD_SECONDS = 60;
 export const DEFAULT_SENT_LOG = 6_000;
-/** Speakers asked for as separate streams by default (protocol README 8.8). */
-export const DEFAULT_STREAMS = 4;
+/** Speakers a VoiceClient asks for as separate streams unless told (protocol README 8.8): none. */
+export const DEFAULT_STREAMS = 1;
+/** What the desktop app and the bot CLI ask for: the server's default grant (voice.maxStreams). */
+export const PRODUCT_STREAMS = 4;
 
 /** Options after validation, with defaults filled in. */
 export interface ResolvedVoiceClientOptions extends VoiceClientOptions {

@@ -84,23 +84,6 @@ export interface SourcePlayoutsOptions {
   readonly drainConcealFrames?: number;
 }
 
-const ZERO_STATS: FramePlayoutStats = {
-  decoded: 0,
-  fecRecovered: 0,
-  concealed: 0,
-  drainConcealed: 0,
-  silent: 0,
-  underruns: 0,
-  decodeErrors: 0,
-  lost: 0,
-  lookAhead: 0,
-  expanded: 0,
-  accelerated: 0,
-  stretchExpanded: 0,
-  acceleratedMs: 0,
-  stretchExpandedMs: 0,
-};
-
 /** One playout (FramePlayout with its decoder), reused by source after source. */
 class SourceSlot {
   /** The UserId played, '' while free. */
@@ -112,7 +95,7 @@ class SourceSlot {
   newestAt = 0;
   lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
   /** The playout's counters when this source got it (per-source figures are the difference). */
-  base: FramePlayoutStats = ZERO_STATS;
+  base: FramePlayoutStats;
   accepted = 0;
   late = 0;
   duplicates = 0;
@@ -124,7 +107,9 @@ class SourceSlot {
   pastDuplicates = 0;
   pastInvalid = 0;
 
-  constructor(readonly playout: FramePlayout) {}
+  constructor(readonly playout: FramePlayout) {
+    this.base = playout.stats();
+  }
 
   get inUse(): boolean {
     return this.source !== '';

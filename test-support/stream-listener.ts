@@ -51,7 +51,10 @@ export class StreamedListener {
       peer.send(VoicePacketType.HELLO, encodeTimeBody(i));
       await sleep(200);
     }
-    expect(peer.received.some((r) => r.type === VoicePacketType.HELLO_ACK), 'HELLO_ACK').toBe(true);
+    expect(
+      peer.received.some((r) => r.type === VoicePacketType.HELLO_ACK),
+      'HELLO_ACK',
+    ).toBe(true);
   }
 
   /**

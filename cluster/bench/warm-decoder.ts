@@ -91,7 +91,9 @@ async function main(): Promise<void> {
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
   const worst = (a: number[]) => Math.max(...a);
   console.log(`backend ${opus.backend}, ${rows.cold!.err.length} switches`);
-  console.log('resume | first frame error vs continuous (median / worst, dB) | loudest 1 ms error (worst, dBFS) | second frame (median, dB)');
+  console.log(
+    'resume | first frame error vs continuous (median / worst, dB) | loudest 1 ms error (worst, dBFS) | second frame (median, dB)',
+  );
   for (const w of ways) {
     const r = rows[w]!;
     console.log(

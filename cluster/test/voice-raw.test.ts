@@ -7,7 +7,6 @@ import {
   VoicePacketType,
   encodeTimeBody,
   readAckBody,
-  type VoiceBinding,
 } from '@voice/protocol';
 import { createOpus, sineInt16, toneDbfs, type OpusFactory } from '@voice/media';
 import { RawPeer } from '../../test-support/raw-peer.js';

@@ -159,10 +159,22 @@ describe('several streams (README 8.8)', () => {
     expect(await metric('voice_channel_decodes', `channel="${channelId}"`)).toBe(0);
     // Voice activity still reaches the members, judged from the packets.
     expect(l!.sig.events.some((e) => e.t === 'speaking' && e.userId === a!.userId && e.speaking)).toBe(true);
+    // The speakers' jitter buffers still run undecoded: their own figures count every packet, and
+    // the listener's count the STREAM packets it was sent (the stats round is every 2 s).
+    const last = (m: Member) => m.sig.events.findLast((e) => e.t === 'stats');
+    await expect
+      .poll(() => (last(a!)?.t === 'stats' ? last(a!)!.stats.packetsIn : 0), { timeout: 5_000 })
+      .toBeGreaterThanOrEqual(55);
+    await expect
+      .poll(() => (last(l!)?.t === 'stats' ? last(l!)!.stats.packetsOut : 0), { timeout: 5_000 })
+      .toBeGreaterThanOrEqual(streams.length);
   });
 
   it('a listener without streams in the same channel hears the mix at level; the streaming listener still gets streams', async () => {
-    const [channelId, [a, b, l, old]] = await channel(['mx-a', 'mx-b', 'mx-l', 'mx-old'], [4, 4, 4, undefined]);
+    const [channelId, [a, b, l, old]] = await channel(
+      ['mx-a', 'mx-b', 'mx-l', 'mx-old'],
+      [4, 4, 4, undefined],
+    );
     expect(old!.sig.welcome.streams).toBe(1);
     await speak([a!, b!], 100);
     await sleep(300);
@@ -179,7 +191,10 @@ describe('several streams (README 8.8)', () => {
   });
 
   it('more speakers than granted, a volume set, or deafened: the mix, or nothing; streams again when the rule holds', async () => {
-    const [, [a, b, c, l]] = await channel(['k2-a', 'k2-b', 'k2-c', 'k2-l'], [undefined, undefined, undefined, 2]);
+    const [, [a, b, c, l]] = await channel(
+      ['k2-a', 'k2-b', 'k2-c', 'k2-l'],
+      [undefined, undefined, undefined, 2],
+    );
     expect(l!.sig.welcome.streams).toBe(2);
     const phase: number[] = [];
     // 60 frames each: A, B and C speak; A and B; A and B with A's volume at 50 %; A and B, deafened.
@@ -229,10 +244,39 @@ describe('several streams (README 8.8)', () => {
     expect(got.length + budget + quota).toBe(100);
   });
 
+  it(
+    'sends no timing advance to speakers every listener streams (nobody waits for a tick to hear them)',
+    { timeout: 30_000 },
+    async () => {
+      // Time-stretching decodes every member (its splices need audio): only the routing keeps the
+      // streamed speakers' arrivals out of the advance's rounds then.
+      await srv.stop();
+      srv = await startTestServer({ clock: { timeStretch: true } });
+      const [, [a, b]] = await channel(['adv-a', 'adv-b', 'adv-l'], [4, 4, 4]);
+      const enc = opus.createEncoder({ frameSamples: FRAME, bitrate: 32_000 });
+      const out = new Uint8Array(1000);
+      const n = enc.encode(sineInt16(FRAME, 440, -20), out);
+      enc.destroy();
+      // Half a frame apart for 7 s (three phase rounds): mixed, one of them would be told to move.
+      const t0 = performance.now();
+      for (let j = 0; j < 700; j++) {
+        const wait = t0 + j * 10 - performance.now();
+        if (wait > 0) await sleep(wait);
+        const f = j >> 1;
+        (j % 2 === 0 ? a! : b!).peer.send(VoicePacketType.AUDIO, out.subarray(0, n), f * FRAME);
+      }
+      expect(streamsOf(a!.peer).length).toBeGreaterThan(300);
+      for (const m of [a!, b!]) expect(m.sig.events.filter((e) => e.t === 'voice.advance')).toEqual([]);
+      expect(await metric('voice_timing_advances_total')).toBe(0);
+    },
+  );
+
   it('grants min(hello streams, voice.maxStreams) and refuses a streams field out of range', async () => {
     const { token } = await srv.rest().login('grant-a');
     for (const bad of [0, 9, 2.5, '4', -1]) {
-      const code = await RawSignaling.refusal(RawSignaling.connect(srv.wsUrl, token, { streams: bad as never }));
+      const code = await RawSignaling.refusal(
+        RawSignaling.connect(srv.wsUrl, token, { streams: bad as never }),
+      );
       expect(code, `streams ${String(bad)}`).toBe('INVALID_FIELD');
     }
     const ask = async (streams: number | undefined, s = srv) => {

@@ -243,7 +243,7 @@ export class FramePlayout {
     for (let i = 0; i < n; i++) {
       const slot = (this.#historyAt - n + i + size) % size;
       try {
-        dec.decode(this.#history[slot]!, this.#warmOut, this.#historyLen[slot]!);
+        dec.decode(this.#history[slot]!, this.#warmOut, this.#historyLen[slot]);
         this.#warmed++;
       } catch {
         break; // a corrupt packet: the decode that follows reports its own error

@@ -111,6 +111,8 @@ export interface ChannelCoreOptions {
    * late burst grew shrinks back by pitch periods in loud audio, not only in a quiet moment.
    */
   readonly timeStretch?: boolean;
+  /** The fewest frames the members' jitter buffers target (default 1: the phase margin alone). */
+  readonly minBufferFrames?: number;
 }
 
 /**
@@ -183,6 +185,7 @@ export class ChannelCore {
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
+  readonly #minBufferFrames: number;
 
   constructor(
     readonly id: ChannelId,
@@ -200,7 +203,8 @@ export class ChannelCore {
     this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
     this.#timeStretch = options.timeStretch ?? true;
-    this.#streams = new StreamForwarder(io.counters, io.send);
+    this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
+    this.#minBufferFrames = options.minBufferFrames ?? 1;
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -211,6 +215,7 @@ export class ChannelCore {
       this.settings.frameMs,
       this.opus.createDecoder({ frameSamples: this.frameSamples }),
       this.#timeStretch,
+      this.#minBufferFrames,
     );
     ep.member = m;
     this.members.push(m);
@@ -432,7 +437,8 @@ export class ChannelCore {
     }
     if (!m.heard) return false;
     const speech =
-      kind === PlayoutFrame.FEC || (kind === PlayoutFrame.DECODED && m.stream.packetLength > SILENT_PACKET_BYTES);
+      kind === PlayoutFrame.FEC ||
+      (kind === PlayoutFrame.DECODED && m.stream.packetLength > SILENT_PACKET_BYTES);
     const ev = m.vad.update(speech ? UNDECODED_SPEECH_DBFS : -120);
     if (ev === VadEvent.START) this.#setSpeaking(m, true);
     else if (ev === VadEvent.STOP) this.#setSpeaking(m, false);
@@ -590,7 +596,9 @@ export class ChannelCore {
     // Listeners that mix themselves: the packet as sent, now (README 8.8), whatever else happens.
     if (this.#streams.forward(m, this.members, payload, length, timestamp, flags, arrival) > 0) {
       this.stats.streamed = this.#streams.sent;
-      this.stats.holdMs.record(performance.now() - arrival);
+      // Held 0: sent in the handler of its arrival, out with the egress's flush in the same turn.
+      // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
+      this.stats.holdMs.record(0);
     }
     if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;

@@ -124,6 +124,7 @@ export class VoiceMember {
     readonly frameMs: number,
     decoder: OpusDecoder,
     timeStretch: boolean,
+    minBufferFrames = 1,
   ) {
     // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
     // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
@@ -140,6 +141,7 @@ export class VoiceMember {
       timeStretch,
       jitter: {
         marginMs: SERVER_MARGIN_MS,
+        minTargetFrames: minBufferFrames,
         stretchKeepMs: 0,
         stretchGrowthOnly: true,
         peakMinMs: timeStretch ? frameMs : 0,

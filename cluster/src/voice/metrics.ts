@@ -23,7 +23,11 @@ export interface VoiceFigures {
 /** Per-channel gauges: name, help, how to read it from a channel's figures. */
 const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) => number])[] = [
   ['voice_channel_members', 'Members in the channel actor', (s) => s.core.stats.members],
-  ['voice_channel_speakers', 'Members heard as speakers in the last tick (mixed or streamed)', (s) => s.core.stats.speakers],
+  [
+    'voice_channel_speakers',
+    'Members heard as speakers in the last tick (mixed or streamed)',
+    (s) => s.core.stats.speakers,
+  ],
   ['voice_channel_packets_in', 'Packets accepted into jitter buffers', (s) => s.core.stats.packetsIn],
   ['voice_channel_packets_out', 'Mixed packets sent', (s) => s.core.stats.packetsOut],
   ['voice_channel_late', 'Packets that arrived after their turn', (s) => s.core.stats.late],

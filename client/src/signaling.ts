@@ -105,7 +105,8 @@ export class SignalingClient extends EventEmitter {
         token: opts.token,
         ...(opts.client ? { client: opts.client } : {}),
         ...(opts.adminToken ? { adminToken: opts.adminToken } : {}),
-        ...(opts.streams !== undefined ? { streams: opts.streams } : {}),
+        // Absent means 1 (mixes only): a client that wants none says nothing.
+        ...(opts.streams !== undefined && opts.streams > 1 ? { streams: opts.streams } : {}),
       });
     } catch (err) {
       c.close();

@@ -116,16 +116,24 @@ class FakeServer {
   }
 }
 
-/** A Playout on a virtual clock: `tick()` feeds what arrives at this tick, then plays one frame. */
+/**
+ * A Playout on a virtual clock: `send` feeds what arrives now, `play()` plays one pull (a frame, or
+ * `pullSamples`) and moves the clock on by as much.
+ */
 class Rig {
   readonly playout: Playout;
   readonly server = new FakeServer();
   private now = 1000;
-  private readonly out = new Int16Array(FRAME);
-  readonly played: number[] = [];
+  private readonly out: Int16Array;
   private readonly chunks: Int16Array[] = [];
 
-  constructor(sources: number, extra: Partial<PlayoutOptions> = {}, factory: OpusFactory = opus) {
+  constructor(
+    sources: number,
+    extra: Partial<PlayoutOptions> = {},
+    factory: OpusFactory = opus,
+    pullSamples = FRAME,
+  ) {
+    this.out = new Int16Array(pullSamples);
     this.playout = new Playout({
       frameMs: 20,
       opus: factory,
@@ -147,16 +155,15 @@ class Rig {
     this.playout.insert(timestamp >>> 0, this.server.plain, len, this.now);
   }
 
-  /** Plays one frame at the current tick, then moves the clock on a frame. */
   play(): void {
     this.playout.pull(this.out, this.now);
     this.chunks.push(this.out.slice());
-    this.now += TICK_MS;
+    this.now += this.out.length / 48;
   }
 
   recording(): Int16Array {
-    const r = new Int16Array(this.chunks.length * FRAME);
-    this.chunks.forEach((c, i) => r.set(c, i * FRAME));
+    const r = new Int16Array(this.chunks.length * this.out.length);
+    this.chunks.forEach((c, i) => r.set(c, i * this.out.length));
     return r;
   }
 }
@@ -214,6 +221,41 @@ describe('Playout of STREAM sources (virtual clock, real Opus)', () => {
     const p = rig.playout.stats();
     expect(p.accepted).toBe(70 + 60 + 50);
     expect(p.framesPlayed).toBe(70 + 60 + 50);
+    rig.playout.close();
+  });
+
+  it('starts each source at its own phase: packets half a frame apart wait alike, on 10 ms pulls', () => {
+    const a = encodeTone(440, -20, 40);
+    const b = encodeTone(660, -20, 40);
+    const rig = new Rig(4, {}, opus, FRAME / 2);
+    // Alice's packets arrive on the 20 ms grid, Bob's 10 ms later: a sound card pulls every 10 ms.
+    for (let j = 0; j < 100; j++) {
+      const k = j >> 1;
+      if (k < 40) rig.send(j % 2 === 0 ? ALICE : BOB, k * FRAME, (j % 2 === 0 ? a : b)[k]!);
+      rig.play();
+    }
+    const rec = rig.recording();
+    const da = localDecode(a);
+    const db = localDecode(b);
+    // Their first frames overlap: found together. Sources start on a pull (480 samples here).
+    const at = (d: Int16Array, o: number, k: number): number => (k >= o && k - o < d.length ? d[k - o]! : 0);
+    let oa = -1;
+    let ob = -1;
+    for (let x = 0; x < 20 * FRAME && oa < 0; x += FRAME / 2) {
+      for (let y = 0; y < 20 * FRAME && oa < 0; y += FRAME / 2) {
+        let k = 0;
+        while (k < Math.max(x, y) + 2 * FRAME && rec[k] === at(da, x, k) + at(db, y, k)) k++;
+        if (k === Math.max(x, y) + 2 * FRAME) [oa, ob] = [x, y];
+      }
+    }
+    expect(oa, 'Alice and Bob found sample for sample').toBeGreaterThanOrEqual(0);
+    expect(nonZero(minus(minus(rec, da, oa), db, ob), 0, Math.min(oa + da.length, ob + db.length))).toBe(0);
+    // From its first packet's arrival (Alice at 0 ms, Bob at 10 ms of the recording) to its first
+    // sample played: the same wait for both, not a frame boundary shared with the other.
+    const waitA = oa / 48;
+    const waitB = ob / 48 - 10;
+    expect(waitB).toBe(waitA);
+    expect(waitA).toBeLessThanOrEqual(30);
     rig.playout.close();
   });
 

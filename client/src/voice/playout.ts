@@ -123,6 +123,11 @@ export class Playout {
   private readonly now: () => number;
   private readonly frame: Int16Array;
   private fifoPos: number;
+  /** Whether the frame in the FIFO is sound (not silence, not an error's zeros). */
+  private frameHeard = false;
+  /** The timer path's period, ms: 10 with stream sources (each starts within 10 ms), else a frame. */
+  readonly periodMs: number;
+  private skippedSamples = 0;
   private readonly ticker: Ticker | null;
   private readonly recording: Recording | null;
   private readonly onPlayout: PlayoutHook | undefined;
@@ -161,7 +166,6 @@ export class Playout {
     late: 0,
     duplicates: 0,
     invalid: 0,
-    framesSkipped: 0,
     /** Frames in which nothing was heard (the mix and every source silent). */
     framesSilent: 0,
   };
@@ -194,7 +198,9 @@ export class Playout {
           })
         : null;
     this.frame = new Int16Array(this.frameSamples);
-    this.tickOut = new Int16Array(this.frameSamples);
+    // With sources, a finer tick lets each start at its own phase (SourcePlayouts.addInto).
+    this.periodMs = this.sources && options.frameMs > 10 ? 10 : options.frameMs;
+    this.tickOut = new Int16Array((SAMPLE_RATE / 1000) * this.periodMs);
     this.fifoPos = this.frameSamples; // empty
     this.recording = options.recording;
     this.onPlayout = options.onPlayout;
@@ -203,9 +209,9 @@ export class Playout {
     this.ticker =
       (options.clock ?? 'timer') === 'timer'
         ? new Ticker({
-            periodMs: options.frameMs,
-            // Replay up to 1 s of missed ticks rather than skip them: every tick is a frame of the recording.
-            maxLatePeriods: Math.ceil(1000 / options.frameMs),
+            periodMs: this.periodMs,
+            // Replay up to 1 s of missed ticks rather than skip them: every tick is a period of the recording.
+            maxLatePeriods: Math.ceil(1000 / this.periodMs),
             onTick: (t) => this.tick(t),
             onError: (err) => this.onError?.(err),
           })
@@ -263,6 +269,7 @@ export class Playout {
     }
     const n = this.frameSamples;
     let i = 0;
+    let mixHeard = false;
     while (i < out.length) {
       if (this.fifoPos === n) {
         // The jitter buffer judges the delay at the time the frame plays, not when this runs: a
@@ -271,12 +278,18 @@ export class Playout {
         this.produce(now, Math.max(0, now - (playTime + i / 48)));
         this.fifoPos = 0;
       }
+      mixHeard ||= this.frameHeard;
       const take = Math.min(n - this.fifoPos, out.length - i);
       // A loop, not set(subarray()): a view would allocate per pull.
       for (let j = 0; j < take; j++) out[i + j] = this.frame[this.fifoPos + j]!;
       this.fifoPos += take;
       i += take;
     }
+    if (this.sources) {
+      this.sources.addInto(out, this.now(), playTime, mixHeard);
+      if (this.sources.audible) this.heardAudio();
+    }
+    if (this.deaf) out.fill(0);
     if (this.held) return out.length;
     this.recording?.append(out, out.length, playTime);
     if (this.onPlayout) {
@@ -289,19 +302,18 @@ export class Playout {
     return out.length;
   }
 
+  /** The mix stream's next frame into the FIFO (the sources are added per pull, at their own phases). */
   private produce(now: number, lateMs: number): void {
     const kind = this.stream.next(now, this.frame, lateMs);
     if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
-    let audio = kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC;
-    const mixSound = kind !== PlayoutFrame.SILENT && kind !== PlayoutFrame.ERROR;
-    let sourcesHeard = 0;
-    if (this.sources) {
-      sourcesHeard = this.sources.mixInto(now, lateMs, this.frame, mixSound) - (mixSound ? 1 : 0);
-      audio ||= this.sources.audible;
-    }
-    if (kind === PlayoutFrame.SILENT && sourcesHeard === 0) this.s.framesSilent++;
-    if (this.deaf) this.frame.fill(0);
-    if (!this.audible && audio) {
+    this.frameHeard = kind !== PlayoutFrame.SILENT && kind !== PlayoutFrame.ERROR;
+    if (kind === PlayoutFrame.SILENT && (this.sources?.active ?? 0) === 0) this.s.framesSilent++;
+    if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.heardAudio();
+  }
+
+  /** The first audio (decoded, or rebuilt from FEC) is playing: ends a handover's hold. */
+  private heardAudio(): void {
+    if (!this.audible) {
       this.audible = true;
       try {
         this.onAudible?.();
@@ -315,10 +327,10 @@ export class Playout {
     const due = this.origin + t.dueMs;
     if (t.skipped > 0) {
       this.flushTicks(true);
-      this.s.framesSkipped += t.skipped;
+      const samples = t.skipped * this.tickOut.length;
+      this.skippedSamples += samples;
       // Held (a handover): the previous session records this stretch, as it plays it.
-      if (!this.held)
-        this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
+      if (!this.held) this.recording?.append(null, samples, due - t.skipped * this.periodMs);
     }
     if (this.qLen === this.qDue.length) this.flushTicks(true);
     const i = (this.qHead + this.qLen) % this.qDue.length;
@@ -335,12 +347,15 @@ export class Playout {
   /** Pulls the queued ticks in order; a late one waits (briefly) for a packet the stall held up. */
   private flushTicks(force = false): void {
     const jb = this.stream.jitter;
+    // A stream waits for its packet only when the FIFO cannot cover the tick's samples.
+    const need = this.tickOut.length;
     while (this.qLen > 0 && !this.closed) {
       const i = this.qHead;
       const now = performance.now();
       if (
         !force &&
-        ((jb.playing && !jb.headReady && jb.buffered === 0) || this.sources?.waiting === true) &&
+        ((jb.playing && !jb.headReady && jb.buffered === 0 && this.frameSamples - this.fifoPos < need) ||
+          this.sources?.waiting(need) === true) &&
         (this.qLate[i] === 1 ? now - this.qAt[i]! < STALL_WAIT_MS : now - this.qDue[i]! < TIMER_GRACE_MS)
       ) {
         if (this.waitedTick !== i) {
@@ -369,6 +384,7 @@ export class Playout {
     const t = this.sources?.totals();
     return {
       ...this.s,
+      framesSkipped: Math.floor(this.skippedSamples / this.frameSamples),
       accepted: this.s.accepted + (t?.accepted ?? 0),
       late: this.s.late + (t?.late ?? 0),
       duplicates: this.s.duplicates + (t?.duplicates ?? 0),

@@ -94,6 +94,12 @@ class SourceSlot {
   newestTs = Number.NaN;
   newestAt = 0;
   lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
+  /**
+   * The source's own frame FIFO: a source plays at its own phase (its first frame starts at the
+   * pull where its jitter buffer starts it), not at the mix's frame boundaries.
+   */
+  readonly fifo: Int16Array;
+  fifoPos: number;
   /** The playout's counters when this source got it (per-source figures are the difference). */
   base: FramePlayoutStats;
   accepted = 0;
@@ -109,6 +115,8 @@ class SourceSlot {
 
   constructor(readonly playout: FramePlayout) {
     this.base = playout.stats();
+    this.fifo = new Int16Array(playout.frameSamples);
+    this.fifoPos = playout.frameSamples; // empty
   }
 
   get inUse(): boolean {
@@ -140,6 +148,7 @@ class SourceSlot {
     this.offset = 0;
     this.newestTs = Number.NaN;
     this.lastKind = PlayoutFrame.SILENT;
+    this.fifoPos = this.fifo.length;
     this.playout.reset();
   }
 }
@@ -167,8 +176,7 @@ export class SourcePlayouts {
   private readonly slots: SourceSlot[] = [];
   private readonly o: SourcePlayoutsOptions;
   private readonly opusBuf = new Uint8Array(MAX_PAYLOAD_BYTES);
-  private readonly scratch: Int16Array;
-  private readonly acc: Float32Array;
+  private acc: Float32Array;
   private inUse = 0;
   private nDropped = 0;
   private nReplaced = 0;
@@ -184,7 +192,6 @@ export class SourcePlayouts {
     this.o = options;
     this.max = options.max;
     this.frameSamples = options.frameSamples;
-    this.scratch = new Int16Array(options.frameSamples);
     this.acc = new Float32Array(options.frameSamples);
   }
 
@@ -302,52 +309,71 @@ export class SourcePlayouts {
   }
 
   /**
-   * Adds one frame of every source into `out[0..frameSamples)`, which holds the mix stream's frame
-   * (`outHeard`: whether that frame is sound rather than silence). With two or more streams heard,
-   * they are summed as the server's mixer sums (float, then its soft limiter to int16); one stream
-   * alone is copied sample for sample. Frees the sources whose packets stopped. Returns how many
-   * streams were heard, the mix included.
+   * Adds every source's next `out.length` samples into `out`, which holds the mix stream's (`outHeard`:
+   * whether any of it is sound). Each source keeps its own frame FIFO and phase: its next frame is
+   * produced when its FIFO runs out, at `now`, and a source that is not playing (silence) keeps no
+   * phase, so it starts at the first pull after its packet is due rather than at the next frame
+   * boundary of the others. With two or more streams heard in this pull, they are summed as the
+   * server's mixer sums (float, then its soft limiter to int16); one stream alone is copied sample
+   * for sample. Frees the sources whose packets stopped. `playTime` is when out[0] plays.
    */
-  mixInto(now: number, lateMs: number, out: Int16Array, outHeard: boolean): number {
+  addInto(out: Int16Array, now: number, playTime: number, outHeard: boolean): void {
     this.audible = false;
-    let heard = outHeard ? 1 : 0;
-    if (this.inUse === 0) return heard;
-    const n = this.frameSamples;
-    const scratch = this.scratch;
+    if (this.inUse === 0) return;
+    const len = out.length;
+    if (this.acc.length !== len) this.acc = new Float32Array(len); // once per pull size
     const acc = this.acc;
+    const n = this.frameSamples;
+    let heard = outHeard ? 1 : 0;
     let summing = false;
     for (const s of this.slots) {
       if (!s.inUse) continue;
-      const kind = s.playout.next(now, scratch, lateMs);
-      s.lastKind = kind;
-      if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.audible = true;
-      if (kind === PlayoutFrame.SILENT || kind === PlayoutFrame.ERROR) {
-        if (now - s.newestAt > SOURCE_FREE_AFTER_MS && s.playout.jitter.buffered === 0) {
-          s.release();
-          this.inUse--;
-          this.nFreed++;
+      let i = 0;
+      let counted = false;
+      while (i < len) {
+        if (s.fifoPos === n) {
+          const kind = s.playout.next(now, s.fifo, Math.max(0, now - (playTime + i / 48)));
+          s.lastKind = kind;
+          if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.audible = true;
+          if (kind === PlayoutFrame.SILENT) {
+            // Not playing: nothing kept, the next pull asks again (the phase is set at the start).
+            if (now - s.newestAt > SOURCE_FREE_AFTER_MS && s.playout.jitter.buffered === 0) {
+              s.release();
+              this.inUse--;
+              this.nFreed++;
+            }
+            break;
+          }
+          s.fifoPos = 0;
         }
-        continue;
-      }
-      if (heard === 0) {
-        for (let i = 0; i < n; i++) out[i] = scratch[i]!;
-      } else {
+        const take = Math.min(n - s.fifoPos, len - i);
         if (!summing) {
-          for (let i = 0; i < n; i++) acc[i] = out[i]! / 32768;
+          for (let k = 0; k < len; k++) acc[k] = out[k]! / 32768;
           summing = true;
         }
-        for (let i = 0; i < n; i++) acc[i]! += scratch[i]! / 32768;
+        const f = s.fifo;
+        for (let k = 0; k < take; k++) acc[i + k]! += f[s.fifoPos + k]! / 32768;
+        if (!counted && s.lastKind !== PlayoutFrame.ERROR) {
+          counted = true;
+          heard++;
+        }
+        s.fifoPos += take;
+        i += take;
       }
-      heard++;
     }
-    if (summing) limitToInt16(acc, out);
-    return heard;
+    if (!summing) return;
+    // One stream alone passes unchanged (exact: an int16 over 32768 is exact in float32).
+    if (heard >= 2) limitToInt16(acc, out);
+    else for (let k = 0; k < len; k++) out[k] = acc[k]! * 32768;
   }
 
-  /** Whether a playing source's next frame is missing with nothing buffered (a tick may wait for it). */
-  get waiting(): boolean {
+  /**
+   * Whether a playing source whose FIFO holds fewer than `samples` has its next frame missing with
+   * nothing buffered (a timer tick may wait for it).
+   */
+  waiting(samples: number): boolean {
     for (const s of this.slots) {
-      if (!s.inUse) continue;
+      if (!s.inUse || this.frameSamples - s.fifoPos >= samples) continue;
       const jb = s.playout.jitter;
       if (jb.playing && !jb.headReady && jb.buffered === 0) return true;
     }

@@ -43,7 +43,8 @@ export interface PlayoutOptions {
   readonly timeStretch?: boolean;
   readonly drainConcealFrames?: number;
   /**
-   * 'timer' (default): a drift-free Ticker pulls one frame per frame period. 'pull': nothing runs by
+   * 'timer' (default): a drift-free Ticker pulls one frame per frame period (10 ms with `sources`,
+   * so each source starts within 10 ms of its packet being due). 'pull': nothing runs by
    * itself; a sound card's callback calls `pull()` (the desktop app).
    */
   readonly clock?: 'timer' | 'pull';
@@ -107,10 +108,11 @@ export interface PlayoutStats {
  * The receive side of one voice session: server AUDIO packets go into the shared FramePlayout
  * (media/: jitter buffer, decode, FEC, concealment), keyed by the header timestamp (the server's
  * sequence counter also advances for HELLO_ACK/HEARTBEAT_ACK, so it does not number audio frames).
+ * STREAM packets go to one FramePlayout per speaker (SourcePlayouts), added into each pull.
  *
  * Pull-driven, as NetEq's GetAudio: `pull(out)` returns the next `out.length` samples of playout,
  * any length (a sound card's 10 ms period, or one frame); decoded frames not yet pulled wait in a
- * one-frame FIFO. With `clock: 'timer'` a drift-free Ticker pulls one frame per period, after the
+ * one-frame FIFO. With `clock: 'timer'` a drift-free Ticker pulls once per period, after the
  * event loop has read pending packets (a timer fires before I/O is polled: pulling at once would
  * underrun on every hiccup of this process), and appends it to the recording with its due time.
  */

@@ -1,14 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
-import {
-  ToneSource,
-  VoiceClient,
-  type AudioSource,
-  type VoiceClientOptions,
-} from '../../client/src/index.js';
+import { describe, expect, it } from 'vitest';
+import { sineInt16 } from '@voice/media';
+import { ToneSource, type AudioSource } from '../../client/src/index.js';
 import { heard } from '../../test-support/bots.js';
 import { findFrame, level, minus, nonZero } from '../../test-support/pcm-match.js';
-import { startTestServer, type TestServer } from '../../test-support/server.js';
+import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
 /**
  * The shared VoiceClient against a real server that forwards speakers as STREAM packets (protocol
@@ -21,33 +16,7 @@ const FRAME = 960;
 const BITRATE = 64_000;
 const COMPLEXITY = 9;
 
-let opus: OpusFactory;
-let srv: TestServer;
-const clients: VoiceClient[] = [];
-
-beforeAll(async () => {
-  opus = await createOpus();
-  srv = await startTestServer();
-});
-afterAll(async () => {
-  for (const c of clients.splice(0)) await c.close();
-  await srv.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function client(nickname: string, extra: Partial<VoiceClientOptions>): Promise<VoiceClient> {
-  const c = await VoiceClient.connect({
-    server: srv.url,
-    nickname,
-    opus,
-    heartbeatMs: 500,
-    helloRetryMs: 200,
-    ...extra,
-  });
-  clients.push(c);
-  return c;
-}
+const fx = voiceFixture();
 
 /** Plays `signal` once, frame by frame, then sends nothing. */
 class OnceSource implements AudioSource {
@@ -66,13 +35,13 @@ class OnceSource implements AudioSource {
 
 /** What a speaker's fresh encoder (the session's settings) makes of `signal`, decoded by a fresh decoder. */
 function localDecode(signal: Int16Array): Int16Array {
-  const enc = opus.createEncoder({
+  const enc = fx.opus.createEncoder({
     frameSamples: FRAME,
     fec: false,
     bitrate: BITRATE,
     complexity: COMPLEXITY,
   });
-  const dec = opus.createDecoder({ frameSamples: FRAME });
+  const dec = fx.opus.createDecoder({ frameSamples: FRAME });
   const out = new Int16Array(signal.length);
   const pkt = new Uint8Array(1500);
   for (let at = 0; at < signal.length; at += FRAME) {
@@ -85,7 +54,7 @@ function localDecode(signal: Int16Array): Int16Array {
 }
 
 async function metric(name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const text = await (await fetch(`${fx.srv.url}/metrics`)).text();
   const re = new RegExp(`^${name}${labels ? `\\{${labels}\\}` : '(\\{[^}]*\\})?'} (\\S+)$`, 'm');
   const m = re.exec(text);
   return m ? Number(m[m.length - 1]) : 0;
@@ -100,11 +69,11 @@ describe('VoiceClient with streams against a server that forwards them (README 8
     async () => {
       const n = ++attempt;
       const voice = { frameMs: 20 as const, bitrate: BITRATE, complexity: COMPLEXITY };
-      const a = await client(`cs-a${n}`, { channel: `Streams ${n}`, create: true, voice, streams: 4 });
-      const b = await client(`cs-b${n}`, { channel: `Streams ${n}`, streams: 4 });
+      const a = await fx.bot(`cs-a${n}`, { channel: `Streams ${n}`, create: true, voice, streams: 4 });
+      const b = await fx.bot(`cs-b${n}`, { channel: `Streams ${n}`, streams: 4 });
       // A measuring listener: time-stretching would rightly give back delay after a stall of this
       // machine, and no recording could then match sample for sample.
-      const l = await client(`cs-l${n}`, { channel: `Streams ${n}`, timeStretch: false, streams: 4 });
+      const l = await fx.bot(`cs-l${n}`, { channel: `Streams ${n}`, timeStretch: false, streams: 4 });
       await Promise.all([a, b, l].map((c) => c.waitReady(3000)));
       expect(l.stats().streams, 'granted: all 4 asked for, the server maxStreams').toBe(4);
       const channelId = a.channel!.id;
@@ -157,11 +126,11 @@ describe('VoiceClient with streams against a server that forwards them (README 8
   );
 
   it('a client that asks for no streams hears the server mix at level beside one that plays streams (over the WebSocket)', async () => {
-    const a = await client('mx-a', { channel: 'Mixed', create: true });
-    const b = await client('mx-b', { channel: 'Mixed' });
+    const a = await fx.bot('mx-a', { channel: 'Mixed', create: true });
+    const b = await fx.bot('mx-b', { channel: 'Mixed' });
     // Over the WebSocket fallback: STREAM packets come inside signaling frames as AUDIO does.
-    const streamed = await client('mx-streams', { channel: 'Mixed', streams: 4, transport: 'ws' });
-    const legacy = await client('mx-legacy', { channel: 'Mixed' }); // asks for none: streams 1
+    const streamed = await fx.bot('mx-streams', { channel: 'Mixed', streams: 4, transport: 'ws' });
+    const legacy = await fx.bot('mx-legacy', { channel: 'Mixed' }); // asks for none: streams 1
     await Promise.all([a, b, streamed, legacy].map((c) => c.waitReady(3000)));
     expect([streamed.stats().streams, legacy.stats().streams]).toEqual([4, 1]);
     expect(streamed.stats().transport).toBe('ws');

@@ -58,13 +58,19 @@ describe('the STREAM path', () => {
           core.forwardOnArrival(speaker, k, payload, 80, t0 + k * 20, k * 960, 0);
       };
       run(20_000); // warm up
-      const before = newSpaceUsed();
-      run(20_000);
-      const bytes = newSpaceUsed() - before;
-      expect(bytes).toBeGreaterThanOrEqual(0);
+      // The least of three rounds: on a loaded machine the optimised code may not be in yet (the
+      // interpreter boxes numbers), but a per-packet allocation shows in every round.
+      let bytes = Number.POSITIVE_INFINITY;
+      for (let round = 0; round < 3 && !(bytes >= 0 && bytes < 16 * 1024); round++) {
+        const before = newSpaceUsed();
+        run(20_000);
+        const used = newSpaceUsed() - before;
+        // A scavenge during the round makes it negative and proves nothing: not counted.
+        if (used >= 0) bytes = Math.min(bytes, used);
+      }
       expect(bytes).toBeLessThan(16 * 1024);
-      expect(sent).toBe(3 * 40_000);
-      expect(counters.streamsOut).toBe(3 * 40_000);
+      expect(sent).toBe(3 * k);
+      expect(counters.streamsOut).toBe(3 * k);
       // What went out is a STREAM packet a listener opens.
       const opener = new VoiceCipher(eps[3]!.key, VoiceDirection.CLIENT_TO_SERVER);
       const r = opener.open(last!.slice(0, lastLen), new Uint8Array(1000));

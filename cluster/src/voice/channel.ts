@@ -23,7 +23,7 @@ import { StretchTotals, readStretchFigures, type StretchFigures } from './stretc
 import { OveruseDetector } from './overuse.js';
 import { VoiceMember, type EncoderSlot } from './member.js';
 import { StreamForwarder } from './stream-forward.js';
-import { routeStreams } from './stream-routing.js';
+import { routeTick } from './stream-routing.js';
 
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
@@ -306,26 +306,11 @@ export class ChannelCore {
     this.#adaptComplexity(ms);
   }
 
-  /**
-   * Who streams and who needs a mix this tick (README 8.8), from the members whose audio plays or
-   * is buffered; sets `inMix` on the speakers some mix needs. Returns whether any listener needs one.
-   */
-  #route(): boolean {
-    const senders = this.#senders;
-    let n = 0;
-    for (let i = 0; i < this.members.length && n < MAX_SPEAKERS; i++) {
-      const m = this.members[i]!;
-      m.sending = m.heard && (m.jitter.depth > 0 || m.pcmTick === this.#tick - 1);
-      if (m.sending) senders[n++] = m;
-    }
-    return routeStreams(this.members, senders, n);
-  }
-
   #tickBody(now: number, lateMs: number): void {
     this.#tick++;
     this.#mediaFrame++;
     this.stats.ticks++;
-    this.#route();
+    routeTick(this.members, this.#senders, this.#tick, MAX_SPEAKERS);
     let count = 0;
     let heardCount = 0;
     let depthMax = 0;

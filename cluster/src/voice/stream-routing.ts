@@ -41,3 +41,23 @@ export function routeStreams(
   }
   return needMix;
 }
+
+/**
+ * The routing of tick `tick`, before its playouts pop: the senders are the heard members whose
+ * audio is buffered or played in the previous tick (a concealed tail included), at most `most` of
+ * them, gathered into `senders` (reused, not allocated). Returns whether any listener needs a mix.
+ */
+export function routeTick(
+  members: readonly VoiceMember[],
+  senders: VoiceMember[],
+  tick: number,
+  most: number,
+): boolean {
+  let n = 0;
+  for (let i = 0; i < members.length && n < most; i++) {
+    const m = members[i]!;
+    m.sending = m.heard && (m.jitter.depth > 0 || m.pcmTick === tick - 1);
+    if (m.sending) senders[n++] = m;
+  }
+  return routeStreams(members, senders, n);
+}

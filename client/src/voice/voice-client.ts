@@ -75,6 +75,10 @@ export interface VoiceClientStats {
   audioSent: number;
   packetsReceived: number;
   audioReceived: number;
+  /** STREAM packets: speakers forwarded separately (protocol README 8.8); per source in `session.sources`. */
+  streamReceived: number;
+  /** Speakers received as separate streams at most: the server's grant (1: it mixes). */
+  streams: number;
   /** Server packets never received (sequence gaps). */
   lost: number;
   /** Audio that arrived after its playout turn. */
@@ -184,6 +188,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       client: o.clientName,
       ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}),
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+      streams: o.streams,
     });
     const client = new VoiceClient(o, opus, signaling, rest, token);
     try {
@@ -230,6 +235,16 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Speakers this connection receives as separate streams: what the server granted (Welcome.streams,
+   * absent: 1), never more than asked for. 1: the server mixes.
+   */
+  get streams(): number {
+    const granted = this.signaling.welcome.streams;
+    const n = typeof granted === 'number' && Number.isInteger(granted) ? granted : 1;
+    return Math.max(1, Math.min(n, this.o.streams));
   }
 
   /**
@@ -439,6 +454,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       audioSent: s?.audioSent ?? 0,
       packetsReceived: s?.packetsReceived ?? 0,
       audioReceived: s?.audioReceived ?? 0,
+      streamReceived: s?.streamReceived ?? 0,
+      streams: this.streams,
       lost: s?.lost ?? 0,
       late: p?.late ?? 0,
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
@@ -606,6 +623,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
       ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
+      streams: this.streams,
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
@@ -815,6 +833,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       client: this.o.clientName,
       ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
       ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
+      streams: this.o.streams,
     });
   }
 

@@ -1,4 +1,4 @@
-import { MAX_STREAMS, Nickname, type VoiceSettings } from '@voice/protocol';
+import { MAX_STREAMS, Nickname, type AeadBackend, type VoiceSettings } from '@voice/protocol';
 import type { JitterBufferOptions, OpusEncoderSettings, OpusFactory } from '@voice/media';
 import type { PlayoutHook } from './playout.js';
 import type { AudioSource } from './sources.js';
@@ -76,6 +76,11 @@ export interface VoiceClientOptions {
   recordMaxSeconds?: number;
   /** Most sent frames remembered in `sentLog` (default 6000: 60 s of 10 ms frames, about 250 KB). */
   sentLogMax?: number;
+  /**
+   * AES-256-GCM for the voice packets (default: media's native OpenSSL addon when it loads, which
+   * allocates nothing per packet, else node:crypto, which allocates a cipher per packet).
+   */
+  aead?: AeadBackend;
   /** Signaling request timeout, ms (default 10000). */
   requestTimeoutMs?: number;
   /** Receives every played frame (the desktop app's speaker output). */

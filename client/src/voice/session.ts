@@ -7,6 +7,7 @@ import {
   createVoiceHeader,
   readAckBody,
   writeTimeBody,
+  type AeadBackend,
   type VoiceBinding,
   type VoiceHeader,
   type VoiceOpenError,
@@ -54,6 +55,8 @@ export interface VoiceSessionOptions {
   /** Carry voice over the WebSocket while UDP goes unanswered (default true when `signaling` is given). */
   readonly wsFallback?: boolean;
   readonly opus: OpusFactory;
+  /** AES-256-GCM backend for the cipher (default: protocol's node:crypto one). */
+  readonly aead?: AeadBackend;
   /** Encoder settings; bitrate defaults to the binding's, FEC to off (no decoder we ship uses it). */
   readonly encoder?: OpusEncoderSettings;
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
@@ -187,7 +190,7 @@ export class VoiceSession {
     if (this.mode === 'ws' && !o.signaling)
       throw new TypeError("transport 'ws' needs a signaling connection");
     this.fallbackAllowed = this.mode === 'udp' && o.signaling !== undefined && (o.wsFallback ?? true);
-    this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER);
+    this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER, o.aead);
     this.encoder = o.opus.createEncoder({
       frameSamples: this.frameSamples,
       // Off by default (hybrid mode, ~4x encode CPU); `encoder: { fec: true }` lets a server with the
@@ -586,6 +589,8 @@ export class VoiceSession {
     this.udp?.close();
     this.ws?.close();
     this.encoder.destroy();
+    // Every seal and open checks `closed` first: a native context can go now, not at GC.
+    this.cipher.close();
     for (const w of [...this.readyWaiters]) w();
   }
 }

@@ -3,6 +3,8 @@ import {
   ID_PATTERN,
   VoiceAdvance,
   asChannelId,
+  nodeCryptoAead,
+  type AeadBackend,
   type Channel,
   type ChannelId,
   type ConnectionStats,
@@ -13,7 +15,7 @@ import {
   type VoiceBinding,
   type VoiceSettings,
 } from '@voice/protocol';
-import { createOpus, type OpusFactory } from '@voice/media';
+import { createOpus, loadNativeAead, type OpusFactory } from '@voice/media';
 import { emitSafely } from '../emit-safely.js';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
@@ -79,6 +81,8 @@ export interface VoiceClientStats {
   streamReceived: number;
   /** Speakers received as separate streams at most: the server's grant (1: it mixes). */
   streams: number;
+  /** The voice cipher's AES-256-GCM backend (`openssl-evp (...)`, or `node:crypto`). */
+  aead: string;
   /** Server packets never received (sequence gaps). */
   lost: number;
   /** Audio that arrived after its playout turn. */
@@ -156,6 +160,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
     private readonly opus: OpusFactory,
+    /** The voice cipher's AES-256-GCM: the caller's, else media's native addon, else node:crypto. */
+    private readonly aead: AeadBackend | null,
     signaling: SignalingClient,
     rest: RestClient,
     token: string,
@@ -190,7 +196,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
       streams: o.streams,
     });
-    const client = new VoiceClient(o, opus, signaling, rest, token);
+    const client = new VoiceClient(o, opus, o.aead ?? loadNativeAead(), signaling, rest, token);
     try {
       const w = signaling.welcome;
       // A resumed session that was in a channel comes back with a fresh binding (new key and voice
@@ -456,6 +462,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       audioReceived: s?.audioReceived ?? 0,
       streamReceived: s?.streamReceived ?? 0,
       streams: this.streams,
+      aead: (this.aead ?? nodeCryptoAead).name,
       lost: s?.lost ?? 0,
       late: p?.late ?? 0,
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
@@ -618,6 +625,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       helloRetryMs: o.helloRetryMs,
       wsFallback: o.wsFallback,
       opus: this.opus,
+      ...(this.aead ? { aead: this.aead } : {}),
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),

@@ -93,7 +93,12 @@ describe('VoiceSession against the real server (UDP)', () => {
           await sleep(1500);
           return { speaker, listener };
         },
-        { discard: ({ speaker, listener }) => [speaker, listener].forEach((m) => m.session.close()) },
+        {
+          // Two frames: at 10 ms a 30-40 ms stall already empties the listener's buffer.
+          spoilsMs: 2 * frameMs,
+          tries: 4,
+          discard: ({ speaker, listener }) => [speaker, listener].forEach((m) => m.session.close()),
+        },
       );
       const st = speaker.session.stats();
       expect(st.ready).toBe(true);

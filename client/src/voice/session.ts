@@ -206,6 +206,11 @@ export class VoiceSession {
     this.playout.held = false;
   }
 
+  /** A handover keeps this (replaced) session only to send: its playout is no longer heard. */
+  hold(): void {
+    this.playout.held = true;
+  }
+
   /** Opens the transports, says HELLO (UDP) and starts the playout clock. */
   static async open(options: VoiceSessionOptions): Promise<VoiceSession> {
     const s = new VoiceSession(options);

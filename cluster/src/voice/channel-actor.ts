@@ -11,6 +11,7 @@ type ChannelMsg =
   | { type: 'tick' }
   | { type: 'add'; ep: VoiceEndpoint }
   | { type: 'remove'; ep: VoiceEndpoint }
+  | { type: 'retire'; ep: VoiceEndpoint }
   | { type: 'update'; ep: VoiceEndpoint }
   | { type: 'settings'; channel: StoredChannel };
 
@@ -73,6 +74,11 @@ export class ChannelActor implements ScheduledTask {
             // Nothing seals for it any more: free its native cipher state now, not at GC.
             msg.ep.cipher.close();
             break;
+          case 'retire':
+            // It frees its cipher when it leaves, once its buffer has played out.
+            if (msg.ep.member) state.retireMember(msg.ep.member);
+            else msg.ep.cipher.close();
+            break;
           case 'update':
             if (msg.ep.member) state.updateMember(msg.ep.member);
             break;
@@ -129,6 +135,10 @@ export class ChannelActor implements ScheduledTask {
   }
   remove(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'remove', ep });
+  }
+  /** A handed-over binding: its member plays out what it holds, then leaves. */
+  retire(ep: VoiceEndpoint): void {
+    dispatch(this.#actor, { type: 'retire', ep });
   }
   update(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'update', ep });

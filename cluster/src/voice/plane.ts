@@ -23,7 +23,8 @@ import { MemberStats } from './stats.js';
 import { VoiceTransports } from './transport.js';
 import { VoiceSocket } from './udp.js';
 
-export { registerVoiceMetrics } from './metrics.js';
+export { registerKernelUdpMetrics, registerVoiceMetrics } from './metrics.js';
+export { KernelUdpCounters } from './kernel-udp.js';
 
 export interface VoicePlaneOptions {
   ctx: AppContext;

@@ -94,6 +94,12 @@ export const ConfigSchema = z
          * path 0.5-0.7 of PESQ (BENCHMARKS.md, "Speech quality"), for delay speech gives back anyway.
          */
         timeStretch: z.boolean().default(false),
+        /**
+         * The fewest frames the members' jitter buffers target (1-8). 1 (default) adds only the
+         * phase margin on a clean link; on a host whose scheduling stalls for tens of ms (an
+         * overloaded or virtualised machine) 2-3 absorb the stalls, at a frame of delay each.
+         */
+        minBufferFrames: z.number().int().min(1).max(8).default(1),
       })
       .strict()
       .prefault({}),

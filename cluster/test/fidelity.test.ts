@@ -18,6 +18,22 @@ import { startTestServer, type TestServer } from '../../test-support/server.js';
  * statistics (NetEq-style), and this is where they are measured, on a machine as loaded as it is.
  */
 
+/**
+ * The test judges the transport (server and codec path), with the buffers as measuring instruments
+ * deep enough for this machine: the suite runs about 86 files beside it on 2 cores, and at load 7-9
+ * this process saw 4-75 event-loop stalls of 12-145 ms in 20 s (every bot, the server and the
+ * listeners share it). A stall delays a sender's packets as a jittery link would, and an adaptive
+ * buffer rightly conceals a packet later than its target: 6 of 7 runs slipped at load 7-9 with the
+ * default buffers, always after a stall, at a listener or in the server's member buffers. So here
+ * the server's member buffers target 8 frames (`clock.minBufferFrames`) and the listeners 9, fixed:
+ * a slip now means the path lost, reordered or re-timed a frame, not that this machine stalled. The
+ * default buffers' clean-link behaviour is judged where a stall cannot reach it: arrival statistics
+ * and start-up in media/test/jitter-buffer*.test.ts and frame-playout*.test.ts, server hold in
+ * advance.test.ts.
+ */
+const SERVER_FRAMES = 8;
+const INSTRUMENT = { minTargetFrames: 9, maxTargetFrames: 10, adaptive: false } as const;
+
 const WARM_FRAMES = 150;
 const PAUSE_FRAMES = 40;
 
@@ -33,8 +49,8 @@ const bots: VoiceClient[] = [];
 beforeAll(async () => {
   opus = await createOpus();
   // The members' time-stretching on (off by default): on a clean link it must stretch nothing, so
-  // the same recording judges both settings.
-  srv = await startTestServer({ clock: { timeStretch: true } });
+  // the same recording judges both settings. Their buffers hold 8 frames (INSTRUMENT below).
+  srv = await startTestServer({ clock: { timeStretch: true, minBufferFrames: SERVER_FRAMES } });
 });
 afterAll(async () => {
   for (const b of bots.splice(0)) await b.close();
@@ -166,11 +182,12 @@ function bestOffset(
 }
 
 /**
- * Attempts so far (a retried test starts fresh: new bots, nicknames and channel). The clean-link
- * and lossy tests are retried once: a talkspurt that starts while this process hiccups (a GC, the
- * machine's load) can slip one frame at a listening bot, seen in about 1 run in 10 of the full
- * suite and never when the file runs alone. That is issue 10's "every run" goal, open; a second
- * failure in a row still fails.
+ * Attempts so far (a retried test starts fresh: new bots, nicknames and channel). Both tests are
+ * retried once. The lossy test's buffers are the default, adaptive ones (what it tests), so a stall
+ * of this process looks like loss to them. The clean-link test's instrument buffers (INSTRUMENT)
+ * absorb stalls up to about 160 ms; at load 6-8 (three other engineers' suites beside it) one run
+ * in three still met a longer one (a sender's clock skipped 35 ticks once), so it keeps its retry:
+ * issue 10's "every run" is met on this machine only below that load.
  */
 let attempt = 0;
 
@@ -199,6 +216,7 @@ describe('clean link through a real server (20 s of signal, real time)', () => {
           // for sample. The transport's transparency is what is judged here (the playout's
           // stretching is tested in media/test/frame-playout-stretch.test.ts).
           timeStretch: false,
+          jitter: INSTRUMENT,
           ...(i === 0
             ? { create: true, voice: { frameMs: 20, bitrate: BITRATE, complexity: COMPLEXITY } }
             : {}),
@@ -214,13 +232,15 @@ describe('clean link through a real server (20 s of signal, real time)', () => {
     // Figures at the end of the warm-up (its tail played out), to judge the main talkspurt alone.
     const sentAll = (n: number) => a.sentLog.length >= n && b.sentLog.length >= n;
     for (let t = 0; t < 200 && !sentAll(WARM_FRAMES); t++) await sleep(20);
-    // The server has counted the warm-up and its tail has played out, well within the 800 ms pause.
+    // The server has counted the warm-up; its tail plays out through both buffers (8 + 9 frames)
+    // and the concealment after it within 600 ms, and the main signal's first frame, sent 800 ms
+    // after the warm-up's last, plays 340 ms after that.
     const statsOf = () => srv.voice.channelStats().find((c) => c.id === a.channel!.id)!.core;
     const core0 = statsOf();
     const counted = () =>
       core0.members.every((m) => m.userId === listener.user.id || m.packetsIn >= WARM_FRAMES);
     for (let t = 0; t < 30 && !counted(); t++) await sleep(10);
-    await sleep(250);
+    await sleep(600);
     const core = statsOf();
     const before = new Map(bots.map((bot) => [bot, { ...bot.stats().session!.playout }]));
     const serverBefore = { ...core.stats };

@@ -19,6 +19,8 @@ export const MAX_CURSOR_CHARS = 64;
 export const MAX_PAGE_ITEMS = 100;
 /** Items per page when the request does not say. */
 export const DEFAULT_PAGE_ITEMS = 50;
+/** The largest `streams` a client may ask for in `hello` (README 8.8). */
+export const MAX_STREAMS = 8;
 
 /**
  * Client-to-server messages. Every message is a msgpack map with a string `t` (type).
@@ -40,6 +42,11 @@ export const ClientMessages = {
     client: z.string().max(64).optional(),
     /** The server's admin token: grants moderation (edit, delete, server-mute) on this connection. */
     adminToken: z.string().max(256).optional(),
+    /**
+     * How many speakers' streams the client can receive at once and mix itself (STREAM packets,
+     * README 8.8); absent or 1: mixes only.
+     */
+    streams: z.number().int().min(1).max(MAX_STREAMS).optional(),
   }),
   ping: z.object({ t: z.literal('ping'), id: reqId, ts: z.number() }),
   'profile.update': z.object({
@@ -187,6 +194,11 @@ export interface Welcome {
   heartbeatMs: number;
   /** How long the session survives a lost connection. */
   graceMs: number;
+  /**
+   * How many speakers the server forwards to this connection as STREAM packets at most (README 8.8):
+   * hello's `streams` capped by the server; 1 means mixes only (older servers omit it: read as 1).
+   */
+  streams: number;
 }
 
 /** Largest |shiftUs| of a `voice.advance`: under one frame of the longest frame size (20 ms). */

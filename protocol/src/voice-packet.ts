@@ -6,7 +6,7 @@
  * off   size  field
  * 0     1     magic 0x56 ('V')
  * 1     1     version = 1
- * 2     1     type (VoicePacketType)
+ * 2     1     type (VoicePacketType, 1-6)
  * 3     1     flags (VoiceFlags; unknown bits are sent as 0 and ignored on receive)
  * 4     4     voiceId   uint32 BE: the session's id (server->client: the recipient's id)
  * 8     4     sequence  uint32 BE: per direction per session, +1 per packet of any type
@@ -32,6 +32,12 @@ export const VoicePacketType = {
   HELLO_ACK: 4,
   /** Server's answer to HEARTBEAT. Body: AckBody (16 bytes). */
   HEARTBEAT_ACK: 5,
+  /**
+   * Server to client only, and only to a client that asked for streams (hello `streams` >= 2): one
+   * speaker's Opus frame forwarded as it arrived. Payload: the speaker's source (STREAM_SOURCE_BYTES)
+   * then its Opus payload; timestamp and flags are the speaker's own.
+   */
+  STREAM: 6,
 } as const;
 export type VoicePacketType = (typeof VoicePacketType)[keyof typeof VoicePacketType];
 export type VoicePacketTypeName = keyof typeof VoicePacketType;
@@ -43,6 +49,7 @@ export const VOICE_PACKET_TYPE_NAMES: Readonly<Record<VoicePacketType, VoicePack
   3: 'HEARTBEAT',
   4: 'HELLO_ACK',
   5: 'HEARTBEAT_ACK',
+  6: 'STREAM',
 };
 
 export const VoiceFlags = {
@@ -96,7 +103,7 @@ export function createVoiceHeader(): VoiceHeader {
 }
 
 export function isVoicePacketType(n: unknown): n is VoicePacketType {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 5;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 6;
 }
 
 /** Total wire size for a payload of `payloadLength` bytes. */
@@ -207,4 +214,60 @@ export function decodeVoicePacket(bytes: Uint8Array): VoicePacketResult {
     ok: true,
     packet: { ...r.header, body: bytes.slice(HEADER_BYTES, tagAt), tag: bytes.slice(tagAt) },
   };
+}
+
+/**
+ * A STREAM payload starts with the speaker's source: the 12 characters of its UserId after `u_`, in
+ * ASCII. Self-describing on purpose: a client maps it to a member with no extra table, on any node.
+ */
+export const STREAM_SOURCE_BYTES = 12;
+/** The largest Opus payload a STREAM packet carries (the payload limit less the source). */
+export const MAX_STREAM_OPUS_BYTES = MAX_PAYLOAD_BYTES - STREAM_SOURCE_BYTES;
+const USER_ID_PREFIX = 'u_';
+
+/** Whether a byte is one of base64url's 64 characters (A-Z a-z 0-9 - _). */
+function isBase64UrlByte(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 95;
+}
+
+/**
+ * Writes a user id's source bytes at `offset` of a STREAM payload. Allocates nothing. Throws
+ * TypeError when `userId` is not a UserId (`u_` + 12 base64url characters) or there is no room.
+ */
+export function writeStreamSource(buf: Uint8Array, offset: number, userId: string): void {
+  if (!Number.isInteger(offset) || offset < 0 || offset + STREAM_SOURCE_BYTES > buf.byteLength) {
+    throw new TypeError(`no room for a ${STREAM_SOURCE_BYTES}-byte source at offset ${offset}`);
+  }
+  if (userId.length !== USER_ID_PREFIX.length + STREAM_SOURCE_BYTES || !userId.startsWith(USER_ID_PREFIX)) {
+    throw new TypeError(`not a user id: ${userId}`);
+  }
+  for (let i = 0; i < STREAM_SOURCE_BYTES; i++) {
+    const c = userId.charCodeAt(USER_ID_PREFIX.length + i);
+    if (!isBase64UrlByte(c)) throw new TypeError(`not a user id: ${userId}`);
+    buf[offset + i] = c;
+  }
+}
+
+/**
+ * Reads the source at `offset` of an opened STREAM payload as a UserId (`u_...`), or null when the
+ * bytes are not 12 base64url characters or the payload is too short. Never throws.
+ */
+export function readStreamSource(payload: Uint8Array, offset = 0): string | null {
+  if (!Number.isInteger(offset) || offset < 0 || offset + STREAM_SOURCE_BYTES > payload.byteLength)
+    return null;
+  for (let i = 0; i < STREAM_SOURCE_BYTES; i++) if (!isBase64UrlByte(payload[offset + i]!)) return null;
+  return USER_ID_PREFIX + String.fromCharCode(...payload.subarray(offset, offset + STREAM_SOURCE_BYTES));
+}
+
+/**
+ * Whether two sources are the same: compares the 12 source bytes at `offset` of `payload` with a
+ * UserId, allocating nothing (a client keys its per-source playouts without building strings).
+ */
+export function streamSourceEquals(payload: Uint8Array, offset: number, userId: string): boolean {
+  if (offset < 0 || offset + STREAM_SOURCE_BYTES > payload.byteLength) return false;
+  if (userId.length !== USER_ID_PREFIX.length + STREAM_SOURCE_BYTES) return false;
+  for (let i = 0; i < STREAM_SOURCE_BYTES; i++) {
+    if (payload[offset + i] !== userId.charCodeAt(USER_ID_PREFIX.length + i)) return false;
+  }
+  return true;
 }

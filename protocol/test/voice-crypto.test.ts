@@ -19,7 +19,10 @@ import {
   encodeAckBody,
   encodeTimeBody,
   readAckBody,
+  readStreamSource,
   readTimeBody,
+  STREAM_SOURCE_BYTES,
+  writeStreamSource,
   writeVoiceNonce,
   type VoiceHeader,
   type VoicePacketType as VoicePacketTypeT,
@@ -100,6 +103,40 @@ describe('known-answer vectors (also in README.md; cross-checked with Python cry
       packetsReceived: 2,
       packetsLost: 0,
     });
+  });
+
+  it('a server STREAM seals to the documented bytes and opens to source then Opus', () => {
+    const STREAM =
+      '56010602deadbeef0000000800000780' +
+      'a86cc08265ea7bb3a0b470d0aedd4e' +
+      '6424df95682723747516b56957083d09';
+    const server = new VoiceCipher(KEY, S2C);
+    const payload = new Uint8Array(STREAM_SOURCE_BYTES + 3);
+    writeStreamSource(payload, 0, 'u_Alice-Bob_12');
+    payload.set(unhex('f8fffe'), STREAM_SOURCE_BYTES);
+    const s = seal(
+      server,
+      {
+        type: VoicePacketType.STREAM,
+        flags: VoiceFlags.FEC,
+        voiceId: 0xdead_beef,
+        sequence: 8,
+        timestamp: 1920,
+      },
+      payload,
+    );
+    expect(hex(s)).toBe(STREAM);
+    const out = plain();
+    const r = new VoiceCipher(KEY, C2S).open(unhex(STREAM), out);
+    expect(r.ok && r.header).toEqual({
+      type: 6,
+      flags: 2,
+      voiceId: 0xdead_beef,
+      sequence: 8,
+      timestamp: 1920,
+    });
+    expect(r.ok && readStreamSource(out.subarray(0, r.payloadLength))).toBe('u_Alice-Bob_12');
+    expect(r.ok && hex(out.subarray(STREAM_SOURCE_BYTES, r.payloadLength))).toBe('f8fffe');
   });
 
   it('follows the documented nonce and AAD (decrypted with plain node:crypto)', () => {

@@ -19,7 +19,12 @@ import {
   isVoicePacket,
   readHeader,
   readHeaderInto,
+  readStreamSource,
+  MAX_STREAM_OPUS_BYTES,
+  STREAM_SOURCE_BYTES,
+  streamSourceEquals,
   writeHeader,
+  writeStreamSource,
   type VoiceHeader,
   type VoicePacketError,
   type VoicePacketType as VoicePacketTypeT,
@@ -41,7 +46,7 @@ function referenceError(b: Uint8Array): VoicePacketError | null {
   if (b.length > 1032) return 'TOO_LONG';
   if (b[0] !== 0x56) return 'BAD_MAGIC';
   if (b[1] !== 1) return 'BAD_VERSION';
-  if (!(b[2]! >= 1 && b[2]! <= 5)) return 'BAD_TYPE';
+  if (!(b[2]! >= 1 && b[2]! <= 6)) return 'BAD_TYPE';
   return null;
 }
 
@@ -55,7 +60,14 @@ describe('constants', () => {
   it('match the documented layout', () => {
     expect(VOICE_MAGIC).toBe(0x56);
     expect(VOICE_VERSION).toBe(1);
-    expect(VoicePacketType).toEqual({ AUDIO: 1, HELLO: 2, HEARTBEAT: 3, HELLO_ACK: 4, HEARTBEAT_ACK: 5 });
+    expect(VoicePacketType).toEqual({
+      AUDIO: 1,
+      HELLO: 2,
+      HEARTBEAT: 3,
+      HELLO_ACK: 4,
+      HEARTBEAT_ACK: 5,
+      STREAM: 6,
+    });
     expect(VoiceFlags).toEqual({ MARKER: 1, FEC: 2, DTX: 4 });
     expect([HEADER_BYTES, TAG_BYTES, MAX_PAYLOAD_BYTES, MIN_PACKET_BYTES, MAX_PACKET_BYTES]).toEqual([
       16, 16, 1000, 32, 1032,
@@ -85,7 +97,7 @@ describe('writeHeader', () => {
     const ok: VoiceHeader = { type: 1, flags: 0, voiceId: 1, sequence: 1, timestamp: 1 };
     expect(() => writeHeader(buf, 17, ok)).toThrow(TypeError);
     expect(() => writeHeader(new Uint8Array(15), 0, ok)).toThrow(TypeError);
-    expect(() => writeHeader(buf, 0, { ...ok, type: 6 as VoicePacketTypeT })).toThrow(TypeError);
+    expect(() => writeHeader(buf, 0, { ...ok, type: 7 as VoicePacketTypeT })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, type: 0 as VoicePacketTypeT })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, flags: 0x08 })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, flags: -1 })).toThrow(TypeError);
@@ -122,7 +134,8 @@ describe('readHeader', () => {
     expect(readHeader(bad(0, 0x80))).toEqual({ ok: false, error: 'BAD_MAGIC' });
     expect(readHeader(bad(1, 2))).toEqual({ ok: false, error: 'BAD_VERSION' });
     expect(readHeader(bad(2, 0))).toEqual({ ok: false, error: 'BAD_TYPE' });
-    expect(readHeader(bad(2, 6))).toEqual({ ok: false, error: 'BAD_TYPE' });
+    expect(readHeader(bad(2, 6)).ok).toBe(true);
+    expect(readHeader(bad(2, 7))).toEqual({ ok: false, error: 'BAD_TYPE' });
     expect(readHeader(withTag({ type: 1, flags: 0, voiceId: 0, sequence: 0, timestamp: 0 }, 1000)).ok).toBe(
       true,
     );
@@ -208,5 +221,59 @@ describe('encodeVoicePacket / decodeVoicePacket', () => {
       TypeError,
     );
     expect(decodeVoicePacket(new Uint8Array(5))).toEqual({ ok: false, error: 'TOO_SHORT' });
+  });
+});
+
+describe('STREAM source', () => {
+  const base64url = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const userId = fc
+    .array(fc.constantFrom(...base64url.split('')), { minLength: 12, maxLength: 12 })
+    .map((cs) => `u_${cs.join('')}`);
+
+  it('is the 12 id characters after u_, in ASCII', () => {
+    const buf = new Uint8Array(STREAM_SOURCE_BYTES + 3);
+    writeStreamSource(buf, 0, 'u_Alice-Bob_12');
+    expect(new TextDecoder().decode(buf.subarray(0, STREAM_SOURCE_BYTES))).toBe('Alice-Bob_12');
+    expect(STREAM_SOURCE_BYTES).toBe(12);
+    expect(MAX_STREAM_OPUS_BYTES).toBe(MAX_PAYLOAD_BYTES - 12);
+  });
+
+  it('round-trips any user id at any offset, and compares without allocating a string', () => {
+    fc.assert(
+      fc.property(userId, userId, fc.integer({ min: 0, max: 20 }), (a, b, at) => {
+        const buf = new Uint8Array(at + STREAM_SOURCE_BYTES);
+        writeStreamSource(buf, at, a);
+        expect(readStreamSource(buf, at)).toBe(a);
+        expect(streamSourceEquals(buf, at, a)).toBe(true);
+        expect(streamSourceEquals(buf, at, b)).toBe(a === b);
+      }),
+    );
+  });
+
+  it('reads garbage as null and refuses to write what is not a user id', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 20 }),
+        fc.integer({ min: -2, max: 22 }),
+        (b, at) => {
+          const r = readStreamSource(b, at);
+          const ok =
+            at >= 0 &&
+            at + 12 <= b.length &&
+            [...b.subarray(at, at + 12)].every((c) => base64url.includes(String.fromCharCode(c)));
+          expect(r === null).toBe(!ok);
+        },
+      ),
+    );
+    const buf = new Uint8Array(12);
+    for (const bad of [
+      'c_Alice-Bob_12',
+      'u_Alice-Bob_1',
+      'u_Alice-Bob_123',
+      'u_Alice Bob_12',
+      'u_Alice\u00e9Bob_1',
+    ])
+      expect(() => writeStreamSource(buf, 0, bad)).toThrow(TypeError);
+    expect(() => writeStreamSource(buf, 1, 'u_Alice-Bob_12')).toThrow(TypeError);
   });
 });

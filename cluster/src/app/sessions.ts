@@ -251,6 +251,8 @@ export class SessionManager {
         voice: session.voice,
         heartbeatMs: this.ctx.config.heartbeatMs,
         graceMs: this.ctx.config.graceMs,
+        // Mixes only until the channel forwards several streams (README 8.8).
+        streams: 1,
       };
     });
   }

@@ -27,6 +27,8 @@ export interface ChannelActorDeps {
   tickBudget: number;
   /** Time-stretch the members' playouts (ChannelCoreOptions.timeStretch). */
   timeStretch: boolean;
+  /** The fewest frames the members' jitter buffers target (ChannelCoreOptions.minBufferFrames). */
+  minBufferFrames?: number;
 }
 
 /**
@@ -58,6 +60,7 @@ export class ChannelActor implements ScheduledTask {
     this.core = new ChannelCore(channel.id, channel.voice, deps.opus, deps.io, {
       tickBudgetMs: channel.voice.frameMs * deps.tickBudget,
       timeStretch: deps.timeStretch,
+      minBufferFrames: deps.minBufferFrames ?? 1,
     });
     this.#actor = spawn(
       deps.system,

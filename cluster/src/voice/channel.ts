@@ -103,6 +103,8 @@ export interface ChannelCoreOptions {
    * late burst grew shrinks back by pitch periods in loud audio, not only in a quiet moment.
    */
   readonly timeStretch?: boolean;
+  /** The fewest frames the members' jitter buffers target (default 1: the phase margin alone). */
+  readonly minBufferFrames?: number;
 }
 
 /**
@@ -176,6 +178,7 @@ export class ChannelCore {
   /** Hold times since the last phase decision (see ServerVoicePlane's alignment). */
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
+  readonly #minBufferFrames: number;
 
   constructor(
     readonly id: ChannelId,
@@ -193,6 +196,7 @@ export class ChannelCore {
     this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
     this.#timeStretch = options.timeStretch ?? true;
+    this.#minBufferFrames = options.minBufferFrames ?? 1;
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -204,6 +208,7 @@ export class ChannelCore {
       this.settings.frameMs,
       this.opus.createDecoder({ frameSamples: this.frameSamples }),
       this.#timeStretch,
+      this.#minBufferFrames,
     );
     ep.member = m;
     this.members.push(m);

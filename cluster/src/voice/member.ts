@@ -113,6 +113,7 @@ export class VoiceMember {
     readonly frameMs: number,
     decoder: OpusDecoder,
     timeStretch: boolean,
+    minBufferFrames = 1,
   ) {
     // A small phase margin: the tick's own lateness must not turn an on-time packet into an underrun.
     // Time-stretching gives back a frame a late burst added, by pitch periods in loud audio, all of
@@ -129,6 +130,7 @@ export class VoiceMember {
       timeStretch,
       jitter: {
         marginMs: SERVER_MARGIN_MS,
+        minTargetFrames: minBufferFrames,
         stretchKeepMs: 0,
         stretchGrowthOnly: true,
         peakMinMs: timeStretch ? frameMs : 0,

@@ -317,6 +317,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       log: this.o.ctx.log,
       tickBudget: this.o.ctx.config.clock.tickBudget,
       timeStretch: this.o.ctx.config.clock.timeStretch,
+      minBufferFrames: this.o.ctx.config.clock.minBufferFrames,
     });
     const { handle, slotMs } = this.#clocks.add(channel.voice.frameMs, ch);
     ch.schedule = handle;

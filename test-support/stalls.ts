@@ -30,8 +30,10 @@ export async function watchStalls<T>(fn: () => Promise<T>): Promise<{ value: T; 
 /**
  * Runs `measure` until one run saw no stall over `spoilsMs` (at most `tries` runs) and returns that
  * run's result, or the last run's when every one stalled (then the caller's assertions judge it
- * as it is). A spoiled run's result goes to `discard` (to stop what it started); `onStall` hears
- * about each spoiled run (for the log).
+ * as it is). `spoiled` may judge a run spoiled too, by a witness of the same stall elsewhere (a
+ * server process of a cluster stalls unseen here): it must not look at what the caller asserts.
+ * A spoiled run's result goes to `discard` (to stop what it started); `onStall` hears about each
+ * spoiled run (for the log).
  */
 export async function steadyRun<T>(
   measure: (attempt: number) => Promise<T>,
@@ -39,19 +41,24 @@ export async function steadyRun<T>(
     tries = 3,
     spoilsMs = STALL_SPOILS_MS,
     discard = () => undefined,
+    spoiled = () => false,
     onStall = (attempt: number, stallMs: number) =>
-      console.log(`steadyRun: run ${attempt} spoiled by a ${stallMs.toFixed(0)} ms stall of the process`),
+      console.log(
+        `steadyRun: run ${attempt} spoiled (longest stall of this process ${stallMs.toFixed(0)} ms; ` +
+          `${spoilsMs} ms or the caller's witness spoils a run)`,
+      ),
   }: {
     tries?: number;
     spoilsMs?: number;
     discard?: (value: T) => unknown;
+    spoiled?: (value: T) => boolean;
     onStall?: (attempt: number, stallMs: number) => void;
   } = {},
 ): Promise<T> {
   if (!(Number.isInteger(tries) && tries >= 1)) throw new TypeError(`tries must be a positive integer`);
   for (let attempt = 1; ; attempt++) {
     const { value, stallMs } = await watchStalls(() => measure(attempt));
-    if (stallMs <= spoilsMs || attempt === tries) return value;
+    if ((stallMs <= spoilsMs && !spoiled(value)) || attempt === tries) return value;
     onStall(attempt, stallMs);
     await discard(value);
   }

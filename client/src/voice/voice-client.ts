@@ -617,12 +617,34 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private moveSender(to: VoiceSession): void {
     if (to !== this.session || to.isClosed) return;
     const old = this.upstreamOld;
+    if (!old?.sending) return this.senderMoved(to);
+    // Right after the old session's next frame: the new sender's first frame then follows it one
+    // period later, so the others hear no gap (a sender started at any other moment left up to a
+    // frame more between the two, which a listener's buffer of about a frame concealed). A muted
+    // sender sends no frame: then after three periods.
+    let moved = false;
+    const move = (): void => {
+      if (moved) return;
+      moved = true;
+      clearTimeout(fallback);
+      // Unless a later handover took over meanwhile (it moves the sender itself).
+      if (this.upstreamOld === old && to === this.session) this.senderMoved(to);
+    };
+    const fallback = setTimeout(move, 3 * old.frameMs);
+    old.afterNextFrame(move);
+  }
+
+  /** The old session (if any) stops sending and closes unless still heard; `to` sends our source. */
+  private senderMoved(to: VoiceSession): void {
+    const old = this.upstreamOld;
     this.upstreamOld = null;
+    const prime = old?.lastSentFrame() ?? undefined;
     if (old) {
       old.stopSending();
       if (old !== this.outgoing) old.close();
     }
-    if (this.source && !to.sending) to.startSending(this.source);
+    if (to !== this.session || to.isClosed) return;
+    if (this.source && !to.sending) to.startSending(this.source, prime);
   }
 
   /** A VoiceSession for `binding` with this client's options; `held` plays nothing until audible. */

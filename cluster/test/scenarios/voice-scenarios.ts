@@ -401,35 +401,47 @@ export const voiceScenarios: readonly VoiceScenario[] = [
         source: new ToneSource(440, -20),
       });
       await a.waitReady(3000);
+      // Hears both in a mix and never rebinds: a stall of the machine (here, or in a server process
+      // of the cluster) makes it conceal too, and then the switch is measured again.
+      const w = await bot(0, 'seam-w', { channel: 'Seamless' });
+      await w.waitReady(3000);
       await sleep(1000); // the jitter buffers have settled
       for (const how of ['rekey', 'resume'] as const) {
         const before = a.binding!.voiceId;
         // A window in which this process stalled (bots and, on one server, the mixer) is measured
         // again with a new switch: see test-support/stalls.ts.
-        const r = await steadyRun(async () => {
-          const old = a.voice!;
-          const concealed0 = { old: old.stats().playout.framesConcealed, b: b.stats().concealed };
-          const bSession = b.voice!;
-          a.clearRecording();
-          b.clearRecording();
-          await sleep(300);
-          if (how === 'rekey') await a.join(a.channel!.id);
-          else {
-            const resumed = once(a, 'resumed') as Promise<[boolean]>;
-            a.signaling.terminate();
-            expect((await resumed)[0]).toBe(true);
-          }
-          await a.waitReady(3000);
-          await sleep(700);
-          expect(b.voice, 'b kept its session').toBe(bSession);
-          return {
-            down: quietest(a, 700),
-            up: quietest(b, 440),
-            // What the old session concealed while it was heard: it ran dry before the new one played.
-            oldConcealed: old.stats().playout.framesConcealed - concealed0.old,
-            bConcealed: b.stats().concealed - concealed0.b,
-          };
-        });
+        const r = await steadyRun(
+          async () => {
+            const old = a.voice!;
+            const concealed0 = {
+              old: old.stats().playout.framesConcealed,
+              b: b.stats().concealed,
+              w: w.stats().concealed,
+            };
+            const bSession = b.voice!;
+            a.clearRecording();
+            b.clearRecording();
+            await sleep(300);
+            if (how === 'rekey') await a.join(a.channel!.id);
+            else {
+              const resumed = once(a, 'resumed') as Promise<[boolean]>;
+              a.signaling.terminate();
+              expect((await resumed)[0]).toBe(true);
+            }
+            await a.waitReady(3000);
+            await sleep(700);
+            expect(b.voice, 'b kept its session').toBe(bSession);
+            return {
+              down: quietest(a, 700),
+              up: quietest(b, 440),
+              // What the old session concealed while it was heard: it ran dry before the new one played.
+              oldConcealed: old.stats().playout.framesConcealed - concealed0.old,
+              bConcealed: b.stats().concealed - concealed0.b,
+              wConcealed: w.stats().concealed - concealed0.w,
+            };
+          },
+          { spoiled: (x) => x.wConcealed > 0 },
+        );
         console.log(
           `${how}: quietest 20 ms a heard of b ${r.down.db.toFixed(1)} dBFS at ${r.down.atMs} ms, ` +
             `b of a ${r.up.db.toFixed(1)} dBFS at ${r.up.atMs} ms (switch at about 300 ms); concealed: ` +
@@ -439,12 +451,13 @@ export const voiceScenarios: readonly VoiceScenario[] = [
         // Downstream: the old binding carried b's voice to a's old session until the new one
         // played, so it never ran dry while heard (voided at once, it concealed 1-2 frames or went
         // silent for 20 ms in most switches). Upstream: the old binding carried a's voice until a's
-        // sender moved, and the new one continues where it stopped: b never heard silence, and
-        // concealed at most one frame (2 before; the new member's first frame can still take the
-        // next tick when a is mixed rather than forwarded).
+        // sender moved, right after a frame, to a new encoder primed with that frame; the server
+        // forwards the new binding's first frame right after the old one's last: b concealed
+        // nothing and heard the tone in every 20 ms within 6 dB of its level (measured -20.0 to
+        // -22.5 dBFS; an unprimed new encoder's first frame read -23 to -35 there).
         expect(r.oldConcealed, `${how}: frames a's old session concealed`).toBe(0);
-        expect(r.bConcealed, `${how}: frames b concealed`).toBeLessThanOrEqual(1);
-        expect(r.up.db, `${how}: b hears a throughout`).toBeGreaterThan(-35);
+        expect(r.bConcealed, `${how}: frames b concealed`).toBe(0);
+        expect(r.up.db, `${how}: b hears a throughout`).toBeGreaterThan(-26);
         expect(a.stats().upstreamPacketsLost).toBe(0);
       }
     },

@@ -78,9 +78,7 @@ export class ChannelActor implements ScheduledTask {
             msg.ep.cipher.close();
             break;
           case 'retire':
-            // It frees its cipher when it leaves, once its buffer has played out.
             if (msg.ep.member) state.retireMember(msg.ep.member);
-            else msg.ep.cipher.close();
             break;
           case 'update':
             if (msg.ep.member) state.updateMember(msg.ep.member);
@@ -139,7 +137,7 @@ export class ChannelActor implements ScheduledTask {
   remove(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'remove', ep });
   }
-  /** A handed-over binding: its member plays out what it holds, then leaves. */
+  /** A handed-over binding: its member takes no more packets and stops speaking once played out. */
   retire(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'retire', ep });
   }

@@ -38,7 +38,7 @@ const MAX_MAKEUP_FRAMES = 4;
 const FORWARD_AHEAD_FRAMES = 2;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
-/** A retiring member (its binding handed over) leaves at the latest after this many ticks. */
+/** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
 const RETIRE_MAX_TICKS = 25;
 
 /** `#soloSource` result for a listener who hears no one this tick. */
@@ -142,8 +142,6 @@ export class ChannelCore {
    * hears the other, and the old one leaves once its buffer has played out.
    */
   #twins = 0;
-  /** Retiring members whose buffer ran dry this tick: removed after it. */
-  readonly #retired: VoiceMember[] = [];
   /** Summed when read (a metrics scrape), from the members' own counts: nothing per tick. */
   readonly #stretch = new StretchTotals(this.members);
   readonly stats: ChannelStats = readStretchFigures(
@@ -240,8 +238,8 @@ export class ChannelCore {
 
   /**
    * The session's binding was handed over (protocol README 8.4): this member takes no more packets
-   * and leaves the channel once its buffer has played out, so the speaker's last frames on the old
-   * binding are heard before its first on the new one.
+   * and stops being a speaker once its buffer has played out, so the speaker's last frames on the
+   * old binding are heard before its first on the new one; it leaves when the plane removes it.
    */
   retireMember(m: VoiceMember): void {
     if (m.active) m.retiring = true;
@@ -329,10 +327,8 @@ export class ChannelCore {
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
-      if (m.retiring && (m.jitter.depth === 0 || ++m.retiredTicks > RETIRE_MAX_TICKS)) {
-        this.#retired.push(m);
-        continue;
-      }
+      // Played out (or taking too long): no longer a speaker; it still listens until it leaves.
+      if (m.retiring && (m.jitter.depth === 0 || ++m.retiredTicks > RETIRE_MAX_TICKS)) continue;
       const t0 = performance.now();
       const held = m.prevPcm;
       m.prevPcm = m.pcm;
@@ -401,13 +397,6 @@ export class ChannelCore {
     if (count > 0) this.#mixAndSend(count);
     else if (this.#lastSpeakers > 0) this.#endTalkspurts();
     this.#lastSpeakers = count;
-    if (this.#retired.length > 0) {
-      for (const m of this.#retired) {
-        this.removeMember(m);
-        m.endpoint.cipher.close();
-      }
-      this.#retired.length = 0;
-    }
     if ((this.#tick & 127) === 0) this.#freeIdleEncoders();
   }
 

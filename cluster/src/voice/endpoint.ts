@@ -36,6 +36,8 @@ export class VoiceEndpoint {
   predecessor: VoiceEndpoint | null = null;
   /** Replaced by a newer binding of its session, and kept live only for the handover. */
   retiring = false;
+  /** Void: removed from its channel, nothing sent under its key any more (ServerVoicePlane). */
+  voided = false;
   /** Unwraps the uint32 audio timestamps into frame indices (the one rule client and server share). */
   readonly timestamps = new TimestampUnwrapper();
   closed = false;

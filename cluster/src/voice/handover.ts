@@ -3,13 +3,19 @@ import type { VoiceEndpoint } from './endpoint.js';
 
 /** How long a replaced binding stays live at most (protocol README 8.4), ms. */
 export const HANDOVER_MAX_MS = 3_000;
+/**
+ * How long the replaced binding is still sent the session's audio after its upstream ended (the
+ * new binding's first AUDIO), ms: the client plays it until the new session's first frame plays,
+ * which its new jitter buffer may hold back a frame or two more on a loaded machine.
+ */
+export const DOWNSTREAM_GRACE_MS = 200;
 
 /** One session's handover: `from` stays live until `to` carries audio, or the deadline. */
 export interface Handover {
   readonly from: VoiceEndpoint;
   /** The binding that replaces it on this node; null when the session moved to another node. */
   to: VoiceEndpoint | null;
-  readonly timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout;
 }
 
 /**
@@ -46,14 +52,26 @@ export class Handovers {
       return;
     }
     if (running) clearTimeout(running.timer);
+    this.#bySession.set(session, { from, to, timer: this.#arm(session, from, this.maxMs) });
+  }
+
+  #arm(session: Session, from: VoiceEndpoint, ms: number): NodeJS.Timeout {
     const timer = setTimeout(() => {
       const h = this.#bySession.get(session);
       if (h?.from !== from) return;
       this.#bySession.delete(session);
       this.onDeadline(session, h);
-    }, this.maxMs);
+    }, ms);
     timer.unref();
-    this.#bySession.set(session, { from, to, timer });
+    return timer;
+  }
+
+  /** Brings `session`'s handover from `from` to its end in `ms` (never later than it was due). */
+  shorten(session: Session, from: VoiceEndpoint, ms: number): void {
+    const h = this.#bySession.get(session);
+    if (h?.from !== from) return;
+    clearTimeout(h.timer);
+    h.timer = this.#arm(session, from, ms);
   }
 
   /** Ends `session`'s handover (if any) and returns it; the caller voids its `from`. */

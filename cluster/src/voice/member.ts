@@ -100,7 +100,7 @@ export class VoiceMember {
   readonly minusKey: string;
   readonly ownKey: string;
   active = true;
-  /** Its binding was handed over: it plays out what it holds, then leaves (ChannelCore.retireMember). */
+  /** Its binding was handed over: it plays out what it holds, then only listens (ChannelCore.retireMember). */
   retiring = false;
   retiredTicks = 0;
   /** Packets of this member waiting in the channel inbox (its per-member quota). */

@@ -16,7 +16,7 @@ import { VoiceCounters } from './counters.js';
 import { BatchEgress } from './egress-batch.js';
 import { DgramEgress } from './egress-dgram.js';
 import type { VoiceEndpoint } from './endpoint.js';
-import { Handovers, type Handover } from './handover.js';
+import { DOWNSTREAM_GRACE_MS, Handovers, type Handover } from './handover.js';
 import { VoiceIngress } from './ingress.js';
 import type { ChannelFigures, VoiceFigures } from './metrics.js';
 import { MemberStats } from './stats.js';
@@ -214,7 +214,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     const cur = this.#auth.bySession(session);
     if (cur && cur.channel === ch.core && cur.transport === 'udp') return cur;
     const h = this.#handovers.get(session);
-    return h && h.from.channel === ch.core && !h.from.closed ? h.from : null;
+    return h && h.from.channel === ch.core && !h.from.closed ? h.from : null; // closed: upstream ended
   }
 
   /** Voids every binding of `session` but `keep` (which stays live by its voice id). */
@@ -222,44 +222,46 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     const h = this.#handovers.get(session);
     if (h && h.from !== keep) {
       this.#handovers.end(session);
-      this.#void(h.from, true);
+      this.#void(h.from);
     }
     const ep = this.#auth.bySession(session);
     if (!ep) return;
     if (ep === keep) this.#auth.unlink(session, ep);
-    else this.#void(ep, false);
+    else this.#void(ep);
   }
 
-  /**
-   * Voids a binding: its voice id stops authenticating and nothing is sent on it. A handed-over
-   * one (`drain`) plays out the audio it holds in the mix first.
-   */
-  #void(ep: VoiceEndpoint, drain: boolean): void {
-    if (ep.closed) return;
+  /** Voids a binding: its voice id stops authenticating, it leaves its channel, nothing is sent on it. */
+  #void(ep: VoiceEndpoint): void {
+    if (ep.voided) return;
+    ep.voided = true;
     this.#auth.forget(ep);
     ep.transport = 'none';
     const ch = this.#channels.get(ep.channel.id);
     if (!ch) return;
-    if (drain) ch.retire(ep);
-    else ch.remove(ep);
+    ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
     if (this.#channels.size === 0) this.#stats.running(false);
   }
 
   /**
    * The first AUDIO packet under `ep` whose predecessor is still live (the client moved its sender
-   * to the new binding): the predecessor is void; until now both were sent the session's voice.
+   * to the new binding): the predecessor's upstream ends (its voice id stops authenticating; its
+   * member plays out what it holds, then is no longer a speaker), and it is void once the client
+   * has had time to start playing the new binding (DOWNSTREAM_GRACE_MS).
    */
   #successorHeard(ep: VoiceEndpoint): void {
     const from = ep.predecessor!;
     ep.predecessor = null;
-    if (this.#handovers.get(ep.session)?.from === from) this.#handovers.end(ep.session);
-    this.#void(from, true);
+    this.#auth.forget(from);
+    this.#channels.get(from.channel.id)?.retire(from);
+    if (this.#handovers.get(ep.session)?.from === from)
+      this.#handovers.shorten(ep.session, from, DOWNSTREAM_GRACE_MS);
+    else this.#void(from);
   }
 
   /** A handover ran out of time: the old binding is void, whether or not the new one was used. */
   #handoverDeadline(session: Session, h: Handover): void {
-    this.#void(h.from, true);
+    this.#void(h.from);
     const to = h.to;
     if (!to || to.predecessor !== h.from) return;
     to.predecessor = null;

@@ -39,7 +39,7 @@ print(
 );
 if (!quick) {
   print(
-    'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed), 3 runs of 8 s',
+    'speech quality: PESQ-WB, Opus alone vs through the server (forwarded, mixed, streamed), 3 runs of 8 s',
     await benchQuality({ runs: 3, seconds: 8, log: (l) => console.log(l) }),
   );
   print('server: fixed cost (idle, and one channel of 5 with 2 speaking)', await benchFixedCost());

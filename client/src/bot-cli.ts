@@ -5,17 +5,26 @@
  *   voice-bot --server http://127.0.0.1:7800 --nick bot1 --channel Lobby [--create]
  *             [--tone 440 [--dbfs -20] | --wav in.wav [--loop]] [--record out.wav]
  *             [--seconds 10] [--transport udp|ws] [--heartbeat-ms 5000] [--stats-ms 2000]
+ *             [--streams 4]
  *
  * Prints one JSON line of stats every --stats-ms (default 2 s) and a final one with "final": true.
  * From the repository: node --conditions=source --import tsx client/src/bot-cli.ts ...
  */
 import { parseArgs } from 'node:util';
 import { writeWav } from '@voice/media';
-import { ToneSource, VoiceClient, WavSource, type AudioSource, type VoiceClientStats } from './index.js';
+import {
+  PRODUCT_STREAMS,
+  ToneSource,
+  VoiceClient,
+  WavSource,
+  type AudioSource,
+  type VoiceClientStats,
+} from './index.js';
 
 const USAGE = `usage: voice-bot --server http://127.0.0.1:7800 (--nick NAME | --token TOKEN) --channel NAME_OR_ID
                  [--create] [--password PW] [--tone HZ [--dbfs DB] | --wav FILE [--loop]]
-                 [--record FILE.wav] [--seconds N] [--transport udp|ws] [--heartbeat-ms MS] [--stats-ms MS]`;
+                 [--record FILE.wav] [--seconds N] [--transport udp|ws] [--heartbeat-ms MS] [--stats-ms MS]
+                 [--streams 1-8 (speakers received separately and mixed here; default 4; 1: the server mixes)]`;
 
 function die(message: string): never {
   process.stderr.write(`voice-bot: ${message}\n${USAGE}\n`);
@@ -39,14 +48,17 @@ function summary(c: VoiceClient, startedAt: number): Record<string, unknown> {
   // One-way estimate: half the voice RTT, plus what our jitter buffer holds, plus one frame of
   // packetisation and Opus look-ahead. The server's own buffering and mixing are not in it.
   const oneWay = s.rttMs === null ? null : s.rttMs / 2 + s.bufferMs + frameMs + 6.5;
-  const received = s.audioReceived + s.lost;
+  // Downstream packets carrying audio: the mix (AUDIO) and the speakers forwarded separately (STREAM).
+  const received = s.audioReceived + s.streamReceived + s.lost;
   return {
     t: round((performance.now() - startedAt) / 1000, 2),
     channel: s.channelId,
     transport: s.transport,
     ready: s.ready,
     sent: s.audioSent,
-    received: s.audioReceived,
+    received: s.audioReceived + s.streamReceived,
+    streams: s.streams,
+    sources: s.session?.sources?.active ?? 0,
     rttMs: round(s.rttMs),
     rttP50Ms: round(s.rttP50Ms),
     estOneWayMs: round(oneWay),
@@ -86,6 +98,7 @@ async function main(): Promise<void> {
         transport: { type: 'string', default: 'udp' },
         'heartbeat-ms': { type: 'string' },
         'stats-ms': { type: 'string' },
+        streams: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -108,6 +121,8 @@ async function main(): Promise<void> {
   const seconds = num('seconds', args.seconds, 0, 1e7);
   const heartbeatMs = num('heartbeat-ms', args['heartbeat-ms'], 50, 60_000);
   const statsMs = num('stats-ms', args['stats-ms'], 100, 3_600_000) ?? 2000;
+  const streams = num('streams', args.streams, 1, 8) ?? PRODUCT_STREAMS;
+  if (!Number.isInteger(streams)) die('--streams must be an integer in [1, 8]');
 
   let source: AudioSource | undefined;
   try {
@@ -127,6 +142,7 @@ async function main(): Promise<void> {
     create: args.create,
     ...(args.password !== undefined ? { password: args.password } : {}),
     ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+    streams,
     ...(source ? { source } : {}),
     record: args.record !== undefined,
     // A timed recording keeps the whole run (up to a day); an open-ended one keeps the default window.

@@ -27,6 +27,8 @@ export interface SignalingOptions {
   adminToken?: string;
   client?: string;
   requestTimeoutMs?: number;
+  /** `hello.streams`: speakers this client can receive as STREAM packets and mix (protocol README 8.8). */
+  streams?: number;
 }
 
 interface Pending {
@@ -103,6 +105,8 @@ export class SignalingClient extends EventEmitter {
         token: opts.token,
         ...(opts.client ? { client: opts.client } : {}),
         ...(opts.adminToken ? { adminToken: opts.adminToken } : {}),
+        // Absent means 1 (mixes only): a client that wants none says nothing.
+        ...(opts.streams !== undefined && opts.streams > 1 ? { streams: opts.streams } : {}),
       });
     } catch (err) {
       c.close();

@@ -69,7 +69,8 @@ describe('voice-bot (client/src/bot-cli.ts)', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(l.code, l.stderr).toBe(0);
     const last = l.lines.at(-1)!;
-    expect(last).toMatchObject({ final: true, transport: 'udp', ready: true, lost: 0 });
+    // The CLI asks for streams by default: the server grants 4, so the speaker comes as STREAM packets.
+    expect(last).toMatchObject({ final: true, transport: 'udp', ready: true, lost: 0, streams: 4 });
     expect(last.sent as number).toBeGreaterThan(50);
     expect(last.received as number).toBeGreaterThan(50);
     expect(typeof last.rttMs).toBe('number');
@@ -86,11 +87,12 @@ describe('voice-bot (client/src/bot-cli.ts)', () => {
   });
 
   it('refuses bad arguments with usage and exit status 2, before connecting', async () => {
-    // Three of the checks (each case is a Node process start, about 1.5 s of CPU here).
+    // Four of the checks (each case is a Node process start, about 1.5 s of CPU here).
     const cases = [
       ['--server', srv.url, '--channel', 'X'],
       ['--server', srv.url, '--nick', 'n', '--channel', 'X', '--tone', '440', '--wav', 'a.wav'],
       ['--server', srv.url, '--nick', 'n', '--channel', 'X', '--bogus'],
+      ['--server', srv.url, '--nick', 'n', '--channel', 'X', '--streams', '9'],
     ];
     for (const args of cases) {
       const r = await bot(args);

@@ -2,9 +2,18 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, sineInt16, type OpusFactory } from '@voice/media';
 import { asUserId } from '@voice/protocol';
-import { AudioEngine, FileBackend, ToneSource, VoiceClient, type AudioBackend } from '../src/index.js';
+import {
+  AudioEngine,
+  FileBackend,
+  ToneSource,
+  VoiceClient,
+  type AudioBackend,
+  type FileOutput,
+  type OpenOptions,
+} from '../src/index.js';
 import { DesktopController } from '../src/desktop/controller.js';
 import type { DesktopEvent, DesktopEventOf } from '../src/desktop/messages.js';
+import { medianToneDbfs } from '../../test-support/audio.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
 import { startTestServer, type TestServer } from '../../test-support/server.js';
 
@@ -70,12 +79,19 @@ async function holdingProxy(port: number) {
   };
 }
 
+/** File audio that keeps its latest output stream: what the app gave the speaker. */
+class SpeakerFileBackend extends FileBackend {
+  speaker: FileOutput | null = null;
+  override openOutput(options?: OpenOptions): FileOutput {
+    this.speaker = super.openOutput(options);
+    return this.speaker;
+  }
+}
+
 /** An extension's controller on file audio (a steady tone in), talking through `relay` if given. */
 async function extension(relay: LossyRelay | null, nickname: string) {
-  const engine = new AudioEngine({
-    backend: new FileBackend({ input: sineInt16(48_000 * 2, 1000, -20), maxOutputSeconds: 30 }),
-    transmit: 'always',
-  });
+  const backend = new SpeakerFileBackend({ input: sineInt16(48_000 * 2, 1000, -20), maxOutputSeconds: 30 });
+  const engine = new AudioEngine({ backend, transmit: 'always' });
   const events: DesktopEvent[] = [];
   const replies = new Map<number, DesktopEventOf<'reply'>>();
   const controller = new DesktopController({
@@ -102,7 +118,7 @@ async function extension(relay: LossyRelay | null, nickname: string) {
   await cmd({ cmd: 'connect', server: srv.url, nickname });
   const stats = (): DesktopEventOf<'stats'>[] =>
     events.filter((e): e is DesktopEventOf<'stats'> => e.ev === 'stats');
-  return { cmd, stats, controller, events };
+  return { cmd, stats, controller, events, backend };
 }
 
 describe('desktop controller against a real server', () => {
@@ -147,6 +163,34 @@ describe('desktop controller against a real server', () => {
     console.log(`jitter ${jitter.toFixed(1)} ms, ping ${last.at(-1)!.pingMs!.toFixed(1)} ms`);
     expect(jitter).toBeGreaterThan(4);
     expect(jitter).toBeLessThan(40);
+  }, 30_000);
+
+  it('plays the speakers it receives as separate streams (it asks for 4): each tone at level, no server mix', async () => {
+    const ext = await extension(null, 'streamer');
+    const created = await ext.cmd({ cmd: 'channel.create', name: 'Streams', frameMs: 20 });
+    const channelId = (created.data as { channelId: string }).channelId;
+    await ext.cmd({ cmd: 'join', channelId });
+    const bots = await Promise.all(
+      ['s-bob', 's-carol'].map((nickname) =>
+        VoiceClient.connect({ server: srv.url, nickname, opus, channel: 'Streams', streams: 4 }),
+      ),
+    );
+    closers.push(...bots.map((b) => () => b.close()));
+    bots.forEach((b, i) => b.startVoice(new ToneSource([440, 660][i]!, -20)));
+    await sleep(2500);
+    // The speaker's output (the file backend records what the sound card was given): both tones.
+    const played = ext.backend.speaker!.recording();
+    for (const hz of [440, 660]) {
+      const db = medianToneDbfs(played, hz, 1000);
+      expect(db, `${hz} Hz through the speaker`).toBeGreaterThan(-23);
+      expect(db).toBeLessThan(-17);
+    }
+    // They came as STREAM packets: nobody in the channel needs a mix, so none was encoded.
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    const value = (name: string): number =>
+      Number(new RegExp(`^${name}\\{channel="${channelId}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    expect(value('voice_channel_streamed')).toBeGreaterThan(100);
+    expect(value('voice_channel_encodes')).toBe(0);
   }, 30_000);
 
   it('signing out, or closing the app, ends the session on the server at once: the seat and the nickname are free', async () => {

@@ -143,6 +143,16 @@ describe('Neutralino extension handshake', () => {
     expect(stderr).toContain('voice extension:');
   });
 
+  it('refuses --streams out of 1-8 with a message, before reading its credentials', async () => {
+    const ext = startExtension(['--audio', 'file', '--streams', '9']);
+    children.push(ext);
+    let stderr = '';
+    ext.stderr!.on('data', (d: Buffer) => (stderr += String(d)));
+    const [code] = (await once(ext, 'exit')) as [number];
+    expect(code).toBe(1);
+    expect(stderr).toContain('--streams must be an integer in [1, 8]');
+  });
+
   it('the launcher starts the extension with a libuv pool of EXTENSION_POOL_SIZE, unless UV_THREADPOOL_SIZE says otherwise', () => {
     // The packaged layout (README): the launcher, node/bin/node, app/client/dist/desktop/main.js,
     // whose stand-in reports the environment the process started with.

@@ -15,7 +15,10 @@ describe('VoiceClient options', () => {
       record: true,
       recordMaxSeconds: 60,
       sentLogMax: 6_000,
+      // Mixes only unless asked (the desktop app and the bot CLI ask for 4).
+      streams: 1,
     });
+    expect(resolveVoiceClientOptions({ ...base, streams: 8 }).streams).toBe(8);
     expect(
       resolveVoiceClientOptions({ server: 'https://voice.example:8443/', token: 't'.repeat(43) }).wsUrl,
     ).toBe('wss://voice.example:8443/ws');
@@ -38,6 +41,9 @@ describe('VoiceClient options', () => {
     ['an empty token', { token: '' }, /token/],
     ['an unknown transport', { transport: 'tcp' }, /transport/],
     ['a timeStretch that is not a boolean', { timeStretch: 'yes' }, /timeStretch/],
+    ['streams over 8', { streams: 9 }, /streams/],
+    ['streams of 0', { streams: 0 }, /streams/],
+    ['streams that are not an integer', { streams: 2.5 }, /streams/],
     ['a timingAdvance that is not a boolean', { timingAdvance: 1 }, /timingAdvance/],
     ['codec settings that are not an object', { voice: 10 }, /voice/],
     [

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { nodeCryptoAead } from '@voice/protocol';
 import { ClickSource, ToneSource } from '../src/index.js';
 import { clickDelays, quantile } from '../../test-support/audio.js';
 import { heard } from '../../test-support/bots.js';
@@ -35,6 +36,21 @@ describe('voice end to end (real server)', () => {
       expect(heard(speaker, 440, 1000)).toBeLessThan(-60);
     },
   );
+
+  it('seals with the native AES-GCM addon by default, and interoperates with node:crypto', async () => {
+    // Bytes are the same whatever the backend (media/test/aead-native.test.ts): what this checks is
+    // that the client takes the allocation-free one unless told, and closes it with its session.
+    const native = await bot('native', { channel: 'Aead', create: true });
+    const plain = await bot('plain', { channel: 'Aead', aead: nodeCryptoAead });
+    await Promise.all([native.waitReady(3000), plain.waitReady(3000)]);
+    expect(native.stats().aead).toMatch(/^openssl-evp/);
+    expect(plain.stats().aead).toBe('node:crypto');
+    native.startVoice(new ToneSource(440, -20));
+    plain.startVoice(new ToneSource(660, -20));
+    await sleep(1500);
+    expect(heard(plain, 440, 1000)).toBeGreaterThan(-23);
+    expect(heard(native, 660, 1000)).toBeGreaterThan(-23);
+  });
 
   it('measures click latency and survives a lossy path', async () => {
     const speaker = await bot('clicker', { channel: 'Lossy', create: true });

@@ -5,7 +5,10 @@
  * click delay p50 (from the click's capture to its onset played by the listener) and the server's
  * hold p50 of its mixed frames, after 7 s for the phase rounds to settle.
  *
- *   node --conditions=source --import tsx cluster/bench/advance-latency.ts [--runs 3] [--seconds 6]
+ * With `--streams`, a third setting: the listener asks for 4 streams (protocol README 8.8) and mixes
+ * the two speakers itself, as each packet arrives (no tick, no re-encode).
+ *
+ *   node --conditions=source --import tsx cluster/bench/advance-latency.ts [--runs 3] [--seconds 6] [--streams]
  */
 import { parseArgs } from 'node:util';
 import { createOpus, type OpusFactory } from '@voice/media';
@@ -24,7 +27,7 @@ interface Figures {
   advances: number;
 }
 
-async function once(opus: OpusFactory, advance: boolean, seconds: number): Promise<Figures> {
+async function once(opus: OpusFactory, advance: boolean, seconds: number, streams = 1): Promise<Figures> {
   const srv = await startTestServer({ clock: { advance } });
   const bots: VoiceClient[] = [];
   try {
@@ -35,6 +38,7 @@ async function once(opus: OpusFactory, advance: boolean, seconds: number): Promi
           nickname,
           opus,
           channel: 'Latency',
+          ...(i === 2 ? { streams } : {}),
           ...(i === 0 ? { create: true, voice: { frameMs: FRAME_MS } } : {}),
         }),
       );
@@ -77,7 +81,11 @@ async function once(opus: OpusFactory, advance: boolean, seconds: number): Promi
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '6' } },
+    options: {
+      runs: { type: 'string', default: '3' },
+      seconds: { type: 'string', default: '6' },
+      streams: { type: 'boolean', default: false },
+    },
   });
   const runs = Number(values.runs);
   const seconds = Number(values.seconds);
@@ -85,10 +93,16 @@ async function main(): Promise<void> {
   const opus = await createOpus();
   const f = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
   for (let r = 1; r <= runs; r++) {
-    for (const advance of [false, true]) {
-      const x = await once(opus, advance, seconds);
+    const settings = [
+      { advance: false, streams: 1 },
+      { advance: true, streams: 1 },
+      ...(values.streams ? [{ advance: true, streams: 4 }] : []),
+    ];
+    for (const { advance, streams } of settings) {
+      const x = await once(opus, advance, seconds, streams);
+      const name = streams > 1 ? 'streams   ' : `advance ${advance ? 'on ' : 'off'}`;
       console.log(
-        `run ${r} advance ${advance ? 'on ' : 'off'}: click p50 ${f(x.clickP50)} ms ` +
+        `run ${r} ${name}: click p50 ${f(x.clickP50)} ms ` +
           `(missed ${x.missed}), server hold p50 ${f(x.holdP50)} ms, advances ${x.advances}`,
       );
     }

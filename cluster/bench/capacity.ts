@@ -5,6 +5,7 @@
  *
  *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
  *     [--udp-send dgram]   (the server sends with node:dgram instead of sendmmsg: side-by-side runs)
+ *     [--streams 4]        (members ask for streams: speakers forwarded as STREAM packets, no mix)
  */
 import { spawnNiced } from './niced.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -70,6 +71,8 @@ export interface CapacityOptions {
   phases?: number;
   /** The server's UDP egress: `auto` (sendmmsg where built) or `dgram` (for a side-by-side run). */
   udpSend?: UdpSendChoice;
+  /** The members' hello `streams` (README 8.8): 1 mixes (default); 2+ the speakers come as STREAM packets. */
+  streams?: number;
 }
 
 type UdpSendChoice = 'auto' | 'dgram' | 'sendmmsg';
@@ -116,6 +119,7 @@ async function runStep(
   phases: number,
   membersPerChannel = 10,
   udpSend: UdpSendChoice = 'auto',
+  streams = 1,
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics: false });
@@ -134,6 +138,8 @@ async function runStep(
     String(seconds),
     '--phases',
     String(phases),
+    '--streams',
+    String(streams),
   ]);
   let stdout = '';
   let ready = 0;
@@ -232,13 +238,14 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     clock = { slots: 16, wake: 'thread' },
     phases = 10,
     udpSend = 'auto',
+    streams = 1,
   } = o;
   let best = 0;
   let at: Step | null = null;
   // The issue's bound (2 ms), read from the same sweep.
   let under2 = 0;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend);
+    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend, streams);
     log(s);
     const ok = s.deliveryRatio > 0.98 && s.serverCpuPct < 90;
     if (ok && s.latenessP99Ms < 2 && under2 === (at?.members ?? 0)) under2 = s.members;
@@ -301,6 +308,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       wake: { type: 'string', default: 'thread' },
       phases: { type: 'string', default: '10' },
       'udp-send': { type: 'string', default: 'auto' },
+      streams: { type: 'string', default: '1' },
     },
   });
   const r = await benchCapacity({
@@ -312,6 +320,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
     phases: Number(values.phases),
     udpSend: udpSendChoice(values['udp-send']),
+    streams: Number(values.streams),
   });
   for (const [k, v] of Object.entries(r)) console.log(k.padEnd(36), v);
 }

@@ -1,7 +1,9 @@
 /**
  * Cost of one channel actor tick (drain inbox -> jitter pop -> decode -> VAD -> mix-minus ->
  * shared encodes -> AES-GCM seal per listener), with real Opus. No sockets: `send` is a no-op, so
- * this isolates the actor's CPU per 20 ms frame.
+ * this isolates the actor's CPU per 20 ms frame. With `streams` (every member's hello `streams`) the
+ * packets also go through forwardOnArrival, as the ingress sends them, and that is timed with the
+ * tick: STREAM seals per listener, then a tick that decodes, mixes and encodes nothing.
  *
  *   node --conditions=source --import tsx cluster/bench/channel-tick.ts
  */
@@ -19,6 +21,7 @@ export function benchChannelTick(
   speakers: number,
   ticks = 1500,
   timeStretch = true,
+  streams = 1,
 ): { p50Us: number; p99Us: number; meanUs: number; encodesPerTick: number } {
   const frame = 960;
   let sent = 0;
@@ -34,7 +37,7 @@ export function benchChannelTick(
     // Sealed as the server seals: persistent OpenSSL contexts when built, else node:crypto.
     const ep = new VoiceEndpoint(
       i + 1,
-      fakeSession(i),
+      fakeSession(i, streams),
       core,
       { foreign: new TokenBucket(1, 1), sameHost: new TokenBucket(1, 1) },
       loadNativeAead() ?? undefined,
@@ -59,11 +62,13 @@ export function benchChannelTick(
   let now = 0;
   for (let t = 0; t < ticks + 50; t++) {
     now += 20;
+    const t0 = performance.now();
     for (let s = 0; s < speakers; s++) {
       const p = packets[s]![t % 50]!;
-      core.inbox.push(eps[s]!.member!, t, now - 1, 0, p, p.length);
+      const m = eps[s]!.member!;
+      core.inbox.push(m, t, now - 1, 0, p, p.length);
+      if (streams > 1) core.forwardOnArrival(m, t, p, p.length, now - 1, t * frame, 0);
     }
-    const t0 = performance.now();
     core.tick(now);
     const dt = performance.now() - t0;
     if (t >= 50) times[t - 50] = dt * 1000;
@@ -104,6 +109,14 @@ export async function benchChannelTicks(): Promise<Record<string, number>> {
     // The members' time-stretching on a clean link (nothing to stretch: its sync-buffer copies).
     const r = benchChannelTick(opus, 10, 2, 1500, false);
     out[`${backend}_tick_10m_2s_nostretch_mean_us`] = Math.round(r.meanUs);
+    // Every member asks for 4 streams (the server's default, time-stretching off): the two
+    // speakers' packets are sealed for each listener on arrival; nothing is decoded or encoded.
+    const st = benchChannelTick(opus, 10, 2, 1500, false, 4);
+    out[`${backend}_frame_10m_2s_streams_mean_us`] = Math.round(st.meanUs);
+    out[`${backend}_frame_10m_2s_streams_encodes_per_tick`] = st.encodesPerTick;
+    // The same mixing, the packets timed with the tick as above.
+    const mx = benchChannelTick(opus, 10, 2, 1500, false, 1);
+    out[`${backend}_frame_10m_2s_mix_mean_us`] = Math.round(mx.meanUs);
   }
   return out;
 }

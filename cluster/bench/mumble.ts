@@ -4,10 +4,12 @@
  * (Debian's `mumble-server`, for this benchmark only) and against this server (the capacity
  * bench's step), one after the other on the same machine; the load generator runs niced in its own
  * process either way. Mumble relays each speaker's packet to each listener (no mixing, no
- * decoding); this server decodes, mixes and encodes once per channel and tick, and forwards a lone
- * speaker. CPU is the server process's, all threads, over the same steady window.
+ * decoding); so does this server for members that ask for streams (`--streams 4`, the default: each
+ * speaker forwarded as STREAM packets, nothing decoded or encoded); with `--streams 1` it decodes,
+ * mixes and encodes once per channel and tick, and forwards a lone speaker. CPU is the server
+ * process's, all threads, over the same steady window.
  *
- *   node --conditions=source --import tsx cluster/bench/mumble.ts --steps 2,10,20 --seconds 10
+ *   node --conditions=source --import tsx cluster/bench/mumble.ts --steps 2,10,20 --seconds 10 [--streams 1]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -131,9 +133,9 @@ async function mumbleStep(channels: number, seconds: number): Promise<{ cpuPct: 
 
 /** Both servers at each step (channels of 10). */
 export async function benchMumble(
-  o: { steps?: number[]; seconds?: number; log?: (s: MumbleStep) => void } = {},
+  o: { steps?: number[]; seconds?: number; streams?: number; log?: (s: MumbleStep) => void } = {},
 ): Promise<Record<string, number>> {
-  const { steps = [2, 10, 20], seconds = 10, log = () => {} } = o;
+  const { steps = [2, 10, 20], seconds = 10, streams = 4, log = () => {} } = o;
   const figures: Record<string, number> = {};
   const probe = spawnSync(MURMURD, ['-version'], { encoding: 'utf8' });
   if (probe.error) {
@@ -148,6 +150,7 @@ export async function benchMumble(
       seconds,
       opus: 'libopus',
       maxP99Ms: Number.POSITIVE_INFINITY,
+      streams,
       log: (s) => (ours = s),
     });
     const step: MumbleStep = {
@@ -169,11 +172,16 @@ export async function benchMumble(
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
-    options: { steps: { type: 'string', default: '2,10,20' }, seconds: { type: 'string', default: '10' } },
+    options: {
+      steps: { type: 'string', default: '2,10,20' },
+      seconds: { type: 'string', default: '10' },
+      streams: { type: 'string', default: '4' },
+    },
   });
   const figures = await benchMumble({
     steps: values.steps.split(',').map(Number),
     seconds: Number(values.seconds),
+    streams: Number(values.streams),
     log: (s) => console.log(JSON.stringify(s)),
   });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(48)} ${v}`);

@@ -3,12 +3,13 @@
  * of espeak-ng speech sent by one bot and recorded by another through a real server on loopback, in
  * real time, against Opus alone (encode, packet loss, the product's playout, decode, no network).
  * Paths: forwarded (one speaker), mixed (a second member sends digital silence, so the server mixes),
+ * streamed (the same two members, the listener asks for streams: each comes as sent, mixed by it),
  * 10 and 20 ms frames, upstream loss 0 / 5 % (with 20 ms jitter) / 10 % through the lossy relay,
  * FEC off and on. Per path: mean, min and max over the runs, and concealed frames and dropped frames
  * (catch-up and stale) per minute at the listener.
  *
  *   node --conditions=source --import tsx cluster/bench/quality.ts [--runs 3] [--seconds 8]
- *     [--frames 20,10] [--losses 0,0.05,0.1] [--paths opus-alone,mix-ideal,forwarded,mixed]
+ *     [--frames 20,10] [--losses 0,0.05,0.1] [--paths opus-alone,mix-ideal,forwarded,mixed,streamed]
  *     [--server-stretch on|off] [--dump DIR]
  *
  * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
@@ -46,9 +47,9 @@ export interface QualityOptions {
 /**
  * opus-alone: the codec and the product's playout, no network. mix-ideal: the server's channel
  * core ticked on a virtual clock with packets exactly on time (decode, mix, re-encode), no loss.
- * forwarded / mixed: through a real server in real time.
+ * forwarded / mixed / streamed: through a real server in real time.
  */
-export type QualityPath = 'opus-alone' | 'mix-ideal' | 'forwarded' | 'mixed';
+export type QualityPath = 'opus-alone' | 'mix-ideal' | 'forwarded' | 'mixed' | 'streamed';
 
 interface Sample {
   pesq: number;
@@ -190,7 +191,17 @@ async function throughServer(
   server: RunningServer,
   opus: OpusFactory,
   ref: Int16Array,
-  o: { frameMs: 10 | 20; loss: number; fec: boolean; mixed: boolean; name: string; seed: number },
+  o: {
+    frameMs: 10 | 20;
+    loss: number;
+    fec: boolean;
+    /** A second member sends digital silence: the listener hears two members. */
+    mixed: boolean;
+    /** The listener asks for streams (mixes them itself) rather than the server's mix. */
+    streams: boolean;
+    name: string;
+    seed: number;
+  },
 ) {
   const relay =
     o.loss > 0
@@ -220,7 +231,7 @@ async function throughServer(
       { encoder: { fec: o.fec }, ...(relay ? { udpTarget: relay.address } : {}) },
       true,
     );
-    const listener = await join(`${o.name}-l`, {});
+    const listener = await join(`${o.name}-l`, o.streams ? { streams: 4 } : {});
     let hum: VoiceClient | null = null;
     if (o.mixed) hum = await join(`${o.name}-n`, {});
     await Promise.all(bots.map((b) => b.waitReady(5000)));
@@ -267,7 +278,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     seconds = 8,
     frames = [20, 10],
     losses = [0, 0.05, 0.1],
-    paths = ['opus-alone', 'mix-ideal', 'forwarded', 'mixed'],
+    paths = ['opus-alone', 'mix-ideal', 'forwarded', 'mixed', 'streamed'],
     log = () => {},
     dump,
     serverTimeStretch,
@@ -307,7 +318,8 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
                         frameMs,
                         loss,
                         fec,
-                        mixed: path === 'mixed',
+                        mixed: path === 'mixed' || path === 'streamed',
+                        streams: path === 'streamed',
                         name: `q${k++}`,
                         seed,
                       });

@@ -103,6 +103,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Voice forwarding. `maxStreams`: the most speakers forwarded to one listener as separate STREAM
+     * packets (protocol README 8.8), for clients that ask (hello `streams`); 1 turns it off (every
+     * listener gets the mix).
+     */
+    voice: z
+      .object({
+        maxStreams: z.number().int().min(1).max(8).default(4),
+      })
+      .strict()
+      .prefault({}),
     /** Opus implementation: auto = our libopus addon, else @discordjs/opus, else opusscript. */
     opusBackend: z.enum(['auto', 'libopus', 'native', 'opusscript']).default('auto'),
     /**
@@ -202,7 +213,8 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'boolean' }> = {
+/** VOICE_* variables: a top-level key, or (`sub`) a key of one of the nested objects. */
+const ENV: Record<string, { key: keyof Config; sub?: string; type: 'string' | 'number' | 'boolean' }> = {
   VOICE_NODE_ID: { key: 'nodeId', type: 'string' },
   VOICE_HOST: { key: 'host', type: 'string' },
   VOICE_PORT: { key: 'port', type: 'number' },
@@ -220,6 +232,7 @@ const ENV: Record<string, { key: keyof Config; type: 'string' | 'number' | 'bool
   VOICE_GRACE_MS: { key: 'graceMs', type: 'number' },
   VOICE_HEARTBEAT_MS: { key: 'heartbeatMs', type: 'number' },
   VOICE_HELLO_TIMEOUT_MS: { key: 'helloTimeoutMs', type: 'number' },
+  VOICE_MAX_STREAMS: { key: 'voice', sub: 'maxStreams', type: 'number' },
 };
 
 export interface LoadConfigOptions {
@@ -254,25 +267,33 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     }
   }
   const fromEnv: Record<string, unknown> = {};
-  for (const [name, { key, type }] of Object.entries(ENV)) {
+  for (const [name, { key, sub, type }] of Object.entries(ENV)) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
+    let value: unknown = raw;
     if (type === 'number') {
-      const n = Number(raw);
-      if (!Number.isFinite(n)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number`);
-      fromEnv[key] = n;
+      value = Number(raw);
+      if (!Number.isFinite(value)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a number`);
     } else if (type === 'boolean') {
       if (!['true', 'false', '1', '0'].includes(raw))
         throw new ConfigError(`${name}=${JSON.stringify(raw)} is not true or false`);
-      fromEnv[key] = raw === 'true' || raw === '1';
-    } else fromEnv[key] = raw;
+      value = raw === 'true' || raw === '1';
+    }
+    if (sub === undefined) fromEnv[key] = value;
+    else {
+      // Over the file's object, not instead of it: the variable sets one key.
+      const base = fromEnv[key] ?? fromFile[key];
+      fromEnv[key] = { ...(typeof base === 'object' && base !== null ? base : {}), [sub]: value };
+    }
   }
   const merged = { ...fromFile, ...fromEnv, ...(opts.overrides ?? {}) };
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
     const lines = result.error.issues.map((i) => {
       const path = i.path.join('.') || '(root)';
-      const envName = Object.entries(ENV).find(([, v]) => v.key === i.path[0])?.[0];
+      const envName = Object.entries(ENV).find(
+        ([, v]) => v.key === i.path[0] && (v.sub === undefined || v.sub === i.path[1]),
+      )?.[0];
       return `  ${path}: ${i.message}${envName ? ` (file key "${path}" or ${envName})` : ''}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

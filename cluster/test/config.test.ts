@@ -154,6 +154,22 @@ describe('start-up', () => {
     }
   });
 
+  it('takes voice.maxStreams (1-8, default 4) from the file or VOICE_MAX_STREAMS, the variable over the file', () => {
+    expect(loadConfig({ env: {} }).voice.maxStreams).toBe(4);
+    expect(loadConfig({ env: { VOICE_MAX_STREAMS: '1' } }).voice.maxStreams).toBe(1);
+    const dir = mkdtempSync(join(tmpdir(), 'voice-cfg-'));
+    const file = join(dir, 'voice.json');
+    writeFileSync(file, JSON.stringify({ voice: { maxStreams: 6 } }));
+    expect(loadConfig({ file, env: {} }).voice.maxStreams).toBe(6);
+    expect(loadConfig({ file, env: { VOICE_MAX_STREAMS: '2' } }).voice.maxStreams).toBe(2);
+    expect(() => loadConfig({ env: { VOICE_MAX_STREAMS: '9' } })).toThrow(
+      /voice\.maxStreams: .*8.*VOICE_MAX_STREAMS/,
+    );
+    expect(() => loadConfig({ env: { VOICE_MAX_STREAMS: '2.5' } })).toThrow(/voice\.maxStreams/);
+    writeFileSync(file, JSON.stringify({ voice: { maxStream: 2 } }));
+    expect(() => loadConfig({ file, env: {} })).toThrow(ConfigError);
+  });
+
   it('reads booleans from the environment strictly', () => {
     expect(loadConfig({ env: { VOICE_TRUST_PROXY: 'true' } }).trustProxy).toBe(true);
     expect(() => loadConfig({ env: { VOICE_TRUST_PROXY: 'yes' } })).toThrow(

@@ -10,7 +10,8 @@
  */
 import { parseArgs } from 'node:util';
 import { createOpus } from '@voice/media';
-import { RestClient, SignalingClient } from '@voice/client';
+import { RestClient } from '@voice/client';
+import { RawSignaling } from './raw-signaling.js';
 import { LeanPlane, type LeanMember } from './voice/lean-plane.js';
 
 export interface SwarmOptions {
@@ -28,6 +29,11 @@ export interface SwarmOptions {
    * case for a server's mixing clock.
    */
   phases?: number;
+  /**
+   * hello `streams` of every member (README 8.8; default 1, mixes only): with the grant at least the
+   * speakers, each member receives every other speaker's packets as STREAM packets instead of a mix.
+   */
+  streams?: number;
   log?: (line: string) => void;
 }
 
@@ -35,7 +41,10 @@ export interface SwarmResult {
   members: number;
   packetsSent: number;
   packetsReceived: number;
-  /** Received / expected mixes, where a listener expects one packet per tick while anyone speaks. */
+  /**
+   * Received / expected packets: one mix per tick for a listener while anyone speaks, or, streaming,
+   * one STREAM packet per other speaker and frame.
+   */
   deliveryRatio: number;
   setupMs: number;
 }
@@ -47,14 +56,18 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   const t0 = performance.now();
   const plane = new LeanPlane({ opus: await createOpus(), phases: o.phases ?? 10 });
   const members: LeanMember[] = [];
-  const sockets: SignalingClient[] = [];
+  const sockets: RawSignaling[] = [];
+  const streams = o.streams ?? 1;
   try {
     for (let c = 0; c < o.channels; c++) {
       let channelId: string | undefined;
       for (let m = 0; m < o.members; m++) {
         const rest = new RestClient(o.server);
         const { token } = await rest.login(`${prefix}-${c}-${m}`);
-        const ws = await SignalingClient.connect({ url: wsUrl, token, client: 'swarm' });
+        const ws = await RawSignaling.connect(wsUrl, token, {
+          client: 'swarm',
+          ...(streams > 1 ? { streams } : {}),
+        });
         sockets.push(ws);
         if (channelId === undefined) {
           channelId = (await ws.request('channel.create', { name: `${prefix}-${c}` })).channel.id;
@@ -77,7 +90,13 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     // speaker hears no one), plus heartbeat acks.
     const speakers = members.filter((b) => b.speaker).length;
     const hearing = o.speakers >= 2 ? members.length : members.length - speakers;
-    const expected = hearing * plane.frame + members.length * Math.floor(o.seconds / 5);
+    // Streaming (a channel's speakers within the grant): a packet per other speaker and frame.
+    const perChannel = o.speakers;
+    const streamed =
+      streams >= 2 && perChannel <= streams
+        ? (members.length - speakers) * perChannel + speakers * (perChannel - 1)
+        : hearing;
+    const expected = streamed * plane.frame + members.length * Math.floor(o.seconds / 5);
     return {
       members: members.length,
       packetsSent: plane.sent,
@@ -101,6 +120,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds: { type: 'string', default: '10' },
       prefix: { type: 'string' },
       phases: { type: 'string', default: '10' },
+      streams: { type: 'string', default: '1' },
     },
   });
   const result = await runSwarm({
@@ -110,6 +130,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     speakers: Number(values.speakers),
     seconds: Number(values.seconds),
     phases: Number(values.phases),
+    streams: Number(values.streams),
     ...(values.prefix ? { prefix: values.prefix } : {}),
     log: (l) => process.stderr.write(l + '\n'),
   });

@@ -65,6 +65,12 @@ export interface FramePlayoutOptions {
    * frame is heard less than periods spliced into the speech around it.
    */
   readonly growLookAheadByStretch?: boolean;
+  /**
+   * After `skip()` (frames popped without decoding), the next decoding call first decodes this many
+   * of the last skipped packets, output discarded (default 2), so the decoder has the history the
+   * next packet was coded against: a decoder resumed cold is off for a frame (a click).
+   */
+  readonly warmFrames?: number;
 }
 
 export interface FramePlayoutStats {
@@ -81,6 +87,10 @@ export interface FramePlayoutStats {
   readonly decodeErrors: number;
   /** Frames known lost in a talkspurt (holes, and gaps found after a dry buffer). */
   readonly lost: number;
+  /** Packets popped by `skip()`, not decoded. */
+  readonly skipped: number;
+  /** Skipped packets decoded again to warm the decoder when decoding resumed. */
+  readonly warmed: number;
   /** FEC look-ahead frames in use now (0 or 1). */
   readonly lookAhead: number;
   /** Of `concealed`, frames inserted to grow the buffer for the look-ahead. */
@@ -167,6 +177,17 @@ export class FramePlayout {
   #underruns = 0;
   #errors = 0;
   #lost = 0;
+  #skipped = 0;
+  #warmed = 0;
+  /** The last skipped packets, oldest first (a ring of `warmFrames`), to warm the decoder with. */
+  readonly #history: Uint8Array[];
+  readonly #historyLen: Int32Array;
+  #historyN = 0;
+  #historyAt = 0;
+  /** Frames were skipped since the last decode: the decoder's state is stale. */
+  #stale = false;
+  /** Where warming (and skip) put the audio nobody plays. */
+  readonly #warmOut: Int16Array;
 
   constructor(options: FramePlayoutOptions) {
     const { frameSamples, decoder, drainConcealFrames = 2, fecHoldMs = 10_000 } = options;
@@ -187,6 +208,60 @@ export class FramePlayout {
     this.#growByStretch = options.growLookAheadByStretch === true;
     this.#sync = new Int16Array(timeStretch ? 3 * frameSamples + 720 : 0);
     this.#scratch = new Int16Array(timeStretch ? frameSamples : 0);
+    const warm = options.warmFrames ?? 2;
+    if (!Number.isInteger(warm) || warm < 0 || warm > 8) throw new TypeError('warmFrames must be 0..8');
+    this.#history = Array.from({ length: warm }, () => new Uint8Array(this.jitter.maxPacketBytes));
+    this.#historyLen = new Int32Array(warm);
+    this.#warmOut = new Int16Array(frameSamples);
+  }
+
+  /**
+   * Plays the next frame without decoding it (nobody hears this stream's audio now): the buffer,
+   * its delay, loss and drain bookkeeping advance exactly as `next()` would, and the kind returned
+   * is the one `next()` would have produced. Allocates nothing. Not with timeStretch (its splices
+   * need the audio): TypeError.
+   */
+  skip(nowMs: number, lateMs = 0): PlayoutFrameKind {
+    if (this.#stretch) throw new TypeError('skip() needs a playout without timeStretch');
+    this.produced = 1;
+    return this.#produce(nowMs, this.#warmOut, lateMs, false);
+  }
+
+  /** Whether the decoder missed frames (`skip()`): the next `next()` warms it first. */
+  get stale(): boolean {
+    return this.#stale;
+  }
+
+  /** Decodes the remembered skipped packets (output discarded) before decoding resumes. */
+  #warm(): void {
+    this.#stale = false;
+    const dec = this.decoder;
+    // From a clean state: what it held is frames old and would not match the history either.
+    dec.reset();
+    const n = this.#historyN;
+    const size = this.#history.length;
+    for (let i = 0; i < n; i++) {
+      const slot = (this.#historyAt - n + i + size) % size;
+      try {
+        dec.decode(this.#history[slot]!, this.#warmOut, this.#historyLen[slot]);
+        this.#warmed++;
+      } catch {
+        break; // a corrupt packet: the decode that follows reports its own error
+      }
+    }
+    this.#historyN = 0;
+  }
+
+  #remember(packet: Uint8Array, length: number): void {
+    const size = this.#history.length;
+    if (size === 0) return;
+    const slot = this.#historyAt;
+    const dst = this.#history[slot]!;
+    const n = Math.min(length, dst.length);
+    for (let i = 0; i < n; i++) dst[i] = packet[i]!;
+    this.#historyLen[slot] = n;
+    this.#historyAt = (slot + 1) % size;
+    if (this.#historyN < size) this.#historyN++;
   }
 
   /** Stores a packet whose header timestamp (uint32 sample position) is `timestamp`. */
@@ -286,11 +361,13 @@ export class FramePlayout {
     return kind;
   }
 
-  #produce(nowMs: number, out: Int16Array, lateMs: number): PlayoutFrameKind {
+  /** One frame; `run` false (skip()): the same bookkeeping, no decoder call. */
+  #produce(nowMs: number, out: Int16Array, lateMs: number, run = true): PlayoutFrameKind {
     const n = this.frameSamples;
     const jb = this.jitter;
     const dec = this.decoder;
     this.#updateLookAhead(nowMs);
+    if (run && this.#stale) this.#warm();
     if (this.#expandPending) {
       this.#expandPending = false;
       // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
@@ -299,7 +376,7 @@ export class FramePlayout {
       if (this.#stretch && this.#growByStretch) this.#growSamples = n;
       else if (jb.delayAt(nowMs) < jb.targetDelayMs) {
         try {
-          if (dec.conceal(out) !== n) return this.#error(out);
+          if (run && dec.conceal(out) !== n) return this.#error(out);
         } catch {
           return this.#error(out);
         }
@@ -319,9 +396,19 @@ export class FramePlayout {
         }
         // A talkspurt after silence starts from a fresh decoder: its audio then does not depend on
         // what was concealed before the pause (the old state has faded out anyway).
-        if (this.#drained < 0 && this.#lastSeq >= 0) dec.reset();
+        const fresh = this.#drained < 0 && this.#lastSeq >= 0;
         this.#lastSeq = seq;
         this.#drained = 0;
+        if (!run) {
+          // Nobody hears this playout now: catch-up may drop a frame wherever it likes.
+          if (fresh) this.#historyN = 0;
+          this.#remember(jb.packet, jb.packetLength);
+          this.#stale = true;
+          this.#skipped++;
+          jb.quiet = true;
+          return PlayoutFrame.DECODED;
+        }
+        if (fresh) dec.reset();
         if (dec.decode(jb.packet, out, jb.packetLength) !== n) return this.#error(out);
         this.#decoded++;
         jb.quiet = isQuiet(out, n);
@@ -331,12 +418,14 @@ export class FramePlayout {
         this.#loss(nowMs, 0);
         this.#drained = 0;
         if (this.#lastSeq >= 0) this.#lastSeq = (this.#lastSeq + 1) >>> 0;
+        // A skipped gap: the history must stay contiguous up to the packet decoded next.
+        if (!run) this.#historyN = 0;
         if (dec.supportsFec && jb.peekNext() && opusPacketHasLbrr(jb.next, jb.nextLength)) {
-          if (dec.decodeFec(jb.next, out, jb.nextLength) !== n) return this.#error(out);
+          if (run && dec.decodeFec(jb.next, out, jb.nextLength) !== n) return this.#error(out);
           this.#fec++;
           return PlayoutFrame.FEC;
         }
-        if (dec.conceal(out) !== n) return this.#error(out);
+        if (run && dec.conceal(out) !== n) return this.#error(out);
         this.#concealed++;
         return PlayoutFrame.CONCEALED;
       }
@@ -348,7 +437,7 @@ export class FramePlayout {
       if (this.#drained === 0) this.#underruns++;
       this.#drained++;
       try {
-        if (dec.conceal(out) !== n) return this.#error(out);
+        if (run && dec.conceal(out) !== n) return this.#error(out);
       } catch {
         return this.#error(out);
       }
@@ -396,6 +485,8 @@ export class FramePlayout {
       underruns: this.#underruns,
       decodeErrors: this.#errors,
       lost: this.#lost,
+      skipped: this.#skipped,
+      warmed: this.#warmed,
       lookAhead: this.jitter.lookAhead,
       expanded: this.#expanded,
       accelerated: this.#stretch?.accelerated ?? 0,
@@ -415,6 +506,8 @@ export class FramePlayout {
     this.#expandPending = false;
     this.#syncLen = 0;
     this.#growSamples = 0;
+    this.#historyN = 0;
+    this.#stale = false;
   }
 
   /** Idempotent: frees the decoder. */

@@ -4,7 +4,7 @@ import type { AudioEngine } from '../audio/engine.js';
 import { RestClient } from '../rest.js';
 import { RequestError } from '../signaling.js';
 import { VoiceClient } from '../voice/voice-client.js';
-import type { VoiceClientOptions } from '../voice/options.js';
+import { PRODUCT_STREAMS, type VoiceClientOptions } from '../voice/options.js';
 import { PlayoutSource } from './playout-source.js';
 import {
   parseCommand,
@@ -25,8 +25,11 @@ export interface ControllerOptions {
   readonly clientName?: string;
   /** The sound-device library did not load: said to the UI with every state it asks for. */
   readonly backendError?: AudioDeviceError;
-  /** Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat). */
-  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs'>;
+  /**
+   * Passed to every VoiceClient (tests: a lossy relay in front of the server, a faster heartbeat;
+   * `--streams`: how many speakers to receive separately, VoiceClient's default 4 otherwise).
+   */
+  readonly voice?: Pick<VoiceClientOptions, 'udpTarget' | 'heartbeatMs' | 'streams'>;
 }
 
 /** Codes the UI shows a sentence for; anything else shows its message. */
@@ -332,6 +335,8 @@ export class DesktopController {
       server: this.server!,
       clientName: this.o.clientName ?? 'voice-desktop',
       playoutClock: 'pull' as const,
+      // Speakers come as sent and are mixed here (README 8.8), unless the launcher says otherwise.
+      streams: this.o.voice?.streams ?? PRODUCT_STREAMS,
     };
     const adminToken = this.adminToken;
     // hello answers INVALID_TOKEN for a wrong admin token and for a forgotten session alike: ask

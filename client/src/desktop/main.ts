@@ -6,6 +6,7 @@
  *   `--dev [--port N] [--static DIR]`: serves the built UI and a token-guarded WebSocket instead, so
  *   the same UI runs in a plain browser; prints `{"url": ...}` on stdout.
  *   `--audio device` (default) or `--audio file --in a.wav [--out b.wav]`: sound card or WAV files.
+ *   `--streams N` (1-8, default 4): speakers received separately and mixed here (1: the server mixes).
  *
  * It exits by itself when its UI goes away (Neutralino's socket drops), after closing everything.
  */
@@ -28,9 +29,13 @@ async function main(): Promise<void> {
       audio: { type: 'string', default: 'device' },
       in: { type: 'string' },
       out: { type: 'string' },
+      streams: { type: 'string' },
     },
     strict: true,
   });
+  const streams = values.streams === undefined ? undefined : Number(values.streams);
+  if (streams !== undefined && !(Number.isInteger(streams) && streams >= 1 && streams <= 8))
+    throw new TypeError('--streams must be an integer in [1, 8]');
   let backend: AudioBackend;
   let backendError: AudioDeviceError | null = null;
   if (values.audio === 'file') {
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
     engine,
     send: (e) => link.send(e),
     ...(backendError ? { backendError } : {}),
+    ...(streams !== undefined ? { voice: { streams } } : {}),
   });
   link.onCommand = (raw) => void controller.handle(raw);
   let stopping = false;

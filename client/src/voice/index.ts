@@ -3,6 +3,7 @@ export * from './sources.js';
 export * from './recording.js';
 export * from './transport.js';
 export * from './playout.js';
+export * from './source-playouts.js';
 export * from './sender.js';
 export * from './session.js';
 export * from './options.js';

@@ -1,4 +1,4 @@
-import { Nickname, type VoiceSettings } from '@voice/protocol';
+import { MAX_STREAMS, Nickname, type AeadBackend, type VoiceSettings } from '@voice/protocol';
 import type { JitterBufferOptions, OpusEncoderSettings, OpusFactory } from '@voice/media';
 import type { PlayoutHook } from './playout.js';
 import type { AudioSource } from './sources.js';
@@ -33,6 +33,14 @@ export interface VoiceClientOptions {
   password?: string;
   /** Codec settings of `channel` when this client creates it (frame size, bitrate, complexity). */
   voice?: Partial<VoiceSettings>;
+  /**
+   * Speakers this client asks to receive as separate streams and mixes itself (`hello.streams`,
+   * 1-8; protocol README 8.8): no server mix, no wait for its tick, no second Opus generation. The
+   * server grants at most this (Welcome.streams). Default 1, mixes only: the library's callers
+   * (tests of the server's mix, load tests) measure the mix; the desktop app and the bot CLI ask
+   * for PRODUCT_STREAMS.
+   */
+  streams?: number;
   /** Start sending this source after the first join. */
   source?: AudioSource;
   /** Opus backend to use; share one between many clients (load tests). Default: createOpus(). */
@@ -68,6 +76,11 @@ export interface VoiceClientOptions {
   recordMaxSeconds?: number;
   /** Most sent frames remembered in `sentLog` (default 6000: 60 s of 10 ms frames, about 250 KB). */
   sentLogMax?: number;
+  /**
+   * AES-256-GCM for the voice packets (default: media's native OpenSSL addon when it loads, which
+   * allocates nothing per packet, else node:crypto, which allocates a cipher per packet).
+   */
+  aead?: AeadBackend;
   /** Signaling request timeout, ms (default 10000). */
   requestTimeoutMs?: number;
   /** Receives every played frame (the desktop app's speaker output). */
@@ -84,6 +97,10 @@ export interface VoiceClientOptions {
 /** Bounded so that a client left running does not grow: a minute of audio and of sent frames. */
 export const DEFAULT_RECORD_SECONDS = 60;
 export const DEFAULT_SENT_LOG = 6_000;
+/** Speakers a VoiceClient asks for as separate streams unless told (protocol README 8.8): none. */
+export const DEFAULT_STREAMS = 1;
+/** What the desktop app and the bot CLI ask for: the server's default grant (voice.maxStreams). */
+export const PRODUCT_STREAMS = 4;
 
 /** Options after validation, with defaults filled in. */
 export interface ResolvedVoiceClientOptions extends VoiceClientOptions {
@@ -97,6 +114,7 @@ export interface ResolvedVoiceClientOptions extends VoiceClientOptions {
   recordMaxSeconds: number;
   sentLogMax: number;
   clientName: string;
+  streams: number;
 }
 
 function fail(msg: string): never {
@@ -177,6 +195,9 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   ) {
     fail('drainConcealFrames must be an integer in [0, 50]');
   }
+  const streams = o.streams ?? DEFAULT_STREAMS;
+  if (!Number.isInteger(streams) || streams < 1 || streams > MAX_STREAMS)
+    fail(`streams must be an integer in [1, ${MAX_STREAMS}], got ${String(streams)}`);
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
@@ -201,5 +222,6 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
     recordMaxSeconds,
     sentLogMax,
     clientName: o.clientName ?? 'voice-client/0.1.0',
+    streams,
   };
 }

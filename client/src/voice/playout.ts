@@ -9,6 +9,7 @@ import {
   type Tick,
 } from '@voice/media';
 import type { Recording } from './recording.js';
+import { SourcePlayouts, type SourcePlayoutsStats } from './source-playouts.js';
 import { SAMPLE_RATE } from './sources.js';
 
 /** Called once per played frame with the audio (valid during the call only) and its play time. */
@@ -42,19 +43,33 @@ export interface PlayoutOptions {
   readonly timeStretch?: boolean;
   readonly drainConcealFrames?: number;
   /**
-   * 'timer' (default): a drift-free Ticker pulls one frame per frame period. 'pull': nothing runs by
+   * 'timer' (default): a drift-free Ticker pulls one frame per frame period (10 ms with `sources`,
+   * so each source starts within 10 ms of its packet being due). 'pull': nothing runs by
    * itself; a sound card's callback calls `pull()` (the desktop app).
    */
   readonly clock?: 'timer' | 'pull';
   readonly onPlayout?: PlayoutHook;
+  /**
+   * Speakers received as STREAM packets and mixed here, at most this many at once (the granted
+   * `streams`, protocol README 8.8); 0 or 1 (default): the server mixes, STREAM packets are refused.
+   */
+  readonly sources?: number;
+  /** The clock (ms) frames are produced at; default performance.now (tests drive a virtual one). */
+  readonly now?: () => number;
   /** Called once, when the first frame of audio (decoded, or rebuilt from FEC) plays. */
   readonly onAudible?: () => void;
   /** Errors from decoding or the hook (counted either way). */
   readonly onError?: (err: unknown) => void;
 }
 
+/**
+ * Every field is a number (callers diff two snapshots). With sources (STREAM), the totals (accepted
+ * ... decodeErrors) count the mix and every source together; the jitter figures are the mix's, or
+ * while sources play and the mix does not, those of the source buffering the most. Per-source
+ * figures: `Playout.sourceStats()`.
+ */
 export interface PlayoutStats {
-  /** AUDIO packets accepted into the jitter buffer. */
+  /** Packets accepted into a jitter buffer (AUDIO, and STREAM of every source). */
   accepted: number;
   late: number;
   duplicates: number;
@@ -93,10 +108,11 @@ export interface PlayoutStats {
  * The receive side of one voice session: server AUDIO packets go into the shared FramePlayout
  * (media/: jitter buffer, decode, FEC, concealment), keyed by the header timestamp (the server's
  * sequence counter also advances for HELLO_ACK/HEARTBEAT_ACK, so it does not number audio frames).
+ * STREAM packets go to one FramePlayout per speaker (SourcePlayouts), added into each pull.
  *
  * Pull-driven, as NetEq's GetAudio: `pull(out)` returns the next `out.length` samples of playout,
  * any length (a sound card's 10 ms period, or one frame); decoded frames not yet pulled wait in a
- * one-frame FIFO. With `clock: 'timer'` a drift-free Ticker pulls one frame per period, after the
+ * one-frame FIFO. With `clock: 'timer'` a drift-free Ticker pulls once per period, after the
  * event loop has read pending packets (a timer fires before I/O is polled: pulling at once would
  * underrun on every hiccup of this process), and appends it to the recording with its due time.
  */
@@ -104,8 +120,16 @@ export class Playout {
   readonly frameMs: number;
   readonly frameSamples: number;
   readonly stream: FramePlayout;
+  /** The speakers received as STREAM packets (null unless granted 2 or more). */
+  readonly sources: SourcePlayouts | null;
+  private readonly now: () => number;
   private readonly frame: Int16Array;
   private fifoPos: number;
+  /** Whether the frame in the FIFO is sound (not silence, not an error's zeros). */
+  private frameHeard = false;
+  /** The timer path's period, ms: 10 with stream sources (each starts within 10 ms), else a frame. */
+  readonly periodMs: number;
+  private skippedSamples = 0;
   private readonly ticker: Ticker | null;
   private readonly recording: Recording | null;
   private readonly onPlayout: PlayoutHook | undefined;
@@ -144,7 +168,8 @@ export class Playout {
     late: 0,
     duplicates: 0,
     invalid: 0,
-    framesSkipped: 0,
+    /** Frames in which nothing was heard (the mix and every source silent). */
+    framesSilent: 0,
   };
 
   constructor(options: PlayoutOptions) {
@@ -158,8 +183,26 @@ export class Playout {
       timeStretch: options.timeStretch ?? true,
       ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
     });
+    this.now = options.now ?? (() => performance.now());
+    const sources = options.sources ?? 0;
+    this.sources =
+      sources >= 2
+        ? new SourcePlayouts({
+            max: sources,
+            frameSamples: this.frameSamples,
+            opus: options.opus,
+            // The same settings as the mix: a source is played exactly as a forwarded AUDIO stream.
+            jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+            timeStretch: options.timeStretch ?? true,
+            ...(options.drainConcealFrames !== undefined
+              ? { drainConcealFrames: options.drainConcealFrames }
+              : {}),
+          })
+        : null;
     this.frame = new Int16Array(this.frameSamples);
-    this.tickOut = new Int16Array(this.frameSamples);
+    // With sources, a finer tick lets each start at its own phase (SourcePlayouts.addInto).
+    this.periodMs = this.sources && options.frameMs > 10 ? 10 : options.frameMs;
+    this.tickOut = new Int16Array((SAMPLE_RATE / 1000) * this.periodMs);
     this.fifoPos = this.frameSamples; // empty
     this.recording = options.recording;
     this.onPlayout = options.onPlayout;
@@ -168,9 +211,9 @@ export class Playout {
     this.ticker =
       (options.clock ?? 'timer') === 'timer'
         ? new Ticker({
-            periodMs: options.frameMs,
-            // Replay up to 1 s of missed ticks rather than skip them: every tick is a frame of the recording.
-            maxLatePeriods: Math.ceil(1000 / options.frameMs),
+            periodMs: this.periodMs,
+            // Replay up to 1 s of missed ticks rather than skip them: every tick is a period of the recording.
+            maxLatePeriods: Math.ceil(1000 / this.periodMs),
             onTick: (t) => this.tick(t),
             onError: (err) => this.onError?.(err),
           })
@@ -189,7 +232,7 @@ export class Playout {
 
   start(): void {
     if (this.closed || !this.ticker || this.ticker.running) return;
-    this.origin = performance.now();
+    this.origin = this.now();
     this.ticker.start();
   }
 
@@ -204,30 +247,51 @@ export class Playout {
   }
 
   /**
+   * Stores one opened STREAM payload (source, then Opus; protocol README 8.8) with its header's
+   * timestamp and flags. Returns the jitter buffer's verdict, or -1 when refused (no streams were
+   * granted, a bad source, or every source playout busy: counted in `stats().sources`).
+   */
+  insertStream(payload: Uint8Array, length: number, timestamp: number, flags: number, now: number): number {
+    if (!this.sources) {
+      this.s.invalid++;
+      return -1;
+    }
+    return this.sources.insert(payload, length, timestamp, flags, now);
+  }
+
+  /**
    * Fills `out` with the next `out.length` samples of playout (48 kHz mono) and returns that count.
    * `playTime` (performance.now() ms, default now) is when the first sample plays: it goes to the
    * recording and to `onPlayout`. Never throws for bad audio: decode errors play silence.
    */
-  pull(out: Int16Array, playTime: number = performance.now()): number {
+  pull(out: Int16Array, playTime: number = this.now()): number {
     if (this.closed) {
       out.fill(0);
       return out.length;
     }
     const n = this.frameSamples;
     let i = 0;
+    let mixHeard = false;
     while (i < out.length) {
       if (this.fifoPos === n) {
         // The jitter buffer judges the delay at the time the frame plays, not when this runs: a
         // late pull (this process stalled) must not look like an excess to drop.
-        const now = performance.now();
+        const now = this.now();
         this.produce(now, Math.max(0, now - (playTime + i / 48)));
         this.fifoPos = 0;
       }
+      mixHeard ||= this.frameHeard;
       const take = Math.min(n - this.fifoPos, out.length - i);
-      out.set(this.frame.subarray(this.fifoPos, this.fifoPos + take), i);
+      // A loop, not set(subarray()): a view would allocate per pull.
+      for (let j = 0; j < take; j++) out[i + j] = this.frame[this.fifoPos + j]!;
       this.fifoPos += take;
       i += take;
     }
+    if (this.sources) {
+      this.sources.addInto(out, this.now(), playTime, mixHeard);
+      if (this.sources.audible) this.heardAudio();
+    }
+    if (this.deaf) out.fill(0);
     if (this.held) return out.length;
     this.recording?.append(out, out.length, playTime);
     if (this.onPlayout) {
@@ -240,11 +304,18 @@ export class Playout {
     return out.length;
   }
 
+  /** The mix stream's next frame into the FIFO (the sources are added per pull, at their own phases). */
   private produce(now: number, lateMs: number): void {
     const kind = this.stream.next(now, this.frame, lateMs);
     if (kind === PlayoutFrame.ERROR) this.onError?.(new Error('audio frame could not be decoded'));
-    if (this.deaf) this.frame.fill(0);
-    if (!this.audible && (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC)) {
+    this.frameHeard = kind !== PlayoutFrame.SILENT && kind !== PlayoutFrame.ERROR;
+    if (kind === PlayoutFrame.SILENT && (this.sources?.active ?? 0) === 0) this.s.framesSilent++;
+    if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.heardAudio();
+  }
+
+  /** The first audio (decoded, or rebuilt from FEC) is playing: ends a handover's hold. */
+  private heardAudio(): void {
+    if (!this.audible) {
       this.audible = true;
       try {
         this.onAudible?.();
@@ -258,10 +329,10 @@ export class Playout {
     const due = this.origin + t.dueMs;
     if (t.skipped > 0) {
       this.flushTicks(true);
-      this.s.framesSkipped += t.skipped;
+      const samples = t.skipped * this.tickOut.length;
+      this.skippedSamples += samples;
       // Held (a handover): the previous session records this stretch, as it plays it.
-      if (!this.held)
-        this.recording?.append(null, t.skipped * this.frameSamples, due - t.skipped * this.frameMs);
+      if (!this.held) this.recording?.append(null, samples, due - t.skipped * this.periodMs);
     }
     if (this.qLen === this.qDue.length) this.flushTicks(true);
     const i = (this.qHead + this.qLen) % this.qDue.length;
@@ -278,14 +349,15 @@ export class Playout {
   /** Pulls the queued ticks in order; a late one waits (briefly) for a packet the stall held up. */
   private flushTicks(force = false): void {
     const jb = this.stream.jitter;
+    // A stream waits for its packet only when the FIFO cannot cover the tick's samples.
+    const need = this.tickOut.length;
     while (this.qLen > 0 && !this.closed) {
       const i = this.qHead;
       const now = performance.now();
       if (
         !force &&
-        jb.playing &&
-        !jb.headReady &&
-        jb.buffered === 0 &&
+        ((jb.playing && !jb.headReady && jb.buffered === 0 && this.frameSamples - this.fifoPos < need) ||
+          this.sources?.waiting(need) === true) &&
         (this.qLate[i] === 1 ? now - this.qAt[i]! < STALL_WAIT_MS : now - this.qDue[i]! < TIMER_GRACE_MS)
       ) {
         if (this.waitedTick !== i) {
@@ -306,17 +378,25 @@ export class Playout {
   }
 
   stats(): PlayoutStats {
-    const j = this.stream.jitter.stats();
+    const mixJitter = this.stream.jitter;
+    // While sources play and the mix does not, the figures of what is heard are the sources'.
+    const lead = (!mixJitter.playing && this.sources?.deepest()) || mixJitter;
+    const j = lead.stats();
     const p = this.stream.stats();
+    const t = this.sources?.totals();
     return {
       ...this.s,
-      framesPlayed: p.decoded,
-      framesConcealed: p.concealed + p.fecRecovered,
-      fecRecovered: p.fecRecovered,
-      framesExpanded: p.expanded,
-      underruns: p.underruns,
-      framesSilent: p.silent,
-      decodeErrors: p.decodeErrors,
+      framesSkipped: Math.floor(this.skippedSamples / this.frameSamples),
+      accepted: this.s.accepted + (t?.accepted ?? 0),
+      late: this.s.late + (t?.late ?? 0),
+      duplicates: this.s.duplicates + (t?.duplicates ?? 0),
+      invalid: this.s.invalid + (t?.invalid ?? 0),
+      framesPlayed: p.decoded + (t?.decoded ?? 0),
+      framesConcealed: p.concealed + p.fecRecovered + (t ? t.concealed + t.fecRecovered : 0),
+      fecRecovered: p.fecRecovered + (t?.fecRecovered ?? 0),
+      framesExpanded: p.expanded + (t?.expanded ?? 0),
+      underruns: p.underruns + (t?.underruns ?? 0),
+      decodeErrors: p.decodeErrors + (t?.decodeErrors ?? 0),
       jitterMs: j.jitterMs,
       bufferMs: j.depth * this.frameMs,
       targetMs: j.target * this.frameMs,
@@ -331,10 +411,16 @@ export class Playout {
     };
   }
 
+  /** The speakers received as separate streams (null when none were granted). */
+  sourceStats(): SourcePlayoutsStats | null {
+    return this.sources?.stats() ?? null;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.ticker?.close();
     this.stream.close();
+    this.sources?.close();
   }
 }

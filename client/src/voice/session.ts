@@ -7,6 +7,7 @@ import {
   createVoiceHeader,
   readAckBody,
   writeTimeBody,
+  type AeadBackend,
   type VoiceBinding,
   type VoiceHeader,
   type VoiceOpenError,
@@ -20,6 +21,7 @@ import {
 } from '@voice/media';
 import { VoiceClientError } from './errors.js';
 import { Playout, type PlayoutHook, type PlayoutStats } from './playout.js';
+import type { SourcePlayoutsStats } from './source-playouts.js';
 import type { Recording, SentLog } from './recording.js';
 import { Sender, type SenderStats } from './sender.js';
 import type { AudioSource } from './sources.js';
@@ -53,6 +55,8 @@ export interface VoiceSessionOptions {
   /** Carry voice over the WebSocket while UDP goes unanswered (default true when `signaling` is given). */
   readonly wsFallback?: boolean;
   readonly opus: OpusFactory;
+  /** AES-256-GCM backend for the cipher (default: protocol's node:crypto one). */
+  readonly aead?: AeadBackend;
   /** Encoder settings; bitrate defaults to the binding's, FEC to off (no decoder we ship uses it). */
   readonly encoder?: OpusEncoderSettings;
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
@@ -62,6 +66,11 @@ export interface VoiceSessionOptions {
   readonly timeStretch?: boolean;
   /** 'timer' (default): playout runs on its own clock. 'pull': the caller pulls it (`pull()`). */
   readonly playoutClock?: 'timer' | 'pull';
+  /**
+   * The `streams` the server granted (Welcome.streams, protocol README 8.8): with 2 or more, STREAM
+   * packets of up to that many speakers are played and mixed here. Default 1: mixes only.
+   */
+  readonly streams?: number;
   readonly recording?: Recording | null;
   readonly sentLog?: SentLog | null;
   readonly onPlayout?: PlayoutHook;
@@ -87,9 +96,10 @@ export interface VoiceSessionStats {
   /** Packets sent of any type, and AUDIO among them. */
   packetsSent: number;
   audioSent: number;
-  /** Server packets that authenticated (any type), and AUDIO among them. */
+  /** Server packets that authenticated (any type), and AUDIO and STREAM among them. */
   packetsReceived: number;
   audioReceived: number;
+  streamReceived: number;
   /** Server sequence numbers never received (any type), from the replay window. */
   lost: number;
   /** Rejected before use: replays/duplicates, failed authentication, bad framing, wrong voiceId. */
@@ -108,6 +118,8 @@ export interface VoiceSessionStats {
   udp: TransportStats | null;
   ws: TransportStats | null;
   playout: PlayoutStats;
+  /** Per-speaker figures of the STREAM sources (null when no streams were granted). */
+  sources: SourcePlayoutsStats | null;
   sender: SenderStats | null;
 }
 
@@ -166,6 +178,7 @@ export class VoiceSession {
     audioSent: 0,
     packetsReceived: 0,
     audioReceived: 0,
+    streamReceived: 0,
     duplicates: 0,
     rejected: 0,
   };
@@ -181,7 +194,7 @@ export class VoiceSession {
     if (this.mode === 'ws' && !o.signaling)
       throw new TypeError("transport 'ws' needs a signaling connection");
     this.fallbackAllowed = this.mode === 'udp' && o.signaling !== undefined && (o.wsFallback ?? true);
-    this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER);
+    this.cipher = new VoiceCipher(b.key, VoiceDirection.CLIENT_TO_SERVER, o.aead);
     this.encoder = o.opus.createEncoder({
       frameSamples: this.frameSamples,
       // Off by default (hybrid mode, ~4x encode CPU); `encoder: { fec: true }` lets a server with the
@@ -197,6 +210,7 @@ export class VoiceSession {
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
       ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { clock: o.playoutClock } : {}),
+      ...(o.streams !== undefined ? { sources: o.streams } : {}),
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
       ...(o.onAudible ? { onAudible: o.onAudible } : {}),
@@ -510,6 +524,11 @@ export class VoiceSession {
         this.c.audioReceived++;
         this.playout.insert(h.timestamp, this.plain, r, now);
         return;
+      case VoicePacketType.STREAM:
+        // One speaker's frame, forwarded as sent (protocol README 8.8): source, then Opus.
+        this.c.streamReceived++;
+        this.playout.insertStream(this.plain, r, h.timestamp, h.flags, now);
+        return;
       case VoicePacketType.HELLO_ACK:
       case VoicePacketType.HEARTBEAT_ACK:
         this.onAck(r, via, now);
@@ -601,6 +620,7 @@ export class VoiceSession {
       udp: this.udp?.stats() ?? null,
       ws: this.ws?.stats() ?? null,
       playout: this.playout.stats(),
+      sources: this.playout.sourceStats(),
       sender: this.sender?.stats() ?? this.senderStats,
     };
   }
@@ -618,6 +638,8 @@ export class VoiceSession {
     this.udp?.close();
     this.ws?.close();
     this.encoder.destroy();
+    // Every seal and open checks `closed` first: a native context can go now, not at GC.
+    this.cipher.close();
     for (const w of [...this.readyWaiters]) w();
   }
 }

@@ -3,6 +3,8 @@ import {
   ID_PATTERN,
   VoiceAdvance,
   asChannelId,
+  nodeCryptoAead,
+  type AeadBackend,
   type Channel,
   type ChannelId,
   type ConnectionStats,
@@ -13,7 +15,7 @@ import {
   type VoiceBinding,
   type VoiceSettings,
 } from '@voice/protocol';
-import { createOpus, type OpusFactory } from '@voice/media';
+import { createOpus, loadNativeAead, type OpusFactory } from '@voice/media';
 import { emitSafely } from '../emit-safely.js';
 import { RestClient } from '../rest.js';
 import { RequestError, SignalingClient } from '../signaling.js';
@@ -75,6 +77,12 @@ export interface VoiceClientStats {
   audioSent: number;
   packetsReceived: number;
   audioReceived: number;
+  /** STREAM packets: speakers forwarded separately (protocol README 8.8); per source in `session.sources`. */
+  streamReceived: number;
+  /** Speakers received as separate streams at most: the server's grant (1: it mixes). */
+  streams: number;
+  /** The voice cipher's AES-256-GCM backend (`openssl-evp (...)`, or `node:crypto`). */
+  aead: string;
   /** Server packets never received (sequence gaps). */
   lost: number;
   /** Audio that arrived after its playout turn. */
@@ -158,6 +166,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
   private constructor(
     private readonly o: ResolvedVoiceClientOptions,
     private readonly opus: OpusFactory,
+    /** The voice cipher's AES-256-GCM: the caller's, else media's native addon, else node:crypto. */
+    private readonly aead: AeadBackend | null,
     signaling: SignalingClient,
     rest: RestClient,
     token: string,
@@ -190,8 +200,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       client: o.clientName,
       ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}),
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
+      streams: o.streams,
     });
-    const client = new VoiceClient(o, opus, signaling, rest, token);
+    const client = new VoiceClient(o, opus, o.aead ?? loadNativeAead(), signaling, rest, token);
     try {
       const w = signaling.welcome;
       // A resumed session that was in a channel comes back with a fresh binding (new key and voice
@@ -236,6 +247,16 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Speakers this connection receives as separate streams: what the server granted (Welcome.streams,
+   * absent: 1), never more than asked for. 1: the server mixes.
+   */
+  get streams(): number {
+    const granted = this.signaling.welcome.streams;
+    const n = typeof granted === 'number' && Number.isInteger(granted) ? granted : 1;
+    return Math.max(1, Math.min(n, this.o.streams));
   }
 
   /**
@@ -449,6 +470,9 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       audioSent: s?.audioSent ?? 0,
       packetsReceived: s?.packetsReceived ?? 0,
       audioReceived: s?.audioReceived ?? 0,
+      streamReceived: s?.streamReceived ?? 0,
+      streams: this.streams,
+      aead: (this.aead ?? nodeCryptoAead).name,
       lost: s?.lost ?? 0,
       late: p?.late ?? 0,
       duplicates: (s?.duplicates ?? 0) + (p?.duplicates ?? 0),
@@ -660,11 +684,13 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       helloRetryMs: o.helloRetryMs,
       wsFallback: o.wsFallback,
       opus: this.opus,
+      ...(this.aead ? { aead: this.aead } : {}),
       encoder: { complexity: channel.voice.complexity, ...o.encoder },
       ...(o.jitter ? { jitter: o.jitter } : {}),
       ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
       ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
+      streams: this.streams,
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
@@ -882,6 +908,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       client: this.o.clientName,
       ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
       ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
+      streams: this.o.streams,
     });
   }
 

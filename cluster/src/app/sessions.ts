@@ -1,6 +1,7 @@
 import {
   encodeMessage,
   ProtocolError,
+  MAX_STREAMS,
   PROTOCOL_VERSION,
   RateLimitedError,
   type ChannelId,
@@ -45,6 +46,11 @@ export class Session {
   transport: Transport = 'none';
   admin = false;
   /**
+   * Speakers its connection may receive as separate STREAM packets (Welcome.streams, README 8.8);
+   * 1: mixes only. Set by each hello; travels with the record to the channel's owner.
+   */
+  streams = 1;
+  /**
    * Set on a shadow: a member voiced by this node (the channel's owner) whose signaling connection
    * is on that node. A shadow has no connection and is not one of this node's sessions.
    */
@@ -78,6 +84,7 @@ export class Session {
       selfDeaf: this.selfDeaf,
       serverMute: this.serverMute,
       volumes: Object.fromEntries(this.volumes),
+      streams: this.streams,
       member: this.member(),
     };
   }
@@ -89,6 +96,9 @@ export class Session {
     this.serverMute = r.serverMute;
     this.volumes.clear();
     for (const [id, v] of Object.entries(r.volumes)) this.volumes.set(id as UserId, v);
+    // From another node or the directory: anything but a grant the protocol allows is mixes only.
+    const k = r.streams;
+    this.streams = typeof k === 'number' && Number.isInteger(k) && k >= 1 && k <= MAX_STREAMS ? k : 1;
   }
   member(): Member {
     return {
@@ -187,7 +197,14 @@ export class SessionManager {
   }
 
   /** `hello`: binds a connection to the token's session, restoring it when within its grace period. */
-  async attach(conn: Connection, token: string, admin: boolean, version: number): Promise<Welcome> {
+  async attach(
+    conn: Connection,
+    token: string,
+    admin: boolean,
+    version: number,
+    /** hello `streams` (absent: 1), before the server's cap. */
+    askedStreams = 1,
+  ): Promise<Welcome> {
     if (this.#closed) throw new ProtocolError('UNAVAILABLE');
     const user = await this.users.authenticate(token);
     let s = this.#byUser.get(user.id);
@@ -228,6 +245,10 @@ export class SessionManager {
     s.conn = conn;
     s.everConnected = true;
     s.admin = admin;
+    // The grant is the connection's: a resume from another client (or version) asks afresh.
+    const streams = Math.max(1, Math.min(askedStreams, this.ctx.config.voice.maxStreams));
+    const streamsChanged = s.streams !== streams;
+    s.streams = streams;
     s.user = (await this.ctx.store.updateUser(user.id, { lastSeenAt: this.ctx.now() })) ?? user;
     this.#byConn.set(conn.id, s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
@@ -240,6 +261,7 @@ export class SessionManager {
         // voice id) keeps AES-GCM nonces unique. The member stays in the channel throughout.
         if ((resumed || !session.voice) && this.voice)
           await this.#rebind(session, await this.channels.get(session.channelId));
+        else if (streamsChanged) await this.voice?.update(session);
         await this.#publishMember(session);
       }
       return {
@@ -251,8 +273,7 @@ export class SessionManager {
         voice: session.voice,
         heartbeatMs: this.ctx.config.heartbeatMs,
         graceMs: this.ctx.config.graceMs,
-        // Mixes only until the channel forwards several streams (README 8.8).
-        streams: 1,
+        streams: session.streams,
       };
     });
   }

@@ -128,6 +128,11 @@ export interface SessionRecord {
   serverMute: boolean;
   /** Listener-side volume per speaker id, percent; absent means 100. */
   volumes: Record<string, number>;
+  /**
+   * Speakers its connection may receive as STREAM packets (Welcome.streams, README 8.8); absent in
+   * records written before it existed: 1 (mixes only).
+   */
+  streams?: number;
   /** The member as last published, for listings made on other nodes. */
   member: Member;
 }

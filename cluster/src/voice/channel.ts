@@ -22,6 +22,8 @@ import { PacketInbox } from './inbox.js';
 import { StretchTotals, readStretchFigures, type StretchFigures } from './stretch-totals.js';
 import { OveruseDetector } from './overuse.js';
 import { VoiceMember, type EncoderSlot } from './member.js';
+import { StreamForwarder } from './stream-forward.js';
+import { routeTick } from './stream-routing.js';
 
 export const SAMPLE_RATE = 48_000;
 /** Most members whose audio is mixed in one tick; louder channels are a moderation problem. */
@@ -40,6 +42,10 @@ const FORWARD_AHEAD_FRAMES = 2;
 const ENCODER_IDLE_TICKS = 100;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
 const RETIRE_MAX_TICKS = 25;
+/** An Opus packet this short is DTX or silence (a TOC byte and at most two more). */
+const SILENT_PACKET_BYTES = 3;
+/** The level an undecoded frame of audio counts as for voice activity, dBFS. */
+const UNDECODED_SPEECH_DBFS = 0;
 
 /** `#soloSource` result for a listener who hears no one this tick. */
 const NOBODY = Symbol('nobody');
@@ -69,6 +75,10 @@ export interface ChannelStats extends StretchFigures {
   /** Packets refused because their member already had its quota waiting in the inbox. */
   inboxOverQuota: number;
   encodes: number;
+  /** Members' packets decoded (a speaker nobody hears in a mix is not: its listeners stream it). */
+  decodes: number;
+  /** STREAM packets sent: speakers' packets forwarded on arrival to listeners that mix themselves. */
+  streamed: number;
   /** Opus encoders alive (one per distinct mix stream; freed after ENCODER_IDLE_TICKS unused). */
   encoders: number;
   /** Listener-frames sent as the lone speaker's own packet, without re-encoding. */
@@ -121,6 +131,11 @@ export class ChannelCore {
   readonly #speakerIds: string[] = [];
   readonly #speakerFrames: Float32Array[] = [];
   readonly #speakerMembers: VoiceMember[] = [];
+  /** Members whose audio plays or is buffered, judged before a tick pops (stream-routing.ts). */
+  readonly #senders: VoiceMember[] = [];
+  readonly #streams: StreamForwarder;
+  /** Speakers mixed in the previous tick (0: the mix's talkspurts have ended). */
+  #lastMixed = 0;
   readonly #encoders = new Map<string, EncoderSlot>();
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
@@ -157,6 +172,8 @@ export class ChannelCore {
       inboxOverflows: 0,
       inboxOverQuota: 0,
       encodes: 0,
+      decodes: 0,
+      streamed: 0,
       encoders: 0,
       forwarded: 0,
       soloGaps: 0,
@@ -194,6 +211,7 @@ export class ChannelCore {
     this.stats.complexity = settings.complexity;
     this.#mixer = new MixGroups(this.frameSamples, MAX_SPEAKERS);
     this.#timeStretch = options.timeStretch ?? true;
+    this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
   }
 
@@ -257,6 +275,7 @@ export class ChannelCore {
   /** Copies mute, deafen and volumes from the session. Deafened members are not heard either (as on Discord). */
   updateMember(m: VoiceMember): void {
     const s = m.endpoint.session;
+    m.streams = s.streams;
     m.heard = !s.selfMute && !s.serverMute && !s.selfDeaf;
     m.deaf = s.selfDeaf;
     if (s.volumes.size === 0) m.gains = undefined;
@@ -323,7 +342,9 @@ export class ChannelCore {
     this.#tick++;
     this.#mediaFrame++;
     this.stats.ticks++;
+    routeTick(this.members, this.#senders, this.#tick, MAX_SPEAKERS);
     let count = 0;
+    let heardCount = 0;
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
@@ -334,6 +355,12 @@ export class ChannelCore {
       m.prevPcm = m.pcm;
       m.prevPcmTick = m.pcmTick;
       m.pcm = held;
+      // Nobody hears this member in a mix (its listeners stream it, or it is silent): its playout
+      // advances without decoding, and decodes its last packets first when a mix needs it again.
+      if (!m.inMix && !this.#timeStretch) {
+        if (this.#skipFrame(m, now, lateMs)) heardCount++;
+        continue;
+      }
       const kind = m.stream.next(now, m.pcm, lateMs);
       // With time-stretching a tick may produce no new frame (the playout held one, decoded
       // earlier, after a preemptive expand): its audio is mixed, nothing is counted twice.
@@ -347,7 +374,10 @@ export class ChannelCore {
         if (fresh) this.io.counters.drops.decode_error++;
         continue;
       }
-      if (fresh) this.stats.decodeUs.record((performance.now() - t0) * 1000);
+      if (fresh) {
+        this.stats.decodeUs.record((performance.now() - t0) * 1000);
+        this.stats.decodes++;
+      }
       m.pcmTick = this.#tick;
       m.rawHeld = !fresh;
       if (!fresh) {
@@ -365,8 +395,11 @@ export class ChannelCore {
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
         const phase = hold % this.settings.frameMs;
-        this.alignHold.record(phase);
-        m.recordPhase(hold);
+        // Only a frame someone hears in a mix waits for the tick: a streamed one is not advanced.
+        if (m.inMix) {
+          this.alignHold.record(phase);
+          m.recordPhase(hold);
+        }
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
@@ -379,6 +412,7 @@ export class ChannelCore {
       }
       if (m.jitter.depth > depthMax) depthMax = m.jitter.depth;
       if (!m.heard) continue;
+      heardCount++;
       int16ToFloat(m.pcm, m.frame);
       const ev = m.vad.process(m.frame);
       if (ev === VadEvent.START) this.#setSpeaking(m, true);
@@ -392,12 +426,42 @@ export class ChannelCore {
       }
     }
     this.stats.bufferFramesMax = depthMax;
-    this.stats.speakers = count;
-    // Silence: send nothing. Clients play silence when their buffer runs dry.
+    this.stats.speakers = heardCount;
+    // Silence, or only streamed speakers: no mix to send. Clients play silence when their buffer runs dry.
     if (count > 0) this.#mixAndSend(count);
-    else if (this.#lastSpeakers > 0) this.#endTalkspurts();
-    this.#lastSpeakers = count;
+    else if (this.#lastMixed > 0) this.#endTalkspurts();
+    this.#lastMixed = count;
+    this.#lastSpeakers = heardCount;
     if ((this.#tick & 127) === 0) this.#freeIdleEncoders();
+  }
+
+  /**
+   * A member's frame popped without decoding (no mix needs it). Voice activity is judged from the
+   * packet (audio longer than DTX counts as speech), not its level: nothing was decoded to measure.
+   * Returns whether the member is heard this tick.
+   */
+  #skipFrame(m: VoiceMember, now: number, lateMs: number): boolean {
+    const kind = m.stream.skip(now, lateMs);
+    m.rawLen = 0;
+    m.rawHeld = false;
+    if (kind === PlayoutFrame.SILENT) {
+      if (m.speaking && m.vad.update(-120) === VadEvent.STOP) this.#setSpeaking(m, false);
+      return false;
+    }
+    m.pcmTick = this.#tick;
+    if (kind !== PlayoutFrame.DECODED) {
+      this.stats.concealed++;
+      m.missedInRound++;
+      if (kind === PlayoutFrame.FEC) this.stats.fecRecovered++;
+    }
+    if (!m.heard) return false;
+    const speech =
+      kind === PlayoutFrame.FEC ||
+      (kind === PlayoutFrame.DECODED && m.stream.packetLength > SILENT_PACKET_BYTES);
+    const ev = m.vad.update(speech ? UNDECODED_SPEECH_DBFS : -120);
+    if (ev === VadEvent.START) this.#setSpeaking(m, true);
+    else if (ev === VadEvent.STOP) this.#setSpeaking(m, false);
+    return true;
   }
 
   #drain(): void {
@@ -434,6 +498,11 @@ export class ChannelCore {
       const wasSolo = m.soloFrom;
       m.soloFrom = null;
       if (m.deaf || m.endpoint.transport === 'none') continue;
+      if (m.streamMode) {
+        // Took this tick's speakers as STREAM packets on arrival; its next mix starts a talkspurt.
+        m.outStarted = false;
+        continue;
+      }
       const solo = this.#soloSource(m, count);
       if (solo === NOBODY) continue; // hears no one this tick (e.g. the lone speaker): send nothing
       if (solo && !this.#lagsBehind(m, solo, wasSolo)) {
@@ -539,8 +608,17 @@ export class ChannelCore {
     payload: Uint8Array,
     length: number,
     arrival: number,
+    timestamp: number,
+    flags: number,
   ): void {
     if (!m.active) return;
+    // Listeners that mix themselves: the packet as sent, now (README 8.8), whatever else happens.
+    if (this.#streams.forward(m, this.members, payload, length, timestamp, flags, arrival) > 0) {
+      this.stats.streamed = this.#streams.sent;
+      // Held 0: sent in the handler of its arrival, out with the egress's flush in the same turn.
+      // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
+      this.stats.holdMs.record(0);
+    }
     if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex)) return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
@@ -554,7 +632,9 @@ export class ChannelCore {
       if (l.soloFrom === m && !l.deaf && l.endpoint.transport !== 'none')
         this.#forward(l, m, payload, length, frameIndex);
     }
-    this.stats.holdMs.record(performance.now() - arrival);
+    // Held 0 for the same reason as a STREAM packet: sent in the handler of its arrival (the
+    // microseconds since fall in the histogram's first bucket, and reading the clock boxes a double).
+    this.stats.holdMs.record(0);
   }
 
   /**
@@ -592,6 +672,7 @@ export class ChannelCore {
       const l = members[i]!;
       if (
         l.userId === m.userId ||
+        l.streamMode ||
         l.deaf ||
         l.endpoint.transport === 'none' ||
         (l.gains?.get(m.userId) ?? 1) !== 1

@@ -26,6 +26,15 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/** Reasons a speaker's packet is not forwarded as STREAM packets; labels of voice_stream_drops_total. */
+export const STREAM_DROP_REASONS = [
+  /** Over the speaker's forward budget: faster than its frame rate beyond a burst (stream-budget.ts). */
+  'budget',
+  /** An Opus payload longer than MAX_STREAM_OPUS_BYTES (no channel bitrate produces one). */
+  'too_long',
+] as const;
+export type StreamDropReason = (typeof STREAM_DROP_REASONS)[number];
+
 /** Reasons an outgoing voice packet is lost; each is a label of voice_send_errors_total. */
 export const SEND_ERROR_REASONS = [
   /** EAGAIN: the UDP socket's send buffer is full. */
@@ -94,6 +103,9 @@ export class VoiceCounters {
   realigns = 0;
   /** Timing advances sent to members (`voice.advance`): move your send phase to the tick. */
   advances = 0;
+  /** STREAM packets sent (a speaker's packet forwarded to a listener that mixes itself). */
+  streamsOut = 0;
+  readonly streamDrops: Record<StreamDropReason, number> = { budget: 0, too_long: 0 };
   /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */
   udpBatches = 0;
   readonly sendErrorsBy: Record<SendErrorReason, number> = Object.fromEntries(

@@ -82,8 +82,8 @@ export class VoiceIngress {
           return;
         }
         if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
-        // A lone speaker's packet goes out to its listeners now, not at the next tick.
-        ep.channel.forwardOnArrival(m, frame, this.#plain, r, now);
+        // Streams, and a lone speaker's packet, go out to their listeners now, not at the next tick.
+        ep.channel.forwardOnArrival(m, frame, this.#plain, r, now, h.timestamp, h.flags);
         return;
       }
       case VoicePacketType.HELLO:

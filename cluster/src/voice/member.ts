@@ -1,4 +1,4 @@
-import { MAX_PAYLOAD_BYTES, type UserId } from '@voice/protocol';
+import { MAX_PAYLOAD_BYTES, STREAM_SOURCE_BYTES, writeStreamSource, type UserId } from '@voice/protocol';
 import {
   FramePlayout,
   Histogram,
@@ -7,6 +7,8 @@ import {
   type OpusDecoder,
   type OpusEncoder,
 } from '@voice/media';
+import type { TokenBucket } from '../ratelimit.js';
+import { streamForwardBudget } from './stream-budget.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
 
@@ -105,6 +107,18 @@ export class VoiceMember {
   retiredTicks = 0;
   /** Packets of this member waiting in the channel inbox (its per-member quota). */
   inboxQueued = 0;
+  /** As a listener: speakers it may take as STREAM packets (the session's grant; 1: mixes only). */
+  streams = 1;
+  /** As a listener: takes every speaker it hears as STREAM packets until the next tick (stream-routing.ts). */
+  streamMode = false;
+  /** As a speaker: it sent audio its playout still plays (judged before the tick pops it). */
+  sending = false;
+  /** As a speaker: some listener hears it in a mix this tick (so it is decoded, and advanced). */
+  inMix = false;
+  /** As a speaker: its source bytes in a STREAM payload, written once. */
+  readonly source = new Uint8Array(STREAM_SOURCE_BYTES);
+  /** As a speaker: STREAM forwards, one frame per frame period on average, bursts of a few frames. */
+  readonly forwardBudget: TokenBucket;
 
   constructor(
     readonly endpoint: VoiceEndpoint,
@@ -143,6 +157,8 @@ export class VoiceMember {
     // About 2 s of arrivals (a phase round): 128 frames of 20 ms, the latest 128 of 10 ms.
     this.phase = new ArrivalPhases(frameMs, 128, false);
     this.tickPhaseMs = new Histogram({ bucketWidth: 0.1, buckets: Math.ceil(frameMs / 0.1), window: 128 });
+    writeStreamSource(this.source, 0, userId);
+    this.forwardBudget = streamForwardBudget(frameMs);
     this.minusKey = `minus:${userId}`;
     this.ownKey = `own:${userId}`;
   }

@@ -24,7 +24,11 @@ export interface VoiceFigures {
 /** Per-channel gauges: name, help, how to read it from a channel's figures. */
 const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) => number])[] = [
   ['voice_channel_members', 'Members in the channel actor', (s) => s.core.stats.members],
-  ['voice_channel_speakers', 'Members mixed as speakers in the last tick', (s) => s.core.stats.speakers],
+  [
+    'voice_channel_speakers',
+    'Members heard as speakers in the last tick (mixed or streamed)',
+    (s) => s.core.stats.speakers,
+  ],
   ['voice_channel_packets_in', 'Packets accepted into jitter buffers', (s) => s.core.stats.packetsIn],
   ['voice_channel_packets_out', 'Mixed packets sent', (s) => s.core.stats.packetsOut],
   ['voice_channel_late', 'Packets that arrived after their turn', (s) => s.core.stats.late],
@@ -70,6 +74,16 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.bufferFramesMax,
   ],
   ['voice_channel_encodes', 'Opus encodes (one per distinct mix per tick)', (s) => s.core.stats.encodes],
+  [
+    'voice_channel_decodes',
+    "Opus decodes of members' packets (only speakers someone hears in a mix are decoded)",
+    (s) => s.core.stats.decodes,
+  ],
+  [
+    'voice_channel_streamed',
+    'STREAM packets sent (speakers forwarded to listeners that mix themselves)',
+    (s) => s.core.stats.streamed,
+  ],
   [
     'voice_channel_ticks_skipped',
     'Ticks skipped because the previous one was still queued',
@@ -155,6 +169,16 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     'voice_send_errors_total',
     'Outgoing voice packets lost (send failed or dropped by backpressure), by reason',
     c.sendErrorsBy,
+  );
+  counter(
+    'voice_stream_packets_total',
+    "STREAM packets sent: a speaker's packet forwarded as it arrived to a listener that mixes itself",
+    () => c.streamsOut,
+  );
+  byReason(
+    'voice_stream_drops_total',
+    "Speakers' packets not forwarded as STREAM packets, by reason (budget: faster than the frame rate)",
+    c.streamDrops,
   );
   byReason('voice_packets_dropped_total', 'Incoming voice packets dropped, by reason', c.drops);
   const perChannel = (name: string, help: string, read: (s: ChannelFigures) => number) =>

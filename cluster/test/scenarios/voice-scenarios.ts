@@ -12,6 +12,7 @@ import { clickDelays, quantile } from '../../../test-support/audio.js';
 import { steadyRun } from '../../../test-support/stalls.js';
 import { LossyRelay } from '../../../test-support/lossy-relay.js';
 import { expectHearsOthers, heard, listen } from '../../../test-support/bots.js';
+import { streamedListener } from '../../../test-support/stream-listener.js';
 import type { Topology } from './topology.js';
 
 /**
@@ -762,6 +763,28 @@ export const voiceScenarios: readonly VoiceScenario[] = [
         );
         expect(r.stats.packetsOut, `bot ${i}: mixes sent to it`).toBeGreaterThan(50);
         expect(r.stats.lossUp, `bot ${i}: no loss on loopback`).toBe(0);
+      }
+    },
+  },
+  {
+    name: 'a listener that mixes itself, signaled away from the owner, gets each speaker as STREAM packets, also after a resume',
+    async run({ channelOf, topology }) {
+      const pair = await channelOf('Streamed', ['strm-a', 'strm-b']);
+      oneOwner(topology, pair);
+      pair.forEach((b, i) => b.startVoice(new ToneSource(TONES[i]!, -20)));
+      const ids = pair.map((b) => b.user.id);
+      const away = awayFromOwner(topology, pair[0]!);
+      // Its signaling node is not the owner: the grant reaches the owner with the attach.
+      const listener = await streamedListener(topology.nodeUrl(away), topology.nodeWsUrl(away), 'strm-l', 4);
+      try {
+        await listener.join(pair[0]!.channel!.id);
+        await listener.expectStreams(ids, TONES.slice(0, 2), 1200);
+        // A resume on the other process (a new binding, attached from there) keeps the grant.
+        const other = (away + 1) % topology.nodeCount;
+        await listener.resume(topology.nodeWsUrl(other));
+        await listener.expectStreams(ids, TONES.slice(0, 2), 1200);
+      } finally {
+        listener.close();
       }
     },
   },

@@ -1,0 +1,462 @@
+import {
+  MAX_PAYLOAD_BYTES,
+  STREAM_SOURCE_BYTES,
+  VoiceFlags,
+  readStreamSource,
+  streamSourceEquals,
+} from '@voice/protocol';
+import {
+  FramePlayout,
+  JitterInsert,
+  PlayoutFrame,
+  limitToInt16,
+  type FramePlayoutStats,
+  type JitterBuffer,
+  type JitterBufferOptions,
+  type OpusFactory,
+  type PlayoutFrameKind,
+} from '@voice/media';
+
+/** A source's playout is freed this long after its last packet (protocol README 8.8), ms. */
+export const SOURCE_FREE_AFTER_MS = 2000;
+/**
+ * A source's timestamp that strays this far (ms) from where its arrival time puts it is a new
+ * timeline (the speaker's binding changed: its new sender counts from anywhere), not a pause.
+ */
+export const SOURCE_JUMP_MS = 1000;
+
+/** Per-source figures (protocol README 8.8), since the source got its playout. */
+export interface SourceStats {
+  /** The speaker's UserId. */
+  source: string;
+  accepted: number;
+  late: number;
+  duplicates: number;
+  framesPlayed: number;
+  /** Concealed frames, FEC-rebuilt ones included (as PlayoutStats.framesConcealed). */
+  framesConcealed: number;
+  fecRecovered: number;
+  underruns: number;
+  /** Timeline restarts: a timestamp jump, or MARKER on a timestamp not after the last one. */
+  restarts: number;
+  jitterMs: number;
+  bufferMs: number;
+  targetMs: number;
+}
+
+export interface SourcePlayoutsStats {
+  /** Most sources played at once: the granted `streams`. */
+  max: number;
+  /** Sources with a playout now. */
+  active: number;
+  /** STREAM packets of a new source refused because every playout was busy playing. */
+  dropped: number;
+  /** Playouts handed to a new source while the one they played was idle (least recently heard). */
+  replaced: number;
+  /** Playouts freed SOURCE_FREE_AFTER_MS after their source's last packet. */
+  freed: number;
+  /** STREAM payloads without a valid source or without Opus data. */
+  invalid: number;
+  sources: SourceStats[];
+}
+
+/** Sums of the playouts' counters over every source ever played (for the session's totals). */
+export interface SourceTotals {
+  accepted: number;
+  late: number;
+  duplicates: number;
+  invalid: number;
+  decoded: number;
+  concealed: number;
+  fecRecovered: number;
+  expanded: number;
+  underruns: number;
+  decodeErrors: number;
+}
+
+export interface SourcePlayoutsOptions {
+  /** Sources played at once (the granted `streams`), 1-8. */
+  readonly max: number;
+  readonly frameSamples: number;
+  readonly opus: OpusFactory;
+  readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
+  readonly timeStretch?: boolean;
+  readonly drainConcealFrames?: number;
+}
+
+/** One playout (FramePlayout with its decoder), reused by source after source. */
+class SourceSlot {
+  /** The UserId played, '' while free. */
+  source = '';
+  /** Added to the source's timestamps (uint32): moves a restarted timeline after the last one. */
+  offset = 0;
+  /** Newest mapped timestamp and when it arrived (performance.now() ms); NaN before any. */
+  newestTs = Number.NaN;
+  newestAt = 0;
+  lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
+  /**
+   * The source's own frame FIFO: a source plays at its own phase (its first frame starts at the
+   * pull where its jitter buffer starts it), not at the mix's frame boundaries.
+   */
+  readonly fifo: Int16Array;
+  fifoPos: number;
+  /** The playout's counters when this source got it (per-source figures are the difference). */
+  base: FramePlayoutStats;
+  accepted = 0;
+  late = 0;
+  duplicates = 0;
+  invalid = 0;
+  restarts = 0;
+  /** Counters of earlier sources on this slot, for the totals. */
+  pastAccepted = 0;
+  pastLate = 0;
+  pastDuplicates = 0;
+  pastInvalid = 0;
+
+  constructor(readonly playout: FramePlayout) {
+    this.base = playout.stats();
+    this.fifo = new Int16Array(playout.frameSamples);
+    this.fifoPos = playout.frameSamples; // empty
+  }
+
+  get inUse(): boolean {
+    return this.source !== '';
+  }
+
+  /** Not playing: nothing buffered and its last frame was no audio (silence, or concealment). */
+  get idle(): boolean {
+    return (
+      this.playout.jitter.buffered === 0 &&
+      this.lastKind !== PlayoutFrame.DECODED &&
+      this.lastKind !== PlayoutFrame.FEC
+    );
+  }
+
+  assign(source: string): void {
+    this.release();
+    this.source = source;
+    this.base = this.playout.stats();
+  }
+
+  release(): void {
+    this.pastAccepted += this.accepted;
+    this.pastLate += this.late;
+    this.pastDuplicates += this.duplicates;
+    this.pastInvalid += this.invalid;
+    this.accepted = this.late = this.duplicates = this.invalid = this.restarts = 0;
+    this.source = '';
+    this.offset = 0;
+    this.newestTs = Number.NaN;
+    this.lastKind = PlayoutFrame.SILENT;
+    this.fifoPos = this.fifo.length;
+    this.playout.reset();
+  }
+}
+
+/**
+ * The speakers a client receives as STREAM packets (protocol README 8.8), one FramePlayout each: the
+ * same jitter buffer, decode, FEC and concealment as the AUDIO (mix) stream, keyed by the 12 source
+ * bytes (compared in place: nothing is allocated per packet).
+ *
+ * Bounded: at most `max` playouts, created on first need and then reused (their Opus decoders with
+ * them) for source after source. A source is freed SOURCE_FREE_AFTER_MS after its last packet; a
+ * new source while all are taken gets the least recently heard idle one, else its packet is dropped
+ * and counted (`dropped`): the server forwards at most `max` speakers, so that happens only while a
+ * speaker who stopped still plays out its last frames.
+ *
+ * A source's timestamps are its speaker's own clock. A timestamp more than SOURCE_JUMP_MS behind the
+ * newest or ahead of the time that passed since it arrived, or MARKER on a timestamp two frames or
+ * more behind the newest, is a new timeline
+ * (the speaker's binding changed): it is moved to continue after the newest frame by the time that
+ * passed, so the playout carries on as after a pause instead of dropping the new frames as late.
+ */
+export class SourcePlayouts {
+  readonly max: number;
+  readonly frameSamples: number;
+  private readonly slots: SourceSlot[] = [];
+  private readonly o: SourcePlayoutsOptions;
+  private readonly opusBuf = new Uint8Array(MAX_PAYLOAD_BYTES);
+  private acc: Float32Array;
+  private inUse = 0;
+  private nDropped = 0;
+  private nReplaced = 0;
+  private nFreed = 0;
+  private nInvalid = 0;
+  private closed = false;
+  /** Whether the last `mixInto` heard a source's audio (decoded or FEC-rebuilt). */
+  audible = false;
+
+  constructor(options: SourcePlayoutsOptions) {
+    if (!Number.isInteger(options.max) || options.max < 1 || options.max > 8)
+      throw new TypeError('max must be an integer in 1..8');
+    this.o = options;
+    this.max = options.max;
+    this.frameSamples = options.frameSamples;
+    this.acc = new Float32Array(options.frameSamples);
+  }
+
+  /** Sources with a playout now. */
+  get active(): number {
+    return this.inUse;
+  }
+
+  /**
+   * Stores one opened STREAM payload (`payload[0..length)`: source, then Opus) with its header's
+   * timestamp and flags. Returns the jitter buffer's verdict, or -1 when refused (invalid, or no
+   * playout free).
+   */
+  insert(payload: Uint8Array, length: number, timestamp: number, flags: number, now: number): number {
+    if (this.closed) return -1;
+    if (length <= STREAM_SOURCE_BYTES || length > payload.length) {
+      this.nInvalid++;
+      return -1;
+    }
+    let slot: SourceSlot | null = null;
+    for (const s of this.slots) {
+      if (s.inUse && streamSourceEquals(payload, 0, s.source)) {
+        slot = s;
+        break;
+      }
+    }
+    if (slot === null) {
+      const source = readStreamSource(payload, 0);
+      if (source === null) {
+        this.nInvalid++;
+        return -1;
+      }
+      slot = this.claim(source);
+      if (slot === null) {
+        this.nDropped++;
+        return -1;
+      }
+    }
+    const n = length - STREAM_SOURCE_BYTES;
+    // A copy, not a subarray view: a view would allocate per packet.
+    for (let i = 0; i < n; i++) this.opusBuf[i] = payload[STREAM_SOURCE_BYTES + i]!;
+    const ts = this.map(slot, timestamp, (flags & VoiceFlags.MARKER) !== 0, now);
+    const r = slot.playout.insertTimestamp(ts, this.opusBuf, n, now);
+    if (r === JitterInsert.ACCEPTED) slot.accepted++;
+    else if (r === JitterInsert.LATE) slot.late++;
+    else if (r === JitterInsert.DUPLICATE) slot.duplicates++;
+    else slot.invalid++;
+    return r;
+  }
+
+  /** The timestamp on the slot's playout timeline (see the class comment). */
+  private map(slot: SourceSlot, timestamp: number, marker: boolean, now: number): number {
+    let ts = (timestamp + slot.offset) >>> 0;
+    if (Number.isNaN(slot.newestTs)) {
+      slot.newestTs = ts;
+      slot.newestAt = now;
+      return ts;
+    }
+    const d = (ts - slot.newestTs) | 0;
+    const elapsed = Math.max(0, now - slot.newestAt) * 48;
+    const f = this.frameSamples;
+    // Behind the newest by more than reordering explains, or ahead of the time that passed (a
+    // stall here delays arrivals: a small step after a long wait is no jump).
+    const jump = SOURCE_JUMP_MS * 48;
+    if (d < -jump || d - elapsed > jump || (marker && d <= -2 * f)) {
+      // Continue after the newest frame, by the time that passed in whole frames (at least one).
+      const to = slot.newestTs + Math.max(1, Math.round(elapsed / f)) * f;
+      slot.offset = (slot.offset + (to - ts)) >>> 0;
+      ts = to >>> 0;
+      slot.restarts++;
+      slot.newestTs = ts;
+      slot.newestAt = now;
+      return ts;
+    }
+    if (d > 0) {
+      slot.newestTs = ts;
+      slot.newestAt = now;
+    }
+    return ts;
+  }
+
+  /** A playout for a new source: a free one, a new one while fewer than `max`, else the stalest idle one. */
+  private claim(source: string): SourceSlot | null {
+    let pick: SourceSlot | null = null;
+    for (const s of this.slots) {
+      if (!s.inUse) {
+        pick = s;
+        break;
+      }
+    }
+    if (pick === null && this.slots.length < this.max) {
+      const o = this.o;
+      pick = new SourceSlot(
+        new FramePlayout({
+          frameSamples: this.frameSamples,
+          decoder: o.opus.createDecoder({ frameSamples: this.frameSamples }),
+          ...(o.jitter ? { jitter: o.jitter } : {}),
+          ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
+          ...(o.drainConcealFrames !== undefined ? { drainConcealFrames: o.drainConcealFrames } : {}),
+        }),
+      );
+      this.slots.push(pick);
+    }
+    if (pick === null) {
+      for (const s of this.slots) {
+        if (s.idle && (pick === null || s.newestAt < pick.newestAt)) pick = s;
+      }
+      if (pick === null) return null;
+      this.nReplaced++;
+      this.inUse--;
+    }
+    pick.assign(source);
+    this.inUse++;
+    return pick;
+  }
+
+  /**
+   * Adds every source's next `out.length` samples into `out`, which holds the mix stream's (`outHeard`:
+   * whether any of it is sound). Each source keeps its own frame FIFO and phase: its next frame is
+   * produced when its FIFO runs out, at `now`, and a source that is not playing (silence) keeps no
+   * phase, so it starts at the first pull after its packet is due rather than at the next frame
+   * boundary of the others. With two or more streams heard in this pull, they are summed as the
+   * server's mixer sums (float, then its soft limiter to int16); one stream alone is copied sample
+   * for sample. Frees the sources whose packets stopped. `playTime` is when out[0] plays.
+   */
+  addInto(out: Int16Array, now: number, playTime: number, outHeard: boolean): void {
+    this.audible = false;
+    if (this.inUse === 0) return;
+    const len = out.length;
+    if (this.acc.length !== len) this.acc = new Float32Array(len); // once per pull size
+    const acc = this.acc;
+    const n = this.frameSamples;
+    let heard = outHeard ? 1 : 0;
+    let summing = false;
+    for (const s of this.slots) {
+      if (!s.inUse) continue;
+      let i = 0;
+      let counted = false;
+      while (i < len) {
+        if (s.fifoPos === n) {
+          const kind = s.playout.next(now, s.fifo, Math.max(0, now - (playTime + i / 48)));
+          s.lastKind = kind;
+          if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.audible = true;
+          if (kind === PlayoutFrame.SILENT) {
+            // Not playing: nothing kept, the next pull asks again (the phase is set at the start).
+            if (now - s.newestAt > SOURCE_FREE_AFTER_MS && s.playout.jitter.buffered === 0) {
+              s.release();
+              this.inUse--;
+              this.nFreed++;
+            }
+            break;
+          }
+          s.fifoPos = 0;
+        }
+        const take = Math.min(n - s.fifoPos, len - i);
+        if (!summing) {
+          for (let k = 0; k < len; k++) acc[k] = out[k]! / 32768;
+          summing = true;
+        }
+        const f = s.fifo;
+        for (let k = 0; k < take; k++) acc[i + k]! += f[s.fifoPos + k]! / 32768;
+        if (!counted && s.lastKind !== PlayoutFrame.ERROR) {
+          counted = true;
+          heard++;
+        }
+        s.fifoPos += take;
+        i += take;
+      }
+    }
+    if (!summing) return;
+    // One stream alone passes unchanged (exact: an int16 over 32768 is exact in float32).
+    if (heard >= 2) limitToInt16(acc, out);
+    else for (let k = 0; k < len; k++) out[k] = acc[k]! * 32768;
+  }
+
+  /**
+   * Whether a playing source whose FIFO holds fewer than `samples` has its next frame missing with
+   * nothing buffered (a timer tick may wait for it).
+   */
+  waiting(samples: number): boolean {
+    for (const s of this.slots) {
+      if (!s.inUse || this.frameSamples - s.fifoPos >= samples) continue;
+      const jb = s.playout.jitter;
+      if (jb.playing && !jb.headReady && jb.buffered === 0) return true;
+    }
+    return false;
+  }
+
+  /** The in-use source buffering the most (what most delays what is heard), or null. */
+  deepest(): JitterBuffer | null {
+    let best: JitterBuffer | null = null;
+    for (const s of this.slots) {
+      if (s.inUse && (best === null || s.playout.jitter.depth > best.depth)) best = s.playout.jitter;
+    }
+    return best;
+  }
+
+  totals(): SourceTotals {
+    const t: SourceTotals = {
+      accepted: 0,
+      late: 0,
+      duplicates: 0,
+      invalid: this.nInvalid,
+      decoded: 0,
+      concealed: 0,
+      fecRecovered: 0,
+      expanded: 0,
+      underruns: 0,
+      decodeErrors: 0,
+    };
+    for (const s of this.slots) {
+      const p = s.playout.stats();
+      t.accepted += s.pastAccepted + s.accepted;
+      t.late += s.pastLate + s.late;
+      t.duplicates += s.pastDuplicates + s.duplicates;
+      t.invalid += s.pastInvalid + s.invalid;
+      t.decoded += p.decoded;
+      t.concealed += p.concealed;
+      t.fecRecovered += p.fecRecovered;
+      t.expanded += p.expanded;
+      t.underruns += p.underruns;
+      t.decodeErrors += p.decodeErrors;
+    }
+    return t;
+  }
+
+  stats(): SourcePlayoutsStats {
+    const frameMs = this.frameSamples / 48;
+    const sources: SourceStats[] = [];
+    for (const s of this.slots) {
+      if (!s.inUse) continue;
+      const p = s.playout.stats();
+      const b = s.base;
+      const j = s.playout.jitter.stats();
+      sources.push({
+        source: s.source,
+        accepted: s.accepted,
+        late: s.late,
+        duplicates: s.duplicates,
+        framesPlayed: p.decoded - b.decoded,
+        framesConcealed: p.concealed - b.concealed + (p.fecRecovered - b.fecRecovered),
+        fecRecovered: p.fecRecovered - b.fecRecovered,
+        underruns: p.underruns - b.underruns,
+        restarts: s.restarts,
+        jitterMs: j.jitterMs,
+        bufferMs: j.depth * frameMs,
+        targetMs: j.target * frameMs,
+      });
+    }
+    return {
+      max: this.max,
+      active: this.inUse,
+      dropped: this.nDropped,
+      replaced: this.nReplaced,
+      freed: this.nFreed,
+      invalid: this.nInvalid,
+      sources,
+    };
+  }
+
+  /** Idempotent: frees every decoder. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.slots) s.playout.close();
+    this.inUse = 0;
+  }
+}

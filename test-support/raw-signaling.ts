@@ -1,0 +1,2 @@
+// The protocol-only signaling client lives with the load generators, which use it too.
+export { RawSignaling } from '../loadtest/src/raw-signaling.js';

@@ -19,7 +19,12 @@ import { openBackends } from './backends.js';
 import { loadUws } from './uws.js';
 import { createOpus, loadNativeAead, loadNativeUdp, type VoiceUdpAddon } from '@voice/media';
 import { nodeCryptoAead } from '@voice/protocol';
-import { ServerVoicePlane, registerVoiceMetrics } from './voice/plane.js';
+import {
+  KernelUdpCounters,
+  ServerVoicePlane,
+  registerKernelUdpMetrics,
+  registerVoiceMetrics,
+} from './voice/plane.js';
 
 export interface StartOptions {
   logger?: Logger;
@@ -125,6 +130,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }));
   sessions.voice = channelRouter;
   registerVoiceMetrics(metrics.registry, voice);
+  // Linux only: absent (not zero) where /proc/net/snmp cannot be read.
+  const kernelUdp = KernelUdpCounters.open();
+  if (kernelUdp) registerKernelUdpMetrics(metrics.registry, kernelUdp);
   log.info(
     { backend: opus.backend, aead: aead.name, udpSend: voice.udpEgress, udpPort: voice.port },
     'voice plane ready',

@@ -497,3 +497,108 @@ describe('voice path from the raw protocol', () => {
     p.close();
   });
 });
+
+describe('handing a binding over (protocol README 8.4)', () => {
+  /** Speaker `s` and member `u` (each a raw peer, registered) in a new channel `name`. */
+  async function pair(prefix: string, name: string) {
+    const su = await srv.user(`${prefix}-s`);
+    const uu = await srv.user(`${prefix}-u`);
+    const { channel } = await su.ws.request('channel.create', { name });
+    const s = new RawPeer((await su.ws.request('channel.join', { channelId: channel.id })).voice);
+    const u = new RawPeer((await uu.ws.request('channel.join', { channelId: channel.id })).voice);
+    for (const p of [s, u]) {
+      await p.bind();
+      p.send(VoicePacketType.HELLO, encodeTimeBody(0));
+      await expect.poll(() => p.received.length).toBe(1);
+    }
+    const rekey = async (): Promise<RawPeer> => {
+      const p = new RawPeer((await uu.ws.request('channel.join', { channelId: channel.id })).voice);
+      await p.bind();
+      return p;
+    };
+    const session = () => srv.sessions.byUser(uu.ws.welcome.user.id)!;
+    const leave = () => uu.ws.request('channel.leave', {});
+    return { s, u, rekey, session, leave };
+  }
+  const count = (p: RawPeer, type: VoicePacketType) => p.received.filter((r) => r.type === type).length;
+  /** Whether a HELLO under `p`'s binding is answered (within 300 ms): the binding is live. */
+  async function live(p: RawPeer): Promise<boolean> {
+    const before = count(p, VoicePacketType.HELLO_ACK);
+    p.send(VoicePacketType.HELLO, encodeTimeBody(1));
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      if (count(p, VoicePacketType.HELLO_ACK) > before) return true;
+      await sleep(10);
+    }
+    return false;
+  }
+  /** `n` AUDIO frames of a tone from `p`, one per 20 ms, timestamps from frame `from`. */
+  async function speak(p: RawPeer, from: number, n: number): Promise<void> {
+    const enc = opus.createEncoder({ frameSamples: 960, bitrate: 32_000 });
+    const out = new Uint8Array(1000);
+    const tone = sineInt16(960, 440, -20);
+    for (let i = from; i < from + n; i++) {
+      p.send(VoicePacketType.AUDIO, out.slice(0, enc.encode(tone, out)), i * 960);
+      await sleep(20);
+    }
+    enc.destroy();
+  }
+
+  it('keeps the old binding live both ways until the first AUDIO under the new one, then never again', async () => {
+    const { s, u: old, rekey, session } = await pair('ho', 'Handover');
+    const next = await rekey();
+    // Still live: its HELLO is answered under the old key, and the speaker is forwarded to it.
+    expect(await live(old)).toBe(true);
+    await speak(s, 0, 5);
+    await expect.poll(() => count(old, VoicePacketType.AUDIO)).toBeGreaterThanOrEqual(4);
+    expect(session().transport).toBe('udp');
+    // The new binding's first packet: both are sent the channel's audio now.
+    expect(await live(next)).toBe(true);
+    const [o1, n1] = [count(old, VoicePacketType.AUDIO), count(next, VoicePacketType.AUDIO)];
+    await speak(s, 5, 5);
+    await expect.poll(() => count(next, VoicePacketType.AUDIO)).toBeGreaterThanOrEqual(n1 + 4);
+    expect(count(old, VoicePacketType.AUDIO)).toBeGreaterThanOrEqual(o1 + 4);
+    // The first AUDIO under the new binding voids the old one: not answered, not sent to, counted.
+    await speak(next, 0, 1);
+    const unknown = await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'unknown_session' });
+    expect(await live(old)).toBe(false);
+    expect(await srv.ctx.metrics.value('voice_packets_dropped_total', { reason: 'unknown_session' })).toBe(
+      unknown + 1,
+    );
+    const o2 = count(old, VoicePacketType.AUDIO);
+    await speak(s, 10, 5);
+    await expect.poll(() => count(next, VoicePacketType.AUDIO)).toBeGreaterThanOrEqual(n1 + 8);
+    expect(count(old, VoicePacketType.AUDIO)).toBe(o2);
+    expect(await live(next)).toBe(true);
+    expect(session().transport).toBe('udp');
+    for (const p of [s, old, next]) p.close();
+  });
+
+  it('voids the old binding 3 s after the new one was issued even if the new one is never used', async () => {
+    const { s, u: old, rekey, session } = await pair('hot', 'Deadline');
+    const t0 = performance.now();
+    const unused = await rekey();
+    await sleep(2000 - (performance.now() - t0));
+    expect(await live(old)).toBe(true);
+    await sleep(3300 - (performance.now() - t0));
+    expect(await live(old)).toBe(false);
+    // The new binding carried nothing: the member has no voice path, and says so.
+    await expect.poll(() => session().transport).toBe('none');
+    expect(await live(unused)).toBe(true);
+    for (const p of [s, old, unused]) p.close();
+  });
+
+  it('a second rekey within the window voids the binding never used and keeps the one in use; leave voids at once', async () => {
+    const { s, u: old, rekey, leave } = await pair('ho2', 'Twice');
+    const unused = await rekey();
+    const third = await rekey();
+    expect(await live(unused)).toBe(false);
+    expect(await live(old)).toBe(true);
+    expect(await live(third)).toBe(true);
+    // Leaving voids every binding at once, the one still handed over included.
+    await leave();
+    expect(await live(old)).toBe(false);
+    expect(await live(third)).toBe(false);
+    for (const p of [s, old, unused, third]) p.close();
+  });
+});

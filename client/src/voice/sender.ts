@@ -95,6 +95,11 @@ export class Sender {
     return this.ts;
   }
 
+  /** The last frame read from the source (reused buffer), or null before the first. */
+  get lastFrame(): Int16Array | null {
+    return this.s.frames > 0 ? this.pcm : null;
+  }
+
   start(): void {
     if (this.closed) return;
     const src = this.o.source;

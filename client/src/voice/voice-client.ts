@@ -136,6 +136,12 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
    */
   private outgoing: VoiceSession | null = null;
   private outgoingTimer: NodeJS.Timeout | null = null;
+  /**
+   * The replaced session that still sends our audio, on its old binding, until the new session's
+   * HELLO is acknowledged (protocol README 8.4: the server accepts both until then), or the
+   * handover ends. It may be `outgoing` too.
+   */
+  private upstreamOld: VoiceSession | null = null;
   /** Where `pull()` runs the new session's held playout during a handover (reused). */
   private pullScratch = new Int16Array(0);
   private currentChannel: Channel | null = null;
@@ -346,13 +352,16 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     }
     this.source = source ?? this.source ?? new SilenceSource();
     if (!this.session) throw new VoiceClientError('NOT_IN_CHANNEL');
-    this.session.startSending(this.source);
+    // During a handover the old session sends until the new one is acknowledged.
+    if (this.upstreamOld) this.upstreamOld.startSending(this.source);
+    else this.session.startSending(this.source);
   }
 
   /** Stops sending (receiving goes on). */
   stopVoice(): void {
     this.source = null;
     this.session?.stopSending();
+    this.upstreamOld?.stopSending();
   }
 
   /**
@@ -387,6 +396,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (typeof muted !== 'boolean') throw new TypeError('muted must be a boolean');
     this.checkOpen();
     this.muted = muted;
+    if (this.upstreamOld) this.upstreamOld.muted = muted;
     if (this.session) {
       this.session.muted = muted;
       await this.signaling.request('voice.state', { selfMute: muted });
@@ -571,17 +581,21 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (old && handover) {
       this.session = null;
       this.lastSessionStats = old.stats();
-      if (this.outgoing === null && old.playout.hasPlayedAudio) {
-        // Make-before-break: the old session stops sending but keeps playing what it holds.
-        old.stopSending();
-        this.outgoing = old;
-      } else {
-        // Nothing of `old` is heard: it has played no audio, or a handover is already under way
-        // (`old` is its held session; the outgoing one is heard and plays on until the new one).
+      // Make-before-break: the old session keeps playing what it holds until the new one has
+      // audio, and keeps sending on its binding until the new one is acknowledged.
+      const heard = this.outgoing === null && old.playout.hasPlayedAudio;
+      const sending = this.upstreamOld === null && old.sending;
+      if (heard) this.outgoing = old;
+      else {
+        // Not heard: it has played no audio, or a handover is already under way (`old` is its
+        // held session; the outgoing one is heard and plays on until the new one).
         if (this.outgoingTimer) clearTimeout(this.outgoingTimer);
         this.outgoingTimer = null;
-        old.close();
+        old.hold();
       }
+      if (sending) this.upstreamOld = old;
+      else old.stopSending();
+      if (!heard && !sending) old.close();
     } else if (!handover) this.endSession(null);
     const held = this.outgoing !== null;
     let session: VoiceSession;
@@ -589,7 +603,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       session = await this.openSession(channel, binding, held);
     } catch (err) {
       // No new session: the old one, held for the handover, must not play on by itself.
-      if (held && this.session === null) this.endHandover();
+      if ((held || this.upstreamOld) && this.session === null) this.endHandover();
       throw err;
     }
     if (seq !== this.joinSeq || this.closed) {
@@ -606,10 +620,55 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     }
     session.muted = this.muted;
     session.deaf = this.deaf;
+    // The source moves to the new session once its HELLO is acknowledged (the old one sends it
+    // meanwhile, so nothing is lost), or at once when no old session sends.
+    if (this.upstreamOld === null) this.moveSender(session);
+    else if (session.isReady) this.moveSender(session);
+    else
+      session.whenReady(HANDOVER_MAX_MS).then(
+        () => this.moveSender(session),
+        () => this.moveSender(session),
+      );
     if (syncState || this.muted || this.deaf) {
       await this.signaling.request('voice.state', { selfMute: this.muted, selfDeaf: this.deaf });
     }
-    if (this.source) session.startSending(this.source);
+  }
+
+  /**
+   * Sends our source from `to` (the current session) from now on: the session that sent it until
+   * now stops, and closes unless it is still heard.
+   */
+  private moveSender(to: VoiceSession): void {
+    if (to !== this.session || to.isClosed) return;
+    const old = this.upstreamOld;
+    if (!old?.sending) return this.senderMoved(to);
+    // Right after the old session's next frame: the new sender's first frame then follows it one
+    // period later, so the others hear no gap (a sender started at any other moment left up to a
+    // frame more between the two, which a listener's buffer of about a frame concealed). A muted
+    // sender sends no frame: then after three periods.
+    let moved = false;
+    const move = (): void => {
+      if (moved) return;
+      moved = true;
+      clearTimeout(fallback);
+      // Unless a later handover took over meanwhile (it moves the sender itself).
+      if (this.upstreamOld === old && to === this.session) this.senderMoved(to);
+    };
+    const fallback = setTimeout(move, 3 * old.frameMs);
+    old.afterNextFrame(move);
+  }
+
+  /** The old session (if any) stops sending and closes unless still heard; `to` sends our source. */
+  private senderMoved(to: VoiceSession): void {
+    const old = this.upstreamOld;
+    this.upstreamOld = null;
+    const prime = old?.lastSentFrame() ?? undefined;
+    if (old) {
+      old.stopSending();
+      if (old !== this.outgoing) old.close();
+    }
+    if (to !== this.session || to.isClosed) return;
+    if (this.source && !to.sending) to.startSending(this.source, prime);
   }
 
   /** A VoiceSession for `binding` with this client's options; `held` plays nothing until audible. */
@@ -651,8 +710,16 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     if (to !== undefined && to !== this.session) return;
     if (this.outgoingTimer) clearTimeout(this.outgoingTimer);
     this.outgoingTimer = null;
-    this.outgoing?.close();
+    const heard = this.outgoing;
     this.outgoing = null;
+    // Still sending (the new session not acknowledged yet): it goes on until it is.
+    if (heard && heard !== this.upstreamOld) heard.close();
+    else heard?.hold();
+    if (to === undefined && this.upstreamOld) {
+      // The whole handover ends (a leave, a close, a failed open): nothing sends on the old binding.
+      this.upstreamOld.close();
+      this.upstreamOld = null;
+    }
     this.session?.release();
   }
 

@@ -365,11 +365,15 @@ export class SessionManager {
     };
   }
 
-  /** New voice binding (key, voice id) in the same channel; the transport is unknown until its HELLO. */
+  /**
+   * New voice binding (key, voice id) in the same channel. Voice over UDP is handed over: the old
+   * binding carries it until the new one is used (protocol README 8.4), so the transport stays; a
+   * WebSocket binding ends with its connection, and the transport is unknown until the new HELLO.
+   */
   async #rebind(s: Session, ch: StoredChannel): Promise<void> {
     if (!this.voice) return;
     s.voice = await this.voice.attach(s, ch);
-    s.transport = 'none';
+    if (s.transport !== 'udp') s.transport = 'none';
   }
 
   /**

@@ -7,10 +7,20 @@ import type { VoiceBinding } from '@voice/protocol';
  * which channel and with which settings; the voice plane owns the channel actors, UDP and mixing.
  */
 export interface VoicePlane {
-  /** A session joined (or was restored into) a channel; returns where and how to send voice. */
+  /**
+   * A session joined (or was restored into) a channel; returns where and how to send voice. A new
+   * binding for the channel the session is in hands over from its current one (protocol README 8.4).
+   */
   attach(session: Session, channel: StoredChannel): VoiceBinding;
-  /** A session left its channel or ended. */
+  /** A session left its channel or ended: its bindings are void at once. */
   detach(session: Session): void;
+  /**
+   * The session's channel moved to another node: its binding here stays live for the handover
+   * (protocol README 8.4), then is void.
+   */
+  release(session: Session): void;
+  /** Handovers under way: replaced bindings still live (a draining node waits for them). */
+  readonly handovers: number;
   /** Mute, deafen or volumes of a session changed. */
   update(session: Session): void;
   /** Codec settings of a channel changed. */

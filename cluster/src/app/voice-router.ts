@@ -502,7 +502,8 @@ export class ChannelRouter implements VoiceRouter {
       if (owner === this.#me) {
         const binding = this.#attachHere(s, channel);
         if (binding) {
-          await this.#leaveRemote(s);
+          // Moved here: the old owner keeps the old binding live for the handover.
+          await this.#leaveRemote(s, true);
           return binding;
         }
         continue;
@@ -510,8 +511,9 @@ export class ChannelRouter implements VoiceRouter {
       try {
         const args: AttachArgs = { record: s.record(this.#me), user: s.user, channel };
         const binding = (await this.routing.requests.request(owner, 'voice.attach', args)) as VoiceBinding;
-        if (this.#placed.get(s) !== owner) await this.#leaveRemote(s);
-        this.#detachHere(s);
+        // Moved (to another owner): the old one keeps the old binding live for the handover.
+        if (this.#placed.get(s) !== owner) await this.#leaveRemote(s, true);
+        this.#detachHere(s, true);
         this.#placed.set(s, owner);
         return { ...binding, key: new Uint8Array(binding.key) };
       } catch (err) {
@@ -538,11 +540,13 @@ export class ChannelRouter implements VoiceRouter {
     return this.plane.attach(s, channel);
   }
 
-  #detachHere(s: Session): void {
+  /** `handover`: the session moved to another node; its binding here stays live for a while. */
+  #detachHere(s: Session, handover = false): void {
     const ch = this.#attached.get(s);
     if (ch === undefined) return;
     this.#attached.delete(s);
-    this.plane.detach(s);
+    if (handover) this.plane.release(s);
+    else this.plane.detach(s);
     this.#countLeave(ch);
   }
 
@@ -556,11 +560,12 @@ export class ChannelRouter implements VoiceRouter {
     }
   }
 
-  async #leaveRemote(s: Session): Promise<void> {
+  async #leaveRemote(s: Session, handover = false): Promise<void> {
     const owner = this.#placed.get(s);
     if (owner === undefined) return;
     this.#placed.delete(s);
-    await this.routing.requests.request(owner, 'voice.detach', { userId: s.userId }).catch((err: unknown) => {
+    const args = { userId: s.userId, ...(handover ? { handover } : {}) };
+    await this.routing.requests.request(owner, 'voice.detach', args).catch((err: unknown) => {
       // Its lease (or the shadow's session check) cleans up after a dead owner.
       this.ctx.log.warn({ err, owner }, 'detaching from a remote owner failed');
     });
@@ -692,11 +697,11 @@ export class ChannelRouter implements VoiceRouter {
         return binding;
       }
       case 'voice.detach': {
-        const userId = (args as { userId: UserId }).userId;
+        const { userId, handover } = args as { userId: UserId; handover?: unknown };
         const shadow = this.#shadows.get(userId);
         if (shadow) {
           this.#shadows.delete(userId);
-          this.#detachHere(shadow);
+          this.#detachHere(shadow, handover === true);
           this.ctx.log.debug({ step: 'voice.detach', user: userId }, 'drain trace');
         }
         return null;
@@ -772,7 +777,11 @@ export class ChannelRouter implements VoiceRouter {
         'draining: channel handed over',
       );
     }
-    while (moving.some((s) => this.#attached.has(s)) && this.ctx.now() < deadline)
+    // The members' old bindings stay live here until their clients use the new ones.
+    while (
+      (moving.some((s) => this.#attached.has(s)) || this.plane.handovers > 0) &&
+      this.ctx.now() < deadline
+    )
       await new Promise((r) => setTimeout(r, 50));
   }
   get draining(): boolean {

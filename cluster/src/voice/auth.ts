@@ -102,10 +102,23 @@ export class VoiceAuth {
   unregister(session: Session): VoiceEndpoint | undefined {
     const ep = this.#bySession.get(session);
     if (!ep) return undefined;
-    ep.closed = true;
-    this.#bySession.delete(session);
-    this.#byId.delete(ep.voiceId);
+    this.forget(ep);
     return ep;
+  }
+
+  /**
+   * `session` gets a new endpoint while `ep` stays live by its voice id (a handover): it is no
+   * longer the session's current one.
+   */
+  unlink(session: Session, ep: VoiceEndpoint): void {
+    if (this.#bySession.get(session) === ep) this.#bySession.delete(session);
+  }
+
+  /** Forgets `ep` (its voice id stops authenticating at once). Idempotent. */
+  forget(ep: VoiceEndpoint): void {
+    ep.closed = true;
+    if (this.#byId.get(ep.voiceId) === ep) this.#byId.delete(ep.voiceId);
+    if (this.#bySession.get(ep.session) === ep) this.#bySession.delete(ep.session);
   }
 
   bySession(session: Session): VoiceEndpoint | undefined {

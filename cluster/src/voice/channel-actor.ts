@@ -11,6 +11,7 @@ type ChannelMsg =
   | { type: 'tick' }
   | { type: 'add'; ep: VoiceEndpoint }
   | { type: 'remove'; ep: VoiceEndpoint }
+  | { type: 'retire'; ep: VoiceEndpoint }
   | { type: 'update'; ep: VoiceEndpoint }
   | { type: 'settings'; channel: StoredChannel };
 
@@ -76,6 +77,9 @@ export class ChannelActor implements ScheduledTask {
             // Nothing seals for it any more: free its native cipher state now, not at GC.
             msg.ep.cipher.close();
             break;
+          case 'retire':
+            if (msg.ep.member) state.retireMember(msg.ep.member);
+            break;
           case 'update':
             if (msg.ep.member) state.updateMember(msg.ep.member);
             break;
@@ -132,6 +136,10 @@ export class ChannelActor implements ScheduledTask {
   }
   remove(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'remove', ep });
+  }
+  /** A handed-over binding: its member takes no more packets and stops speaking once played out. */
+  retire(ep: VoiceEndpoint): void {
+    dispatch(this.#actor, { type: 'retire', ep });
   }
   update(ep: VoiceEndpoint): void {
     dispatch(this.#actor, { type: 'update', ep });

@@ -40,6 +40,8 @@ const MAX_MAKEUP_FRAMES = 4;
 const FORWARD_AHEAD_FRAMES = 2;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
+/** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
+const RETIRE_MAX_TICKS = 25;
 /** An Opus packet this short is DTX or silence (a TOC byte and at most two more). */
 const SILENT_PACKET_BYTES = 3;
 /** The level an undecoded frame of audio counts as for voice activity, dBFS. */
@@ -149,6 +151,12 @@ export class ChannelCore {
   /** Outgoing media clock, in frames: advances with time, not with ticks run. */
   #mediaFrame = 0;
   #lastSpeakers = 0;
+  /**
+   * Members whose session has another member here too: a binding handed over (protocol README
+   * 8.4) keeps the old one until the new one carries audio. Both are the same person: neither
+   * hears the other, and the old one leaves once its buffer has played out.
+   */
+  #twins = 0;
   /** Summed when read (a metrics scrape), from the members' own counts: nothing per tick. */
   readonly #stretch = new StretchTotals(this.members);
   readonly stats: ChannelStats = readStretchFigures(
@@ -208,6 +216,7 @@ export class ChannelCore {
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
+    if (this.#sibling(ep.session.userId, null)) this.#twins++;
     const m = new VoiceMember(
       ep,
       ep.session.userId,
@@ -225,12 +234,17 @@ export class ChannelCore {
   }
 
   removeMember(m: VoiceMember): void {
+    if (!m.active) return;
     m.active = false;
-    // A rekey replaces the member while the session stays in the channel: clear its indicator.
+    // A rekey replaces the member while the session stays in the channel: clear its indicator
+    // (unless the session's other member speaks: then it is still speaking).
     if (m.speaking) this.#setSpeaking(m, false);
     const i = this.members.indexOf(m);
     if (i >= 0) this.members.splice(i, 1);
-    this.#mixer.removeListener(m.userId);
+    const twin = this.#sibling(m.userId, m);
+    if (twin) this.#twins--;
+    // The mixer knows a person by user id: its twin still listens under it.
+    else this.#mixer.removeListener(m.userId);
     for (const l of this.members) if (l.soloFrom === m) l.soloFrom = null;
     m.soloFrom = null;
     m.endForwarding();
@@ -238,6 +252,24 @@ export class ChannelCore {
     if (ts) this.#stretch.retire(ts);
     m.stream.close();
     this.stats.members = this.members.length;
+  }
+
+  /**
+   * The session's binding was handed over (protocol README 8.4): this member takes no more packets
+   * and stops being a speaker once its buffer has played out, so the speaker's last frames on the
+   * old binding are heard before its first on the new one; it leaves when the plane removes it.
+   */
+  retireMember(m: VoiceMember): void {
+    if (m.active) m.retiring = true;
+  }
+
+  /** Another active member of the same user than `not`, or null. */
+  #sibling(userId: string, not: VoiceMember | null): VoiceMember | null {
+    for (let i = 0; i < this.members.length; i++) {
+      const o = this.members[i]!;
+      if (o !== not && o.userId === userId) return o;
+    }
+    return null;
   }
 
   /** Copies mute, deafen and volumes from the session. Deafened members are not heard either (as on Discord). */
@@ -316,6 +348,8 @@ export class ChannelCore {
     let depthMax = 0;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
+      // Played out (or taking too long): no longer a speaker; it still listens until it leaves.
+      if (m.retiring && (m.jitter.depth === 0 || ++m.retiredTicks > RETIRE_MAX_TICKS)) continue;
       const t0 = performance.now();
       const held = m.prevPcm;
       m.prevPcm = m.pcm;
@@ -585,7 +619,7 @@ export class ChannelCore {
       // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
       this.stats.holdMs.record(0);
     }
-    if (!m.fwdActive && !this.#startSoloRun(m, frameIndex)) return;
+    if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex)) return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
     if (((frameIndex + m.fwdOffset - this.#mediaFrame) | 0) > FORWARD_AHEAD_FRAMES) {
@@ -604,6 +638,27 @@ export class ChannelCore {
   }
 
   /**
+   * The first packet of a session's new binding (a handover, protocol README 8.4) while its old one
+   * is forwarded: the new member continues that forwarding run, its first frame going out right
+   * after the last one the listeners got (no gap, no jump), instead of waiting for its own jitter
+   * buffer to start at a tick while the old one's runs dry.
+   */
+  #takeOverRun(m: VoiceMember, k: number): boolean {
+    if (this.#twins === 0) return false;
+    const old = this.#sibling(m.userId, m);
+    if (!old?.endpoint.retiring || !old.fwdActive) return false;
+    m.fwdOffset = old.fwdTop + old.fwdOffset + 1 - k;
+    m.soloListeners = old.soloListeners;
+    m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
+    for (let i = 0; i < this.members.length; i++) {
+      const l = this.members[i]!;
+      if (l.soloFrom === old) l.soloFrom = m;
+    }
+    old.endForwarding();
+    return true;
+  }
+
+  /**
    * In a silent channel the first packet of a talkspurt makes its speaker the lone one at once: its
    * listeners at unity gain get it now rather than after the next tick (their stream then arrives
    * evenly from the first packet on). The tick confirms or changes this one frame later.
@@ -616,7 +671,7 @@ export class ChannelCore {
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
       if (
-        l === m ||
+        l.userId === m.userId ||
         l.streamMode ||
         l.deaf ||
         l.endpoint.transport === 'none' ||
@@ -674,9 +729,14 @@ export class ChannelCore {
     let only: VoiceMember | null = null;
     for (let s = 0; s < count; s++) {
       const sp = this.#speakerMembers[s]!;
-      if (sp === m) continue;
+      if (sp.userId === m.userId) continue; // itself, or its other binding during a handover
       const g = m.gains?.get(sp.userId) ?? 1;
       if (g === 0) continue;
+      if (only !== null && sp.userId === only.userId) {
+        // One speaker on two bindings (a handover): the new one carries it on.
+        if (only.endpoint.retiring) only = sp;
+        continue;
+      }
       if (only !== null || g !== 1) return null;
       only = sp;
     }
@@ -684,7 +744,7 @@ export class ChannelCore {
       // Nobody audible, or only speakers at custom gains other than 1 (then a mix is needed).
       for (let s = 0; s < count; s++) {
         const sp = this.#speakerMembers[s]!;
-        if (sp !== m && (m.gains?.get(sp.userId) ?? 1) !== 0) return null;
+        if (sp.userId !== m.userId && (m.gains?.get(sp.userId) ?? 1) !== 0) return null;
       }
       return NOBODY;
     }
@@ -694,6 +754,9 @@ export class ChannelCore {
   /** Which encoder stream a listener's mix belongs to: stable while its role does not change. */
   #streamKey(m: VoiceMember): string {
     if (m.spokeTick === this.#tick) return m.gains ? m.ownKey : m.minusKey;
+    // Its other binding spoke (a handover): the mixer gave it that one's mix-minus.
+    if (this.#twins > 0 && this.#sibling(m.userId, m)?.spokeTick === this.#tick)
+      return m.gains ? m.ownKey : m.minusKey;
     const key = this.#mixer.groupKey(m.userId) ?? '';
     return key === '' ? 'all' : `group:${key}`;
   }
@@ -752,6 +815,8 @@ export class ChannelCore {
   #setSpeaking(m: VoiceMember, speaking: boolean): void {
     if (m.speaking === speaking) return;
     m.speaking = speaking;
+    // One person, two bindings during a handover: still speaking while the other one is.
+    if (!speaking && this.#twins > 0 && this.#sibling(m.userId, m)?.speaking) return;
     this.io.speaking(m.endpoint, speaking);
   }
 

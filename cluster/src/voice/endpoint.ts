@@ -29,6 +29,15 @@ export class VoiceEndpoint {
   statsReceived = 0;
   statsLost = 0;
   member: VoiceMember | null = null;
+  /**
+   * The session's previous binding, still live until this one carries audio (a handover, protocol
+   * README 8.4); null otherwise.
+   */
+  predecessor: VoiceEndpoint | null = null;
+  /** Replaced by a newer binding of its session, and kept live only for the handover. */
+  retiring = false;
+  /** Void: removed from its channel, nothing sent under its key any more (ServerVoicePlane). */
+  voided = false;
   /** Unwraps the uint32 audio timestamps into frame indices (the one rule client and server share). */
   readonly timestamps = new TimestampUnwrapper();
   closed = false;

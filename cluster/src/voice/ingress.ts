@@ -12,6 +12,7 @@ import { parseIPv4 } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { VoiceAuth } from './auth.js';
 import type { VoiceCounters } from './counters.js';
+import type { VoiceEndpoint } from './endpoint.js';
 import { InboxPush } from './inbox.js';
 import type { VoiceTransports } from './transport.js';
 
@@ -30,6 +31,8 @@ export class VoiceIngress {
     private readonly auth: VoiceAuth,
     private readonly transports: VoiceTransports,
     private readonly counters: VoiceCounters,
+    /** The first AUDIO packet under a binding whose predecessor is still live (a handover). */
+    private readonly successorHeard: (ep: VoiceEndpoint) => void = () => undefined,
   ) {}
 
   /** A UDP datagram. */
@@ -47,6 +50,7 @@ export class VoiceIngress {
     if (opened === null) return;
     const { ep, length: r, fromRegistered } = opened;
     const now = performance.now();
+    if (ep.predecessor !== null && h.type === VoicePacketType.AUDIO) this.successorHeard(ep);
     // Only an authenticated packet may move the session's address (NAT rebinding) or transport.
     if (address === null) {
       if (ep.transport !== 'ws') this.transports.setTransport(ep, 'ws');

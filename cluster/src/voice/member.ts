@@ -102,6 +102,9 @@ export class VoiceMember {
   readonly minusKey: string;
   readonly ownKey: string;
   active = true;
+  /** Its binding was handed over: it plays out what it holds, then only listens (ChannelCore.retireMember). */
+  retiring = false;
+  retiredTicks = 0;
   /** Packets of this member waiting in the channel inbox (its per-member quota). */
   inboxQueued = 0;
   /** As a listener: speakers it may take as STREAM packets (the session's grant; 1: mixes only). */

@@ -3,6 +3,7 @@ import type { Histogram } from '@voice/media';
 import type { ChannelId } from '@voice/protocol';
 import type { ChannelCore } from './channel.js';
 import type { VoiceCounters } from './counters.js';
+import type { KernelUdpCounters } from './kernel-udp.js';
 
 /** One channel's figures, for /metrics and benchmarks. */
 export interface ChannelFigures {
@@ -192,4 +193,39 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
       },
     });
   for (const [name, help, read] of CHANNEL_GAUGES) perChannel(name, help, read);
+}
+
+/**
+ * The kernel's UDP drops on this host (voice/kernel-udp.ts), read at scrape time: what the server
+ * cannot count itself (a datagram dropped at a full device queue is reported to it as sent).
+ */
+export function registerKernelUdpMetrics(registry: Registry, kernel: KernelUdpCounters): void {
+  const fields = [
+    [
+      'sndbufErrors',
+      'voice_kernel_udp_sndbuf_errors_total',
+      'SndbufErrors: datagrams dropped at a full send buffer or device queue',
+    ],
+    [
+      'rcvbufErrors',
+      'voice_kernel_udp_rcvbuf_errors_total',
+      'RcvbufErrors: datagrams dropped at a full receive buffer',
+    ],
+    [
+      'inErrors',
+      'voice_kernel_udp_in_errors_total',
+      'InErrors: datagrams received in error (RcvbufErrors included)',
+    ],
+  ] as const;
+  for (const [field, name, what] of fields)
+    new Counter({
+      name,
+      help: `Kernel UDP counter of this host (every socket of its network namespace, /proc/net/snmp), since the server started. ${what}`,
+      registers: [registry],
+      collect() {
+        const now = kernel.sinceStart();
+        this.reset();
+        if (now) this.inc(now[field]);
+      },
+    });
 }

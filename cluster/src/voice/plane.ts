@@ -16,13 +16,15 @@ import { VoiceCounters } from './counters.js';
 import { BatchEgress } from './egress-batch.js';
 import { DgramEgress } from './egress-dgram.js';
 import type { VoiceEndpoint } from './endpoint.js';
+import { DOWNSTREAM_GRACE_MS, Handovers, type Handover } from './handover.js';
 import { VoiceIngress } from './ingress.js';
 import type { ChannelFigures, VoiceFigures } from './metrics.js';
 import { MemberStats } from './stats.js';
 import { VoiceTransports } from './transport.js';
 import { VoiceSocket } from './udp.js';
 
-export { registerVoiceMetrics } from './metrics.js';
+export { registerKernelUdpMetrics, registerVoiceMetrics } from './metrics.js';
+export { KernelUdpCounters } from './kernel-udp.js';
 
 export interface VoicePlaneOptions {
   ctx: AppContext;
@@ -69,6 +71,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #ingress: VoiceIngress;
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
+  readonly #handovers = new Handovers((session, h) => this.#handoverDeadline(session, h));
   /** Timing advances to the members' signaling (config `clock.advance`), or null when off. */
   readonly #advance: { by: TimingAdvance; send: (order: AdvanceOrder) => void } | null;
   #closed = false;
@@ -88,7 +91,9 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       (err) => log.error({ err }, 'voice UDP socket error'),
     );
     this.#transports = new VoiceTransports(o.sessions, this.counters, log);
-    this.#ingress = new VoiceIngress(this.#auth, this.#transports, this.counters);
+    this.#ingress = new VoiceIngress(this.#auth, this.#transports, this.counters, (ep) =>
+      this.#successorHeard(ep),
+    );
     // Each tick's packets leave together once its channels have run (one sendmmsg call).
     this.#clocks = new ChannelClocks(o.ctx.config.clock, log, () => {
       try {
@@ -114,8 +119,16 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     this.#advance = o.ctx.config.clock.advance
       ? {
           by: new TimingAdvance(SERVER_MARGIN_MS),
-          send: ({ member, channelId, seq, shiftUs }) =>
-            o.sessions.sendAdvance(member.endpoint.session, { t: 'voice.advance', channelId, seq, shiftUs }),
+          // A binding being handed over is not told: the client applies an advance to its new one.
+          send: ({ member, channelId, seq, shiftUs }) => {
+            if (!member.endpoint.retiring)
+              o.sessions.sendAdvance(member.endpoint.session, {
+                t: 'voice.advance',
+                channelId,
+                seq,
+                shiftUs,
+              });
+          },
         }
       : null;
     this.#stats = new MemberStats(
@@ -152,9 +165,17 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     // (and rebuild) a channel whose only member is the one being rekeyed.
     const ch = this.#channel(channel);
     ch.members++;
-    this.detach(session);
+    const from = this.#handoverFrom(session, ch);
+    this.#detach(session, from);
     const ep = this.#auth.register(session, ch.core);
     ch.add(ep);
+    if (from) {
+      // Make-before-break (protocol README 8.4): the old binding carries the session's voice both
+      // ways until this one is in use.
+      ep.predecessor = from;
+      from.retiring = true;
+      this.#handovers.start(session, from, ep);
+    }
     this.#stats.running(true);
     return {
       voiceId: ep.voiceId,
@@ -168,13 +189,87 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   }
 
   detach(session: Session): void {
-    const ep = this.#auth.unregister(session);
+    this.#detach(session, null);
+  }
+
+  release(session: Session): void {
+    const ep = this.#auth.bySession(session);
+    if (!ep || ep.transport !== 'udp') return this.#detach(session, null);
+    this.#detach(session, ep);
+    ep.retiring = true;
+    this.#handovers.start(session, ep, null);
+  }
+
+  /** Handovers under way (a draining node waits for them). */
+  get handovers(): number {
+    return this.#handovers.size;
+  }
+
+  /**
+   * Which binding of `session` a new one in `ch` takes over from: the one that carries its voice
+   * over UDP (WebSocket voice stops with its connection, which a resume replaces). When the
+   * current one never carried a packet, the one it was taking over from still does.
+   */
+  #handoverFrom(session: Session, ch: ChannelActor): VoiceEndpoint | null {
+    const cur = this.#auth.bySession(session);
+    if (cur && cur.channel === ch.core && cur.transport === 'udp') return cur;
+    const h = this.#handovers.get(session);
+    return h && h.from.channel === ch.core && !h.from.closed ? h.from : null; // closed: upstream ended
+  }
+
+  /** Voids every binding of `session` but `keep` (which stays live by its voice id). */
+  #detach(session: Session, keep: VoiceEndpoint | null): void {
+    const h = this.#handovers.get(session);
+    if (h && h.from !== keep) {
+      this.#handovers.end(session);
+      this.#void(h.from);
+    }
+    const ep = this.#auth.bySession(session);
     if (!ep) return;
+    if (ep === keep) this.#auth.unlink(session, ep);
+    else this.#void(ep);
+  }
+
+  /** Voids a binding: its voice id stops authenticating, it leaves its channel, nothing is sent on it. */
+  #void(ep: VoiceEndpoint): void {
+    if (ep.voided) return;
+    ep.voided = true;
+    this.#auth.forget(ep);
+    ep.transport = 'none';
     const ch = this.#channels.get(ep.channel.id);
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
     if (this.#channels.size === 0) this.#stats.running(false);
+  }
+
+  /**
+   * The first AUDIO packet under `ep` whose predecessor is still live (the client moved its sender
+   * to the new binding): the predecessor's upstream ends (its voice id stops authenticating; its
+   * member plays out what it holds, then is no longer a speaker), and it is void once the client
+   * has had time to start playing the new binding (DOWNSTREAM_GRACE_MS).
+   */
+  #successorHeard(ep: VoiceEndpoint): void {
+    const from = ep.predecessor!;
+    ep.predecessor = null;
+    this.#auth.forget(from);
+    this.#channels.get(from.channel.id)?.retire(from);
+    if (this.#handovers.get(ep.session)?.from === from)
+      this.#handovers.shorten(ep.session, from, DOWNSTREAM_GRACE_MS);
+    else this.#void(from);
+  }
+
+  /** A handover ran out of time: the old binding is void, whether or not the new one was used. */
+  #handoverDeadline(session: Session, h: Handover): void {
+    this.#void(h.from);
+    const to = h.to;
+    if (!to || to.predecessor !== h.from) return;
+    to.predecessor = null;
+    // The new binding never carried a packet: the session has no voice path now.
+    if (to.transport === 'none' && !to.closed)
+      this.o.sessions
+        .setTransport(session, 'none')
+        .catch((err: unknown) => this.o.ctx.log.error({ err }, 'transport event failed'));
   }
 
   update(session: Session): void {
@@ -280,6 +375,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (this.#closed) return;
     this.#closed = true;
     this.#stats.close();
+    this.#handovers.clear();
     this.#transports.close();
     for (const ch of [...this.#channels.values()]) this.#stopChannel(ch);
     this.#clocks.close();

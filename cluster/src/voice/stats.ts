@@ -49,7 +49,8 @@ export class MemberStats {
     for (const ep of this.endpoints()) {
       if (ep.voiceId % STATS_SLICES !== slice) continue;
       const m = ep.member;
-      if (!m || (!ep.session.conn && ep.session.remoteNode === null)) continue;
+      // A binding being handed over reports nothing: its session's figures come from the new one.
+      if (!m || ep.retiring || (!ep.session.conn && ep.session.remoteNode === null)) continue;
       const w = ep.cipher.replay;
       const dr = w.received - ep.statsReceived;
       const dl = w.lost - ep.statsLost;

@@ -17,7 +17,7 @@ const SPEAKER_FLAGS = VoiceFlags.MARKER | VoiceFlags.FEC | VoiceFlags.DTX;
 /** Whether listener `l` takes speaker `sp`'s packets as STREAM packets now (stream-routing.ts decided). */
 function takes(l: VoiceMember, sp: VoiceMember): boolean {
   return (
-    l !== sp &&
+    l.userId !== sp.userId && // itself, or its other binding during a handover (README 8.4)
     l.streamMode &&
     !l.deaf &&
     l.endpoint.transport !== 'none' &&

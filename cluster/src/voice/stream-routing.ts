@@ -25,7 +25,7 @@ export function routeStreams(
     let custom = false;
     for (let s = 0; s < count; s++) {
       const sp = senders[s]!;
-      if (sp === l) continue;
+      if (sp.userId === l.userId) continue; // itself, or its other binding during a handover
       heard++;
       if ((l.gains?.get(sp.userId) ?? 1) !== 1) custom = true;
     }
@@ -34,7 +34,7 @@ export function routeStreams(
     // A mixed listener: every sender it hears (not at volume 0) goes into its mix.
     for (let s = 0; s < count; s++) {
       const sp = senders[s]!;
-      if (sp === l || (l.gains?.get(sp.userId) ?? 1) === 0) continue;
+      if (sp.userId === l.userId || (l.gains?.get(sp.userId) ?? 1) === 0) continue;
       sp.inMix = true;
       needMix = true;
     }

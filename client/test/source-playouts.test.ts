@@ -168,6 +168,13 @@ class Rig {
   }
 }
 
+/** `a` plus `b`, sample by sample, clamped to int16 (what a lone loud source plus a quiet one sum to). */
+function sumClamped(a: Int16Array, b: Int16Array): Int16Array {
+  const out = new Int16Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = Math.max(-32768, Math.min(32767, a[i]! + (b[i] ?? 0)));
+  return out;
+}
+
 describe('Playout of STREAM sources (virtual clock, real Opus)', () => {
   it('plays two sources and the mix as the sample-exact sum of their local decodes, each tone at level', () => {
     const a = encodeTone(440, -20, 70);
@@ -221,6 +228,34 @@ describe('Playout of STREAM sources (virtual clock, real Opus)', () => {
     const p = rig.playout.stats();
     expect(p.accepted).toBe(70 + 60 + 50);
     expect(p.framesPlayed).toBe(70 + 60 + 50);
+    rig.playout.close();
+  });
+
+  it('plays a loud speaker beside a member sending digital silence exactly as alone (no limiter)', () => {
+    // A -1 dBFS tone: through the limiter (knee -6 dBFS) its peaks would be compressed. Beside it a
+    // member whose client sends encoded digital silence, which decodes to a few LSB, not zeros.
+    const a = encodeTone(440, -1, 40);
+    const enc = opus.createEncoder({ frameSamples: FRAME, bitrate: 48_000 });
+    const buf = new Uint8Array(1500);
+    const silence: Uint8Array[] = [];
+    for (let f = 0; f < 40; f++) silence.push(buf.slice(0, enc.encode(new Int16Array(FRAME), buf)));
+    enc.destroy();
+    const rig = new Rig(4);
+    for (let k = 0; k < 50; k++) {
+      if (k < 40) {
+        rig.send(ALICE, k * FRAME, a[k]!, k === 0 ? VoiceFlags.MARKER : 0);
+        rig.send(BOB, 5000 * FRAME + k * FRAME, silence[k]!, k === 0 ? VoiceFlags.MARKER : 0);
+      }
+      rig.play();
+    }
+    const rec = rig.recording();
+    const da = localDecode(a);
+    const ds = localDecode(silence);
+    expect(Math.max(...ds.map(Math.abs)), 'digital silence decodes to a few LSB').toBeLessThan(32);
+    const oa = findFrame(rec, sumClamped(da, ds), 0, 10 * FRAME);
+    expect(oa, 'the exact sum of both decodes, unlimited').toBeGreaterThanOrEqual(0);
+    const rest = minus(minus(rec, da, oa), ds, oa);
+    expect(nonZero(rest, oa, oa + 38 * FRAME)).toBe(0);
     rig.playout.close();
   });
 

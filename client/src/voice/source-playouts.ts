@@ -154,6 +154,12 @@ class SourceSlot {
 }
 
 /**
+ * A source sounds in a pull when a sample reaches this (-60 dBFS): below it is what Opus makes of
+ * digital silence (a few LSB), which must not make a lone speaker's samples go through the limiter.
+ */
+const SOUNDING_PEAK = 32;
+
+/**
  * The speakers a client receives as STREAM packets (protocol README 8.8), one FramePlayout each: the
  * same jitter buffer, decode, FEC and concealment as the AUDIO (mix) stream, keyed by the 12 source
  * bytes (compared in place: nothing is allocated per packet).
@@ -313,9 +319,10 @@ export class SourcePlayouts {
    * whether any of it is sound). Each source keeps its own frame FIFO and phase: its next frame is
    * produced when its FIFO runs out, at `now`, and a source that is not playing (silence) keeps no
    * phase, so it starts at the first pull after its packet is due rather than at the next frame
-   * boundary of the others. With two or more streams heard in this pull, they are summed as the
-   * server's mixer sums (float, then its soft limiter to int16); one stream alone is copied sample
-   * for sample. Frees the sources whose packets stopped. `playTime` is when out[0] plays.
+   * boundary of the others. With two or more streams sounding in this pull (peaks of SOUNDING_PEAK
+   * or more: a member sending digital silence does not count), they are summed as the server's
+   * mixer sums (float, then its soft limiter to int16); otherwise the exact sum is played (one
+   * stream alone: sample for sample). Frees the sources whose packets stopped. `playTime` is when out[0] plays.
    */
   addInto(out: Int16Array, now: number, playTime: number, outHeard: boolean): void {
     this.audible = false;
@@ -352,8 +359,16 @@ export class SourcePlayouts {
           summing = true;
         }
         const f = s.fifo;
-        for (let k = 0; k < take; k++) acc[i + k]! += f[s.fifoPos + k]! / 32768;
-        if (!counted && s.lastKind !== PlayoutFrame.ERROR) {
+        // Whether this source sounds in this pull: a member sending digital silence (which Opus
+        // decodes to a few LSB, not zeros) must not send a lone speaker's peaks through the limiter.
+        let peak = 0;
+        for (let k = 0; k < take; k++) {
+          const v = f[s.fifoPos + k]!;
+          acc[i + k]! += v / 32768;
+          if (v > peak) peak = v;
+          else if (-v > peak) peak = -v;
+        }
+        if (!counted && peak >= SOUNDING_PEAK && s.lastKind !== PlayoutFrame.ERROR) {
           counted = true;
           heard++;
         }
@@ -364,7 +379,14 @@ export class SourcePlayouts {
     if (!summing) return;
     // One stream alone passes unchanged (exact: an int16 over 32768 is exact in float32).
     if (heard >= 2) limitToInt16(acc, out);
-    else for (let k = 0; k < len; k++) out[k] = acc[k]! * 32768;
+    else {
+      // One stream sounding (others silent or near it): the exact sum, clamped (a near-silent
+      // source's few LSB on a full-scale peak must not wrap).
+      for (let k = 0; k < len; k++) {
+        const v = Math.round(acc[k]! * 32768);
+        out[k] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+      }
+    }
   }
 
   /**

@@ -139,6 +139,29 @@ export function int16ToFloat(input: Int16Array, out: Float32Array): Float32Array
   return out;
 }
 
+/**
+ * Float to Int16 for a mix: exact (full scale 1.0 -> 32768, the inverse of `int16ToFloat`) while the
+ * frame does not clip, `limitToInt16` for a frame that would. A sum that fits passes untouched, so a
+ * lone loud speaker beside members sending silence is not compressed above the knee; the soft curve
+ * is spent only where a hard clip would otherwise be heard. Returns whether the frame was limited.
+ */
+export function mixToInt16(input: Float32Array, out: Int16Array, knee: number = 0.5): boolean {
+  const n = input.length;
+  if (out.length < n) throw new TypeError(`output has ${out.length} samples, expected ${n}`);
+  let peak = 0;
+  for (let i = 0; i < n; i++) {
+    const x = input[i]!;
+    if (x > peak) peak = x;
+    else if (-x > peak) peak = -x;
+  }
+  if (peak * 32768 > 32767.5) {
+    limitToInt16(input, out, knee);
+    return true;
+  }
+  for (let i = 0; i < n; i++) out[i] = Math.round(input[i]! * 32768);
+  return false;
+}
+
 /** `softLimit` then `floatToInt16` in one pass: the last step before the encoder. */
 export function limitToInt16(input: Float32Array, out: Int16Array, knee: number = 0.5): Int16Array {
   const n = input.length;

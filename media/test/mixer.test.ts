@@ -6,9 +6,11 @@ import {
   int16ToFloat,
   limitToInt16,
   mixMinus,
+  mixToInt16,
   MixGroups,
   mixWeighted,
   sine,
+  sineInt16,
   softLimit,
   sumFrames,
   toneDbfs,
@@ -159,6 +161,25 @@ describe('limiter and conversion', () => {
     // Below about -6 dBFS the level is preserved within 3 dB.
     const mid = sine(N, 440, -6);
     expect(Math.abs(toneDbfs(softLimit(mid, new Float32Array(N)), 440) - -6)).toBeLessThan(3);
+  });
+
+  it('mixToInt16 is exact while the frame fits and the soft limiter when it would clip', () => {
+    // A -1 dBFS tone (peaks over the -6 dBFS knee) fits: every int16 comes back exactly.
+    const pcm = sineInt16(N, 440, -1);
+    const f = int16ToFloat(pcm, new Float32Array(N));
+    const out = new Int16Array(N);
+    expect(mixToInt16(f, out)).toBe(false);
+    expect(Array.from(out)).toEqual(Array.from(pcm));
+    // The extremes of int16 too (-32768 reads as clipping: the limiter, never a wrap).
+    const edges = Float32Array.from([32767 / 32768, -32767 / 32768, 0, 1 / 32768]);
+    const e16 = new Int16Array(4);
+    expect(mixToInt16(edges, e16)).toBe(false);
+    expect(Array.from(e16)).toEqual([32767, -32767, 0, 1]);
+    // Two -3 dBFS talkers overlapping clip: the frame goes through the limiter, as limitToInt16.
+    const loud = sumFrames([sine(N, 300, -3), sine(N, 700, -3)], 2, new Float32Array(N));
+    const lim = new Int16Array(N);
+    expect(mixToInt16(loud, lim)).toBe(true);
+    expect(Array.from(lim)).toEqual(Array.from(limitToInt16(loud, new Int16Array(N))));
   });
 
   it('is bounded, monotonic and odd for any input (property)', () => {

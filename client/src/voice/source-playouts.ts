@@ -9,7 +9,7 @@ import {
   FramePlayout,
   JitterInsert,
   PlayoutFrame,
-  limitToInt16,
+  mixToInt16,
   type FramePlayoutStats,
   type JitterBuffer,
   type JitterBufferOptions,
@@ -321,7 +321,7 @@ export class SourcePlayouts {
    * phase, so it starts at the first pull after its packet is due rather than at the next frame
    * boundary of the others. With two or more streams sounding in this pull (peaks of SOUNDING_PEAK
    * or more: a member sending digital silence does not count), they are summed as the server's
-   * mixer sums (float, then its soft limiter to int16); otherwise the exact sum is played (one
+   * mixer sums (float, then to int16 exactly unless the frame would clip: media's mixToInt16); otherwise the exact sum is played (one
    * stream alone: sample for sample). Frees the sources whose packets stopped. `playTime` is when out[0] plays.
    */
   addInto(out: Int16Array, now: number, playTime: number, outHeard: boolean): void {
@@ -378,7 +378,7 @@ export class SourcePlayouts {
     }
     if (!summing) return;
     // One stream alone passes unchanged (exact: an int16 over 32768 is exact in float32).
-    if (heard >= 2) limitToInt16(acc, out);
+    if (heard >= 2) mixToInt16(acc, out);
     else {
       // One stream sounding (others silent or near it): the exact sum, clamped (a near-silent
       // source's few LSB on a full-scale peak must not wrap).

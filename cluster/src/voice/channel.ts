@@ -13,7 +13,7 @@ import {
   PlayoutFrame,
   VadEvent,
   int16ToFloat,
-  limitToInt16,
+  mixToInt16,
   type OpusFactory,
 } from '@voice/media';
 import type { VoiceCounters } from './counters.js';
@@ -551,7 +551,8 @@ export class ChannelCore {
         slot.prevPcm = slot.pcm;
         slot.prevTick = slot.lastTick;
         slot.pcm = last;
-        limitToInt16(buf, slot.pcm);
+        // Exact while the sum fits; the soft limiter only for a frame that would clip.
+        mixToInt16(buf, slot.pcm);
         slot.len = slot.encoder.encode(slot.pcm, slot.out);
         this.stats.encodeUs.record((performance.now() - t0) * 1000);
         this.stats.encodes++;

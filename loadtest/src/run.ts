@@ -38,7 +38,16 @@ import {
 import { sweepCharts, sweepHtml, summarizeStep, type SweepStep } from './runner/sweep.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SCENARIOS = ['signaling', 'sessions', 'voice-udp', 'voice-ws', 'cluster', 'soak', 'capacity'] as const;
+const SCENARIOS = [
+  'signaling',
+  'sessions',
+  'voice-udp',
+  'voice-udp-streams',
+  'voice-ws',
+  'cluster',
+  'soak',
+  'capacity',
+] as const;
 const ADMIN_TOKEN = 'loadtest-admin-token-0123456789';
 const say = (l: string) => process.stderr.write(`loadtest: ${l}\n`);
 

@@ -119,27 +119,38 @@ describe('ChannelBook', () => {
   });
 });
 
+/** Four voice users in one channel, two talking in turns of 2 s, 4 s counted. */
+async function fourVoiceUsers(
+  extra: Record<string, unknown>,
+  prefix: string,
+  channel: string,
+  sink: Parameters<typeof runVoiceUser>[1],
+): Promise<void> {
+  const step = parseVoiceStep({
+    seats: 4,
+    speakers: 2,
+    turnMs: 2000,
+    warmupSeconds: 1,
+    seconds: 4,
+    lingerSeconds: 1,
+    ...extra,
+  });
+  const bank = FrameBank.build(opus, { frameMs: 20 });
+  const signal = new AbortController().signal;
+  await Promise.all(
+    [0, 1, 2, 3].map((seat) =>
+      runVoiceUser(
+        { server: srv.url, nickname: `${prefix}-${seat}`, channel, seat, step, opus, bank, signal },
+        sink,
+      ),
+    ),
+  );
+}
+
 describe('load-test voice user (real server, real Opus)', () => {
   it('four users in one channel: two talk in turns of 2 s, all hear every click, with a measured delay', async () => {
     const { sink, counters, histograms, errors } = memorySink();
-    const step = parseVoiceStep({
-      seats: 4,
-      speakers: 2,
-      turnMs: 2000,
-      warmupSeconds: 1,
-      seconds: 4,
-      lingerSeconds: 1,
-    });
-    const bank = FrameBank.build(opus, { frameMs: 20 });
-    const signal = new AbortController().signal;
-    await Promise.all(
-      [0, 1, 2, 3].map((seat) =>
-        runVoiceUser(
-          { server: srv.url, nickname: `vu-${seat}`, channel: 'lt-test', seat, step, opus, bank, signal },
-          sink,
-        ),
-      ),
-    );
+    await fourVoiceUsers({}, 'vu', 'lt-test', sink);
     expect(errors).toEqual([]);
     expect(counters.get('voice.ready.udp')).toBe(4);
     const expected = counters.get('voice.frames_expected')!;
@@ -167,6 +178,29 @@ describe('load-test voice user (real server, real Opus)', () => {
     expect([...rest].sort((a, b) => a - b)[Math.floor(rest.length / 2)]).toBeGreaterThan(26);
     expect(histograms.get('voice.e2e_part.listener_target')).toHaveLength(delays.length);
     expect(histograms.get('voice.playout.target_delay_ms')).toHaveLength(4);
+  });
+});
+
+describe('load-test voice user with streams (real server, real Opus)', () => {
+  it('four users asking for streams count each talker’s frames: a talker hears one stream, the others two', async () => {
+    const { sink, counters, errors } = memorySink();
+    expect(parseVoiceStep({ streams: 4 }).streams).toBe(4);
+    expect(() => parseVoiceStep({ streams: 9 })).toThrow(TypeError);
+    await fourVoiceUsers({ streams: 4 }, 'vs', 'lt-streams', sink);
+    expect(errors).toEqual([]);
+    const expected = counters.get('voice.frames_expected')!;
+    const sent = counters.get('voice.audio_sent')!;
+    // 4 users x 200 periods x 2 talkers, less the talkers' own periods (what they sent).
+    expect(expected + sent).toBeGreaterThanOrEqual(4 * 190 * 2);
+    expect(sent).toBeGreaterThanOrEqual(2 * 190);
+    // The talkers' STREAM packets are what is received: about the expected count, not half of it
+    // (the mix's one frame per period) nor twice it.
+    const received = counters.get('voice.frames_received')!;
+    expect(received).toBeGreaterThanOrEqual(0.5 * expected);
+    expect(received).toBeLessThanOrEqual(1.1 * expected);
+    expect(counters.get('voice.clicks_heard')!).toBeGreaterThanOrEqual(
+      0.5 * counters.get('voice.clicks_expected')!,
+    );
   });
 });
 

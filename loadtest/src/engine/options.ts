@@ -36,6 +36,11 @@ export interface VoiceStep {
   readonly lingerSeconds: number;
   /** Emit e2e-delay samples into per-window histograms every this many seconds (0: off). */
   readonly reportEverySeconds: number;
+  /**
+   * Speakers each user asks to receive as separate streams (protocol README 8.8): 1 (default) hears
+   * the server's mix; the desktop app asks for 4, and then the users mix the talkers themselves.
+   */
+  readonly streams: number;
 }
 
 const num = (v: unknown, name: string, min: number, max: number, dflt: number): number => {
@@ -112,6 +117,7 @@ export function parseVoiceStep(s: unknown): VoiceStep {
     seconds: num(o.seconds, 'voice.seconds', 1, 86_400, 10),
     lingerSeconds: num(o.lingerSeconds, 'voice.lingerSeconds', 0, 3600, 2),
     reportEverySeconds: num(o.reportEverySeconds, 'voice.reportEverySeconds', 0, 3600, 0),
+    streams: int(o.streams, 'voice.streams', 1, 8, 1),
   };
 }
 

@@ -60,7 +60,8 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       // is the capture frame, the Opus look-ahead (6.5 ms per encode) and the transit with the
       // server's hold (measured from the earliest arrival: a stream that moved later, e.g. to a
       // mix sent at the tick, shows its move in the wait until the window forgets the earlier one).
-      const jb = client?.voice?.playout.jitter.stats();
+      // (The mix's buffer: with streams each talker has its own, and these parts do not apply.)
+      const jb = s.streams > 1 ? undefined : client?.voice?.playout.jitter.stats();
       if (jb) {
         m.histogram('voice.e2e_part.listener_wait', jb.delayMs);
         m.histogram('voice.e2e_part.listener_target', jb.targetDelayMs);
@@ -80,6 +81,7 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       opus: new PreEncodedOpus(o.opus, o.bank, talker.cue),
       record: false,
       ...(o.jitter ? { jitter: o.jitter } : {}),
+      ...(s.streams > 1 ? { streams: s.streams } : {}),
       onPlayout: meter.hook,
       requestTimeoutMs: 15_000,
     }),
@@ -108,7 +110,7 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       m.histogram('voice.join_to_first_audio_any_seat', meter.firstAudioAt - joinAt);
       if (o.seat === s.seats - 1) m.histogram('voice.join_to_first_audio', meter.firstAudioAt - joinAt);
     }
-    report(m, a, b, elapsed, s.frameMs);
+    report(m, a, b, elapsed, s);
     // Every member always hears another talker, and one talker of each turn clicks: a member
     // hears every click of the window but its own.
     m.counter('voice.clicks_expected', Math.floor(elapsed / s.clickPeriodMs) - (talker.clicksSent - clicks0));
@@ -124,17 +126,22 @@ function report(
   a: VoiceClientStats,
   b: VoiceClientStats,
   elapsedMs: number,
-  frameMs: number,
+  s: VoiceStep,
 ): void {
-  const expected = Math.floor(elapsedMs / frameMs);
-  const received = b.audioReceived - a.audioReceived;
+  const periods = Math.floor(elapsedMs / s.frameMs);
+  const sent = b.audioSent - a.audioSent;
+  // The mix: one frame per period. Streams (granted for every talker): one frame per period from
+  // each talker but this user, whose own talking periods are the frames it sent.
+  const streamed = b.streams >= s.speakers;
+  const expected = streamed ? periods * s.speakers - sent : periods;
+  const received = b.audioReceived - a.audioReceived + (streamed ? b.streamReceived - a.streamReceived : 0);
   m.counter('voice.frames_expected', expected);
   m.counter('voice.frames_received', received);
   m.counter('voice.packets_received', b.packetsReceived - a.packetsReceived);
   m.counter('voice.packets_lost', b.lost - a.lost);
   m.counter('voice.frames_late', b.late - a.late);
   m.counter('voice.frames_concealed', b.concealed - a.concealed);
-  m.counter('voice.audio_sent', b.audioSent - a.audioSent);
+  m.counter('voice.audio_sent', sent);
   if (expected > 0) m.histogram('voice.delivered_pct', (100 * received) / expected);
   // What decides the listener's wait at the end of the window: the jitter buffer's target, the
   // arrival-delay percentile it follows, and how often it restarted or ran dry.

@@ -626,11 +626,20 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
     else if (session.isReady) this.moveSender(session);
     else
       session.whenReady(HANDOVER_MAX_MS).then(
-        () => this.moveSender(session),
-        () => this.moveSender(session),
+        () => this.moveSenderSafely(session),
+        () => this.moveSenderSafely(session),
       );
     if (syncState || this.muted || this.deaf) {
       await this.signaling.request('voice.state', { selfMute: this.muted, selfDeaf: this.deaf });
+    }
+  }
+
+  /** moveSender from a promise's callback: an error is reported, not left as an unhandled rejection. */
+  private moveSenderSafely(to: VoiceSession): void {
+    try {
+      this.moveSender(to);
+    } catch (err) {
+      this.safeEmit('problem', err);
     }
   }
 
@@ -651,8 +660,13 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       if (moved) return;
       moved = true;
       clearTimeout(fallback);
-      // Unless a later handover took over meanwhile (it moves the sender itself).
-      if (this.upstreamOld === old && to === this.session) this.senderMoved(to);
+      // Unless a later handover took over meanwhile (it moves the sender itself). A timer's or a
+      // frame hook's callback: what it throws is reported, never thrown into the event loop.
+      try {
+        if (this.upstreamOld === old && to === this.session) this.senderMoved(to);
+      } catch (err) {
+        this.safeEmit('problem', err);
+      }
     };
     const fallback = setTimeout(move, 3 * old.frameMs);
     old.afterNextFrame(move);

@@ -71,7 +71,14 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
   readonly #ingress: VoiceIngress;
   readonly #stats: MemberStats;
   readonly #io: ChannelIo;
-  readonly #handovers = new Handovers((session, h) => this.#handoverDeadline(session, h));
+  // A timer's callback: nothing it throws may reach the event loop.
+  readonly #handovers = new Handovers((session, h) => {
+    try {
+      this.#handoverDeadline(session, h);
+    } catch (err) {
+      this.#report('voice_handover', err);
+    }
+  });
   /** Timing advances to the members' signaling (config `clock.advance`), or null when off. */
   readonly #advance: { by: TimingAdvance; send: (order: AdvanceOrder) => void } | null;
   #closed = false;

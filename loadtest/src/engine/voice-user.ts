@@ -60,8 +60,10 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
       // is the capture frame, the Opus look-ahead (6.5 ms per encode) and the transit with the
       // server's hold (measured from the earliest arrival: a stream that moved later, e.g. to a
       // mix sent at the tick, shows its move in the wait until the window forgets the earlier one).
-      // (The mix's buffer: with streams each talker has its own, and these parts do not apply.)
-      const jb = s.streams > 1 ? undefined : client?.voice?.playout.jitter.stats();
+      // (The mix's buffer: with streams each talker has its own, and these parts do not apply.
+      // What the server granted decides, not what the scenario asked: a server with
+      // voice.maxStreams 1 mixes for everyone.)
+      const jb = client === null || client.streams > 1 ? undefined : client.voice?.playout.jitter.stats();
       if (jb) {
         m.histogram('voice.e2e_part.listener_wait', jb.delayMs);
         m.histogram('voice.e2e_part.listener_target', jb.targetDelayMs);

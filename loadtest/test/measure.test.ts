@@ -64,6 +64,26 @@ describe('Talker', () => {
     );
   });
 
+  it('sends a click once when a catching-up sender reads frames whose windows overlap it', () => {
+    // After a stall the sender reads frames less than a frame apart: [980, 1000.5) then [985, 1005)
+    // both hold the instant 1000. The listener heard that click twice.
+    let now = 1000.5;
+    const t = talker(0, () => now);
+    t.talksAt = () => true;
+    const variants = [1000.5, 1005, 1012].map((at) => {
+      now = at;
+      t.read(new Int16Array(960), 0);
+      return t.cue.variant;
+    });
+    expect(variants[0]).toBe(20 - 1);
+    expect(variants.slice(1).every((v) => v === -1)).toBe(true);
+    expect(t.clicksSent).toBe(1);
+    now = 2001; // the next instant clicks again
+    t.read(new Int16Array(960), 0);
+    expect(t.cue.variant).toBe(19);
+    expect(t.clicksSent).toBe(2);
+  });
+
   it('sends background frames between clicks, and nothing off its turn', () => {
     const t = talker(0, () => 1500);
     t.talksAt = () => true;

@@ -99,12 +99,14 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
     await sleep(s.warmupSeconds * 1000, o.signal);
     const a = client.stats();
     const t0 = performance.now();
+    const m0 = monoMs();
     const clicks0 = talker.clicksSent;
     counting = true;
     await sleep(s.seconds * 1000, o.signal);
     counting = false;
     const b = client.stats();
     const elapsed = performance.now() - t0;
+    const m1 = monoMs();
     if (Number.isNaN(meter.firstAudioAt)) m.counter('voice.no_audio');
     else {
       // The last seat joins a full channel, whose talkers are already talking: its time is the
@@ -114,8 +116,14 @@ export async function runVoiceUser(o: VoiceUserOptions, m: MetricSink): Promise<
     }
     report(m, a, b, elapsed, s);
     // Every member always hears another talker, and one talker of each turn clicks: a member
-    // hears every click of the window but its own.
-    m.counter('voice.clicks_expected', Math.floor(elapsed / s.clickPeriodMs) - (talker.clicksSent - clicks0));
+    // hears every click of the window but its own. Clicks fall on multiples of the period of the
+    // shared clock: count those in the window (floor(elapsed / period) was biased low by the
+    // window's fraction of a period, about 1 % when the sleep overran 10 s by 100 ms).
+    const p = s.clickPeriodMs;
+    m.counter(
+      'voice.clicks_expected',
+      Math.floor(m1 / p) - Math.floor(m0 / p) - (talker.clicksSent - clicks0),
+    );
     m.counter('voice.clicks_sent', talker.clicksSent - clicks0);
     await sleep(s.lingerSeconds * 1000, o.signal);
   } finally {

@@ -44,6 +44,8 @@ export class Talker implements AudioSource {
   private loopIndex = 0;
   /** The tail frame owed after a click frame (see FrameBank.tails), or null. */
   private tail: Uint8Array | null = null;
+  /** The shared-clock instant of the last click sent (NaN before the first). */
+  private lastClick = Number.NaN;
   /** Clicks sent and frames sent, for the user's own figures. */
   clicksSent = 0;
   framesSent = 0;
@@ -84,7 +86,10 @@ export class Talker implements AudioSource {
     const click = Math.ceil(start / p) * p;
     const cue = this.cue;
     this.loopIndex = (this.loopIndex + 1) % bank.loop.length;
-    if (click < end && this.clicker) {
+    // A sender that catches up after a stall reads frames less than a frame apart, whose windows
+    // overlap: the same click instant must not go out in two frames (a listener heard it twice).
+    if (click < end && this.clicker && click !== this.lastClick) {
+      this.lastClick = click;
       const k = Math.min(f - 1, Math.max(0, Math.round(click - start)));
       cue.variant = k;
       cue.frame = bank.clicks[k]!;

@@ -2,8 +2,11 @@ import {
   ACK_BODY_BYTES,
   MAX_PACKET_BYTES,
   MAX_PAYLOAD_BYTES,
+  VoiceFlags,
   VoicePacketType,
   ackFor,
+  createRedBlock,
+  readRedBlock,
   readTimeBody,
   writeAckBody,
   type VoiceHeader,
@@ -26,6 +29,7 @@ export class VoiceIngress {
   readonly #plain = new Uint8Array(MAX_PAYLOAD_BYTES);
   readonly #ackBody = new Uint8Array(ACK_BODY_BYTES);
   readonly #ackPacket = new Uint8Array(MAX_PACKET_BYTES);
+  readonly #red = createRedBlock();
 
   constructor(
     private readonly auth: VoiceAuth,
@@ -72,6 +76,12 @@ export class VoiceIngress {
           c.drops.muted++;
           return;
         }
+        // RED (README 9.1): read from any client. A block whose length reaches past the end is
+        // refused here, so the channel only ever splits well-formed ones.
+        if ((h.flags & VoiceFlags.RED) !== 0 && !readRedBlock(this.#plain, 0, r, this.#red)) {
+          c.drops.bad_red++;
+          return;
+        }
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
         // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
@@ -82,6 +92,7 @@ export class VoiceIngress {
           return;
         }
         if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
+        m.noteReceived(frame);
         // Streams, and a lone speaker's packet, go out to their listeners now, not at the next tick.
         ep.channel.forwardOnArrival(m, frame, this.#plain, r, now, h.timestamp, h.flags);
         return;

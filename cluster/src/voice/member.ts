@@ -109,6 +109,15 @@ export class VoiceMember {
   inboxQueued = 0;
   /** As a listener: speakers it may take as STREAM packets (the session's grant; 1: mixes only). */
   streams = 1;
+  /** As a listener: reads RED packets (the session's grant, README 9.1): forwards keep their RED block. */
+  red = false;
+  /**
+   * As a speaker: frames whose own packet reached the server, the newest index and a bitmask of the
+   * 32 before it (a RED copy of a frame not among them rebuilds upstream loss for every listener).
+   */
+  rxActive = false;
+  rxTop = 0;
+  rxMask = 0;
   /** As a listener: takes every speaker it hears as STREAM packets until the next tick (stream-routing.ts). */
   streamMode = false;
   /** As a speaker: it sent audio its playout still plays (judged before the tick pops it). */
@@ -185,6 +194,29 @@ export class VoiceMember {
     if (d < 0) return false;
     if (d === 0 || d > 32) return true; // too old to forward now either way
     return ((this.fwdMask >>> (d - 1)) & 1) === 1;
+  }
+
+  /** Whether frame `k`'s own packet arrived (frames older than the 32 tracked count as arrived). */
+  wasReceived(k: number): boolean {
+    if (!this.rxActive) return false;
+    const d = (this.rxTop - k) | 0;
+    if (d < 0) return false;
+    if (d === 0 || d > 32) return true;
+    return ((this.rxMask >>> (d - 1)) & 1) === 1;
+  }
+
+  noteReceived(k: number): void {
+    if (!this.rxActive) {
+      this.rxActive = true;
+      this.rxTop = k;
+      this.rxMask = 0;
+      return;
+    }
+    const d = (k - this.rxTop) | 0;
+    if (d > 0) {
+      this.rxMask = d >= 32 ? 0 : ((this.rxMask << d) | (1 << (d - 1))) >>> 0;
+      this.rxTop = k;
+    } else if (d < 0 && d >= -32) this.rxMask = (this.rxMask | (1 << (-d - 1))) >>> 0;
   }
 
   markForwarded(k: number): void {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { VoiceFlags, VoicePacketType, encodeRed, encodeTimeBody } from '@voice/protocol';
 import type { VoiceClient, VoiceClientOptions } from '../../client/src/index.js';
 import { LossyRelay } from '../../test-support/lossy-relay.js';
+import { OnceSource, localDecode as decodeAll } from '../../test-support/opus-path.js';
 import { findFrame } from '../../test-support/pcm-match.js';
 import { RawPeer } from '../../test-support/raw-peer.js';
 import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
@@ -43,39 +44,9 @@ function chirp(seconds: number): Int16Array {
   return out;
 }
 
-/** Plays `signal` once, frame by frame, then sends nothing. */
-class Once {
-  readonly name = 'once';
-  lastCaptureTime = 0;
-  #frame = 0;
-  constructor(private readonly signal: Int16Array) {}
-  read(out: Int16Array, now: number): boolean {
-    const at = this.#frame++ * FRAME;
-    if (at >= this.signal.length) return false;
-    out.set(this.signal.subarray(at, at + FRAME));
-    this.lastCaptureTime = now;
-    return true;
-  }
-}
-
-/** A fresh encoder with the session's settings, every packet decoded by a fresh decoder: a loss-free link. */
+/** What a loss-free link plays of `signal` (the session's codec settings). */
 function localDecode(signal: Int16Array): Int16Array {
-  const enc = fx.opus.createEncoder({
-    frameSamples: FRAME,
-    fec: false,
-    bitrate: BITRATE,
-    complexity: COMPLEXITY,
-  });
-  const dec = fx.opus.createDecoder({ frameSamples: FRAME });
-  const out = new Int16Array(signal.length);
-  const pkt = new Uint8Array(1500);
-  for (let at = 0; at < signal.length; at += FRAME) {
-    const len = enc.encode(signal.subarray(at, at + FRAME), pkt);
-    dec.decode(pkt, out.subarray(at, at + FRAME), len);
-  }
-  enc.destroy();
-  dec.destroy();
-  return out;
+  return decodeAll(fx.opus, signal, { bitrate: BITRATE, complexity: COMPLEXITY });
 }
 
 const sameFrame = (rec: Int16Array, at: number, ref: Int16Array, f: number): boolean => {
@@ -142,10 +113,11 @@ async function run(n: number, redundancy: 'on' | 'off', mix: boolean) {
         streamPlain: await listen(`red-t${n}`, { streams: 4, redundancy: 'off' }),
       };
   const b = mix ? await fx.bot(`red-b${n}`, { channel }) : null;
-  await Promise.all([a, b, ...Object.values(listeners)].map((c) => c?.waitReady(3000)));
+  const all = [a, ...(b ? [b] : []), ...Object.values(listeners)];
+  await Promise.all(all.map((c) => c.waitReady(3000)));
   const sig = chirp(SECONDS);
-  a.startVoice(new Once(sig));
-  b?.startVoice(new Once(chirp(SECONDS).map((v) => v >> 2)));
+  a.startVoice(new OnceSource(sig));
+  b?.startVoice(new OnceSource(chirp(SECONDS).map((v) => v >> 2)));
   const frames = sig.length / FRAME;
   // Loss stops a second before the end: the last packet lost has a successor to carry it.
   await sleep((SECONDS - 1) * 1000);
@@ -183,7 +155,7 @@ describe('RED through a lossy relay (README 9.1)', () => {
         streamRed: 0,
         streamPlain: 0,
       });
-      const { fwdRed, fwdPlain, streamRed, streamPlain } = r.listeners as Record<string, VoiceClient>;
+      const { fwdRed, fwdPlain, streamRed, streamPlain } = r.listeners;
       // The server's member buffer played every lost frame from its copy.
       expect(r.core.redRecovered).toBe(r.lost);
       // The streaming listener that reads RED rebuilt each lost frame itself from its copy; the one

@@ -1,3 +1,4 @@
+import type { RedBlock } from '@voice/protocol';
 import type { OpusDecoder } from './codec.js';
 import {
   JitterBuffer,
@@ -278,23 +279,20 @@ export class FramePlayout {
   }
 
   /**
-   * Stores a RED packet's two frames (protocol README 9.1) whose header timestamp is `timestamp`: the
-   * primary `payload[primaryOffset..+primaryLength)` under it, then the redundant copy
-   * `payload[redOffset..+redLength)` under the frame before, where that frame is missing and not yet
-   * played (JitterBuffer.insertRedundant). Returns the primary's result. Allocates nothing.
+   * Stores a RED packet's two frames (protocol README 9.1) whose header timestamp is `timestamp`, as
+   * `block` (readRedBlock) locates them in `payload`: the primary under it, then the redundant copy
+   * under the frame before, where that frame is missing and not yet played
+   * (JitterBuffer.insertRedundant). Returns the primary's result. Allocates nothing.
    */
   insertRedTimestamp(
     timestamp: number,
     payload: Uint8Array,
-    primaryOffset: number,
-    primaryLength: number,
-    redOffset: number,
-    redLength: number,
+    block: Readonly<RedBlock>,
     nowMs: number,
   ): JitterInsertResult {
     const k = this.#unwrap.frameIndex(timestamp, this.frameSamples);
-    const r = this.insert(k, payload, primaryLength, nowMs, primaryOffset);
-    this.insertRedundant((k - 1) >>> 0, payload, redLength, redOffset);
+    const r = this.insert(k, payload, block.primaryLength, nowMs, block.primaryOffset);
+    this.insertRedundant((k - 1) >>> 0, payload, block.redLength, block.redOffset);
     return r;
   }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createRedBlock, encodeRed, readRedBlock } from '@voice/protocol';
 import {
   FramePlayout,
   JitterBuffer,
@@ -45,16 +46,6 @@ function decodeAll(opus: OpusFactory, packets: Uint8Array[]): Int16Array {
   return out;
 }
 
-/** A RED payload as the wire carries it: [R][redundant][primary], as plain bytes. */
-function redPayload(red: Uint8Array, primary: Uint8Array): Uint8Array {
-  const b = new Uint8Array(2 + red.length + primary.length);
-  b[0] = red.length >> 8;
-  b[1] = red.length & 0xff;
-  b.set(red, 2);
-  b.set(primary, 2 + red.length);
-  return b;
-}
-
 /**
  * Plays `packets` through a FramePlayout: packet f arrives at f * 20 ms (`lost` ones never), carrying
  * the packet before it when `red`; a frame is pulled every 20 ms, `delayFrames` after the first arrival.
@@ -76,15 +67,17 @@ function play(
   const out = new Int16Array(n * FRAME);
   const kinds: number[] = [];
   const frame = new Int16Array(FRAME);
+  const block = createRedBlock();
   let played = 0;
   for (let t = 0; played < n; t++) {
     const now = t * 20;
     if (t < n && !lost.has(t)) {
       const ts = t * FRAME;
       if (red && t > 0) {
-        const b = redPayload(packets[t - 1]!, packets[t]!);
-        const rl = packets[t - 1]!.length;
-        p.insertRedTimestamp(ts, b, 2 + rl, packets[t]!.length, 2, rl, now + 0.5);
+        // As the wire carries it (protocol README 9.1): [R][the frame before][this frame].
+        const b = encodeRed(packets[t - 1]!, packets[t]!)!;
+        expect(readRedBlock(b, 0, b.length, block)).toBe(true);
+        p.insertRedTimestamp(ts, b, block, now + 0.5);
       } else p.insertTimestamp(ts, packets[t]!, packets[t]!.length, now + 0.5);
     }
     if (t < delayFrames) continue;

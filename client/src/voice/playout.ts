@@ -265,15 +265,7 @@ export class Playout {
         this.s.invalid++;
         return JitterInsert.INVALID;
       }
-      r = this.stream.insertRedTimestamp(
-        timestamp,
-        payload,
-        b.primaryOffset,
-        b.primaryLength,
-        b.redOffset,
-        b.redLength,
-        now,
-      );
+      r = this.stream.insertRedTimestamp(timestamp, payload, b, now);
     } else r = this.stream.insertTimestamp(timestamp, payload, length, now);
     if (r === JitterInsert.ACCEPTED) this.s.accepted++;
     else if (r === JitterInsert.LATE) this.s.late++;

@@ -260,15 +260,7 @@ export class SourcePlayouts {
     let r: number;
     if (red) {
       // Offsets into the payload: neither a copy nor a view is needed.
-      r = slot.playout.insertRedTimestamp(
-        ts,
-        payload,
-        b.primaryOffset,
-        b.primaryLength,
-        b.redOffset,
-        b.redLength,
-        now,
-      );
+      r = slot.playout.insertRedTimestamp(ts, payload, b, now);
     } else {
       // A copy, not a subarray view: a view would allocate per packet.
       for (let i = 0; i < n; i++) this.opusBuf[i] = payload[STREAM_SOURCE_BYTES + i]!;

@@ -216,6 +216,53 @@ describe('RED through a lossy relay (README 9.1)', () => {
   );
 });
 
+describe('downstream RED (README 8.3, 9.1)', () => {
+  it(
+    "adds RED to what a listener is sent once its heartbeats report loss, and to nobody else's",
+    { retry: 1, timeout: 60_000 },
+    async () => {
+      // The listener's downlink loses ~10 % of its AUDIO packets, never two in a row.
+      const relay = await LossyRelay.start({
+        target: { host: '127.0.0.1', port: fx.srv.udpPort },
+        serverToClient: { loss: 0.1, lossFilter: isAudio, isolatedLoss: true },
+        seed: 5,
+      });
+      fx.defer(() => relay.close());
+      const channel = 'Red down';
+      const voice = { frameMs: 20 as const, bitrate: BITRATE, complexity: COMPLEXITY };
+      // The speaker sends no RED: whatever RED the listeners get, the server added.
+      const a = await fx.bot('red-down-a', { channel, create: true, voice, redundancy: 'off' });
+      const lossy = await fx.bot('red-down-l', {
+        channel,
+        udpTarget: relay.address,
+        wsFallback: false,
+        timeStretch: false,
+        jitter: INSTRUMENT,
+      });
+      const clean = await fx.bot('red-down-c', { channel, timeStretch: false, jitter: INSTRUMENT });
+      await Promise.all([a, lossy, clean].map((c) => c.waitReady(3000)));
+      a.startVoice(new OnceSource(chirp(SECONDS)));
+      // Heartbeats every 500 ms: the first that reports the loss turns RED on for this listener.
+      for (let t = 0; t < 100 && lossy.stats().session!.redReceived === 0; t++) await sleep(20);
+      const before = relay.stats().serverToClient.dropped;
+      expect(lossy.stats().session!.redReceived, 'RED on within 2 s').toBeGreaterThan(0);
+      await sleep((SECONDS - 1) * 1000 - 500);
+      relay.setConditions('serverToClient', {});
+      await sleep(1800);
+      const lost = relay.stats().serverToClient.dropped - before;
+      expect(lost, 'AUDIO lost on the downlink once RED was on').toBeGreaterThan(5);
+      // Every frame lost once RED was on was played from its copy (one in flight at the switch may not).
+      const rec = lossy.stats().redRecovered;
+      expect(rec).toBeGreaterThanOrEqual(lost - 1);
+      expect(rec).toBeLessThanOrEqual(relay.stats().serverToClient.dropped);
+      expect(fx.srv.voice.counters.redDownSent).toBeGreaterThan(0);
+      // The clean listener asked for RED too, and got none: its heartbeats reported no loss.
+      expect(clean.red).toBe(true);
+      expect(clean.stats().session!.redReceived).toBe(0);
+    },
+  );
+});
+
 describe('malformed RED blocks (README 9.1)', () => {
   it('are dropped and counted, never crash the server, and never reach a listener', async () => {
     const users = [await fx.srv.user('bad-red-a'), await fx.srv.user('bad-red-b')];

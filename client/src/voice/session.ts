@@ -1,4 +1,5 @@
 import {
+  ACK_BODY_BYTES,
   MAX_PACKET_BYTES,
   MAX_PAYLOAD_BYTES,
   VoiceCipher,
@@ -7,6 +8,7 @@ import {
   VoicePacketType,
   createVoiceHeader,
   readAckBody,
+  writeAckBody,
   writeTimeBody,
   type AeadBackend,
   type VoiceBinding,
@@ -174,6 +176,7 @@ export class VoiceSession {
   private readonly sealBuf = new Uint8Array(MAX_PACKET_BYTES);
   private readonly plain = new Uint8Array(MAX_PAYLOAD_BYTES);
   private readonly ctrlBody = new Uint8Array(8);
+  private readonly hbBody = new Uint8Array(ACK_BODY_BYTES);
   private readonly header: VoiceHeader = createVoiceHeader();
   private readonly inHeader: VoiceHeader = createVoiceHeader();
   private readonly rtt = new Histogram({ bucketWidth: 0.1, buckets: 20_000, window: 64 });
@@ -466,9 +469,22 @@ export class VoiceSession {
 
   private sendControl(type: VoicePacketType, via: VoiceTransport): void {
     const now = performance.now();
-    writeTimeBody(this.ctrlBody, 0, now);
+    // A HEARTBEAT also reports what we received of the server's packets and lost (README 8.3): the
+    // server adds RED to what it sends us while that loss is over 1 % (9.1). Same layout as an ACK.
+    const body =
+      type === VoicePacketType.HEARTBEAT
+        ? this.hbBody.subarray(
+            0,
+            writeAckBody(this.hbBody, 0, {
+              sentAt: now,
+              packetsReceived: this.c.packetsReceived >>> 0,
+              packetsLost: this.cipher.replay.lost >>> 0,
+            }),
+          )
+        : this.ctrlBody;
+    if (body === this.ctrlBody) writeTimeBody(this.ctrlBody, 0, now);
     try {
-      this.seal(type, 0, Math.floor(now) % UINT32, this.ctrlBody, via);
+      this.seal(type, 0, Math.floor(now) % UINT32, body, via);
     } catch (err) {
       this.problem(err);
     }

@@ -5,6 +5,7 @@ import {
   VoicePacketType,
   createRedBlock,
   readRedBlock,
+  writeRedBlock,
   type ChannelId,
   type VoiceHeader,
   type VoiceSettings,
@@ -147,6 +148,8 @@ export class ChannelCore {
   readonly #redCopy = new Uint8Array(MAX_PAYLOAD_BYTES);
   /** The primary frame of a RED packet, for listeners without RED. */
   readonly #primary = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** A RED block built for a listener on a lossy downlink. */
+  readonly #redOut = new Uint8Array(MAX_PAYLOAD_BYTES);
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
   readonly #header: VoiceHeader = {
@@ -355,6 +358,11 @@ export class ChannelCore {
     this.#mediaFrame++;
     this.stats.ticks++;
     routeTick(this.members, this.#senders, this.#tick, MAX_SPEAKERS);
+    // Downstream RED (README 9.1): judged once a tick, not per packet.
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      m.redDown = m.red && now < m.redDownUntil;
+    }
     let count = 0;
     let heardCount = 0;
     let depthMax = 0;
@@ -853,6 +861,35 @@ export class ChannelCore {
     const ep = m.endpoint;
     const h = this.#header;
     h.type = VoicePacketType.AUDIO;
+    // Downstream RED (README 9.1): a listener whose heartbeats report loss gets the frame it was sent
+    // just before repeated in this packet (not at a talkspurt start, a media-clock gap, or in a
+    // packet that already carries a speaker's RED block).
+    if (m.red) {
+      const plain = (flags & VoiceFlags.RED) === 0;
+      if (
+        m.redDown &&
+        plain &&
+        (flags & VoiceFlags.MARKER) === 0 &&
+        m.lastSentLen > 0 &&
+        m.lastSentFrame === mediaFrame - 1
+      ) {
+        const n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
+        if (n > 0) {
+          for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+          m.lastSentLen = len;
+          m.lastSentFrame = mediaFrame;
+          payload = this.#redOut;
+          len = n;
+          flags |= VoiceFlags.RED;
+          this.io.counters.redDownSent++;
+        }
+      }
+      if ((flags & VoiceFlags.RED) === 0) {
+        for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+        m.lastSentLen = len;
+        m.lastSentFrame = mediaFrame;
+      } else if (!plain) m.lastSentLen = 0; // a speaker's block: its primary is not kept
+    }
     h.flags = flags;
     h.voiceId = ep.voiceId;
     h.sequence = ep.cipher.nextSequence;

@@ -6,6 +6,7 @@ import {
   VoicePacketType,
   ackFor,
   createRedBlock,
+  readAckBody,
   readRedBlock,
   readTimeBody,
   writeAckBody,
@@ -18,6 +19,12 @@ import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { InboxPush } from './inbox.js';
 import type { VoiceTransports } from './transport.js';
+import type { VoiceMember } from './member.js';
+
+/** Downstream loss (fraction, between two HEARTBEATs) over which a listener granted RED gets it. */
+export const RED_DOWN_LOSS = 0.01;
+/** How long after the last such report the server keeps adding RED, ms (as the client's sender). */
+export const RED_DOWN_HOLD_MS = 15_000;
 
 /**
  * Ingress: one incoming voice packet, from UDP or the WebSocket fallback. Authenticates it, follows
@@ -38,6 +45,28 @@ export class VoiceIngress {
     /** The first AUDIO packet under a binding whose predecessor is still live (a handover). */
     private readonly successorHeard: (ep: VoiceEndpoint) => void = () => undefined,
   ) {}
+
+  /**
+   * A HEARTBEAT's downstream counts (README 8.3: what the client received of ours and lost): over
+   * RED_DOWN_LOSS between two heartbeats, a listener granted RED gets RED on what it is sent for
+   * RED_DOWN_HOLD_MS (README 9.1). Once per heartbeat: the allocation of the read does not matter.
+   */
+  #downstream(m: VoiceMember, length: number, now: number): void {
+    const body = readAckBody(this.#plain, length);
+    if (!body || !m.red) return;
+    const dRecv = body.packetsReceived - m.downReceived;
+    const dLost = body.packetsLost - m.downLost;
+    if (
+      m.downReceived >= 0 &&
+      dRecv >= 0 &&
+      dLost >= 0 &&
+      dRecv + dLost > 0 &&
+      dLost / (dRecv + dLost) > RED_DOWN_LOSS
+    )
+      m.redDownUntil = now + RED_DOWN_HOLD_MS;
+    m.downReceived = body.packetsReceived;
+    m.downLost = body.packetsLost;
+  }
 
   /** A UDP datagram. */
   readonly onDatagram = (msg: Uint8Array, address: string, port: number): void => {
@@ -104,6 +133,8 @@ export class VoiceIngress {
           c.drops.TOO_SHORT++;
           return;
         }
+        if (h.type === VoicePacketType.HEARTBEAT && r >= ACK_BODY_BYTES && ep.member)
+          this.#downstream(ep.member, r, now);
         writeAckBody(this.#ackBody, 0, ackFor(sentAt, ep.cipher.replay));
         h.type = h.type === VoicePacketType.HELLO ? VoicePacketType.HELLO_ACK : VoicePacketType.HEARTBEAT_ACK;
         h.flags = 0;

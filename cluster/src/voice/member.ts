@@ -111,6 +111,19 @@ export class VoiceMember {
   /** As a listener: reads RED packets (the session's grant, README 9.1): forwards keep their RED block. */
   red = false;
   /**
+   * As a listener granted RED: its HEARTBEATs' downstream counts (README 8.3), the last ones read,
+   * and until when (performance.now() ms) the server adds RED to what it sends it (over 1 % loss).
+   */
+  downReceived = -1;
+  downLost = 0;
+  redDownUntil = Number.NEGATIVE_INFINITY;
+  /** RED on what it is sent, judged at each tick from `redDownUntil`. */
+  redDown = false;
+  /** The last AUDIO frame it was sent (Opus bytes, media frame), repeated in the next with `redDown`. */
+  readonly lastSent = new Uint8Array(MAX_PAYLOAD_BYTES);
+  lastSentLen = 0;
+  lastSentFrame = 0;
+  /**
    * As a speaker: frames whose own packet reached the server (a RED copy of a frame not among them
    * rebuilds upstream loss for every listener).
    */

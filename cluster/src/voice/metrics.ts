@@ -185,6 +185,11 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     'RED copies of frames lost upstream, forwarded as packets of their own to listeners without RED',
     () => c.redCopiesSent,
   );
+  counter(
+    'voice_red_down_packets_total',
+    'AUDIO packets that repeated the frame sent before to a listener whose heartbeats report over 1 % loss',
+    () => c.redDownSent,
+  );
   byReason(
     'voice_stream_drops_total',
     "Speakers' packets not forwarded as STREAM packets, by reason (budget: faster than the frame rate)",

@@ -20,8 +20,7 @@ describe('FrameWindow', () => {
             newest = Math.max(newest, k);
           }
           for (let q = k - 80; q <= k + 80; q++) {
-            const want =
-              steps.length > 0 && q <= newest && (newest - q > 32 || added.has(q) || q === newest);
+            const want = steps.length > 0 && q <= newest && (newest - q > 32 || added.has(q) || q === newest);
             expect(w.has((start + q) >>> 0), `frame ${q}`).toBe(want);
           }
           w.clear();

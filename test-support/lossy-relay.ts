@@ -4,6 +4,10 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 export interface LinkConditions {
   /** Probability a packet is dropped (0..1). */
   loss?: number;
+  /** Only packets this accepts may be lost (default: any), e.g. AUDIO packets alone. */
+  lossFilter?: (packet: Uint8Array) => boolean;
+  /** Never lose two of the packets `loss` applies to in a row (a single loss: what RED rebuilds). */
+  isolatedLoss?: boolean;
   /** Probability a packet is sent twice (0..1). */
   duplicate?: number;
   /** Probability a packet is held back and released right after the next one (0..1). */
@@ -79,6 +83,8 @@ class Link {
   /** A stall in progress: every packet waits here until it ends (bounded by the stall's length). */
   private stalled: { packets: Buffer[]; deliver: Deliver }[] | null = null;
   private stallDone: (() => void) | null = null;
+  /** The last packet `loss` applied to was dropped (for `isolatedLoss`). */
+  private lastLost = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
 
@@ -99,9 +105,13 @@ class Link {
       this.stalled.push({ packets: [packet], deliver });
       return;
     }
-    if ((c.loss ?? 0) > 0 && this.rand() < c.loss!) {
-      this.counters.dropped++;
-      return;
+    if ((c.loss ?? 0) > 0 && (c.lossFilter?.(packet) ?? true)) {
+      const lose = !(c.isolatedLoss === true && this.lastLost) && this.rand() < c.loss!;
+      this.lastLost = lose;
+      if (lose) {
+        this.counters.dropped++;
+        return;
+      }
     }
     const copies = [packet];
     if ((c.duplicate ?? 0) > 0 && this.rand() < c.duplicate!) {

@@ -5,7 +5,7 @@
  *   voice-bot --server http://127.0.0.1:7800 --nick bot1 --channel Lobby [--create]
  *             [--tone 440 [--dbfs -20] | --wav in.wav [--loop]] [--record out.wav]
  *             [--seconds 10] [--transport udp|ws] [--heartbeat-ms 5000] [--stats-ms 2000]
- *             [--streams 4]
+ *             [--streams 4] [--redundancy auto|on|off]
  *
  * Prints one JSON line of stats every --stats-ms (default 2 s) and a final one with "final": true.
  * From the repository: node --conditions=source --import tsx client/src/bot-cli.ts ...
@@ -24,7 +24,8 @@ import {
 const USAGE = `usage: voice-bot --server http://127.0.0.1:7800 (--nick NAME | --token TOKEN) --channel NAME_OR_ID
                  [--create] [--password PW] [--tone HZ [--dbfs DB] | --wav FILE [--loop]]
                  [--record FILE.wav] [--seconds N] [--transport udp|ws] [--heartbeat-ms MS] [--stats-ms MS]
-                 [--streams 1-8 (speakers received separately and mixed here; default 4; 1: the server mixes)]`;
+                 [--streams 1-8 (speakers received separately and mixed here; default 4; 1: the server mixes)]
+                 [--redundancy auto|on|off (RED: repeat the previous frame on a lossy uplink; default auto)]`;
 
 function die(message: string): never {
   process.stderr.write(`voice-bot: ${message}\n${USAGE}\n`);
@@ -69,6 +70,8 @@ function summary(c: VoiceClient, startedAt: number): Record<string, unknown> {
     late: s.late,
     duplicates: s.duplicates,
     concealed: s.concealed,
+    redRecovered: s.redRecovered,
+    redSent: s.redSent,
     underruns: s.underruns,
     jitterMs: round(s.jitterMs),
     bufferMs: s.bufferMs,
@@ -99,6 +102,7 @@ async function main(): Promise<void> {
         'heartbeat-ms': { type: 'string' },
         'stats-ms': { type: 'string' },
         streams: { type: 'string' },
+        redundancy: { type: 'string', default: 'auto' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -123,6 +127,9 @@ async function main(): Promise<void> {
   const statsMs = num('stats-ms', args['stats-ms'], 100, 3_600_000) ?? 2000;
   const streams = num('streams', args.streams, 1, 8) ?? PRODUCT_STREAMS;
   if (!Number.isInteger(streams)) die('--streams must be an integer in [1, 8]');
+  const redundancy = args.redundancy;
+  if (redundancy !== 'auto' && redundancy !== 'on' && redundancy !== 'off')
+    die('--redundancy must be auto, on or off');
 
   let source: AudioSource | undefined;
   try {
@@ -143,6 +150,7 @@ async function main(): Promise<void> {
     ...(args.password !== undefined ? { password: args.password } : {}),
     ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
     streams,
+    redundancy,
     ...(source ? { source } : {}),
     record: args.record !== undefined,
     // A timed recording keeps the whole run (up to a day); an open-ended one keeps the default window.

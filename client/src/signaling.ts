@@ -29,6 +29,8 @@ export interface SignalingOptions {
   requestTimeoutMs?: number;
   /** `hello.streams`: speakers this client can receive as STREAM packets and mix (protocol README 8.8). */
   streams?: number;
+  /** `hello.red`: this client reads RED packets (protocol README 9.1). */
+  red?: boolean;
 }
 
 interface Pending {
@@ -107,6 +109,7 @@ export class SignalingClient extends EventEmitter {
         ...(opts.adminToken ? { adminToken: opts.adminToken } : {}),
         // Absent means 1 (mixes only): a client that wants none says nothing.
         ...(opts.streams !== undefined && opts.streams > 1 ? { streams: opts.streams } : {}),
+        ...(opts.red === true ? { red: true } : {}),
       });
     } catch (err) {
       c.close();

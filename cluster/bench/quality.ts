@@ -5,12 +5,13 @@
  * Paths: forwarded (one speaker), mixed (a second member sends digital silence, so the server mixes),
  * streamed (the same two members, the listener asks for streams: each comes as sent, mixed by it),
  * 10 and 20 ms frames, upstream loss 0 / 5 % (with 20 ms jitter) / 10 % through the lossy relay,
- * FEC off and on. Per path: mean, min and max over the runs, and concealed frames and dropped frames
- * (catch-up and stale) per minute at the listener.
+ * and on a lossy link three protections: none, Opus in-band FEC, RED (each packet also carries the
+ * previous frame, protocol README 9.1; FEC off). Per path: mean, min and max over the runs, and
+ * concealed frames and dropped frames (catch-up and stale) per minute at the listener.
  *
  *   node --conditions=source --import tsx cluster/bench/quality.ts [--runs 3] [--seconds 8]
  *     [--frames 20,10] [--losses 0,0.05,0.1] [--paths opus-alone,mix-ideal,forwarded,mixed,streamed]
- *     [--server-stretch on|off] [--dump DIR]
+ *     [--protection nofec,fec,red] [--server-stretch on|off] [--dump DIR]
  *
  * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
  */
@@ -37,6 +38,8 @@ export interface QualityOptions {
   readonly frames?: readonly (10 | 20)[];
   readonly losses?: readonly number[];
   readonly paths?: readonly QualityPath[];
+  /** On a lossy link: none, in-band FEC, RED (default all three). */
+  readonly protection?: readonly Protection[];
   readonly log?: (line: string) => void;
   /** Writes each run's reference and degraded signal (48 kHz WAV) into this directory. */
   readonly dump?: string;
@@ -50,6 +53,9 @@ export interface QualityOptions {
  * forwarded / mixed / streamed: through a real server in real time.
  */
 export type QualityPath = 'opus-alone' | 'mix-ideal' | 'forwarded' | 'mixed' | 'streamed';
+
+/** What protects a lossy link: nothing, Opus in-band FEC, or RED (the speaker's redundancy 'on'). */
+export type Protection = 'nofec' | 'fec' | 'red';
 
 interface Sample {
   pesq: number;
@@ -153,8 +159,11 @@ function opusAlone(
   loss: number,
   fec: boolean,
   seed: number,
+  red = false,
 ) {
   const n = frameMs * 48;
+  const prev = new Uint8Array(1500);
+  let prevLen = 0;
   const enc = opus.createEncoder({ frameSamples: n, bitrate: 64_000, complexity: 9, fec });
   const playout = new FramePlayout({ frameSamples: n, decoder: opus.createDecoder({ frameSamples: n }) });
   const rnd = mulberry32(seed);
@@ -164,7 +173,13 @@ function opusAlone(
   const frame = new Int16Array(n);
   for (let f = 0; f < frames; f++) {
     const len = enc.encode(ref.subarray(f * n, (f + 1) * n), pkt);
-    if (rnd() >= loss) playout.insert(f, pkt, len, f * frameMs);
+    if (rnd() >= loss) {
+      playout.insert(f, pkt, len, f * frameMs);
+      // RED: the packet also carries the frame before (copied in only where that one is missing).
+      if (red && prevLen > 0) playout.insertRedundant(f - 1, prev, prevLen);
+    }
+    prev.set(pkt.subarray(0, len));
+    prevLen = len;
     playout.next(f * frameMs + frameMs / 2, frame);
     out.set(frame, f * n);
   }
@@ -195,6 +210,8 @@ async function throughServer(
     frameMs: 10 | 20;
     loss: number;
     fec: boolean;
+    /** The speaker sends RED (redundancy 'on'); else none ('off', so 'auto' cannot add it mid-run). */
+    red: boolean;
     /** A second member sends digital silence: the listener hears two members. */
     mixed: boolean;
     /** The listener asks for streams (mixes them itself) rather than the server's mix. */
@@ -228,7 +245,11 @@ async function throughServer(
     };
     const speaker = await join(
       `${o.name}-s`,
-      { encoder: { fec: o.fec }, ...(relay ? { udpTarget: relay.address } : {}) },
+      {
+        encoder: { fec: o.fec },
+        redundancy: o.red ? 'on' : 'off',
+        ...(relay ? { udpTarget: relay.address } : {}),
+      },
       true,
     );
     const listener = await join(`${o.name}-l`, o.streams ? { streams: 4 } : {});
@@ -279,6 +300,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     frames = [20, 10],
     losses = [0, 0.05, 0.1],
     paths = ['opus-alone', 'mix-ideal', 'forwarded', 'mixed', 'streamed'],
+    protection = ['nofec', 'fec', 'red'],
     log = () => {},
     dump,
     serverTimeStretch,
@@ -301,23 +323,26 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     let k = 0;
     for (const frameMs of frames) {
       for (const loss of losses) {
-        for (const fec of loss === 0 ? [false] : [false, true]) {
+        for (const prot of loss === 0 ? (['nofec'] as const) : protection) {
+          const fec = prot === 'fec';
+          const red = prot === 'red';
           for (const path of paths) {
             // Ideal timing has no loss to model (and the same bytes every run).
             if (path === 'mix-ideal' && loss > 0) continue;
-            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? (fec ? '_fec' : '_nofec') : ''}`;
+            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? `_${prot}` : ''}`;
             const samples: Sample[] = [];
             for (let r = 0; r < runs; r++) {
               const seed = 1000 + r;
               const res =
                 path === 'opus-alone'
-                  ? opusAlone(opus, ref, frameMs, loss, fec, seed)
+                  ? opusAlone(opus, ref, frameMs, loss, fec, seed, red)
                   : path === 'mix-ideal'
                     ? mixIdeal(opus, ref, frameMs)
                     : await throughServer(server, opus, ref, {
                         frameMs,
                         loss,
                         fec,
+                        red,
                         mixed: path === 'mixed' || path === 'streamed',
                         streams: path === 'streamed',
                         name: `q${k++}`,
@@ -357,6 +382,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       losses: { type: 'string' },
       dump: { type: 'string' },
       'server-stretch': { type: 'string' },
+      protection: { type: 'string' },
     },
   });
   const figures = await benchQuality({
@@ -366,6 +392,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(values.paths ? { paths: values.paths.split(',') as QualityPath[] } : {}),
     ...(values.losses ? { losses: values.losses.split(',').map(Number) } : {}),
     ...(values.dump ? { dump: values.dump } : {}),
+    ...(values.protection ? { protection: values.protection.split(',') as Protection[] } : {}),
     ...(values['server-stretch'] ? { serverTimeStretch: values['server-stretch'] !== 'off' } : {}),
     log: (l) => console.log(l),
   });

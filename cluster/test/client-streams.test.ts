@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { sineInt16 } from '@voice/media';
-import { ToneSource, type AudioSource } from '../../client/src/index.js';
+import { ToneSource } from '../../client/src/index.js';
 import { heard } from '../../test-support/bots.js';
+import { OnceSource, localDecode as decodeAll } from '../../test-support/opus-path.js';
 import { findFrame, level, minus, nonZero } from '../../test-support/pcm-match.js';
 import { sleep, voiceFixture } from '../../test-support/voice-fixture.js';
 
@@ -18,39 +19,9 @@ const COMPLEXITY = 9;
 
 const fx = voiceFixture();
 
-/** Plays `signal` once, frame by frame, then sends nothing. */
-class OnceSource implements AudioSource {
-  readonly name = 'once';
-  lastCaptureTime = 0;
-  #frame = 0;
-  constructor(private readonly signal: Int16Array) {}
-  read(out: Int16Array, now: number): boolean {
-    const at = this.#frame++ * FRAME;
-    if (at >= this.signal.length) return false;
-    out.set(this.signal.subarray(at, at + FRAME));
-    this.lastCaptureTime = now;
-    return true;
-  }
-}
-
-/** What a speaker's fresh encoder (the session's settings) makes of `signal`, decoded by a fresh decoder. */
+/** What a loss-free link plays of `signal` (the session's codec settings). */
 function localDecode(signal: Int16Array): Int16Array {
-  const enc = fx.opus.createEncoder({
-    frameSamples: FRAME,
-    fec: false,
-    bitrate: BITRATE,
-    complexity: COMPLEXITY,
-  });
-  const dec = fx.opus.createDecoder({ frameSamples: FRAME });
-  const out = new Int16Array(signal.length);
-  const pkt = new Uint8Array(1500);
-  for (let at = 0; at < signal.length; at += FRAME) {
-    const len = enc.encode(signal.subarray(at, at + FRAME), pkt);
-    dec.decode(pkt, out.subarray(at, at + FRAME), len);
-  }
-  enc.destroy();
-  dec.destroy();
-  return out;
+  return decodeAll(fx.opus, signal, { bitrate: BITRATE, complexity: COMPLEXITY });
 }
 
 async function metric(name: string, labels = ''): Promise<number> {

@@ -457,7 +457,9 @@ describe('lossy link: in-band FEC through the lossy relay', () => {
     };
     const a = await join(
       `${channel}-a`,
-      { udpTarget: relay.address, encoder: { fec, signal: 'voice' } },
+      // RED off: FEC is what is judged here (with 'auto', RED would rebuild the losses first once the
+      // heartbeats report them; cluster/test/red.test.ts judges RED).
+      { udpTarget: relay.address, encoder: { fec, signal: 'voice' }, redundancy: 'off' },
       true,
     );
     const b = await join(`${channel}-b`, {});

@@ -1,3 +1,4 @@
+import type { RedBlock } from '@voice/protocol';
 import type { OpusDecoder } from './codec.js';
 import {
   JitterBuffer,
@@ -77,6 +78,11 @@ export interface FramePlayoutStats {
   readonly decoded: number;
   /** Lost frames rebuilt from the next packet's FEC: only when that packet carried LBRR data. */
   readonly fecRecovered: number;
+  /**
+   * Frames whose own packet never came in time, played from the redundant copy (RED) the next packet
+   * carried: exactly the lost frame's bytes (also counted in `decoded`, or `skipped` by skip()).
+   */
+  readonly redRecovered: number;
   /** Frames concealed (lost without FEC, and dry-buffer concealment). */
   readonly concealed: number;
   /** Of `concealed`, frames played because the buffer ran dry right after audio. */
@@ -141,6 +147,9 @@ export class FramePlayout {
   #lastSeq = -1;
   #lastLossAt = Number.NEGATIVE_INFINITY;
   #fecSeen = false;
+  /** The stream carries redundant copies (RED): after a loss, look ahead one frame as for FEC. */
+  #redSeen = false;
+  #red = 0;
   #jbLost = 0;
   /** The look-ahead was just turned on: grow the buffer by one concealed frame at the next call. */
   #expandPending = false;
@@ -269,12 +278,46 @@ export class FramePlayout {
     return this.insert(this.#unwrap.frameIndex(timestamp, this.frameSamples), payload, length, nowMs);
   }
 
-  /** Stores a packet under its frame index (uint32, wraps). */
-  insert(frameIndex: number, payload: Uint8Array, length: number, nowMs: number): JitterInsertResult {
-    const r = this.jitter.insert(frameIndex, payload, nowMs, length);
-    if (r === JitterInsert.ACCEPTED && !this.#fecSeen && this.decoder.supportsFec)
+  /**
+   * Stores a RED packet's two frames (protocol README 9.1) whose header timestamp is `timestamp`, as
+   * `block` (readRedBlock) locates them in `payload`: the primary under it, then the redundant copy
+   * under the frame before, where that frame is missing and not yet played
+   * (JitterBuffer.insertRedundant). Returns the primary's result. Allocates nothing.
+   */
+  insertRedTimestamp(
+    timestamp: number,
+    payload: Uint8Array,
+    block: Readonly<RedBlock>,
+    nowMs: number,
+  ): JitterInsertResult {
+    const k = this.#unwrap.frameIndex(timestamp, this.frameSamples);
+    const r = this.insert(k, payload, block.primaryLength, nowMs, block.primaryOffset);
+    this.insertRedundant((k - 1) >>> 0, payload, block.redLength, block.redOffset);
+    return r;
+  }
+
+  /** Stores a packet under its frame index (uint32, wraps), read from `payload[offset..+length)`. */
+  insert(
+    frameIndex: number,
+    payload: Uint8Array,
+    length: number,
+    nowMs: number,
+    offset = 0,
+  ): JitterInsertResult {
+    const r = this.jitter.insert(frameIndex, payload, nowMs, length, offset);
+    // (At an offset the packet is checked when it plays instead: a view here would allocate.)
+    if (r === JitterInsert.ACCEPTED && !this.#fecSeen && this.decoder.supportsFec && offset === 0)
       this.#fecSeen = opusPacketHasLbrr(payload, length);
     return r;
+  }
+
+  /**
+   * Stores a redundant copy (RED) of frame `frameIndex` where that frame is missing and not yet
+   * played; a no-op otherwise (not late, not a duplicate). Returns whether it was stored.
+   */
+  insertRedundant(frameIndex: number, payload: Uint8Array, length: number, offset = 0): boolean {
+    this.#redSeen = true;
+    return this.jitter.insertRedundant(frameIndex, payload, length, offset);
   }
 
   /** The time-stretcher's counts (null without timeStretch): read without allocating. */
@@ -397,6 +440,14 @@ export class FramePlayout {
         // A talkspurt after silence starts from a fresh decoder: its audio then does not depend on
         // what was concealed before the pause (the old state has faded out anyway).
         const fresh = this.#drained < 0 && this.#lastSeq >= 0;
+        if (jb.packetRedundant) {
+          this.#red++;
+          // Its copy came a frame after it was due: the buffer ran dry meanwhile, and that concealed
+          // frame already grew it by one. Keep that frame of look-ahead, so the next lost frame's copy
+          // is here in time (as for FEC).
+          if (this.#drained > 0) this.#lookAheadAfterLoss(nowMs, true);
+        }
+        if (!this.#fecSeen && dec.supportsFec) this.#fecSeen = opusPacketHasLbrr(jb.packet, jb.packetLength);
         this.#lastSeq = seq;
         this.#drained = 0;
         if (!run) {
@@ -464,10 +515,18 @@ export class FramePlayout {
     const jbLost = this.jitter.stats().lost;
     this.#lost += extra + (jbLost - this.#jbLost);
     this.#jbLost = jbLost;
+    this.#lookAheadAfterLoss(nowMs);
+  }
+
+  /**
+   * After a loss on a stream with FEC or RED: one frame of look-ahead for `fecHoldMs`, grown by one
+   * concealed frame unless the buffer already `grown` by one (a drain).
+   */
+  #lookAheadAfterLoss(nowMs: number, grown = false): void {
     this.#lastLossAt = nowMs;
-    if (this.#fecSeen && this.#fecHoldMs > 0 && this.jitter.lookAhead === 0) {
+    if ((this.#fecSeen || this.#redSeen) && this.#fecHoldMs > 0 && this.jitter.lookAhead === 0) {
       this.jitter.lookAhead = 1;
-      this.#expandPending = true;
+      this.#expandPending = !grown;
     }
   }
 
@@ -479,6 +538,7 @@ export class FramePlayout {
     return {
       decoded: this.#decoded,
       fecRecovered: this.#fec,
+      redRecovered: this.#red,
       concealed: this.#concealed,
       drainConcealed: this.#drainConcealed,
       silent: this.#silent,

@@ -93,6 +93,11 @@ export interface JitterBufferOptions {
 export interface JitterStats {
   /** Packets accepted into the buffer. */
   readonly received: number;
+  /**
+   * Redundant copies (RED) stored in a missing frame's slot (not in `received`; a frame's own packet
+   * that comes after its copy replaces it and counts in `received` too).
+   */
+  readonly redundant: number;
   /** Packets that arrived after their turn (dropped). */
   readonly late: number;
   readonly duplicates: number;
@@ -186,6 +191,8 @@ export class JitterBuffer {
   packet: Uint8Array;
   packetLength = 0;
   packetSeq = 0;
+  /** Whether that packet was a redundant copy (RED, `insertRedundant`), not the frame's own packet. */
+  packetRedundant = false;
   /** Filled by `peekNext()` when it returns true. */
   next: Uint8Array;
   nextLength = 0;
@@ -195,6 +202,8 @@ export class JitterBuffer {
   private readonly data: Uint8Array;
   private readonly views: Uint8Array[];
   private readonly slotLen: Int32Array;
+  /** 1 where the slot holds a redundant copy (insertRedundant). */
+  private readonly slotRed: Uint8Array;
 
   private readonly minTarget: number;
   private readonly maxTarget: number;
@@ -268,6 +277,7 @@ export class JitterBuffer {
   private nDrains = 0;
   private nResets = 0;
   private nStale = 0;
+  private nRedundant = 0;
 
   constructor(options: JitterBufferOptions = {}) {
     const {
@@ -329,6 +339,7 @@ export class JitterBuffer {
     this.packet = this.views[0]!;
     this.next = this.views[0]!;
     this.slotLen = new Int32Array(capacity);
+    this.slotRed = new Uint8Array(capacity);
     this.minTarget = minTargetFrames;
     this.maxTarget = maxTargetFrames;
     this.adaptive = adaptive;
@@ -376,6 +387,7 @@ export class JitterBuffer {
     return (
       this.data.byteLength +
       this.slotLen.byteLength +
+      this.slotRed.byteLength +
       this.dqVal.byteLength +
       this.dqIdx.byteLength +
       this.delays.memoryBytes +
@@ -433,11 +445,17 @@ export class JitterBuffer {
   }
 
   /**
-   * Stores `packet[0..length)` under sequence number `seq` (uint32, wraps), arrived at `nowMs`
-   * (any monotonic millisecond clock, the same one `pop()` gets).
+   * Stores `packet[offset..offset+length)` under sequence number `seq` (uint32, wraps), arrived at
+   * `nowMs` (any monotonic millisecond clock, the same one `pop()` gets).
    */
-  insert(seq: number, packet: Uint8Array, nowMs: number, length: number = packet.length): JitterInsertResult {
-    if (length <= 0 || length > this.maxPacketBytes || length > packet.length) {
+  insert(
+    seq: number,
+    packet: Uint8Array,
+    nowMs: number,
+    length: number = packet.length,
+    offset = 0,
+  ): JitterInsertResult {
+    if (length <= 0 || length > this.maxPacketBytes || offset < 0 || offset + length > packet.length) {
       this.nInvalid++;
       return JitterInsert.INVALID;
     }
@@ -469,16 +487,21 @@ export class JitterBuffer {
       this.skipTo(ext - this.capacity + 1);
     }
     const slot = ext & this.mask;
-    if (this.slotLen[slot] !== 0) {
+    // A redundant copy holds the slot: the frame's own packet, reordered behind the next one, takes
+    // it over (the same bytes from the same encoder; now it counts as arrived, with its timing).
+    const overRed = this.slotRed[slot] === 1 && this.slotLen[slot] !== 0;
+    if (this.slotLen[slot] !== 0 && !overRed) {
       this.nDuplicates++;
       return JitterInsert.DUPLICATE;
     }
     this.measure(ext, nowMs);
+    if (overRed) this.stored--;
 
     const off = slot * this.maxPacketBytes;
-    if (length === packet.length) this.data.set(packet, off);
-    else for (let i = 0; i < length; i++) this.data[off + i] = packet[i]!;
+    if (offset === 0 && length === packet.length) this.data.set(packet, off);
+    else for (let i = 0; i < length; i++) this.data[off + i] = packet[offset + i]!;
     this.slotLen[slot] = length;
+    this.slotRed[slot] = 0;
     this.stored++;
     if (ext > this.newest) {
       this.newest = ext;
@@ -487,6 +510,36 @@ export class JitterBuffer {
     if (ext < this.minStored) this.minStored = ext;
     this.nReceived++;
     return JitterInsert.ACCEPTED;
+  }
+
+  /**
+   * Stores a redundant copy (RED) of frame `seq`, `packet[offset..offset+length)`, when that frame is
+   * missing and its turn has not come: a lost packet rebuilt, byte for byte, before it plays. Call it
+   * after inserting the primary it came with. Otherwise (the frame is buffered, or was played,
+   * concealed or skipped, or lies outside the ring or after the newest) a no-op, counted nowhere: it
+   * is neither late nor a duplicate, the primary was counted. Its arrival time is not a sample of the
+   * link's delay for that frame (it rides one frame later), so the delay statistics ignore it.
+   * Returns whether it was stored.
+   */
+  insertRedundant(seq: number, packet: Uint8Array, length: number, offset = 0): boolean {
+    if (this.state === IDLE || length <= 0 || length > this.maxPacketBytes) return false;
+    if (offset < 0 || offset + length > packet.length) return false;
+    const ext = this.newest + (((seq >>> 0) - this.newestRaw) | 0);
+    if (ext > this.newest || this.newest - ext >= this.capacity) return false;
+    if (ext < this.head) {
+      if (this.started) return false;
+      this.head = ext; // before the first playout: start earlier, as insert() does
+    }
+    const slot = ext & this.mask;
+    if (this.slotLen[slot] !== 0) return false;
+    const off = slot * this.maxPacketBytes;
+    for (let i = 0; i < length; i++) this.data[off + i] = packet[offset + i]!;
+    this.slotLen[slot] = length;
+    this.slotRed[slot] = 1;
+    this.stored++;
+    if (ext < this.minStored) this.minStored = ext;
+    this.nRedundant++;
+    return true;
   }
 
   /**
@@ -544,6 +597,7 @@ export class JitterBuffer {
       this.packet = this.views[slot]!;
       this.packetLength = len;
       this.packetSeq = this.head >>> 0;
+      this.packetRedundant = this.slotRed[slot] === 1;
       this.slotLen[slot] = 0;
       this.stored--;
       this.head++;
@@ -601,6 +655,7 @@ export class JitterBuffer {
   stats(): JitterStats {
     return {
       received: this.nReceived,
+      redundant: this.nRedundant,
       late: this.nLate,
       duplicates: this.nDuplicates,
       invalid: this.nInvalid,

@@ -7,5 +7,6 @@ export * from './signaling.js';
 export * from './codec.js';
 export * from './rest.js';
 export * from './voice-packet.js';
+export * from './voice-red.js';
 export * from './voice-crypto.js';
 export * from './voice-aead.js';

@@ -47,6 +47,8 @@ export const ClientMessages = {
      * README 8.8); absent or 1: mixes only.
      */
     streams: z.number().int().min(1).max(MAX_STREAMS).optional(),
+    /** The client reads RED packets (README 9.1): the server may send them, and accepts them. */
+    red: z.boolean().optional(),
   }),
   ping: z.object({ t: z.literal('ping'), id: reqId, ts: z.number() }),
   'profile.update': z.object({
@@ -199,6 +201,11 @@ export interface Welcome {
    * hello's `streams` capped by the server; 1 means mixes only (older servers omit it: read as 1).
    */
   streams: number;
+  /**
+   * RED packets (README 9.1) granted: the server reads them from this connection and may send them
+   * to it. True only when hello asked `red: true` (older servers omit it: read as false).
+   */
+  red: boolean;
 }
 
 /** Largest |shiftUs| of a `voice.advance`: under one frame of the longest frame size (20 ms). */

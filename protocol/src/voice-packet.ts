@@ -59,10 +59,15 @@ export const VoiceFlags = {
   FEC: 0x02,
   /** Discontinuous transmission: silence or a comfort-noise frame. */
   DTX: 0x04,
+  /**
+   * Redundancy (AUDIO and STREAM, voice-red.ts): the Opus payload is a RED block, the previous
+   * frame's Opus bytes then this frame's. Only between peers that negotiated it (hello/Welcome `red`).
+   */
+  RED: 0x08,
 } as const;
 export type VoiceFlag = (typeof VoiceFlags)[keyof typeof VoiceFlags];
 /** Bits defined in version 1. Others must be 0 when sending and are ignored when receiving. */
-export const VOICE_FLAGS_MASK = 0x07;
+export const VOICE_FLAGS_MASK = 0x0f;
 
 export const HEADER_BYTES = 16;
 export const TAG_BYTES = 16;

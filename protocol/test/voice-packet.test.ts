@@ -68,7 +68,7 @@ describe('constants', () => {
       HEARTBEAT_ACK: 5,
       STREAM: 6,
     });
-    expect(VoiceFlags).toEqual({ MARKER: 1, FEC: 2, DTX: 4 });
+    expect(VoiceFlags).toEqual({ MARKER: 1, FEC: 2, DTX: 4, RED: 8 });
     expect([HEADER_BYTES, TAG_BYTES, MAX_PAYLOAD_BYTES, MIN_PACKET_BYTES, MAX_PACKET_BYTES]).toEqual([
       16, 16, 1000, 32, 1032,
     ]);
@@ -99,7 +99,7 @@ describe('writeHeader', () => {
     expect(() => writeHeader(new Uint8Array(15), 0, ok)).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, type: 7 as VoicePacketTypeT })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, type: 0 as VoicePacketTypeT })).toThrow(TypeError);
-    expect(() => writeHeader(buf, 0, { ...ok, flags: 0x08 })).toThrow(TypeError);
+    expect(() => writeHeader(buf, 0, { ...ok, flags: 0x10 })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, flags: -1 })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, voiceId: 2 ** 32 })).toThrow(TypeError);
     expect(() => writeHeader(buf, 0, { ...ok, sequence: -1 })).toThrow(TypeError);
@@ -143,7 +143,7 @@ describe('readHeader', () => {
 
   it('ignores undefined flag bits on receive', () => {
     const b = withTag({ type: 1, flags: VoiceFlags.DTX, voiceId: 1, sequence: 1, timestamp: 1 });
-    b[3] = 0xfc;
+    b[3] = 0xf4;
     const r = readHeader(b);
     expect(r.ok && r.header.flags).toBe(VoiceFlags.DTX);
   });

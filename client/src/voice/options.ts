@@ -41,6 +41,14 @@ export interface VoiceClientOptions {
    * for PRODUCT_STREAMS.
    */
   streams?: number;
+  /**
+   * Redundant audio (RED, protocol README 9.1): each packet also carries the previous frame, so a
+   * single lost packet is rebuilt exactly (Meet's and Discord's answer to a lossy link). 'auto'
+   * (default): asks the server for RED (it then sends RED to this client where it has it), and
+   * sends it while the upstream loss the HEARTBEAT_ACKs report is over 1 % (and 15 s after);
+   * 'on': always sends it; 'off': neither asks nor sends.
+   */
+  redundancy?: 'auto' | 'on' | 'off';
   /** Start sending this source after the first join. */
   source?: AudioSource;
   /** Opus backend to use; share one between many clients (load tests). Default: createOpus(). */
@@ -199,6 +207,13 @@ export function resolveVoiceClientOptions(input: VoiceClientOptions): ResolvedVo
   if (!Number.isInteger(streams) || streams < 1 || streams > MAX_STREAMS)
     fail(`streams must be an integer in [1, ${MAX_STREAMS}], got ${String(streams)}`);
   if (o.onPlayout !== undefined && typeof o.onPlayout !== 'function') fail('onPlayout must be a function');
+  if (
+    o.redundancy !== undefined &&
+    o.redundancy !== 'auto' &&
+    o.redundancy !== 'on' &&
+    o.redundancy !== 'off'
+  )
+    fail("redundancy must be 'auto', 'on' or 'off'");
   if (o.resume !== undefined && typeof o.resume !== 'boolean') fail('resume must be a boolean');
   if (o.timeStretch !== undefined && typeof o.timeStretch !== 'boolean')
     fail('timeStretch must be a boolean');

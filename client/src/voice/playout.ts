@@ -1,3 +1,4 @@
+import { VoiceFlags, createRedBlock, readRedBlock } from '@voice/protocol';
 import {
   FramePlayout,
   JitterInsert,
@@ -56,6 +57,11 @@ export interface PlayoutOptions {
   readonly sources?: number;
   /** The clock (ms) frames are produced at; default performance.now (tests drive a virtual one). */
   readonly now?: () => number;
+  /**
+   * RED was negotiated (Welcome.red, protocol README 9.1): a packet with the RED flag carries the
+   * previous frame too. False (default): the flag is ignored, as section 11 asks of unknown bits.
+   */
+  readonly red?: boolean;
   /** Called once, when the first frame of audio (decoded, or rebuilt from FEC) plays. */
   readonly onAudible?: () => void;
   /** Errors from decoding or the hook (counted either way). */
@@ -80,6 +86,10 @@ export interface PlayoutStats {
   framesConcealed: number;
   /** Lost frames rebuilt from the next packet's in-band FEC. */
   fecRecovered: number;
+  /** Frames whose packet was lost, played from the copy the next packet carried (RED; in framesPlayed). */
+  redRecovered: number;
+  /** RED packets dropped because their block was malformed (in `invalid`). */
+  redMalformed: number;
   /** Of the concealed frames, those inserted to grow the buffer for FEC look-ahead. */
   framesExpanded: number;
   /** Times the buffer ran dry right after playing audio (talkspurt ends, and late or lost packets). */
@@ -163,11 +173,14 @@ export class Playout {
   held = false;
   private audible = false;
   private readonly onAudible: (() => void) | undefined;
+  private readonly red: boolean;
+  private readonly redBlock = createRedBlock();
   private readonly s = {
     accepted: 0,
     late: 0,
     duplicates: 0,
     invalid: 0,
+    redMalformed: 0,
     /** Frames in which nothing was heard (the mix and every source silent). */
     framesSilent: 0,
   };
@@ -184,6 +197,7 @@ export class Playout {
       ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
     });
     this.now = options.now ?? (() => performance.now());
+    this.red = options.red === true;
     const sources = options.sources ?? 0;
     this.sources =
       sources >= 2
@@ -194,6 +208,7 @@ export class Playout {
             // The same settings as the mix: a source is played exactly as a forwarded AUDIO stream.
             jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
             timeStretch: options.timeStretch ?? true,
+            red: this.red,
             ...(options.drainConcealFrames !== undefined
               ? { drainConcealFrames: options.drainConcealFrames }
               : {}),
@@ -236,9 +251,22 @@ export class Playout {
     this.ticker.start();
   }
 
-  /** Stores one opened AUDIO payload; `timestamp` is the header's (uint32 sample position). */
-  insert(timestamp: number, payload: Uint8Array, length: number, now: number): JitterInsertResult {
-    const r = this.stream.insertTimestamp(timestamp, payload, length, now);
+  /**
+   * Stores one opened AUDIO payload; `timestamp` and `flags` are the header's. With RED negotiated, a
+   * RED packet's block is split (its copy fills the frame before when that one is missing); a
+   * malformed block drops the packet (counted).
+   */
+  insert(timestamp: number, payload: Uint8Array, length: number, now: number, flags = 0): JitterInsertResult {
+    let r: JitterInsertResult;
+    if (this.red && (flags & VoiceFlags.RED) !== 0) {
+      const b = this.redBlock;
+      if (!readRedBlock(payload, 0, length, b)) {
+        this.s.redMalformed++;
+        this.s.invalid++;
+        return JitterInsert.INVALID;
+      }
+      r = this.stream.insertRedTimestamp(timestamp, payload, b, now);
+    } else r = this.stream.insertTimestamp(timestamp, payload, length, now);
     if (r === JitterInsert.ACCEPTED) this.s.accepted++;
     else if (r === JitterInsert.LATE) this.s.late++;
     else if (r === JitterInsert.DUPLICATE) this.s.duplicates++;
@@ -394,6 +422,8 @@ export class Playout {
       framesPlayed: p.decoded + (t?.decoded ?? 0),
       framesConcealed: p.concealed + p.fecRecovered + (t ? t.concealed + t.fecRecovered : 0),
       fecRecovered: p.fecRecovered + (t?.fecRecovered ?? 0),
+      redRecovered: p.redRecovered + (t?.redRecovered ?? 0),
+      redMalformed: this.s.redMalformed + (t?.redMalformed ?? 0),
       framesExpanded: p.expanded + (t?.expanded ?? 0),
       underruns: p.underruns + (t?.underruns ?? 0),
       decodeErrors: p.decodeErrors + (t?.decodeErrors ?? 0),

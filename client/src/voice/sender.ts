@@ -1,10 +1,22 @@
-import { MAX_PAYLOAD_BYTES, VoiceFlags } from '@voice/protocol';
+import { MAX_PAYLOAD_BYTES, VoiceFlags, writeRedBlock } from '@voice/protocol';
 import { OPUS_MAX_PACKET_BYTES, Ticker, type OpusEncoder, type Tick } from '@voice/media';
 import type { SentLog } from './recording.js';
 import { isClockedSource, type AudioSource } from './sources.js';
 
 /** Seals and sends one AUDIO packet; returns its sequence number, or -1 when it was dropped. */
 export type SendAudio = (flags: number, timestamp: number, payload: Uint8Array, length: number) => number;
+
+/**
+ * Redundant audio (RED, protocol README 9.1): each packet also carries the previous frame's Opus
+ * bytes, so a single lost packet is rebuilt exactly. 'auto': while the upstream loss the
+ * HEARTBEAT_ACKs report is over RED_LOSS_THRESHOLD, and RED_HOLD_MS after; 'on': always; 'off':
+ * never. Only where the server granted it (Welcome.red); else 'off'.
+ */
+export type Redundancy = 'auto' | 'on' | 'off';
+/** Upstream loss (fraction, between two ACKs) above which 'auto' adds redundancy. */
+export const RED_LOSS_THRESHOLD = 0.01;
+/** How long 'auto' keeps redundancy after the last ACK that reported loss over the threshold, ms. */
+export const RED_HOLD_MS = 15_000;
 
 export interface SenderOptions {
   readonly frameMs: 10 | 20;
@@ -17,6 +29,8 @@ export interface SenderOptions {
   readonly muted: () => boolean;
   readonly sentLog: SentLog | null;
   readonly onError?: (err: unknown) => void;
+  /** Redundancy (default 'off': only a server that granted RED may receive it). */
+  readonly redundancy?: Redundancy;
 }
 
 export interface SenderStats {
@@ -24,6 +38,8 @@ export interface SenderStats {
   frames: number;
   /** AUDIO packets handed to the transport. */
   packets: number;
+  /** Of them, packets that carried the previous frame too (RED). */
+  redSent: number;
   /** Talkspurts started (packets sent with MARKER). */
   talkspurts: number;
   /** Frames the source had nothing for (pauses). */
@@ -54,6 +70,14 @@ export class Sender {
   private readonly ticker: Ticker;
   private readonly pcm: Int16Array;
   private readonly opus = new Uint8Array(OPUS_MAX_PACKET_BYTES);
+  /** The last frame sent (its Opus bytes and timestamp), repeated in the next packet with RED. */
+  private readonly prev = new Uint8Array(OPUS_MAX_PACKET_BYTES);
+  private prevLen = 0;
+  private prevTs = 0;
+  /** A RED packet: length, the previous frame, this frame. */
+  private readonly redBuf = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** 'auto': redundancy until this time (performance.now() ms). */
+  private redUntil = Number.NEGATIVE_INFINITY;
   private ts: number;
   private sourcePos = 0;
   private talking = false;
@@ -61,6 +85,7 @@ export class Sender {
   private readonly s: SenderStats = {
     frames: 0,
     packets: 0,
+    redSent: 0,
     talkspurts: 0,
     pauses: 0,
     mutedFrames: 0,
@@ -98,6 +123,20 @@ export class Sender {
   /** The last frame read from the source (reused buffer), or null before the first. */
   get lastFrame(): Int16Array | null {
     return this.s.frames > 0 ? this.pcm : null;
+  }
+
+  /**
+   * The upstream loss between the last two HEARTBEAT_ACKs (protocol README 8.3), at `nowMs`: with
+   * 'auto', over RED_LOSS_THRESHOLD turns redundancy on until RED_HOLD_MS after the last such report.
+   */
+  noteUpstreamLoss(fraction: number, nowMs: number): void {
+    if (fraction > RED_LOSS_THRESHOLD) this.redUntil = nowMs + RED_HOLD_MS;
+  }
+
+  /** Whether the next packets carry the previous frame (RED). */
+  redundant(nowMs: number): boolean {
+    const mode = this.o.redundancy ?? 'off';
+    return mode === 'on' || (mode === 'auto' && nowMs < this.redUntil);
   }
 
   start(): void {
@@ -157,11 +196,13 @@ export class Sender {
     if (!active) {
       this.s.pauses++;
       this.talking = false;
+      this.prevLen = 0;
       return;
     }
     if (this.o.muted()) {
       this.s.mutedFrames++;
       this.talking = false;
+      this.prevLen = 0;
       return;
     }
     let len: number;
@@ -169,21 +210,46 @@ export class Sender {
       len = this.o.encoder.encode(this.pcm, this.opus);
     } catch (err) {
       this.s.dropped++;
+      this.prevLen = 0;
       this.o.onError?.(err);
       return;
     }
     if (len > MAX_PAYLOAD_BYTES) {
       this.s.dropped++;
+      this.prevLen = 0;
       return;
     }
     const marker = !this.talking;
-    const seq = this.o.send(marker ? VoiceFlags.MARKER : 0, ts, this.opus, len);
+    let flags = marker ? VoiceFlags.MARKER : 0;
+    let payload = this.opus;
+    let plen = len;
+    // The frame just before this one, when it was encoded (not after a pause, a talkspurt start or a
+    // timestamp gap) and both fit the payload limit; else this frame alone.
+    if (
+      !marker &&
+      this.prevLen > 0 &&
+      this.prevTs === ts - this.frameSamples &&
+      this.redundant(performance.now())
+    ) {
+      const n = writeRedBlock(this.redBuf, 0, this.prev, 0, this.prevLen, this.opus, 0, len);
+      if (n > 0) {
+        payload = this.redBuf;
+        plen = n;
+        flags |= VoiceFlags.RED;
+      }
+    }
+    // Kept whether or not the send succeeds: the next packet then carries what the transport refused.
+    for (let i = 0; i < len; i++) this.prev[i] = this.opus[i]!;
+    this.prevLen = len;
+    this.prevTs = ts;
+    const seq = this.o.send(flags, ts, payload, plen);
     if (seq < 0) {
       this.s.dropped++;
       return;
     }
     this.talking = true;
     this.s.packets++;
+    if ((flags & VoiceFlags.RED) !== 0) this.s.redSent++;
     if (marker) this.s.talkspurts++;
     this.o.sentLog?.add(src.lastCaptureTime, performance.now(), pos, ts % 0x1_0000_0000, seq, marker);
   }

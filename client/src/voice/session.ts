@@ -1,11 +1,14 @@
 import {
+  ACK_BODY_BYTES,
   MAX_PACKET_BYTES,
   MAX_PAYLOAD_BYTES,
   VoiceCipher,
   VoiceDirection,
+  VoiceFlags,
   VoicePacketType,
   createVoiceHeader,
   readAckBody,
+  writeAckBody,
   writeTimeBody,
   type AeadBackend,
   type VoiceBinding,
@@ -23,7 +26,7 @@ import { VoiceClientError } from './errors.js';
 import { Playout, type PlayoutHook, type PlayoutStats } from './playout.js';
 import type { SourcePlayoutsStats } from './source-playouts.js';
 import type { Recording, SentLog } from './recording.js';
-import { Sender, type SenderStats } from './sender.js';
+import { Sender, type Redundancy, type SenderStats } from './sender.js';
 import type { AudioSource } from './sources.js';
 import {
   UdpTransport,
@@ -71,6 +74,13 @@ export interface VoiceSessionOptions {
    * packets of up to that many speakers are played and mixed here. Default 1: mixes only.
    */
   readonly streams?: number;
+  /**
+   * RED granted by the server (Welcome.red, protocol README 9.1): RED packets received are split,
+   * and the sender adds redundancy as `redundancy` says. Default false: neither.
+   */
+  readonly red?: boolean;
+  /** When to send RED, if granted (default 'auto': while upstream loss is over 1 %). */
+  readonly redundancy?: Redundancy;
   readonly recording?: Recording | null;
   readonly sentLog?: SentLog | null;
   readonly onPlayout?: PlayoutHook;
@@ -100,6 +110,8 @@ export interface VoiceSessionStats {
   packetsReceived: number;
   audioReceived: number;
   streamReceived: number;
+  /** Of them, packets with the RED flag (only when RED was granted: the server sends none otherwise). */
+  redReceived: number;
   /** Server sequence numbers never received (any type), from the replay window. */
   lost: number;
   /** Rejected before use: replays/duplicates, failed authentication, bad framing, wrong voiceId. */
@@ -164,6 +176,7 @@ export class VoiceSession {
   private readonly sealBuf = new Uint8Array(MAX_PACKET_BYTES);
   private readonly plain = new Uint8Array(MAX_PAYLOAD_BYTES);
   private readonly ctrlBody = new Uint8Array(8);
+  private readonly hbBody = new Uint8Array(ACK_BODY_BYTES);
   private readonly header: VoiceHeader = createVoiceHeader();
   private readonly inHeader: VoiceHeader = createVoiceHeader();
   private readonly rtt = new Histogram({ bucketWidth: 0.1, buckets: 20_000, window: 64 });
@@ -179,6 +192,7 @@ export class VoiceSession {
     packetsReceived: 0,
     audioReceived: 0,
     streamReceived: 0,
+    redReceived: 0,
     duplicates: 0,
     rejected: 0,
   };
@@ -211,6 +225,7 @@ export class VoiceSession {
       ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { clock: o.playoutClock } : {}),
       ...(o.streams !== undefined ? { sources: o.streams } : {}),
+      red: o.red === true,
       recording: o.recording ?? null,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
       ...(o.onAudible ? { onAudible: o.onAudible } : {}),
@@ -338,6 +353,7 @@ export class VoiceSession {
       muted: () => this.muted,
       sentLog: this.o.sentLog ?? null,
       onError: (err) => this.problem(err),
+      redundancy: this.o.red === true ? (this.o.redundancy ?? 'auto') : 'off',
     });
     this.sender.start();
   }
@@ -453,9 +469,22 @@ export class VoiceSession {
 
   private sendControl(type: VoicePacketType, via: VoiceTransport): void {
     const now = performance.now();
-    writeTimeBody(this.ctrlBody, 0, now);
+    // A HEARTBEAT also reports what we received of the server's packets and lost (README 8.3): the
+    // server adds RED to what it sends us while that loss is over 1 % (9.1). Same layout as an ACK.
+    const body =
+      type === VoicePacketType.HEARTBEAT
+        ? this.hbBody.subarray(
+            0,
+            writeAckBody(this.hbBody, 0, {
+              sentAt: now,
+              packetsReceived: this.c.packetsReceived >>> 0,
+              packetsLost: this.cipher.replay.lost >>> 0,
+            }),
+          )
+        : this.ctrlBody;
+    if (body === this.ctrlBody) writeTimeBody(this.ctrlBody, 0, now);
     try {
-      this.seal(type, 0, Math.floor(now) % UINT32, this.ctrlBody, via);
+      this.seal(type, 0, Math.floor(now) % UINT32, body, via);
     } catch (err) {
       this.problem(err);
     }
@@ -519,10 +548,11 @@ export class VoiceSession {
     }
     this.c.packetsReceived++;
     const now = performance.now();
+    if ((h.flags & VoiceFlags.RED) !== 0) this.c.redReceived++;
     switch (h.type) {
       case VoicePacketType.AUDIO:
         this.c.audioReceived++;
-        this.playout.insert(h.timestamp, this.plain, r, now);
+        this.playout.insert(h.timestamp, this.plain, r, now, h.flags);
         return;
       case VoicePacketType.STREAM:
         // One speaker's frame, forwarded as sent (protocol README 8.8): source, then Opus.
@@ -553,7 +583,10 @@ export class VoiceSession {
     }
     const dRecv = ack.packetsReceived - this.upReceived;
     const dLost = ack.packetsLost - this.upLost;
-    if (dRecv >= 0 && dLost >= 0 && dRecv + dLost > 0) this.upLoss = dLost / (dRecv + dLost);
+    if (dRecv >= 0 && dLost >= 0 && dRecv + dLost > 0) {
+      this.upLoss = dLost / (dRecv + dLost);
+      this.sender?.noteUpstreamLoss(this.upLoss, now);
+    }
     this.upReceived = ack.packetsReceived;
     this.upLost = ack.packetsLost;
     if (via === 'udp') {

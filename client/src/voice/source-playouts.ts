@@ -2,6 +2,8 @@ import {
   MAX_PAYLOAD_BYTES,
   STREAM_SOURCE_BYTES,
   VoiceFlags,
+  createRedBlock,
+  readRedBlock,
   readStreamSource,
   streamSourceEquals,
 } from '@voice/protocol';
@@ -36,6 +38,8 @@ export interface SourceStats {
   /** Concealed frames, FEC-rebuilt ones included (as PlayoutStats.framesConcealed). */
   framesConcealed: number;
   fecRecovered: number;
+  /** Lost frames played from the copy the next packet carried (RED). */
+  redRecovered: number;
   underruns: number;
   /** Timeline restarts: a timestamp jump, or MARKER on a timestamp not after the last one. */
   restarts: number;
@@ -69,6 +73,9 @@ export interface SourceTotals {
   decoded: number;
   concealed: number;
   fecRecovered: number;
+  redRecovered: number;
+  /** RED packets dropped because their block was malformed (in `invalid`). */
+  redMalformed: number;
   expanded: number;
   underruns: number;
   decodeErrors: number;
@@ -82,6 +89,8 @@ export interface SourcePlayoutsOptions {
   readonly jitter?: Omit<JitterBufferOptions, 'frameMs'>;
   readonly timeStretch?: boolean;
   readonly drainConcealFrames?: number;
+  /** RED negotiated: a STREAM packet with the RED flag carries the frame before too (README 9.1). */
+  readonly red?: boolean;
 }
 
 /** One playout (FramePlayout with its decoder), reused by source after source. */
@@ -182,6 +191,8 @@ export class SourcePlayouts {
   private readonly slots: SourceSlot[] = [];
   private readonly o: SourcePlayoutsOptions;
   private readonly opusBuf = new Uint8Array(MAX_PAYLOAD_BYTES);
+  private readonly redBlock = createRedBlock();
+  private nRedMalformed = 0;
   private acc: Float32Array;
   private inUse = 0;
   private nDropped = 0;
@@ -217,6 +228,15 @@ export class SourcePlayouts {
       this.nInvalid++;
       return -1;
     }
+    // A malformed RED block is dropped before it can claim a playout.
+    const n = length - STREAM_SOURCE_BYTES;
+    const red = this.o.red === true && (flags & VoiceFlags.RED) !== 0;
+    const b = this.redBlock;
+    if (red && !readRedBlock(payload, STREAM_SOURCE_BYTES, n, b)) {
+      this.nRedMalformed++;
+      this.nInvalid++;
+      return -1;
+    }
     let slot: SourceSlot | null = null;
     for (const s of this.slots) {
       if (s.inUse && streamSourceEquals(payload, 0, s.source)) {
@@ -236,11 +256,16 @@ export class SourcePlayouts {
         return -1;
       }
     }
-    const n = length - STREAM_SOURCE_BYTES;
-    // A copy, not a subarray view: a view would allocate per packet.
-    for (let i = 0; i < n; i++) this.opusBuf[i] = payload[STREAM_SOURCE_BYTES + i]!;
     const ts = this.map(slot, timestamp, (flags & VoiceFlags.MARKER) !== 0, now);
-    const r = slot.playout.insertTimestamp(ts, this.opusBuf, n, now);
+    let r: number;
+    if (red) {
+      // Offsets into the payload: neither a copy nor a view is needed.
+      r = slot.playout.insertRedTimestamp(ts, payload, b, now);
+    } else {
+      // A copy, not a subarray view: a view would allocate per packet.
+      for (let i = 0; i < n; i++) this.opusBuf[i] = payload[STREAM_SOURCE_BYTES + i]!;
+      r = slot.playout.insertTimestamp(ts, this.opusBuf, n, now);
+    }
     if (r === JitterInsert.ACCEPTED) slot.accepted++;
     else if (r === JitterInsert.LATE) slot.late++;
     else if (r === JitterInsert.DUPLICATE) slot.duplicates++;
@@ -420,6 +445,8 @@ export class SourcePlayouts {
       decoded: 0,
       concealed: 0,
       fecRecovered: 0,
+      redRecovered: 0,
+      redMalformed: this.nRedMalformed,
       expanded: 0,
       underruns: 0,
       decodeErrors: 0,
@@ -433,6 +460,7 @@ export class SourcePlayouts {
       t.decoded += p.decoded;
       t.concealed += p.concealed;
       t.fecRecovered += p.fecRecovered;
+      t.redRecovered += p.redRecovered;
       t.expanded += p.expanded;
       t.underruns += p.underruns;
       t.decodeErrors += p.decodeErrors;
@@ -456,6 +484,7 @@ export class SourcePlayouts {
         framesPlayed: p.decoded - b.decoded,
         framesConcealed: p.concealed - b.concealed + (p.fecRecovered - b.fecRecovered),
         fecRecovered: p.fecRecovered - b.fecRecovered,
+        redRecovered: p.redRecovered - b.redRecovered,
         underruns: p.underruns - b.underruns,
         restarts: s.restarts,
         jitterMs: j.jitterMs,

@@ -92,6 +92,9 @@ export interface VoiceClientStats {
   concealed: number;
   /** Of `concealed`, lost frames rebuilt from the next packet's in-band FEC. */
   fecRecovered: number;
+  /** Lost frames played from the copy the next packet carried (RED), and RED packets sent. */
+  redRecovered: number;
+  redSent: number;
   /** Times the jitter buffer ran dry right after audio (talkspurt ends, late or lost packets). */
   underruns: number;
   framesPlayed: number;
@@ -201,6 +204,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       ...(o.adminToken !== undefined ? { adminToken: o.adminToken } : {}),
       ...(o.requestTimeoutMs !== undefined ? { requestTimeoutMs: o.requestTimeoutMs } : {}),
       streams: o.streams,
+      red: o.redundancy !== 'off',
     });
     const client = new VoiceClient(o, opus, o.aead ?? loadNativeAead(), signaling, rest, token);
     try {
@@ -247,6 +251,11 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Whether RED is in use both ways on this connection: asked for (redundancy not 'off') and granted (Welcome.red). */
+  get red(): boolean {
+    return this.o.redundancy !== 'off' && this.signaling.welcome.red === true;
   }
 
   /**
@@ -479,6 +488,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       rejected: s?.rejected ?? 0,
       concealed: p?.framesConcealed ?? 0,
       fecRecovered: p?.fecRecovered ?? 0,
+      redRecovered: p?.redRecovered ?? 0,
+      redSent: s?.sender?.redSent ?? 0,
       underruns: p?.underruns ?? 0,
       framesPlayed: p?.framesPlayed ?? 0,
       framesSilent: p?.framesSilent ?? 0,
@@ -705,6 +716,8 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       ...(o.timeStretch !== undefined ? { timeStretch: o.timeStretch } : {}),
       ...(o.playoutClock ? { playoutClock: o.playoutClock } : {}),
       streams: this.streams,
+      red: this.red,
+      ...(o.redundancy ? { redundancy: o.redundancy } : {}),
       recording: this.rec,
       sentLog: this.sentLog,
       ...(o.onPlayout ? { onPlayout: o.onPlayout } : {}),
@@ -923,6 +936,7 @@ export class VoiceClient extends EventEmitter<VoiceClientEvents> {
       ...(this.o.adminToken !== undefined ? { adminToken: this.o.adminToken } : {}),
       ...(this.o.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.o.requestTimeoutMs } : {}),
       streams: this.o.streams,
+      red: this.o.redundancy !== 'off',
     });
   }
 

@@ -51,6 +51,11 @@ export class Session {
    */
   streams = 1;
   /**
+   * RED granted (hello `red`, Welcome.red, README 9.1): the channel may send this connection RED
+   * packets. Set by each hello; travels with the record.
+   */
+  red = false;
+  /**
    * Set on a shadow: a member voiced by this node (the channel's owner) whose signaling connection
    * is on that node. A shadow has no connection and is not one of this node's sessions.
    */
@@ -85,6 +90,7 @@ export class Session {
       serverMute: this.serverMute,
       volumes: Object.fromEntries(this.volumes),
       streams: this.streams,
+      red: this.red,
       member: this.member(),
     };
   }
@@ -99,6 +105,7 @@ export class Session {
     // From another node or the directory: anything but a grant the protocol allows is mixes only.
     const k = r.streams;
     this.streams = typeof k === 'number' && Number.isInteger(k) && k >= 1 && k <= MAX_STREAMS ? k : 1;
+    this.red = r.red === true;
   }
   member(): Member {
     return {
@@ -204,6 +211,8 @@ export class SessionManager {
     version: number,
     /** hello `streams` (absent: 1), before the server's cap. */
     askedStreams = 1,
+    /** hello `red` (absent: false). */
+    askedRed = false,
   ): Promise<Welcome> {
     if (this.#closed) throw new ProtocolError('UNAVAILABLE');
     const user = await this.users.authenticate(token);
@@ -247,8 +256,9 @@ export class SessionManager {
     s.admin = admin;
     // The grant is the connection's: a resume from another client (or version) asks afresh.
     const streams = Math.max(1, Math.min(askedStreams, this.ctx.config.voice.maxStreams));
-    const streamsChanged = s.streams !== streams;
+    const streamsChanged = s.streams !== streams || s.red !== askedRed;
     s.streams = streams;
+    s.red = askedRed;
     s.user = (await this.ctx.store.updateUser(user.id, { lastSeenAt: this.ctx.now() })) ?? user;
     this.#byConn.set(conn.id, s);
     this.ctx.metrics.sessions.set(this.#byUser.size);
@@ -274,6 +284,7 @@ export class SessionManager {
         heartbeatMs: this.ctx.config.heartbeatMs,
         graceMs: this.ctx.config.graceMs,
         streams: session.streams,
+        red: session.red,
       };
     });
   }

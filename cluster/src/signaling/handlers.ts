@@ -177,5 +177,5 @@ export async function handleHello(
   if (m.adminToken !== undefined && !isAdminToken(d.ctx, m.adminToken)) {
     throw new ProtocolError('INVALID_TOKEN', 'wrong admin token');
   }
-  return d.sessions.attach(conn, m.token, m.adminToken !== undefined, version, m.streams);
+  return d.sessions.attach(conn, m.token, m.adminToken !== undefined, version, m.streams, m.red === true);
 }

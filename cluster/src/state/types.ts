@@ -133,6 +133,8 @@ export interface SessionRecord {
    * records written before it existed: 1 (mixes only).
    */
   streams?: number;
+  /** RED granted to its connection (Welcome.red, README 9.1); absent in older records: false. */
+  red?: boolean;
   /** The member as last published, for listings made on other nodes. */
   member: Member;
 }

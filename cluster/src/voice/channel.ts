@@ -1,7 +1,11 @@
 import {
   MAX_PACKET_BYTES,
+  MAX_PAYLOAD_BYTES,
   VoiceFlags,
   VoicePacketType,
+  createRedBlock,
+  readRedBlock,
+  writeRedBlock,
   type ChannelId,
   type VoiceHeader,
   type VoiceSettings,
@@ -71,6 +75,8 @@ export interface ChannelStats extends StretchFigures {
   concealed: number;
   /** Of the concealed frames, those rebuilt from the next packet's in-band FEC. */
   fecRecovered: number;
+  /** Frames lost upstream and played from the RED copy the next packet carried (not concealed). */
+  redRecovered: number;
   inboxOverflows: number;
   /** Packets refused because their member already had its quota waiting in the inbox. */
   inboxOverQuota: number;
@@ -137,6 +143,13 @@ export class ChannelCore {
   /** Speakers mixed in the previous tick (0: the mix's talkspurts have ended). */
   #lastMixed = 0;
   readonly #encoders = new Map<string, EncoderSlot>();
+  /** A RED block being split (README 9.1), and the redundant frame copied out to send on its own. */
+  readonly #red = createRedBlock();
+  readonly #redCopy = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** The primary frame of a RED packet, for listeners without RED. */
+  readonly #primary = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** A RED block built for a listener on a lossy downlink. */
+  readonly #redOut = new Uint8Array(MAX_PAYLOAD_BYTES);
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
   readonly #header: VoiceHeader = {
@@ -169,6 +182,7 @@ export class ChannelCore {
       late: 0,
       concealed: 0,
       fecRecovered: 0,
+      redRecovered: 0,
       inboxOverflows: 0,
       inboxOverQuota: 0,
       encodes: 0,
@@ -276,6 +290,7 @@ export class ChannelCore {
   updateMember(m: VoiceMember): void {
     const s = m.endpoint.session;
     m.streams = s.streams;
+    m.red = s.red;
     m.heard = !s.selfMute && !s.serverMute && !s.selfDeaf;
     m.deaf = s.selfDeaf;
     if (s.volumes.size === 0) m.gains = undefined;
@@ -343,6 +358,11 @@ export class ChannelCore {
     this.#mediaFrame++;
     this.stats.ticks++;
     routeTick(this.members, this.#senders, this.#tick, MAX_SPEAKERS);
+    // Downstream RED (README 9.1): judged once a tick, not per packet.
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      m.redDown = m.red && now < m.redDownUntil;
+    }
     let count = 0;
     let heardCount = 0;
     let depthMax = 0;
@@ -385,6 +405,7 @@ export class ChannelCore {
         // forwarded), others hear it in the mix.
         m.rawLen = 0;
       } else if (kind === PlayoutFrame.DECODED) {
+        if (m.jitter.packetRedundant) this.#redRecovered();
         const len = (m.rawLen = m.stream.packetLength);
         const src = m.stream.packet;
         for (let b = 0; b < len; b++) m.raw[b] = src[b]!;
@@ -449,6 +470,7 @@ export class ChannelCore {
       return false;
     }
     m.pcmTick = this.#tick;
+    if (kind === PlayoutFrame.DECODED && m.jitter.packetRedundant) this.#redRecovered();
     if (kind !== PlayoutFrame.DECODED) {
       this.stats.concealed++;
       m.missedInRound++;
@@ -464,6 +486,11 @@ export class ChannelCore {
     return true;
   }
 
+  #redRecovered(): void {
+    this.stats.redRecovered++;
+    this.io.counters.redRecovered++;
+  }
+
   #drain(): void {
     const inbox = this.inbox;
     this.stats.inboxOverflows = inbox.overflows;
@@ -473,7 +500,16 @@ export class ChannelCore {
       if (m?.active) {
         const seq = inbox.seq[i]!;
         const arrival = inbox.arrival[i]!;
-        const r = m.stream.insert(seq, inbox.views[i]!, inbox.length[i]!, arrival);
+        const view = inbox.views[i]!;
+        const red = this.#red;
+        // A RED packet (checked at the ingress): the primary as any packet, then its copy of the
+        // frame before where that one is missing and not yet played.
+        const isRed =
+          (inbox.flags[i]! & VoiceFlags.RED) !== 0 && readRedBlock(view, 0, inbox.length[i]!, red);
+        const r = isRed
+          ? m.stream.insert(seq, view, red.primaryLength, arrival, red.primaryOffset)
+          : m.stream.insert(seq, view, inbox.length[i]!, arrival);
+        if (isRed) m.stream.insertRedundant((seq - 1) >>> 0, view, red.redLength, red.redOffset);
         if (r === JitterInsert.ACCEPTED) {
           m.arrivals[seq & 63] = arrival;
           m.packetsIn++;
@@ -613,8 +649,20 @@ export class ChannelCore {
     flags: number,
   ): void {
     if (!m.active) return;
+    const before = (frameIndex - 1) >>> 0;
     // Listeners that mix themselves: the packet as sent, now (README 8.8), whatever else happens.
-    if (this.#streams.forward(m, this.members, payload, length, timestamp, flags, arrival) > 0) {
+    if (
+      this.#streams.forward(
+        m,
+        this.members,
+        payload,
+        length,
+        timestamp,
+        flags,
+        arrival,
+        !m.wasReceived(before),
+      ) > 0
+    ) {
       this.stats.streamed = this.#streams.sent;
       // Held 0: sent in the handler of its arrival, out with the egress's flush in the same turn.
       // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
@@ -628,10 +676,30 @@ export class ChannelCore {
       return;
     }
     m.markForwarded(frameIndex);
+    // RED (README 9.1): a listener that reads it gets the block as received; any other the primary,
+    // preceded by the copy of the frame before when that frame never reached the server.
+    const red =
+      (flags & VoiceFlags.RED) !== 0 && readRedBlock(payload, 0, length, this.#red) ? this.#red : null;
+    const gap = red !== null && !m.wasReceived(before);
+    if (red) {
+      for (let b = 0; b < red.primaryLength; b++) this.#primary[b] = payload[red.primaryOffset + b]!;
+      if (gap) {
+        for (let b = 0; b < red.redLength; b++) this.#redCopy[b] = payload[red.redOffset + b]!;
+        m.markForwarded(before); // the tick must not send it again when the buffer plays the copy
+      }
+    }
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;
-      if (l.soloFrom === m && !l.deaf && l.endpoint.transport !== 'none')
-        this.#forward(l, m, payload, length, frameIndex);
+      if (l.soloFrom !== m || l.deaf || l.endpoint.transport === 'none') continue;
+      if (!red) this.#forward(l, m, payload, length, frameIndex);
+      else if (l.red) this.#forward(l, m, payload, length, frameIndex, VoiceFlags.RED);
+      else {
+        if (gap) {
+          this.#forward(l, m, this.#redCopy, red.redLength, before);
+          this.io.counters.redCopiesSent++;
+        }
+        this.#forward(l, m, this.#primary, red.primaryLength, frameIndex);
+      }
     }
     // Held 0 for the same reason as a STREAM packet: sent in the handler of its arrival (the
     // microseconds since fall in the histogram's first bucket, and reading the clock boxes a double).
@@ -716,9 +784,9 @@ export class ChannelCore {
   }
 
   /** Sends speaker `sp`'s packet for frame `k` to listener `l`, on the channel's media clock. */
-  #forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number): void {
+  #forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number, flags = 0): void {
     this.stats.forwarded++;
-    this.#sendTo(l, payload, length, l.outStarted ? 0 : VoiceFlags.MARKER, k + sp.fwdOffset);
+    this.#sendTo(l, payload, length, flags | (l.outStarted ? 0 : VoiceFlags.MARKER), k + sp.fwdOffset);
     l.outStarted = true;
   }
 
@@ -793,6 +861,35 @@ export class ChannelCore {
     const ep = m.endpoint;
     const h = this.#header;
     h.type = VoicePacketType.AUDIO;
+    // Downstream RED (README 9.1): a listener whose heartbeats report loss gets the frame it was sent
+    // just before repeated in this packet (not at a talkspurt start, a media-clock gap, or in a
+    // packet that already carries a speaker's RED block).
+    if (m.red) {
+      const plain = (flags & VoiceFlags.RED) === 0;
+      if (
+        m.redDown &&
+        plain &&
+        (flags & VoiceFlags.MARKER) === 0 &&
+        m.lastSentLen > 0 &&
+        m.lastSentFrame === mediaFrame - 1
+      ) {
+        const n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
+        if (n > 0) {
+          for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+          m.lastSentLen = len;
+          m.lastSentFrame = mediaFrame;
+          payload = this.#redOut;
+          len = n;
+          flags |= VoiceFlags.RED;
+          this.io.counters.redDownSent++;
+        }
+      }
+      if ((flags & VoiceFlags.RED) === 0) {
+        for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+        m.lastSentLen = len;
+        m.lastSentFrame = mediaFrame;
+      } else if (!plain) m.lastSentLen = 0; // a speaker's block: its primary is not kept
+    }
     h.flags = flags;
     h.voiceId = ep.voiceId;
     h.sequence = ep.cipher.nextSequence;

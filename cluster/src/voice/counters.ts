@@ -21,6 +21,8 @@ export const DROP_REASONS = [
   'invalid',
   'muted',
   'decode_error',
+  /** A RED packet whose block is malformed (its redundant frame's length reaches past the end). */
+  'bad_red',
   /** A bug in the packet handler (logged at most once a second). */
   'internal_error',
 ] as const;
@@ -105,6 +107,12 @@ export class VoiceCounters {
   advances = 0;
   /** STREAM packets sent (a speaker's packet forwarded to a listener that mixes itself). */
   streamsOut = 0;
+  /** Frames whose packet was lost upstream, played by a member buffer from the RED copy the next packet carried. */
+  redRecovered = 0;
+  /** RED copies of frames lost upstream, sent as packets of their own to listeners without RED. */
+  redCopiesSent = 0;
+  /** AUDIO packets to listeners on a lossy downlink that carried the frame sent before (downstream RED). */
+  redDownSent = 0;
   readonly streamDrops: Record<StreamDropReason, number> = { budget: 0, too_long: 0 };
   /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */
   udpBatches = 0;

@@ -2,8 +2,12 @@ import {
   ACK_BODY_BYTES,
   MAX_PACKET_BYTES,
   MAX_PAYLOAD_BYTES,
+  VoiceFlags,
   VoicePacketType,
   ackFor,
+  createRedBlock,
+  readAckBody,
+  readRedBlock,
   readTimeBody,
   writeAckBody,
   type VoiceHeader,
@@ -15,6 +19,12 @@ import type { VoiceCounters } from './counters.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { InboxPush } from './inbox.js';
 import type { VoiceTransports } from './transport.js';
+import type { VoiceMember } from './member.js';
+
+/** Downstream loss (fraction, between two HEARTBEATs) over which a listener granted RED gets it. */
+export const RED_DOWN_LOSS = 0.01;
+/** How long after the last such report the server keeps adding RED, ms (as the client's sender). */
+export const RED_DOWN_HOLD_MS = 15_000;
 
 /**
  * Ingress: one incoming voice packet, from UDP or the WebSocket fallback. Authenticates it, follows
@@ -26,6 +36,7 @@ export class VoiceIngress {
   readonly #plain = new Uint8Array(MAX_PAYLOAD_BYTES);
   readonly #ackBody = new Uint8Array(ACK_BODY_BYTES);
   readonly #ackPacket = new Uint8Array(MAX_PACKET_BYTES);
+  readonly #red = createRedBlock();
 
   constructor(
     private readonly auth: VoiceAuth,
@@ -34,6 +45,28 @@ export class VoiceIngress {
     /** The first AUDIO packet under a binding whose predecessor is still live (a handover). */
     private readonly successorHeard: (ep: VoiceEndpoint) => void = () => undefined,
   ) {}
+
+  /**
+   * A HEARTBEAT's downstream counts (README 8.3: what the client received of ours and lost): over
+   * RED_DOWN_LOSS between two heartbeats, a listener granted RED gets RED on what it is sent for
+   * RED_DOWN_HOLD_MS (README 9.1). Once per heartbeat: the allocation of the read does not matter.
+   */
+  #downstream(m: VoiceMember, length: number, now: number): void {
+    const body = readAckBody(this.#plain, length);
+    if (!body || !m.red) return;
+    const dRecv = body.packetsReceived - m.downReceived;
+    const dLost = body.packetsLost - m.downLost;
+    if (
+      m.downReceived >= 0 &&
+      dRecv >= 0 &&
+      dLost >= 0 &&
+      dRecv + dLost > 0 &&
+      dLost / (dRecv + dLost) > RED_DOWN_LOSS
+    )
+      m.redDownUntil = now + RED_DOWN_HOLD_MS;
+    m.downReceived = body.packetsReceived;
+    m.downLost = body.packetsLost;
+  }
 
   /** A UDP datagram. */
   readonly onDatagram = (msg: Uint8Array, address: string, port: number): void => {
@@ -72,6 +105,12 @@ export class VoiceIngress {
           c.drops.muted++;
           return;
         }
+        // RED (README 9.1): read from any client. A block whose length reaches past the end is
+        // refused here, so the channel only ever splits well-formed ones.
+        if ((h.flags & VoiceFlags.RED) !== 0 && !readRedBlock(this.#plain, 0, r, this.#red)) {
+          c.drops.bad_red++;
+          return;
+        }
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
         // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
@@ -82,6 +121,7 @@ export class VoiceIngress {
           return;
         }
         if (pushed === InboxPush.OVERFLOW) c.drops.inbox_overflow++;
+        m.noteReceived(frame);
         // Streams, and a lone speaker's packet, go out to their listeners now, not at the next tick.
         ep.channel.forwardOnArrival(m, frame, this.#plain, r, now, h.timestamp, h.flags);
         return;
@@ -93,6 +133,8 @@ export class VoiceIngress {
           c.drops.TOO_SHORT++;
           return;
         }
+        if (h.type === VoicePacketType.HEARTBEAT && r >= ACK_BODY_BYTES && ep.member)
+          this.#downstream(ep.member, r, now);
         writeAckBody(this.#ackBody, 0, ackFor(sentAt, ep.cipher.replay));
         h.type = h.type === VoicePacketType.HELLO ? VoicePacketType.HELLO_ACK : VoicePacketType.HEARTBEAT_ACK;
         h.flags = 0;

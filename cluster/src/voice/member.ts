@@ -11,6 +11,7 @@ import type { TokenBucket } from '../ratelimit.js';
 import { streamForwardBudget } from './stream-budget.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
+import { FrameWindow } from './frame-window.js';
 
 /** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
 export const SERVER_MARGIN_MS = 2;
@@ -92,10 +93,8 @@ export class VoiceMember {
   soloListeners = 0;
   /** As a forwarded speaker: its frame index + fwdOffset = the channel media frame it goes out as. */
   fwdOffset = 0;
-  fwdActive = false;
-  /** Frames already forwarded: the newest index and a bitmask of the 32 before it. */
-  fwdTop = 0;
-  fwdMask = 0;
+  /** Frames already forwarded in the current run (inactive: no run). */
+  readonly #forwarded = new FrameWindow();
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
@@ -109,6 +108,26 @@ export class VoiceMember {
   inboxQueued = 0;
   /** As a listener: speakers it may take as STREAM packets (the session's grant; 1: mixes only). */
   streams = 1;
+  /** As a listener: reads RED packets (the session's grant, README 9.1): forwards keep their RED block. */
+  red = false;
+  /**
+   * As a listener granted RED: its HEARTBEATs' downstream counts (README 8.3), the last ones read,
+   * and until when (performance.now() ms) the server adds RED to what it sends it (over 1 % loss).
+   */
+  downReceived = -1;
+  downLost = 0;
+  redDownUntil = Number.NEGATIVE_INFINITY;
+  /** RED on what it is sent, judged at each tick from `redDownUntil`. */
+  redDown = false;
+  /** The last AUDIO frame it was sent (Opus bytes, media frame), repeated in the next with `redDown`. */
+  readonly lastSent = new Uint8Array(MAX_PAYLOAD_BYTES);
+  lastSentLen = 0;
+  lastSentFrame = 0;
+  /**
+   * As a speaker: frames whose own packet reached the server (a RED copy of a frame not among them
+   * rebuilds upstream loss for every listener).
+   */
+  readonly received = new FrameWindow();
   /** As a listener: takes every speaker it hears as STREAM packets until the next tick (stream-routing.ts). */
   streamMode = false;
   /** As a speaker: it sent audio its playout still plays (judged before the tick pops it). */
@@ -178,32 +197,38 @@ export class VoiceMember {
     this.phase.record(holdMs - f * Math.floor(Math.max(0, this.jitter.targetDelayMs - SERVER_MARGIN_MS) / f));
   }
 
-  /** Whether frame `k` of this speaker went out already in the current forwarding run. */
-  wasForwarded(k: number): boolean {
-    if (!this.fwdActive) return false;
-    const d = (this.fwdTop - k) | 0;
-    if (d < 0) return false;
-    if (d === 0 || d > 32) return true; // too old to forward now either way
-    return ((this.fwdMask >>> (d - 1)) & 1) === 1;
+  /** Whether a forwarding run is open. */
+  get fwdActive(): boolean {
+    return this.#forwarded.active;
   }
 
+  /** The newest frame forwarded in the current run. */
+  get fwdTop(): number {
+    return this.#forwarded.top;
+  }
+
+  /** Whether frame `k` of this speaker went out already in the current forwarding run. */
+  wasForwarded(k: number): boolean {
+    return this.#forwarded.has(k);
+  }
+
+  /** Marks frame `k` forwarded; the first mark opens a run. */
   markForwarded(k: number): void {
-    if (!this.fwdActive) {
-      this.fwdActive = true;
-      this.fwdTop = k;
-      this.fwdMask = 0;
-      return;
-    }
-    const d = (k - this.fwdTop) | 0;
-    if (d > 0) {
-      this.fwdMask = d >= 32 ? 0 : ((this.fwdMask << d) | (1 << (d - 1))) >>> 0;
-      this.fwdTop = k;
-    } else if (d < 0 && d >= -32) this.fwdMask = (this.fwdMask | (1 << (-d - 1))) >>> 0;
+    this.#forwarded.add(k);
+  }
+
+  /** Whether frame `k`'s own packet arrived (frames older than the 32 tracked count as arrived). */
+  wasReceived(k: number): boolean {
+    return this.received.has(k);
+  }
+
+  noteReceived(k: number): void {
+    this.received.add(k);
   }
 
   /** Ends a forwarding run: the next one starts with a new media-clock offset. */
   endForwarding(): void {
-    this.fwdActive = false;
+    this.#forwarded.clear();
     this.soloListeners = 0;
   }
 }

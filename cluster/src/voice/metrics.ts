@@ -175,6 +175,21 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     "STREAM packets sent: a speaker's packet forwarded as it arrived to a listener that mixes itself",
     () => c.streamsOut,
   );
+  counter(
+    'voice_red_recovered_total',
+    "Members' frames lost upstream and played from the RED copy the next packet carried (the mix's path)",
+    () => c.redRecovered,
+  );
+  counter(
+    'voice_red_copies_sent_total',
+    'RED copies of frames lost upstream, forwarded as packets of their own to listeners without RED',
+    () => c.redCopiesSent,
+  );
+  counter(
+    'voice_red_down_packets_total',
+    'AUDIO packets that repeated the frame sent before to a listener whose heartbeats report over 1 % loss',
+    () => c.redDownSent,
+  );
   byReason(
     'voice_stream_drops_total',
     "Speakers' packets not forwarded as STREAM packets, by reason (budget: faster than the frame rate)",

@@ -5,6 +5,8 @@ import {
   STREAM_SOURCE_BYTES,
   VoiceFlags,
   VoicePacketType,
+  createRedBlock,
+  readRedBlock,
   type VoiceHeader,
 } from '@voice/protocol';
 import type { VoiceCounters } from './counters.js';
@@ -35,6 +37,10 @@ function takes(l: VoiceMember, sp: VoiceMember): boolean {
  */
 export class StreamForwarder {
   readonly #plain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** Source then the RED block as received, and source then the copy alone (README 9.1). */
+  readonly #redPlain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  readonly #copyPlain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  readonly #red = createRedBlock();
   readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
   readonly #header: VoiceHeader = {
     type: VoicePacketType.STREAM,
@@ -53,7 +59,10 @@ export class StreamForwarder {
 
   /**
    * Sends `payload[0..length)` of speaker `sp` (header `timestamp`, `flags`) to its stream listeners
-   * among `members`; returns how many got it.
+   * among `members`; returns how many got it. A RED packet (its block checked by the ingress) goes as
+   * received to a listener that reads RED (when source and block fit the payload limit); any other
+   * gets the primary, preceded by the copy of the frame before as a packet of its own when that frame
+   * never reached the server (`redGap`, from `sp.wasReceived`).
    */
   forward(
     sp: VoiceMember,
@@ -63,11 +72,16 @@ export class StreamForwarder {
     timestamp: number,
     flags: number,
     now: number,
+    redGap = false,
   ): number {
     let wanted = false;
     for (let i = 0; i < members.length && !wanted; i++) wanted = takes(members[i]!, sp);
     if (!wanted) return 0;
-    if (length > MAX_STREAM_OPUS_BYTES) {
+    const red =
+      (flags & VoiceFlags.RED) !== 0 && readRedBlock(payload, 0, length, this.#red) ? this.#red : null;
+    const primaryAt = red ? red.primaryOffset : 0;
+    const primaryLength = red ? red.primaryLength : length;
+    if (primaryLength > MAX_STREAM_OPUS_BYTES) {
       this.counters.streamDrops.too_long++;
       return 0;
     }
@@ -77,19 +91,59 @@ export class StreamForwarder {
     }
     const plain = this.#plain;
     plain.set(sp.source, 0);
-    for (let b = 0; b < length; b++) plain[STREAM_SOURCE_BYTES + b] = payload[b]!;
+    for (let b = 0; b < primaryLength; b++) plain[STREAM_SOURCE_BYTES + b] = payload[primaryAt + b]!;
+    const asRed = red !== null && length <= MAX_STREAM_OPUS_BYTES;
+    if (asRed) {
+      this.#redPlain.set(sp.source, 0);
+      for (let b = 0; b < length; b++) this.#redPlain[STREAM_SOURCE_BYTES + b] = payload[b]!;
+    }
+    // The copy replaces a packet that never came: it takes no token of the budget.
+    const frameSamples = sp.stream.frameSamples;
+    const gap = red !== null && redGap;
+    if (gap) {
+      this.#copyPlain.set(sp.source, 0);
+      for (let b = 0; b < red.redLength; b++)
+        this.#copyPlain[STREAM_SOURCE_BYTES + b] = payload[red.redOffset + b]!;
+    }
     const h = this.#header;
-    h.flags = flags & SPEAKER_FLAGS;
-    h.timestamp = timestamp >>> 0;
     let n = 0;
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
       if (!takes(l, sp)) continue;
       const ep = l.endpoint;
       h.voiceId = ep.voiceId;
-      h.sequence = ep.cipher.nextSequence;
-      const bytes = ep.cipher.seal(h, plain, this.#sendBuf, STREAM_SOURCE_BYTES + length);
-      this.send(ep, this.#sendBuf, bytes);
+      if (asRed && l.red) {
+        h.flags = (flags & SPEAKER_FLAGS) | VoiceFlags.RED;
+        h.timestamp = timestamp >>> 0;
+        h.sequence = ep.cipher.nextSequence;
+        this.send(
+          ep,
+          this.#sendBuf,
+          ep.cipher.seal(h, this.#redPlain, this.#sendBuf, STREAM_SOURCE_BYTES + length),
+        );
+      } else {
+        if (gap) {
+          h.flags = 0;
+          h.timestamp = (timestamp - frameSamples) >>> 0;
+          h.sequence = ep.cipher.nextSequence;
+          this.send(
+            ep,
+            this.#sendBuf,
+            ep.cipher.seal(h, this.#copyPlain, this.#sendBuf, STREAM_SOURCE_BYTES + red.redLength),
+          );
+          l.packetsOut++;
+          this.counters.streamsOut++;
+          this.counters.redCopiesSent++;
+        }
+        h.flags = flags & SPEAKER_FLAGS;
+        h.timestamp = timestamp >>> 0;
+        h.sequence = ep.cipher.nextSequence;
+        this.send(
+          ep,
+          this.#sendBuf,
+          ep.cipher.seal(h, plain, this.#sendBuf, STREAM_SOURCE_BYTES + primaryLength),
+        );
+      }
       l.packetsOut++;
       n++;
     }

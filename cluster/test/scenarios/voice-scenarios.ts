@@ -532,8 +532,10 @@ export const voiceScenarios: readonly VoiceScenario[] = [
           channel: 'Lossy',
           udpTarget: relay.address,
           wsFallback: false,
-          // In-band FEC, so the server can rebuild lost packets (asserted below).
+          // In-band FEC, so the server can rebuild lost packets (asserted below); RED off, else it
+          // would rebuild them first once the heartbeats report the loss (red.test.ts tests RED).
           encoder: { fec: true },
+          redundancy: 'off' as const,
         };
         const speaker = await bot(1, 'lossy-speaker', behindRelay);
         const listener = await bot(2, 'lossy-listener', behindRelay);

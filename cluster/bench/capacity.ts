@@ -6,6 +6,7 @@
  *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
  *     [--udp-send dgram]   (the server sends with node:dgram instead of sendmmsg: side-by-side runs)
  *     [--streams 4]        (members ask for streams: speakers forwarded as STREAM packets, no mix)
+ *     [--cpu-prof DIR]     (a V8 profile of the server's measured window per step; cpu-profile.ts sums it up)
  */
 import { spawnNiced } from './niced.js';
 import { startCpuProfile, type CpuProfileRun } from './cpu-profile.js';
@@ -216,7 +217,9 @@ async function runStep(
   });
   if (profile) {
     const run = await (profile as Promise<CpuProfileRun>);
-    await run.stopInto(join(cpuProfDir!, `capacity-${channels * membersPerChannel}-streams${streams}.cpuprofile`));
+    await run.stopInto(
+      join(cpuProfDir!, `capacity-${channels * membersPerChannel}-streams${streams}.cpuprofile`),
+    );
   }
   await new Promise<void>((r) => child.once('exit', () => r()));
   const { cpu, wall } = snap;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TickScheduler } from '../src/voice/scheduler.js';
+import { TickScheduler, type ScheduledHandle } from '../src/voice/scheduler.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -69,5 +69,69 @@ describe('TickScheduler', () => {
     // Every wake-up's deferred work comes before its 'after' (a late wake-up may run both slots).
     for (const w of wakes) expect(w.trim()).toMatch(/^(a c|b d)( (a c|b d))?$/);
     expect(events.at(-1)).toBe('after');
+  });
+
+  it('tasks that share wake the clock once a frame for all of them, each still ticking once per frame', async () => {
+    let wakes = 0;
+    const s = new TickScheduler(20, 8, undefined, 'timer', () => void wakes++);
+    const counts = new Array<number>(8).fill(0);
+    const handles: ScheduledHandle[] = [];
+    for (let i = 0; i < 8; i++)
+      handles.push(
+        s.add({
+          due: () => {
+            counts[i]!++;
+            handles[i]!.share(true);
+          },
+        }),
+      );
+    // One per slot until they run; then all in one.
+    expect(new Set(handles.map((h) => h.slot)).size).toBe(8);
+    await sleep(60);
+    expect(handles.every((h) => h.shared)).toBe(true);
+    expect(new Set(handles.map((h) => h.slot)).size).toBe(1);
+    wakes = 0;
+    counts.fill(0);
+    await sleep(500);
+    s.close();
+    // 25 frames: 25 wake-ups (fewer on a loaded machine, whose late wake-ups catch up in one), not 8 x 25.
+    expect(wakes).toBeLessThanOrEqual(30);
+    for (const c of counts) {
+      expect(c).toBeGreaterThanOrEqual(20);
+      expect(c).toBeLessThanOrEqual(26);
+    }
+  });
+
+  it('a task moved to a slot still to come in the frame skips it once; one that stops sharing gets a slot of its own', async () => {
+    const s = new TickScheduler(20, 8);
+    const dues: number[] = [];
+    let calls = 0;
+    const h: ScheduledHandle[] = [];
+    // a (slot 0) shares on its second tick, after b (slot 1) made slot 1 the shared one: a moves
+    // from slot 0 to slot 1, later in the same frame, and must not tick again in it.
+    h.push(
+      s.add({
+        due: (dueAt) => {
+          dues.push(dueAt);
+          if (++calls === 2) h[0]!.share(true);
+        },
+      }),
+    );
+    h.push(s.add({ due: () => h[1]!.share(true) }));
+    expect([h[0]!.slot, h[1]!.slot]).toEqual([0, 1]);
+    for (let t = 0; t < 100 && dues.length < 4; t++) await sleep(10);
+    expect(h[0]!.slot).toBe(1);
+    // From its tick in slot 0 to its next, in slot 1: a frame and a slot (2.5 ms), not one slot.
+    expect(dues[2]! - dues[1]!).toBeGreaterThanOrEqual(20);
+    // A third task goes to an empty slot, not the shared one; a sharing task that stops gets one too.
+    const c = s.add({ due: () => {} });
+    expect(c.slot).not.toBe(1);
+    h[0]!.share(false);
+    expect(h[0]!.shared).toBe(false);
+    expect([1, c.slot]).not.toContain(h[0]!.slot);
+    // The last one sharing that stops stays where it is (nobody crowds it).
+    h[1]!.share(false);
+    expect(h[1]!.slot).toBe(1);
+    s.close();
   });
 });

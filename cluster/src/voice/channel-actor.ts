@@ -14,6 +14,12 @@ type ChannelMsg =
   | { type: 'update'; ep: VoiceEndpoint }
   | { type: 'settings'; channel: StoredChannel };
 
+/**
+ * Ticks in a row in which every listener of a channel streamed before it shares the clock slot of
+ * the other such channels (1 s): a channel that flips between the two is not moved at each flip.
+ */
+export const SHARE_AFTER_TICKS = 50;
+
 /** What a channel actor is built from. */
 export interface ChannelActorDeps {
   system: ActorSystemRef;
@@ -48,6 +54,8 @@ export class ChannelActor implements ScheduledTask {
   ticksSkipped = 0;
   /** When the last tick was due (performance clock); how late ticks start is `lateness`. */
   #lastDueAt = 0;
+  /** Ticks in a row in which no listener needed a mix. */
+  #streamingTicks = 0;
   readonly #log: Logger;
   readonly lateness = new Histogram({ bucketWidth: 0.05, buckets: 2000, window: 3000 });
   #closed = false;
@@ -116,10 +124,34 @@ export class ChannelActor implements ScheduledTask {
     this.ticksSkipped += frames - 1;
     try {
       state.tick(now, frames, Math.max(0, now - dueAt));
+      this.#shareWhenStreaming();
     } catch (err) {
       // A bug in one tick must not take the channel (or the other channels of its slot) down.
       this.#log.error({ err, channel: this.channel.id }, 'channel tick failed; resuming');
     }
+  }
+
+  /**
+   * A channel whose every listener streams (README 8.8) sends each packet as it arrives and mixes
+   * nothing: its tick is a little bookkeeping whose phase does not matter, so it shares one clock
+   * slot with the others like it (one wake-up a frame for all of them, not one per slot). The
+   * first tick in which someone needs a mix takes it back to a slot of its own.
+   */
+  #shareWhenStreaming(): void {
+    const schedule = this.schedule;
+    if (!schedule) return;
+    const members = this.core.members;
+    let streaming = members.length > 0;
+    for (let i = 0; i < members.length && streaming; i++) {
+      const m = members[i]!;
+      streaming = m.streamMode || m.deaf || m.endpoint.transport === 'none';
+    }
+    if (!streaming) {
+      this.#streamingTicks = 0;
+      if (schedule.shared) schedule.share(false);
+      return;
+    }
+    if (++this.#streamingTicks >= SHARE_AFTER_TICKS && !schedule.shared) schedule.share(true);
   }
 
   add(ep: VoiceEndpoint): void {

@@ -4,6 +4,14 @@ export interface ScheduledHandle {
   readonly slot: number;
   /** Moves up to `slots` phases earlier, less if the target phase is crowded; returns the move. */
   advance(slots: number): number;
+  /**
+   * `true`: this task's tick is cheap and its phase does not matter (a channel that mixes nothing),
+   * so it joins the one slot such tasks share: the clock wakes once a frame for all of them instead
+   * of once per slot. `false`: back to the least loaded slot. Called from the task's own `due`.
+   */
+  share(on: boolean): void;
+  /** In the shared slot. */
+  readonly shared: boolean;
   remove(): void;
 }
 
@@ -25,6 +33,13 @@ export class TickScheduler {
   #ticker: Ticker | null = null;
   #size = 0;
   #lastTickerP99 = 0;
+  /** The slot tasks that `share()` sit in (-1: none), and how many do. */
+  #sharedSlot = -1;
+  #sharedCount = 0;
+  /** The slot running now (-1 outside a wake-up): a task moved to a later slot skips it this frame. */
+  #runningSlot = -1;
+  /** Tasks moved into a slot still to run in this frame: not run again until the next frame. */
+  readonly #skipOnce = new Set<ScheduledTask>();
 
   constructor(
     readonly frameMs: number,
@@ -81,19 +96,66 @@ export class TickScheduler {
     return this.#size;
   }
 
-  /** Adds a task to the least loaded phase; returns its handle (move it, remove it). */
-  add(task: ScheduledTask): ScheduledHandle {
+  #leastLoaded(): number {
     let best = 0;
     for (let i = 1; i < this.slotCount; i++) if (this.#slots[i]!.length < this.#slots[best]!.length) best = i;
+    return best;
+  }
+
+  /**
+   * Moves `task` between slots. Into a slot still to come in the frame that is running, it skips
+   * that slot once (else it would tick twice in one frame); into one already past, its next tick
+   * comes less than a frame after the last, as after `advance`.
+   */
+  #move(task: ScheduledTask, from: number, to: number): void {
+    const slot = this.#slots[from]!;
+    const i = slot.indexOf(task);
+    if (i >= 0) slot.splice(i, 1);
+    this.#changed(from);
+    this.#slots[to]!.push(task);
+    this.#changed(to);
+    if (this.#runningSlot >= 0 && to > this.#runningSlot) this.#skipOnce.add(task);
+  }
+
+  /** Adds a task to the least loaded phase; returns its handle (move it, remove it). */
+  add(task: ScheduledTask): ScheduledHandle {
+    const best = this.#leastLoaded();
     this.#slots[best]!.push(task);
     this.#size++;
     if (this.#size === 1) this.#startClock();
     else this.#changed(best);
     let current = best;
     let removed = false;
+    let shared = false;
+    const unshare = () => {
+      shared = false;
+      if (--this.#sharedCount === 0) this.#sharedSlot = -1;
+    };
     return {
       get slot() {
         return current;
+      },
+      get shared() {
+        return shared;
+      },
+      share: (on: boolean) => {
+        if (removed || on === shared) return;
+        if (on) {
+          shared = true;
+          if (this.#sharedCount++ === 0) this.#sharedSlot = current;
+          else if (current !== this.#sharedSlot) {
+            this.#move(task, current, this.#sharedSlot);
+            current = this.#sharedSlot;
+          }
+          return;
+        }
+        unshare();
+        // Leave only if the slot is crowded by the others that share it.
+        if (this.#slots[current]!.length === 1) return;
+        const best = this.#leastLoaded();
+        if (this.#slots[best]!.length + 1 >= this.#slots[current]!.length) return;
+        this.#move(task, current, best);
+        current = best;
       },
       // Moving earlier makes the next tick come that much sooner, once: used to tick just after a
       // channel's packets arrive instead of up to a frame later.
@@ -108,6 +170,8 @@ export class TickScheduler {
         )
           slots--;
         if (slots === 0) return 0;
+        // A phase of its own again: it no longer shares.
+        if (shared) unshare();
         const from = this.#slots[current]!;
         const i = from.indexOf(task);
         if (i >= 0) from.splice(i, 1);
@@ -120,6 +184,8 @@ export class TickScheduler {
       remove: () => {
         if (removed) return;
         removed = true;
+        if (shared) unshare();
+        this.#skipOnce.delete(task);
         const slot = this.#slots[current]!;
         const i = slot.indexOf(task);
         if (i >= 0) slot.splice(i, 1);
@@ -153,10 +219,26 @@ export class TickScheduler {
   #runSlots(index: number, skipped: number, dueNow: number): void {
     // After a skip the clock jumped; run every slot passed over in this frame so none loses a tick.
     const from = skipped > 0 ? index - Math.min(skipped, this.slotCount - 1) : index;
-    for (let k = from; k <= index; k++) {
-      const slot = this.#slots[k % this.slotCount]!;
-      const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
-      for (let i = 0; i < slot.length; i++) slot[i]!.due(dueAt);
+    try {
+      for (let k = from; k <= index; k++) {
+        const s = k % this.slotCount;
+        const slot = this.#slots[s]!;
+        const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
+        this.#runningSlot = s;
+        // A task may move during its own call (share): iterate over the tasks there at the start.
+        for (let i = 0, n = slot.length; i < n && i < slot.length; i++) {
+          const task = slot[i]!;
+          if (this.#skipOnce.size > 0 && this.#skipOnce.delete(task)) continue;
+          task.due(dueAt);
+          // It moved out of this slot: the next task now sits at index i.
+          if (slot[i] !== task) {
+            i--;
+            n--;
+          }
+        }
+      }
+    } finally {
+      this.#runningSlot = -1;
     }
     if (this.afterRun) setImmediate(this.afterRun);
   }

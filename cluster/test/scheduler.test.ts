@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TickScheduler, type ScheduledHandle } from '../src/voice/scheduler.js';
+import { SHARED_SLOT_TASKS, TickScheduler, type ScheduledHandle } from '../src/voice/scheduler.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -133,5 +133,17 @@ describe('TickScheduler', () => {
     h[1]!.share(false);
     expect(h[1]!.slot).toBe(1);
     s.close();
+  });
+
+  it('puts at most SHARED_SLOT_TASKS in one shared slot (the last of them waits for the others)', async () => {
+    const s = new TickScheduler(20, 8);
+    const handles: ScheduledHandle[] = [];
+    const n = SHARED_SLOT_TASKS + 4;
+    for (let i = 0; i < n; i++) handles.push(s.add({ due: () => handles[i]!.share(true) }));
+    for (let t = 0; t < 100 && !handles.every((h) => h.shared); t++) await sleep(10);
+    s.close();
+    const per = new Map<number, number>();
+    for (const h of handles) per.set(h.slot, (per.get(h.slot) ?? 0) + 1);
+    expect([...per.values()].sort((a, b) => b - a)).toEqual([SHARED_SLOT_TASKS, 4]);
   });
 });

@@ -21,6 +21,12 @@ export interface ScheduledTask {
 }
 
 /**
+ * The most tasks one slot holds that `share()`: they run back to back, so the last one's tick waits
+ * for the others (a channel that only streams ticks in about 10-20 µs: 16 of them, under 0.5 ms).
+ */
+export const SHARED_SLOT_TASKS = 16;
+
+/**
  * One drift-free clock for every channel with the same frame size. The frame is cut into `slots`
  * phases and each channel gets the least loaded one, so channel ticks are spread over the frame
  * instead of colliding: independent per-channel timers made the p99 tick lateness grow with the
@@ -33,9 +39,8 @@ export class TickScheduler {
   #ticker: Ticker | null = null;
   #size = 0;
   #lastTickerP99 = 0;
-  /** The slot tasks that `share()` sit in (-1: none), and how many do. */
-  #sharedSlot = -1;
-  #sharedCount = 0;
+  /** Per slot, the tasks in it that `share()`: a slot with some takes more, up to SHARED_SLOT_TASKS. */
+  readonly #sharedIn: number[];
   /** The slot running now (-1 outside a wake-up): a task moved to a later slot skips it this frame. */
   #runningSlot = -1;
   /** Tasks moved into a slot still to run in this frame: not run again until the next frame. */
@@ -57,6 +62,7 @@ export class TickScheduler {
     if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
     this.#slots = Array.from({ length: this.slotCount }, () => []);
+    this.#sharedIn = new Array<number>(this.slotCount).fill(0);
   }
 
   /** The clock runs only while some channel is active: an idle home server does not wake at all. */
@@ -96,6 +102,21 @@ export class TickScheduler {
     return this.#size;
   }
 
+  /**
+   * Where a task in slot `from` goes to share: the fullest slot others already share that has room,
+   * else `from` itself (it starts one). The cap bounds how long the last of them waits for the others.
+   */
+  #sharedSlotFor(from: number): number {
+    const n = this.#sharedIn[from]!;
+    if (n > 0 && n < SHARED_SLOT_TASKS) return from;
+    let best = -1;
+    for (let i = 0; i < this.slotCount; i++) {
+      const k = this.#sharedIn[i]!;
+      if (k > 0 && k < SHARED_SLOT_TASKS && (best < 0 || k > this.#sharedIn[best]!)) best = i;
+    }
+    return best >= 0 ? best : from;
+  }
+
   #leastLoaded(): number {
     let best = 0;
     for (let i = 1; i < this.slotCount; i++) if (this.#slots[i]!.length < this.#slots[best]!.length) best = i;
@@ -129,7 +150,7 @@ export class TickScheduler {
     let shared = false;
     const unshare = () => {
       shared = false;
-      if (--this.#sharedCount === 0) this.#sharedSlot = -1;
+      this.#sharedIn[current]!--;
     };
     return {
       get slot() {
@@ -142,11 +163,12 @@ export class TickScheduler {
         if (removed || on === shared) return;
         if (on) {
           shared = true;
-          if (this.#sharedCount++ === 0) this.#sharedSlot = current;
-          else if (current !== this.#sharedSlot) {
-            this.#move(task, current, this.#sharedSlot);
-            current = this.#sharedSlot;
+          const to = this.#sharedSlotFor(current);
+          if (to !== current) {
+            this.#move(task, current, to);
+            current = to;
           }
+          this.#sharedIn[current]!++;
           return;
         }
         unshare();

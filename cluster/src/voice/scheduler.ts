@@ -53,9 +53,8 @@ export class TickScheduler {
     /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
     private readonly wake: TickerWake = 'timer',
     /**
-     * Runs once the tasks due at a wake-up have done their work: the voice plane sends the
-     * tick's batched packets there. Tasks that defer their work with setImmediate (nact runs each
-     * dispatched message in its own) queue it before this, so it runs after them.
+     * Runs right after the tasks due at a wake-up (their `due` calls do their work): the voice
+     * plane sends the tick's batched packets there. Work a task defers is not waited for.
      */
     private readonly afterRun: (() => void) | null = null,
   ) {
@@ -222,20 +221,25 @@ export class TickScheduler {
   }
 
   #run(t: Tick): void {
-    // The clock wakes in the timers phase, before this loop iteration reads the sockets: packets
-    // that arrived before the tick was due (all of them, after the process stalled) would be
-    // missed and the buffers would run dry (a slip in the mix). The check phase comes after the
-    // sockets are read.
+    // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
+    // check phase of this loop iteration follows its socket reads; woken by the metronome's message
+    // (the poll phase) a packet whose event came after the message's in that poll would be missed
+    // until the next frame: a talkspurt's first packet, arrived just before its tick, then waited
+    // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
+    // next iteration's poll (which does not block while an immediate is pending). Until channel
+    // ticks were called directly the nact message per tick made that second hop.
     const index = t.index;
     const skipped = t.skipped;
     const dueNow = performance.now() - t.latenessMs;
-    setImmediate(() => {
-      try {
-        this.#runSlots(index, skipped, dueNow);
-      } catch (err) {
-        this.onError(err);
-      }
-    });
+    setImmediate(() =>
+      setImmediate(() => {
+        try {
+          this.#runSlots(index, skipped, dueNow);
+        } catch (err) {
+          this.onError(err);
+        }
+      }),
+    );
   }
 
   #runSlots(index: number, skipped: number, dueNow: number): void {
@@ -262,7 +266,8 @@ export class TickScheduler {
     } finally {
       this.#runningSlot = -1;
     }
-    if (this.afterRun) setImmediate(this.afterRun);
+    // Right after the tasks: their work (a tick's packets) leaves in this iteration.
+    this.afterRun?.();
   }
 
   /** The clock's own wake-up lateness (not the channels'), p50 and p99, ms. */

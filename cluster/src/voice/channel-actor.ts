@@ -40,7 +40,8 @@ export interface ChannelActorDeps {
  * owner on one thread. The tick itself is no message: the scheduler calls it directly (as the
  * ingress calls `forwardOnArrival`), because a nact dispatch per tick (an immediate, an async
  * closure and its promise, a context object with a copied Map) was the largest allocation left per
- * channel and frame, and one more hop through the event loop before the tick ran.
+ * channel and frame. (The hop through the loop that message made, the scheduler now makes once
+ * per wake-up: see `TickScheduler.#run`.)
  */
 export class ChannelActor implements ScheduledTask {
   readonly core: ChannelCore;

@@ -6,8 +6,11 @@
  *   node --conditions=source --import tsx cluster/bench/capacity.ts [--opus native|opusscript]
  *     [--udp-send dgram]   (the server sends with node:dgram instead of sendmmsg: side-by-side runs)
  *     [--streams 4]        (members ask for streams: speakers forwarded as STREAM packets, no mix)
+ *     [--cpu-prof DIR]     (a V8 profile of the server's measured window per step; cpu-profile.ts sums it up)
  */
 import { spawnNiced } from './niced.js';
+import { startCpuProfile, type CpuProfileRun } from './cpu-profile.js';
+import { threadShares, threadTimes } from './thread-cpu.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +36,8 @@ interface Step {
   scavengesPerS: number;
   /** Longest scavenge pause in the window, ms. */
   scavengeMaxMs: number;
+  /** The server CPU split by thread (Linux): main thread user and system, the other threads. */
+  threads: ReturnType<typeof threadShares>;
 }
 
 /** Counts scavenges (minor GCs) of this process from now on. */
@@ -73,6 +78,8 @@ export interface CapacityOptions {
   udpSend?: UdpSendChoice;
   /** The members' hello `streams` (README 8.8): 1 mixes (default); 2+ the speakers come as STREAM packets. */
   streams?: number;
+  /** Write a V8 CPU profile of the server's main thread over each step's measured window into this directory. */
+  cpuProfDir?: string;
 }
 
 type UdpSendChoice = 'auto' | 'dgram' | 'sendmmsg';
@@ -120,6 +127,7 @@ async function runStep(
   membersPerChannel = 10,
   udpSend: UdpSendChoice = 'auto',
   streams = 1,
+  cpuProfDir?: string,
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics: false });
@@ -145,7 +153,9 @@ async function runStep(
   let ready = 0;
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   let measureStart: Promise<void> | null = null;
+  let profile: Promise<CpuProfileRun> | null = null;
   let cpu0 = process.cpuUsage();
+  let threads0 = threadTimes();
   let wall0 = performance.now();
   await new Promise<void>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
@@ -163,7 +173,9 @@ async function runStep(
             }
             server.voice.resetClockLateness();
             gc.reset();
+            if (cpuProfDir) profile = startCpuProfile();
             cpu0 = process.cpuUsage();
+            threads0 = threadTimes();
             wall0 = performance.now();
             r();
           }, 2_000),
@@ -183,6 +195,7 @@ async function runStep(
     clock50: number;
     clock99: number;
     gc: { count: number; maxMs: number };
+    threads: ReturnType<typeof threadTimes>;
   }>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
       if (!d.toString().includes('done sending')) return;
@@ -190,6 +203,7 @@ async function runStep(
       const worst = (f: (s: (typeof stats)[number]) => number) => Math.max(0, ...stats.map(f));
       resolve({
         cpu: process.cpuUsage(cpu0),
+        threads: threadTimes(),
         wall: performance.now() - wall0,
         late50: worst((s) => s.lateness.percentile(50)),
         late99: worst((s) => s.lateness.percentile(99)),
@@ -201,6 +215,12 @@ async function runStep(
       });
     });
   });
+  if (profile) {
+    const run = await (profile as Promise<CpuProfileRun>);
+    await run.stopInto(
+      join(cpuProfDir!, `capacity-${channels * membersPerChannel}-streams${streams}.cpuprofile`),
+    );
+  }
   await new Promise<void>((r) => child.once('exit', () => r()));
   const { cpu, wall } = snap;
   const stats = server.voice.channelStats();
@@ -219,6 +239,7 @@ async function runStep(
     clockP99Ms: round(snap.clock99),
     scavengesPerS: round((snap.gc.count / wall) * 1000),
     scavengeMaxMs: round(snap.gc.maxMs),
+    threads: threadShares(threads0, snap.threads, wall / 1000),
   };
   gc.close();
   await server.close();
@@ -239,13 +260,14 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     phases = 10,
     udpSend = 'auto',
     streams = 1,
+    cpuProfDir,
   } = o;
   let best = 0;
   let at: Step | null = null;
   // The issue's bound (2 ms), read from the same sweep.
   let under2 = 0;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend, streams);
+    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend, streams, cpuProfDir);
     log(s);
     const ok = s.deliveryRatio > 0.98 && s.serverCpuPct < 90;
     if (ok && s.latenessP99Ms < 2 && under2 === (at?.members ?? 0)) under2 = s.members;
@@ -309,9 +331,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       phases: { type: 'string', default: '10' },
       'udp-send': { type: 'string', default: 'auto' },
       streams: { type: 'string', default: '1' },
+      'cpu-prof': { type: 'string' },
     },
   });
   const r = await benchCapacity({
+    ...(values['cpu-prof'] ? { cpuProfDir: values['cpu-prof'] } : {}),
     ...(values.steps ? { steps: values.steps.split(',').map(Number) } : {}),
     seconds: Number(values.seconds),
     log: (s) => console.log(JSON.stringify(s)),

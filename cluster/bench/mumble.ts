@@ -10,6 +10,7 @@
  * process's, all threads, over the same steady window.
  *
  *   node --conditions=source --import tsx cluster/bench/mumble.ts --steps 2,10,20 --seconds 10 [--streams 1]
+ *     [--cpu-prof DIR]   (a V8 profile of our server's measured window; summarise with cpu-profile.ts)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,8 +27,12 @@ const CLOCK_TICKS = 100; // USER_HZ on Linux
 export interface MumbleStep {
   members: number;
   mumbleCpuPct: number;
+  /** Of which in the kernel (system time): the UDP sends and receives both servers pay alike. */
+  mumbleSysPct: number;
   mumbleDelivered: number;
   oursCpuPct: number;
+  /** Of which the main thread's system time (the other threads' is small: the clock's wake-ups). */
+  oursMainSysPct: number;
   oursDelivered: number;
   oursLatenessP99Ms: number;
 }
@@ -43,14 +48,17 @@ function freeTcpPort(): Promise<number> {
   });
 }
 
-/** utime + stime of a process and all its threads, in seconds. */
-function cpuSeconds(pid: number): number {
+/** utime and stime of a process and all its threads, in seconds. */
+function cpuSeconds(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  return { user: Number(fields[11]) / CLOCK_TICKS, sys: Number(fields[12]) / CLOCK_TICKS };
 }
 
-async function mumbleStep(channels: number, seconds: number): Promise<{ cpuPct: number; delivered: number }> {
+async function mumbleStep(
+  channels: number,
+  seconds: number,
+): Promise<{ cpuPct: number; sysPct: number; delivered: number }> {
   // murmurd drops to its own user: its directory must be writable by it.
   const dir = mkdtempSync(join(tmpdir(), 'voice-mumble-'));
   chmodSync(dir, 0o777);
@@ -100,28 +108,35 @@ async function mumbleStep(channels: number, seconds: number): Promise<{ cpuPct: 
     let out = '';
     let err = '';
     swarm.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    let window: { cpu0: number; t0: number } | null = null;
-    let result: { cpu: number; wall: number } | null = null;
+    let window: { cpu0: { user: number; sys: number } | null; t0: number } | null = null;
+    let result: { cpu: number; sys: number; wall: number } | null = null;
     swarm.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       const ready = err.split('\n').filter((l) => l.includes('ready')).length;
       if (ready >= channels && window === null) {
-        window = { cpu0: Number.NaN, t0: 0 };
+        window = { cpu0: null, t0: 0 };
         // As the capacity bench: 2 s for talkspurts to start, then the steady state only.
         setTimeout(() => {
           window = { cpu0: cpuSeconds(murmur.pid!), t0: performance.now() };
         }, 2_000);
       }
-      if (err.includes('done sending') && result === null && window && Number.isFinite(window.cpu0))
-        result = { cpu: cpuSeconds(murmur.pid!) - window.cpu0, wall: (performance.now() - window.t0) / 1000 };
+      if (err.includes('done sending') && result === null && window?.cpu0) {
+        const now = cpuSeconds(murmur.pid!);
+        result = {
+          cpu: now.user + now.sys - window.cpu0.user - window.cpu0.sys,
+          sys: now.sys - window.cpu0.sys,
+          wall: (performance.now() - window.t0) / 1000,
+        };
+      }
     });
     const code = await new Promise<number | null>((r) => swarm.once('exit', r));
     if (code !== 0 || result === null)
       throw new Error(`mumble swarm failed (${code}):\n${err}\n${log.slice(-2000)}`);
     const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { deliveryRatio: number };
-    const { cpu, wall } = result as { cpu: number; wall: number };
+    const { cpu, sys, wall } = result as { cpu: number; sys: number; wall: number };
     return {
       cpuPct: Math.round((cpu / wall) * 1000) / 10,
+      sysPct: Math.round((sys / wall) * 1000) / 10,
       delivered: Math.round(r.deliveryRatio * 1000) / 1000,
     };
   } finally {
@@ -133,9 +148,16 @@ async function mumbleStep(channels: number, seconds: number): Promise<{ cpuPct: 
 
 /** Both servers at each step (channels of 10). */
 export async function benchMumble(
-  o: { steps?: number[]; seconds?: number; streams?: number; log?: (s: MumbleStep) => void } = {},
+  o: {
+    steps?: number[];
+    seconds?: number;
+    streams?: number;
+    log?: (s: MumbleStep) => void;
+    /** A V8 CPU profile of our server's measured window per step, into this directory. */
+    cpuProfDir?: string;
+  } = {},
 ): Promise<Record<string, number>> {
-  const { steps = [2, 10, 20], seconds = 10, streams = 4, log = () => {} } = o;
+  const { steps = [2, 10, 20], seconds = 10, streams = 4, log = () => {}, cpuProfDir } = o;
   const figures: Record<string, number> = {};
   const probe = spawnSync(MURMURD, ['-version'], { encoding: 'utf8' });
   if (probe.error) {
@@ -144,20 +166,28 @@ export async function benchMumble(
   }
   for (const channels of steps) {
     const m = await mumbleStep(channels, seconds);
-    let ours: { serverCpuPct: number; deliveryRatio: number; latenessP99Ms: number } | null = null;
+    let ours: {
+      serverCpuPct: number;
+      deliveryRatio: number;
+      latenessP99Ms: number;
+      threads: { mainSysPct: number };
+    } | null = null;
     await benchCapacity({
       steps: [channels],
       seconds,
       opus: 'libopus',
       maxP99Ms: Number.POSITIVE_INFINITY,
       streams,
+      ...(cpuProfDir ? { cpuProfDir } : {}),
       log: (s) => (ours = s),
     });
     const step: MumbleStep = {
       members: channels * 10,
       mumbleCpuPct: m.cpuPct,
+      mumbleSysPct: m.sysPct,
       mumbleDelivered: m.delivered,
       oursCpuPct: ours!.serverCpuPct,
+      oursMainSysPct: ours!.threads.mainSysPct,
       oursDelivered: ours!.deliveryRatio,
       oursLatenessP99Ms: ours!.latenessP99Ms,
     };
@@ -176,9 +206,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       steps: { type: 'string', default: '2,10,20' },
       seconds: { type: 'string', default: '10' },
       streams: { type: 'string', default: '4' },
+      'cpu-prof': { type: 'string' },
     },
   });
   const figures = await benchMumble({
+    ...(values['cpu-prof'] ? { cpuProfDir: values['cpu-prof'] } : {}),
     steps: values.steps.split(',').map(Number),
     seconds: Number(values.seconds),
     streams: Number(values.streams),

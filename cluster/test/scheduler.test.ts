@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TickScheduler } from '../src/voice/scheduler.js';
+import { SHARED_SLOT_TASKS, TickScheduler, type ScheduledHandle } from '../src/voice/scheduler.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -53,11 +53,11 @@ describe('TickScheduler', () => {
     s.close();
   });
 
-  it('runs afterRun once per wake-up, after the work its tasks deferred with setImmediate (as nact does)', async () => {
+  it('runs afterRun once per wake-up, right after its tasks, one loop iteration after the wake', async () => {
     const events: string[] = [];
     const s = new TickScheduler(20, 2, undefined, 'timer', () => events.push('after'));
     // Two tasks in one slot, two in the other: each wake-up runs one slot.
-    for (const name of ['a', 'b', 'c', 'd']) s.add({ due: () => void setImmediate(() => events.push(name)) });
+    for (const name of ['a', 'b', 'c', 'd']) s.add({ due: () => void events.push(name) });
     // Ten wake-ups (100 ms unloaded; longer on a loaded machine, whose late wake-ups run both slots).
     for (let t = 0; t < 300 && events.filter((e) => e === 'after').length < 10; t++) await sleep(10);
     s.close();
@@ -66,8 +66,83 @@ describe('TickScheduler', () => {
       .split('after')
       .filter((w) => w.trim() !== '');
     expect(wakes.length).toBeGreaterThanOrEqual(10);
-    // Every wake-up's deferred work comes before its 'after' (a late wake-up may run both slots).
     for (const w of wakes) expect(w.trim()).toMatch(/^(a c|b d)( (a c|b d))?$/);
     expect(events.at(-1)).toBe('after');
+  });
+
+  it('tasks that share wake the clock once a frame for all of them, each still ticking once per frame', async () => {
+    let wakes = 0;
+    const s = new TickScheduler(20, 8, undefined, 'timer', () => void wakes++);
+    const counts = new Array<number>(8).fill(0);
+    const handles: ScheduledHandle[] = [];
+    for (let i = 0; i < 8; i++)
+      handles.push(
+        s.add({
+          due: () => {
+            counts[i]!++;
+            handles[i]!.share(true);
+          },
+        }),
+      );
+    // One per slot until they run; then all in one.
+    expect(new Set(handles.map((h) => h.slot)).size).toBe(8);
+    await sleep(60);
+    expect(handles.every((h) => h.shared)).toBe(true);
+    expect(new Set(handles.map((h) => h.slot)).size).toBe(1);
+    wakes = 0;
+    counts.fill(0);
+    await sleep(500);
+    s.close();
+    // 25 frames: 25 wake-ups (fewer on a loaded machine, whose late wake-ups catch up in one), not 8 x 25.
+    expect(wakes).toBeLessThanOrEqual(30);
+    for (const c of counts) {
+      expect(c).toBeGreaterThanOrEqual(20);
+      expect(c).toBeLessThanOrEqual(26);
+    }
+  });
+
+  it('a task moved to a slot still to come in the frame skips it once; one that stops sharing gets a slot of its own', async () => {
+    const s = new TickScheduler(20, 8);
+    const dues: number[] = [];
+    let calls = 0;
+    const h: ScheduledHandle[] = [];
+    // a (slot 0) shares on its second tick, after b (slot 1) made slot 1 the shared one: a moves
+    // from slot 0 to slot 1, later in the same frame, and must not tick again in it.
+    h.push(
+      s.add({
+        due: (dueAt) => {
+          dues.push(dueAt);
+          if (++calls === 2) h[0]!.share(true);
+        },
+      }),
+    );
+    h.push(s.add({ due: () => h[1]!.share(true) }));
+    expect([h[0]!.slot, h[1]!.slot]).toEqual([0, 1]);
+    for (let t = 0; t < 100 && dues.length < 4; t++) await sleep(10);
+    expect(h[0]!.slot).toBe(1);
+    // From its tick in slot 0 to its next, in slot 1: a frame and a slot (2.5 ms), not one slot.
+    expect(dues[2]! - dues[1]!).toBeGreaterThanOrEqual(20);
+    // A third task goes to an empty slot, not the shared one; a sharing task that stops gets one too.
+    const c = s.add({ due: () => {} });
+    expect(c.slot).not.toBe(1);
+    h[0]!.share(false);
+    expect(h[0]!.shared).toBe(false);
+    expect([1, c.slot]).not.toContain(h[0]!.slot);
+    // The last one sharing that stops stays where it is (nobody crowds it).
+    h[1]!.share(false);
+    expect(h[1]!.slot).toBe(1);
+    s.close();
+  });
+
+  it('puts at most SHARED_SLOT_TASKS in one shared slot (the last of them waits for the others)', async () => {
+    const s = new TickScheduler(20, 8);
+    const handles: ScheduledHandle[] = [];
+    const n = SHARED_SLOT_TASKS + 4;
+    for (let i = 0; i < n; i++) handles.push(s.add({ due: () => handles[i]!.share(true) }));
+    for (let t = 0; t < 100 && !handles.every((h) => h.shared); t++) await sleep(10);
+    s.close();
+    const per = new Map<number, number>();
+    for (const h of handles) per.set(h.slot, (per.get(h.slot) ?? 0) + 1);
+    expect([...per.values()].sort((a, b) => b - a)).toEqual([SHARED_SLOT_TASKS, 4]);
   });
 });

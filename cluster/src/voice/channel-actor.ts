@@ -8,14 +8,17 @@ import type { VoiceEndpoint } from './endpoint.js';
 import type { ScheduledHandle, ScheduledTask } from './scheduler.js';
 
 type ChannelMsg =
-  | { type: 'tick' }
   | { type: 'add'; ep: VoiceEndpoint }
   | { type: 'remove'; ep: VoiceEndpoint }
   | { type: 'retire'; ep: VoiceEndpoint }
   | { type: 'update'; ep: VoiceEndpoint }
   | { type: 'settings'; channel: StoredChannel };
 
-const TICK: ChannelMsg = { type: 'tick' };
+/**
+ * Ticks in a row in which every listener of a channel streamed before it shares the clock slot of
+ * the other such channels (1 s): a channel that flips between the two is not moved at each flip.
+ */
+export const SHARE_AFTER_TICKS = 50;
 
 /** What a channel actor is built from. */
 export interface ChannelActorDeps {
@@ -32,9 +35,13 @@ export interface ChannelActorDeps {
 }
 
 /**
- * One active channel: the nact actor that owns its `ChannelCore`, the tick it receives from the
- * scheduler (skipped, never queued, while the previous one waits: a bounded mailbox) and how late
- * those ticks run. Every member change reaches the core as a message, so the core has one owner.
+ * One active channel: the nact actor that owns its `ChannelCore`, the tick the scheduler runs and
+ * how late those ticks run. Every member change reaches the core as a message, so the core has one
+ * owner on one thread. The tick itself is no message: the scheduler calls it directly (as the
+ * ingress calls `forwardOnArrival`), because a nact dispatch per tick (an immediate, an async
+ * closure and its promise, a context object with a copied Map) was the largest allocation left per
+ * channel and frame. (The hop through the loop that message made, the scheduler now makes once
+ * per wake-up: see `TickScheduler.#run`.)
  */
 export class ChannelActor implements ScheduledTask {
   readonly core: ChannelCore;
@@ -44,12 +51,13 @@ export class ChannelActor implements ScheduledTask {
   slotMs = 0;
   /** Seats held (members attached, or being re-attached): the channel stops at zero. */
   members = 0;
-  /** A tick is waiting in the mailbox: the next one is skipped rather than queued (bounded mailbox). */
-  #tickQueued = false;
+  /** Frame periods no tick ran in (the process stalled or the clock skipped), made up by the next. */
   ticksSkipped = 0;
-  /** When the queued tick was due (performance clock), and how late ticks reach the actor. */
-  #dueAt = 0;
+  /** When the last tick was due (performance clock); how late ticks start is `lateness`. */
   #lastDueAt = 0;
+  /** Ticks in a row in which no listener needed a mix. */
+  #streamingTicks = 0;
+  readonly #log: Logger;
   readonly lateness = new Histogram({ bucketWidth: 0.05, buckets: 2000, window: 3000 });
   #closed = false;
 
@@ -57,6 +65,7 @@ export class ChannelActor implements ScheduledTask {
     readonly channel: StoredChannel,
     deps: ChannelActorDeps,
   ) {
+    this.#log = deps.log;
     this.core = new ChannelCore(channel.id, channel.voice, deps.opus, deps.io, {
       tickBudgetMs: channel.voice.frameMs * deps.tickBudget,
       timeStretch: deps.timeStretch,
@@ -66,9 +75,6 @@ export class ChannelActor implements ScheduledTask {
       deps.system,
       (state: ChannelCore, msg: ChannelMsg) => {
         switch (msg.type) {
-          case 'tick':
-            this.#tick(state);
-            break;
           case 'add':
             if (!msg.ep.closed) state.addMember(msg.ep);
             break;
@@ -105,30 +111,48 @@ export class ChannelActor implements ScheduledTask {
     return this.channel.id;
   }
 
-  #tick(state: ChannelCore): void {
-    this.#tickQueued = false;
+  /** The scheduler's call: run this channel's tick now. */
+  due(dueAt: number): void {
+    if (this.#closed) return;
+    const state = this.core;
     const now = performance.now();
-    this.lateness.record(now - this.#dueAt);
+    this.lateness.record(now - dueAt);
     // Frames of time since the last tick that ran (1, or more after a stall or a skip; an
     // earlier phase after alignment is a shorter period, still one frame).
     const frames =
-      this.#lastDueAt === 0
-        ? 1
-        : Math.max(1, Math.round((this.#dueAt - this.#lastDueAt) / state.settings.frameMs));
-    this.#lastDueAt = this.#dueAt;
-    state.tick(now, frames, Math.max(0, now - this.#dueAt));
+      this.#lastDueAt === 0 ? 1 : Math.max(1, Math.round((dueAt - this.#lastDueAt) / state.settings.frameMs));
+    this.#lastDueAt = dueAt;
+    this.ticksSkipped += frames - 1;
+    try {
+      state.tick(now, frames, Math.max(0, now - dueAt));
+      this.#shareWhenStreaming();
+    } catch (err) {
+      // A bug in one tick must not take the channel (or the other channels of its slot) down.
+      this.#log.error({ err, channel: this.channel.id }, 'channel tick failed; resuming');
+    }
   }
 
-  /** The scheduler's call: hand the actor a tick unless the previous one is still queued. */
-  due(dueAt: number): void {
-    if (this.#tickQueued) {
-      // The actor has not run the previous tick yet: skip rather than queue (bounded mailbox).
-      this.ticksSkipped++;
+  /**
+   * A channel whose every listener streams (README 8.8) sends each packet as it arrives and mixes
+   * nothing: its tick is a little bookkeeping whose phase does not matter, so it shares one clock
+   * slot with the others like it (one wake-up a frame for all of them, not one per slot). The
+   * first tick in which someone needs a mix takes it back to a slot of its own.
+   */
+  #shareWhenStreaming(): void {
+    const schedule = this.schedule;
+    if (!schedule) return;
+    const members = this.core.members;
+    let streaming = members.length > 0;
+    for (let i = 0; i < members.length && streaming; i++) {
+      const m = members[i]!;
+      streaming = m.streamMode || m.deaf || m.endpoint.transport === 'none';
+    }
+    if (!streaming) {
+      this.#streamingTicks = 0;
+      if (schedule.shared) schedule.share(false);
       return;
     }
-    this.#tickQueued = true;
-    this.#dueAt = dueAt;
-    dispatch(this.#actor, TICK);
+    if (++this.#streamingTicks >= SHARE_AFTER_TICKS && !schedule.shared) schedule.share(true);
   }
 
   add(ep: VoiceEndpoint): void {

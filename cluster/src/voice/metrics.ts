@@ -86,7 +86,7 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
   ],
   [
     'voice_channel_ticks_skipped',
-    'Ticks skipped because the previous one was still queued',
+    'Frame periods in which a channel did not tick (stall or clock skip), made up by the next tick',
     (s) => s.ticksSkipped,
   ],
   ['voice_channel_tick_lateness_p50_ms', 'Tick due to actor start, p50', (s) => s.lateness.percentile(50)],

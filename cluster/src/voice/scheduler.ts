@@ -4,6 +4,14 @@ export interface ScheduledHandle {
   readonly slot: number;
   /** Moves up to `slots` phases earlier, less if the target phase is crowded; returns the move. */
   advance(slots: number): number;
+  /**
+   * `true`: this task's tick is cheap and its phase does not matter (a channel that mixes nothing),
+   * so it joins the one slot such tasks share: the clock wakes once a frame for all of them instead
+   * of once per slot. `false`: back to the least loaded slot. Called from the task's own `due`.
+   */
+  share(on: boolean): void;
+  /** In the shared slot. */
+  readonly shared: boolean;
   remove(): void;
 }
 
@@ -11,6 +19,12 @@ export interface ScheduledTask {
   /** Called when the task's slot is due; `dueAt` is on the performance.now() clock. */
   due(dueAt: number): void;
 }
+
+/**
+ * The most tasks one slot holds that `share()`: they run back to back, so the last one's tick waits
+ * for the others (a channel that only streams ticks in about 10-20 µs: 16 of them, under 0.5 ms).
+ */
+export const SHARED_SLOT_TASKS = 16;
 
 /**
  * One drift-free clock for every channel with the same frame size. The frame is cut into `slots`
@@ -25,6 +39,12 @@ export class TickScheduler {
   #ticker: Ticker | null = null;
   #size = 0;
   #lastTickerP99 = 0;
+  /** Per slot, the tasks in it that `share()`: a slot with some takes more, up to SHARED_SLOT_TASKS. */
+  readonly #sharedIn: number[];
+  /** The slot running now (-1 outside a wake-up): a task moved to a later slot skips it this frame. */
+  #runningSlot = -1;
+  /** Tasks moved into a slot still to run in this frame: not run again until the next frame. */
+  readonly #skipOnce = new Set<ScheduledTask>();
 
   constructor(
     readonly frameMs: number,
@@ -33,15 +53,15 @@ export class TickScheduler {
     /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
     private readonly wake: TickerWake = 'timer',
     /**
-     * Runs once the tasks due at a wake-up have done their work: the voice plane sends the
-     * tick's batched packets there. Tasks that defer their work with setImmediate (nact runs each
-     * dispatched message in its own) queue it before this, so it runs after them.
+     * Runs right after the tasks due at a wake-up (their `due` calls do their work): the voice
+     * plane sends the tick's batched packets there. Work a task defers is not waited for.
      */
     private readonly afterRun: (() => void) | null = null,
   ) {
     if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
     this.#slots = Array.from({ length: this.slotCount }, () => []);
+    this.#sharedIn = new Array<number>(this.slotCount).fill(0);
   }
 
   /** The clock runs only while some channel is active: an idle home server does not wake at all. */
@@ -81,19 +101,82 @@ export class TickScheduler {
     return this.#size;
   }
 
-  /** Adds a task to the least loaded phase; returns its handle (move it, remove it). */
-  add(task: ScheduledTask): ScheduledHandle {
+  /**
+   * Where a task in slot `from` goes to share: the fullest slot others already share that has room,
+   * else `from` itself (it starts one). The cap bounds how long the last of them waits for the others.
+   */
+  #sharedSlotFor(from: number): number {
+    const n = this.#sharedIn[from]!;
+    if (n > 0 && n < SHARED_SLOT_TASKS) return from;
+    let best = -1;
+    for (let i = 0; i < this.slotCount; i++) {
+      const k = this.#sharedIn[i]!;
+      if (k > 0 && k < SHARED_SLOT_TASKS && (best < 0 || k > this.#sharedIn[best]!)) best = i;
+    }
+    return best >= 0 ? best : from;
+  }
+
+  #leastLoaded(): number {
     let best = 0;
     for (let i = 1; i < this.slotCount; i++) if (this.#slots[i]!.length < this.#slots[best]!.length) best = i;
+    return best;
+  }
+
+  /**
+   * Moves `task` between slots. Into a slot still to come in the frame that is running, it skips
+   * that slot once (else it would tick twice in one frame); into one already past, its next tick
+   * comes less than a frame after the last, as after `advance`.
+   */
+  #move(task: ScheduledTask, from: number, to: number): void {
+    const slot = this.#slots[from]!;
+    const i = slot.indexOf(task);
+    if (i >= 0) slot.splice(i, 1);
+    this.#changed(from);
+    this.#slots[to]!.push(task);
+    this.#changed(to);
+    if (this.#runningSlot >= 0 && to > this.#runningSlot) this.#skipOnce.add(task);
+  }
+
+  /** Adds a task to the least loaded phase; returns its handle (move it, remove it). */
+  add(task: ScheduledTask): ScheduledHandle {
+    const best = this.#leastLoaded();
     this.#slots[best]!.push(task);
     this.#size++;
     if (this.#size === 1) this.#startClock();
     else this.#changed(best);
     let current = best;
     let removed = false;
+    let shared = false;
+    const unshare = () => {
+      shared = false;
+      this.#sharedIn[current]!--;
+    };
     return {
       get slot() {
         return current;
+      },
+      get shared() {
+        return shared;
+      },
+      share: (on: boolean) => {
+        if (removed || on === shared) return;
+        if (on) {
+          shared = true;
+          const to = this.#sharedSlotFor(current);
+          if (to !== current) {
+            this.#move(task, current, to);
+            current = to;
+          }
+          this.#sharedIn[current]!++;
+          return;
+        }
+        unshare();
+        // Leave only if the slot is crowded by the others that share it.
+        if (this.#slots[current]!.length === 1) return;
+        const best = this.#leastLoaded();
+        if (this.#slots[best]!.length + 1 >= this.#slots[current]!.length) return;
+        this.#move(task, current, best);
+        current = best;
       },
       // Moving earlier makes the next tick come that much sooner, once: used to tick just after a
       // channel's packets arrive instead of up to a frame later.
@@ -108,6 +191,8 @@ export class TickScheduler {
         )
           slots--;
         if (slots === 0) return 0;
+        // A phase of its own again: it no longer shares.
+        if (shared) unshare();
         const from = this.#slots[current]!;
         const i = from.indexOf(task);
         if (i >= 0) from.splice(i, 1);
@@ -120,6 +205,8 @@ export class TickScheduler {
       remove: () => {
         if (removed) return;
         removed = true;
+        if (shared) unshare();
+        this.#skipOnce.delete(task);
         const slot = this.#slots[current]!;
         const i = slot.indexOf(task);
         if (i >= 0) slot.splice(i, 1);
@@ -134,31 +221,53 @@ export class TickScheduler {
   }
 
   #run(t: Tick): void {
-    // The clock wakes in the timers phase, before this loop iteration reads the sockets: packets
-    // that arrived before the tick was due (all of them, after the process stalled) would be
-    // missed and the buffers would run dry (a slip in the mix). The check phase comes after the
-    // sockets are read.
+    // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
+    // check phase of this loop iteration follows its socket reads; woken by the metronome's message
+    // (the poll phase) a packet whose event came after the message's in that poll would be missed
+    // until the next frame: a talkspurt's first packet, arrived just before its tick, then waited
+    // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
+    // next iteration's poll (which does not block while an immediate is pending). Until channel
+    // ticks were called directly the nact message per tick made that second hop.
     const index = t.index;
     const skipped = t.skipped;
     const dueNow = performance.now() - t.latenessMs;
-    setImmediate(() => {
-      try {
-        this.#runSlots(index, skipped, dueNow);
-      } catch (err) {
-        this.onError(err);
-      }
-    });
+    setImmediate(() =>
+      setImmediate(() => {
+        try {
+          this.#runSlots(index, skipped, dueNow);
+        } catch (err) {
+          this.onError(err);
+        }
+      }),
+    );
   }
 
   #runSlots(index: number, skipped: number, dueNow: number): void {
     // After a skip the clock jumped; run every slot passed over in this frame so none loses a tick.
     const from = skipped > 0 ? index - Math.min(skipped, this.slotCount - 1) : index;
-    for (let k = from; k <= index; k++) {
-      const slot = this.#slots[k % this.slotCount]!;
-      const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
-      for (let i = 0; i < slot.length; i++) slot[i]!.due(dueAt);
+    try {
+      for (let k = from; k <= index; k++) {
+        const s = k % this.slotCount;
+        const slot = this.#slots[s]!;
+        const dueAt = dueNow - (index - k) * (this.frameMs / this.slotCount);
+        this.#runningSlot = s;
+        // A task may move during its own call (share): iterate over the tasks there at the start.
+        for (let i = 0, n = slot.length; i < n && i < slot.length; i++) {
+          const task = slot[i]!;
+          if (this.#skipOnce.size > 0 && this.#skipOnce.delete(task)) continue;
+          task.due(dueAt);
+          // It moved out of this slot: the next task now sits at index i.
+          if (slot[i] !== task) {
+            i--;
+            n--;
+          }
+        }
+      }
+    } finally {
+      this.#runningSlot = -1;
     }
-    if (this.afterRun) setImmediate(this.afterRun);
+    // Right after the tasks: their work (a tick's packets) leaves in this iteration.
+    this.afterRun?.();
   }
 
   /** The clock's own wake-up lateness (not the channels'), p50 and p99, ms. */

@@ -38,6 +38,12 @@ const MAX_MAKEUP_FRAMES = 4;
  * plays, so a sender faster than real time (a flood) reaches a listener at one frame per period.
  */
 const FORWARD_AHEAD_FRAMES = 2;
+/**
+ * How long a forwarding run's packets may keep arriving ahead of the channel clock at the pace of
+ * real time before the run is re-anchored (see `#reanchor`), ms: longer than a burst after a stall,
+ * short against the seconds a talkspurt lasts.
+ */
+const REANCHOR_AFTER_MS = 100;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
@@ -89,6 +95,10 @@ export interface ChannelStats extends StretchFigures {
   encoderPrimes: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
+  /** Forwarding runs re-anchored after their packets kept arriving ahead of the channel clock. */
+  forwardReanchors: number;
+  /** Held-back frames those re-anchors skipped (their timestamps went to the newer frames). */
+  forwardSkipped: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -150,6 +160,9 @@ export class ChannelCore {
   #tick = 0;
   /** Outgoing media clock, in frames: advances with time, not with ticks run. */
   #mediaFrame = 0;
+  /** When the latest tick was due (performance clock, ms): the media clock between ticks. */
+  #dueAt = 0;
+  readonly #reanchorFrames: number;
   #lastSpeakers = 0;
   /**
    * Members whose session has another member here too: a binding handed over (protocol README
@@ -179,6 +192,8 @@ export class ChannelCore {
       soloGaps: 0,
       encoderPrimes: 0,
       forwardDeferred: 0,
+      forwardReanchors: 0,
+      forwardSkipped: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
       encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -213,6 +228,7 @@ export class ChannelCore {
     this.#timeStretch = options.timeStretch ?? true;
     this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
+    this.#reanchorFrames = Math.max(2, Math.round(REANCHOR_AFTER_MS / settings.frameMs));
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -333,6 +349,7 @@ export class ChannelCore {
     this.#mediaFrame += Math.max(1, frames) - passes;
     this.#drain();
     for (let p = passes - 1; p >= 0; p--) this.#tickBody(now, lateMs + p * this.settings.frameMs);
+    this.#dueAt = now - lateMs;
     const ms = performance.now() - t0;
     this.stats.tickUs.record(ms * 1000);
     this.#adaptComplexity(ms);
@@ -620,13 +637,19 @@ export class ChannelCore {
       // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
       this.stats.holdMs.record(0);
     }
-    if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex)) return;
+    const clock = this.#clockAt(arrival);
+    if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex, clock))
+      return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
-    if (((frameIndex + m.fwdOffset - this.#mediaFrame) | 0) > FORWARD_AHEAD_FRAMES) {
+    if (
+      ((frameIndex + m.fwdOffset - clock) | 0) > FORWARD_AHEAD_FRAMES &&
+      !this.#reanchor(m, frameIndex, clock)
+    ) {
       this.stats.forwardDeferred++;
       return;
     }
+    m.aheadStreak = false;
     m.markForwarded(frameIndex);
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;
@@ -636,6 +659,56 @@ export class ChannelCore {
     // Held 0 for the same reason as a STREAM packet: sent in the handler of its arrival (the
     // microseconds since fall in the histogram's first bucket, and reading the clock boxes a double).
     this.stats.holdMs.record(0);
+  }
+
+  /**
+   * The channel media frame at time `t` (performance clock): the latest tick's, plus the whole frame
+   * periods since that tick was due. After a stall the tick runs late, but the packets that arrive
+   * before it are due by the clock, not ahead of it.
+   */
+  #clockAt(t: number): number {
+    if (this.#tick === 0) return this.#mediaFrame;
+    const since = (t - this.#dueAt) / this.settings.frameMs;
+    return since >= 1 ? (this.#mediaFrame + Math.floor(since)) | 0 : this.#mediaFrame;
+  }
+
+  /**
+   * Whether forwarding run `m` is re-anchored at its packet `k`, which arrived ahead of the channel
+   * clock. A sender faster than real time (a flood) is paced by the tick: its packets wait. But a
+   * run whose packets keep arriving ahead at the pace of real time is not a flood: its offset was
+   * fixed against a frame its speaker's jitter buffer played late (the buffer had grown: a stall, a
+   * burst), and each packet would wait in that buffer for good (jitter-buffer timing, a slip when it
+   * shrinks). After REANCHOR_AFTER_MS of it the run goes on right after the newest frame its
+   * listeners have, with this packet: no timestamp repeats and none is left out; the frames held back
+   * in between are skipped once (their audio is what the buffer had added in delay), and every
+   * later packet goes out as it arrives.
+   */
+  #reanchor(m: VoiceMember, k: number, clock: number): boolean {
+    if (
+      !m.aheadStreak ||
+      ((k - m.aheadFromK) | 0) > ((clock - m.aheadFromFrame) | 0) + FORWARD_AHEAD_FRAMES
+    ) {
+      // A new streak, or packets faster than real time since the last one: (re)start it here.
+      m.aheadStreak = true;
+      m.aheadFromK = k;
+      m.aheadFromFrame = clock;
+      return false;
+    }
+    if (((clock - m.aheadFromFrame) | 0) < this.#reanchorFrames) return false;
+    // The media frame right after the newest the listeners have: it must be due already, else the
+    // listeners' timeline is itself ahead (a sender faster than real time): wait for the clock.
+    const next = (m.fwdTop + m.fwdOffset + 1) | 0;
+    if (((next - clock) | 0) > FORWARD_AHEAD_FRAMES || ((k - m.fwdTop) | 0) <= 0) return false;
+    // Frames between are never sent now (the tick would send them with repeated timestamps). The
+    // forwarded-mask covers 32 frames; older ones count as sent anyway (wasForwarded).
+    const skipped = ((k - m.fwdTop) | 0) - 1;
+    for (let j = skipped > 32 ? (k - 32) | 0 : (m.fwdTop + 1) | 0; j !== k; j = (j + 1) | 0)
+      m.markForwarded(j);
+    m.fwdOffset = (next - k) | 0;
+    m.aheadStreak = false;
+    this.stats.forwardReanchors++;
+    this.stats.forwardSkipped += skipped;
+    return true;
   }
 
   /**
@@ -664,7 +737,7 @@ export class ChannelCore {
    * listeners at unity gain get it now rather than after the next tick (their stream then arrives
    * evenly from the first packet on). The tick confirms or changes this one frame later.
    */
-  #startSoloRun(m: VoiceMember, k: number): boolean {
+  #startSoloRun(m: VoiceMember, k: number, clock: number): boolean {
     if (this.#lastSpeakers !== 0 || !m.heard) return false;
     const members = this.members;
     for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
@@ -684,7 +757,7 @@ export class ChannelCore {
     }
     if (n === 0) return false;
     m.soloListeners = n;
-    m.fwdOffset = this.#mediaFrame + 1 - k;
+    m.fwdOffset = clock + 1 - k;
     m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
     return true;
   }

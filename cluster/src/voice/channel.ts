@@ -413,10 +413,9 @@ export class ChannelCore {
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
         const phase = hold % this.settings.frameMs;
         // Only a frame someone hears in a mix waits for the tick: a streamed one is not advanced.
-        if (m.inMix) {
-          this.alignHold.record(phase);
-          m.recordPhase(hold);
-        }
+        // (The timing advance's phases wait for the sends: see #recordHolds.)
+        if (m.inMix) this.alignHold.record(phase);
+        m.tickArrivalHold = hold;
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
@@ -510,6 +509,8 @@ export class ChannelCore {
     this.#mixer.mix(this.#speakerIds, this.#speakerFrames, count);
     this.#encodedBy.clear();
     let mixed = false;
+    // Speakers not yet in a mix sent to someone this tick (the timing advance is only for those that are).
+    let unmixed = count;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const wasSolo = m.soloFrom;
@@ -578,6 +579,7 @@ export class ChannelCore {
       }
       this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER, this.#mediaFrame);
       m.outStarted = true;
+      if (unmixed > 0) unmixed = this.#markMixed(m, count, unmixed);
       mixed = true;
       m.heardSlot = slot;
       m.heardTick = this.#tick;
@@ -599,6 +601,21 @@ export class ChannelCore {
   }
 
   /**
+   * Marks the speakers whose frames are in the mix listener `m` was just sent (every one it hears
+   * but itself); returns how many of the tick's `count` speakers are still unmarked (`unmixed`).
+   */
+  #markMixed(m: VoiceMember, count: number, unmixed: number): number {
+    for (let s = 0; s < count && unmixed > 0; s++) {
+      const sp = this.#speakerMembers[s]!;
+      if (sp.mixedTick === this.#tick || sp.userId === m.userId || (m.gains?.get(sp.userId) ?? 1) === 0)
+        continue;
+      sp.mixedTick = this.#tick;
+      unmixed--;
+    }
+    return unmixed;
+  }
+
+  /**
    * Server-added delay of this tick's frames: a frame that went out in a mix (or forwarded at the
    * tick) waited for the tick; one forwarded on arrival to every listener who got it was not held
    * (forwardOnArrival records that). With two speakers and a listener, each speaker's frame is
@@ -607,6 +624,9 @@ export class ChannelCore {
   #recordHolds(count: number, mixed: boolean): void {
     for (let s = 0; s < count; s++) {
       const sp = this.#speakerMembers[s]!;
+      // The timing advance moves a speaker's frames to the tick: only one some listener got in a
+      // mix waits for it (not one every listener is forwarded as it arrives, or streams).
+      if (sp.rawLen > 0 && sp.mixedTick === this.#tick) sp.recordPhase(sp.tickArrivalHold);
       if (sp.rawLen === 0 || (sp.rawForwarded && !mixed)) continue;
       this.stats.holdMs.record(sp.tickHold);
       sp.tickHoldMs.record(sp.tickHold);

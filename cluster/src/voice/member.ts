@@ -53,6 +53,10 @@ export class VoiceMember {
   tickHold = 0;
   /** The same without that offset, modulo a frame: the tick's phase against its arrival. */
   tickPhase = 0;
+  /** This tick's hold of its frame, arrival to the tick, ms (what `recordPhase` takes). */
+  tickArrivalHold = 0;
+  /** The last tick whose mix, sent to some listener, had this member's frame in it. */
+  mixedTick = -1;
   /**
    * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
    * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's

@@ -38,12 +38,6 @@ const MAX_MAKEUP_FRAMES = 4;
  * plays, so a sender faster than real time (a flood) reaches a listener at one frame per period.
  */
 const FORWARD_AHEAD_FRAMES = 2;
-/**
- * How long a forwarding run's packets may keep arriving ahead of the channel clock at the pace of
- * real time before the run is re-anchored (see `#reanchor`), ms: longer than a burst after a stall,
- * short against the seconds a talkspurt lasts.
- */
-const REANCHOR_AFTER_MS = 100;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
@@ -95,10 +89,6 @@ export interface ChannelStats extends StretchFigures {
   encoderPrimes: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
-  /** Forwarding runs re-anchored after their packets kept arriving ahead of the channel clock. */
-  forwardReanchors: number;
-  /** Held-back frames those re-anchors skipped (their timestamps went to the newer frames). */
-  forwardSkipped: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -162,7 +152,6 @@ export class ChannelCore {
   #mediaFrame = 0;
   /** When the latest tick was due (performance clock, ms): the media clock between ticks. */
   #dueAt = 0;
-  readonly #reanchorFrames: number;
   #lastSpeakers = 0;
   /**
    * Members whose session has another member here too: a binding handed over (protocol README
@@ -192,8 +181,6 @@ export class ChannelCore {
       soloGaps: 0,
       encoderPrimes: 0,
       forwardDeferred: 0,
-      forwardReanchors: 0,
-      forwardSkipped: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
       encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
@@ -228,7 +215,6 @@ export class ChannelCore {
     this.#timeStretch = options.timeStretch ?? true;
     this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
-    this.#reanchorFrames = Math.max(2, Math.round(REANCHOR_AFTER_MS / settings.frameMs));
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -662,14 +648,10 @@ export class ChannelCore {
       return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
-    if (
-      ((frameIndex + m.fwdOffset - clock) | 0) > FORWARD_AHEAD_FRAMES &&
-      !this.#reanchor(m, frameIndex, clock)
-    ) {
+    if (((frameIndex + m.fwdOffset - clock) | 0) > FORWARD_AHEAD_FRAMES) {
       this.stats.forwardDeferred++;
       return;
     }
-    m.aheadStreak = false;
     m.markForwarded(frameIndex);
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;
@@ -690,45 +672,6 @@ export class ChannelCore {
     if (this.#tick === 0) return this.#mediaFrame;
     const since = (t - this.#dueAt) / this.settings.frameMs;
     return since >= 1 ? (this.#mediaFrame + Math.floor(since)) | 0 : this.#mediaFrame;
-  }
-
-  /**
-   * Whether forwarding run `m` is re-anchored at its packet `k`, which arrived ahead of the channel
-   * clock. A sender faster than real time (a flood) is paced by the tick: its packets wait. But a
-   * run whose packets keep arriving ahead at the pace of real time is not a flood: its offset was
-   * fixed against a frame its speaker's jitter buffer played late (the buffer had grown: a stall, a
-   * burst), and each packet would wait in that buffer for good (jitter-buffer timing, a slip when it
-   * shrinks). After REANCHOR_AFTER_MS of it the run goes on right after the newest frame its
-   * listeners have, with this packet: no timestamp repeats and none is left out; the frames held back
-   * in between are skipped once (their audio is what the buffer had added in delay), and every
-   * later packet goes out as it arrives.
-   */
-  #reanchor(m: VoiceMember, k: number, clock: number): boolean {
-    if (
-      !m.aheadStreak ||
-      ((k - m.aheadFromK) | 0) > ((clock - m.aheadFromFrame) | 0) + FORWARD_AHEAD_FRAMES
-    ) {
-      // A new streak, or packets faster than real time since the last one: (re)start it here.
-      m.aheadStreak = true;
-      m.aheadFromK = k;
-      m.aheadFromFrame = clock;
-      return false;
-    }
-    if (((clock - m.aheadFromFrame) | 0) < this.#reanchorFrames) return false;
-    // The media frame right after the newest the listeners have: it must be due already, else the
-    // listeners' timeline is itself ahead (a sender faster than real time): wait for the clock.
-    const next = (m.fwdTop + m.fwdOffset + 1) | 0;
-    if (((next - clock) | 0) > FORWARD_AHEAD_FRAMES || ((k - m.fwdTop) | 0) <= 0) return false;
-    // Frames between are never sent now (the tick would send them with repeated timestamps). The
-    // forwarded-mask covers 32 frames; older ones count as sent anyway (wasForwarded).
-    const skipped = ((k - m.fwdTop) | 0) - 1;
-    for (let j = skipped > 32 ? (k - 32) | 0 : (m.fwdTop + 1) | 0; j !== k; j = (j + 1) | 0)
-      m.markForwarded(j);
-    m.fwdOffset = (next - k) | 0;
-    m.aheadStreak = false;
-    this.stats.forwardReanchors++;
-    this.stats.forwardSkipped += skipped;
-    return true;
   }
 
   /**
@@ -753,14 +696,27 @@ export class ChannelCore {
   }
 
   /**
-   * In a silent channel the first packet of a talkspurt makes its speaker the lone one at once: its
-   * listeners at unity gain get it now rather than after the next tick (their stream then arrives
-   * evenly from the first packet on). The tick confirms or changes this one frame later.
+   * The first packet of a talkspurt makes its speaker the lone one at once for every listener at
+   * unity gain who hears nobody else (in a silent channel, all of them; while one member talks, that
+   * member): they get it now rather than after the next tick, their stream arrives evenly from the
+   * first packet on, and no frame waits in the speaker's jitter buffer first (a run that started
+   * at a tick would carry that backlog for good). The tick confirms or changes this a frame later.
    */
   #startSoloRun(m: VoiceMember, k: number, clock: number): boolean {
-    if (this.#lastSpeakers !== 0 || !m.heard) return false;
+    if (!m.heard) return false;
     const members = this.members;
-    for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    const tick = this.#tick;
+    // During a handover (two bindings of one person) only in a silent channel, as ever.
+    if (this.#twins > 0) {
+      if (this.#lastSpeakers !== 0) return false;
+      for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    }
+    // The others who spoke at the last tick: a listener who heard one of them is not m's alone.
+    let spoke = 0;
+    for (let i = 0; i < members.length; i++) {
+      const x = members[i]!;
+      if (x !== m && tick > 0 && x.spokeTick === tick) spoke++;
+    }
     let n = 0;
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
@@ -769,7 +725,9 @@ export class ChannelCore {
         l.streamMode ||
         l.deaf ||
         l.endpoint.transport === 'none' ||
-        (l.gains?.get(m.userId) ?? 1) !== 1
+        (l.gains?.get(m.userId) ?? 1) !== 1 ||
+        l.soloFrom !== null ||
+        spoke - (tick > 0 && l.spokeTick === tick ? 1 : 0) > 0
       )
         continue;
       l.soloFrom = m;

@@ -102,13 +102,6 @@ export class VoiceMember {
   fwdMask = 0;
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
-  /**
-   * As a forwarded speaker whose packets arrive ahead of the channel clock: since which frame of
-   * its own (`aheadFromK`) and of the channel clock (`aheadFromFrame`). See ChannelCore's re-anchor.
-   */
-  aheadStreak = false;
-  aheadFromK = 0;
-  aheadFromFrame = 0;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
   readonly minusKey: string;
   readonly ownKey: string;
@@ -215,7 +208,6 @@ export class VoiceMember {
   /** Ends a forwarding run: the next one starts with a new media-clock offset. */
   endForwarding(): void {
     this.fwdActive = false;
-    this.aheadStreak = false;
     this.soloListeners = 0;
   }
 }

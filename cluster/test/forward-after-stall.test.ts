@@ -85,6 +85,33 @@ describe('forwarding runs against the channel clock', () => {
     ch.close();
   });
 
+  it("a speaker's catch-up burst after its stall resumes its forwarding, as it arrives", () => {
+    // Members 0 (the listener) and 1 talk, each hearing the other alone. Member 1's sender stalls
+    // for 200 ms (its frames 100-109 are not sent on time): its buffer on the server runs dry and
+    // its forwarding run breaks off. Then it catches up, frames 100-110 in one burst, and goes on
+    // in real time. On its old offset the burst is due and goes out as it arrived; anchored on the
+    // burst's first packet, the rest would be ahead of the clock and wait in the buffer for good.
+    const ch = channel(2);
+    for (let f = 0; f < 200; f++) {
+      const due = f * FRAME_MS;
+      ch.now = due - 7;
+      if (f === 110) for (let k = 100; k <= 110; k++) ch.arrive(1, k);
+      else if (f < 100 || f > 110) ch.arrive(1, f);
+      ch.now = due - 3;
+      ch.arrive(0, f);
+      ch.now = due;
+      ch.tick(due);
+    }
+    // Every frame of member 1, once, in order, on one timeline (no repeat, no jump) ...
+    expect(ch.got.length).toBe(200);
+    expectContiguous(ch.got);
+    // ... each as it arrived, the burst included (eleven at once, 7 ms before the tick at 2.2 s).
+    expect(ch.got.every((s) => s.onArrival)).toBe(true);
+    expect(ch.got.slice(100, 111).map((s) => s.at)).toEqual(Array(11).fill(2193));
+    expect(ch.core.stats.forwardDeferred).toBe(0);
+    ch.close();
+  });
+
   it('a sender faster than real time is still paced by the tick', () => {
     // Member 1 sends two frames per period (a flood): its packets run ahead of the channel clock
     // further every period, so they wait in its buffer and the listener gets one frame a period.

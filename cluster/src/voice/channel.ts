@@ -38,6 +38,8 @@ const MAX_MAKEUP_FRAMES = 4;
  * plays, so a sender faster than real time (a flood) reaches a listener at one frame per period.
  */
 const FORWARD_AHEAD_FRAMES = 2;
+/** A run that broke off this recently resumes its offset when its speaker catches up (ms). */
+const RESUME_RUN_MS = 500;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
@@ -152,6 +154,8 @@ export class ChannelCore {
   #mediaFrame = 0;
   /** When the latest tick was due (performance clock, ms): the media clock between ticks. */
   #dueAt = 0;
+  /** How long after a forwarding run ends a new one may resume its offset (`#resumes`), frames. */
+  readonly #resumeFrames: number;
   #lastSpeakers = 0;
   /**
    * Members whose session has another member here too: a binding handed over (protocol README
@@ -215,6 +219,7 @@ export class ChannelCore {
     this.#timeStretch = options.timeStretch ?? true;
     this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
+    this.#resumeFrames = Math.round(RESUME_RUN_MS / settings.frameMs);
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -735,8 +740,29 @@ export class ChannelCore {
     }
     if (n === 0) return false;
     m.soloListeners = n;
-    m.fwdOffset = clock + 1 - k;
+    m.fwdOffset = this.#resumes(m, k, clock) ? m.resumeOffset : clock + 1 - k;
     m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
+    return true;
+  }
+
+  /**
+   * Whether `m`'s new run (its listeners chosen) goes on with the offset of its run that ended
+   * shortly before: its packets stopped for a while (a stall: its buffer ran dry and the run broke
+   * off) and now come as the sender catches up, a burst. Anchored on the burst's first packet, the
+   * rest of it would be "ahead" of the channel clock and every later packet would wait in the
+   * speaker's buffer for good; on the old timeline the burst is due, and goes out as it arrives.
+   * Only when that timeline does not run ahead of the clock, follows the last frame it sent, and
+   * none of the listeners was sent anything since (no timestamp repeats for them).
+   */
+  #resumes(m: VoiceMember, k: number, clock: number): boolean {
+    if (((clock - m.resumeTop) | 0) > this.#resumeFrames) return false;
+    const at = (k + m.resumeOffset) | 0;
+    if (((at - m.resumeTop) | 0) <= 0 || ((at - clock) | 0) > 1) return false;
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      if (l.soloFrom === m && ((l.lastOutFrame - m.resumeTop) | 0) > 0) return false;
+    }
     return true;
   }
 
@@ -853,6 +879,7 @@ export class ChannelCore {
     const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
+    m.lastOutFrame = mediaFrame | 0;
     this.stats.packetsOut++;
   }
 

@@ -100,6 +100,14 @@ export class VoiceMember {
   /** Frames already forwarded: the newest index and a bitmask of the 32 before it. */
   fwdTop = 0;
   fwdMask = 0;
+  /**
+   * As a speaker whose forwarding run ended: its offset, and the media frame of the newest packet
+   * it sent (a run that breaks off in a stall resumes on it: ChannelCore's #startSoloRun).
+   */
+  resumeOffset = 0;
+  resumeTop = -0x4000_0000;
+  /** As a listener: the media frame of the newest packet it was sent. */
+  lastOutFrame = -0x4000_0000;
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
@@ -207,6 +215,10 @@ export class VoiceMember {
 
   /** Ends a forwarding run: the next one starts with a new media-clock offset. */
   endForwarding(): void {
+    if (this.fwdActive) {
+      this.resumeOffset = this.fwdOffset;
+      this.resumeTop = (this.fwdTop + this.fwdOffset) | 0;
+    }
     this.fwdActive = false;
     this.soloListeners = 0;
   }

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
 import { Sender } from '../src/voice/sender.js';
-import { ClockedSource, ToneSource } from '../src/voice/sources.js';
+import { ToneSource, type ClockedAudioSource } from '../src/voice/sources.js';
 
 /**
  * A timing advance (`voice.advance`) on the sender: the send schedule moves, the timestamps do not.
@@ -26,7 +26,7 @@ interface Sent {
   at: number;
 }
 
-function sender(source: ToneSource | ClockedSource, out: Sent[]): Sender {
+function sender(source: ToneSource | ClockedAudioSource, out: Sent[]): Sender {
   const s = new Sender({
     frameMs: FRAME_MS,
     encoder: opus.createEncoder({ frameSamples: FRAME_MS * 48 }),
@@ -82,14 +82,24 @@ describe('Sender.advance', () => {
     expect(() => s.advance(Number.NaN)).toThrow(TypeError);
   });
 
-  it('does not move a device-driven (clocked) source: its frames go when the device delivers them', () => {
+  it('counts, and does not apply, an advance a clocked source cannot make (no shift)', () => {
+    // The desktop app's ClockedSource can (clocked-advance.test.ts); a device source written
+    // without `shift` keeps its own cut, and the sender says so.
     const sent: Sent[] = [];
-    const device = new ClockedSource();
+    let deliver: ((pcm: Int16Array, at: number, active: boolean) => void) | null = null;
+    const device: ClockedAudioSource = {
+      name: 'fixed device',
+      clocked: true,
+      lastCaptureTime: 0,
+      attach: (_n, onFrame) => void (deliver = onFrame),
+      detach: () => void (deliver = null),
+      read: () => false,
+    };
     const s = sender(device, sent);
     s.start();
     expect(s.advance(5)).toBe(false);
-    const pcm = new Int16Array(480).fill(1000);
-    for (let i = 0; i < 4; i++) device.deliver(pcm, performance.now(), true);
+    const pcm = new Int16Array(960).fill(1000);
+    for (let i = 0; i < 2; i++) deliver!(pcm, performance.now(), true);
     expect(sent.map((p) => p.ts)).toEqual([0, 960]);
     expect(s.stats()).toMatchObject({ advances: 0, advancesIgnored: 1 });
   });

@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createOpus, type OpusFactory } from '@voice/media';
+import { createOpus, Ticker, type OpusFactory } from '@voice/media';
 import {
+  ClockedSource,
   ToneSource,
   type AudioSource,
   type VoiceClient,
@@ -20,11 +21,14 @@ import { ArrivalPhases } from '../src/voice/arrival-phases.js';
 let opus: OpusFactory;
 let srv: TestServer | null = null;
 const bots: VoiceClient[] = [];
+/** Fake sound cards running (stopped after each test). */
+const devices: Ticker[] = [];
 
 beforeAll(async () => {
   opus = await createOpus();
 });
 afterEach(async () => {
+  for (const d of devices.splice(0)) d.close();
   for (const b of bots.splice(0)) await b.close();
   await srv?.stop();
   srv = null;
@@ -58,6 +62,24 @@ class GatedTone implements AudioSource {
   }
 }
 
+/**
+ * The one fake: a sound card's capture. It hands `src` a 10 ms block of `tone` every 10 ms of its
+ * own drift-free clock (from now: its phase), as the desktop app's audio engine does.
+ */
+function fakeDevice(src: ClockedSource, tone: GatedTone): void {
+  const block = new Int16Array(480);
+  const t = new Ticker({
+    periodMs: 10,
+    maxLatePeriods: 10,
+    onTick: () => {
+      const on = tone.read(block, performance.now());
+      src.deliver(block, performance.now(), on);
+    },
+  });
+  devices.push(t);
+  t.start();
+}
+
 /** Pause of both speakers before the measured window, ms: a new talkspurt each (over 100 ms). */
 const PAUSE_MS = 400;
 
@@ -89,7 +111,9 @@ interface Run {
 async function run(
   advance: boolean,
   pause: boolean,
-  ...options: Partial<VoiceClientOptions>[]
+  options: Partial<VoiceClientOptions>[] = [],
+  /** The speakers capture from (fake) sound cards, `ClockedSource`s, instead of timers. */
+  clocked = false,
 ): Promise<Run> {
   const started = performance.now();
   srv = await startTestServer({ clock: { advance } });
@@ -108,9 +132,18 @@ async function run(
   // Opposite phases: b's clock cuts its frames half a frame after a's.
   const t0 = performance.now();
   const sources = TONES.map((hz) => new GatedTone(hz));
-  a.startVoice(sources[0]);
-  until(t0 + FRAME_MS / 2);
-  b.startVoice(sources[1]);
+  if (clocked) {
+    const [da, db] = [new ClockedSource(), new ClockedSource()];
+    a.startVoice(da);
+    b.startVoice(db);
+    fakeDevice(da, sources[0]!);
+    until(t0 + FRAME_MS / 2);
+    fakeDevice(db, sources[1]!);
+  } else {
+    a.startVoice(sources[0]);
+    until(t0 + FRAME_MS / 2);
+    b.startVoice(sources[1]);
+  }
   // Rounds at 2 s intervals: the tick moves to the earlier-held speaker, then the other is advanced
   // (one round to measure, one to confirm); 7 s leaves a spare round for a loaded machine.
   await sleep(7_000);
@@ -233,8 +266,32 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
     },
   );
 
+  it(
+    'works the same for speakers who capture from a sound card (a device clock cuts their frames)',
+    { retry: 2, timeout: 40_000 },
+    async () => {
+      // The desktop app's path: frames cut from the device stream (ClockedSource), which the
+      // advance moves by holding each frame part of a frame. Both speakers are device-driven, so
+      // whichever the tick follows, the other one is advanced.
+      const r = await run(true, false, [], true);
+      const line =
+        `phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
+        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances}`;
+      console.log(`device-driven speakers: ${line}`);
+      expect(r.advances, line).toBeGreaterThanOrEqual(1);
+      for (const b of r.sent) expect(b.stats().session?.sender?.advancesIgnored, line).toBe(0);
+      // Applied by the device-driven senders (the last one sent may still be on its way).
+      const applied = r.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
+      expect(applied, line).toBeGreaterThanOrEqual(1);
+      expect(applied, line).toBeLessThanOrEqual(r.advances);
+      // Without it one of them waits half a frame at every tick (the first test's "off" run).
+      expect(Math.max(...r.phaseP50), line).toBeLessThan(FRAME_MS / 3);
+      expectClean(r);
+    },
+  );
+
   it('works the same for speakers on the WebSocket fallback', { retry: 2, timeout: 40_000 }, async () => {
-    const r = await run(true, false, { transport: 'ws' }, { transport: 'ws' });
+    const r = await run(true, false, [{ transport: 'ws' }, { transport: 'ws' }]);
     for (const b of r.sent) expect(b.stats().transport).toBe('ws');
     expect(r.advances).toBeGreaterThanOrEqual(1);
     const applied = r.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
@@ -248,7 +305,7 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
     { retry: 2, timeout: 40_000 },
     async () => {
       // Both ignore it (whichever the tick follows, the other is the one told to move).
-      const r = await run(true, false, { timingAdvance: false }, { timingAdvance: false });
+      const r = await run(true, false, [{ timingAdvance: false }, { timingAdvance: false }]);
       for (const b of r.sent) expect(b.stats().session?.sender?.advances).toBe(0);
       expect(apart(r.sendPhaseP50), 'the two bots send half a frame apart').toBeGreaterThan(8);
       // They stay half a frame apart, and the server repeats the advance each round (rate-limited

@@ -53,7 +53,7 @@ export interface SenderStats {
   /** Timing advances applied (`voice.advance`), and their sum, ms (positive: later). */
   advances: number;
   advancedMs: number;
-  /** Timing advances not applied: a clocked source (a device) cuts frames when it delivers them. */
+  /** Timing advances not applied: a clocked source that cannot move its cut (no `shift`). */
   advancesIgnored: number;
 }
 
@@ -151,15 +151,24 @@ export class Sender {
    * A timing advance: every later frame is cut and sent `ms` later (negative: earlier), taken
    * modulo one frame. Timestamps do not move (they count samples; this moves send time only), so
    * the receiver sees no gap. A timer-driven source reads the same audio whenever it is asked, so
-   * the shift costs nothing. A clocked source (a device) delivers frames on its own period: not
-   * applied there (counted in `advancesIgnored`); returns whether it was applied.
+   * the shift costs nothing. A clocked source (a device) moves the instant it cuts its frames in its
+   * stream (`ClockedAudioSource.shift`): the same phase with the least hold, so an earlier send may
+   * come out as a later one by the rest of a frame. One that cannot is counted in `advancesIgnored`.
+   * Returns whether it was applied.
    */
   advance(ms: number): boolean {
     if (!Number.isFinite(ms)) throw new TypeError('advance must be a finite number of ms');
     if (this.closed) return false;
-    if (isClockedSource(this.o.source)) {
-      this.s.advancesIgnored++;
-      return false;
+    const src = this.o.source;
+    if (isClockedSource(src)) {
+      if (!src.shift) {
+        this.s.advancesIgnored++;
+        return false;
+      }
+      const moved = src.shift(ms * 48);
+      this.s.advances++;
+      this.s.advancedMs += moved / 48;
+      return true;
     }
     const shift = ms % this.o.frameMs;
     if (shift === 0) return true;
@@ -181,8 +190,14 @@ export class Sender {
   /** A clocked source's frame (exactly frameSamples long, valid during the call). */
   private deliver(pcm: Int16Array, _captureTime: number, active: boolean): void {
     if (this.closed) return;
-    this.pcm.set(pcm);
-    this.send(active);
+    try {
+      this.pcm.set(pcm);
+      this.send(active);
+    } catch (err) {
+      // Called from the device's callback or the source's hold timer: report, do not throw there.
+      this.s.dropped++;
+      this.o.onError?.(err);
+    }
   }
 
   /** Encodes and sends the frame in `this.pcm` (when `active`); advances the timeline either way. */

@@ -396,6 +396,12 @@ export interface ClockedAudioSource extends AudioSource {
   readonly clocked: true;
   attach(frameSamples: number, onFrame: ClockedFrameHandler): void;
   detach(): void;
+  /**
+   * A timing advance: cut every later frame `samples` later in the device stream (negative:
+   * earlier), taken modulo a frame. Returns the change of send instant it made, in samples: the
+   * same phase, but never a frame or more of hold. Optional: a source without it ignores advances.
+   */
+  shift?(samples: number): number;
 }
 
 export function isClockedSource(s: AudioSource): s is ClockedAudioSource {
@@ -406,7 +412,15 @@ export function isClockedSource(s: AudioSource): s is ClockedAudioSource {
  * The capture side of a sound card: the audio engine delivers each processed 10 ms frame with
  * `deliver()` as the device hands it over, with whether it should be sent (voice activity or
  * push-to-talk). Frames are gathered to the sender's frame size (10 or 20 ms); a 20 ms frame is sent
- * when either half was active. Nothing is buffered beyond one frame: capture never lags.
+ * when any of its samples came in an active delivery.
+ *
+ * The instant a frame goes is its phase in the device stream, which a timing advance moves
+ * (`shift`): a complete frame waits `hold` more samples of the stream (0 to a frame less one) before
+ * it is handed over, at the instant the device captures the last of those (a timer from the block
+ * before, so the phase is not rounded to the device's 10 ms blocks; or the block that brings it,
+ * if that comes first). Frames stay the stream's consecutive samples whatever the hold (none lost
+ * or repeated, so the sender's timestamps stay continuous); only their send instant moves. Two
+ * frames of samples are kept (the one held and the one filling): capture never lags by more.
  */
 export class ClockedSource implements ClockedAudioSource {
   readonly name = 'device';
@@ -415,47 +429,137 @@ export class ClockedSource implements ClockedAudioSource {
   /** Frames delivered while no sender was attached (not in a channel). */
   unattached = 0;
   private onFrame: ClockedFrameHandler | null = null;
-  private frame = new Int16Array(480);
+  /** The ring: the frame being filled and the complete one waiting out its hold. */
+  private slots = [new Int16Array(480), new Int16Array(480)];
+  private readonly slotActive = [false, false];
+  private readonly slotTime = [0, 0];
+  /** The slot being filled, and how many of its samples are in. */
+  private cur = 0;
   private fill = 0;
-  private active = false;
+  /** The other slot holds a complete frame that goes once `since` reaches `hold` samples. */
+  private waiting = false;
+  private since = 0;
+  private holdSamples = 0;
+  /** When the last block came (performance clock): the stream's position in time. */
+  private blockAt = 0;
+  /** Sends the waiting frame when it falls due between two blocks. */
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  /** Errors thrown by the frame handler from that timer (nothing else reports them). */
+  timerErrors = 0;
+
+  /** Samples a complete frame waits before it goes: the phase timing advances moved it to. */
+  get hold(): number {
+    return this.holdSamples;
+  }
 
   attach(frameSamples: number, onFrame: ClockedFrameHandler): void {
     if (!Number.isInteger(frameSamples) || frameSamples <= 0) throw new TypeError('frameSamples must be > 0');
-    if (this.frame.length !== frameSamples) this.frame = new Int16Array(frameSamples);
+    if (this.slots[0]!.length !== frameSamples)
+      this.slots = [new Int16Array(frameSamples), new Int16Array(frameSamples)];
+    // A new sender (a new binding) starts on the device's own phase: its advances are its own.
+    this.cur = 0;
     this.fill = 0;
-    this.active = false;
+    this.waiting = false;
+    this.since = 0;
+    this.holdSamples = 0;
+    this.slotActive[0] = this.slotActive[1] = false;
+    this.disarm();
     this.onFrame = onFrame;
   }
 
   detach(): void {
     this.onFrame = null;
+    this.disarm();
   }
 
   get attached(): boolean {
     return this.onFrame !== null;
   }
 
+  shift(samples: number): number {
+    if (!Number.isFinite(samples)) throw new TypeError('shift must be a finite number of samples');
+    const n = this.slots[0]!.length;
+    const before = this.holdSamples;
+    // Modulo a frame, as the least hold: a frame cannot go before its last sample is in, and a
+    // whole frame more would only add a frame of delay at the same phase.
+    this.holdSamples = (((before + Math.round(samples)) % n) + n) % n;
+    // A shorter hold: the waiting frame may be due already; else its timer moves.
+    this.emitDue();
+    this.arm();
+    return this.holdSamples - before;
+  }
+
   deliver(pcm: Int16Array, captureTime: number, active: boolean): void {
     if (!(pcm instanceof Int16Array)) throw new TypeError('pcm must be an Int16Array');
-    const cb = this.onFrame;
-    if (!cb) {
+    if (!this.onFrame) {
       this.unattached++;
       return;
     }
-    for (let i = 0; i < pcm.length;) {
-      const n = Math.min(pcm.length - i, this.frame.length - this.fill);
-      this.frame.set(pcm.subarray(i, i + n), this.fill);
+    // The block's last sample was captured about now: the clock the hold's timer counts from.
+    this.blockAt = performance.now();
+    const size = this.slots[0]!.length;
+    for (let i = 0; i < pcm.length && this.onFrame;) {
+      // Up to the end of the frame filling. (Where in a block the waiting frame falls due does not
+      // matter: the whole block is handed over at one instant.)
+      const n = Math.min(pcm.length - i, size - this.fill);
+      this.slots[this.cur]!.set(pcm.subarray(i, i + n), this.fill);
       this.fill += n;
       i += n;
-      this.active ||= active;
-      if (this.fill === this.frame.length) {
-        this.lastCaptureTime = captureTime;
-        const a = this.active;
+      if (this.waiting) this.since += n;
+      if (n > 0) this.slotActive[this.cur] ||= active;
+      this.emitDue();
+      if (this.fill === size) {
+        // Complete: it waits out the hold (the previous one went: its hold is under a frame).
+        this.slotTime[this.cur] = captureTime;
+        this.waiting = true;
+        this.since = 0;
+        this.cur ^= 1;
         this.fill = 0;
-        this.active = false;
-        cb(this.frame, captureTime, a);
+        this.slotActive[this.cur] = false;
+        this.emitDue();
       }
     }
+    this.arm();
+  }
+
+  /** Hands over the waiting frame once the stream has brought `hold` samples after it. */
+  private emitDue(): void {
+    if (this.waiting && this.since >= this.holdSamples) this.emit();
+  }
+
+  private emit(): void {
+    const cb = this.onFrame;
+    if (!this.waiting || !cb) return;
+    this.waiting = false;
+    this.disarm();
+    const slot = this.cur ^ 1;
+    this.lastCaptureTime = this.slotTime[slot]!;
+    cb(this.slots[slot]!, this.slotTime[slot]!, this.slotActive[slot]!);
+  }
+
+  /** A frame still waits: send it when the device captures its last sample of hold (48 a ms). */
+  private arm(): void {
+    this.disarm();
+    if (!this.waiting || !this.onFrame) return;
+    const dueAt = this.blockAt + (this.holdSamples - this.since) / 48;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        try {
+          this.emit();
+        } catch {
+          // The sender reports its own failures; this only keeps a throw off the event loop.
+          this.timerErrors++;
+        }
+      },
+      Math.max(0, dueAt - performance.now()),
+    );
+  }
+
+  private disarm(): void {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
   }
 
   /** Not used: the sender never polls a clocked source. */

@@ -83,7 +83,9 @@ export function advanceFor(
  * (or around it) is told to move the instant it cuts its frames, so that every speaker's packets
  * reach the mixer just before the tick, not only the one the tick is phased to. The tick follows
  * the earliest-held member (alignment.ts); the others are advanced to the tick. A lone sender is
- * left to the tick alignment (and is forwarded on arrival anyway).
+ * left to the tick alignment (and is forwarded on arrival anyway). Only frames some listener got
+ * in a mix count (the channel records no phase for one every listener was forwarded or streamed):
+ * those alone wait for a tick.
  *
  * Every member's phases are cleared after each round: the next one judges only arrivals after
  * this round's orders (a client applies one within a round trip), so orders never add up twice.

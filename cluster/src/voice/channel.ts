@@ -42,6 +42,8 @@ const MAX_MAKEUP_FRAMES = 4;
  * plays, so a sender faster than real time (a flood) reaches a listener at one frame per period.
  */
 const FORWARD_AHEAD_FRAMES = 2;
+/** A run that broke off this recently resumes its offset when its speaker catches up (ms). */
+const RESUME_RUN_MS = 500;
 /** An encoder unused for this many ticks is freed (its stream ended). */
 const ENCODER_IDLE_TICKS = 100;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
@@ -163,6 +165,10 @@ export class ChannelCore {
   #tick = 0;
   /** Outgoing media clock, in frames: advances with time, not with ticks run. */
   #mediaFrame = 0;
+  /** When the latest tick was due (performance clock, ms): the media clock between ticks. */
+  #dueAt = 0;
+  /** How long after a forwarding run ends a new one may resume its offset (`#resumes`), frames. */
+  readonly #resumeFrames: number;
   #lastSpeakers = 0;
   /**
    * Members whose session has another member here too: a binding handed over (protocol README
@@ -227,6 +233,7 @@ export class ChannelCore {
     this.#timeStretch = options.timeStretch ?? true;
     this.#streams = new StreamForwarder(io.counters, (ep, packet, length) => io.send(ep, packet, length));
     this.#minBufferFrames = options.minBufferFrames ?? 1;
+    this.#resumeFrames = Math.round(RESUME_RUN_MS / settings.frameMs);
   }
 
   addMember(ep: VoiceEndpoint): VoiceMember {
@@ -348,6 +355,7 @@ export class ChannelCore {
     this.#mediaFrame += Math.max(1, frames) - passes;
     this.#drain();
     for (let p = passes - 1; p >= 0; p--) this.#tickBody(now, lateMs + p * this.settings.frameMs);
+    this.#dueAt = now - lateMs;
     const ms = performance.now() - t0;
     this.stats.tickUs.record(ms * 1000);
     this.#adaptComplexity(ms);
@@ -417,10 +425,9 @@ export class ChannelCore {
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
         const phase = hold % this.settings.frameMs;
         // Only a frame someone hears in a mix waits for the tick: a streamed one is not advanced.
-        if (m.inMix) {
-          this.alignHold.record(phase);
-          m.recordPhase(hold);
-        }
+        // (The timing advance's phases wait for the sends: see #recordHolds.)
+        if (m.inMix) this.alignHold.record(phase);
+        m.tickArrivalHold = hold;
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
@@ -529,6 +536,8 @@ export class ChannelCore {
     this.#mixer.mix(this.#speakerIds, this.#speakerFrames, count);
     this.#encodedBy.clear();
     let mixed = false;
+    // Speakers not yet in a mix sent to someone this tick (the timing advance is only for those that are).
+    let unmixed = count;
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       const wasSolo = m.soloFrom;
@@ -597,6 +606,7 @@ export class ChannelCore {
       }
       this.#sendTo(m, slot.out, slot.len, m.outStarted ? 0 : VoiceFlags.MARKER, this.#mediaFrame);
       m.outStarted = true;
+      if (unmixed > 0) unmixed = this.#markMixed(m, count, unmixed);
       mixed = true;
       m.heardSlot = slot;
       m.heardTick = this.#tick;
@@ -618,6 +628,21 @@ export class ChannelCore {
   }
 
   /**
+   * Marks the speakers whose frames are in the mix listener `m` was just sent (every one it hears
+   * but itself); returns how many of the tick's `count` speakers are still unmarked (`unmixed`).
+   */
+  #markMixed(m: VoiceMember, count: number, unmixed: number): number {
+    for (let s = 0; s < count && unmixed > 0; s++) {
+      const sp = this.#speakerMembers[s]!;
+      if (sp.mixedTick === this.#tick || sp.userId === m.userId || (m.gains?.get(sp.userId) ?? 1) === 0)
+        continue;
+      sp.mixedTick = this.#tick;
+      unmixed--;
+    }
+    return unmixed;
+  }
+
+  /**
    * Server-added delay of this tick's frames: a frame that went out in a mix (or forwarded at the
    * tick) waited for the tick; one forwarded on arrival to every listener who got it was not held
    * (forwardOnArrival records that). With two speakers and a listener, each speaker's frame is
@@ -626,6 +651,9 @@ export class ChannelCore {
   #recordHolds(count: number, mixed: boolean): void {
     for (let s = 0; s < count; s++) {
       const sp = this.#speakerMembers[s]!;
+      // The timing advance moves a speaker's frames to the tick: only one some listener got in a
+      // mix waits for it (not one every listener is forwarded as it arrives, or streams).
+      if (sp.rawLen > 0 && sp.mixedTick === this.#tick) sp.recordPhase(sp.tickArrivalHold);
       if (sp.rawLen === 0 || (sp.rawForwarded && !mixed)) continue;
       this.stats.holdMs.record(sp.tickHold);
       sp.tickHoldMs.record(sp.tickHold);
@@ -668,10 +696,12 @@ export class ChannelCore {
       // (Reading the clock here would cost an allocation a packet: a double crossing a call.)
       this.stats.holdMs.record(0);
     }
-    if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex)) return;
+    const clock = this.#clockAt(arrival);
+    if (!m.fwdActive && !this.#takeOverRun(m, frameIndex) && !this.#startSoloRun(m, frameIndex, clock))
+      return;
     if (m.soloListeners === 0 || m.wasForwarded(frameIndex)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
-    if (((frameIndex + m.fwdOffset - this.#mediaFrame) | 0) > FORWARD_AHEAD_FRAMES) {
+    if (((frameIndex + m.fwdOffset - clock) | 0) > FORWARD_AHEAD_FRAMES) {
       this.stats.forwardDeferred++;
       return;
     }
@@ -707,6 +737,17 @@ export class ChannelCore {
   }
 
   /**
+   * The channel media frame at time `t` (performance clock): the latest tick's, plus the whole frame
+   * periods since that tick was due. After a stall the tick runs late, but the packets that arrive
+   * before it are due by the clock, not ahead of it.
+   */
+  #clockAt(t: number): number {
+    if (this.#tick === 0) return this.#mediaFrame;
+    const since = (t - this.#dueAt) / this.settings.frameMs;
+    return since >= 1 ? (this.#mediaFrame + Math.floor(since)) | 0 : this.#mediaFrame;
+  }
+
+  /**
    * The first packet of a session's new binding (a handover, protocol README 8.4) while its old one
    * is forwarded: the new member continues that forwarding run, its first frame going out right
    * after the last one the listeners got (no gap, no jump), instead of waiting for its own jitter
@@ -728,14 +769,27 @@ export class ChannelCore {
   }
 
   /**
-   * In a silent channel the first packet of a talkspurt makes its speaker the lone one at once: its
-   * listeners at unity gain get it now rather than after the next tick (their stream then arrives
-   * evenly from the first packet on). The tick confirms or changes this one frame later.
+   * The first packet of a talkspurt makes its speaker the lone one at once for every listener at
+   * unity gain who hears nobody else (in a silent channel, all of them; while one member talks, that
+   * member): they get it now rather than after the next tick, their stream arrives evenly from the
+   * first packet on, and no frame waits in the speaker's jitter buffer first (a run that started
+   * at a tick would carry that backlog for good). The tick confirms or changes this a frame later.
    */
-  #startSoloRun(m: VoiceMember, k: number): boolean {
-    if (this.#lastSpeakers !== 0 || !m.heard) return false;
+  #startSoloRun(m: VoiceMember, k: number, clock: number): boolean {
+    if (!m.heard) return false;
     const members = this.members;
-    for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    const tick = this.#tick;
+    // During a handover (two bindings of one person) only in a silent channel, as ever.
+    if (this.#twins > 0) {
+      if (this.#lastSpeakers !== 0) return false;
+      for (let i = 0; i < members.length; i++) if (members[i]!.fwdActive) return false;
+    }
+    // The others who spoke at the last tick: a listener who heard one of them is not m's alone.
+    let spoke = 0;
+    for (let i = 0; i < members.length; i++) {
+      const x = members[i]!;
+      if (x !== m && tick > 0 && x.spokeTick === tick) spoke++;
+    }
     let n = 0;
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
@@ -744,7 +798,9 @@ export class ChannelCore {
         l.streamMode ||
         l.deaf ||
         l.endpoint.transport === 'none' ||
-        (l.gains?.get(m.userId) ?? 1) !== 1
+        (l.gains?.get(m.userId) ?? 1) !== 1 ||
+        l.soloFrom !== null ||
+        spoke - (tick > 0 && l.spokeTick === tick ? 1 : 0) > 0
       )
         continue;
       l.soloFrom = m;
@@ -752,8 +808,29 @@ export class ChannelCore {
     }
     if (n === 0) return false;
     m.soloListeners = n;
-    m.fwdOffset = this.#mediaFrame + 1 - k;
+    m.fwdOffset = this.#resumes(m, k, clock) ? m.resumeOffset : clock + 1 - k;
     m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
+    return true;
+  }
+
+  /**
+   * Whether `m`'s new run (its listeners chosen) goes on with the offset of its run that ended
+   * shortly before: its packets stopped for a while (a stall: its buffer ran dry and the run broke
+   * off) and now come as the sender catches up, a burst. Anchored on the burst's first packet, the
+   * rest of it would be "ahead" of the channel clock and every later packet would wait in the
+   * speaker's buffer for good; on the old timeline the burst is due, and goes out as it arrives.
+   * Only when that timeline does not run ahead of the clock, follows the last frame it sent, and
+   * none of the listeners was sent anything since (no timestamp repeats for them).
+   */
+  #resumes(m: VoiceMember, k: number, clock: number): boolean {
+    if (((clock - m.resumeTop) | 0) > this.#resumeFrames) return false;
+    const at = (k + m.resumeOffset) | 0;
+    if (((at - m.resumeTop) | 0) <= 0 || ((at - clock) | 0) > 1) return false;
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      if (l.soloFrom === m && ((l.lastOutFrame - m.resumeTop) | 0) > 0) return false;
+    }
     return true;
   }
 
@@ -899,6 +976,7 @@ export class ChannelCore {
     const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
     this.io.send(ep, this.#sendBuf, n);
     m.packetsOut++;
+    m.lastOutFrame = mediaFrame | 0;
     this.stats.packetsOut++;
   }
 

@@ -54,6 +54,10 @@ export class VoiceMember {
   tickHold = 0;
   /** The same without that offset, modulo a frame: the tick's phase against its arrival. */
   tickPhase = 0;
+  /** This tick's hold of its frame, arrival to the tick, ms (what `recordPhase` takes). */
+  tickArrivalHold = 0;
+  /** The last tick whose mix, sent to some listener, had this member's frame in it. */
+  mixedTick = -1;
   /**
    * Server-added delay of this member's frames that waited for a tick (mixed, or forwarded at the
    * tick), the last 128 (2.5 s of 20 ms frames; small, as every member has one): what the channel's
@@ -95,6 +99,14 @@ export class VoiceMember {
   fwdOffset = 0;
   /** Frames already forwarded in the current run (inactive: no run). */
   readonly #forwarded = new FrameWindow();
+  /**
+   * As a speaker whose forwarding run ended: its offset, and the media frame of the newest packet
+   * it sent (a run that breaks off in a stall resumes on it: ChannelCore's #startSoloRun).
+   */
+  resumeOffset = 0;
+  resumeTop = -0x4000_0000;
+  /** As a listener: the media frame of the newest packet it was sent. */
+  lastOutFrame = -0x4000_0000;
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */
@@ -228,6 +240,10 @@ export class VoiceMember {
 
   /** Ends a forwarding run: the next one starts with a new media-clock offset. */
   endForwarding(): void {
+    if (this.#forwarded.active) {
+      this.resumeOffset = this.fwdOffset;
+      this.resumeTop = (this.#forwarded.top + this.fwdOffset) | 0;
+    }
     this.#forwarded.clear();
     this.soloListeners = 0;
   }

@@ -131,4 +131,25 @@ describe('forwarding runs against the channel clock', () => {
     expectContiguous(ch.got);
     ch.close();
   });
+
+  it('a listener granted streams never gets AUDIO forwarded, even from a packet before its first tick', () => {
+    // Both members are granted 4 streams, as the desktop app asks. Member 1's first packet arrives
+    // before any tick has routed member 0: a forwarding run started then sent member 0 the speaker
+    // as AUDIO while the ticks sent it STREAM packets, and a tick that mixes nothing (everyone
+    // streams) never ended that run: the client played both, the tone 6 dB too loud.
+    const ch = virtualChannel(opus, FRAME_MS, 2, 4);
+    // The virtual clock starts after the real one the speakers' STREAM budgets were created on.
+    const t0 = Math.ceil(performance.now() / FRAME_MS + 50) * FRAME_MS;
+    for (let f = 0; f < 60; f++) {
+      const due = t0 + f * FRAME_MS;
+      ch.now = due - 7;
+      ch.arrive(1, f);
+      ch.now = due;
+      ch.tick(due);
+    }
+    expect(ch.got).toEqual([]);
+    // Every packet went as a STREAM packet, the first one too.
+    expect(ch.core.stats.streamed).toBe(60);
+    ch.close();
+  });
 });

@@ -250,6 +250,10 @@ export class ChannelCore {
     ep.member = m;
     this.members.push(m);
     this.updateMember(m);
+    // Until its first tick routes it, a listener granted streams counts as streaming (what it will
+    // most likely do): a packet arriving before that tick must not start a forwarding run to it,
+    // or it would get the speaker twice, as AUDIO and as STREAM packets, and play both.
+    m.streamMode = m.streams >= 2 && !m.deaf && m.gains === undefined;
     this.stats.members = this.members.length;
     return m;
   }
@@ -366,6 +370,7 @@ export class ChannelCore {
     this.#mediaFrame++;
     this.stats.ticks++;
     routeTick(this.members, this.#senders, this.#tick, MAX_SPEAKERS);
+    this.#dropStreamingSolos();
     // Downstream RED (README 9.1): judged once a tick, not per packet.
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
@@ -461,6 +466,22 @@ export class ChannelCore {
     this.#lastMixed = count;
     this.#lastSpeakers = heardCount;
     if ((this.#tick & 127) === 0) this.#freeIdleEncoders();
+  }
+
+  /**
+   * A listener that streams takes its speakers as STREAM packets only: any forwarding run it was
+   * part of (started before it was routed, or before it streamed) ends for it now. The mix path
+   * resets these when it runs; a tick that mixes nothing (everyone streams) does not reach it.
+   */
+  #dropStreamingSolos(): void {
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      const sp = l.soloFrom;
+      if (!l.streamMode || sp === null) continue;
+      l.soloFrom = null;
+      if (--sp.soloListeners <= 0) sp.endForwarding();
+    }
   }
 
   /**
@@ -720,7 +741,7 @@ export class ChannelCore {
     }
     for (let i = 0; i < this.members.length; i++) {
       const l = this.members[i]!;
-      if (l.soloFrom !== m || l.deaf || l.endpoint.transport === 'none') continue;
+      if (l.soloFrom !== m || l.streamMode || l.deaf || l.endpoint.transport === 'none') continue;
       if (!red) this.#forward(l, m, payload, length, frameIndex);
       else if (l.red) this.#forward(l, m, payload, length, frameIndex, VoiceFlags.RED);
       else {

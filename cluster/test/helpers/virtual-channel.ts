@@ -44,7 +44,13 @@ export interface VirtualChannel {
  * the ingress feeds it (inbox, then forwardOnArrival) with real Opus packets of a tone per member.
  * What member 0 is sent is opened with its key and kept. No time-stretch, as the test servers run.
  */
-export function virtualChannel(opus: OpusFactory, frameMs: 10 | 20, members: number): VirtualChannel {
+export function virtualChannel(
+  opus: OpusFactory,
+  frameMs: 10 | 20,
+  members: number,
+  /** Streams granted to each member's session (README 8.8; 1: mixes only). */
+  streams = 1,
+): VirtualChannel {
   const frameSamples = frameMs * 48;
   const got: Sent[] = [];
   const h = createVoiceHeader();
@@ -73,7 +79,7 @@ export function virtualChannel(opus: OpusFactory, frameMs: 10 | 20, members: num
   const tones: SineGenerator[] = [];
   const join = (): void => {
     const i = eps.length;
-    const ep = new VoiceEndpoint(i + 1, fakeSession(i), core, {
+    const ep = new VoiceEndpoint(i + 1, fakeSession(i, streams), core, {
       foreign: new TokenBucket(1, 1),
       sameHost: new TokenBucket(1, 1),
     });

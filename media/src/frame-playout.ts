@@ -13,6 +13,8 @@ import { TimestampUnwrapper } from './timestamp.js';
 
 /** A frame whose peak stays below this (-40 dBFS) is quiet: catch-up may drop a frame there unheard. */
 const QUIET_PEAK = 328;
+/** A look-ahead growth waits this long for a quiet frame (ms), then grows in loud audio anyway. */
+const GROW_DEADLINE_MS = 1000;
 
 /** What `FramePlayout.next()` produced. */
 export const PlayoutFrame = {
@@ -99,7 +101,10 @@ export interface FramePlayoutStats {
   readonly warmed: number;
   /** FEC look-ahead frames in use now (0 or 1). */
   readonly lookAhead: number;
-  /** Of `concealed`, frames inserted to grow the buffer for the look-ahead. */
+  /**
+   * Frames inserted to grow the buffer for the look-ahead: concealed after a quiet frame (or after
+   * a second of loud audio), or silent in a pause (also counted in `concealed` or `silent`).
+   */
   readonly expanded: number;
   /** Pitch periods removed (accelerate) and inserted (preemptive expand), with `timeStretch`. */
   readonly accelerated: number;
@@ -151,8 +156,12 @@ export class FramePlayout {
   #redSeen = false;
   #red = 0;
   #jbLost = 0;
-  /** The look-ahead was just turned on: grow the buffer by one concealed frame at the next call. */
+  /**
+   * The look-ahead was just turned on: grow the buffer by one concealed frame after the next quiet
+   * frame (or at `#expandSince` + GROW_DEADLINE_MS): a frame inserted mid-word is a slip.
+   */
   #expandPending = false;
+  #expandSince = 0;
   #expanded = 0;
   #closed = false;
   readonly #stretch: TimeStretch | null;
@@ -411,13 +420,20 @@ export class FramePlayout {
     const dec = this.decoder;
     this.#updateLookAhead(nowMs);
     if (run && this.#stale) this.#warm();
-    if (this.#expandPending) {
+    // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
+    // decoder continues across it) makes room for the look-ahead the next loss needs. With
+    // time-stretching the growth is a few inserted pitch periods instead (next()), at once.
+    const byStretch = this.#stretch !== null && this.#growByStretch;
+    if (this.#expandPending && (byStretch || this.#growNow(nowMs))) {
       this.#expandPending = false;
-      // NetEq's preemptive expand, by a whole frame: one concealed frame between two packets (the
-      // decoder continues across it) makes room for the look-ahead the next loss needs. With
-      // time-stretching the growth is a few inserted pitch periods instead (next()).
-      if (this.#stretch && this.#growByStretch) this.#growSamples = n;
-      else if (jb.delayAt(nowMs) < jb.targetDelayMs) {
+      if (byStretch) this.#growSamples = n;
+      else if (this.#drained < 0) {
+        // In a pause: one more frame of silence, the pop (the next talkspurt's start) one frame later.
+        out.fill(0, 0, n);
+        this.#silent++;
+        this.#expanded++;
+        return PlayoutFrame.SILENT;
+      } else if (jb.delayAt(nowMs) < jb.targetDelayMs) {
         try {
           if (run && dec.conceal(out) !== n) return this.#error(out);
         } catch {
@@ -428,8 +444,27 @@ export class FramePlayout {
         return PlayoutFrame.CONCEALED;
       }
     }
-    const r = jb.pop(nowMs, lateMs);
+    let r = jb.pop(nowMs, lateMs);
     try {
+      // The redundant copy of a frame the dry buffer already concealed came a frame late: playing it
+      // now would put every later frame one frame late (a slip mid-word). With the next frame here,
+      // it is left unplayed (that frame stays concealed, a loss) and the next one plays on time; the
+      // look-ahead then grows where it is not heard (#growNow).
+      if (
+        r === JitterPop.PACKET &&
+        jb.packetRedundant &&
+        this.#drained > 0 &&
+        this.#lastSeq >= 0 &&
+        (jb.packetSeq - this.#lastSeq - 1) >>> 0 < this.#drained &&
+        jb.peekNext()
+      ) {
+        this.#lost += (jb.packetSeq - this.#lastSeq) >>> 0;
+        this.#lookAheadAfterLoss(nowMs);
+        if (!run) this.#historyN = 0; // the history must stay contiguous up to the next decode
+        r = jb.pop(nowMs, lateMs);
+        this.#lastSeq = (jb.packetSeq - 1) >>> 0;
+        this.#drained = 0;
+      }
       if (r === JitterPop.PACKET) {
         const seq = jb.packetSeq;
         // Frames skipped between the last packet and this one while concealing a dry buffer were lost.
@@ -527,7 +562,19 @@ export class FramePlayout {
     if ((this.#fecSeen || this.#redSeen) && this.#fecHoldMs > 0 && this.jitter.lookAhead === 0) {
       this.jitter.lookAhead = 1;
       this.#expandPending = !grown;
+      this.#expandSince = nowMs;
     }
+  }
+
+  /**
+   * Whether the pending growth happens now, where it is not heard: in a pause (the next talkspurt
+   * starts a frame later), or after a quiet frame; or, loud all along, once it waited
+   * GROW_DEADLINE_MS (the look-ahead matters more). Not while a dry buffer waits for its packets.
+   */
+  #growNow(nowMs: number): boolean {
+    if (this.#drained < 0) return true;
+    if (!this.jitter.playing) return false;
+    return this.jitter.quiet || nowMs - this.#expandSince >= GROW_DEADLINE_MS;
   }
 
   #updateLookAhead(nowMs: number): void {

@@ -120,17 +120,65 @@ describe('FramePlayout with RED (real Opus)', () => {
     expect(noRed.stats.concealed).toBe(lost.size);
   });
 
-  it('with the smallest buffer, the first copy comes a frame late, then a frame of look-ahead rebuilds every later loss', async () => {
+  it('with the smallest buffer, the first copy comes a frame late and is left unplayed (no slip); loud all along, the look-ahead grows a second later and rebuilds every later loss', async () => {
     opus ??= await createOpus();
     const packets = encodeAll(opus, 150);
     const lost = new Set([10, 40, 70, 100, 130]);
     const r = play(opus, packets, lost, true, 0, 1);
-    // The first: the buffer ran dry at frame 10 (one concealed frame), then its copy arrived and
-    // played; the look-ahead that leaves keeps the four later copies in time.
-    expect(r.stats.redRecovered).toBe(5);
+    // 10 and 40 (before the growth) are concealed while the buffer is dry, their late copies left
+    // unplayed; the chirp is never quiet, so one concealed frame grows the buffer 1 s (50 frames)
+    // after the first loss; the copies of 70, 100 and 130 are then here in time.
+    expect(r.stats.redRecovered).toBe(3);
     expect(r.stats.lookAhead).toBe(1);
-    expect(r.stats.concealed).toBe(1);
-    expect(r.stats.lost).toBe(0);
+    expect(r.stats.lost).toBe(2);
+    expect(r.stats.expanded).toBe(1);
+    expect(r.stats.concealed).toBe(3);
+    const concealedAt = r.kinds.flatMap((k, i) => (k === PlayoutFrame.CONCEALED ? [i] : []));
+    expect(concealedAt).toEqual([10, 40, 61]);
+  });
+
+  it('conceals the first lost frame without a slip, grows the look-ahead in the next quiet frames, then rebuilds a loss exactly', async () => {
+    opus ??= await createOpus();
+    // A loud chirp with 100 ms of digital silence at frames 30..34: the only quiet frames.
+    const enc = opus.createEncoder({ frameSamples: FRAME, fec: false, bitrate: 32_000 });
+    const pcm = new Int16Array(FRAME);
+    const buf = new Uint8Array(1500);
+    const packets: Uint8Array[] = [];
+    for (let f = 0; f < 80; f++) {
+      if (f >= 30 && f < 35) pcm.fill(0);
+      else chirpFrame(f, pcm);
+      packets.push(buf.slice(0, enc.encode(pcm, buf)));
+    }
+    enc.destroy();
+    const r = play(opus, packets, new Set([10, 50]), true, 0, 1);
+    // The growth: one concealed frame after the tick of frame 10's loss, inside the quiet stretch
+    // (its frames play at ticks 30..34 until then; inserted after the first quiet one decoded).
+    const concealedAt = r.kinds.flatMap((k, i) => (k === PlayoutFrame.CONCEALED ? [i] : []));
+    expect(concealedAt).toHaveLength(2);
+    expect(concealedAt[0]).toBe(10);
+    const g = concealedAt[1]!;
+    expect(g).toBeGreaterThan(30);
+    expect(g).toBeLessThanOrEqual(35);
+    expect(r.stats.expanded).toBe(1);
+    // Frame 50's copy came in time: rebuilt, not concealed.
+    expect(r.stats.redRecovered).toBe(1);
+    expect(r.stats.lost).toBe(1);
+    // What the playout must have played, by one decoder: 0..9, frame 10 concealed, 11 on at their
+    // own ticks (no slip: the late copy of 10 unplayed), one concealed frame at tick g, then the rest
+    // one tick later, 50 from its copy's bytes. Sample for sample.
+    const dec = opus.createDecoder({ frameSamples: FRAME });
+    const ref = new Int16Array(r.out.length);
+    let f = 0;
+    for (let t = 0; t < r.out.length / FRAME; t++) {
+      const at = ref.subarray(t * FRAME, (t + 1) * FRAME);
+      if (t === 10 || t === g) dec.conceal(at);
+      else dec.decode(packets[f]!, at, packets[f]!.length);
+      if (t !== g) f++;
+    }
+    dec.destroy();
+    let diff = 0;
+    for (let i = 0; i < ref.length; i++) if (r.out[i] !== ref[i]) diff++;
+    expect(diff).toBe(0);
   });
 });
 

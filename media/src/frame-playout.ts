@@ -69,6 +69,14 @@ export interface FramePlayoutOptions {
    */
   readonly growLookAheadByStretch?: boolean;
   /**
+   * Grow the look-ahead where it is not heard (default false: at once, as before). At the first loss
+   * a late RED copy of a frame the dry buffer concealed is left unplayed (no slip: the next frame
+   * plays on time), and the one frame of growth waits for a quiet frame, a pause, or 1 s of loud
+   * audio. Losses meanwhile are concealed, not rebuilt: BENCHMARKS.md "Redundant audio" has the
+   * trade (better at 10 % loss with RED forwarded, worse at 5 %), so it is not on by default yet.
+   */
+  readonly growLookAheadWhenQuiet?: boolean;
+  /**
    * After `skip()` (frames popped without decoding), the next decoding call first decodes this many
    * of the last skipped packets, output discarded (default 2), so the decoder has the history the
    * next packet was coded against: a decoder resumed cold is off for a frame (a click).
@@ -166,6 +174,7 @@ export class FramePlayout {
   #closed = false;
   readonly #stretch: TimeStretch | null;
   readonly #growByStretch: boolean;
+  readonly #growQuiet: boolean;
   /** Decoded audio not played yet (with timeStretch): what the splices work on. */
   readonly #sync: Int16Array;
   #syncLen = 0;
@@ -224,6 +233,7 @@ export class FramePlayout {
     // Periods up to 15 ms, or the frame at 10 ms frames (two periods must fit the region).
     this.#stretch = timeStretch ? new TimeStretch({ maxPeriod: Math.min(720, frameSamples) }) : null;
     this.#growByStretch = options.growLookAheadByStretch === true;
+    this.#growQuiet = options.growLookAheadWhenQuiet === true;
     this.#sync = new Int16Array(timeStretch ? 3 * frameSamples + 720 : 0);
     this.#scratch = new Int16Array(timeStretch ? frameSamples : 0);
     const warm = options.warmFrames ?? 2;
@@ -427,7 +437,7 @@ export class FramePlayout {
     if (this.#expandPending && (byStretch || this.#growNow(nowMs))) {
       this.#expandPending = false;
       if (byStretch) this.#growSamples = n;
-      else if (this.#drained < 0) {
+      else if (this.#drained < 0 && this.#growQuiet) {
         // In a pause: one more frame of silence, the pop (the next talkspurt's start) one frame later.
         out.fill(0, 0, n);
         this.#silent++;
@@ -451,6 +461,7 @@ export class FramePlayout {
       // it is left unplayed (that frame stays concealed, a loss) and the next one plays on time; the
       // look-ahead then grows where it is not heard (#growNow).
       if (
+        this.#growQuiet &&
         r === JitterPop.PACKET &&
         jb.packetRedundant &&
         this.#drained > 0 &&
@@ -572,6 +583,7 @@ export class FramePlayout {
    * GROW_DEADLINE_MS (the look-ahead matters more). Not while a dry buffer waits for its packets.
    */
   #growNow(nowMs: number): boolean {
+    if (!this.#growQuiet) return true;
     if (this.#drained < 0) return true;
     if (!this.jitter.playing) return false;
     return this.jitter.quiet || nowMs - this.#expandSince >= GROW_DEADLINE_MS;

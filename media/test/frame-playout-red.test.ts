@@ -57,11 +57,13 @@ function play(
   red: boolean,
   delayFrames: number,
   minTargetFrames = 1,
+  growLookAheadWhenQuiet = false,
 ) {
   const p = new FramePlayout({
     frameSamples: FRAME,
     decoder: opus.createDecoder({ frameSamples: FRAME }),
     jitter: { minTargetFrames, catchUpMs: 0 },
+    growLookAheadWhenQuiet,
   });
   const n = packets.length;
   const out = new Int16Array(n * FRAME);
@@ -120,11 +122,24 @@ describe('FramePlayout with RED (real Opus)', () => {
     expect(noRed.stats.concealed).toBe(lost.size);
   });
 
-  it('with the smallest buffer, the first copy comes a frame late and is left unplayed (no slip); loud all along, the look-ahead grows a second later and rebuilds every later loss', async () => {
+  it('with the smallest buffer, the first copy comes a frame late, then a frame of look-ahead rebuilds every later loss', async () => {
     opus ??= await createOpus();
     const packets = encodeAll(opus, 150);
     const lost = new Set([10, 40, 70, 100, 130]);
     const r = play(opus, packets, lost, true, 0, 1);
+    // The first: the buffer ran dry at frame 10 (one concealed frame), then its copy arrived and
+    // played; the look-ahead that leaves keeps the four later copies in time.
+    expect(r.stats.redRecovered).toBe(5);
+    expect(r.stats.lookAhead).toBe(1);
+    expect(r.stats.concealed).toBe(1);
+    expect(r.stats.lost).toBe(0);
+  });
+
+  it('growing when quiet, with the smallest buffer, the first copy comes a frame late and is left unplayed (no slip); loud all along, the look-ahead grows a second later and rebuilds every later loss', async () => {
+    opus ??= await createOpus();
+    const packets = encodeAll(opus, 150);
+    const lost = new Set([10, 40, 70, 100, 130]);
+    const r = play(opus, packets, lost, true, 0, 1, true);
     // 10 and 40 (before the growth) are concealed while the buffer is dry, their late copies left
     // unplayed; the chirp is never quiet, so one concealed frame grows the buffer 1 s (50 frames)
     // after the first loss; the copies of 70, 100 and 130 are then here in time.
@@ -137,7 +152,7 @@ describe('FramePlayout with RED (real Opus)', () => {
     expect(concealedAt).toEqual([10, 40, 61]);
   });
 
-  it('conceals the first lost frame without a slip, grows the look-ahead in the next quiet frames, then rebuilds a loss exactly', async () => {
+  it('growing when quiet, conceals the first lost frame without a slip, grows the look-ahead in the next quiet frames, then rebuilds a loss exactly', async () => {
     opus ??= await createOpus();
     // A loud chirp with 100 ms of digital silence at frames 30..34: the only quiet frames.
     const enc = opus.createEncoder({ frameSamples: FRAME, fec: false, bitrate: 32_000 });
@@ -150,7 +165,7 @@ describe('FramePlayout with RED (real Opus)', () => {
       packets.push(buf.slice(0, enc.encode(pcm, buf)));
     }
     enc.destroy();
-    const r = play(opus, packets, new Set([10, 50]), true, 0, 1);
+    const r = play(opus, packets, new Set([10, 50]), true, 0, 1, true);
     // The growth: one concealed frame after the tick of frame 10's loss, inside the quiet stretch
     // (its frames play at ticks 30..34 until then; inserted after the first quiet one decoded).
     const concealedAt = r.kinds.flatMap((k, i) => (k === PlayoutFrame.CONCEALED ? [i] : []));

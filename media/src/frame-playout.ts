@@ -72,7 +72,7 @@ export interface FramePlayoutOptions {
    * Grow the look-ahead where it is not heard (default false: at once, as before). At the first loss
    * a late RED copy of a frame the dry buffer concealed is left unplayed (no slip: the next frame
    * plays on time), and the one frame of growth waits for a quiet frame, a pause, or 1 s of loud
-   * audio. Losses meanwhile are concealed, not rebuilt: BENCHMARKS.md "Redundant audio" has the
+   * audio. Losses meanwhile are concealed, not rebuilt: BENCHMARKS.md "Speech quality" has the
    * trade (better at 10 % loss with RED forwarded, worse at 5 %), so it is not on by default yet.
    */
   readonly growLookAheadWhenQuiet?: boolean;

@@ -16,7 +16,7 @@
  * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -305,6 +305,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     dump,
     serverTimeStretch,
   } = options;
+  if (dump) mkdirSync(dump, { recursive: true });
   const missing = tools();
   if (missing) {
     log(missing);

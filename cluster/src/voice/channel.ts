@@ -962,31 +962,22 @@ export class ChannelCore {
     // Downstream RED (README 9.1): a listener whose heartbeats report loss gets the frame it was sent
     // just before repeated in this packet (not at a talkspurt start, a media-clock gap, or in a
     // packet that already carries a speaker's RED block).
-    if (m.red) {
-      const plain = (flags & VoiceFlags.RED) === 0;
-      if (
-        m.redDown &&
-        plain &&
-        (flags & VoiceFlags.MARKER) === 0 &&
-        m.lastSentLen > 0 &&
-        m.lastSentFrame === mediaFrame - 1
-      ) {
-        const n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
-        if (n > 0) {
-          for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
-          m.lastSentLen = len;
-          m.lastSentFrame = mediaFrame;
-          payload = this.#redOut;
-          len = n;
-          flags |= VoiceFlags.RED;
-          this.io.counters.redDownSent++;
-        }
+    // The frame is kept only while RED is on for this listener: no per-packet copy otherwise.
+    if (!m.redDown || (flags & VoiceFlags.RED) !== 0) {
+      m.lastSentLen = 0; // off, or a speaker's block (its primary is not kept)
+    } else {
+      let n = 0;
+      if ((flags & VoiceFlags.MARKER) === 0 && m.lastSentLen > 0 && m.lastSentFrame === mediaFrame - 1)
+        n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
+      for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+      m.lastSentLen = len;
+      m.lastSentFrame = mediaFrame;
+      if (n > 0) {
+        payload = this.#redOut;
+        len = n;
+        flags |= VoiceFlags.RED;
+        this.io.counters.redDownSent++;
       }
-      if ((flags & VoiceFlags.RED) === 0) {
-        for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
-        m.lastSentLen = len;
-        m.lastSentFrame = mediaFrame;
-      } else if (!plain) m.lastSentLen = 0; // a speaker's block: its primary is not kept
     }
     h.flags = flags;
     h.voiceId = ep.voiceId;

@@ -101,7 +101,7 @@ export class VoiceMember {
   readonly #forwarded = new FrameWindow();
   /**
    * As a speaker whose forwarding run ended: its offset, and the media frame of the newest packet
-   * it sent (a run that breaks off in a stall resumes on it: ChannelCore's #startSoloRun).
+   * it sent (a run that breaks off in a stall resumes on it: ForwardRuns#startSoloRun).
    */
   resumeOffset = 0;
   resumeTop = -0x4000_0000;

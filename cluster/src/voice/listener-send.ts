@@ -1,0 +1,84 @@
+import {
+  MAX_PACKET_BYTES,
+  MAX_PAYLOAD_BYTES,
+  VoiceFlags,
+  VoicePacketType,
+  writeRedBlock,
+  type VoiceHeader,
+} from '@voice/protocol';
+import type { VoiceCounters } from './counters.js';
+import type { VoiceEndpoint } from './endpoint.js';
+import type { VoiceMember } from './member.js';
+import type { ChannelStats } from './channel-stats.js';
+
+const UINT32 = 0x1_0000_0000;
+
+/**
+ * Seals and sends a channel's AUDIO packets to its listeners, on the channel's media clock: mixes
+ * and forwarded speakers alike, with downstream RED for a listener on a lossy link. One header and
+ * one output buffer for the channel: nothing allocated per packet.
+ */
+export class ListenerSender {
+  readonly #header: VoiceHeader = {
+    type: VoicePacketType.AUDIO,
+    flags: 0,
+    voiceId: 0,
+    sequence: 0,
+    timestamp: 0,
+  };
+  readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
+  /** A RED block built for a listener on a lossy downlink. */
+  readonly #redOut = new Uint8Array(MAX_PAYLOAD_BYTES);
+
+  constructor(
+    private readonly frameSamples: number,
+    private readonly send: (ep: VoiceEndpoint, packet: Uint8Array, length: number) => void,
+    private readonly counters: VoiceCounters,
+    private readonly stats: ChannelStats,
+  ) {}
+
+  /** Sends speaker `sp`'s packet for its frame `k` to listener `l`, on `sp`'s forwarding offset. */
+  forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number, flags = 0): void {
+    this.stats.forwarded++;
+    this.sendTo(l, payload, length, flags | (l.outStarted ? 0 : VoiceFlags.MARKER), k + sp.fwdOffset);
+    l.outStarted = true;
+  }
+
+  /** Seals and sends; `mediaFrame` is the channel media clock frame the packet plays at. */
+  sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number, mediaFrame: number): void {
+    const ep = m.endpoint;
+    const h = this.#header;
+    h.type = VoicePacketType.AUDIO;
+    // Downstream RED (README 9.1): a listener whose heartbeats report loss gets the frame it was sent
+    // just before repeated in this packet (not at a talkspurt start, a media-clock gap, or in a
+    // packet that already carries a speaker's RED block).
+    // The frame is kept only while RED is on for this listener: no per-packet copy otherwise.
+    if (!m.redDown || (flags & VoiceFlags.RED) !== 0) {
+      m.lastSentLen = 0; // off, or a speaker's block (its primary is not kept)
+    } else {
+      let n = 0;
+      if ((flags & VoiceFlags.MARKER) === 0 && m.lastSentLen > 0 && m.lastSentFrame === mediaFrame - 1)
+        n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
+      for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
+      m.lastSentLen = len;
+      m.lastSentFrame = mediaFrame;
+      if (n > 0) {
+        payload = this.#redOut;
+        len = n;
+        flags |= VoiceFlags.RED;
+        this.counters.redDownSent++;
+      }
+    }
+    h.flags = flags;
+    h.voiceId = ep.voiceId;
+    h.sequence = ep.cipher.nextSequence;
+    // One media clock per channel: a skipped frame is a timestamp gap the client conceals.
+    const ts = (mediaFrame * this.frameSamples) % UINT32;
+    h.timestamp = ts < 0 ? ts + UINT32 : ts;
+    const n = ep.cipher.seal(h, payload, this.#sendBuf, len);
+    this.send(ep, this.#sendBuf, n);
+    m.packetsOut++;
+    m.lastOutFrame = mediaFrame | 0;
+    this.stats.packetsOut++;
+  }
+}

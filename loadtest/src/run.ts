@@ -68,6 +68,7 @@ const { values: v, positionals } = parseArgs({
     out: { type: 'string' },
     'no-build': { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
+    nice: { type: 'string' },
     'max-seconds': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -85,6 +86,8 @@ if (v.help || positionals.length !== 1) {
   --sweep N,N,...          one run per user count (fresh server each), with a members-per-core summary
   --out DIR                output folder (default loadtest/reports/<scenario>-<time>)
   --strict                 exit 4 when the generator saturated
+  --nice N                 run the generator at niceness N (1-19; sharing the server's cores, it
+                           then does not preempt the server it measures)
   --max-seconds S          stop Artillery after S seconds (default: ramp + stay + margins)
 `,
   );
@@ -131,6 +134,11 @@ if (opusBackend !== undefined && !OPUS.includes(opusBackend)) {
   process.exit(2);
 }
 const maxSeconds = num(v['max-seconds'], '--max-seconds');
+const nice = num(v.nice, '--nice');
+if (nice !== undefined && !(Number.isInteger(nice) && nice >= 0 && nice <= 19)) {
+  say('--nice must be a whole number from 0 to 19');
+  process.exit(2);
+}
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const outDir = resolve(v.out ?? join(root, 'loadtest/reports', `${name.replace(/\W+/g, '_')}-${stamp}`));
 mkdirSync(outDir, { recursive: true });
@@ -239,6 +247,7 @@ async function runOnce(size: RunSize, dir: string): Promise<RunReport> {
       egressLog,
       env,
       deadlineSeconds: maxSeconds ?? runDeadlineSeconds(sized, size),
+      nice,
       onStart: (pid) => sampler.watchGenerator(pid),
       onLine: (l) => {
         if (l.startsWith('Checks:')) inChecks = true;

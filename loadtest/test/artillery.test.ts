@@ -1,9 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARTILLERY_VERSION, artilleryArgs, artilleryDir, artilleryEnv } from '../src/runner/artillery.js';
+import {
+  ARTILLERY_VERSION,
+  artilleryArgs,
+  artilleryDir,
+  artilleryEnv,
+  runArtillery,
+} from '../src/runner/artillery.js';
 
 /**
  * Artillery itself, as the runner drives it: installed (.ci/run installs it before npm test), its
@@ -151,4 +157,61 @@ scenarios:
     // With PostHog's client in place, an offline exit waits about 12 s for it.
     expect(seconds).toBeLessThan(60);
   }, 240_000);
+
+  it('runs niced when asked: Artillery and every thread it starts (its workers included) yield to the server', async () => {
+    const script = join(tmp, 'niced.yml');
+    // Users that keep a worker thread busy for a few seconds (they fail to connect, refused by the guard).
+    writeFileSync(
+      script,
+      `config:
+  target: http://127.0.0.2:8087
+  engines: { voice: {} }
+  phases: [{ duration: 3, arrivalRate: 2 }]
+scenarios:
+  - engine: voice
+    flow:
+      - signaling: { cycles: 1 }
+`,
+    );
+    const niceOf = (pid: number, tid: string): number | null => {
+      try {
+        // Field 19 of /proc/<pid>/task/<tid>/stat, counted after the command's closing parenthesis.
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      } catch {
+        return null; // the thread ended between the listing and the read
+      }
+    };
+    let seen: number[] = [];
+    let probe: NodeJS.Timeout | undefined;
+    const r = await runArtillery({
+      root,
+      script,
+      target: 'http://127.0.0.2:8087',
+      outJson: join(tmp, 'niced.json'),
+      logFile: join(tmp, 'niced.log'),
+      egressLog: join(tmp, 'niced-egress.log'),
+      env: { VOICE_LT_EGRESS_DENY: '127.0.0.2', VOICE_LT_RUN: 'test' },
+      deadlineSeconds: 90,
+      nice: 7,
+      onStart: (pid) => {
+        // The most threads seen at once, with their niceness, while the run lasts.
+        probe = setInterval(() => {
+          let tids: string[] = [];
+          try {
+            tids = readdirSync(`/proc/${pid}/task`);
+          } catch {
+            return;
+          }
+          const nices = tids.map((t) => niceOf(pid, t)).filter((n): n is number => n !== null);
+          if (nices.length > seen.length) seen = nices;
+        }, 100);
+      },
+    });
+    clearInterval(probe);
+    expect(r.timedOut).toBe(false);
+    // Artillery's main thread, its worker threads, V8's and libuv's: well over a handful, all niced.
+    expect(seen.length).toBeGreaterThan(8);
+    expect(new Set(seen)).toEqual(new Set([7]));
+  }, 120_000);
 });

@@ -28,6 +28,8 @@ interface Step {
   holdP99Ms: number;
   serverCpuPct: number;
   deliveryRatio: number;
+  /** AUDIO packets a member got twice for one timestamp (not counted as delivered). */
+  duplicates: number;
   ticksSkipped: number;
   /** Lateness of the clock alone (its wake-up), to tell clock jitter from work queued before a tick. */
   clockP50Ms: number;
@@ -224,7 +226,10 @@ async function runStep(
   await new Promise<void>((r) => child.once('exit', () => r()));
   const { cpu, wall } = snap;
   const stats = server.voice.channelStats();
-  const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { deliveryRatio?: number };
+  const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+    deliveryRatio?: number;
+    duplicates?: number;
+  };
   const step: Step = {
     channels,
     members: channels * membersPerChannel,
@@ -234,6 +239,7 @@ async function runStep(
     holdP99Ms: round(snap.hold99),
     serverCpuPct: round(((cpu.user + cpu.system) / 1000 / wall) * 100),
     deliveryRatio: round(result.deliveryRatio ?? 0),
+    duplicates: result.duplicates ?? 0,
     ticksSkipped: stats.reduce((a, s) => a + s.ticksSkipped, 0),
     clockP50Ms: round(snap.clock50),
     clockP99Ms: round(snap.clock99),

@@ -40,7 +40,10 @@ export interface SwarmOptions {
 export interface SwarmResult {
   members: number;
   packetsSent: number;
+  /** Datagrams received, less `duplicates`. */
   packetsReceived: number;
+  /** AUDIO packets a member received twice for one timestamp (the server sent a frame twice). */
+  duplicates: number;
   /**
    * Received / expected packets: one mix per tick for a listener while anyone speaks, or, streaming,
    * one STREAM packet per other speaker and frame.
@@ -79,13 +82,14 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
     }
     const setupMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 200));
-    for (const b of members) b.received = 0;
+    for (const b of members) b.received = b.duplicates = 0;
     plane.start();
     await new Promise((r) => setTimeout(r, o.seconds * 1000));
     plane.stop();
     log('done sending');
     await new Promise((r) => setTimeout(r, 300));
-    const received = members.reduce((a, b) => a + b.received, 0);
+    const received = members.reduce((a, b) => a + b.received - b.duplicates, 0);
+    const duplicates = members.reduce((a, b) => a + b.duplicates, 0);
     // Every member hears someone while speakers speak (a speaker hears the other speakers; a lone
     // speaker hears no one), plus heartbeat acks.
     const speakers = members.filter((b) => b.speaker).length;
@@ -101,6 +105,7 @@ export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
       members: members.length,
       packetsSent: plane.sent,
       packetsReceived: received,
+      duplicates,
       deliveryRatio: expected > 0 ? received / expected : 0,
       setupMs,
     };

@@ -28,14 +28,16 @@ export async function runLeanUser(o: LeanUserOptions, m: MetricSink): Promise<vo
     o.plane.start();
     try {
       await sleep(o.step.warmupSeconds * 1000, o.signal);
-      const r0 = member.received;
+      const r0 = member.received - member.duplicates;
+      const d0 = member.duplicates;
       const f0 = o.plane.frame;
       const t0 = performance.now();
       await sleep(o.step.seconds * 1000, o.signal);
       const frames = o.plane.frame - f0;
       const heartbeats = Math.floor((performance.now() - t0) / 5000);
       m.counter('voice.lean_expected', frames + heartbeats);
-      m.counter('voice.lean_received', member.received - r0);
+      m.counter('voice.lean_received', member.received - member.duplicates - r0);
+      m.counter('voice.lean_duplicates', member.duplicates - d0);
       await sleep(o.step.lingerSeconds * 1000, o.signal);
     } finally {
       o.plane.remove(member);

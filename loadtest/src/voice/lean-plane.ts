@@ -29,8 +29,16 @@ export interface LeanPlaneOptions {
 }
 
 export class LeanMember {
+  /** Datagrams received (every type: AUDIO, STREAM, acks). */
   received = 0;
+  /**
+   * Of those, AUDIO packets whose timestamp this member had already received (among its last 16):
+   * a frame sent twice (as a forwarded packet and in a mix, say) is delivered once.
+   */
+  duplicates = 0;
   seq = 0;
+  readonly #recent = new Uint32Array(16);
+  #recentCount = 0;
   readonly cipher: VoiceCipher;
   constructor(
     readonly binding: VoiceBinding,
@@ -39,6 +47,21 @@ export class LeanMember {
     aead?: AeadBackend,
   ) {
     this.cipher = new VoiceCipher(binding.key, VoiceDirection.CLIENT_TO_SERVER, aead);
+  }
+
+  /** A datagram arrived: counted, nothing decrypted (the header is clear text, protocol README 9). */
+  take(msg: Buffer): void {
+    this.received++;
+    if (msg.length < 16 || msg[2] !== VoicePacketType.AUDIO) return;
+    const ts = msg.readUInt32BE(12);
+    const n = Math.min(this.#recentCount, 16);
+    for (let i = 0; i < n; i++) {
+      if (this.#recent[i] === ts) {
+        this.duplicates++;
+        return;
+      }
+    }
+    this.#recent[this.#recentCount++ & 15] = ts;
   }
 }
 
@@ -76,7 +99,7 @@ export class LeanPlane {
     const sock = createSocket('udp4');
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
     const m = new LeanMember(binding, sock, speaker, this.aead);
-    sock.on('message', () => void m.received++);
+    sock.on('message', (msg) => m.take(msg));
     this.members.add(m);
     if (speaker) {
       // Speaker i sends at phase (7i mod phases): a channel's speakers and neighbours differ.

@@ -476,6 +476,52 @@ describe('voice path from the raw protocol', () => {
     pb.close();
   });
 
+  it('a speaker who restarts its timestamps at a talkspurt (MARKER) is heard in the mix, not dropped as late (README 8.1)', async () => {
+    const peers = await rawTrio('tl', 'Timeline');
+    const [pa, pb, pc] = peers;
+    const frame = 960;
+    const enc = [400, 1000].map(() => opus.createEncoder({ frameSamples: frame, bitrate: 32_000 }));
+    // Whole cycles per frame (8 and 20), so the frames join into one continuous tone.
+    const tones = [sineInt16(frame, 400, -20), sineInt16(frame, 1000, -20)];
+    const out = new Uint8Array(1000);
+    // A talks throughout. B talks 0.8 s, pauses 0.4 s, then talks again with its timestamps
+    // restarted at 0 and MARKER on the first packet: 40 frames behind its newest, well inside the
+    // jitter buffer's reset gap, so without a new timeline all of it is late.
+    const frames = 120;
+    let second = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < frames; i++) {
+      let n = enc[0]!.encode(tones[0]!, out);
+      pa.send(VoicePacketType.AUDIO, out.subarray(0, n), i * frame, i === 0 ? VoiceFlags.MARKER : 0);
+      const restart = i === 60;
+      if (i < 40 || i >= 60) {
+        n = enc[1]!.encode(tones[1]!, out);
+        const ts = i < 40 ? i * frame : (i - 60) * frame;
+        pb.send(VoicePacketType.AUDIO, out.subarray(0, n), ts, i === 0 || restart ? VoiceFlags.MARKER : 0);
+      }
+      if (restart) second = performance.now();
+      const wait = t0 + (i + 1) * 20 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await sleep(200);
+    // C's mix, decoded in order; its second B talkspurt from 0.3 s after the restart to the end.
+    const got = pc.received.filter((r) => r.type === VoicePacketType.AUDIO).sort((x, y) => x.seq - y.seq);
+    const dec = opus.createDecoder();
+    const pcm = new Int16Array(got.length * frame);
+    const from = got.findIndex((r) => r.at >= second + 300);
+    expect(from, 'mixes after the restart').toBeGreaterThan(0);
+    for (const [k, r] of got.entries()) dec.decode(r.payload, pcm.subarray(k * frame, (k + 1) * frame));
+    const tail = pcm.subarray(from * frame, (got.length - 10) * frame);
+    expect(tail.length, 'at least 0.6 s of the second talkspurt').toBeGreaterThanOrEqual(30 * frame);
+    expect(toneDbfs(tail, 1000)).toBeGreaterThan(-23);
+    expect(toneDbfs(tail, 400)).toBeGreaterThan(-23);
+    const member = srv.voice.channelStats()[0]!;
+    expect(member.core.stats.late, 'none of the restarted talkspurt dropped as late').toBeLessThanOrEqual(2);
+    for (const e of enc) e.destroy();
+    dec.destroy();
+    for (const p of peers) p.close();
+  });
+
   it('rekeys a lone member on a same-channel join without rebuilding the channel', async () => {
     const a = await srv.user('alone');
     const { channel } = await a.ws.request('channel.create', { name: 'Solo' });

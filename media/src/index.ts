@@ -18,3 +18,4 @@ export * from './tones.js';
 export * from './analysis.js';
 export * from './wav.js';
 export * from './timestamp.js';
+export * from './sender-timeline.js';

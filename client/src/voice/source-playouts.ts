@@ -17,15 +17,11 @@ import {
   type JitterBufferOptions,
   type OpusFactory,
   type PlayoutFrameKind,
+  SenderTimeline,
 } from '@voice/media';
 
 /** A source's playout is freed this long after its last packet (protocol README 8.8), ms. */
 export const SOURCE_FREE_AFTER_MS = 2000;
-/**
- * A source's timestamp that strays this far (ms) from where its arrival time puts it is a new
- * timeline (the speaker's binding changed: its new sender counts from anywhere), not a pause.
- */
-export const SOURCE_JUMP_MS = 1000;
 
 /** Per-source figures (protocol README 8.8), since the source got its playout. */
 export interface SourceStats {
@@ -97,11 +93,8 @@ export interface SourcePlayoutsOptions {
 class SourceSlot {
   /** The UserId played, '' while free. */
   source = '';
-  /** Added to the source's timestamps (uint32): moves a restarted timeline after the last one. */
-  offset = 0;
-  /** Newest mapped timestamp and when it arrived (performance.now() ms); NaN before any. */
-  newestTs = Number.NaN;
-  newestAt = 0;
+  /** The source's timestamps on one continuing timeline (a restarted one moved after the last). */
+  readonly timeline = new SenderTimeline();
   lastKind: PlayoutFrameKind = PlayoutFrame.SILENT;
   /**
    * The source's own frame FIFO: a source plays at its own phase (its first frame starts at the
@@ -115,7 +108,6 @@ class SourceSlot {
   late = 0;
   duplicates = 0;
   invalid = 0;
-  restarts = 0;
   /** Counters of earlier sources on this slot, for the totals. */
   pastAccepted = 0;
   pastLate = 0;
@@ -152,10 +144,9 @@ class SourceSlot {
     this.pastLate += this.late;
     this.pastDuplicates += this.duplicates;
     this.pastInvalid += this.invalid;
-    this.accepted = this.late = this.duplicates = this.invalid = this.restarts = 0;
+    this.accepted = this.late = this.duplicates = this.invalid = 0;
     this.source = '';
-    this.offset = 0;
-    this.newestTs = Number.NaN;
+    this.timeline.reset();
     this.lastKind = PlayoutFrame.SILENT;
     this.fifoPos = this.fifo.length;
     this.playout.reset();
@@ -179,11 +170,9 @@ const SOUNDING_PEAK = 32;
  * and counted (`dropped`): the server forwards at most `max` speakers, so that happens only while a
  * speaker who stopped still plays out its last frames.
  *
- * A source's timestamps are its speaker's own clock. A timestamp more than SOURCE_JUMP_MS behind the
- * newest or ahead of the time that passed since it arrived, or MARKER on a timestamp two frames or
- * more behind the newest, is a new timeline
- * (the speaker's binding changed): it is moved to continue after the newest frame by the time that
- * passed, so the playout carries on as after a pause instead of dropping the new frames as late.
+ * A source's timestamps are its speaker's own clock, restarted when the speaker's binding changes:
+ * SenderTimeline (the rule the server applies upstream too) continues a restarted timeline after
+ * the newest frame, so the playout carries on as after a pause instead of dropping frames as late.
  */
 export class SourcePlayouts {
   readonly max: number;
@@ -256,7 +245,7 @@ export class SourcePlayouts {
         return -1;
       }
     }
-    const ts = this.map(slot, timestamp, (flags & VoiceFlags.MARKER) !== 0, now);
+    const ts = slot.timeline.map(timestamp, (flags & VoiceFlags.MARKER) !== 0, now, this.frameSamples);
     let r: number;
     if (red) {
       // Offsets into the payload: neither a copy nor a view is needed.
@@ -271,37 +260,6 @@ export class SourcePlayouts {
     else if (r === JitterInsert.DUPLICATE) slot.duplicates++;
     else slot.invalid++;
     return r;
-  }
-
-  /** The timestamp on the slot's playout timeline (see the class comment). */
-  private map(slot: SourceSlot, timestamp: number, marker: boolean, now: number): number {
-    let ts = (timestamp + slot.offset) >>> 0;
-    if (Number.isNaN(slot.newestTs)) {
-      slot.newestTs = ts;
-      slot.newestAt = now;
-      return ts;
-    }
-    const d = (ts - slot.newestTs) | 0;
-    const elapsed = Math.max(0, now - slot.newestAt) * 48;
-    const f = this.frameSamples;
-    // Behind the newest by more than reordering explains, or ahead of the time that passed (a
-    // stall here delays arrivals: a small step after a long wait is no jump).
-    const jump = SOURCE_JUMP_MS * 48;
-    if (d < -jump || d - elapsed > jump || (marker && d <= -2 * f)) {
-      // Continue after the newest frame, by the time that passed in whole frames (at least one).
-      const to = slot.newestTs + Math.max(1, Math.round(elapsed / f)) * f;
-      slot.offset = (slot.offset + (to - ts)) >>> 0;
-      ts = to >>> 0;
-      slot.restarts++;
-      slot.newestTs = ts;
-      slot.newestAt = now;
-      return ts;
-    }
-    if (d > 0) {
-      slot.newestTs = ts;
-      slot.newestAt = now;
-    }
-    return ts;
   }
 
   /** A playout for a new source: a free one, a new one while fewer than `max`, else the stalest idle one. */
@@ -328,7 +286,7 @@ export class SourcePlayouts {
     }
     if (pick === null) {
       for (const s of this.slots) {
-        if (s.idle && (pick === null || s.newestAt < pick.newestAt)) pick = s;
+        if (s.idle && (pick === null || s.timeline.newestAt < pick.timeline.newestAt)) pick = s;
       }
       if (pick === null) return null;
       this.nReplaced++;
@@ -369,7 +327,7 @@ export class SourcePlayouts {
           if (kind === PlayoutFrame.DECODED || kind === PlayoutFrame.FEC) this.audible = true;
           if (kind === PlayoutFrame.SILENT) {
             // Not playing: nothing kept, the next pull asks again (the phase is set at the start).
-            if (now - s.newestAt > SOURCE_FREE_AFTER_MS && s.playout.jitter.buffered === 0) {
+            if (now - s.timeline.newestAt > SOURCE_FREE_AFTER_MS && s.playout.jitter.buffered === 0) {
               s.release();
               this.inUse--;
               this.nFreed++;
@@ -486,7 +444,7 @@ export class SourcePlayouts {
         fecRecovered: p.fecRecovered - b.fecRecovered,
         redRecovered: p.redRecovered - b.redRecovered,
         underruns: p.underruns - b.underruns,
-        restarts: s.restarts,
+        restarts: s.timeline.restarts,
         jitterMs: j.jitterMs,
         bufferMs: j.depth * frameMs,
         targetMs: j.target * frameMs,

@@ -5,7 +5,7 @@ import {
   type AeadBackend,
   type Transport,
 } from '@voice/protocol';
-import { TimestampUnwrapper } from '@voice/media';
+import { SenderTimeline, TimestampUnwrapper } from '@voice/media';
 import type { Session } from '../app/sessions.js';
 import type { TokenBucket } from '../ratelimit.js';
 import type { ChannelCore } from './channel.js';
@@ -40,6 +40,11 @@ export class VoiceEndpoint {
   voided = false;
   /** Unwraps the uint32 audio timestamps into frame indices (the one rule client and server share). */
   readonly timestamps = new TimestampUnwrapper();
+  /**
+   * Continues the client's timeline when it restarts its timestamps within this binding (README
+   * 8.1): without it, a talkspurt restarted behind the last one is dropped as late.
+   */
+  readonly timeline = new SenderTimeline();
   closed = false;
 
   constructor(

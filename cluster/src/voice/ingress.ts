@@ -114,7 +114,10 @@ export class VoiceIngress {
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
         // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
-        const frame = ep.timestamps.frameIndex(h.timestamp, ep.channel.frameSamples);
+        // A restarted timeline (README 8.1) is moved after the last one first.
+        const fs = ep.channel.frameSamples;
+        const ts = ep.timeline.map(h.timestamp, (h.flags & VoiceFlags.MARKER) !== 0, now, fs);
+        const frame = ep.timestamps.frameIndex(ts, fs);
         const pushed = ep.channel.inbox.push(m, frame, now, h.flags, this.#plain, r);
         if (pushed === InboxPush.OVER_QUOTA) {
           c.drops.inbox_quota++;

@@ -176,7 +176,7 @@ function opusAlone(
     if (rnd() >= loss) {
       playout.insert(f, pkt, len, f * frameMs);
       // RED: the packet also carries the frame before (copied in only where that one is missing).
-      if (red && prevLen > 0) playout.insertRedundant(f - 1, prev, prevLen);
+      if (red && prevLen > 0) playout.insertRedundant(f - 1, prev, prevLen, f * frameMs);
     }
     prev.set(pkt.subarray(0, len));
     prevLen = len;

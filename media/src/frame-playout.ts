@@ -162,6 +162,13 @@ export class FramePlayout {
   #fecSeen = false;
   /** The stream carries redundant copies (RED): after a loss, look ahead one frame as for FEC. */
   #redSeen = false;
+  /**
+   * When the last redundant copy arrived. A stream that carries RED keeps the look-ahead while
+   * copies keep coming (for `fecHoldMs` after the last): a sender sends RED because its link loses
+   * packets, and the look-ahead already in place when the next talkspurt starts costs nothing,
+   * where growing it at the first loss inserts a concealed frame mid-word (a slip).
+   */
+  #redAt = Number.NEGATIVE_INFINITY;
   #red = 0;
   #jbLost = 0;
   /**
@@ -311,7 +318,7 @@ export class FramePlayout {
   ): JitterInsertResult {
     const k = this.#unwrap.frameIndex(timestamp, this.frameSamples);
     const r = this.insert(k, payload, block.primaryLength, nowMs, block.primaryOffset);
-    this.insertRedundant((k - 1) >>> 0, payload, block.redLength, block.redOffset);
+    this.insertRedundant((k - 1) >>> 0, payload, block.redLength, nowMs, block.redOffset);
     return r;
   }
 
@@ -332,10 +339,18 @@ export class FramePlayout {
 
   /**
    * Stores a redundant copy (RED) of frame `frameIndex` where that frame is missing and not yet
-   * played; a no-op otherwise (not late, not a duplicate). Returns whether it was stored.
+   * played; a no-op otherwise (not late, not a duplicate). Returns whether it was stored. `nowMs`
+   * is the packet's arrival (the clock `insert` gets): copies arriving keep the look-ahead on.
    */
-  insertRedundant(frameIndex: number, payload: Uint8Array, length: number, offset = 0): boolean {
+  insertRedundant(
+    frameIndex: number,
+    payload: Uint8Array,
+    length: number,
+    nowMs: number,
+    offset = 0,
+  ): boolean {
     this.#redSeen = true;
+    if (nowMs > this.#redAt) this.#redAt = nowMs;
     return this.jitter.insertRedundant(frameIndex, payload, length, offset);
   }
 
@@ -590,7 +605,17 @@ export class FramePlayout {
   }
 
   #updateLookAhead(nowMs: number): void {
-    if (this.jitter.lookAhead > 0 && nowMs - this.#lastLossAt > this.#fecHoldMs) this.jitter.lookAhead = 0;
+    const jb = this.jitter;
+    const red = this.#fecHoldMs > 0 && nowMs - this.#redAt <= this.#fecHoldMs;
+    if (jb.lookAhead > 0) {
+      if (!red && nowMs - this.#lastLossAt > this.#fecHoldMs) jb.lookAhead = 0;
+    } else if (red) {
+      // Copies are coming: between talkspurts the larger target starts the next one a frame later
+      // (nothing heard); in one (RED just began), grow by a frame as after a loss.
+      jb.lookAhead = 1;
+      this.#expandPending = jb.playing;
+      this.#expandSince = nowMs;
+    }
   }
 
   stats(): FramePlayoutStats {

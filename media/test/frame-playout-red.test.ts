@@ -122,17 +122,33 @@ describe('FramePlayout with RED (real Opus)', () => {
     expect(noRed.stats.concealed).toBe(lost.size);
   });
 
-  it('with the smallest buffer, the first copy comes a frame late, then a frame of look-ahead rebuilds every later loss', async () => {
+  it("with the smallest buffer, the look-ahead grows at the first copy, at the talkspurt's start, and every loss is rebuilt", async () => {
     opus ??= await createOpus();
     const packets = encodeAll(opus, 150);
     const lost = new Set([10, 40, 70, 100, 130]);
     const r = play(opus, packets, lost, true, 0, 1);
-    // The first: the buffer ran dry at frame 10 (one concealed frame), then its copy arrived and
-    // played; the look-ahead that leaves keeps the four later copies in time.
+    // Copies come from the second packet on: one concealed frame right after it grows the buffer by
+    // the frame of look-ahead (at the start of speech, not at the first loss, mid-word); the copy
+    // of every lost frame is then here in time.
+    const concealedAt = r.kinds.flatMap((k, i) => (k === PlayoutFrame.CONCEALED ? [i] : []));
+    expect(concealedAt).toEqual([1]);
+    expect(r.stats.expanded).toBe(1);
     expect(r.stats.redRecovered).toBe(5);
     expect(r.stats.lookAhead).toBe(1);
-    expect(r.stats.concealed).toBe(1);
     expect(r.stats.lost).toBe(0);
+    // After the growth, the frames one tick late, sample for sample (no other slip).
+    const dec = opus.createDecoder({ frameSamples: FRAME });
+    const ref = new Int16Array(r.out.length);
+    for (let t = 0; t < r.out.length / FRAME; t++) {
+      const at = ref.subarray(t * FRAME, (t + 1) * FRAME);
+      const f = t < 1 ? t : t - 1;
+      if (t === 1) dec.conceal(at);
+      else dec.decode(packets[f]!, at, packets[f]!.length);
+    }
+    dec.destroy();
+    let diff = 0;
+    for (let i = 0; i < ref.length; i++) if (r.out[i] !== ref[i]) diff++;
+    expect(diff).toBe(0);
   });
 
   it('growing when quiet, with the smallest buffer, the first copy comes a frame late and is left unplayed (no slip); loud all along, the look-ahead grows a second later and rebuilds every later loss', async () => {
@@ -142,14 +158,14 @@ describe('FramePlayout with RED (real Opus)', () => {
     const r = play(opus, packets, lost, true, 0, 1, true);
     // 10 and 40 (before the growth) are concealed while the buffer is dry, their late copies left
     // unplayed; the chirp is never quiet, so one concealed frame grows the buffer 1 s (50 frames)
-    // after the first loss; the copies of 70, 100 and 130 are then here in time.
+    // after the first copy came (frame 1); the copies of 70, 100 and 130 are then here in time.
     expect(r.stats.redRecovered).toBe(3);
     expect(r.stats.lookAhead).toBe(1);
     expect(r.stats.lost).toBe(2);
     expect(r.stats.expanded).toBe(1);
     expect(r.stats.concealed).toBe(3);
     const concealedAt = r.kinds.flatMap((k, i) => (k === PlayoutFrame.CONCEALED ? [i] : []));
-    expect(concealedAt).toEqual([10, 40, 61]);
+    expect(concealedAt).toEqual([10, 40, 51]);
   });
 
   it('growing when quiet, conceals the first lost frame without a slip, grows the look-ahead in the next quiet frames, then rebuilds a loss exactly', async () => {
@@ -194,6 +210,52 @@ describe('FramePlayout with RED (real Opus)', () => {
     let diff = 0;
     for (let i = 0; i < ref.length; i++) if (r.out[i] !== ref[i]) diff++;
     expect(diff).toBe(0);
+  });
+  it('a stream that carries RED starts its next talkspurt with the look-ahead in place: its losses are rebuilt in time, no frame concealed, no slip', async () => {
+    opus ??= await createOpus();
+    // Talkspurt 1: frames 0..49, no loss; a pause (50..69 never sent); talkspurt 2: 70..119, its
+    // first packet without a copy (MARKER never carries RED), 72 and 100 lost.
+    const packets = encodeAll(opus, 120);
+    const sent = (f: number) => f < 50 || f >= 70;
+    const lost = new Set([72, 100]);
+    const p = new FramePlayout({
+      frameSamples: FRAME,
+      decoder: opus.createDecoder({ frameSamples: FRAME }),
+      jitter: { minTargetFrames: 1, catchUpMs: 0 },
+    });
+    const block = createRedBlock();
+    const frame = new Int16Array(FRAME);
+    const ticks = 130;
+    const out = new Int16Array(ticks * FRAME);
+    const kinds: number[] = [];
+    for (let t = 0; t < ticks; t++) {
+      const now = t * 20;
+      if (t < 120 && sent(t) && !lost.has(t)) {
+        if (t > 0 && t !== 70) {
+          const b = encodeRed(packets[t - 1]!, packets[t]!)!;
+          expect(readRedBlock(b, 0, b.length, block)).toBe(true);
+          p.insertRedTimestamp(t * FRAME, b, block, now + 0.5);
+        } else p.insertTimestamp(t * FRAME, packets[t]!, packets[t]!.length, now + 0.5);
+      }
+      kinds.push(p.next(now + 1, frame));
+      out.set(frame, t * FRAME);
+    }
+    // Talkspurt 2 starts a frame after its first packet came (the look-ahead: the cost, 20 ms, paid
+    // only while the sender sends RED, that is while its link loses packets), then plays every frame
+    // from a packet or a copy.
+    const start = kinds.indexOf(PlayoutFrame.DECODED, 60);
+    expect(start).toBe(71);
+    expect(kinds.slice(start, start + 50).every((k) => k === PlayoutFrame.DECODED)).toBe(true);
+    // Sample for sample what a fresh decoder makes of 70..119 (a talkspurt after a pause starts from
+    // a fresh decoder): the copies of 72 and 100 are exactly their frames.
+    const ref = decodeAll(opus, packets.slice(70, 120));
+    let diff = 0;
+    for (let i = 0; i < ref.length; i++) if (out[start * FRAME + i] !== ref[i]) diff++;
+    expect(diff).toBe(0);
+    const s = p.stats();
+    expect(s.lookAhead).toBe(1);
+    expect(s.lost).toBe(0);
+    p.close();
   });
 });
 

@@ -408,7 +408,7 @@ export class ChannelCore {
         const r = isRed
           ? m.stream.insert(seq, view, red.primaryLength, arrival, red.primaryOffset)
           : m.stream.insert(seq, view, inbox.length[i]!, arrival);
-        if (isRed) m.stream.insertRedundant((seq - 1) >>> 0, view, red.redLength, red.redOffset);
+        if (isRed) m.stream.insertRedundant((seq - 1) >>> 0, view, red.redLength, arrival, red.redOffset);
         if (r === JitterInsert.ACCEPTED) {
           m.arrivals[seq & 63] = arrival;
           m.packetsIn++;

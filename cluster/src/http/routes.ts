@@ -96,11 +96,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     })
     .add('POST', '/api/v1/logout', async (req) => {
       const { user, token } = await userOnly(req);
-      const s = sessions.byUser(user.id);
-      if (s) {
-        s.conn?.close(4000, 'logged out');
-        await sessions.end(s, 'leave');
-      }
+      await sessions.logout(user.id);
       await users.logout(token);
       return { status: 204 };
     })

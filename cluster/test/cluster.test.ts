@@ -667,6 +667,26 @@ describe('two nodes over one Redis', () => {
     });
   });
 
+  it('after 1001 from a node that stops, hello on another node resumes the session in its channel', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('survivor');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Afterlife' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bye = alice.ws.waitFor('bye', () => true, 5000);
+    const closed = new Promise<number>((resolve) => alice.ws.once('close', (code: number) => resolve(code)));
+    await n0!.stop();
+    nodes.splice(nodes.indexOf(n0!), 1);
+    expect((await bye).code).toBe('UNAVAILABLE');
+    expect(await closed).toBe(1001);
+    const again = await SignalingClient.connect({ url: n1!.wsUrl, token: alice.token });
+    try {
+      expect(again.welcome).toMatchObject({ resumed: true, channelId: channel.id });
+      expect(again.welcome.voice?.udpPort).toBe(n1!.udpPort);
+    } finally {
+      again.close();
+    }
+  });
+
   it('a resume on another node replaces the session still open on the first (SESSION_REPLACED)', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('twice');

@@ -644,6 +644,49 @@ describe('two nodes over one Redis', () => {
     expect(n2!.channelRouter.ownedChannels).toEqual([channel.id]);
   });
 
+  it('a log-out sent to another node ends the session where its WebSocket is (4000) and revokes the token', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('leaver');
+    const bob = await n0!.user('stayer');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Out' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    await bob.ws.request('channel.join', { channelId: channel.id });
+    const id = alice.ws.welcome.user.id;
+    const left = bob.ws.waitFor('member.left', (m) => m.userId === id, 5000);
+    const closed = new Promise<number>((resolve, reject) => {
+      alice.ws.once('close', (code: number) => resolve(code));
+      setTimeout(() => reject(new Error('no close within 5 s')), 5000).unref();
+    });
+    await n1!.rest(alice.token).call('POST', '/api/v1/logout');
+    expect(await closed).toBe(4000);
+    expect((await left).reason).toBe('leave');
+    expect(n0!.sessions.byUser(id)).toBeUndefined();
+    expect(await n0!.ctx.directory.getSession(id)).toBeNull();
+    await expect(SignalingClient.connect({ url: n0!.wsUrl, token: alice.token })).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
+  });
+
+  it('after 1001 from a node that stops, hello on another node resumes the session in its channel', async () => {
+    const [n0, n1] = await cluster(2);
+    const alice = await n0!.user('survivor');
+    const { channel } = await alice.ws.request('channel.create', { name: 'Afterlife' });
+    await alice.ws.request('channel.join', { channelId: channel.id });
+    const bye = alice.ws.waitFor('bye', () => true, 5000);
+    const closed = new Promise<number>((resolve) => alice.ws.once('close', (code: number) => resolve(code)));
+    await n0!.stop();
+    nodes.splice(nodes.indexOf(n0!), 1);
+    expect((await bye).code).toBe('UNAVAILABLE');
+    expect(await closed).toBe(1001);
+    const again = await SignalingClient.connect({ url: n1!.wsUrl, token: alice.token });
+    try {
+      expect(again.welcome).toMatchObject({ resumed: true, channelId: channel.id });
+      expect(again.welcome.voice?.udpPort).toBe(n1!.udpPort);
+    } finally {
+      again.close();
+    }
+  });
+
   it('a resume on another node replaces the session still open on the first (SESSION_REPLACED)', async () => {
     const [n0, n1] = await cluster(2);
     const alice = await n0!.user('twice');

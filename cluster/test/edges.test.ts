@@ -120,6 +120,31 @@ describe('HTTP boundary', () => {
     expect(await m.value('voice_boundary_errors_total')).toBe(0);
   });
 
+  it('names a malformed id in the path as a path parameter, not as the body', async () => {
+    srv = await startTestServer();
+    const { token } = await srv.rest().login('pathfinder');
+    const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const good = (await srv.rest(token).createChannel({ name: 'paths' })).id;
+    const cases: [string, string, string][] = [
+      ['GET', '/api/v1/users/u_short', 'id'],
+      ['GET', '/api/v1/channels/c_short', 'id'],
+      ['PATCH', '/api/v1/channels/not-an-id', 'id'],
+      ['DELETE', `/api/v1/channels/${good}/mutes/u_short`, 'userId'],
+    ];
+    for (const [method, path, key] of cases) {
+      const res = await fetch(srv.url + path, {
+        method,
+        headers: auth,
+        ...(method === 'PATCH' ? { body: '{"name":"renamed"}' } : {}),
+      });
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      expect(error.code, path).toBe('INVALID_FIELD');
+      expect(error.message, path).toMatch(new RegExp(`^path parameter ${key}: `));
+      expect(error.message, path).not.toContain('(body)');
+    }
+  });
+
   it('answers an exception in a handler with 500 INTERNAL, counts it, and serves the next request', async () => {
     srv = await startTestServer();
     const { token } = await srv.rest().login('victim');

@@ -348,6 +348,22 @@ describe('voice path from the raw protocol', () => {
     pb.close();
   });
 
+  it("forwards a lone speaker's payload unchecked: bytes that are not Opus reach the listener as sent (README 8.6)", async () => {
+    const [pa, pb] = await rawTrio('junk', 'Junk');
+    const frames = 30;
+    const junk = (i: number) => Uint8Array.from({ length: 40 }, (_, j) => (i * 7 + j * 13 + 0xf0) & 0xff);
+    const hex = (u: Uint8Array) => Buffer.from(u).toString('hex');
+    const t0 = performance.now();
+    for (let i = 0; i < frames; i++) {
+      pa.send(VoicePacketType.AUDIO, junk(i), i * 960, i === 0 ? VoiceFlags.MARKER : 0);
+      const wait = t0 + (i + 1) * 20 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await sleep(300);
+    const got = pb.received.filter((r) => r.type === VoicePacketType.AUDIO).map((r) => hex(r.payload));
+    expect(got).toEqual(Array.from({ length: frames }, (_, i) => hex(junk(i))));
+  });
+
   it('a silent listener of two speakers gets timestamps that never step back more than a frame, bursts forwarded on arrival included', async () => {
     const peers = await rawTrio('ts', 'Steps');
     const [pa, pb, pc] = peers;

@@ -229,6 +229,24 @@ describe('several streams (README 8.8)', () => {
     expect(streamsOf(p, ...win(3)).length + audioOf(p, ...win(3)).length, 'sent while deafened').toBe(0);
   });
 
+  it('volume 0: a listener who set the only speaker to 0 is sent nothing of it, streams granted or not', async () => {
+    const [, [a, l, s, m]] = await channel(
+      ['v0-a', 'v0-l', 'v0-s', 'v0-m'],
+      [undefined, undefined, 2, undefined],
+    );
+    await l!.sig.request('voice.volume', { userId: a!.userId, volume: 0 });
+    await s!.sig.request('voice.volume', { userId: a!.userId, volume: 0 });
+    const t0 = performance.now();
+    await speak([a!], 50);
+    await sleep(300);
+    // The control listener hears every frame; the two who set 0 get no packet of any voice kind.
+    expect(audioOf(m!.peer, t0).length, 'AUDIO to a listener at 100').toBe(50);
+    for (const x of [l!, s!]) {
+      expect(audioOf(x.peer, t0).length, 'AUDIO at volume 0').toBe(0);
+      expect(streamsOf(x.peer, t0).length, 'STREAM at volume 0').toBe(0);
+    }
+  });
+
   it('a speaker flooding faster than real time reaches a streaming listener at its frame rate, bursts of 5', async () => {
     const [, [a, l]] = await channel(['fl-a', 'fl-l'], [undefined, 4]);
     const enc = opus.createEncoder({ frameSamples: FRAME, bitrate: 32_000 });

@@ -245,6 +245,25 @@ describe('server messages', () => {
     expect(r.ok && Object.keys(r.value as object)).toEqual(['t', 'code', 'message']);
   });
 
+  it('the README 3.2 test vector: the ping frame is those 24 bytes, and its int64 form reads the same', () => {
+    const vector = '83a174a470696e67a2696402a27473cb4278bcfe5687b000';
+    const msg = { t: 'ping', id: 2, ts: 1700000000123 } as const;
+    expect(Buffer.from(encodeMessage(msg)).toString('hex')).toBe(vector);
+    expect(decodeClientMessage(Buffer.from(vector, 'hex'))).toEqual({ ok: true, value: msg });
+    // "an int64 would be as good": d3 then the 8 bytes of 1700000000123.
+    const int64 = vector.replace('cb4278bcfe5687b000', 'd30000018bcfe5687b');
+    expect(decodeClientMessage(Buffer.from(int64, 'hex'))).toEqual({ ok: true, value: msg });
+  });
+
+  it('README 3.2: an integer map key names no field and is ignored; a nil optional field is refused', () => {
+    // {1: 'x', t: 'ping', id: 3, ts: 1}: the key 1 is read as "1", an unknown field.
+    const intKey = Buffer.from('84' + '01a178' + 'a174a470696e67' + 'a2696403' + 'a2747301', 'hex');
+    expect(decodeClientMessage(intKey)).toEqual({ ok: true, value: { t: 'ping', id: 3, ts: 1 } });
+    const r = decodeClientMessage(raw({ t: 'channel.list', id: 4, cursor: null }));
+    expect(r.ok).toBe(false);
+    expect(!r.ok && [r.code, r.re]).toEqual(['INVALID_FIELD', 4]);
+  });
+
   it('decodeServerMessage rejects frames without a string t', () => {
     expectError(decodeServerMessage(raw({ re: 1 })), 'BAD_FRAME');
     expectError(decodeServerMessage(raw([1])), 'BAD_FRAME');

@@ -502,6 +502,24 @@ export class SessionManager {
     return t.member();
   }
 
+  /**
+   * A log-out (protocol README section 2): the user's session ends now, its connection closed with
+   * 4000, on whichever node holds it: the REST request may reach another node of a cluster than
+   * the one holding the WebSocket. A node that no longer answers holds nothing to close.
+   */
+  async logout(userId: UserId): Promise<void> {
+    const s = this.#byUser.get(userId);
+    if (s) return this.#endLoggedOut(s);
+    const elsewhere = await this.ctx.directory.getSession(userId);
+    if (elsewhere && elsewhere.nodeId !== this.ctx.config.nodeId)
+      await this.ctx.requests.request(elsewhere.nodeId, 'member.logout', { userId }).catch(() => undefined);
+  }
+
+  async #endLoggedOut(s: Session): Promise<void> {
+    s.conn?.close(4000, 'logged out');
+    await this.end(s, 'leave');
+  }
+
   /** Node-addressed requests about a session of this node (sent by the router's handler). */
   async handleMemberRequest(op: string, args: unknown): Promise<unknown> {
     const a = args as { userId: UserId };
@@ -535,6 +553,9 @@ export class SessionManager {
           s.conn.close(4001, 'session replaced');
         }
         this.ctx.metrics.sessions.set(this.#byUser.size);
+        return null;
+      case 'member.logout':
+        await this.#endLoggedOut(s);
         return null;
       case 'member.serverMute': {
         const m = args as { channelId: ChannelId; muted: boolean };

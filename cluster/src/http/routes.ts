@@ -14,7 +14,7 @@ import type { SessionManager } from '../app/sessions.js';
 import type { UserService } from '../app/users.js';
 import type { KeyedRateLimiter } from '../ratelimit.js';
 import type { StoredUser, UserFilter } from '../state/types.js';
-import { parseOr400 } from '../validate.js';
+import { parseOr400, parseParam } from '../validate.js';
 import type { RestRequest, RestRouter } from './server.js';
 
 export interface RouteDeps {
@@ -67,7 +67,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     if (!p.admin) throw new ProtocolError('FORBIDDEN', 'this route needs the admin token');
   };
   const query = (req: RestRequest): Record<string, string> => Object.fromEntries(req.query.entries());
-  const channelId = (req: RestRequest) => parseOr400(ChannelIdSchema, req.params.id, 'channel id');
+  const channelId = (req: RestRequest) => parseParam(ChannelIdSchema, req.params.id, 'id');
 
   router
     .add('GET', '/healthz', () => ({ status: 200, body: { ok: true } }))
@@ -96,11 +96,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     })
     .add('POST', '/api/v1/logout', async (req) => {
       const { user, token } = await userOnly(req);
-      const s = sessions.byUser(user.id);
-      if (s) {
-        s.conn?.close(4000, 'logged out');
-        await sessions.end(s, 'leave');
-      }
+      await sessions.logout(user.id);
       await users.logout(token);
       return { status: 204 };
     })
@@ -116,7 +112,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     })
     .add('GET', '/api/v1/users/:id', async (req) => {
       await principal(req);
-      const id = parseOr400(UserIdSchema, req.params.id, 'user id');
+      const id = parseParam(UserIdSchema, req.params.id, 'id');
       return { status: 200, body: { user: await users.view(await users.get(id)) } };
     })
     .add('GET', '/api/v1/channels', async (req) => {
@@ -160,7 +156,7 @@ export function registerRoutes(router: RestRouter, d: RouteDeps): void {
     .add('DELETE', '/api/v1/channels/:id/mutes/:userId', async (req) => {
       const p = await principal(req);
       const id = channelId(req);
-      const target = parseOr400(UserIdSchema, req.params.userId, 'user id');
+      const target = parseParam(UserIdSchema, req.params.userId, 'userId');
       await sessions.serverMute(p, id, target, false);
       return { status: 204 };
     })

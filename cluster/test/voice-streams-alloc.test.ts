@@ -229,6 +229,23 @@ describe('downstream RED on STREAM packets (README 9.1)', () => {
           plain,
         );
       expect(counters.redDownSent).toBeGreaterThan(8);
+      // The speaker's own RED block goes as received (no second block around it); the frame after
+      // it, sent plain by the speaker, then has no kept frame to repeat (as on AUDIO).
+      state.seen.clear();
+      const red = new Uint8Array(82);
+      red[1] = 40;
+      for (const f of [k0 + 14, k0 + 15]) {
+        red.fill(f & 0xff, 2);
+        speaker.noteReceived(f);
+        core.forwardOnArrival(speaker, f, red, 82, t0 + f * 20, f * 960, VoiceFlags.RED);
+      }
+      payload.fill((k0 + 16) & 0xff);
+      core.forwardOnArrival(speaker, k0 + 16, payload, 80, t0 + (k0 + 16) * 20, (k0 + 16) * 960, 0);
+      expect(state.seen.get(eps[1]!.voiceId)!.map((p) => [p.flags, p.len])).toEqual([
+        [VoiceFlags.RED, 12 + 82],
+        [VoiceFlags.RED, 12 + 82],
+        [0, 12 + 80],
+      ]);
       core.close();
     },
   );

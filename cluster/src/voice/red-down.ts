@@ -65,6 +65,11 @@ export class RedDownSources {
     this.#used = new Uint32Array(slots);
   }
 
+  /** Forgets speaker `userId`'s kept frame, if there is one (its own RED block went instead). */
+  clear(userId: string): void {
+    for (let i = 0; i < this.#frames.length; i++) if (this.#owners[i] === userId) this.#frames[i]!.clear();
+  }
+
   /** The kept frame of speaker `userId`, a recycled empty one if it has none. */
   frameFor(userId: string): RedDownFrame {
     // A counter that wraps after 2^30 packets: a recency order wrong once in years costs one RED block.

@@ -118,7 +118,7 @@ export class StreamForwarder {
       const ep = l.endpoint;
       h.voiceId = ep.voiceId;
       if (asRed && l.red) {
-        l.redStreams?.frameFor(sp.userId).clear(); // the speaker's block went: its primary is not kept
+        l.redStreams?.clear(sp.userId); // the speaker's block went: its primary is not kept
         h.flags = (flags & SPEAKER_FLAGS) | VoiceFlags.RED;
         h.timestamp = timestamp >>> 0;
         h.sequence = ep.cipher.nextSequence;

@@ -6,12 +6,15 @@
  * streamed (the same two members, the listener asks for streams: each comes as sent, mixed by it),
  * 10 and 20 ms frames, upstream loss 0 / 5 % (with 20 ms jitter) / 10 % through the lossy relay,
  * and on a lossy link three protections: none, Opus in-band FEC, RED (each packet also carries the
- * previous frame, protocol README 9.1; FEC off). Per path: mean, min and max over the runs, and
- * concealed frames and dropped frames (catch-up and stale) per minute at the listener.
+ * previous frame, protocol README 9.1; FEC off). With --down-loss the loss (and jitter) is on the
+ * listener's downlink instead, and RED is the server's downstream RED (README 9.1, Downstream): the
+ * speaker sends none, the listener asks for RED only in the RED rows. Per path: mean, min and max
+ * over the runs, and concealed frames and dropped frames (catch-up and stale) per minute at the
+ * listener.
  *
  *   node --conditions=source --import tsx cluster/bench/quality.ts [--runs 3] [--seconds 8]
  *     [--frames 20,10] [--losses 0,0.05,0.1] [--paths opus-alone,mix-ideal,forwarded,mixed,streamed]
- *     [--protection nofec,fec,red] [--server-stretch on|off] [--dump DIR]
+ *     [--protection nofec,fec,red] [--down-loss] [--server-stretch on|off] [--dump DIR]
  *
  * Needs espeak-ng, sox and `pip install pesq numpy`; without them it says so and measures nothing.
  */
@@ -45,6 +48,8 @@ export interface QualityOptions {
   readonly dump?: string;
   /** The server's `clock.timeStretch` for the real-time paths (default: the product's). */
   readonly serverTimeStretch?: boolean;
+  /** Loss on the listener's downlink rather than the speaker's uplink (keys end in `_down`). */
+  readonly downLoss?: boolean;
 }
 
 /**
@@ -216,6 +221,8 @@ async function throughServer(
     mixed: boolean;
     /** The listener asks for streams (mixes them itself) rather than the server's mix. */
     streams: boolean;
+    /** The loss is on the listener's downlink: RED is the server's, for a listener that asks. */
+    down: boolean;
     name: string;
     seed: number;
   },
@@ -224,7 +231,10 @@ async function throughServer(
     o.loss > 0
       ? await LossyRelay.start({
           target: { host: '127.0.0.1', port: server.udpPort },
-          clientToServer: { loss: o.loss, ...(o.loss <= 0.05 ? { jitterMs: 20 } : {}) },
+          [o.down ? 'serverToClient' : 'clientToServer']: {
+            loss: o.loss,
+            ...(o.loss <= 0.05 ? { jitterMs: 20 } : {}),
+          },
           seed: o.seed,
         })
       : null;
@@ -247,12 +257,18 @@ async function throughServer(
       `${o.name}-s`,
       {
         encoder: { fec: o.fec },
-        redundancy: o.red ? 'on' : 'off',
-        ...(relay ? { udpTarget: relay.address } : {}),
+        redundancy: o.red && !o.down ? 'on' : 'off',
+        ...(relay && !o.down ? { udpTarget: relay.address } : {}),
       },
       true,
     );
-    const listener = await join(`${o.name}-l`, o.streams ? { streams: 4 } : {});
+    // Downstream, a listener that does not ask for RED never gets it ('auto' asks).
+    const listener = await join(`${o.name}-l`, {
+      ...(o.streams ? { streams: 4 } : {}),
+      // Heartbeats every 500 ms (as the tests): the server hears of the loss sooner.
+      ...(o.down ? { redundancy: o.red ? 'auto' : 'off', heartbeatMs: 500 } : {}),
+      ...(relay && o.down ? { udpTarget: relay.address } : {}),
+    });
     let hum: VoiceClient | null = null;
     if (o.mixed) hum = await join(`${o.name}-n`, {});
     await Promise.all(bots.map((b) => b.waitReady(5000)));
@@ -262,8 +278,16 @@ async function throughServer(
       // A second member sending digital silence (encoded, not gated): the server decodes, mixes and
       // re-encodes for the listener, and the speech stays all that is judged. (Quiet noise here
       // cost about 0.75 PESQ by itself: it is heard, and PESQ counts it against the path.)
-      hum.startVoice(new WavSource(new Int16Array(ref.length + 96_000)));
+      hum.startVoice(new WavSource(new Int16Array(ref.length + 96_000 + (o.down ? 48 * 6000 : 0))));
       await sleep(200);
+      // Downstream the server turns RED on once a heartbeat reports the loss, then holds it 15 s: a
+      // call on a lossy link has it on. The listener loses some of the silence first, until RED is
+      // on (at most 5 s; the rows without RED wait the whole 5 s).
+      if (o.down) {
+        const t0 = performance.now();
+        while (performance.now() - t0 < 5000 && !(o.red && listener.stats().session!.redReceived > 0))
+          await sleep(50);
+      }
     }
     speaker.startVoice(new WavSource(ref));
     await sleep(ref.length / 48 + 1200);
@@ -304,6 +328,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
     log = () => {},
     dump,
     serverTimeStretch,
+    downLoss = false,
   } = options;
   if (dump) mkdirSync(dump, { recursive: true });
   const missing = tools();
@@ -330,7 +355,8 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
           for (const path of paths) {
             // Ideal timing has no loss to model (and the same bytes every run).
             if (path === 'mix-ideal' && loss > 0) continue;
-            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? `_${prot}` : ''}`;
+            const side = downLoss && loss > 0 && path !== 'opus-alone' ? '_down' : '';
+            const key = `${path}_${frameMs}ms_loss${Math.round(loss * 100)}${loss > 0 ? `_${prot}` : ''}${side}`;
             const samples: Sample[] = [];
             for (let r = 0; r < runs; r++) {
               const seed = 1000 + r;
@@ -346,6 +372,7 @@ export async function benchQuality(options: QualityOptions = {}): Promise<Record
                         red,
                         mixed: path === 'mixed' || path === 'streamed',
                         streams: path === 'streamed',
+                        down: downLoss,
                         name: `q${k++}`,
                         seed,
                       });
@@ -384,6 +411,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       dump: { type: 'string' },
       'server-stretch': { type: 'string' },
       protection: { type: 'string' },
+      'down-loss': { type: 'boolean' },
     },
   });
   const figures = await benchQuality({
@@ -395,6 +423,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(values.dump ? { dump: values.dump } : {}),
     ...(values.protection ? { protection: values.protection.split(',') as Protection[] } : {}),
     ...(values['server-stretch'] ? { serverTimeStretch: values['server-stretch'] !== 'off' } : {}),
+    ...(values['down-loss'] ? { downLoss: true } : {}),
     log: (l) => console.log(l),
   });
   for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(56)} ${v}`);

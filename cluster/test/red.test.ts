@@ -263,6 +263,84 @@ describe('downstream RED (README 8.3, 9.1)', () => {
   );
 });
 
+describe('downstream RED on STREAM packets (README 8.8, 9.1)', () => {
+  it(
+    'rebuilds every STREAM frame a lossy downlink loses, sample for sample; no RED to a listener that did not ask',
+    { retry: 1, timeout: 60_000 },
+    async () => {
+      // Each listener's downlink (a relay of its own: "never two in a row" is per relay) loses ~10 %
+      // of its STREAM packets, never two in a row, never a talkspurt's first (it has no frame before
+      // it to repeat).
+      const isStreamAfterStart = (p: Uint8Array): boolean =>
+        p[2] === VoicePacketType.STREAM && (p[3]! & VoiceFlags.MARKER) === 0;
+      const relays = await Promise.all(
+        [7, 8].map((seed) =>
+          LossyRelay.start({
+            target: { host: '127.0.0.1', port: fx.srv.udpPort },
+            serverToClient: { loss: 0.1, lossFilter: isStreamAfterStart, isolatedLoss: true },
+            seed,
+          }),
+        ),
+      );
+      for (const r of relays) fx.defer(() => r.close());
+      const [relay, plainRelay] = relays as [LossyRelay, LossyRelay];
+      const channel = 'Red down streams';
+      const voice = { frameMs: 20 as const, bitrate: BITRATE, complexity: COMPLEXITY };
+      // The speakers send no RED: whatever RED the listeners get, the server added. `w` speaks first
+      // so that the lossy listener's heartbeats report loss and the server turns RED on for it;
+      // then `a`, the speaker measured, from its first frame.
+      const w = await fx.bot('red-sdown-w', { channel, create: true, voice, redundancy: 'off' });
+      const a = await fx.bot('red-sdown-a', { channel, voice, redundancy: 'off' });
+      const listen = (name: string, redundancy: 'auto' | 'off', via: LossyRelay) =>
+        fx.bot(name, {
+          channel,
+          streams: 4,
+          redundancy,
+          udpTarget: via.address,
+          wsFallback: false,
+          timeStretch: false,
+          jitter: INSTRUMENT,
+        });
+      const lossy = await listen('red-sdown-l', 'auto', relay);
+      const plain = await listen('red-sdown-p', 'off', plainRelay);
+      await Promise.all([w, a, lossy, plain].map((c) => c.waitReady(3000)));
+      w.startVoice(new OnceSource(chirp(3).map((v) => v >> 2)));
+      for (let t = 0; t < 150 && lossy.stats().session!.redReceived === 0; t++) await sleep(20);
+      expect(lossy.stats().session!.redReceived, 'RED on within 3 s').toBeGreaterThan(0);
+      for (let t = 0; t < 100 && w.sentLog.length < 150; t++) await sleep(50);
+      await sleep(300);
+      const before = relay.stats().serverToClient.dropped;
+      const redBefore = lossy.stats().redRecovered;
+      const downBefore = fx.srv.voice.counters.redDownSent;
+      const sig = chirp(SECONDS);
+      a.startVoice(new OnceSource(sig));
+      // Loss stops a second before the end: the last packet lost has a successor to carry it.
+      await sleep((SECONDS - 1) * 1000);
+      for (const r of relays) r.setConditions('serverToClient', {});
+      for (let t = 0; t < 100 && a.sentLog.length < sig.length / FRAME; t++) await sleep(50);
+      await sleep(800);
+      expect(a.stats().session!.sender!.skippedTicks, 'sender clock skipped (machine stalled)').toBe(0);
+      const lost = relay.stats().serverToClient.dropped - before;
+      expect(lost, "a's STREAM packets lost on the lossy listener's downlink").toBeGreaterThan(5);
+      // Every frame of `a` that the lossy listener lost was rebuilt from the next packet's copy.
+      const ref = localDecode(sig);
+      const judged = badFrames(lossy.recording().samples, ref);
+      expect(judged.bad, `slips: ${judged.slips}`).toBe(0);
+      const recovered = lossy.stats().redRecovered - redBefore;
+      expect(recovered).toBe(lost);
+      // Every packet of a's but its first (MARKER) carried its frame before, to the lossy listener only.
+      expect(fx.srv.voice.counters.redDownSent - downBefore).toBe(sig.length / FRAME - 1);
+      // The listener that did not ask lost frames too, and concealed them: never a RED packet.
+      expect(plain.red).toBe(false);
+      expect(plain.stats().session!.redReceived).toBe(0);
+      expect(plain.stats().redRecovered).toBe(0);
+      expect(plainRelay.stats().serverToClient.dropped).toBeGreaterThan(5);
+      expect(badFrames(plain.recording().samples, ref).bad).toBeGreaterThan(0);
+      expect(lossy.stats().session!.playout.redMalformed).toBe(0);
+    },
+  );
+});
+
 describe('malformed RED blocks (README 9.1)', () => {
   it('are dropped and counted, never crash the server, and never reach a listener', async () => {
     const users = [await fx.srv.user('bad-red-a'), await fx.srv.user('bad-red-b')];

@@ -25,6 +25,7 @@ import { createChannelStats, type ChannelStats } from './channel-stats.js';
 import { ChannelTimeline } from './channel-timeline.js';
 import { ChannelRoster } from './channel-roster.js';
 import { ListenerSender } from './listener-send.js';
+import { RedDownSources } from './red-down.js';
 import { MixEncoders } from './mix-encoders.js';
 import { ForwardRuns } from './forward-runs.js';
 import { ChannelMix } from './channel-mix.js';
@@ -264,6 +265,9 @@ export class ChannelCore {
     for (let i = 0; i < this.members.length; i++) {
       const m = this.members[i]!;
       m.redDown = m.red && now < m.redDownUntil;
+      // Its STREAM frames kept only while RED is on: made at the switch, not per packet.
+      if (!m.redDown || m.streams < 2) m.redStreams = null;
+      else m.redStreams ??= new RedDownSources(m.streams);
     }
     this.#mix.begin();
     let heardCount = 0;

@@ -111,7 +111,7 @@ export class VoiceCounters {
   redRecovered = 0;
   /** RED copies of frames lost upstream, sent as packets of their own to listeners without RED. */
   redCopiesSent = 0;
-  /** AUDIO packets to listeners on a lossy downlink that carried the frame sent before (downstream RED). */
+  /** AUDIO and STREAM packets to listeners on a lossy downlink that carried the frame sent before (downstream RED). */
   redDownSent = 0;
   readonly streamDrops: Record<StreamDropReason, number> = { budget: 0, too_long: 0 };
   /** Batches sent with sendmmsg (packetsOut / udpBatches: packets per batch). */

@@ -3,7 +3,6 @@ import {
   MAX_PAYLOAD_BYTES,
   VoiceFlags,
   VoicePacketType,
-  writeRedBlock,
   type VoiceHeader,
 } from '@voice/protocol';
 import type { VoiceCounters } from './counters.js';
@@ -54,14 +53,10 @@ export class ListenerSender {
     // packet that already carries a speaker's RED block).
     // The frame is kept only while RED is on for this listener: no per-packet copy otherwise.
     if (!m.redDown || (flags & VoiceFlags.RED) !== 0) {
-      m.lastSentLen = 0; // off, or a speaker's block (its primary is not kept)
+      m.lastSent.clear(); // off, or a speaker's block (its primary is not kept)
     } else {
-      let n = 0;
-      if ((flags & VoiceFlags.MARKER) === 0 && m.lastSentLen > 0 && m.lastSentFrame === mediaFrame - 1)
-        n = writeRedBlock(this.#redOut, 0, m.lastSent, 0, m.lastSentLen, payload, 0, len);
-      for (let b = 0; b < len; b++) m.lastSent[b] = payload[b]!;
-      m.lastSentLen = len;
-      m.lastSentFrame = mediaFrame;
+      const marker = (flags & VoiceFlags.MARKER) !== 0;
+      const n = m.lastSent.next(this.#redOut, 0, payload, 0, len, mediaFrame, mediaFrame - 1, marker);
       if (n > 0) {
         payload = this.#redOut;
         len = n;

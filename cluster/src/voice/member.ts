@@ -12,6 +12,7 @@ import { streamForwardBudget } from './stream-budget.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import { ArrivalPhases } from './arrival-phases.js';
 import { FrameWindow } from './frame-window.js';
+import { RedDownFrame, type RedDownSources } from './red-down.js';
 
 /** Phase margin of the members' jitter buffers, ms (JitterBufferOptions.marginMs). */
 export const SERVER_MARGIN_MS = 2;
@@ -131,10 +132,10 @@ export class VoiceMember {
   redDownUntil = Number.NEGATIVE_INFINITY;
   /** RED on what it is sent, judged at each tick from `redDownUntil`. */
   redDown = false;
-  /** The last AUDIO frame it was sent (Opus bytes, media frame), repeated in the next with `redDown`. */
-  readonly lastSent = new Uint8Array(MAX_PAYLOAD_BYTES);
-  lastSentLen = 0;
-  lastSentFrame = 0;
+  /** The last AUDIO frame it was sent (on the media clock), repeated in the next with `redDown`. */
+  readonly lastSent = new RedDownFrame(MAX_PAYLOAD_BYTES);
+  /** With `redDown` and streams granted: the last STREAM frame it was sent of each speaker. */
+  redStreams: RedDownSources | null = null;
   /**
    * As a speaker: frames whose own packet reached the server (a RED copy of a frame not among them
    * rebuilds upstream loss for every listener).

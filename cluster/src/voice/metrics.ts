@@ -187,7 +187,7 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
   );
   counter(
     'voice_red_down_packets_total',
-    'AUDIO packets that repeated the frame sent before to a listener whose heartbeats report over 1 % loss',
+    'AUDIO and STREAM packets that repeated the frame sent before (of the same speaker, for STREAM) to a listener whose heartbeats report over 1 % loss',
     () => c.redDownSent,
   );
   byReason(

@@ -40,6 +40,8 @@ export class StreamForwarder {
   /** Source then the RED block as received, and source then the copy alone (README 9.1). */
   readonly #redPlain = new Uint8Array(MAX_PAYLOAD_BYTES);
   readonly #copyPlain = new Uint8Array(MAX_PAYLOAD_BYTES);
+  /** Source then a downstream RED block, for a listener on a lossy downlink (README 9.1). */
+  readonly #downPlain = new Uint8Array(MAX_PAYLOAD_BYTES);
   readonly #red = createRedBlock();
   readonly #sendBuf = new Uint8Array(MAX_PACKET_BYTES);
   readonly #header: VoiceHeader = {
@@ -106,6 +108,9 @@ export class StreamForwarder {
         this.#copyPlain[STREAM_SOURCE_BYTES + b] = payload[red.redOffset + b]!;
     }
     const h = this.#header;
+    const marker = (flags & VoiceFlags.MARKER) !== 0;
+    const prevAt = timestamp - frameSamples;
+    let downSource = false;
     let n = 0;
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
@@ -113,6 +118,7 @@ export class StreamForwarder {
       const ep = l.endpoint;
       h.voiceId = ep.voiceId;
       if (asRed && l.red) {
+        l.redStreams?.clear(sp.userId); // the speaker's block went: its primary is not kept
         h.flags = (flags & SPEAKER_FLAGS) | VoiceFlags.RED;
         h.timestamp = timestamp >>> 0;
         h.sequence = ep.cipher.nextSequence;
@@ -135,14 +141,36 @@ export class StreamForwarder {
           this.counters.streamsOut++;
           this.counters.redCopiesSent++;
         }
-        h.flags = flags & SPEAKER_FLAGS;
+        // Downstream RED (README 9.1): RED is on for this listener (ChannelCore's tick), so this
+        // speaker's frame it was sent just before is repeated, as on AUDIO (red-down.ts).
+        let down = 0;
+        if (l.redStreams !== null) {
+          if (!downSource) this.#downPlain.set(sp.source, 0);
+          downSource = true;
+          down = l.redStreams
+            .frameFor(sp.userId)
+            .next(
+              this.#downPlain,
+              STREAM_SOURCE_BYTES,
+              plain,
+              STREAM_SOURCE_BYTES,
+              primaryLength,
+              timestamp,
+              prevAt,
+              marker,
+            );
+        }
+        h.flags = (flags & SPEAKER_FLAGS) | (down > 0 ? VoiceFlags.RED : 0);
         h.timestamp = timestamp >>> 0;
         h.sequence = ep.cipher.nextSequence;
+        const body = down > 0 ? this.#downPlain : plain;
+        const bodyLength = down > 0 ? down : primaryLength;
         this.send(
           ep,
           this.#sendBuf,
-          ep.cipher.seal(h, plain, this.#sendBuf, STREAM_SOURCE_BYTES + primaryLength),
+          ep.cipher.seal(h, body, this.#sendBuf, STREAM_SOURCE_BYTES + bodyLength),
         );
+        if (down > 0) this.counters.redDownSent++;
       }
       l.packetsOut++;
       n++;

@@ -263,6 +263,50 @@ describe('downstream RED (README 8.3, 9.1)', () => {
   );
 });
 
+describe('an early loss report (README 9.1, Downstream)', () => {
+  it(
+    'turns RED on within about a second of downlink loss with the default 5 s heartbeat, and stops once RED arrives',
+    { retry: 1, timeout: 60_000 },
+    async () => {
+      const relay = await LossyRelay.start({
+        target: { host: '127.0.0.1', port: fx.srv.udpPort },
+        serverToClient: { loss: 0.1, lossFilter: isAudio, isolatedLoss: true },
+        seed: 7,
+      });
+      fx.defer(() => relay.close());
+      const channel = 'Red early';
+      const voice = { frameMs: 20 as const, bitrate: BITRATE, complexity: COMPLEXITY };
+      const a = await fx.bot('red-early-a', { channel, create: true, voice, redundancy: 'off' });
+      // The product's heartbeat period (the test bots' default is 500 ms).
+      const l = await fx.bot('red-early-l', {
+        channel,
+        udpTarget: relay.address,
+        wsFallback: false,
+        heartbeatMs: 5000,
+      });
+      await Promise.all([a, l].map((c) => c.waitReady(3000)));
+      // The periodic heartbeat is 5 s away: whatever RED comes before it, an early report asked for.
+      const t0 = performance.now();
+      a.startVoice(new OnceSource(chirp(SECONDS)));
+      let firstRedMs = -1;
+      for (let t = 0; t < 200 && firstRedMs < 0; t++) {
+        await sleep(20);
+        if (l.stats().session!.redReceived > 0) firstRedMs = performance.now() - t0;
+      }
+      expect(firstRedMs, 'RED arrived').toBeGreaterThan(0);
+      // Two losses at 10 % take about 20 packets (0.4 s), the report's round trip a few ms: well
+      // before the periodic heartbeat at 5 s after the session began (over 4 s after t0).
+      expect(firstRedMs).toBeLessThan(2500);
+      await sleep(2500);
+      const s = l.stats().session!;
+      // While RED arrives nothing more is reported early: one report (two if the first was lost).
+      expect(s.earlyReports).toBeGreaterThanOrEqual(1);
+      expect(s.earlyReports).toBeLessThanOrEqual(2);
+      expect(relay.stats().serverToClient.dropped).toBeGreaterThan(10);
+    },
+  );
+});
+
 describe('downstream RED on STREAM packets (README 8.8, 9.1)', () => {
   it(
     'rebuilds every STREAM frame a lossy downlink loses, sample for sample; no RED to a listener that did not ask',

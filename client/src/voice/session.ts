@@ -39,6 +39,18 @@ import {
 } from './transport.js';
 
 const UINT32 = 0x1_0000_0000;
+/**
+ * An early HEARTBEAT (protocol README 9.1, Downstream): on a connection granted RED, once this many
+ * server packets were lost since the last HEARTBEAT, while no RED arrives, report at once instead of
+ * at the next period (5 s by default), at most every EARLY_REPORT_MIN_MS: the server then adds RED
+ * within about a second of loss starting, not up to a period later. Two, not one: a single loss in
+ * a short interval would read as several percent and turn RED on where the link loses far less.
+ */
+const EARLY_REPORT_LOSSES = 2;
+const EARLY_REPORT_MIN_MS = 500;
+/** RED counts as arriving while a RED packet came within this long. */
+const RED_ARRIVING_MS = 1000;
+
 /** Unanswered HELLO/HEARTBEATs over UDP after which UDP counts as broken (protocol README 8.2). */
 export const UDP_BROKEN_AFTER = 3;
 
@@ -112,6 +124,8 @@ export interface VoiceSessionStats {
   streamReceived: number;
   /** Of them, packets with the RED flag (only when RED was granted: the server sends none otherwise). */
   redReceived: number;
+  /** HEARTBEATs sent early to report loss (EARLY_REPORT_LOSSES), beside the periodic ones. */
+  earlyReports: number;
   /** Server sequence numbers never received (any type), from the replay window. */
   lost: number;
   /** Rejected before use: replays/duplicates, failed authentication, bad framing, wrong voiceId. */
@@ -186,6 +200,10 @@ export class VoiceSession {
   private upLost = 0;
   private upLoss: number | null = null;
   private acks = 0;
+  /** When the last HEARTBEAT went, and the server packets lost by then (the early report's base). */
+  private hbAt = Number.NEGATIVE_INFINITY;
+  private hbLost = 0;
+  private redAt = Number.NEGATIVE_INFINITY;
   private readonly c = {
     packetsSent: 0,
     audioSent: 0,
@@ -193,6 +211,7 @@ export class VoiceSession {
     audioReceived: 0,
     streamReceived: 0,
     redReceived: 0,
+    earlyReports: 0,
     duplicates: 0,
     rejected: 0,
   };
@@ -483,6 +502,10 @@ export class VoiceSession {
           )
         : this.ctrlBody;
     if (body === this.ctrlBody) writeTimeBody(this.ctrlBody, 0, now);
+    else {
+      this.hbAt = now;
+      this.hbLost = this.cipher.replay.lost;
+    }
     try {
       this.seal(type, 0, Math.floor(now) % UINT32, body, via);
     } catch (err) {
@@ -548,16 +571,21 @@ export class VoiceSession {
     }
     this.c.packetsReceived++;
     const now = performance.now();
-    if ((h.flags & VoiceFlags.RED) !== 0) this.c.redReceived++;
+    if ((h.flags & VoiceFlags.RED) !== 0) {
+      this.c.redReceived++;
+      this.redAt = now;
+    }
     switch (h.type) {
       case VoicePacketType.AUDIO:
         this.c.audioReceived++;
         this.playout.insert(h.timestamp, this.plain, r, now, h.flags);
+        this.reportLossEarly(now);
         return;
       case VoicePacketType.STREAM:
         // One speaker's frame, forwarded as sent (protocol README 8.8): source, then Opus.
         this.c.streamReceived++;
         this.playout.insertStream(this.plain, r, h.timestamp, h.flags, now);
+        this.reportLossEarly(now);
         return;
       case VoicePacketType.HELLO_ACK:
       case VoicePacketType.HEARTBEAT_ACK:
@@ -566,6 +594,19 @@ export class VoiceSession {
       default:
         return; // HELLO/HEARTBEAT are client-to-server only
     }
+  }
+
+  /** Sends a HEARTBEAT now when loss began on a connection granted RED (EARLY_REPORT_LOSSES). */
+  private reportLossEarly(now: number): void {
+    if (
+      this.o.red !== true ||
+      this.cipher.replay.lost - this.hbLost < EARLY_REPORT_LOSSES ||
+      now - this.hbAt < EARLY_REPORT_MIN_MS ||
+      now - this.redAt < RED_ARRIVING_MS
+    )
+      return;
+    this.c.earlyReports++;
+    this.onHeartbeatTimer();
   }
 
   private onAck(length: number, via: TransportKind, now: number): void {

@@ -241,6 +241,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closeSockets();
       await channelRouter.close();
       await voice.close();
+      metrics.close();
       await state.close();
       log.info('closed');
     })());

@@ -183,7 +183,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       from.retiring = true;
       this.#handovers.start(session, from, ep);
     }
-    this.#stats.running(true);
+    this.#active(true);
     return {
       voiceId: ep.voiceId,
       key: ep.key,
@@ -193,6 +193,15 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       frameMs: ch.core.settings.frameMs,
       bitrate: ch.core.settings.bitrate,
     };
+  }
+
+  /**
+   * Some channel has members, or none: the timers that only matter while voice flows (members'
+   * figures, the event loop lag monitor) run only then, so an idle server does not wake.
+   */
+  #active(on: boolean): void {
+    this.#stats.running(on);
+    this.o.ctx.metrics.eventLoop?.active(on);
   }
 
   detach(session: Session): void {
@@ -247,7 +256,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
-    if (this.#channels.size === 0) this.#stats.running(false);
+    if (this.#channels.size === 0) this.#active(false);
   }
 
   /**

@@ -1,8 +1,5 @@
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
-
-/** The event loop delay monitor's period while voice is active, ms (prom-client's default). */
-export const LAG_RESOLUTION_MS = 10;
 
 /** prom-client's event loop lag family (names without the prefix), which this class replaces. */
 export const EVENT_LOOP_LAG_METRICS = [
@@ -17,17 +14,19 @@ export const EVENT_LOOP_LAG_METRICS = [
 ] as const;
 
 /**
- * prom-client's event loop lag metrics (same names, same meaning), sampled only while voice is
- * active. Its monitor is a 10 ms timer that never stops: 100 wake-ups a second on a server nobody
- * uses, which was nearly all of an idle server's CPU. Loop delay matters while channels tick (it
- * is their lateness); with none, the loop only answers requests. So the monitor runs while some
- * channel is active; a scrape whose window saw no active time reports 0 for the histogram figures
- * (nothing was measured, and an idle loop is not late). `nodejs_eventloop_lag_seconds` is measured
- * at each scrape, as prom-client does, whether voice is active or not.
+ * prom-client's event loop lag metrics (same names), without a timer of their own. prom-client's
+ * monitor is a 10 ms timer that never stops: 100 wake-ups a second on a server nobody uses (nearly
+ * all of an idle server's CPU), and as many again beside the channels' clock on a busy one. Here
+ * the loop's delay is sampled at each wake-up of the channels' clock (`record`: from its due time
+ * to the loop running it), so it is measured exactly while it matters (channels tick: it is their
+ * lateness) and costs no wake-up. Two differences, documented in ARCHITECTURE.md: the figures no
+ * longer include the sampling period (prom-client's minimum is ~10 ms on an idle loop, ours ~0),
+ * and a scrape whose window saw no clock wake-up (no active channel) reports 0 for the histogram
+ * figures. `nodejs_eventloop_lag_seconds` is measured at each scrape, as prom-client does.
  */
 export class EventLoopLag {
-  readonly #histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
-  #on = false;
+  /** Nanoseconds (prom-client's unit before its conversion to seconds), at least 1. */
+  readonly #histogram: RecordableHistogram = createHistogram();
 
   constructor(registry: Registry, prefix: string) {
     const h = this.#histogram;
@@ -69,21 +68,14 @@ export class EventLoopLag {
       family.push(
         new Gauge({
           name: prefix + EVENT_LOOP_LAG_METRICS[i + 1]!,
-          help: `${helps[i]!} (sampled while voice is active).`,
+          help: `${helps[i]!} (sampled at the channels' clock wake-ups, 0 with none).`,
           registers: [registry],
         }),
       );
   }
 
-  /** Voice became active (a channel has members) or idle: the monitor's timer runs only while active. */
-  active(on: boolean): void {
-    if (on === this.#on) return;
-    this.#on = on;
-    if (on) this.#histogram.enable();
-    else this.#histogram.disable();
-  }
-
-  close(): void {
-    this.active(false);
+  /** One clock wake-up's lateness, ms. On the packet path: allocates nothing. */
+  record(latenessMs: number): void {
+    this.#histogram.record(Math.max(1, Math.round(latenessMs * 1e6)));
   }
 }

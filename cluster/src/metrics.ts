@@ -128,14 +128,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Event loop lag, sampled while voice is active (null when default metrics are off). */
+  /** Event loop lag, sampled at the channels' clock wake-ups (null when default metrics are off). */
   readonly eventLoop: EventLoopLag | null = null;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (!(opts.defaultMetrics ?? true)) return;
     // prom-client's defaults but its event loop lag, whose 10 ms monitor never sleeps: they are
     // collected on a registry of their own with that monitor's period at its longest (it then
-    // wakes once in 24 days), and all but that family are moved to ours; EventLoopLag replaces it.
+    // wakes once in 24 days), and all but that family are moved to ours; EventLoopLag replaces it
+    // (sampled where the loop's delay matters, at no wake-up of its own).
     const defaults = new Registry();
     collectDefaultMetrics({
       register: defaults,
@@ -148,11 +149,6 @@ export class Metrics {
       if (m && !replaced.has(name)) this.registry.registerMetric(m);
     }
     this.eventLoop = new EventLoopLag(this.registry, PROCESS_PREFIX);
-  }
-
-  /** Stops the event loop monitor (the process may keep running other servers, as tests do). */
-  close(): void {
-    this.eventLoop?.close();
   }
 
   /** The current value of a counter or gauge for a label set (tests read metrics through this). */

@@ -241,7 +241,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       closeSockets();
       await channelRouter.close();
       await voice.close();
-      metrics.close();
       await state.close();
       log.info('closed');
     })());

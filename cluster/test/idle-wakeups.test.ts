@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLoopLag } from '../src/event-loop-lag.js';
+import { TickScheduler } from '../src/voice/scheduler.js';
 
 const CHILD = join(import.meta.dirname, 'helpers/idle-server-child.ts');
 const WINDOW_MS = 3_000;
@@ -68,7 +69,7 @@ describe.skipIf(!existsSync('/proc/self/task'))('an idle server', () => {
     // uWebSockets' Date-header clock (1 s): 1; the node's cluster announce (2 s, it writes the
     // registry entry and its follow-up wakes once more): 1; session-entry refresh and the foreign
     // voice-address sweep (5 s each): 0.4. That is 2.4/s, about 7 in 3 s; the bound leaves room
-    // for the timers' phases and V8's own tasks. The 10 ms event-loop-lag monitor alone was 300
+    // for the timers' phases and V8's own tasks. prom-client's 10 ms event-loop-lag monitor alone was 300
     // in 3 s, the clock for one silent channel 150, the owner watch (500 ms, now only while a
     // member's voice is on another node) 6.
     expect(main).toBeLessThanOrEqual(12);
@@ -88,40 +89,58 @@ describe.skipIf(!existsSync('/proc/self/task'))('an idle server', () => {
       'voice_process_nodejs_eventloop_lag_p99_seconds',
     ])
       expect(text).toMatch(new RegExp(`^${name} `, 'm'));
-    // Nobody connected: the lag monitor slept, and an idle loop is not late.
+    // Nobody connected: no clock ran, so no delay was sampled.
     expect(text).toMatch(/^voice_process_nodejs_eventloop_lag_p99_seconds 0$/m);
   });
 });
 
 describe('EventLoopLag', () => {
-  // A whole scrape: one metric's collect sets the family.
-  const read = async (r: Registry, name: string) =>
-    (await r.metrics()).split('\n').find((l) => l.startsWith(`t_${name} `))!;
-  const block = (ms: number) => {
-    const end = performance.now() + ms;
-    while (performance.now() < end);
+  // One whole scrape (the first metric's collect sets the family, and resets its window).
+  const scrape = async (r: Registry) => {
+    const v = new Map<string, number>();
+    for (const l of (await r.metrics()).split('\n'))
+      if (l.startsWith('t_')) v.set(l.split(' ')[0]!.slice(2), Number(l.split(' ')[1]));
+    return v;
   };
 
-  it('measures the loop delay while active, and sleeps while idle', async () => {
+  it('reports the lateness the clock recorded since the last scrape, and 0 when none was', async () => {
     const r = new Registry();
     const lag = new EventLoopLag(r, 't_');
+    for (let i = 1; i <= 100; i++) lag.record(i / 10); // 0.1 .. 10 ms
+    const first = await scrape(r);
+    expect(first.get('nodejs_eventloop_lag_min_seconds')).toBeCloseTo(0.0001, 6);
+    expect(first.get('nodejs_eventloop_lag_max_seconds')).toBeCloseTo(0.01, 4);
+    expect(first.get('nodejs_eventloop_lag_mean_seconds')).toBeCloseTo(0.00505, 4);
+    expect(first.get('nodejs_eventloop_lag_p50_seconds')).toBeCloseTo(0.005, 3);
+    expect(first.get('nodejs_eventloop_lag_p99_seconds')).toBeCloseTo(0.0099, 3);
+    // The scrape's own lag (setImmediate) is measured either way.
+    expect(first.get('nodejs_eventloop_lag_seconds')).toBeGreaterThan(0);
+    // The scrape reset the window: nothing recorded since, nothing measured.
+    const second = await scrape(r);
+    expect(second.get('nodejs_eventloop_lag_max_seconds')).toBe(0);
+    expect(second.get('nodejs_eventloop_lag_p99_seconds')).toBe(0);
+  });
+
+  it("is fed by the channels' clock: one lateness per wake-up, none while no channel is active", async () => {
+    const late: number[] = [];
+    const s = new TickScheduler(20, 8, undefined, 'timer', null, (ms) => late.push(ms));
     try {
-      lag.active(true);
-      // Let the monitor's timer run, then block the loop 60 ms: that sample is 50 ms late or more.
-      await new Promise((res) => setTimeout(res, 30));
-      block(60);
-      await new Promise((res) => setTimeout(res, 30));
-      const max = Number((await read(r, 'nodejs_eventloop_lag_max_seconds')).split(' ')[1]);
-      expect(max).toBeGreaterThanOrEqual(0.045);
-      expect(max).toBeLessThan(1);
-      lag.active(false);
-      // Idle: the same block is not seen (the monitor is off) and the scrape reports 0.
-      block(60);
-      await new Promise((res) => setTimeout(res, 30));
-      expect(await read(r, 'nodejs_eventloop_lag_max_seconds')).toBe('t_nodejs_eventloop_lag_max_seconds 0');
-      expect(await read(r, 'nodejs_eventloop_lag_p99_seconds')).toBe('t_nodejs_eventloop_lag_p99_seconds 0');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(late).toEqual([]);
+      let ticks = 0;
+      const h = s.add({ due: () => void ticks++ });
+      await new Promise((r) => setTimeout(r, 300));
+      h.remove();
+      const n = late.length;
+      // One channel wakes the clock once a frame (its phase only), and each wake-up is recorded.
+      expect(n).toBeGreaterThanOrEqual(ticks);
+      expect(n).toBeGreaterThanOrEqual(10);
+      expect(n).toBeLessThanOrEqual(16);
+      for (const ms of late) expect(ms).toBeGreaterThanOrEqual(0);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(late.length).toBe(n);
     } finally {
-      lag.close();
+      s.close();
     }
   });
 });

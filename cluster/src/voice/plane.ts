@@ -102,13 +102,19 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       this.#successorHeard(ep),
     );
     // Each tick's packets leave together once its channels have run (one sendmmsg call).
-    this.#clocks = new ChannelClocks(o.ctx.config.clock, log, () => {
-      try {
-        this.#transports.flush();
-      } catch (err) {
-        this.#report('voice_send', err);
-      }
-    });
+    const eventLoop = o.ctx.metrics.eventLoop;
+    this.#clocks = new ChannelClocks(
+      o.ctx.config.clock,
+      log,
+      () => {
+        try {
+          this.#transports.flush();
+        } catch (err) {
+          this.#report('voice_send', err);
+        }
+      },
+      eventLoop ? (ms) => eventLoop.record(ms) : null,
+    );
     this.#io = {
       counters: this.counters,
       send: (ep, packet, length) => this.#transports.send(ep, packet, length),
@@ -183,7 +189,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       from.retiring = true;
       this.#handovers.start(session, from, ep);
     }
-    this.#active(true);
+    this.#stats.running(true);
     return {
       voiceId: ep.voiceId,
       key: ep.key,
@@ -193,15 +199,6 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       frameMs: ch.core.settings.frameMs,
       bitrate: ch.core.settings.bitrate,
     };
-  }
-
-  /**
-   * Some channel has members, or none: the timers that only matter while voice flows (members'
-   * figures, the event loop lag monitor) run only then, so an idle server does not wake.
-   */
-  #active(on: boolean): void {
-    this.#stats.running(on);
-    this.o.ctx.metrics.eventLoop?.active(on);
   }
 
   detach(session: Session): void {
@@ -256,7 +253,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
     if (!ch) return;
     ch.remove(ep);
     if (--ch.members === 0) this.#stopChannel(ch);
-    if (this.#channels.size === 0) this.#active(false);
+    if (this.#channels.size === 0) this.#stats.running(false);
   }
 
   /**

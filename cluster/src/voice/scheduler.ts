@@ -57,6 +57,11 @@ export class TickScheduler {
      * plane sends the tick's batched packets there. Work a task defers is not waited for.
      */
     private readonly afterRun: (() => void) | null = null,
+    /**
+     * Each wake-up's lateness (due time to the loop running it), ms: the server's event loop
+     * delay figures sample it instead of waking on a timer of their own.
+     */
+    private readonly onWake: ((latenessMs: number) => void) | null = null,
   ) {
     if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
@@ -228,6 +233,7 @@ export class TickScheduler {
     // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
     // next iteration's poll (which does not block while an immediate is pending). Until channel
     // ticks were called directly the nact message per tick made that second hop.
+    this.onWake?.(t.latenessMs);
     const index = t.index;
     const skipped = t.skipped;
     const dueNow = performance.now() - t.latenessMs;

@@ -142,7 +142,8 @@ async function mumbleStep(
   } finally {
     murmur.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
-    rmSync(dir, { recursive: true, force: true });
+    // murmurd may still be writing its database as it exits (slower on a loaded machine).
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }
 

@@ -6,6 +6,8 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLoopLag } from '../src/event-loop-lag.js';
 import { TickScheduler } from '../src/voice/scheduler.js';
+import { createOpus } from '@voice/media';
+import { connectBot } from '../../test-support/bots.js';
 
 const CHILD = join(import.meta.dirname, 'helpers/idle-server-child.ts');
 const WINDOW_MS = 3_000;
@@ -91,6 +93,25 @@ describe.skipIf(!existsSync('/proc/self/task'))('an idle server', () => {
       expect(text).toMatch(new RegExp(`^${name} `, 'm'));
     // Nobody connected: no clock ran, so no delay was sampled.
     expect(text).toMatch(/^voice_process_nodejs_eventloop_lag_p99_seconds 0$/m);
+  });
+
+  it("samples the event loop lag at the channel clock's wake-ups while a member is in a channel", async () => {
+    const lagMax = async () =>
+      Number(
+        /^voice_process_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(
+          await (await fetch(`${url}/metrics`)).text(),
+        )![1],
+      );
+    await lagMax(); // starts a fresh window
+    const bot = await connectBot(url, 'lag-a', await createOpus(), { channel: 'Lag', create: true });
+    try {
+      await bot.waitReady(3000);
+      await new Promise((r) => setTimeout(r, 500));
+      // The channel's clock woke about 25 times and each wake-up was recorded: some lateness.
+      expect(await lagMax()).toBeGreaterThan(0);
+    } finally {
+      await bot.close();
+    }
   });
 });
 

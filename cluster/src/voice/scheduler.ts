@@ -226,6 +226,7 @@ export class TickScheduler {
   }
 
   #run(t: Tick): void {
+    this.onWake?.(t.latenessMs);
     // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
     // check phase of this loop iteration follows its socket reads; woken by the metronome's message
     // (the poll phase) a packet whose event came after the message's in that poll would be missed
@@ -233,7 +234,6 @@ export class TickScheduler {
     // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
     // next iteration's poll (which does not block while an immediate is pending). Until channel
     // ticks were called directly the nact message per tick made that second hop.
-    this.onWake?.(t.latenessMs);
     const index = t.index;
     const skipped = t.skipped;
     const dueNow = performance.now() - t.latenessMs;

@@ -82,6 +82,8 @@ export interface CapacityOptions {
   streams?: number;
   /** Write a V8 CPU profile of the server's main thread over each step's measured window into this directory. */
   cpuProfDir?: string;
+  /** prom-client's default process metrics on, as the product runs (default: off, as before). */
+  defaultMetrics?: boolean;
 }
 
 type UdpSendChoice = 'auto' | 'dgram' | 'sendmmsg';
@@ -130,9 +132,10 @@ async function runStep(
   udpSend: UdpSendChoice = 'auto',
   streams = 1,
   cpuProfDir?: string,
+  defaultMetrics = false,
 ): Promise<Step> {
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
-  const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics: false });
+  const server = await startServer(benchConfig(dir, opus, clock, udpSend), { defaultMetrics });
   const gc = watchScavenges();
   // The swarm runs niced: on a 2-core machine it must not steal the server's core.
   const child = spawnNiced(join(import.meta.dirname, '../../loadtest/src/swarm.ts'), [
@@ -267,13 +270,25 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     udpSend = 'auto',
     streams = 1,
     cpuProfDir,
+    defaultMetrics = false,
   } = o;
   let best = 0;
   let at: Step | null = null;
   // The bound (2 ms), read from the same sweep.
   let under2 = 0;
   for (const channels of steps) {
-    const s = await runStep(channels, seconds, opus, clock, phases, 10, udpSend, streams, cpuProfDir);
+    const s = await runStep(
+      channels,
+      seconds,
+      opus,
+      clock,
+      phases,
+      10,
+      udpSend,
+      streams,
+      cpuProfDir,
+      defaultMetrics,
+    );
     log(s);
     const ok = s.deliveryRatio > 0.98 && s.serverCpuPct < 90;
     if (ok && s.latenessP99Ms < 2 && under2 === (at?.members ?? 0)) under2 = s.members;

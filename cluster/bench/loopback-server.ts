@@ -8,6 +8,8 @@ import { startServer, type RunningServer } from '../src/server.js';
 export interface LoopbackServerOptions {
   /** The channels' `clock.timeStretch` (default: the product's). */
   readonly timeStretch?: boolean;
+  /** prom-client's default process metrics, as the product runs them (default: off, as tests). */
+  readonly defaultMetrics?: boolean;
 }
 
 export function startLoopbackServer(dataDir: string, o: LoopbackServerOptions = {}): Promise<RunningServer> {
@@ -23,5 +25,5 @@ export function startLoopbackServer(dataDir: string, o: LoopbackServerOptions = 
       ...(o.timeStretch !== undefined ? { clock: { timeStretch: o.timeStretch } } : {}),
     },
   });
-  return startServer(config, { defaultMetrics: false });
+  return startServer(config, { defaultMetrics: o.defaultMetrics ?? false });
 }

@@ -11,6 +11,7 @@
  *
  *   node --conditions=source --import tsx cluster/bench/mumble.ts --steps 2,10,20 --seconds 10 [--streams 1]
  *     [--cpu-prof DIR]   (a V8 profile of our server's measured window; summarise with cpu-profile.ts)
+ *     [--default-metrics] (our server with prom-client's process metrics, as the product runs it)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -142,7 +143,8 @@ async function mumbleStep(
   } finally {
     murmur.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
-    rmSync(dir, { recursive: true, force: true });
+    // murmurd may still be writing its database as it exits (slower on a loaded machine).
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }
 
@@ -155,9 +157,12 @@ export async function benchMumble(
     log?: (s: MumbleStep) => void;
     /** A V8 CPU profile of our server's measured window per step, into this directory. */
     cpuProfDir?: string;
+    /** Our server with prom-client's default process metrics, as the product runs it. */
+    defaultMetrics?: boolean;
   } = {},
 ): Promise<Record<string, number>> {
   const { steps = [2, 10, 20], seconds = 10, streams = 4, log = () => {}, cpuProfDir } = o;
+  const defaultMetrics = o.defaultMetrics ?? false;
   const figures: Record<string, number> = {};
   const probe = spawnSync(MURMURD, ['-version'], { encoding: 'utf8' });
   if (probe.error) {
@@ -178,6 +183,7 @@ export async function benchMumble(
       opus: 'libopus',
       maxP99Ms: Number.POSITIVE_INFINITY,
       streams,
+      defaultMetrics,
       ...(cpuProfDir ? { cpuProfDir } : {}),
       log: (s) => (ours = s),
     });
@@ -207,9 +213,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds: { type: 'string', default: '10' },
       streams: { type: 'string', default: '4' },
       'cpu-prof': { type: 'string' },
+      'default-metrics': { type: 'boolean', default: false },
     },
   });
   const figures = await benchMumble({
+    defaultMetrics: values['default-metrics'],
     ...(values['cpu-prof'] ? { cpuProfDir: values['cpu-prof'] } : {}),
     steps: values.steps.split(',').map(Number),
     seconds: Number(values.seconds),

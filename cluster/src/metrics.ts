@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { EVENT_LOOP_LAG_METRICS, EventLoopLag } from './event-loop-lag.js';
+
+const PROCESS_PREFIX = 'voice_process_';
 
 /**
  * Every metric the server exports, on a registry of its own (no global state, so several servers
@@ -125,9 +128,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Event loop lag, sampled at the channels' clock wake-ups (null when default metrics are off). */
+  readonly eventLoop: EventLoopLag | null = null;
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics ?? true)
-      collectDefaultMetrics({ register: this.registry, prefix: 'voice_process_' });
+    if (!(opts.defaultMetrics ?? true)) return;
+    // prom-client's defaults but its event loop lag, whose 10 ms monitor never sleeps: they are
+    // collected on a registry of their own with that monitor's period at its longest (it then
+    // wakes once in 24 days), and all but that family are moved to ours; EventLoopLag replaces it
+    // (sampled where the loop's delay matters, at no wake-up of its own).
+    const defaults = new Registry();
+    collectDefaultMetrics({
+      register: defaults,
+      prefix: PROCESS_PREFIX,
+      eventLoopMonitoringPrecision: 2 ** 31 - 1,
+    });
+    const replaced = new Set<string>(EVENT_LOOP_LAG_METRICS.map((n) => PROCESS_PREFIX + n));
+    for (const { name } of defaults.getMetricsAsArray()) {
+      const m = defaults.getSingleMetric(name);
+      if (m && !replaced.has(name)) this.registry.registerMetric(m);
+    }
+    this.eventLoop = new EventLoopLag(this.registry, PROCESS_PREFIX);
   }
 
   /** The current value of a counter or gauge for a label set (tests read metrics through this). */

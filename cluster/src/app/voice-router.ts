@@ -108,7 +108,8 @@ export class ChannelRouter implements VoiceRouter {
   /** Members voiced here whose signaling is on another node. */
   readonly #shadows = new Map<UserId, Session>();
   readonly #timer: NodeJS.Timeout;
-  readonly #watch: NodeJS.Timeout;
+  /** Runs only while some session is placed on another node: a node alone never wakes for it. */
+  #watch: NodeJS.Timeout | null = null;
   #watching = false;
   readonly #unhandle: () => void;
   readonly #me: string;
@@ -155,12 +156,20 @@ export class ChannelRouter implements VoiceRouter {
     this.#unhandle = routing.requests.handle((op, args, from) => this.#handle(op, args, from));
     this.#timer = setInterval(() => void this.#periodic(), ctx.config.cluster.announceMs);
     this.#timer.unref();
-    // Members follow their channel's lease: a quarter of its TTL bounds how late a takeover is seen.
-    this.#watch = setInterval(
-      () => void this.#followOwners(),
-      Math.max(100, Math.floor(ctx.config.cluster.leaseTtlMs / 4)),
-    );
-    this.#watch.unref();
+  }
+
+  /** Members follow their channel's lease: a quarter of its TTL bounds how late a takeover is seen. */
+  #watchPlaced(): void {
+    if (this.#placed.size > 0 && this.#watch === null && !this.#closed) {
+      this.#watch = setInterval(
+        () => void this.#followOwners(),
+        Math.max(100, Math.floor(this.ctx.config.cluster.leaseTtlMs / 4)),
+      );
+      this.#watch.unref();
+    } else if (this.#placed.size === 0 && this.#watch !== null) {
+      clearInterval(this.#watch);
+      this.#watch = null;
+    }
   }
 
   /**
@@ -515,6 +524,7 @@ export class ChannelRouter implements VoiceRouter {
         if (this.#placed.get(s) !== owner) await this.#leaveRemote(s, true);
         this.#detachHere(s, true);
         this.#placed.set(s, owner);
+        this.#watchPlaced();
         return { ...binding, key: new Uint8Array(binding.key) };
       } catch (err) {
         // The owner died or just lost its lease: ask again (the lease tells who owns it now).
@@ -564,6 +574,7 @@ export class ChannelRouter implements VoiceRouter {
     const owner = this.#placed.get(s);
     if (owner === undefined) return;
     this.#placed.delete(s);
+    this.#watchPlaced();
     const args = { userId: s.userId, ...(handover ? { handover } : {}) };
     await this.routing.requests.request(owner, 'voice.detach', args).catch((err: unknown) => {
       // Its lease (or the shadow's session check) cleans up after a dead owner.
@@ -792,7 +803,8 @@ export class ChannelRouter implements VoiceRouter {
   close(): Promise<void> {
     return (this.#closed ??= (async () => {
       clearInterval(this.#timer);
-      clearInterval(this.#watch);
+      if (this.#watch) clearInterval(this.#watch);
+      this.#watch = null;
       if (this.#statsFlush) clearImmediate(this.#statsFlush);
       this.#statsOut.clear();
       this.#unhandle();

@@ -14,6 +14,8 @@ export class ChannelClocks {
     private readonly log: Logger,
     /** Called after each tick's channels have run (see TickScheduler's `afterRun`). */
     private readonly afterTick: (() => void) | null = null,
+    /** Each clock wake-up's lateness, ms (see TickScheduler's `onWake`). */
+    private readonly onWake: ((latenessMs: number) => void) | null = null,
   ) {}
 
   /** Gives `task` a phase on the clock for `frameMs`; returns its handle and the clock's slot size. */
@@ -32,6 +34,7 @@ export class ChannelClocks {
         (err) => this.log.error({ err }, 'tick scheduler failed'),
         wake,
         this.afterTick,
+        this.onWake,
       );
       this.#schedulers.set(frameMs, s);
     }

@@ -102,13 +102,19 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       this.#successorHeard(ep),
     );
     // Each tick's packets leave together once its channels have run (one sendmmsg call).
-    this.#clocks = new ChannelClocks(o.ctx.config.clock, log, () => {
-      try {
-        this.#transports.flush();
-      } catch (err) {
-        this.#report('voice_send', err);
-      }
-    });
+    const eventLoop = o.ctx.metrics.eventLoop;
+    this.#clocks = new ChannelClocks(
+      o.ctx.config.clock,
+      log,
+      () => {
+        try {
+          this.#transports.flush();
+        } catch (err) {
+          this.#report('voice_send', err);
+        }
+      },
+      eventLoop ? (ms) => eventLoop.record(ms) : null,
+    );
     this.#io = {
       counters: this.counters,
       send: (ep, packet, length) => this.#transports.send(ep, packet, length),

@@ -57,6 +57,11 @@ export class TickScheduler {
      * plane sends the tick's batched packets there. Work a task defers is not waited for.
      */
     private readonly afterRun: (() => void) | null = null,
+    /**
+     * Each wake-up's lateness (due time to the loop running it), ms: the server's event loop
+     * delay figures sample it instead of waking on a timer of their own.
+     */
+    private readonly onWake: ((latenessMs: number) => void) | null = null,
   ) {
     if (!Number.isInteger(slots) || slots < 1) throw new TypeError('slotCount must be a positive integer');
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
@@ -221,6 +226,7 @@ export class TickScheduler {
   }
 
   #run(t: Tick): void {
+    this.onWake?.(t.latenessMs);
     // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
     // check phase of this loop iteration follows its socket reads; woken by the metronome's message
     // (the poll phase) a packet whose event came after the message's in that poll would be missed

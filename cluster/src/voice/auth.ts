@@ -129,6 +129,10 @@ export class VoiceAuth {
     return this.#byId.values();
   }
 
+  get endpointCount(): number {
+    return this.#byId.size;
+  }
+
   /**
    * Finds the packet's endpoint, checks where it came from and opens it into `plain` (the header
    * into `h`). `address` null: it came over `wsSession`'s WebSocket. The returned object is reused.

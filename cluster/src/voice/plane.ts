@@ -149,6 +149,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       () => alignPhases(this.#channels.values(), this.counters, this.#advance, performance.now()),
       (err) => this.#report('voice_stats', err),
       (session, stats) => o.sessions.sendStats(session, stats),
+      () => this.#auth.endpointCount,
     );
   }
 

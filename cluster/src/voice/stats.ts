@@ -4,17 +4,26 @@ import type { VoiceEndpoint } from './endpoint.js';
 
 /** How often members receive their connection figures. */
 export const STATS_INTERVAL_MS = 2_000;
-const STATS_SLICES = 20;
+/** Most slices a round is cut into (a large server: no pass stalls the loop). */
+export const STATS_MAX_SLICES = 20;
+/** Members one slice may serve before the round is cut into more (a pass of 64 takes ~0.1 ms). */
+export const STATS_MEMBERS_PER_SLICE = 64;
 
 /**
- * Per-member connection figures (`stats` message), sent every 2 s in STATS_SLICES slices (by voice
- * id) so no single pass stalls the event loop. `onRound` runs at the start of each full round.
- * The timer runs only while someone is in a channel (`running(true)`): an idle server sleeps.
+ * Per-member connection figures (`stats` message), sent every 2 s in slices (by voice id) so no
+ * single pass stalls the event loop: one slice per STATS_MEMBERS_PER_SLICE members, at most
+ * STATS_MAX_SLICES. A home server with a few members wakes once per round, not 10 times a second.
+ * `onRound` runs at the start of each full round. The timer runs only while someone is in a
+ * channel (`running(true)`): an idle server sleeps.
  */
 export class MemberStats {
   #timer: NodeJS.Timeout | null = null;
   #slice = 0;
+  /** Slices of the current round (fixed for the round: a member is served once per round). */
+  #slices = 1;
   #closed = false;
+  /** Timer wake-ups (a test reads it: how often the figures cost a wake-up). */
+  wakes = 0;
 
   constructor(
     private readonly endpoints: () => Iterable<VoiceEndpoint>,
@@ -22,32 +31,49 @@ export class MemberStats {
     private readonly onError: (err: unknown) => void,
     /** Delivers a member's figures: to its connection, or to its signaling node (a shadow). */
     private readonly deliver: (session: Session, stats: ConnectionStats) => void,
+    /** How many endpoints there are (sizes the round's slices). */
+    private readonly count: () => number,
   ) {}
 
   /** Starts or stops the timer (idempotent). */
   running(on: boolean): void {
     if (on && this.#timer === null && !this.#closed) {
       this.#slice = 0;
-      this.#timer = setInterval(() => {
-        try {
-          this.#sendSlice();
-        } catch (err) {
-          this.onError(err);
-        }
-      }, STATS_INTERVAL_MS / STATS_SLICES);
-      this.#timer.unref();
+      this.#schedule();
     } else if (!on && this.#timer !== null) {
-      clearInterval(this.#timer);
+      clearTimeout(this.#timer);
       this.#timer = null;
     }
   }
 
+  #schedule(): void {
+    // A round's slices are fixed when it is scheduled: each member is served once per round.
+    if (this.#slice === 0)
+      this.#slices = Math.min(
+        STATS_MAX_SLICES,
+        Math.max(1, Math.ceil(this.count() / STATS_MEMBERS_PER_SLICE)),
+      );
+    this.#timer = setTimeout(this.#wake, STATS_INTERVAL_MS / this.#slices);
+    this.#timer.unref();
+  }
+
+  readonly #wake = (): void => {
+    this.wakes++;
+    try {
+      this.#sendSlice();
+    } catch (err) {
+      this.onError(err);
+    }
+    if (this.#timer !== null && !this.#closed) this.#schedule();
+  };
+
   #sendSlice(): void {
+    if (this.#slice === 0) this.onRound();
     const slice = this.#slice;
-    this.#slice = (slice + 1) % STATS_SLICES;
-    if (slice === 0) this.onRound();
+    const slices = this.#slices;
+    this.#slice = (slice + 1) % slices;
     for (const ep of this.endpoints()) {
-      if (ep.voiceId % STATS_SLICES !== slice) continue;
+      if (slices > 1 && ep.voiceId % slices !== slice) continue;
       const m = ep.member;
       // A binding being handed over reports nothing: its session's figures come from the new one.
       if (!m || ep.retiring || (!ep.session.conn && ep.session.remoteNode === null)) continue;

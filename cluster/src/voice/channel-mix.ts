@@ -20,6 +20,8 @@ export class ChannelMix {
   readonly #speakers: VoiceMember[] = [];
   /** Speakers added this tick. */
   count = 0;
+  /** This tick's mix went to some listener (not all forwarded, streamed or skipped). */
+  sent = false;
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
 
@@ -138,6 +140,7 @@ export class ChannelMix {
       m.heardSlot = slot;
       m.heardTick = tick;
     }
+    this.sent = mixed;
     this.#recordHolds(count, mixed);
     this.runs.settle();
   }

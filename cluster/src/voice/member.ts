@@ -81,6 +81,8 @@ export class VoiceMember {
   packetsOut = 0;
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
+  /** The frame the next tick's mix waits for from this speaker, not yet in (-1: none; mixOnReady). */
+  awaitFrame = -1;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
   rawLen = 0;

@@ -123,7 +123,7 @@ export class ChannelMix {
       // Leaving a forwarding run: the lone speaker's packet for this frame arrived before the tick
       // found a second speaker and went out then. The listener has this timestamp (the mix would
       // be dropped as a duplicate); it gets the mix from the next frame on.
-      if (m.outStarted && ((m.lastOutFrame - this.timeline.mediaFrame) | 0) >= 0) {
+      if (m.outStarted && m.sentOut.has(this.timeline.mediaFrame | 0)) {
         this.stats.mixRepeatsSkipped++;
         continue;
       }

@@ -37,6 +37,8 @@ export interface ChannelStats extends StretchFigures {
    * speaker's packet for it on arrival, before the tick found a second speaker.
    */
   mixRepeatsSkipped: number;
+  /** Packets not sent because the listener already had their media frame (any path; see sendTo). */
+  repeatsSkipped: number;
   /** Ticks run before their phase, once every frame they mix was in (mixOnReady). */
   earlyTicks: number;
   bufferFramesMax: number;
@@ -75,6 +77,7 @@ export function createChannelStats(stretch: StretchTotals, complexity: number): 
       encoderPrimes: 0,
       forwardDeferred: 0,
       mixRepeatsSkipped: 0,
+      repeatsSkipped: 0,
       earlyTicks: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),

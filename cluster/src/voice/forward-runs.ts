@@ -121,8 +121,17 @@ export class ForwardRuns {
       return true;
     }
     const mediaFrame = this.timeline.mediaFrame;
-    if (!solo.fwdActive) solo.fwdOffset = mediaFrame - solo.rawSeq;
-    else if (((solo.rawSeq + solo.fwdOffset - mediaFrame) | 0) > FORWARD_AHEAD_FRAMES)
+    if (!solo.fwdActive) {
+      // A new run, its offset fixed by the first of its listeners this tick: from the channel clock,
+      // or right after that listener's newest frame when its stream is ahead of the clock (it was
+      // forwarded a run that led the tick, then its mixes were skipped): no timestamp twice.
+      if (solo.fwdOffsetTick !== this.timeline.tick) {
+        solo.fwdOffsetTick = this.timeline.tick;
+        const top = m.sentOut.top;
+        const ahead = m.outStarted && m.sentOut.active && ((top - mediaFrame) | 0) >= 0;
+        solo.fwdOffset = (ahead ? top + 1 : mediaFrame) - solo.rawSeq;
+      }
+    } else if (((solo.rawSeq + solo.fwdOffset - mediaFrame) | 0) > FORWARD_AHEAD_FRAMES)
       // Its stream skipped ahead (its buffer dropped frames of a sender faster than real time):
       // go on right after the newest frame sent, not ahead of the channel clock.
       solo.fwdOffset = solo.fwdTop + solo.fwdOffset + 1 - solo.rawSeq;

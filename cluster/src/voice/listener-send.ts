@@ -46,6 +46,16 @@ export class ListenerSender {
 
   /** Seals and sends; `mediaFrame` is the channel media clock frame the packet plays at. */
   sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number, mediaFrame: number): void {
+    // A listener's stream never repeats a timestamp (the client would drop the packet as a
+    // duplicate): a frame for a media frame it already has is not sent (an older one it lacks is: a
+    // reordered arrival forwarded as it came). A MARKER packet starts a talkspurt, which the client
+    // places after the newest frame it has.
+    if ((flags & VoiceFlags.MARKER) !== 0 || !m.outStarted) m.sentOut.clear();
+    else if (m.sentOut.has(mediaFrame | 0)) {
+      this.stats.repeatsSkipped++;
+      return;
+    }
+    m.sentOut.add(mediaFrame | 0);
     const ep = m.endpoint;
     const h = this.#header;
     h.type = VoicePacketType.AUDIO;

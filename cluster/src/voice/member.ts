@@ -83,6 +83,8 @@ export class VoiceMember {
   spokeTick = -1;
   /** The frame the next tick's mix waits for from this speaker, not yet in (-1: none; mixOnReady). */
   awaitFrame = -1;
+  /** The tick that fixed `fwdOffset` for a run starting at a tick (its listeners share it). */
+  fwdOffsetTick = -1;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
   rawLen = 0;
@@ -109,6 +111,8 @@ export class VoiceMember {
   resumeTop = -0x4000_0000;
   /** As a listener: the media frame of the newest packet it was sent. */
   lastOutFrame = -0x4000_0000;
+  /** As a listener: the media frames it was sent in this talkspurt (the newest and the 32 before). */
+  readonly sentOut = new FrameWindow();
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */

@@ -95,6 +95,11 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.mixRepeatsSkipped,
   ],
   [
+    'voice_channel_repeats_skipped',
+    'Packets not sent to a listener that already had their media frame (its stream never repeats one)',
+    (s) => s.core.stats.repeatsSkipped,
+  ],
+  [
     'voice_channel_ticks_skipped',
     'Frame periods in which a channel did not tick (stall or clock skip), made up by the next tick',
     (s) => s.ticksSkipped,

@@ -31,7 +31,7 @@ function run(phaseA: number, phaseB: number): { got: readonly Sent[]; skipped: n
   const talksB = (f: number): boolean => (f >= 50 && f < 100) || (f >= 130 && f < 160);
   for (let f = 0; f < 200; f++) {
     const due = f * FRAME_MS;
-    const order = phaseA >= phaseB ? [1, 2] : [2, 1];
+    const order = phaseA >= phaseB ? [1, 2] : [2, 1]; // the earlier arrival first
     for (const i of order) {
       if (i === 2 && !talksB(f)) continue;
       ch.now = due - (i === 1 ? phaseA : phaseB);
@@ -61,8 +61,18 @@ describe('forward -> mix -> forward transitions', () => {
       expect(kinds).toMatch(/^a+t+a+t+a+$/);
       // Every frame of member 1's 200 reached the listener once (its first opens the run).
       expect(got.length).toBe(200);
-      // The forwarded packet of the first frame of each overlap was kept; its mix was not sent.
-      expect(skipped).toBe(2);
+      // Member 2's first packet (frame 50) comes before the tick that plays media frame 51. When it
+      // came before member 1's packet for that frame too, the listener left member 1's run then and
+      // gets that tick's mix, with member 2's first frame in it. When it came after, member 1's
+      // packet went out first: the mix of that frame is not sent (the listener has the frame), and
+      // the mixes start a frame later, at each of the two overlaps.
+      const bFirst = b > a;
+      const firstMix = got.find((s) => !s.onArrival)!;
+      expect(firstMix.frame).toBe(bFirst ? 51 : 52);
+      // A mix (the channel's first encode: a lone speaker is forwarded, never encoded), not the
+      // first speaker's packet sent at the tick.
+      expect(firstMix.encodes).toBe(bFirst ? 1 : 2);
+      expect(skipped).toBe(bFirst ? 0 : 2);
     });
   }
 });

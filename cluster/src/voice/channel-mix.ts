@@ -75,8 +75,10 @@ export class ChannelMix {
     let unmixed = count;
     for (let i = 0; i < this.roster.list.length; i++) {
       const m = this.roster.list[i]!;
-      const wasSolo = m.soloFrom;
+      const cut = m.cutFrom !== null;
+      const wasSolo = m.soloFrom ?? m.cutFrom;
       m.soloFrom = null;
+      m.cutFrom = null;
       if (m.deaf || m.endpoint.transport === 'none') continue;
       if (m.streamMode) {
         // Took this tick's speakers as STREAM packets on arrival; its next mix starts a talkspurt.
@@ -84,7 +86,7 @@ export class ChannelMix {
         continue;
       }
       // Hears one speaker at unity gain (forwarded, no decode-mix-encode), or nobody.
-      if (this.runs.atTick(m, wasSolo, this.#speakers, count)) continue;
+      if (this.runs.atTick(m, wasSolo, this.#speakers, count, cut)) continue;
       const buf = this.#mixer.output(m.userId);
       if (!buf) continue;
       let slot = this.#encodedBy.get(buf);

@@ -94,6 +94,11 @@ export class VoiceMember {
   rawHeld = false;
   /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
   soloFrom: VoiceMember | null = null;
+  /**
+   * As a listener: the run it left before this tick, when a new speaker's first packet came before
+   * that run's frame for the tick (it hears both in the tick's mix; null otherwise).
+   */
+  cutFrom: VoiceMember | null = null;
   /** As a listener: the mix encoder it was last sent, and when. */
   heardSlot: EncoderSlot | null = null;
   heardTick = -1;

@@ -48,7 +48,7 @@ export function runScenarios(
     };
 
     for (const s of scenarios)
-      it(s.name, { timeout: s.timeoutMs ?? 30_000 }, async () => {
+      it(s.name, { timeout: s.timeoutMs ?? 30_000, retry: s.retry ?? 0 }, async () => {
         if (topologies.length !== starts.length) throw new Error('a topology did not start');
         const results = await Promise.allSettled(topologies.map((t) => s.run(context(t))));
         const failures = results.flatMap((r, k) => {

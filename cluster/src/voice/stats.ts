@@ -39,21 +39,23 @@ export class MemberStats {
   running(on: boolean): void {
     if (on && this.#timer === null && !this.#closed) {
       this.#slice = 0;
-      this.#schedule();
+      // The first round soon after someone joins (the phase alignment runs at each round's start),
+      // as when a round was always 20 slices of 100 ms.
+      this.#schedule(STATS_INTERVAL_MS / STATS_MAX_SLICES);
     } else if (!on && this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
   }
 
-  #schedule(): void {
+  #schedule(firstMs?: number): void {
     // A round's slices are fixed when it is scheduled: each member is served once per round.
     if (this.#slice === 0)
       this.#slices = Math.min(
         STATS_MAX_SLICES,
         Math.max(1, Math.ceil(this.count() / STATS_MEMBERS_PER_SLICE)),
       );
-    this.#timer = setTimeout(this.#wake, STATS_INTERVAL_MS / this.#slices);
+    this.#timer = setTimeout(this.#wake, firstMs ?? STATS_INTERVAL_MS / this.#slices);
     this.#timer.unref();
   }
 

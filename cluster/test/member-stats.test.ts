@@ -75,6 +75,27 @@ describe('MemberStats', () => {
     for (const ep of huge.eps) expect(huge.delivered.get(ep.session)).toBe(1);
   });
 
+  it('starts the first round (the phase alignment) 100 ms after someone joins, not a round later', () => {
+    vi.useFakeTimers();
+    const eps = [endpoint(1)];
+    let rounds = 0;
+    const s = new MemberStats(
+      () => eps.values(),
+      () => rounds++,
+      () => undefined,
+      () => undefined,
+      () => 1,
+    );
+    s.running(true);
+    vi.advanceTimersByTime(99);
+    expect(rounds).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(rounds).toBe(1);
+    vi.advanceTimersByTime(STATS_INTERVAL_MS);
+    expect(rounds).toBe(2);
+    s.close();
+  });
+
   it('stops waking when stopped', () => {
     vi.useFakeTimers();
     const eps = [endpoint(1)];

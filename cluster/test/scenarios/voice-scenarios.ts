@@ -716,6 +716,11 @@ export const voiceScenarios: readonly VoiceScenario[] = [
   {
     name: 'timing advance: of two speakers half a frame apart, the one off the tick is told to move, wherever it signals',
     timeoutMs: 30_000,
+    // By design no order is sent while a speaker's arrivals spread over half a frame or it missed
+    // a tick in the round (advance.ts): a machine loaded for the whole 12 s window shows both. One
+    // CI run (2026-12-02, full suite on 2 cores) saw no order on either topology in 12 s; the same
+    // commit passed alone and in two earlier CI runs. Retried once rather than a longer window.
+    retry: 1,
     async run({ bot, topology }) {
       // One server serves the whole list: count only the advances sent from here on.
       const before = await topology.metric('voice_timing_advances_total');

@@ -21,6 +21,8 @@ export interface Sent {
   frame: number;
   /** Sent inside the forwardOnArrival call of a packet (as it arrived), not at a tick. */
   onArrival: boolean;
+  /** The channel's mix encodes so far, when it was sent (a mix is sent after its encode). */
+  encodes: number;
 }
 
 export interface VirtualChannel {
@@ -68,7 +70,12 @@ export function virtualChannel(
         if (ep !== listenerEp || !opener) return;
         const r = opener.openInto(packet.subarray(0, length), plain, h);
         if (typeof r !== 'number' || h.type !== VoicePacketType.AUDIO) return;
-        got.push({ at: ch.now, frame: h.timestamp / frameSamples, onArrival: inArrival });
+        got.push({
+          at: ch.now,
+          frame: h.timestamp / frameSamples,
+          onArrival: inArrival,
+          encodes: core.stats.encodes,
+        });
       },
       speaking: () => {},
     },

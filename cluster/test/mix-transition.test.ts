@@ -77,6 +77,35 @@ describe('forward -> mix -> forward transitions', () => {
   }
 });
 
+describe('two speakers starting together while the server buffers wait', () => {
+  it("the listener keeps the first one's packets until the mix comes, with no gap", () => {
+    // Server buffers that target 3 frames (as a loaded server's grow to): a talkspurt's first packet
+    // waits two ticks before its buffer plays. Member 1 starts at frame 0, 5 ms before each tick;
+    // member 2 one frame later, 12 ms before each tick: its first packet comes before member 1's
+    // second, while neither buffer plays yet. Had the listener left member 1's run for a mix then,
+    // it would get nothing until both buffers played (the 4-8 frame gaps the clean-link test saw
+    // under load); it keeps the run, and the mix follows the run's newest frame.
+    const ch = virtualChannel(opus, FRAME_MS, 3, 1, 3);
+    for (let f = 0; f < 60; f++) {
+      const due = f * FRAME_MS;
+      ch.now = due - 12;
+      if (f >= 1) ch.arrive(2, f);
+      ch.now = due - 5;
+      ch.arrive(1, f);
+      ch.now = due;
+      ch.tick(due);
+    }
+    const got = [...ch.got];
+    const restored = ch.core.stats.cutsRestored;
+    ch.close();
+    expectContiguous(got);
+    expect(got[0]!.onArrival, 'the run starts on the first packet').toBe(true);
+    const kinds = got.map((s) => (s.onArrival ? 'a' : 't')).join('');
+    expect(kinds, 'forwarded, then mixed').toMatch(/^a+t+$/);
+    expect(restored, 'no cut had to be undone').toBe(0);
+  });
+});
+
 describe('a forwarded speaker whose server buffer grew', () => {
   it('never repeats a timestamp to its listener across short overlaps', () => {
     // Member 1's packets come with jitter (every third 30 ms late, so some arrive reordered), and its

@@ -39,6 +39,8 @@ export interface ChannelStats extends StretchFigures {
   mixRepeatsSkipped: number;
   /** Packets not sent because the listener already had their media frame (any path; see sendTo). */
   repeatsSkipped: number;
+  /** Listeners taken back to a forwarding run when the mix a new speaker's packet promised did not come. */
+  cutsRestored: number;
   /** Ticks run before their phase, once every frame they mix was in (mixOnReady). */
   earlyTicks: number;
   bufferFramesMax: number;
@@ -78,6 +80,7 @@ export function createChannelStats(stretch: StretchTotals, complexity: number): 
       forwardDeferred: 0,
       mixRepeatsSkipped: 0,
       repeatsSkipped: 0,
+      cutsRestored: 0,
       earlyTicks: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),

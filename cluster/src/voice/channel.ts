@@ -363,6 +363,7 @@ export class ChannelCore {
     const count = this.#mix.count;
     if (count > 0) this.#mix.send();
     else if (this.#lastMixed > 0) this.#runs.endAll();
+    else this.#runs.restoreCuts();
     this.#lastMixed = count;
     this.#runs.lastSpeakers = heardCount;
     this.#watchNext(tick);

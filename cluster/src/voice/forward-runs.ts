@@ -58,7 +58,7 @@ export class ForwardRuns {
     flags: number,
   ): void {
     const clock = this.timeline.clockAt(arrival);
-    if (m.heard && m.spokeTick !== this.timeline.tick) this.#cutRuns(m, clock);
+    if (m.heard && m.spokeTick !== this.timeline.tick) this.#cutRuns(m, k, arrival, clock);
     if (!m.fwdActive && !this.#takeOverRun(m, k) && !this.#startSoloRun(m, k, clock)) return;
     if (m.soloListeners === 0 || m.wasForwarded(k)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
@@ -178,6 +178,24 @@ export class ForwardRuns {
     }
   }
 
+  /**
+   * A tick that mixed nothing (no speaker's buffer played): listeners cut from a run for a mix
+   * (#cutRuns) that did not come go back to that run, so its next packets reach them.
+   */
+  restoreCuts(): void {
+    const members = this.roster.list;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      const from = l.cutFrom;
+      if (from === null) continue;
+      l.cutFrom = null;
+      if (!from.fwdActive || l.soloFrom !== null) continue;
+      l.soloFrom = from;
+      from.soloListeners++;
+      this.stats.cutsRestored++;
+    }
+  }
+
   /** Every run ends (the channel fell silent, or is closing). */
   endAll(): void {
     const members = this.roster.list;
@@ -276,9 +294,16 @@ export class ForwardRuns {
    * mix of both reaches it at that frame. Otherwise the run's packet would go out first, the mix of
    * that frame would be skipped (the listener has it), and the listener would miss `m`'s first
    * frame. A listener already sent the tick's frame stays (it gets the mix from the next frame).
+   * Only when `m`'s buffer will play at that tick: a talkspurt's first packet into a buffer that
+   * waits for more (a grown target) would leave the listener with neither the run nor a mix for
+   * as long as it waits (6 frames under load, when the listener got nothing in between).
    */
-  #cutRuns(m: VoiceMember, clock: number): void {
+  #cutRuns(m: VoiceMember, k: number, arrival: number, clock: number): void {
     const due = (clock + 1) | 0;
+    const tl = this.timeline;
+    if (tl.tick === 0) return;
+    const playAt = tl.dueAt + ((due - tl.mediaFrame) | 0) * tl.frameMs;
+    if (!m.jitter.wouldPlay(k, arrival, playAt)) return;
     const members = this.roster.list;
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;

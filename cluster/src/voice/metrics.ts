@@ -95,6 +95,11 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.mixRepeatsSkipped,
   ],
   [
+    'voice_channel_cuts_restored',
+    'Listeners taken back to a forwarding run when the mix a new speaker promised did not come',
+    (s) => s.core.stats.cutsRestored,
+  ],
+  [
     'voice_channel_repeats_skipped',
     'Packets not sent to a listener that already had their media frame (its stream never repeats one)',
     (s) => s.core.stats.repeatsSkipped,

@@ -52,6 +52,8 @@ export function virtualChannel(
   members: number,
   /** Streams granted to each member's session (README 8.8; 1: mixes only). */
   streams = 1,
+  /** The fewest frames the members' server buffers target (ChannelCoreOptions.minBufferFrames). */
+  minBufferFrames?: number,
 ): VirtualChannel {
   const frameSamples = frameMs * 48;
   const got: Sent[] = [];
@@ -79,7 +81,7 @@ export function virtualChannel(
       },
       speaking: () => {},
     },
-    { timeStretch: false },
+    { timeStretch: false, ...(minBufferFrames === undefined ? {} : { minBufferFrames }) },
   );
   const eps: VoiceEndpoint[] = [];
   const encoders: OpusEncoder[] = [];

@@ -105,7 +105,7 @@ export const ConfigSchema = z
          * mix has its next frame in, instead of waiting for its phase (at most once a frame; the
          * scheduled tick of that frame is skipped): the mix holds the last arrival for no time.
          */
-        mixOnReady: z.boolean().default(true),
+        mixOnReady: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

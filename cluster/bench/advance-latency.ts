@@ -8,7 +8,11 @@
  * With `--streams`, a third setting: the listener asks for 4 streams (protocol README 8.8) and mixes
  * the two speakers itself, as each packet arrives (no tick, no re-encode).
  *
+ * `--mix-on-ready off` runs every tick at its phase (config `clock.mixOnReady`; default on: a tick
+ * runs once the frames it mixes are in).
+ *
  *   node --conditions=source --import tsx cluster/bench/advance-latency.ts [--runs 3] [--seconds 6] [--streams]
+ *     [--mix-on-ready on|off]
  */
 import { parseArgs } from 'node:util';
 import { createOpus, type OpusFactory } from '@voice/media';
@@ -25,10 +29,17 @@ interface Figures {
   missed: number;
   holdP50: number[];
   advances: number;
+  earlyTicks: number;
 }
 
-async function once(opus: OpusFactory, advance: boolean, seconds: number, streams = 1): Promise<Figures> {
-  const srv = await startTestServer({ clock: { advance } });
+async function once(
+  opus: OpusFactory,
+  advance: boolean,
+  seconds: number,
+  streams = 1,
+  mixOnReady = true,
+): Promise<Figures> {
+  const srv = await startTestServer({ clock: { advance, mixOnReady } });
   const bots: VoiceClient[] = [];
   try {
     for (const [i, nickname] of ['lat-a', 'lat-b', 'lat-ear'].entries()) {
@@ -72,7 +83,13 @@ async function once(opus: OpusFactory, advance: boolean, seconds: number, stream
       missed += r.missed.length;
       return r.delays.length > 0 ? quantile(r.delays, 0.5) : Number.NaN;
     });
-    return { clickP50, missed, holdP50, advances: srv.voice.counters.advances };
+    return {
+      clickP50,
+      missed,
+      holdP50,
+      advances: srv.voice.counters.advances,
+      earlyTicks: core.stats.earlyTicks,
+    };
   } finally {
     for (const bot of bots) await bot.close();
     await srv.stop();
@@ -85,10 +102,12 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       seconds: { type: 'string', default: '6' },
       streams: { type: 'boolean', default: false },
+      'mix-on-ready': { type: 'string', default: 'on' },
     },
   });
   const runs = Number(values.runs);
   const seconds = Number(values.seconds);
+  const mixOnReady = values['mix-on-ready'] !== 'off';
   if (!(Number.isInteger(runs) && runs > 0) || !(seconds > 0)) throw new TypeError('--runs and --seconds');
   const opus = await createOpus();
   const f = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
@@ -99,11 +118,12 @@ async function main(): Promise<void> {
       ...(values.streams ? [{ advance: true, streams: 4 }] : []),
     ];
     for (const { advance, streams } of settings) {
-      const x = await once(opus, advance, seconds, streams);
+      const x = await once(opus, advance, seconds, streams, mixOnReady);
       const name = streams > 1 ? 'streams   ' : `advance ${advance ? 'on ' : 'off'}`;
       console.log(
         `run ${r} ${name}: click p50 ${f(x.clickP50)} ms ` +
-          `(missed ${x.missed}), server hold p50 ${f(x.holdP50)} ms, advances ${x.advances}`,
+          `(missed ${x.missed}), server hold p50 ${f(x.holdP50)} ms, advances ${x.advances}, ` +
+          `early ticks ${x.earlyTicks}`,
       );
     }
   }

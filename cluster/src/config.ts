@@ -100,6 +100,12 @@ export const ConfigSchema = z
          * overloaded or virtualised machine) 2-3 absorb the stalls, at a frame of delay each.
          */
         minBufferFrames: z.number().int().min(1).max(8).default(1),
+        /**
+         * Mix on completion: a channel that mixes runs its tick as soon as every speaker of its last
+         * mix has its next frame in, instead of waiting for its phase (at most once a frame; the
+         * scheduled tick of that frame is skipped): the mix holds the last arrival for no time.
+         */
+        mixOnReady: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

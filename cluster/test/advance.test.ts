@@ -114,9 +114,11 @@ async function run(
   options: Partial<VoiceClientOptions>[] = [],
   /** The speakers capture from (fake) sound cards, `ClockedSource`s, instead of timers. */
   clocked = false,
+  /** Config `clock.mixOnReady`: the tick runs once the frames it mixes are in. */
+  mixOnReady = true,
 ): Promise<Run> {
   const started = performance.now();
-  srv = await startTestServer({ clock: { advance } });
+  srv = await startTestServer({ clock: { advance, mixOnReady } });
   const s = srv;
   const made = await channelOf(
     async (i, nick, more) => {
@@ -287,6 +289,34 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
       // Without it one of them waits half a frame at every tick (the first test's "off" run).
       expect(Math.max(...r.phaseP50), line).toBeLessThan(FRAME_MS / 3);
       expectClean(r);
+    },
+  );
+
+  it(
+    "mixes as soon as both speakers' frames are in, not at the tick's phase",
+    { retry: 2, timeout: 60_000 },
+    async () => {
+      // Both speakers advanced to the tick, the mix still waits from the later arrival to the
+      // tick's phase (its margin, the clock's slot). Run on completion, it waits for neither.
+      const scheduled = await run(true, false, [], false, false);
+      for (const b of bots.splice(0)) await b.close();
+      await srv?.stop();
+      srv = null;
+      const onReady = await run(true, false);
+      const early = srv!.voice.channelStats()[0]!.core.stats.earlyTicks;
+      const line = (r: Run) =>
+        `hold p50 ${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, channel p50 ` +
+        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+      console.log(`at the phase: ${line(scheduled)}\non completion: ${line(onReady)}, early ticks ${early}`);
+      expect(scheduled.advances).toBeGreaterThanOrEqual(1);
+      expect(onReady.advances).toBeGreaterThanOrEqual(1);
+      // The later speaker's frame is mixed in the handler of its arrival: no hold at all. At the
+      // phase, the tick sits at least a clock slot (1.25 ms at 16 slots) after the arrivals.
+      expect(Math.min(...onReady.holdP50), line(onReady)).toBeLessThan(0.5);
+      expect(Math.min(...scheduled.holdP50), line(scheduled)).toBeGreaterThan(1);
+      expect(early).toBeGreaterThan(50);
+      expectClean(scheduled);
+      expectClean(onReady);
     },
   );
 

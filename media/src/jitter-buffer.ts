@@ -411,6 +411,35 @@ export class JitterBuffer {
     return false;
   }
 
+  /**
+   * Whether a pop at `playAt` would play a frame, once the packet for frame `seq` arriving at `nowMs`
+   * (not inserted yet) is in: a playing buffer whose next frame is in or is this one, or a buffer
+   * not playing that this pop would start (the start rule of `pop`, this packet's arrival counted
+   * in the baseline). Errs towards false: packets not yet inserted other than this one are not
+   * counted. The server asks it before moving a listener from one speaker's packets to a mix.
+   */
+  wouldPlay(seq: number, nowMs: number, playAt: number): boolean {
+    seq = seq >>> 0;
+    if (this.state === PLAYING) return this.headReady || this.head >>> 0 === seq;
+    let ext = seq;
+    let fresh = this.state === IDLE;
+    if (!fresh) {
+      ext = this.newest + ((seq - this.newestRaw) | 0);
+      fresh = ext - this.newest > this.resetGap || this.newest - ext > this.resetGap;
+      if (fresh) ext = seq;
+    }
+    const start = fresh || this.stored === 0 || ext < this.minStored ? ext : this.minStored;
+    if (!fresh && start < this.head && this.started) return false;
+    // The baseline after this packet is measured: its own transit alone after a restart or a pause
+    // longer than the window (measure's rebaseline), else the smaller of the two.
+    const transit = nowMs - ext * this.frameMs;
+    const stale =
+      fresh || this.rebaseline || this.dqLen === 0 || nowMs - this.lastArrivalMs > this.window * this.frameMs;
+    const base = stale ? transit : Math.min(this.dqVal[this.dqStart]!, transit);
+    if (playAt >= base + start * this.frameMs + this.targetDelay) return true;
+    return !fresh && start === this.minStored && this.resumesSchedule(playAt);
+  }
+
   /** True between the first packet and a drain: the speaker's frames are flowing. */
   get playing(): boolean {
     return this.state === PLAYING;

@@ -6,6 +6,7 @@ import type { StoredChannel } from '../state/types.js';
 import { ChannelCore, type ChannelIo } from './channel.js';
 import type { VoiceEndpoint } from './endpoint.js';
 import type { ScheduledHandle, ScheduledTask } from './scheduler.js';
+import { EarlyTicks } from './early-tick.js';
 
 type ChannelMsg =
   | { type: 'add'; ep: VoiceEndpoint }
@@ -32,6 +33,8 @@ export interface ChannelActorDeps {
   timeStretch: boolean;
   /** The fewest frames the members' jitter buffers target (ChannelCoreOptions.minBufferFrames). */
   minBufferFrames?: number;
+  /** Run a tick as soon as the frames it mixes are in (config `clock.mixOnReady`). */
+  mixOnReady?: boolean;
 }
 
 /**
@@ -53,8 +56,8 @@ export class ChannelActor implements ScheduledTask {
   members = 0;
   /** Frame periods no tick ran in (the process stalled or the clock skipped), made up by the next. */
   ticksSkipped = 0;
-  /** When the last tick was due (performance clock); how late ticks start is `lateness`. */
-  #lastDueAt = 0;
+  /** When ticks ran and are due; a tick may run before its phase once its frames are in. */
+  readonly #early: EarlyTicks;
   /** Ticks in a row in which no listener needed a mix. */
   #streamingTicks = 0;
   readonly #log: Logger;
@@ -71,6 +74,9 @@ export class ChannelActor implements ScheduledTask {
       timeStretch: deps.timeStretch,
       minBufferFrames: deps.minBufferFrames ?? 1,
     });
+    this.#early = new EarlyTicks(channel.voice.frameMs, deps.mixOnReady ?? false);
+    // Called from the ingress, in the handler of the packet that completed the next tick's frames.
+    this.core.onReady = () => this.#runEarly();
     this.#actor = spawn(
       deps.system,
       (state: ChannelCore, msg: ChannelMsg) => {
@@ -119,15 +125,30 @@ export class ChannelActor implements ScheduledTask {
     this.lateness.record(now - dueAt);
     // Frames of time since the last tick that ran (1, or more after a stall or a skip; an
     // earlier phase after alignment is a shorter period, still one frame).
-    const frames =
-      this.#lastDueAt === 0 ? 1 : Math.max(1, Math.round((dueAt - this.#lastDueAt) / state.settings.frameMs));
-    this.#lastDueAt = dueAt;
+    const frames = this.#early.scheduled(dueAt, now);
+    if (frames === 0) return; // ran early, when its frames were in (mixOnReady)
     this.ticksSkipped += frames - 1;
     try {
       state.tick(now, frames, Math.max(0, now - dueAt));
       this.#shareWhenStreaming();
     } catch (err) {
       // A bug in one tick must not take the channel (or the other channels of its slot) down.
+      this.#log.error({ err, channel: this.channel.id }, 'channel tick failed; resuming');
+    }
+  }
+
+  /** Runs the next tick now, its frames all in, instead of at its scheduled phase (mixOnReady). */
+  #runEarly(): void {
+    if (this.#closed || !this.schedule) return;
+    const now = performance.now();
+    const dueAt = this.#early.tryEarly(now);
+    if (dueAt === 0) return;
+    this.core.stats.earlyTicks++;
+    try {
+      // Negative lateness: the buffers judge their delay at the frame's due time, as at the
+      // scheduled tick, and the phases the alignment and the timing advance read are against it.
+      this.core.tick(now, 1, now - dueAt);
+    } catch (err) {
       this.#log.error({ err, channel: this.channel.id }, 'channel tick failed; resuming');
     }
   }

@@ -20,6 +20,8 @@ export class ChannelMix {
   readonly #speakers: VoiceMember[] = [];
   /** Speakers added this tick. */
   count = 0;
+  /** This tick's mix went to some listener (not all forwarded, streamed or skipped). */
+  sent = false;
   /** Distinct mix buffer -> its encoded packet, for this tick only. */
   readonly #encodedBy = new Map<Float32Array, EncoderSlot>();
 
@@ -73,8 +75,10 @@ export class ChannelMix {
     let unmixed = count;
     for (let i = 0; i < this.roster.list.length; i++) {
       const m = this.roster.list[i]!;
-      const wasSolo = m.soloFrom;
+      const cut = m.cutFrom !== null;
+      const wasSolo = m.soloFrom ?? m.cutFrom;
       m.soloFrom = null;
+      m.cutFrom = null;
       if (m.deaf || m.endpoint.transport === 'none') continue;
       if (m.streamMode) {
         // Took this tick's speakers as STREAM packets on arrival; its next mix starts a talkspurt.
@@ -82,7 +86,7 @@ export class ChannelMix {
         continue;
       }
       // Hears one speaker at unity gain (forwarded, no decode-mix-encode), or nobody.
-      if (this.runs.atTick(m, wasSolo, this.#speakers, count)) continue;
+      if (this.runs.atTick(m, wasSolo, this.#speakers, count, cut)) continue;
       const buf = this.#mixer.output(m.userId);
       if (!buf) continue;
       let slot = this.#encodedBy.get(buf);
@@ -118,6 +122,13 @@ export class ChannelMix {
         slot.lastTick = tick;
         this.#encodedBy.set(buf, slot);
       }
+      // Leaving a forwarding run: the lone speaker's packet for this frame arrived before the tick
+      // found a second speaker and went out then. The listener has this timestamp (the mix would
+      // be dropped as a duplicate); it gets the mix from the next frame on.
+      if (m.outStarted && m.sentOut.has(this.timeline.mediaFrame | 0)) {
+        this.stats.mixRepeatsSkipped++;
+        continue;
+      }
       this.sender.sendTo(
         m,
         slot.out,
@@ -131,6 +142,7 @@ export class ChannelMix {
       m.heardSlot = slot;
       m.heardTick = tick;
     }
+    this.sent = mixed;
     this.#recordHolds(count, mixed);
     this.runs.settle();
   }

@@ -32,6 +32,17 @@ export interface ChannelStats extends StretchFigures {
   encoderPrimes: number;
   /** Packets of a lone speaker not forwarded on arrival because they were ahead of real time. */
   forwardDeferred: number;
+  /**
+   * Mix frames not sent to a listener that already had that media frame: it was forwarded the lone
+   * speaker's packet for it on arrival, before the tick found a second speaker.
+   */
+  mixRepeatsSkipped: number;
+  /** Packets not sent because the listener already had their media frame (any path; see sendTo). */
+  repeatsSkipped: number;
+  /** Listeners taken back to a forwarding run when the mix a new speaker's packet promised did not come. */
+  cutsRestored: number;
+  /** Ticks run before their phase, once every frame they mix was in (mixOnReady). */
+  earlyTicks: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -67,6 +78,10 @@ export function createChannelStats(stretch: StretchTotals, complexity: number): 
       soloGaps: 0,
       encoderPrimes: 0,
       forwardDeferred: 0,
+      mixRepeatsSkipped: 0,
+      repeatsSkipped: 0,
+      cutsRestored: 0,
+      earlyTicks: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
       encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),

@@ -105,6 +105,13 @@ export class ChannelCore {
   readonly alignHold = new Histogram({ bucketWidth: 0.25, buckets: 200 });
   readonly #timeStretch: boolean;
   readonly #minBufferFrames: number;
+  /**
+   * Called (from `forwardOnArrival`) when the last frame the next tick will mix has arrived: the
+   * owner may run that tick now rather than at its phase (mixOnReady). Null: not watched.
+   */
+  onReady: (() => void) | null = null;
+  /** Speakers of the last mix whose next frame is not in yet (-1: the next tick is not watched). */
+  #waiting = -1;
 
   constructor(
     readonly id: ChannelId,
@@ -237,7 +244,8 @@ export class ChannelCore {
    * One frame. `frames` is how many frame periods passed since the previous tick (more than 1 after
    * a stall or a skipped tick): the outgoing media clock follows time, so the gap is a timestamp
    * jump the clients conceal rather than audio silently running late. `lateMs`: how late this tick
-   * runs after it was due (the jitter buffers judge their delay at the due time).
+   * runs after it was due (the jitter buffers judge their delay at the due time); negative for a
+   * tick run before it was due, once its frames were all in (`onReady`).
    */
   tick(now: number, frames = 1, lateMs = 0): void {
     const t0 = performance.now();
@@ -318,14 +326,18 @@ export class ChannelCore {
         m.rawSeq = m.stream.packetSeq;
         m.rawForwarded = m.wasForwarded(m.rawSeq);
         const hold = now - m.arrivals[m.rawSeq & 63]!;
+        // Against the time the tick was due: a tick run early (mixOnReady, negative lateness) holds
+        // its last frame for no time, but the phase the alignment and the advance move is the
+        // schedule's (they line the arrivals up before it; the early run takes off what is left).
+        const toDue = lateMs < 0 ? hold - lateMs : hold;
         // The tick's phase against the arrivals is the hold less the whole frames buffered ahead of
         // it (FEC look-ahead, a grown target): judged on the full hold, alignment moved the tick
         // a frame too early, the packets then came after it and the buffer re-grew by one (a slip).
-        const phase = hold % this.settings.frameMs;
+        const phase = toDue % this.settings.frameMs;
         // Only a frame someone hears in a mix waits for the tick: a streamed one is not advanced.
         // (The timing advance's phases wait for the sends: see #recordHolds.)
         if (m.inMix) this.alignHold.record(phase);
-        m.tickArrivalHold = hold;
+        m.tickArrivalHold = toDue;
         // Recorded once this tick's sends are known (#recordHolds). The delay heard also counts
         // the audio a stretched playout played before this packet's (0 when nothing was stretched).
         m.tickHold = hold + m.stream.packetOffset / (SAMPLE_RATE / 1000);
@@ -351,12 +363,38 @@ export class ChannelCore {
     const count = this.#mix.count;
     if (count > 0) this.#mix.send();
     else if (this.#lastMixed > 0) this.#runs.endAll();
+    else this.#runs.restoreCuts();
     this.#lastMixed = count;
     this.#runs.lastSpeakers = heardCount;
+    this.#watchNext(tick);
     if ((tick & 127) === 0) {
       this.#encoders.freeIdle(tick);
       this.stats.encoders = this.#encoders.size;
     }
+  }
+
+  /**
+   * After a tick that sent a mix: which of its speakers' next frames are still to come (each one's
+   * arrival counts down `#waiting`; the last calls `onReady`). Not watched when a speaker's frame was
+   * concealed or held (its next one is not judged by one packet), or when all are in already (the
+   * buffers hold them on purpose: the scheduled tick plays them).
+   */
+  #watchNext(tick: number): void {
+    this.#waiting = -1;
+    if (this.onReady === null || this.#lastMixed === 0 || !this.#mix.sent) return;
+    let waiting = 0;
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      if (m.spokeTick !== tick) continue;
+      if (m.rawLen === 0 || m.rawHeld) return;
+      if (!m.jitter.headReady) waiting++;
+    }
+    if (waiting === 0) return;
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      m.awaitFrame = m.spokeTick === tick && !m.jitter.headReady ? (m.rawSeq + 1) >>> 0 : -1;
+    }
+    this.#waiting = waiting;
   }
 
   /**
@@ -463,6 +501,13 @@ export class ChannelCore {
       this.stats.holdMs.record(0);
     }
     this.#runs.onArrival(m, frameIndex, payload, length, arrival, flags);
+    if (this.#waiting > 0 && m.awaitFrame === frameIndex >>> 0) {
+      m.awaitFrame = -1;
+      if (--this.#waiting === 0) {
+        this.#waiting = -1;
+        this.onReady?.();
+      }
+    }
   }
 
   #setSpeaking(m: VoiceMember, speaking: boolean): void {

@@ -58,6 +58,7 @@ export class ForwardRuns {
     flags: number,
   ): void {
     const clock = this.timeline.clockAt(arrival);
+    if (m.heard && m.spokeTick !== this.timeline.tick) this.#cutRuns(m, k, arrival, clock);
     if (!m.fwdActive && !this.#takeOverRun(m, k) && !this.#startSoloRun(m, k, clock)) return;
     if (m.soloListeners === 0 || m.wasForwarded(k)) return;
     // Not due yet (the sender runs ahead of real time): the tick forwards it when it plays.
@@ -108,6 +109,8 @@ export class ForwardRuns {
     wasSolo: VoiceMember | null,
     speakers: readonly VoiceMember[],
     count: number,
+    /** `m` left `wasSolo`'s run before this tick (#cutRuns): its packets since did not reach `m`. */
+    cut = false,
   ): boolean {
     const solo = soloSource(m, speakers, count);
     if (solo === NOBODY) return true; // hears no one this tick (e.g. the lone speaker): send nothing
@@ -121,13 +124,23 @@ export class ForwardRuns {
       return true;
     }
     const mediaFrame = this.timeline.mediaFrame;
-    if (!solo.fwdActive) solo.fwdOffset = mediaFrame - solo.rawSeq;
-    else if (((solo.rawSeq + solo.fwdOffset - mediaFrame) | 0) > FORWARD_AHEAD_FRAMES)
+    if (!solo.fwdActive) {
+      // A new run, its offset fixed by the first of its listeners this tick: from the channel clock,
+      // or right after that listener's newest frame when its stream is ahead of the clock (it was
+      // forwarded a run that led the tick, then its mixes were skipped): no timestamp twice.
+      if (solo.fwdOffsetTick !== this.timeline.tick) {
+        solo.fwdOffsetTick = this.timeline.tick;
+        const top = m.sentOut.top;
+        const ahead = m.outStarted && m.sentOut.active && ((top - mediaFrame) | 0) >= 0;
+        solo.fwdOffset = (ahead ? top + 1 : mediaFrame) - solo.rawSeq;
+      }
+    } else if (((solo.rawSeq + solo.fwdOffset - mediaFrame) | 0) > FORWARD_AHEAD_FRAMES)
       // Its stream skipped ahead (its buffer dropped frames of a sender faster than real time):
       // go on right after the newest frame sent, not ahead of the channel clock.
       solo.fwdOffset = solo.fwdTop + solo.fwdOffset + 1 - solo.rawSeq;
-    // Sent already when it arrived, to a listener that was forwarded this speaker then.
-    if (wasSolo === solo && solo.rawForwarded) return true;
+    // Sent already when it arrived, to a listener that was forwarded this speaker then (not to one
+    // that left the run before it came: #cutRuns).
+    if (wasSolo === solo && solo.rawForwarded && !cut) return true;
     this.sender.forward(m, solo, solo.raw, solo.rawLen, solo.rawSeq);
     return true;
   }
@@ -165,6 +178,24 @@ export class ForwardRuns {
     }
   }
 
+  /**
+   * A tick that mixed nothing (no speaker's buffer played): listeners cut from a run for a mix
+   * (#cutRuns) that did not come go back to that run, so its next packets reach them.
+   */
+  restoreCuts(): void {
+    const members = this.roster.list;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      const from = l.cutFrom;
+      if (from === null) continue;
+      l.cutFrom = null;
+      if (!from.fwdActive || l.soloFrom !== null) continue;
+      l.soloFrom = from;
+      from.soloListeners++;
+      this.stats.cutsRestored++;
+    }
+  }
+
   /** Every run ends (the channel fell silent, or is closing). */
   endAll(): void {
     const members = this.roster.list;
@@ -172,6 +203,7 @@ export class ForwardRuns {
       const m = members[i]!;
       m.outStarted = false;
       m.soloFrom = null;
+      m.cutFrom = null;
       m.endForwarding();
     }
   }
@@ -179,8 +211,13 @@ export class ForwardRuns {
   /** `m` left: no listener is forwarded it any more, and its own run ends. */
   remove(m: VoiceMember): void {
     const members = this.roster.list;
-    for (let i = 0; i < members.length; i++) if (members[i]!.soloFrom === m) members[i]!.soloFrom = null;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      if (l.soloFrom === m) l.soloFrom = null;
+      if (l.cutFrom === m) l.cutFrom = null;
+    }
     m.soloFrom = null;
+    m.cutFrom = null;
     m.endForwarding();
   }
 
@@ -237,6 +274,7 @@ export class ForwardRuns {
         l.endpoint.transport === 'none' ||
         (l.gains?.get(m.userId) ?? 1) !== 1 ||
         l.soloFrom !== null ||
+        l.cutFrom !== null ||
         spoke - (tick > 0 && l.spokeTick === tick ? 1 : 0) > 0
       )
         continue;
@@ -248,6 +286,35 @@ export class ForwardRuns {
     m.fwdOffset = this.#resumes(m, k, clock) ? m.resumeOffset : clock + 1 - k;
     m.markForwarded((k - 1) >>> 0); // opens the run; frame k itself is sent by the caller
     return true;
+  }
+
+  /**
+   * New speaker `m`'s packet, before the tick that may mix it: a listener forwarded another speaker
+   * who has not been sent that speaker's frame for the tick yet leaves the run now, so the tick's
+   * mix of both reaches it at that frame. Otherwise the run's packet would go out first, the mix of
+   * that frame would be skipped (the listener has it), and the listener would miss `m`'s first
+   * frame. A listener already sent the tick's frame stays (it gets the mix from the next frame).
+   * Only when `m`'s buffer will play at that tick: a talkspurt's first packet into a buffer that
+   * waits for more (a grown target) would leave the listener with neither the run nor a mix for
+   * as long as it waits (6 frames under load, when the listener got nothing in between).
+   */
+  #cutRuns(m: VoiceMember, k: number, arrival: number, clock: number): void {
+    const due = (clock + 1) | 0;
+    const tl = this.timeline;
+    if (tl.tick === 0) return;
+    const playAt = tl.dueAt + ((due - tl.mediaFrame) | 0) * tl.frameMs;
+    if (!m.jitter.wouldPlay(k, arrival, playAt)) return;
+    const members = this.roster.list;
+    for (let i = 0; i < members.length; i++) {
+      const l = members[i]!;
+      const from = l.soloFrom;
+      if (from === null || from === m || l.userId === m.userId || (l.gains?.get(m.userId) ?? 1) === 0)
+        continue;
+      if (l.sentOut.active && ((l.sentOut.top - due) | 0) >= 0) continue;
+      l.soloFrom = null;
+      l.cutFrom = from;
+      from.soloListeners--;
+    }
   }
 
   /**

@@ -38,13 +38,26 @@ export class ListenerSender {
 
   /** Sends speaker `sp`'s packet for its frame `k` to listener `l`, on `sp`'s forwarding offset. */
   forward(l: VoiceMember, sp: VoiceMember, payload: Uint8Array, length: number, k: number, flags = 0): void {
-    this.stats.forwarded++;
-    this.sendTo(l, payload, length, flags | (l.outStarted ? 0 : VoiceFlags.MARKER), k + sp.fwdOffset);
+    if (this.sendTo(l, payload, length, flags | (l.outStarted ? 0 : VoiceFlags.MARKER), k + sp.fwdOffset))
+      this.stats.forwarded++;
     l.outStarted = true;
   }
 
-  /** Seals and sends; `mediaFrame` is the channel media clock frame the packet plays at. */
-  sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number, mediaFrame: number): void {
+  /**
+   * Seals and sends; `mediaFrame` is the channel media clock frame the packet plays at. False: not
+   * sent, the listener has that frame already.
+   */
+  sendTo(m: VoiceMember, payload: Uint8Array, len: number, flags: number, mediaFrame: number): boolean {
+    // A listener's stream never repeats a timestamp (the client would drop the packet as a
+    // duplicate): a frame for a media frame it already has is not sent (an older one it lacks is: a
+    // reordered arrival forwarded as it came). A MARKER packet starts a talkspurt, which the client
+    // places after the newest frame it has.
+    if ((flags & VoiceFlags.MARKER) !== 0 || !m.outStarted) m.sentOut.clear();
+    else if (m.sentOut.has(mediaFrame | 0)) {
+      this.stats.repeatsSkipped++;
+      return false;
+    }
+    m.sentOut.add(mediaFrame | 0);
     const ep = m.endpoint;
     const h = this.#header;
     h.type = VoicePacketType.AUDIO;
@@ -75,5 +88,6 @@ export class ListenerSender {
     m.packetsOut++;
     m.lastOutFrame = mediaFrame | 0;
     this.stats.packetsOut++;
+    return true;
   }
 }

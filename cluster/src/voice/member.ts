@@ -82,6 +82,10 @@ export class VoiceMember {
   packetsOut = 0;
   /** Tick in which this member was last mixed as a speaker. */
   spokeTick = -1;
+  /** The frame the next tick's mix waits for from this speaker, not yet in (-1: none; mixOnReady). */
+  awaitFrame = -1;
+  /** The tick that fixed `fwdOffset` for a run starting at a tick (its listeners share it). */
+  fwdOffsetTick = -1;
   /** This tick's Opus packet as received (forwarded as is to a listener who hears only this speaker). */
   readonly raw = new Uint8Array(MAX_PAYLOAD_BYTES);
   rawLen = 0;
@@ -91,6 +95,11 @@ export class VoiceMember {
   rawHeld = false;
   /** As a listener: the lone speaker whose packets it gets as they arrive, or null. */
   soloFrom: VoiceMember | null = null;
+  /**
+   * As a listener: the run it left before this tick, when a new speaker's first packet came before
+   * that run's frame for the tick (it hears both in the tick's mix; null otherwise).
+   */
+  cutFrom: VoiceMember | null = null;
   /** As a listener: the mix encoder it was last sent, and when. */
   heardSlot: EncoderSlot | null = null;
   heardTick = -1;
@@ -108,6 +117,8 @@ export class VoiceMember {
   resumeTop = -0x4000_0000;
   /** As a listener: the media frame of the newest packet it was sent. */
   lastOutFrame = -0x4000_0000;
+  /** As a listener: the media frames it was sent in this talkspurt (the newest and the 32 before). */
+  readonly sentOut = new FrameWindow();
   /** Whether this tick's `raw` frame had already been forwarded when the tick began. */
   rawForwarded = false;
   /** Encoder stream keys of this member's own mixes, built once rather than per tick. */

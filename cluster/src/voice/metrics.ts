@@ -85,6 +85,26 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.streamed,
   ],
   [
+    'voice_channel_early_ticks',
+    'Ticks run before their phase, once the frames they mix were in (clock.mixOnReady)',
+    (s) => s.core.stats.earlyTicks,
+  ],
+  [
+    'voice_channel_mix_repeats_skipped',
+    'Mix frames not sent to a listener already forwarded that frame (forward-to-mix transitions)',
+    (s) => s.core.stats.mixRepeatsSkipped,
+  ],
+  [
+    'voice_channel_cuts_restored',
+    'Listeners taken back to a forwarding run when the mix a new speaker promised did not come',
+    (s) => s.core.stats.cutsRestored,
+  ],
+  [
+    'voice_channel_repeats_skipped',
+    'Packets not sent to a listener that already had their media frame (its stream never repeats one)',
+    (s) => s.core.stats.repeatsSkipped,
+  ],
+  [
     'voice_channel_ticks_skipped',
     'Frame periods in which a channel did not tick (stall or clock skip), made up by the next tick',
     (s) => s.ticksSkipped,

@@ -334,6 +334,7 @@ export class ServerVoicePlane implements VoicePlane, VoiceFigures {
       tickBudget: this.o.ctx.config.clock.tickBudget,
       timeStretch: this.o.ctx.config.clock.timeStretch,
       minBufferFrames: this.o.ctx.config.clock.minBufferFrames,
+      mixOnReady: this.o.ctx.config.clock.mixOnReady,
     });
     const { handle, slotMs } = this.#clocks.add(channel.voice.frameMs, ch);
     ch.schedule = handle;

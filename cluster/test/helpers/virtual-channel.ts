@@ -21,6 +21,8 @@ export interface Sent {
   frame: number;
   /** Sent inside the forwardOnArrival call of a packet (as it arrived), not at a tick. */
   onArrival: boolean;
+  /** The channel's mix encodes so far, when it was sent (a mix is sent after its encode). */
+  encodes: number;
 }
 
 export interface VirtualChannel {
@@ -50,6 +52,8 @@ export function virtualChannel(
   members: number,
   /** Streams granted to each member's session (README 8.8; 1: mixes only). */
   streams = 1,
+  /** The fewest frames the members' server buffers target (ChannelCoreOptions.minBufferFrames). */
+  minBufferFrames?: number,
 ): VirtualChannel {
   const frameSamples = frameMs * 48;
   const got: Sent[] = [];
@@ -68,11 +72,16 @@ export function virtualChannel(
         if (ep !== listenerEp || !opener) return;
         const r = opener.openInto(packet.subarray(0, length), plain, h);
         if (typeof r !== 'number' || h.type !== VoicePacketType.AUDIO) return;
-        got.push({ at: ch.now, frame: h.timestamp / frameSamples, onArrival: inArrival });
+        got.push({
+          at: ch.now,
+          frame: h.timestamp / frameSamples,
+          onArrival: inArrival,
+          encodes: core.stats.encodes,
+        });
       },
       speaking: () => {},
     },
-    { timeStretch: false },
+    { timeStretch: false, ...(minBufferFrames === undefined ? {} : { minBufferFrames }) },
   );
   const eps: VoiceEndpoint[] = [];
   const encoders: OpusEncoder[] = [];

@@ -16,7 +16,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function openRaw(
   url: string,
   close = false,
-): Promise<{ status: number; body?: unknown; ws?: WebSocket }> {
+): Promise<{ status: number; body?: unknown; ws?: WebSocket; retryAfter?: string }> {
   const ws = new WebSocket(url);
   return new Promise((resolve, reject) => {
     ws.once('open', () => {
@@ -26,7 +26,13 @@ async function openRaw(
     ws.once('unexpected-response', (_req, res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: JSON.parse(text) as unknown,
+          ...(res.headers['retry-after'] === undefined ? {} : { retryAfter: res.headers['retry-after'] }),
+        }),
+      );
     });
     ws.once('error', reject);
   });
@@ -396,6 +402,14 @@ describe('bad input over WebSocket', () => {
     for (let i = 0; i < 6; i++) tries.push(await openRaw(srv.wsUrl, true));
     expect(tries.map((r) => r.status)).toEqual([101, 101, 101, 101, 429, 429]);
     expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'connects' })).toBe(2);
+    // When to try again: the next token of a bucket refilling at 0.1/s, a little under 10 s away
+    // (the refused tries took none), in the body and, in seconds, in Retry-After.
+    for (const r of tries.slice(4)) {
+      const ms = (r.body as { error: { retryAfterMs: number } }).error.retryAfterMs;
+      expect(ms).toBeGreaterThan(8000);
+      expect(ms).toBeLessThanOrEqual(10_000);
+      expect(r.retryAfter).toBe(String(Math.ceil(ms / 1000)));
+    }
   });
 
   it('rate-limits a flooding connection and closes one that keeps sending garbage', async () => {
@@ -412,6 +426,12 @@ describe('bad input over WebSocket', () => {
     expect(await srv.ctx.metrics.value('voice_rate_limited_total', { limit: 'ws_messages' })).toBe(
       limited.length,
     );
+    // Each says when the connection's bucket (5/s) has a message again: within 200 ms.
+    for (const r of limited) {
+      const ms = ((r as PromiseRejectedResult).reason as RequestError).retryAfterMs;
+      expect(ms).toBeGreaterThan(0);
+      expect(ms).toBeLessThanOrEqual(200);
+    }
 
     const g = await srv.user('garbage');
     const closed = new Promise<number>((r) => g.ws.once('close', (c: number) => r(c)));

@@ -218,7 +218,7 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
     }
     if (!c.messages.take()) {
       metrics.rateLimited.inc({ limit: 'ws_messages' });
-      return reply(c, 'RATE_LIMITED', 'too many messages on this connection', m.id);
+      return reply(c, 'RATE_LIMITED', 'too many messages on this connection', m.id, c.messages.msUntil());
     }
     if (c.pending >= MAX_PENDING) {
       metrics.rateLimited.inc({ limit: 'ws_pending' });
@@ -243,14 +243,17 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
       res.onAborted(() => {
         answered = true;
       });
-      const refuse = (status: string, code: ErrorCode, limit?: string) => {
+      const refuse = (status: string, code: ErrorCode, limit?: string, retryAfterMs?: number) => {
         if (answered) return;
         answered = true;
         countError(code);
         if (limit) metrics.rateLimited.inc({ limit });
+        const error = { code, message: ERROR_CODES[code].text, ...(retryAfterMs ? { retryAfterMs } : {}) };
         res.cork(() => {
           res.writeStatus(status).writeHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ error: { code, message: ERROR_CODES[code].text } }));
+          // As REST answers a rate limit (protocol README section 2): seconds, rounded up.
+          if (retryAfterMs) res.writeHeader('retry-after', String(Math.ceil(retryAfterMs / 1000)));
+          res.end(JSON.stringify({ error }));
         });
       };
       try {
@@ -267,7 +270,12 @@ export function mountSignaling(app: TemplatedApp, d: SignalingDeps): () => void 
           return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connections_per_address');
         }
         if (!d.connectionLimiter.take(address))
-          return refuse('429 Too Many Requests', 'RATE_LIMITED', 'connects');
+          return refuse(
+            '429 Too Many Requests',
+            'RATE_LIMITED',
+            'connects',
+            d.connectionLimiter.retryAfterMs(address),
+          );
         answered = true;
         res.upgrade<WsData>({ id: nextId++, address }, key, protocol, extensions, context);
       } catch (err) {

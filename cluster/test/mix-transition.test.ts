@@ -106,6 +106,39 @@ describe('two speakers starting together while the server buffers wait', () => {
   });
 });
 
+describe('a forwarded speaker that rebinds (a rekey or a resume)', () => {
+  for (const lead of [15, 5]) {
+    it(`its listener's stream goes on without a gap or a repeat (packets ${lead} ms before the tick)`, () => {
+      // Member 1 talks and member 0 hears it alone (forwarded). At frame 50 member 1's session takes
+      // a new binding: its packets come on it from then on. The new binding is the same person, not
+      // a second speaker: the run goes on (#takeOverRun); the listener is not cut from it for a mix.
+      // Until the new binding is acknowledged the client sends each frame on both (the new one first
+      // here), as make-before-break does.
+      const ch = virtualChannel(opus, FRAME_MS, 2);
+      for (let f = 0; f < 100; f++) {
+        if (f === 50) ch.rebind(1);
+        const due = f * FRAME_MS;
+        ch.now = due - lead;
+        ch.arrive(1, f);
+        if (f >= 50 && f < 55) {
+          ch.now = due - lead + 1;
+          ch.arrive(1, f, 'old');
+        }
+        ch.now = due;
+        ch.tick(due);
+      }
+      const got = [...ch.got];
+      ch.close();
+      expectContiguous(got);
+      expect(got.length).toBe(100);
+      expect(
+        got.every((s) => s.encodes === 0),
+        'never a mix',
+      ).toBe(true);
+    });
+  }
+});
+
 describe('a forwarded speaker whose server buffer grew', () => {
   it('never repeats a timestamp to its listener across short overlaps', () => {
     // Member 1's packets come with jitter (every third 30 ms late, so some arrive reordered), and its

@@ -308,7 +308,13 @@ export class ForwardRuns {
     for (let i = 0; i < members.length; i++) {
       const l = members[i]!;
       const from = l.soloFrom;
-      if (from === null || from === m || l.userId === m.userId || (l.gains?.get(m.userId) ?? 1) === 0)
+      // Not for the run's own speaker on a new binding (a handover: #takeOverRun carries the run on).
+      if (
+        from === null ||
+        from.userId === m.userId ||
+        l.userId === m.userId ||
+        (l.gains?.get(m.userId) ?? 1) === 0
+      )
         continue;
       if (l.sentOut.active && ((l.sentOut.top - due) | 0) >= 0) continue;
       l.soloFrom = null;

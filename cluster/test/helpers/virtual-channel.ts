@@ -32,12 +32,20 @@ export interface VirtualChannel {
   readonly got: Sent[];
   /** The virtual clock, ms: arrivals and ticks happen at `now`. */
   now: number;
-  /** Member `i`'s frame `k` (the next of its tone) arrives now, handed over as the ingress does. */
-  arrive(i: number, k: number): void;
+  /**
+   * Member `i`'s frame `k` (the next of its tone) arrives now, handed over as the ingress does.
+   * `old`: the same packet again, on the binding `rebind` retired (make-before-break sends on both).
+   */
+  arrive(i: number, k: number, old?: 'old'): void;
   /** A tick due at `due` runs now, `frames` frame periods after the previous one. */
   tick(due: number, frames?: number): void;
   /** One more member (a listener unless it is made to `arrive`). */
   join(): void;
+  /**
+   * Member `i`'s session takes a new binding (a rekey or a resume, README 8.4): its next arrivals
+   * come on it, the old one retiring (make-before-break), as the voice plane hands over.
+   */
+  rebind(i: number): void;
   close(): void;
 }
 
@@ -84,8 +92,12 @@ export function virtualChannel(
     { timeStretch: false, ...(minBufferFrames === undefined ? {} : { minBufferFrames }) },
   );
   const eps: VoiceEndpoint[] = [];
+  /** Per member: the binding `rebind` retired, and the length of its last packet (in `out`). */
+  const retired: (VoiceEndpoint | undefined)[] = [];
+  const lastLen: number[] = [];
   const encoders: OpusEncoder[] = [];
   const tones: SineGenerator[] = [];
+  let nextVoiceId = 1000; // clear of the ids `join` gives
   const join = (): void => {
     const i = eps.length;
     const ep = new VoiceEndpoint(i + 1, fakeSession(i, streams), core, {
@@ -108,9 +120,10 @@ export function virtualChannel(
     frameSamples,
     got,
     now: 0,
-    arrive(i: number, k: number): void {
-      const n = encoders[i]!.encode(tones[i]!.fill(pcm), out);
-      const m = eps[i]!.member!;
+    arrive(i: number, k: number, old?: 'old'): void {
+      const n = old ? lastLen[i]! : encoders[i]!.encode(tones[i]!.fill(pcm), out);
+      lastLen[i] = n;
+      const m = (old ? retired[i]! : eps[i]!).member!;
       core.inbox.push(m, k, ch.now, 0, out, n);
       inArrival = true;
       try {
@@ -123,6 +136,18 @@ export function virtualChannel(
       core.tick(ch.now, frames, ch.now - due);
     },
     join,
+    rebind(i: number): void {
+      const old = eps[i]!;
+      const ep = new VoiceEndpoint(++nextVoiceId, old.session, core, {
+        foreign: new TokenBucket(1, 1),
+        sameHost: new TokenBucket(1, 1),
+      });
+      ep.transport = 'udp';
+      core.addMember(ep);
+      old.retiring = true;
+      retired[i] = old;
+      eps[i] = ep;
+    },
     close(): void {
       core.close();
       for (const e of encoders) e.destroy();

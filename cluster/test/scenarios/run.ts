@@ -34,9 +34,15 @@ export function runScenarios(
       await Promise.all(topologies.map((t) => t.stop()));
     }, 30_000);
 
-    const context = (t: Topology): ScenarioContext => {
+    /**
+     * A retried attempt's bots take names of their own: the servers may still hold the last
+     * attempt's sessions (closed a moment ago), and a nickname in use is refused.
+     */
+    const context = (t: Topology, attempt: number): ScenarioContext => {
+      const rename = (name: string) => (attempt === 0 ? name : `${name}-r${attempt}`);
       const bot: BotMaker = async (i, nickname, extra = {}) => {
-        const c = await connectBot(t.url(i), nickname, opus, extra);
+        const opts = extra.channel === undefined ? extra : { ...extra, channel: rename(extra.channel) };
+        const c = await connectBot(t.url(i), rename(nickname), opus, opts);
         bots.push(c);
         return c;
       };
@@ -48,9 +54,10 @@ export function runScenarios(
     };
 
     for (const s of scenarios)
-      it(s.name, { timeout: s.timeoutMs ?? 30_000, retry: s.retry ?? 0 }, async () => {
+      it(s.name, { timeout: s.timeoutMs ?? 30_000, retry: s.retry ?? 0 }, async ({ task }) => {
         if (topologies.length !== starts.length) throw new Error('a topology did not start');
-        const results = await Promise.allSettled(topologies.map((t) => s.run(context(t))));
+        const attempt = task.result?.retryCount ?? 0;
+        const results = await Promise.allSettled(topologies.map((t) => s.run(context(t, attempt))));
         const failures = results.flatMap((r, k) => {
           const on = topologies[k]!.name;
           const known = s.failsOn?.[on];

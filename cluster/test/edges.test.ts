@@ -583,7 +583,12 @@ describe('WebSocket backpressure', () => {
     // Dropping voice does not close: signaling still has room up to the limit (1 MiB).
     expect(conn.send({ t: 'result', re: 5, data: { ts: 1, serverTime: 2 } } as never)).toBe(true);
     expect(await m.value('voice_ws_backpressure_total', { action: 'closed' })).toBe(0);
-    expect(conn.sendBytes(frame, true)).toBe(false);
+    // Voice is still dropped past the bound, and counted again. (The metric reads above let the
+    // loop run: uWS may have moved some of the backlog into a kernel buffer that grew meanwhile, so
+    // the next frame can still fit; CI saw one that did. Fill to the bound again.)
+    let more = 0;
+    while (conn.sendBytes(frame, true) && more < 50_000) more++;
+    expect(more, 'the backlog reached the bound again').toBeLessThan(50_000);
     expect(await m.value('voice_ws_backpressure_total', { action: 'voice_dropped' })).toBe(2);
     c.ws.close();
   });

@@ -8,8 +8,8 @@
  * With `--streams`, a third setting: the listener asks for 4 streams (protocol README 8.8) and mixes
  * the two speakers itself, as each packet arrives (no tick, no re-encode).
  *
- * `--mix-on-ready off` runs every tick at its phase (config `clock.mixOnReady`; default on: a tick
- * runs once the frames it mixes are in).
+ * `--mix-on-ready on` runs a tick once the frames it mixes are in (config `clock.mixOnReady`; default
+ * off, as the server ships: every tick at its phase).
  *
  *   node --conditions=source --import tsx cluster/bench/advance-latency.ts [--runs 3] [--seconds 6] [--streams]
  *     [--mix-on-ready on|off]
@@ -37,7 +37,7 @@ async function once(
   advance: boolean,
   seconds: number,
   streams = 1,
-  mixOnReady = true,
+  mixOnReady = false,
 ): Promise<Figures> {
   const srv = await startTestServer({ clock: { advance, mixOnReady } });
   const bots: VoiceClient[] = [];
@@ -102,12 +102,12 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       seconds: { type: 'string', default: '6' },
       streams: { type: 'boolean', default: false },
-      'mix-on-ready': { type: 'string', default: 'on' },
+      'mix-on-ready': { type: 'string', default: 'off' },
     },
   });
   const runs = Number(values.runs);
   const seconds = Number(values.seconds);
-  const mixOnReady = values['mix-on-ready'] !== 'off';
+  const mixOnReady = values['mix-on-ready'] === 'on';
   if (!(Number.isInteger(runs) && runs > 0) || !(seconds > 0)) throw new TypeError('--runs and --seconds');
   const opus = await createOpus();
   const f = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');

@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createOpus, type OpusFactory } from '@voice/media';
-import { TimingAdvance, type AdvanceOrder } from '../src/voice/advance.js';
+import {
+  ADVANCE_WITHHELD_REASONS,
+  TimingAdvance,
+  type AdvanceOrder,
+  type AdvanceWithheld,
+} from '../src/voice/advance.js';
 import { SERVER_MARGIN_MS, type VoiceMember } from '../src/voice/member.js';
 import { virtualChannel, type VirtualChannel } from './helpers/virtual-channel.js';
 
@@ -34,11 +39,19 @@ function talk(ch: VirtualChannel, from: number, ticks: number): void {
   }
 }
 
-/** One round of the timing advance, at virtual time `now`: the orders it sent. */
-function advise(ch: VirtualChannel, now: number): AdvanceOrder<VoiceMember>[] {
+/** One round of the timing advance, at virtual time `now`: the orders it sent, and why others got none. */
+function advise(
+  ch: VirtualChannel,
+  now: number,
+): { orders: AdvanceOrder<VoiceMember>[]; withheld: Partial<Record<AdvanceWithheld, number>> } {
   const orders: AdvanceOrder<VoiceMember>[] = [];
-  new TimingAdvance(SERVER_MARGIN_MS).advise(ch.core, now, (o) => orders.push(o));
-  return orders;
+  const counts = Object.fromEntries(ADVANCE_WITHHELD_REASONS.map((r) => [r, 0])) as Record<
+    AdvanceWithheld,
+    number
+  >;
+  new TimingAdvance(SERVER_MARGIN_MS).advise(ch.core, now, (o) => orders.push(o), counts);
+  const withheld = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
+  return { orders, withheld };
 }
 
 describe('timing advance and forwarded speakers', () => {
@@ -51,14 +64,17 @@ describe('timing advance and forwarded speakers', () => {
     // Member 0 was forwarded member 1's packets as they arrived, every one after the first tick's.
     expect(ch.got.length).toBeGreaterThanOrEqual(99);
     expect(ch.got.slice(1).every((s) => s.onArrival)).toBe(true);
-    expect(advise(ch, (F0 + 100) * FRAME_MS)).toEqual([]);
+    // No frame of theirs waited for a tick: neither is judged (no phase recorded, nothing withheld).
+    expect(advise(ch, (F0 + 100) * FRAME_MS)).toEqual({ orders: [], withheld: {} });
 
     // A third member who only listens hears both: a mix, made at the tick. Member 1's frames wait
     // about 13 ms for it: that member is told to send later, by about 10 ms (to 2.5 ms before).
     ch.join();
     talk(ch, F0 + 100, 100);
-    const orders = advise(ch, (F0 + 200) * FRAME_MS);
+    const { orders, withheld } = advise(ch, (F0 + 200) * FRAME_MS);
     expect(orders.map((o) => o.member)).toEqual([ch.core.members[1]]);
+    // Member 0, 3 ms before the tick, is where it should be.
+    expect(withheld).toEqual({ on_tick: 1 });
     expect(orders[0]!.shiftUs).toBeGreaterThan(9_000);
     expect(orders[0]!.shiftUs).toBeLessThan(11_500);
     ch.close();

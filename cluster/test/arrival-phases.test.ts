@@ -3,10 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { asChannelId } from '@voice/protocol';
 import {
   ADVANCE_INTERVAL_MS,
+  ADVANCE_WITHHELD_REASONS,
   TimingAdvance,
   advanceFor,
   forgetPhases,
   type AdvanceOrder,
+  type AdvanceWithheld,
   type AdvisedMember,
 } from '../src/voice/advance.js';
 import { ArrivalPhases } from '../src/voice/arrival-phases.js';
@@ -160,12 +162,19 @@ describe('TimingAdvance.advise', () => {
     settings: { frameMs: F },
     members,
   });
+  /** A zeroed withheld tally, and its non-zero reasons. */
+  const tally = () =>
+    Object.fromEntries(ADVANCE_WITHHELD_REASONS.map((r) => [r, 0])) as Record<AdvanceWithheld, number>;
+  const reasons = (t: Record<AdvanceWithheld, number>) =>
+    Object.fromEntries(Object.entries(t).filter(([, n]) => n > 0));
 
   it('orders only the member off the tick, once two members send; numbers orders; clears the round', () => {
     const onTick = member(around(1.5));
     const off = member(around(11));
     const orders: AdvanceOrder<AdvisedMember>[] = [];
-    expect(new TimingAdvance().advise(channel([onTick, off]), 10_000, (o) => orders.push(o))).toBe(1);
+    const why = tally();
+    expect(new TimingAdvance().advise(channel([onTick, off]), 10_000, (o) => orders.push(o), why)).toBe(1);
+    expect(reasons(why)).toEqual({ on_tick: 1 });
     expect(orders).toHaveLength(1);
     expect(orders[0]!.member).toBe(off);
     expect(orders[0]!.seq).toBe(1);
@@ -178,14 +187,28 @@ describe('TimingAdvance.advise', () => {
   it('leaves a lone sender to the tick alignment, and a member with too few arrivals', () => {
     const orders: unknown[] = [];
     const adv = new TimingAdvance();
-    expect(adv.advise(channel([member(around(11))]), 10_000, (o) => orders.push(o))).toBe(0);
+    const why = tally();
+    expect(adv.advise(channel([member(around(11))]), 10_000, (o) => orders.push(o), why)).toBe(0);
+    expect(reasons(why)).toEqual({ lone_sender: 1 });
+    const why2 = tally();
     expect(
-      adv.advise(channel([member(around(11)), member(around(1.5), 0), member([])]), 10_000, () => {}),
+      adv.advise(channel([member(around(11)), member(around(1.5), 0), member([])]), 10_000, () => {}, why2),
     ).toBe(1);
+    // A member that sent nothing is not counted.
+    expect(reasons(why2)).toEqual({ on_tick: 1 });
+    const why3 = tally();
     expect(
-      adv.advise(channel([member(around(11)), member(around(1.5, 10))]), 10_000, (o) => orders.push(o)),
+      adv.advise(channel([member(around(11)), member(around(1.5, 10))]), 10_000, (o) => orders.push(o), why3),
     ).toBe(0);
+    expect(reasons(why3)).toEqual({ lone_sender: 1, few_samples: 1 });
     expect(orders).toHaveLength(0);
+  });
+
+  it('leaves a member whose arrivals spread over half a frame, and says so', () => {
+    const why = tally();
+    const wide = member([...around(2, 20), ...around(9, 20), ...around(16, 20)]);
+    expect(new TimingAdvance().advise(channel([member(around(1.5)), wide]), 10_000, () => {}, why)).toBe(0);
+    expect(reasons(why)).toEqual({ on_tick: 1, spread: 1 });
   });
 
   it('sends a member at most one order per 2 s, and a later send not after it missed its tick', () => {
@@ -193,21 +216,25 @@ describe('TimingAdvance.advise', () => {
     const off = member(around(11));
     const base = member(around(1.5));
     const ch = channel([base, off]);
-    expect(adv.advise(ch, 10_000, () => {})).toBe(1);
+    const why = tally();
+    expect(adv.advise(ch, 10_000, () => {}, why)).toBe(1);
     // Still off (it ignores the orders): reminded only once the interval has passed.
     for (const p of around(11)) off.phase.record(p);
     for (const p of around(1.5)) base.phase.record(p);
-    expect(adv.advise(ch, 10_000 + ADVANCE_INTERVAL_MS - 1, () => {})).toBe(0);
+    expect(adv.advise(ch, 10_000 + ADVANCE_INTERVAL_MS - 1, () => {}, why)).toBe(0);
+    expect(reasons(why)).toEqual({ on_tick: 2, interval: 1 });
     for (const p of around(11)) off.phase.record(p);
     for (const p of around(1.5)) base.phase.record(p);
     const orders: AdvanceOrder<AdvisedMember>[] = [];
-    expect(adv.advise(ch, 10_000 + 2 * ADVANCE_INTERVAL_MS, (o) => orders.push(o))).toBe(1);
+    expect(adv.advise(ch, 10_000 + 2 * ADVANCE_INTERVAL_MS, (o) => orders.push(o), why)).toBe(1);
     expect(orders[0]!.seq).toBe(2);
     // Missed a tick this round: no later send; an earlier one (arrivals just after the tick) goes.
     const late = member(around(11), 3);
     const straddling = member([...around(0.1, 30), ...around(19.8, 30)], 3);
     const got: AdvanceOrder<AdvisedMember>[] = [];
-    expect(adv.advise(channel([late, straddling]), 20_000, (o) => got.push(o))).toBe(1);
+    const why2 = tally();
+    expect(adv.advise(channel([late, straddling]), 20_000, (o) => got.push(o), why2)).toBe(1);
+    expect(reasons(why2)).toEqual({ missed: 1 });
     expect(got[0]!.member).toBe(straddling);
     expect(got[0]!.shiftUs).toBeLessThan(-1_000);
     expect(late.missedInRound).toBe(0);
@@ -215,7 +242,9 @@ describe('TimingAdvance.advise', () => {
 
   it('forgetPhases voids a round (the tick itself moved)', () => {
     const m = member(around(11), 2);
-    forgetPhases(channel([m]));
+    const why = tally();
+    forgetPhases(channel([m, member([])]), why);
+    expect(reasons(why)).toEqual({ tick_moved: 1 });
     expect(m.phase.count).toBe(0);
     expect(m.missedInRound).toBe(0);
   });

@@ -36,6 +36,33 @@ export const ADVANCE_INTERVAL_MS = 2_000;
  */
 const PERCENTILES = [2, 50, 98] as const;
 
+/**
+ * Why a member judged in a round got no order; labels of voice_timing_advances_withheld_total.
+ * Counted once per member per round in which it sent (had any arrival phase).
+ */
+export const ADVANCE_WITHHELD_REASONS = [
+  /** Fewer than MIN_SAMPLES mixed arrivals in the round (a short talkspurt, or mostly forwarded). */
+  'few_samples',
+  /** The only member with enough samples: the tick alignment follows it. */
+  'lone_sender',
+  /** An order went to it less than ADVANCE_INTERVAL_MS ago. */
+  'interval',
+  /** Its arrivals spread over half a frame or more: no phase to move to. */
+  'spread',
+  /** Already within DEADBAND_MS of where it should be. */
+  'on_tick',
+  /** A later send, withheld because it missed a tick in the round. */
+  'missed',
+  /** The tick itself moved this round (alignment.ts): phases void. */
+  'tick_moved',
+] as const;
+export type AdvanceWithheld = (typeof ADVANCE_WITHHELD_REASONS)[number];
+
+/** Arrivals spread over half a frame or more have no phase to move to (see `advanceFor`). */
+function spreadTooWide(latest: number, earliest: number, frameMs: number): boolean {
+  return earliest - latest >= frameMs / 2;
+}
+
 /** One timing advance for one member: move its send schedule by `shiftUs` (positive: later). */
 export interface AdvanceOrder<M extends AdvisedMember = VoiceMember> {
   member: M;
@@ -66,7 +93,7 @@ export function advanceFor(
 ): number {
   // Arrivals spread over half a frame or more (a stalling machine, a jittery link) have no phase
   // to move to: an order would chase noise, and the jitter buffer covers them anyway.
-  if (earliest - latest >= frameMs / 2) return 0;
+  if (spreadTooWide(latest, earliest, frameMs)) return 0;
   // Half the member's spread on top of LEAD_MS: a packet later than this round's latest would
   // miss the tick, and the jitter buffer, once grown, keeps the frame it added through loud audio.
   const base = Math.max(LEAD_MS, marginMs + MARGIN_SLACK_MS);
@@ -91,7 +118,8 @@ export function advanceFor(
  * this round's orders (a client applies one within a round trip), so orders never add up twice.
  */
 export class TimingAdvance {
-  readonly #pct = new Float64Array(PERCENTILES.length);
+  /** The round's percentiles (PERCENTILES), then the shift of the member judged. */
+  readonly #pct = new Float64Array(PERCENTILES.length + 1);
 
   readonly marginMs: number;
 
@@ -101,49 +129,65 @@ export class TimingAdvance {
     this.marginMs = marginMs;
   }
 
-  /** Judges `core`'s members (at most one order each); returns the orders sent. */
+  /**
+   * Judges `core`'s members (at most one order each); returns the orders sent. `withheld` counts,
+   * by reason, the members that sent in the round but got no order.
+   */
   advise<M extends AdvisedMember>(
     core: AdvisedChannel<M>,
     now: number,
     send: (order: AdvanceOrder<M>) => void,
+    withheld: Record<AdvanceWithheld, number>,
   ): number {
     const members = core.members;
+    const frameMs = core.settings.frameMs;
     let senders = 0;
     for (const m of members) if (m.phase.count >= MIN_SAMPLES) senders++;
     let sent = 0;
     for (const m of members) {
       const h = m.phase;
-      if (
-        senders >= 2 &&
-        h.count >= MIN_SAMPLES &&
-        now - m.advancedAt >= ADVANCE_INTERVAL_MS &&
-        h.percentiles(PERCENTILES, this.#pct)
-      ) {
-        const shift = advanceFor(
-          this.#pct[0]!,
-          this.#pct[1]!,
-          this.#pct[2]!,
-          core.settings.frameMs,
-          this.marginMs,
-        );
-        // A member that missed its tick this round gets no later send: its lead is already short
-        // for its jitter (an earlier send, which lengthens it, still goes).
-        if (shift < 0 || (shift > 0 && m.missedInRound === 0)) {
+      if (h.count > 0) {
+        const why = this.#judge(m, senders, now, frameMs);
+        if (why === null) {
+          const shift = this.#pct[3]!;
           m.advancedAt = now;
           send({ member: m, channelId: core.id, seq: ++m.advanceSeq, shiftUs: Math.round(shift * 1000) });
           sent++;
-        }
+        } else withheld[why]++;
       }
       h.reset();
       m.missedInRound = 0;
     }
     return sent;
   }
+
+  /** Null when `m` gets an order (its shift left in #pct[3]), else why not. */
+  #judge(m: AdvisedMember, senders: number, now: number, frameMs: number): AdvanceWithheld | null {
+    if (m.phase.count < MIN_SAMPLES) return 'few_samples';
+    if (senders < 2) return 'lone_sender';
+    if (now - m.advancedAt < ADVANCE_INTERVAL_MS) return 'interval';
+    if (!m.phase.percentiles(PERCENTILES, this.#pct)) return 'few_samples';
+    const latest = this.#pct[0]!;
+    const median = this.#pct[1]!;
+    const earliest = this.#pct[2]!;
+    if (spreadTooWide(latest, earliest, frameMs)) return 'spread';
+    const shift = advanceFor(latest, median, earliest, frameMs, this.marginMs);
+    if (shift === 0) return 'on_tick';
+    // A member that missed its tick this round gets no later send: its lead is already short for
+    // its jitter (an earlier send, which lengthens it, still goes).
+    if (shift > 0 && m.missedInRound > 0) return 'missed';
+    this.#pct[3] = shift;
+    return null;
+  }
 }
 
-/** After the tick itself moved: the phases measured so far are void. */
-export function forgetPhases(core: AdvisedChannel<AdvisedMember>): void {
+/** After the tick itself moved: the phases measured so far are void (counted in `withheld`). */
+export function forgetPhases(
+  core: AdvisedChannel<AdvisedMember>,
+  withheld?: Record<AdvanceWithheld, number>,
+): void {
   for (const m of core.members) {
+    if (withheld && m.phase.count > 0) withheld.tick_moved++;
     m.phase.reset();
     m.missedInRound = 0;
   }

@@ -28,7 +28,8 @@ export function alignPhases(
     hist.reset();
     // The two never act in the same round: after the tick moved, the members' phases are void;
     // once it stays, the members are advanced to it.
-    if (moved || !advance) forgetPhases(ch.core);
-    else counters.advances += advance.by.advise(ch.core, now, advance.send);
+    if (!advance) forgetPhases(ch.core);
+    else if (moved) forgetPhases(ch.core, counters.advancesWithheld);
+    else counters.advances += advance.by.advise(ch.core, now, advance.send, counters.advancesWithheld);
   }
 }

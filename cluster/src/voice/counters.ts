@@ -1,3 +1,5 @@
+import { ADVANCE_WITHHELD_REASONS, type AdvanceWithheld } from './advance.js';
+
 /** Reasons an incoming voice packet is dropped; each is a label of voice_packets_dropped_total. */
 export const DROP_REASONS = [
   'oversized',
@@ -105,6 +107,10 @@ export class VoiceCounters {
   realigns = 0;
   /** Timing advances sent to members (`voice.advance`): move your send phase to the tick. */
   advances = 0;
+  /** Members that sent in a phase round but got no timing advance, by reason (advance.ts). */
+  readonly advancesWithheld: Record<AdvanceWithheld, number> = Object.fromEntries(
+    ADVANCE_WITHHELD_REASONS.map((r) => [r, 0]),
+  ) as Record<AdvanceWithheld, number>;
   /** STREAM packets sent (a speaker's packet forwarded to a listener that mixes itself). */
   streamsOut = 0;
   /** Frames whose packet was lost upstream, played by a member buffer from the RED copy the next packet carried. */

@@ -180,6 +180,11 @@ export function registerVoiceMetrics(registry: Registry, plane: VoiceFigures): v
     'Timing advances sent to members (voice.advance: move the send phase to just before the tick)',
     () => c.advances,
   );
+  byReason(
+    'voice_timing_advances_withheld_total',
+    'Members that sent in a 2 s phase round but got no timing advance, by reason (spread: arrivals over half a frame apart; missed: a later send withheld after a missed tick; on_tick: no move needed)',
+    c.advancesWithheld,
+  );
   counter(
     'voice_udp_send_batches_total',
     'Batches of voice UDP packets sent with sendmmsg (one system call per 128 packets)',

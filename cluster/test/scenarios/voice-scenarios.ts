@@ -14,6 +14,7 @@ import { LossyRelay } from '../../../test-support/lossy-relay.js';
 import { expectHearsOthers, heard, listen } from '../../../test-support/bots.js';
 import { streamedListener } from '../../../test-support/stream-listener.js';
 import type { Topology } from './topology.js';
+import { ADVANCE_WITHHELD_REASONS } from '../../src/voice/advance.js';
 
 /**
  * The single-node voice scenarios as one list, run on every topology (topologies.test.ts): VoiceClient
@@ -727,6 +728,13 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       // One server serves the whole list: count only the advances sent from here on.
       const before = await topology.metric('voice_timing_advances_total');
       const sent = async () => (await topology.metric('voice_timing_advances_total')) - before;
+      const withheld = () =>
+        Promise.all(
+          ADVANCE_WITHHELD_REASONS.map((reason) =>
+            topology.metric('voice_timing_advances_withheld_total', { reason }),
+          ),
+        );
+      const held = await withheld();
       const listener = await bot(0, 'adv-listener', {
         channel: 'Advance',
         create: true,
@@ -747,7 +755,17 @@ export const voiceScenarios: readonly VoiceScenario[] = [
       b.startVoice(new ToneSource(TONES[1], -20));
       const applied = () =>
         (a.stats().session?.sender?.advances ?? 0) + (b.stats().session?.sender?.advances ?? 0);
-      await expect.poll(sent, { timeout: 12_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+      try {
+        await expect.poll(sent, { timeout: 12_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+      } catch (err) {
+        // Say why the server sent none (by design under load: spread, missed), for the next run.
+        const why: string[] = [];
+        for (const [r, n] of (await withheld()).entries())
+          if (n - held[r]! > 0) why.push(`${ADVANCE_WITHHELD_REASONS[r]} ${n - held[r]!}`);
+        throw new Error(`no timing advance in 12 s; members withheld: ${why.join(', ') || 'none'}`, {
+          cause: err,
+        });
+      }
       // The advances reached the speakers (through the owner's relay when they signal elsewhere) and
       // were applied, none refused. Not "every one sent": under the full suite's load the server
       // once counted an order the speakers never applied (-1 for 3 s, not traced; see the issue

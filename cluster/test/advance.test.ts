@@ -96,6 +96,8 @@ interface Run {
   channelP50: number;
   channelP99: number;
   advances: number;
+  /** Members left without an advance in a round, by reason (voice_timing_advances_withheld_total). */
+  withheld: string;
   sent: VoiceClient[];
   listener: VoiceClient;
   concealed: number;
@@ -173,6 +175,10 @@ async function run(
     channelP50: ch.stats.holdMs.percentile(50),
     channelP99: ch.stats.holdMs.percentile(99),
     advances: s.voice.counters.advances,
+    withheld: Object.entries(s.voice.counters.advancesWithheld)
+      .filter(([, n]) => n > 0)
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', '),
     sent: [a, b],
     listener,
     concealed: ch.stats.concealed - before.concealed,
@@ -227,7 +233,7 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
         `speakers phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
         `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, sends ` +
         `${apart(r.sendPhaseP50).toFixed(2)} ms apart, channel p50 ` +
-        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances} (withheld: ${r.withheld})`;
       console.log(`timing advance off: ${line(off)}\ntiming advance on: ${line(on)}`);
       // Without it the two stay half a frame apart: one of them waits at least 8 ms at every tick
       // (two phases 10 ms apart on a 20 ms circle: the larger is 10 or more). With it, both arrive
@@ -258,7 +264,7 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
       const r = await run(true, true);
       const line =
         `phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
-        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances}`;
+        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances} (withheld: ${r.withheld})`;
       console.log(`after a pause: ${line}`);
       expect(r.advances, line).toBeGreaterThanOrEqual(1);
       // The phase (hold modulo a frame) is the advance's (the first test judges how close it gets);
@@ -278,7 +284,7 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
       const r = await run(true, false, [], true);
       const line =
         `phase p50 ${r.phaseP50.map((h) => h.toFixed(2)).join(' / ')} ms, hold p50 ` +
-        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances}`;
+        `${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, advances ${r.advances} (withheld: ${r.withheld})`;
       console.log(`device-driven speakers: ${line}`);
       expect(r.advances, line).toBeGreaterThanOrEqual(1);
       for (const b of r.sent) expect(b.stats().session?.sender?.advancesIgnored, line).toBe(0);
@@ -306,7 +312,7 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
       const early = srv!.voice.channelStats()[0]!.core.stats.earlyTicks;
       const line = (r: Run) =>
         `hold p50 ${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, channel p50 ` +
-        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances}`;
+        `${r.channelP50.toFixed(2)} p99 ${r.channelP99.toFixed(2)} ms, advances ${r.advances} (withheld: ${r.withheld})`;
       console.log(`at the phase: ${line(scheduled)}\non completion: ${line(onReady)}, early ticks ${early}`);
       expect(scheduled.advances).toBeGreaterThanOrEqual(1);
       expect(onReady.advances).toBeGreaterThanOrEqual(1);

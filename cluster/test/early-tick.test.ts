@@ -35,6 +35,18 @@ describe('EarlyTicks', () => {
     expect(e.scheduled(25, 25)).toBe(1);
   });
 
+  it('follows the slot when the alignment moves it: the next early tick is due on the new phase', () => {
+    const e = new EarlyTicks(FRAME);
+    e.scheduled(0, 0);
+    expect(e.tryEarly(15)).toBe(20);
+    // Moved 3 slots (of 1.25 ms) earlier: the scheduler's wake-up for that frame comes at 16.25.
+    expect(e.scheduled(16.25, 16.3)).toBe(0);
+    // Every frame then runs early: each is due a frame after the scheduler's, not after the old chain's.
+    expect(e.tryEarly(33)).toBe(36.25);
+    expect(e.scheduled(36.25, 36.3)).toBe(0);
+    expect(e.tryEarly(53)).toBe(56.25);
+  });
+
   it('keeps the media clock: one tick per frame period, early or not', () => {
     const e = new EarlyTicks(FRAME);
     let ticks = 0;

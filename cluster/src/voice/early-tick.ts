@@ -28,8 +28,14 @@ export class EarlyTicks {
     if (!Number.isNaN(this.#ranFor)) {
       const ran = this.#ranFor;
       this.#ranFor = Number.NaN;
-      // The same frame (its slot may have moved earlier since: the phase alignment).
-      if (dueAt - ran < this.frameMs / 2) return 0;
+      // The same frame (its slot may have moved earlier since: the phase alignment). Its due time
+      // is the scheduler's: the next early tick counts from it, else the chain kept the old phase
+      // after every move, the phases the alignment read never changed, and it moved the tick again
+      // at every round, round the whole frame (advance.test.ts, device-driven speakers).
+      if (dueAt - ran < this.frameMs / 2) {
+        this.#lastDueAt = dueAt;
+        return 0;
+      }
     }
     // Frames of time since the last tick (1, or more after a stall or a skip; an earlier phase
     // after alignment is a shorter period, still one frame).
@@ -39,6 +45,15 @@ export class EarlyTicks {
     this.#lastDueAt = dueAt;
     this.#lastRunAt = now;
     return frames;
+  }
+
+  /**
+   * The channel slept through `frames` frame periods (no tick ran, none was needed): the next
+   * scheduled wake-up plays one frame, not the ones slept through.
+   */
+  slept(frames: number): void {
+    if (!Number.isNaN(this.#lastDueAt)) this.#lastDueAt += frames * this.frameMs;
+    this.#ranFor = Number.NaN;
   }
 
   /**

@@ -7,6 +7,7 @@ import { createLogger } from '../src/log.js';
 import { TokenBucket } from '../src/ratelimit.js';
 import type { StoredChannel } from '../src/state/types.js';
 import { ChannelActor, SHARE_AFTER_TICKS } from '../src/voice/channel-actor.js';
+import { SLEEP_AFTER_MS } from '../src/voice/channel.js';
 import type { ScheduledHandle } from '../src/voice/scheduler.js';
 import { VoiceCounters } from '../src/voice/counters.js';
 import { VoiceEndpoint } from '../src/voice/endpoint.js';
@@ -114,6 +115,8 @@ describe('a channel tick', () => {
         calls.push(on);
         shared = on;
       },
+      asleep: false,
+      sleep: () => {},
     };
     actor.schedule = handle;
     const t0 = Math.ceil(performance.now());
@@ -144,10 +147,55 @@ describe('a channel tick', () => {
       advance: () => 0,
       remove: () => {},
       share: (on: boolean) => void calls.push(on),
+      asleep: false,
+      sleep: () => {},
     };
     const t0 = Math.ceil(performance.now());
     for (let k = 0; k < 3 * SHARE_AFTER_TICKS; k++) actor.due(t0 + k * 20);
     expect(calls).toEqual([]);
+    close();
+  });
+
+  it('lets its clock sleep after 2 s in which nobody spoke, and takes it back at the next packet', async () => {
+    const { actor, close } = await channelOf4([1, 1, 1, 1]);
+    const calls: boolean[] = [];
+    let asleep = false;
+    actor.schedule = {
+      slot: 0,
+      shared: false,
+      advance: () => 0,
+      remove: () => {},
+      share: () => {},
+      get asleep() {
+        return asleep;
+      },
+      sleep: (on: boolean) => {
+        calls.push(on);
+        asleep = on;
+      },
+    };
+    const ticks = SLEEP_AFTER_MS / 20;
+    const t0 = Math.ceil(performance.now());
+    for (let k = 0; k < ticks - 1; k++) actor.due(t0 + k * 20);
+    expect(calls).toEqual([]);
+    actor.due(t0 + (ticks - 1) * 20);
+    expect(calls).toEqual([true]);
+    expect(actor.core.asleep).toBe(true);
+    expect(actor.core.stats.sleeps).toBe(1);
+    // 10 s later a packet arrives (the ingress wakes the core first): the clock takes the channel
+    // back, and its next wake-up, on the same grid, plays one frame, not the 500 slept through.
+    const before = actor.core.stats.ticks;
+    const at = t0 + (ticks - 1) * 20 + 10_000 + 7;
+    actor.core.wake(at);
+    expect(calls).toEqual([true, false]);
+    expect(actor.core.asleep).toBe(false);
+    expect(actor.core.stats.wakes).toBe(1);
+    actor.due(t0 + (ticks - 1) * 20 + 10_020);
+    expect(actor.core.stats.ticks - before).toBe(1);
+    expect(actor.ticksSkipped).toBe(0);
+    // A wake-up for a channel awake does nothing.
+    actor.core.wake(at + 30);
+    expect(calls).toEqual([true, false]);
     close();
   });
 });

@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLoopLag } from '../src/event-loop-lag.js';
 import { TickScheduler } from '../src/voice/scheduler.js';
 import { createOpus } from '@voice/media';
-import { connectBot } from '../../test-support/bots.js';
+import { connectBot, heard, listen } from '../../test-support/bots.js';
+import { ToneSource } from '../../client/src/index.js';
+import { SLEEP_AFTER_MS } from '../src/voice/channel.js';
+import { matchingSamples } from './scenarios/topology.js';
 
 const CHILD = join(import.meta.dirname, 'helpers/idle-server-child.ts');
 const WINDOW_MS = 3_000;
@@ -24,6 +27,16 @@ function wakeups(pid: number): Map<string, number> {
     }
   }
   return out;
+}
+
+/** Wake-ups of `pid` over the next `ms`: its main thread's, and all its other threads' together. */
+async function wakeupsOver(pid: number, ms: number): Promise<{ main: number; others: number }> {
+  const a = wakeups(pid);
+  await new Promise((r) => setTimeout(r, ms));
+  const b = wakeups(pid);
+  let others = 0;
+  for (const [tid, n] of b) if (tid !== String(pid)) others += n - (a.get(tid) ?? 0);
+  return { main: b.get(String(pid))! - a.get(String(pid))!, others };
 }
 
 // Wake-ups are read from /proc (Linux), where the server runs in production.
@@ -60,13 +73,7 @@ describe.skipIf(!existsSync('/proc/self/task'))('an idle server', () => {
   });
 
   it('wakes only for its coarse timers', async () => {
-    const pid = child.pid!;
-    const a = wakeups(pid);
-    await new Promise((r) => setTimeout(r, WINDOW_MS));
-    const b = wakeups(pid);
-    const main = b.get(String(pid))! - a.get(String(pid))!;
-    let others = 0;
-    for (const [tid, n] of b) if (tid !== String(pid)) others += n - (a.get(tid) ?? 0);
+    const { main, others } = await wakeupsOver(child.pid!, WINDOW_MS);
     // The timers that remain on the main thread while nobody is connected, per second:
     // uWebSockets' Date-header clock (1 s): 1; the node's cluster announce (2 s, it writes the
     // registry entry and its follow-up wakes once more): 1; session-entry refresh and the foreign
@@ -93,6 +100,38 @@ describe.skipIf(!existsSync('/proc/self/task'))('an idle server', () => {
       expect(text).toMatch(new RegExp(`^${name} `, 'm'));
     // Nobody connected: no clock ran, so no delay was sampled.
     expect(text).toMatch(/^voice_process_nodejs_eventloop_lag_p99_seconds 0$/m);
+  });
+
+  it('a channel whose members are silent lets its clock sleep: the process wakes as if idle, and at once for speech', async () => {
+    const pid = child.pid!;
+    const opus = await createOpus();
+    // The product's heartbeat period (5 s), not the tests' 500 ms: each heartbeat wakes the server.
+    const opts = { channel: 'Sleep', heartbeatMs: 5_000 };
+    const a = await connectBot(url, 'sleep-a', opus, { ...opts, create: true });
+    const b = await connectBot(url, 'sleep-b', opus, opts);
+    try {
+      await Promise.all([a.waitReady(3000), b.waitReady(3000)]);
+      await new Promise((r) => setTimeout(r, SLEEP_AFTER_MS + 500));
+      const { main, others } = await wakeupsOver(pid, WINDOW_MS);
+      console.log(
+        `two silent members, ${WINDOW_MS} ms: main thread ${main} wake-ups, other threads ${others}`,
+      );
+      // As idle (above, about 7) plus what two members bring: their heartbeats (about one each per
+      // 5 s), the 2 s rounds of their stats over WebSocket: 15-18 measured. The channel's clock
+      // alone woke it 150 times in 3 s before it could sleep.
+      expect(main).toBeLessThanOrEqual(25);
+      // The metronome thread sleeps too.
+      expect(others).toBeLessThanOrEqual(12);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(matchingSamples(metrics, 'voice_channel_clock_sleeps', {}).reduce((x, y) => x + y, 0)).toBe(1);
+      // The first packet wakes it: b hears a at level (forwarded, then mixed with nobody).
+      a.startVoice(new ToneSource(440, -20));
+      await listen([b], 1000, 300);
+      expect(heard(b, 440)).toBeGreaterThan(-23);
+      expect(heard(b, 440)).toBeLessThan(-17);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it("samples the event loop lag at the channel clock's wake-ups while a member is in a channel", async () => {

@@ -101,6 +101,49 @@ describe('TickScheduler', () => {
     }
   });
 
+  for (const wake of ['timer', 'thread'] as const)
+    it(`a sleeping task is not called and costs no wake-up; woken, it runs in its slot on the same grid (${wake})`, async () => {
+      let wakes = 0;
+      const s = new TickScheduler(20, 8, undefined, wake, () => void wakes++);
+      const dues: number[][] = [[], []];
+      const handles = [0, 1].map((i) => s.add({ due: (at) => void dues[i]!.push(at) }));
+      expect(handles[0]!.slot).not.toBe(handles[1]!.slot);
+      await sleep(100);
+      const slot0 = handles[0]!.slot;
+      const phase0 = dues[0]!.at(-1)! % 20;
+      handles[0]!.sleep(true);
+      expect(handles[0]!.asleep).toBe(true);
+      const n0 = dues[0]!.length;
+      wakes = 0;
+      await sleep(300);
+      // The other task alone wakes the clock: once a frame (15 frames), not twice.
+      expect(dues[0]!.length).toBe(n0);
+      expect(wakes).toBeGreaterThanOrEqual(10);
+      expect(wakes).toBeLessThanOrEqual(17);
+      // Both asleep: not one wake-up.
+      handles[1]!.sleep(true);
+      await sleep(20); // a wake-up already on its way
+      wakes = 0;
+      const n1 = dues[1]!.length;
+      await sleep(300);
+      expect(wakes).toBe(0);
+      expect(dues[1]!.length).toBe(n1);
+      expect(s.running).toBe(true);
+      // Woken: the same slot, due on the same grid as before, and no frame made up for the sleep.
+      handles[0]!.sleep(false);
+      await sleep(110);
+      expect(handles[0]!.slot).toBe(slot0);
+      const resumed = dues[0]!.slice(n0);
+      expect(resumed.length).toBeGreaterThanOrEqual(3);
+      expect(resumed.length).toBeLessThanOrEqual(6);
+      for (const at of resumed) {
+        const d = (((at - phase0) % 20) + 20) % 20;
+        expect(Math.min(d, 20 - d)).toBeLessThan(0.1);
+      }
+      for (let i = 1; i < resumed.length; i++) expect(resumed[i]! - resumed[i - 1]!).toBeCloseTo(20, 1);
+      s.close();
+    });
+
   it('a task moved to a slot still to come in the frame skips it once; one that stops sharing gets a slot of its own', async () => {
     const s = new TickScheduler(20, 8);
     const dues: number[] = [];

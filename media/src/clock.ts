@@ -35,8 +35,9 @@ export interface TickerOptions {
   readonly now?: () => number;
   /**
    * Tick indices repeat with this period (1..31) and only those marked with `setActive` fire: the
-   * ticker (and its metronome thread) sleeps through the others instead of waking for nothing.
-   * Default 0: every tick fires.
+   * ticker (and its metronome thread) sleeps through the others instead of waking for nothing,
+   * and with none marked it does not wake at all, keeping its grid (the first tick after a phase
+   * is marked again is on the same grid, with no skip counted). Default 0: every tick fires.
    */
   readonly activePeriod?: number;
   /** Unref the timers so the ticker alone does not keep the process alive (default false). */
@@ -85,6 +86,8 @@ export class Ticker {
    */
   private readonly ctl = new Int32Array(new SharedArrayBuffer(12));
   private state: 'new' | 'running' | 'closed' = 'new';
+  /** When the last active phase was cleared (`activePeriod`; elapsed ms): see `setActive`. */
+  private idleSince = 0;
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private metronome: Metronome | null = null;
@@ -130,8 +133,18 @@ export class Ticker {
     if (this.activePeriod === 0 || !Number.isInteger(phase) || phase < 0 || phase >= this.activePeriod)
       throw new TypeError(`phase must be an integer in 0..${this.activePeriod - 1}`);
     const bit = 1 << phase;
+    const none = this.activePeriod > 0 && this.ctl[1] === 0;
+    // The first phase marked after none was for a period or more: the time spent idle is no skip,
+    // resume at now. (Not after a mark cleared and set again at once, as a task moving between
+    // slots does: a tick due meanwhile must still fire.)
+    if (active && none && this.state === 'running') {
+      const now = this.elapsedMs();
+      const current = Math.floor((now - this.offset) / this.periodMs);
+      if (now - this.idleSince >= this.periodMs && current > this.k) this.k = current;
+    }
     if (active) Atomics.or(this.ctl, 1, bit);
     else Atomics.and(this.ctl, 1, ~bit);
+    if (!active && !none && this.ctl[1] === 0) this.idleSince = this.elapsedMs();
     // Wake the metronome: a newly active phase may be due before the one it sleeps towards.
     Atomics.add(this.ctl, 2, 1);
     Atomics.notify(this.ctl, 2);
@@ -147,7 +160,6 @@ export class Ticker {
     const p = this.activePeriod;
     if (p === 0) return k;
     const mask = this.ctl[1]!;
-    if (mask === 0) return k;
     while (((mask >>> (k % p)) & 1) === 0) k++;
     return k;
   }
@@ -243,6 +255,8 @@ export class Ticker {
 
   private poll(): void {
     if (this.state !== 'running') return;
+    // No phase active: nothing to wake for until `setActive` marks one.
+    if (this.activePeriod > 0 && this.ctl[1] === 0) return;
     const now = this.elapsedMs();
     // Idle phases are passed over without firing; `this.k` moves only when a tick fires, so a
     // phase that becomes active meanwhile is still found.
@@ -306,8 +320,16 @@ parentPort.postMessage(-1);
 while (Atomics.load(ctl, 0) === 0) {
   const version = Atomics.load(ctl, 2);
   const mask = Atomics.load(ctl, 1);
+  if (activePeriod > 0 && mask === 0) {
+    // Nothing active: sleep until a phase is marked (or stop), then resume from the latest tick
+    // due (a mark cleared and set again at once must not lose the beat of a tick due meanwhile).
+    Atomics.wait(ctl, 2, version);
+    const due = Math.floor(Number(process.hrtime.bigint() - origin) / periodNs) - 1;
+    if (due > next) next = due;
+    continue;
+  }
   let k = next;
-  if (activePeriod > 0 && mask !== 0) while (((mask >>> (k % activePeriod)) & 1) === 0) k++;
+  if (activePeriod > 0) while (((mask >>> (k % activePeriod)) & 1) === 0) k++;
   const now = process.hrtime.bigint();
   const due = origin + BigInt(Math.round((k + 1) * periodNs));
   if (due > now) {

@@ -4,6 +4,20 @@ import { Ticker, type Tick } from '../src/index.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A started ticker of 5 ms periods in 4 phases, `phase` active, and a count of its metronome
+ * thread's beats (always 0 with the timer wake).
+ */
+function phasedTicker(wake: 'timer' | 'thread', phase: number, onTick: (t: Tick) => void) {
+  let beats = 0;
+  const ticker = new Ticker({ periodMs: 5, activePeriod: 4, maxLatePeriods: 8, wake, onTick });
+  ticker.setActive(phase, true);
+  ticker.start();
+  const m = (ticker as unknown as { metronome: { worker: Worker } | null }).metronome;
+  m?.worker.on('message', (k: number) => void (k >= 0 && beats++));
+  return { ticker, beats: () => beats };
+}
+
 function busyWait(ms: number): void {
   const end = performance.now() + ms;
   while (performance.now() < end) {
@@ -203,20 +217,9 @@ describe('Ticker woken by its metronome thread', () => {
   for (const wake of ['timer', 'thread'] as const)
     it(`wakes only for active phases, and picks up a phase made active later (${wake})`, async () => {
       const seen: number[] = [];
-      let beats = 0;
       // 5 ms periods, 4 phases: phase 1 alone is due every 20 ms. A late loop may skip ticks (this
       // machine is shared), so counts are bounded from above by what the phases allow.
-      const ticker = new Ticker({
-        periodMs: 5,
-        activePeriod: 4,
-        maxLatePeriods: 8,
-        wake,
-        onTick: (t) => void seen.push(t.index),
-      });
-      ticker.setActive(1, true);
-      ticker.start();
-      const m = (ticker as unknown as { metronome: { worker: Worker } | null }).metronome;
-      m?.worker.on('message', (k: number) => void (k >= 0 && beats++));
+      const { ticker, beats: beatCount } = phasedTicker(wake, 1, (t) => void seen.push(t.index));
       await sleep(400);
       const firstPhase = seen.length;
       ticker.setActive(3, true);
@@ -235,10 +238,35 @@ describe('Ticker woken by its metronome thread', () => {
       expect(late.length).toBeLessThanOrEqual((2 * 400) / 20 + 2);
       // The thread, too, beats only for active phases (a beat per tick, give or take a skip).
       if (wake === 'thread') {
-        expect(beats).toBeGreaterThan(0);
-        expect(beats).toBeLessThanOrEqual(seen.length + 2);
+        expect(beatCount()).toBeGreaterThan(0);
+        expect(beatCount()).toBeLessThanOrEqual(seen.length + 2);
       }
       expect(() => ticker.setActive(4, true)).toThrow(TypeError);
+    });
+
+  for (const wake of ['timer', 'thread'] as const)
+    it(`with no phase active it does not wake at all, then resumes on its grid with no skip (${wake})`, async () => {
+      const due: number[] = [];
+      const { ticker, beats } = phasedTicker(wake, 2, (t) => void due.push(t.dueMs));
+      await sleep(200);
+      ticker.setActive(2, false);
+      await sleep(30);
+      const n = due.length;
+      const beatsIdle = beats();
+      await sleep(400);
+      // Idle: no tick, and the metronome thread did not beat either.
+      expect(due.length).toBe(n);
+      expect(beats()).toBe(beatsIdle);
+      ticker.setActive(2, true);
+      await sleep(200);
+      ticker.close();
+      const after = due.slice(n);
+      expect(after.length).toBeGreaterThanOrEqual(5);
+      // On the same grid (every 20 ms from phase 2's first tick), none replayed, no skip counted.
+      for (const d of after)
+        expect(Math.abs((d - due[0]!) / 20 - Math.round((d - due[0]!) / 20))).toBeLessThan(1e-6);
+      expect(after[0]! - due[n - 1]!).toBeGreaterThan(400);
+      expect(ticker.stats().skipped).toBe(0);
     });
 
   it('refuses an injected clock', () => {

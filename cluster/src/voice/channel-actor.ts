@@ -77,6 +77,11 @@ export class ChannelActor implements ScheduledTask {
     this.#early = new EarlyTicks(channel.voice.frameMs, deps.mixOnReady ?? false);
     // Called from the ingress, in the handler of the packet that completed the next tick's frames.
     this.core.onReady = () => this.#runEarly();
+    // Called from the ingress, by the first packet for a channel whose clock slept.
+    this.core.onWake = (frames) => {
+      this.#early.slept(frames);
+      this.schedule?.sleep(false);
+    };
     this.#actor = spawn(
       deps.system,
       (state: ChannelCore, msg: ChannelMsg) => {
@@ -131,6 +136,11 @@ export class ChannelActor implements ScheduledTask {
     try {
       state.tick(now, frames, Math.max(0, now - dueAt));
       this.#shareWhenStreaming();
+      // Nobody has spoken for a while: no tick until the next packet (ChannelCore.wake).
+      if (state.sleepy && this.schedule) {
+        this.schedule.sleep(true);
+        state.sleep();
+      }
     } catch (err) {
       // A bug in one tick must not take the channel (or the other channels of its slot) down.
       this.#log.error({ err, channel: this.channel.id }, 'channel tick failed; resuming');

@@ -43,6 +43,9 @@ export interface ChannelStats extends StretchFigures {
   cutsRestored: number;
   /** Ticks run before their phase, once every frame they mix was in (mixOnReady). */
   earlyTicks: number;
+  /** Times the channel's clock went to sleep (nobody spoke for SLEEP_AFTER_MS) and woke. */
+  sleeps: number;
+  wakes: number;
   bufferFramesMax: number;
   decodeUs: Histogram;
   encodeUs: Histogram;
@@ -82,6 +85,8 @@ export function createChannelStats(stretch: StretchTotals, complexity: number): 
       repeatsSkipped: 0,
       cutsRestored: 0,
       earlyTicks: 0,
+      sleeps: 0,
+      wakes: 0,
       bufferFramesMax: 0,
       decodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),
       encodeUs: new Histogram({ bucketWidth: 10, buckets: 500, window: 4096 }),

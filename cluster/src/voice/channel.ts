@@ -37,6 +37,12 @@ export const SAMPLE_RATE = 48_000;
 export const MAX_SPEAKERS = 32;
 /** Most frames one tick plays to make up for ticks that did not run. */
 const MAX_MAKEUP_FRAMES = 4;
+/**
+ * A channel whose members have been silent this long (no packet, every buffer played out, nobody
+ * speaking) lets its clock sleep until the next packet: a home server's channel of people who
+ * listen wakes the process for nothing (50 ticks a second at 20 ms), ms.
+ */
+export const SLEEP_AFTER_MS = 2_000;
 /** A retiring member (its binding handed over) stops speaking at the latest after this many ticks. */
 const RETIRE_MAX_TICKS = 25;
 /** An Opus packet this short is DTX or silence (a TOC byte and at most two more). */
@@ -112,6 +118,14 @@ export class ChannelCore {
   onReady: (() => void) | null = null;
   /** Speakers of the last mix whose next frame is not in yet (-1: the next tick is not watched). */
   #waiting = -1;
+  /** Frame periods in a row in which nothing arrived, nothing played and nobody spoke. */
+  #idleFrames = 0;
+  #asleep = false;
+  /**
+   * Called by `wake` with the frame periods slept through: the owner puts the tick back on its
+   * clock (its phase kept), the tick after plays one frame.
+   */
+  onWake: ((frames: number) => void) | null = null;
 
   constructor(
     readonly id: ChannelId,
@@ -255,12 +269,58 @@ export class ChannelCore {
     // jumps instead (a gap the clients conceal).
     const passes = Math.min(Math.max(1, frames), MAX_MAKEUP_FRAMES);
     this.#timeline.mediaFrame += Math.max(1, frames) - passes;
+    const arrived = this.inbox.count > 0;
     this.#drain();
     for (let p = passes - 1; p >= 0; p--) this.#tickBody(now, lateMs + p * this.settings.frameMs);
     this.#timeline.dueAt = now - lateMs;
+    this.#idleFrames = !arrived && this.#quiet() ? this.#idleFrames + Math.max(1, frames) : 0;
     const ms = performance.now() - t0;
     this.stats.tickUs.record(ms * 1000);
     this.#adaptComplexity(ms);
+  }
+
+  /** Nothing left to play or to end: no mix in progress, every buffer empty, nobody speaking. */
+  #quiet(): boolean {
+    if (this.#lastMixed !== 0) return false;
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[i]!;
+      if (m.jitter.depth > 0 || m.speaking || m.retiring) return false;
+    }
+    return true;
+  }
+
+  /** Silent for SLEEP_AFTER_MS: the owner may stop ticking it until `wake`. */
+  get sleepy(): boolean {
+    return this.#idleFrames * this.settings.frameMs >= SLEEP_AFTER_MS;
+  }
+
+  get asleep(): boolean {
+    return this.#asleep;
+  }
+
+  /** The owner stopped ticking it (it was `sleepy`); the next packet's `wake` starts it again. */
+  sleep(): void {
+    if (this.#asleep) return;
+    this.#asleep = true;
+    this.stats.sleeps++;
+  }
+
+  /**
+   * A packet arrived for a sleeping channel (the ingress calls this first): its media clock moves
+   * on by the frame periods slept through, as if it had ticked them (a packet forwarded now is
+   * stamped with the frame of now), and the owner's clock takes it back (`onWake`).
+   */
+  wake(now: number): void {
+    if (!this.#asleep) return;
+    this.#asleep = false;
+    this.#idleFrames = 0;
+    this.stats.wakes++;
+    const t = this.#timeline;
+    const frames = t.tick === 0 ? 0 : Math.max(0, Math.floor((now - t.dueAt) / this.settings.frameMs));
+    t.tick += frames;
+    t.mediaFrame += frames;
+    t.dueAt += frames * this.settings.frameMs;
+    this.onWake?.(frames);
   }
 
   #tickBody(now: number, lateMs: number): void {

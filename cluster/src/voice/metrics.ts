@@ -95,6 +95,11 @@ const CHANNEL_GAUGES: readonly (readonly [string, string, (s: ChannelFigures) =>
     (s) => s.core.stats.mixRepeatsSkipped,
   ],
   [
+    'voice_channel_clock_sleeps',
+    "Times a channel's clock stopped because nobody had spoken for 2 s (it wakes on the next packet)",
+    (s) => s.core.stats.sleeps,
+  ],
+  [
     'voice_channel_cuts_restored',
     'Listeners taken back to a forwarding run when the mix a new speaker promised did not come',
     (s) => s.core.stats.cutsRestored,

@@ -12,6 +12,13 @@ export interface ScheduledHandle {
   share(on: boolean): void;
   /** In the shared slot. */
   readonly shared: boolean;
+  /**
+   * `true`: the task is not called until woken (a channel nobody speaks in); it keeps its slot, so
+   * it wakes at the same phase, and a slot whose tasks all sleep costs no wake-up. `false`: due
+   * again from its slot's next wake-up.
+   */
+  sleep(on: boolean): void;
+  readonly asleep: boolean;
   remove(): void;
 }
 
@@ -152,6 +159,8 @@ export class TickScheduler {
     let current = best;
     let removed = false;
     let shared = false;
+    // A sleeping task is out of its slot's list (so neither run nor counted as load) but keeps `current`.
+    let asleep = false;
     const unshare = () => {
       shared = false;
       this.#sharedIn[current]!--;
@@ -163,8 +172,22 @@ export class TickScheduler {
       get shared() {
         return shared;
       },
+      get asleep() {
+        return asleep;
+      },
+      sleep: (on: boolean) => {
+        if (removed || on === asleep) return;
+        asleep = on;
+        const slot = this.#slots[current]!;
+        if (on) {
+          this.#skipOnce.delete(task);
+          const i = slot.indexOf(task);
+          if (i >= 0) slot.splice(i, 1);
+        } else slot.push(task);
+        this.#changed(current);
+      },
       share: (on: boolean) => {
-        if (removed || on === shared) return;
+        if (removed || asleep || on === shared) return;
         if (on) {
           shared = true;
           const to = this.#sharedSlotFor(current);
@@ -186,7 +209,7 @@ export class TickScheduler {
       // Moving earlier makes the next tick come that much sooner, once: used to tick just after a
       // channel's packets arrive instead of up to a frame later.
       advance: (wanted: number) => {
-        if (removed || wanted <= 0) return 0;
+        if (removed || asleep || wanted <= 0) return 0;
         // Never crowd a phase: a slot's channels run back to back, so load must stay spread.
         const cap = Math.ceil(this.#size / this.slotCount) + 1;
         let slots = Math.min(wanted, this.slotCount - 1);

@@ -124,6 +124,8 @@ export function virtualChannel(
       const n = old ? lastLen[i]! : encoders[i]!.encode(tones[i]!.fill(pcm), out);
       lastLen[i] = n;
       const m = (old ? retired[i]! : eps[i]!).member!;
+      // As the ingress: a channel whose clock slept starts again before the packet is stamped.
+      if (core.asleep) core.wake(ch.now);
       core.inbox.push(m, k, ch.now, 0, out, n);
       inArrival = true;
       try {

@@ -116,8 +116,8 @@ async function run(
   options: Partial<VoiceClientOptions>[] = [],
   /** The speakers capture from (fake) sound cards, `ClockedSource`s, instead of timers. */
   clocked = false,
-  /** Config `clock.mixOnReady`: the tick runs once the frames it mixes are in. */
-  mixOnReady = true,
+  /** Config `clock.mixOnReady`: the tick runs once the frames it mixes are in (off, as shipped). */
+  mixOnReady = false,
 ): Promise<Run> {
   const started = performance.now();
   srv = await startTestServer({ clock: { advance, mixOnReady } });
@@ -304,11 +304,11 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
     async () => {
       // Both speakers advanced to the tick, the mix still waits from the later arrival to the
       // tick's phase (its margin, the clock's slot). Run on completion, it waits for neither.
-      const scheduled = await run(true, false, [], false, false);
+      const scheduled = await run(true, false);
       for (const b of bots.splice(0)) await b.close();
       await srv?.stop();
       srv = null;
-      const onReady = await run(true, false);
+      const onReady = await run(true, false, [], false, true);
       const early = srv!.voice.channelStats()[0]!.core.stats.earlyTicks;
       const line = (r: Run) =>
         `hold p50 ${r.holdP50.map((h) => h.toFixed(2)).join(' / ')} ms, channel p50 ` +

@@ -246,8 +246,14 @@ describe('timing advance (two speakers half a frame apart, one listener hearing 
       expect(Math.max(...on.phaseP50)).toBeLessThan(FRAME_MS / 3);
       for (const b of on.sent)
         expect(b.stats().session?.sender?.advances ?? 0).toBeLessThanOrEqual(on.advances);
+      // Every order the server sent is applied, none refused: an order sent at the end of the
+      // measured window is still on its way then, so the count sent is read first and the one
+      // applied a round trip later.
+      const sentBefore = srv!.voice.counters.advances;
+      await sleep(300);
       const applied = on.sent.reduce((n, b) => n + (b.stats().session?.sender?.advances ?? 0), 0);
-      expect(applied).toBe(on.advances);
+      expect(applied).toBeGreaterThanOrEqual(sentBefore);
+      expect(applied).toBeLessThanOrEqual(srv!.voice.counters.advances);
       expectClean(on);
     },
   );

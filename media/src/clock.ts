@@ -133,7 +133,7 @@ export class Ticker {
     if (this.activePeriod === 0 || !Number.isInteger(phase) || phase < 0 || phase >= this.activePeriod)
       throw new TypeError(`phase must be an integer in 0..${this.activePeriod - 1}`);
     const bit = 1 << phase;
-    const none = this.activePeriod > 0 && this.ctl[1] === 0;
+    const none = this.ctl[1] === 0;
     // The first phase marked after none was for a period or more: the time spent idle is no skip,
     // resume at now. (Not after a mark cleared and set again at once, as a task moving between
     // slots does: a tick due meanwhile must still fire.)
@@ -160,6 +160,7 @@ export class Ticker {
     const p = this.activePeriod;
     if (p === 0) return k;
     const mask = this.ctl[1]!;
+    if (mask === 0) return k; // poll() never asks while none is active; a loop with none would not end
     while (((mask >>> (k % p)) & 1) === 0) k++;
     return k;
   }

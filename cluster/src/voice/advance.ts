@@ -118,8 +118,7 @@ export function advanceFor(
  * this round's orders (a client applies one within a round trip), so orders never add up twice.
  */
 export class TimingAdvance {
-  /** The round's percentiles (PERCENTILES), then the shift of the member judged. */
-  readonly #pct = new Float64Array(PERCENTILES.length + 1);
+  readonly #pct = new Float64Array(PERCENTILES.length);
 
   readonly marginMs: number;
 
@@ -147,13 +146,12 @@ export class TimingAdvance {
     for (const m of members) {
       const h = m.phase;
       if (h.count > 0) {
-        const why = this.#judge(m, senders, now, frameMs);
-        if (why === null) {
-          const shift = this.#pct[3]!;
+        const shift = this.#judge(m, senders, now, frameMs);
+        if (typeof shift === 'number') {
           m.advancedAt = now;
           send({ member: m, channelId: core.id, seq: ++m.advanceSeq, shiftUs: Math.round(shift * 1000) });
           sent++;
-        } else withheld[why]++;
+        } else withheld[shift]++;
       }
       h.reset();
       m.missedInRound = 0;
@@ -161,8 +159,8 @@ export class TimingAdvance {
     return sent;
   }
 
-  /** Null when `m` gets an order (its shift left in #pct[3]), else why not. */
-  #judge(m: AdvisedMember, senders: number, now: number, frameMs: number): AdvanceWithheld | null {
+  /** The shift `m` is ordered (ms), or why it gets none. */
+  #judge(m: AdvisedMember, senders: number, now: number, frameMs: number): number | AdvanceWithheld {
     if (m.phase.count < MIN_SAMPLES) return 'few_samples';
     if (senders < 2) return 'lone_sender';
     if (now - m.advancedAt < ADVANCE_INTERVAL_MS) return 'interval';
@@ -176,8 +174,7 @@ export class TimingAdvance {
     // A member that missed its tick this round gets no later send: its lead is already short for
     // its jitter (an earlier send, which lengthens it, still goes).
     if (shift > 0 && m.missedInRound > 0) return 'missed';
-    this.#pct[3] = shift;
-    return null;
+    return shift;
   }
 }
 

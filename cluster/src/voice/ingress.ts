@@ -111,13 +111,13 @@ export class VoiceIngress {
           c.drops.bad_red++;
           return;
         }
+        // A channel nobody spoke in lately has no clock running: it starts again here, before
+        // the packet is stamped against the channel's media clock.
+        if (ep.channel.asleep) ep.channel.wake(now);
         // Playout order follows the media timestamp (samples), not the packet sequence, which
         // heartbeats share: as in RTP, the sequence is for loss and replay, the timestamp for time.
         // Unwrap first: 2^32 is not a multiple of a frame, so dividing the raw field breaks at the wrap.
         // A restarted timeline (README 8.1) is moved after the last one first.
-        // A channel nobody spoke in lately has no clock running: it starts again here, before
-        // the packet is stamped against the channel's media clock.
-        if (ep.channel.asleep) ep.channel.wake(now);
         const fs = ep.channel.frameSamples;
         const ts = ep.timeline.map(h.timestamp, (h.flags & VoiceFlags.MARKER) !== 0, now, fs);
         const frame = ep.timestamps.frameIndex(ts, fs);

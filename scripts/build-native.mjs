@@ -5,7 +5,9 @@
 //   media/native/voice_aead.c -> media/native/build/voice_aead.node (Debian libssl-dev): AES-256-GCM
 //     for voice packets with persistent OpenSSL EVP contexts, allocation-free;
 //   media/native/voice_udp.c -> media/native/build/voice_udp.node (libc only): batched UDP send with
-//     sendmmsg(2) on the voice socket's descriptor (Linux), allocation-free.
+//     sendmmsg(2) on the voice socket's descriptor (Linux), allocation-free;
+//   media/native/voice_timer.c -> media/native/build/voice_timer.node (libc and Node's libuv headers):
+//     a timerfd(2) watched on the main event loop, the voice clock's wake-up (Linux).
 // All are optional: without the headers (or a C compiler) this says so in one line per addon and
 // exits 0, and the code falls back (Opus to @discordjs/opus or opusscript, AES-GCM to node:crypto).
 // Skips an addon that is up to date. Plain Node, no dependencies.
@@ -46,6 +48,14 @@ const ADDONS = [
     lib: null,
     pkg: 'libc6-dev',
     fallback: 'voice packets are sent with node:dgram (one syscall and ~670 young bytes per datagram)',
+  },
+  {
+    name: 'voice_timer',
+    header: 'linux/timerfd.h',
+    includeDirs: ['/usr/include', '/usr/local/include'],
+    lib: null,
+    pkg: 'linux-libc-dev',
+    fallback: 'the voice clock is woken by a metronome thread (a message per wake-up)',
   },
 ];
 

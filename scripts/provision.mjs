@@ -9,8 +9,8 @@
 //   - @discordjs/opus loads (rebuilt if not): the native backend's tests must not skip;
 //   - libssl-dev present and our AES-GCM addon (media/native/voice_aead.c) built: the tests check it
 //     against node:crypto;
-//   - our batched UDP send addon (media/native/voice_udp.c, libc only) built: the voice tests run
-//     the server on it;
+//   - our batched UDP send addon (media/native/voice_udp.c, libc only) and the clock's timerfd addon
+//     (media/native/voice_timer.c) built: the voice tests run the server on them;
 //   - chromium (the desktop UI's end-to-end test), PulseAudio with its tools and ALSA's pulse plugin
 //     (the sound-device tests start PulseAudio and its null sinks themselves), and naudiodon's
 //     native binary;
@@ -180,13 +180,14 @@ for (const [header, pkg] of [
   ['/usr/include/opus/opus.h', 'libopus-dev'],
   ['/usr/include/openssl/evp.h', 'libssl-dev'],
   ['/usr/include/netinet/in.h', 'libc6-dev'],
+  ['/usr/include/linux/timerfd.h', 'linux-libc-dev'],
 ]) {
   if (existsSync(header)) continue;
   if (!aptInstall([pkg, ...(onPath('cc') ? [] : ['gcc'])]))
     fail(`${pkg} is not installed: install it (Debian: \`sudo apt-get install -y ${pkg}\`)`);
 }
 const built = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
-for (const addon of ['voice_opus', 'voice_aead', 'voice_udp'])
+for (const addon of ['voice_opus', 'voice_aead', 'voice_udp', 'voice_timer'])
   if (!built.ok || !existsSync(join(root, 'media', 'native', 'build', `${addon}.node`)))
     fail(`the ${addon} addon did not build:\n${built.tail}`);
 

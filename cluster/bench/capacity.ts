@@ -18,6 +18,7 @@ import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/server.js';
+import type { TickerWake } from '@voice/media';
 
 interface Step {
   channels: number;
@@ -73,7 +74,7 @@ export interface CapacityOptions {
   log?: (s: Step) => void;
   maxP99Ms?: number;
   opus?: 'libopus' | 'native' | 'opusscript' | 'auto';
-  clock?: { slots: number; wake: 'thread' | 'timer' };
+  clock?: { slots: number; wake: TickerWake };
   /** Send phases per frame in the swarm: 10 as independent clients, 1 all at once (worst case). */
   phases?: number;
   /** The server's UDP egress: `auto` (sendmmsg where built) or `dgram` (for a side-by-side run). */
@@ -93,7 +94,7 @@ type OpusChoice = 'libopus' | 'native' | 'opusscript' | 'auto';
 export function benchConfig(
   dir: string,
   opus: OpusChoice,
-  clock: { slots: number; wake: 'thread' | 'timer' },
+  clock: { slots: number; wake: TickerWake },
   udpSend: UdpSendChoice = 'auto',
 ) {
   return loadConfig({
@@ -126,7 +127,7 @@ async function runStep(
   channels: number,
   seconds: number,
   opus: OpusChoice,
-  clock: { slots: number; wake: 'thread' | 'timer' },
+  clock: { slots: number; wake: TickerWake },
   phases: number,
   membersPerChannel = 10,
   udpSend: UdpSendChoice = 'auto',
@@ -265,7 +266,7 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
     log = () => {},
     maxP99Ms = 2,
     opus = 'auto',
-    clock = { slots: 16, wake: 'thread' },
+    clock = { slots: 16, wake: 'timerfd' },
     phases = 10,
     udpSend = 'auto',
     streams = 1,
@@ -313,8 +314,13 @@ export async function benchCapacity(o: CapacityOptions = {}): Promise<Record<str
  * The fixed cost: CPU of a server nobody uses (3 s after start-up), and of a home server with one
  * channel of 5, 2 speaking (the issue: it should not pay ~8 % of a core).
  */
+/** A `--wake` value (the product's default when unknown). */
+export function tickerWake(v: string | undefined): TickerWake {
+  return v === 'timer' || v === 'thread' ? v : 'timerfd';
+}
+
 export async function benchFixedCost(opus: OpusChoice = 'auto'): Promise<Record<string, number>> {
-  const clock = { slots: 16, wake: 'thread' as const };
+  const clock = { slots: 16, wake: 'timerfd' as const };
   const dir = mkdtempSync(join(tmpdir(), 'voice-bench-'));
   const server = await startServer(benchConfig(dir, opus, clock), { defaultMetrics: false });
   await new Promise((r) => setTimeout(r, 1_000));
@@ -348,7 +354,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       'max-p99': { type: 'string', default: '2' },
       opus: { type: 'string', default: 'auto' },
       slots: { type: 'string', default: '16' },
-      wake: { type: 'string', default: 'thread' },
+      wake: { type: 'string', default: 'timerfd' },
       phases: { type: 'string', default: '10' },
       'udp-send': { type: 'string', default: 'auto' },
       streams: { type: 'string', default: '1' },
@@ -362,7 +368,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     log: (s) => console.log(JSON.stringify(s)),
     maxP99Ms: Number(values['max-p99']),
     opus: values.opus as 'libopus' | 'native' | 'opusscript' | 'auto',
-    clock: { slots: Number(values.slots), wake: values.wake === 'timer' ? 'timer' : 'thread' },
+    clock: { slots: Number(values.slots), wake: tickerWake(values.wake) },
     phases: Number(values.phases),
     udpSend: udpSendChoice(values['udp-send']),
     streams: Number(values.streams),

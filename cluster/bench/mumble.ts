@@ -12,6 +12,7 @@
  *   node --conditions=source --import tsx cluster/bench/mumble.ts --steps 2,10,20 --seconds 10 [--streams 1]
  *     [--cpu-prof DIR]   (a V8 profile of our server's measured window; summarise with cpu-profile.ts)
  *     [--default-metrics] (our server with prom-client's process metrics, as the product runs it)
+ *     [--wake timerfd|thread|timer] (what wakes our server's clock; default the product's, timerfd)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchCapacity } from './capacity.js';
+import type { TickerWake } from '@voice/media';
+import { benchCapacity, tickerWake } from './capacity.js';
 import { spawnNiced } from './niced.js';
 
 const MURMURD = '/usr/sbin/murmurd';
@@ -159,6 +161,8 @@ export async function benchMumble(
     cpuProfDir?: string;
     /** Our server with prom-client's default process metrics, as the product runs it. */
     defaultMetrics?: boolean;
+    /** What wakes our server's clock (default the product's, `timerfd`). */
+    wake?: TickerWake;
   } = {},
 ): Promise<Record<string, number>> {
   const { steps = [2, 10, 20], seconds = 10, streams = 4, log = () => {}, cpuProfDir } = o;
@@ -184,6 +188,7 @@ export async function benchMumble(
       maxP99Ms: Number.POSITIVE_INFINITY,
       streams,
       defaultMetrics,
+      clock: { slots: 16, wake: o.wake ?? 'timerfd' },
       ...(cpuProfDir ? { cpuProfDir } : {}),
       log: (s) => (ours = s),
     });
@@ -214,9 +219,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       streams: { type: 'string', default: '4' },
       'cpu-prof': { type: 'string' },
       'default-metrics': { type: 'boolean', default: false },
+      wake: { type: 'string', default: 'timerfd' },
     },
   });
   const figures = await benchMumble({
+    wake: tickerWake(values.wake),
     defaultMetrics: values['default-metrics'],
     ...(values['cpu-prof'] ? { cpuProfDir: values['cpu-prof'] } : {}),
     steps: values.steps.split(',').map(Number),

@@ -101,7 +101,7 @@ describe('TickScheduler', () => {
     }
   });
 
-  for (const wake of ['timer', 'thread'] as const)
+  for (const wake of ['timer', 'thread', 'timerfd'] as const)
     it(`a sleeping task is not called and costs no wake-up; woken, it runs in its slot on the same grid (${wake})`, async () => {
       let wakes = 0;
       const s = new TickScheduler(20, 8, undefined, wake, () => void wakes++);

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { Histogram, type HistogramSnapshot } from './histogram.js';
+import { loadNativeTimer, type NativeTimerHandle, type VoiceTimerAddon } from './timer-native.js';
 
 /** Passed to `onTick`. The same object is reused for every tick: copy what you keep. */
 export interface Tick {
@@ -13,7 +14,7 @@ export interface Tick {
   skipped: number;
 }
 
-export type TickerWake = 'timer' | 'thread';
+export type TickerWake = 'timer' | 'thread' | 'timerfd';
 
 export interface TickerOptions {
   /** Period, ms (e.g. 10 or 20). */
@@ -26,9 +27,14 @@ export interface TickerOptions {
    * ticks 0.5-1 ms late (p99 1-2 ms). `thread`: a metronome thread sleeping in Atomics.wait (ns
    * timeouts) posts a message at each due time: p50 0.1 ms, p99 0.3 ms, no more CPU. It costs one
    * worker thread per ticker (~30 ms to start, timers cover that), so use one per process, not one
-   * per channel. Not with an injected `now`.
+   * per channel. `timerfd`: a timerfd(2) on the main loop (our addon, media/native/voice_timer.c)
+   * armed at each due time: the thread's precision without the thread, its message or a wake-up
+   * on a second thread; where the addon is missing (not built, not Linux) it falls back to
+   * `thread` (see `wakeBy`). Neither with an injected `now`.
    */
   readonly wake?: TickerWake;
+  /** The timer addon for `timerfd` (default: `loadNativeTimer()`; null: none, fall back). */
+  readonly nativeTimer?: VoiceTimerAddon | null;
   /** Called when `onTick` throws; the ticker keeps going either way. */
   readonly onError?: (err: unknown) => void;
   /** Monotonic clock in milliseconds (default `performance.now`); injectable for tests. */
@@ -67,7 +73,11 @@ export class Ticker {
   private readonly onTick: (tick: Tick) => void;
   private readonly onError: ((err: unknown) => void) | undefined;
   private readonly maxLate: number;
-  private readonly wakeBy: TickerWake;
+  #wakeBy: TickerWake;
+  /** The `nativeTimer` option until start, then the addon found (null: none). */
+  private nativeTimer: VoiceTimerAddon | null | undefined;
+  /** The armed timerfd (`timerfd` wake, once started). */
+  private fd: NativeTimerHandle | null = null;
   private readonly clock: () => number;
   private readonly unref: boolean;
   private readonly tick: Tick = { index: 0, dueMs: 0, latenessMs: 0, skipped: 0 };
@@ -99,6 +109,20 @@ export class Ticker {
     this.immediate = null;
     this.poll();
   };
+  /** The timerfd fired (called by the addon: must not throw). A pending immediate polls anyway. */
+  private readonly fdWake = (): void => {
+    if (this.immediate !== null) return;
+    try {
+      this.poll();
+    } catch (err) {
+      this.nErrors++;
+      try {
+        this.onError?.(err);
+      } catch {
+        // The clock goes on.
+      }
+    }
+  };
 
   constructor(options: TickerOptions) {
     const {
@@ -115,14 +139,16 @@ export class Ticker {
       throw new TypeError('activePeriod must be an integer in 0..31');
     if (!(periodMs >= 1) || !Number.isFinite(periodMs)) throw new TypeError('periodMs must be >= 1');
     if (!(maxLatePeriods >= 1)) throw new TypeError('maxLatePeriods must be >= 1');
-    if (wake !== 'timer' && wake !== 'thread') throw new TypeError(`unknown wake: ${String(wake)}`);
-    if (wake === 'thread' && now)
-      throw new TypeError('wake "thread" runs on the real clock, not an injected one');
+    if (wake !== 'timer' && wake !== 'thread' && wake !== 'timerfd')
+      throw new TypeError(`unknown wake: ${String(wake)}`);
+    if (wake !== 'timer' && now)
+      throw new TypeError(`wake "${wake}" runs on the real clock, not an injected one`);
     this.periodMs = periodMs;
     this.onTick = onTick;
     this.onError = onError;
     this.maxLate = maxLatePeriods;
-    this.wakeBy = wake;
+    this.#wakeBy = wake;
+    this.nativeTimer = options.nativeTimer;
     this.clock = now ?? (() => performance.now());
     this.unref = unref;
     this.activePeriod = activePeriod;
@@ -149,6 +175,7 @@ export class Ticker {
     Atomics.add(this.ctl, 2, 1);
     Atomics.notify(this.ctl, 2);
     if (this.state === 'running' && active && this.metronome?.beating !== true && this.immediate === null) {
+      // (With timerfd: re-aimed at once, the newly active phase may be due first.)
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = null;
       this.poll();
@@ -169,6 +196,11 @@ export class Ticker {
     return this.state === 'running';
   }
 
+  /** What wakes it: the option, or `thread` once started where `timerfd` found no addon. */
+  get wakeBy(): TickerWake {
+    return this.#wakeBy;
+  }
+
   /** Starts ticking; the first tick is due one period from now. Calling it again does nothing. */
   start(): this {
     if (this.state !== 'new') return this;
@@ -178,7 +210,8 @@ export class Ticker {
     const hrOrigin = process.hrtime.bigint();
     this.origin = this.clock();
     this.k = 0;
-    if (this.wakeBy === 'thread') this.startMetronome(hrOrigin);
+    if (this.#wakeBy === 'timerfd') this.startTimerfd();
+    if (this.#wakeBy === 'thread') this.startMetronome(hrOrigin);
     this.poll();
     return this;
   }
@@ -194,6 +227,8 @@ export class Ticker {
     this.immediate = null;
     this.metronome?.stop();
     this.metronome = null;
+    if (this.fd !== null) this.nativeTimer?.close(this.fd);
+    this.fd = null;
   }
 
   stats(): TickerStats {
@@ -219,18 +254,30 @@ export class Ticker {
   shift(ms: number): void {
     if (!Number.isFinite(ms) || Math.abs(ms) >= this.periodMs)
       throw new TypeError(`shift must be a finite number of ms within one period (${this.periodMs})`);
-    if (this.wakeBy !== 'timer') throw new TypeError('shift needs wake "timer"');
+    if (this.#wakeBy === 'thread') throw new TypeError('shift needs wake "timer" or "timerfd"');
     this.offset += ms;
-    if (this.state === 'running' && this.timer !== null) {
+    if (this.state !== 'running') return;
+    if (this.timer !== null) {
       // The armed timer aims at the old due time: aim again.
       clearTimeout(this.timer);
       this.timer = null;
       this.poll();
-    }
+    } else if (this.fd !== null && this.immediate === null) this.poll();
   }
 
   private elapsedMs(): number {
     return this.clock() - this.origin;
+  }
+
+  private startTimerfd(): void {
+    const addon = this.nativeTimer === undefined ? loadNativeTimer() : this.nativeTimer;
+    this.nativeTimer = addon;
+    if (addon === null) {
+      this.#wakeBy = 'thread';
+      return;
+    }
+    this.fd = addon.create(this.fdWake);
+    if (this.unref) addon.unref(this.fd, true);
   }
 
   private startMetronome(hrOrigin: bigint): void {
@@ -275,6 +322,10 @@ export class Ticker {
     const wait = due - now;
     // A beat can land a few microseconds early (two threads reading the clock): that is on time.
     if (wait > 0.02) {
+      if (this.fd !== null) {
+        this.nativeTimer!.arm(this.fd, wait);
+        return;
+      }
       if (this.metronome?.beating) return; // its next beat wakes us
       this.timer = setTimeout(this.wake, Math.max(1, Math.floor(wait)));
       if (this.unref) this.timer.unref();

@@ -7,6 +7,7 @@ export * from './opus-native.js';
 export * from './opus-addon.js';
 export * from './aead-native.js';
 export * from './udp-native.js';
+export * from './timer-native.js';
 export * from './udp-batch.js';
 export * from './jitter-buffer.js';
 export * from './frame-playout.js';

@@ -57,7 +57,7 @@ export class TickScheduler {
     readonly frameMs: number,
     slots = 8,
     private readonly onError: (err: unknown) => void = () => {},
-    /** `thread`: woken by a metronome thread (sub-ms), not by 1 ms-granular timers. */
+    /** `timerfd` or `thread`: sub-ms wake-ups (a timerfd on the loop, a metronome thread), not 1 ms-granular timers. */
     private readonly wake: TickerWake = 'timer',
     /**
      * Runs right after the tasks due at a wake-up (their `due` calls do their work): the voice
@@ -251,8 +251,8 @@ export class TickScheduler {
   #run(t: Tick): void {
     this.onWake?.(t.latenessMs);
     // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
-    // check phase of this loop iteration follows its socket reads; woken by the metronome's message
-    // (the poll phase) a packet whose event came after the message's in that poll would be missed
+    // check phase of this loop iteration follows its socket reads; woken by the timerfd or the
+    // metronome's message (the poll phase) a packet whose event came after the message's in that poll would be missed
     // until the next frame: a talkspurt's first packet, arrived just before its tick, then waited
     // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
     // next iteration's poll (which does not block while an immediate is pending). Until channel

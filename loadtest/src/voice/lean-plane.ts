@@ -144,7 +144,7 @@ export class LeanPlane {
     this.ticker = new Ticker({
       periodMs: 20 / this.phases,
       // Send on time to the sub-millisecond, or the server's figures measure our timer, not itself.
-      wake: 'thread',
+      wake: 'timerfd',
       onTick: () => {
         const f = Math.floor(this.step / this.phases);
         const p = this.frames[f % 50]!;

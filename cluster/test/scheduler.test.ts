@@ -144,6 +144,25 @@ describe('TickScheduler', () => {
       s.close();
     });
 
+  it('a sleeping task still holds its slot: tasks added meanwhile go elsewhere, and it wakes into a slot of its own', () => {
+    const s = new TickScheduler(20, 8, undefined, 'timer');
+    const sleeper = s.add({ due: () => undefined });
+    sleeper.sleep(true);
+    const others = Array.from({ length: 7 }, () => s.add({ due: () => undefined }));
+    const slots = others.map((h) => h.slot);
+    // Eight tasks in eight slots: none of the newcomers took the sleeper's.
+    expect(slots).not.toContain(sleeper.slot);
+    expect(new Set(slots).size).toBe(7);
+    sleeper.sleep(false);
+    expect(new Set([sleeper.slot, ...slots]).size).toBe(8);
+    // Removed while asleep, its slot is free again for the next one.
+    sleeper.sleep(true);
+    const slot = sleeper.slot;
+    sleeper.remove();
+    expect(s.add({ due: () => undefined }).slot).toBe(slot);
+    s.close();
+  });
+
   it('a task moved to a slot still to come in the frame skips it once; one that stops sharing gets a slot of its own', async () => {
     const s = new TickScheduler(20, 8);
     const dues: number[] = [];

@@ -48,6 +48,8 @@ export class TickScheduler {
   #lastTickerP99 = 0;
   /** Per slot, the tasks in it that `share()`: a slot with some takes more, up to SHARED_SLOT_TASKS. */
   readonly #sharedIn: number[];
+  /** Per slot, its sleeping tasks (out of the slot's list, still its load). */
+  readonly #asleepIn: number[];
   /** The slot running now (-1 outside a wake-up): a task moved to a later slot skips it this frame. */
   #runningSlot = -1;
   /** Tasks moved into a slot still to run in this frame: not run again until the next frame. */
@@ -74,6 +76,7 @@ export class TickScheduler {
     this.slotCount = Math.max(1, Math.min(slots, Math.floor(frameMs)));
     this.#slots = Array.from({ length: this.slotCount }, () => []);
     this.#sharedIn = new Array<number>(this.slotCount).fill(0);
+    this.#asleepIn = new Array<number>(this.slotCount).fill(0);
   }
 
   /** The clock runs only while some channel is active: an idle home server does not wake at all. */
@@ -128,9 +131,14 @@ export class TickScheduler {
     return best >= 0 ? best : from;
   }
 
+  /** Tasks placed in slot `i`, sleeping ones included: a sleeper wakes into its own slot. */
+  #load(i: number): number {
+    return this.#slots[i]!.length + this.#asleepIn[i]!;
+  }
+
   #leastLoaded(): number {
     let best = 0;
-    for (let i = 1; i < this.slotCount; i++) if (this.#slots[i]!.length < this.#slots[best]!.length) best = i;
+    for (let i = 1; i < this.slotCount; i++) if (this.#load(i) < this.#load(best)) best = i;
     return best;
   }
 
@@ -178,6 +186,7 @@ export class TickScheduler {
       sleep: (on: boolean) => {
         if (removed || on === asleep) return;
         asleep = on;
+        this.#asleepIn[current]! += on ? 1 : -1;
         const slot = this.#slots[current]!;
         if (on) {
           this.#skipOnce.delete(task);
@@ -202,7 +211,7 @@ export class TickScheduler {
         // Leave only if the slot is crowded by the others that share it.
         if (this.#slots[current]!.length === 1) return;
         const best = this.#leastLoaded();
-        if (this.#slots[best]!.length + 1 >= this.#slots[current]!.length) return;
+        if (this.#load(best) + 1 >= this.#load(current)) return;
         this.#move(task, current, best);
         current = best;
       },
@@ -215,7 +224,7 @@ export class TickScheduler {
         let slots = Math.min(wanted, this.slotCount - 1);
         while (
           slots > 0 &&
-          this.#slots[(((current - slots) % this.slotCount) + this.slotCount) % this.slotCount]!.length >= cap
+          this.#load((((current - slots) % this.slotCount) + this.slotCount) % this.slotCount) >= cap
         )
           slots--;
         if (slots === 0) return 0;
@@ -234,6 +243,7 @@ export class TickScheduler {
         if (removed) return;
         removed = true;
         if (shared) unshare();
+        if (asleep) this.#asleepIn[current]!--;
         this.#skipOnce.delete(task);
         const slot = this.#slots[current]!;
         const i = slot.indexOf(task);

@@ -63,7 +63,7 @@ describe('MemberStats', () => {
     for (const ep of r.eps) expect(r.delivered.get(ep.session)).toBe(3);
   });
 
-  it('a large server cuts a round into one slice per 64 members (at most 20), each member once a round', () => {
+  it('a large server cuts a round into one slice per 16 members (at most 20), each member once a round', () => {
     vi.useFakeTimers();
     const members = 5 * STATS_MEMBERS_PER_SLICE - 3;
     const r = run(members, 2);

@@ -86,6 +86,15 @@ export interface JitterBufferOptions {
    * where the timing advance, not the stretch, moves the phase.
    */
   readonly stretchGrowthOnly?: boolean;
+  /**
+   * After two packets lost in a row drained the buffer, resume at the packet that carried the
+   * second one's RED copy, dropping the copy, when the copy's turn on the schedule has passed
+   * (default false: resume with the copy, a frame later). A listener sets it: it pops a frame
+   * ahead of its play time while time-stretching, so that packet comes after the copy's turn, and
+   * resuming a frame later is a slip it hears (catch-up drops a frame later). A server mixing at
+   * its tick keeps the copy (measured: at 5 % loss with jitter, dropping it cost its mixes PESQ).
+   */
+  readonly dropLateCopies?: boolean;
   /** A packet this many frames away from the newest one restarts the stream. Default 4 * capacity. */
   readonly resetGapFrames?: number;
 }
@@ -215,6 +224,7 @@ export class JitterBuffer {
   /** Excess delay kept after stretching, ms (`stretchKeepMs`). */
   readonly stretchKeepMs: number;
   private readonly stretchGrowthOnly: boolean;
+  private readonly dropLateCopies: boolean;
   private readonly resetGap: number;
   private readonly marginMs: number;
   private readonly peakMinMs: number;
@@ -298,6 +308,7 @@ export class JitterBuffer {
       timeStretch = false,
       stretchKeepMs = frameMs / 2,
       stretchGrowthOnly = false,
+      dropLateCopies = false,
     } = options;
     if (!(frameMs > 0)) throw new TypeError('frameMs must be > 0');
     if (
@@ -349,6 +360,7 @@ export class JitterBuffer {
     this.timeStretch = timeStretch;
     this.stretchKeepMs = stretchKeepMs;
     this.stretchGrowthOnly = stretchGrowthOnly;
+    this.dropLateCopies = dropLateCopies;
     this.resetGap = resetGapFrames;
     this.targetFrames = minTargetFrames;
     this.marginMs = marginMs;
@@ -608,6 +620,25 @@ export class JitterBuffer {
         this.skipTo(to);
         this.nStale += this.nOverflow - before;
         this.nOverflow = before;
+      }
+      // Two packets lost in a row drain a buffer with one frame of look-ahead; the packet after
+      // them brings the second one's copy (RED), which rode on it and so comes a frame after its
+      // turn. Resuming with the copy would put every later frame a frame behind the schedule (and
+      // catch-up would later drop one: a slip). Within the talkspurt, when the copy's turn on that
+      // schedule has passed and the packet that carried it is here, the copy is dropped instead.
+      if (
+        this.dropLateCopies &&
+        resumed &&
+        this.drainedHead >= 0 &&
+        this.slotRed[this.head & this.mask] === 1
+      ) {
+        const turn = this.lastSchedule + this.head * this.frameMs;
+        if (playAt - turn >= this.frameMs / 2 && this.slotLen[(this.head + 1) & this.mask] !== 0) {
+          const before = this.nOverflow;
+          this.skipTo(this.head + 1);
+          this.nStale += this.nOverflow - before;
+          this.nOverflow = before;
+        }
       }
       this.state = PLAYING;
       this.started = true;

@@ -191,7 +191,7 @@ export class Playout {
     this.stream = new FramePlayout({
       frameSamples: this.frameSamples,
       decoder: options.opus.createDecoder({ frameSamples: this.frameSamples }),
-      jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+      jitter: { marginMs: PLAYOUT_MARGIN_MS, dropLateCopies: true, ...options.jitter },
       // Excess delay in speech goes by whole pitch periods, the FEC look-ahead grows the same way.
       timeStretch: options.timeStretch ?? true,
       ...(options.drainConcealFrames !== undefined ? { drainConcealFrames: options.drainConcealFrames } : {}),
@@ -206,7 +206,7 @@ export class Playout {
             frameSamples: this.frameSamples,
             opus: options.opus,
             // The same settings as the mix: a source is played exactly as a forwarded AUDIO stream.
-            jitter: { marginMs: PLAYOUT_MARGIN_MS, ...options.jitter },
+            jitter: { marginMs: PLAYOUT_MARGIN_MS, dropLateCopies: true, ...options.jitter },
             timeStretch: options.timeStretch ?? true,
             red: this.red,
             ...(options.drainConcealFrames !== undefined

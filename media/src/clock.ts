@@ -248,8 +248,8 @@ export class Ticker {
   /**
    * Moves every later tick by `ms` (negative: earlier), less than one period either way: a sender
    * changes the phase at which it cuts frames (a timing advance) without a gap in tick indices. A
-   * tick moved into the past fires at once. Only with the `timer` wake (the metronome thread keeps
-   * its own grid).
+   * tick moved into the past fires at once. With the `timer` or `timerfd` wake, not `thread` (the
+   * metronome thread keeps its own grid; so does a `timerfd` ticker that fell back to it).
    */
   shift(ms: number): void {
     if (!Number.isFinite(ms) || Math.abs(ms) >= this.periodMs)

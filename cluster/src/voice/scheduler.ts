@@ -262,11 +262,11 @@ export class TickScheduler {
     this.onWake?.(t.latenessMs);
     // The tasks run after the sockets were read once more: woken by a timer (the timers phase) the
     // check phase of this loop iteration follows its socket reads; woken by the timerfd or the
-    // metronome's message (the poll phase) a packet whose event came after the message's in that poll would be missed
-    // until the next frame: a talkspurt's first packet, arrived just before its tick, then waited
-    // a whole frame (cluster/test/advance.test.ts). So two immediates: the second runs after the
-    // next iteration's poll (which does not block while an immediate is pending). Until channel
-    // ticks were called directly the nact message per tick made that second hop.
+    // metronome's message (the poll phase), a packet whose event came after the wake-up's in that
+    // poll would be missed until the next frame: a talkspurt's first packet, arrived just before
+    // its tick, then waited a whole frame (cluster/test/advance.test.ts). So two immediates: the
+    // second runs after the next iteration's poll (which does not block while an immediate is
+    // pending). Until channel ticks were called directly the nact message per tick made that hop.
     const index = t.index;
     const skipped = t.skipped;
     const dueNow = performance.now() - t.latenessMs;

@@ -201,6 +201,14 @@ export class Ticker {
     return this.#wakeBy;
   }
 
+  /**
+   * The clock's reading (performance.now unless injected) at `start()`: a tick was due at
+   * `startedAtMs + tick.dueMs` on that clock, exactly, where `now - latenessMs` reads it again.
+   */
+  get startedAtMs(): number {
+    return this.origin;
+  }
+
   /** Starts ticking; the first tick is due one period from now. Calling it again does nothing. */
   start(): this {
     if (this.state !== 'new') return this;

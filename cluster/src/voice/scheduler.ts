@@ -269,7 +269,9 @@ export class TickScheduler {
     // pending). Until channel ticks were called directly the nact message per tick made that hop.
     const index = t.index;
     const skipped = t.skipped;
-    const dueNow = performance.now() - t.latenessMs;
+    // Its exact due instant on performance.now (the ticker's clock), not a second reading of the
+    // clock minus the lateness: that one drifted by the microseconds between the two reads.
+    const dueNow = this.#ticker!.startedAtMs + t.dueMs;
     setImmediate(() =>
       setImmediate(() => {
         try {
